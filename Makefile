@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: ./relay, ./send, ./receive to run; `make test` to test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup setup-dev test test-fast lint format bench clean
+
+setup:
+	$(PYTHON) scripts/bootstrap.py
+
+setup-dev:
+	$(PYTHON) scripts/bootstrap.py --dev
+
+test: setup-dev
+	$(BIN)/python -m pytest
+
+test-fast: setup-dev
+	$(BIN)/python -m pytest tests/unit tests/inproc
+
+lint: setup-dev
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+
+format: setup-dev
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
+
+bench: setup-dev
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .venv.lock .pytest_cache .mypy_cache .ruff_cache .hypothesis

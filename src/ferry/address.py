@@ -1,0 +1,44 @@
+"""Parsing of relay addresses: `host:port`, `[v6]:port`, and `:port` to listen everywhere.
+
+Pure functions, standard library only (the relay uses them too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ferry.errors import InvalidAddress
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    """Host name or IP literal (without brackets); "" means every interface."""
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(text: str, *, listen: bool = False) -> Address:
+    """Parse host:port. With listen=True the host may be empty (":9021")."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":") or not host:
+            raise InvalidAddress(f"invalid address {text!r}: expected [v6-address]:port")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise InvalidAddress(f"invalid address {text!r}: expected host:port, e.g. relay.example.com:9021")
+        if ":" in host:
+            raise InvalidAddress(f"invalid address {text!r}: put IPv6 addresses in brackets, [::1]:9021")
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InvalidAddress(f"invalid port in {text!r}: expected a number from 1 to 65535")
+    if not host and not listen:
+        raise InvalidAddress(f"invalid address {text!r}: the relay's host name is missing")
+    if any(ch.isspace() or ch in "/@" for ch in host):
+        raise InvalidAddress(f"invalid host in {text!r}")
+    return Address(host, int(port_text))

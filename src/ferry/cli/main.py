@@ -1,0 +1,34 @@
+"""`ferry relay|send|receive ...`: one entry point for the three programs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: ferry relay :PORT
+       ferry send RELAY FILE
+       ferry receive RELAY CODE DIR
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args.pop(0) if args else ""
+    if command == "relay":
+        from ferry.cli.relay import main as relay_main
+
+        return relay_main(args)
+    if command == "send":
+        from ferry.cli.send import main as send_main
+
+        return send_main(args)
+    if command == "receive":
+        from ferry.cli.receive import main as receive_main
+
+        return receive_main(args)
+    sys.stderr.write(USAGE)
+    return 0 if command in ("-h", "--help") else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

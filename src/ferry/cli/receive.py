@@ -1,0 +1,65 @@
+"""`./receive RELAY CODE DIR`: fetch the file into DIR (created if missing)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ferry.address import parse_address
+from ferry.cli.common import fail, run, setup_logging
+from ferry.codes import parse_code
+from ferry.config import ClientConfig
+from ferry.errors import FerryError, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="receive",
+        description="Receive a file through a ferry relay into a directory.",
+    )
+    parser.add_argument("relay", help="relay address, HOST:PORT or [V6]:PORT")
+    parser.add_argument(
+        "code", nargs="?",
+        help="the code the sender printed; '-' reads it from stdin, "
+        "and if omitted it comes from the FERRY_CODE environment variable",
+    )  # fmt: skip
+    parser.add_argument("directory", help="where to put the file (created if missing)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
+    return parser
+
+
+def read_code(arg: str | None) -> str:
+    if arg == "-":
+        return sys.stdin.readline()
+    if arg is None:
+        code = os.environ.get("FERRY_CODE")
+        if not code:
+            raise UsageError("no code given (pass it as an argument, '-' for stdin, or FERRY_CODE)")
+        return code
+    return arg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging("receive", args.verbose)
+    try:
+        address = parse_address(args.relay)
+        code = parse_code(read_code(args.code))
+        from ferry.client.progress import for_stderr
+        from ferry.client.receiver import Receiver, prepare_directory
+
+        directory = prepare_directory(args.directory)
+    except FerryError as exc:
+        return fail("receive", exc.message, exc.exit_code)
+    receiver = Receiver(address, code, directory, ClientConfig(), for_stderr(), args.overwrite)
+    status = run("receive", receiver.run())
+    if status == 0 and args.verbose and receiver.saved_as is not None:
+        print(f"receive: saved {receiver.saved_as}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""The receiving side: claim the nameplate, authenticate, store the file safely.
+
+Storage rules (never lose or corrupt anything):
+- the offered name is reduced to a safe base name inside the output directory;
+- an existing file (or link) under that name is refused before any data moves,
+  unless overwrite was asked for;
+- bytes go to a fresh temporary file in the output directory (O_EXCL, never
+  following links); only after the last record authenticated and the size
+  matched is it fsynced and renamed into place, the directory fsynced, and
+  only then is the ACK sent. Any failure removes the temporary file, so
+  nothing ever appears under the final name half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from ferry.address import Address
+from ferry.client.channel import Channel
+from ferry.client.handshake import Handshake
+from ferry.client.progress import Progress, percent
+from ferry.client.relay_link import RelayLink
+from ferry.codes import Code
+from ferry.config import ClientConfig
+from ferry.crypto import Role
+from ferry.errors import (
+    ConnectionLost,
+    FerryError,
+    LocalFileError,
+    RefusedByPeer,
+    RemoteProtocolError,
+    TimedOut,
+    UnsafeName,
+)
+from ferry.names import display_name, safe_name
+from ferry.protocol import messages
+from ferry.protocol import rendezvous as rv
+from ferry.protocol.records import RecordType
+
+TEMP_PREFIX = ".ferry-"
+TEMP_SUFFIX = ".part"
+
+
+class FileExists(LocalFileError):
+    """the file already exists."""
+
+
+def prepare_directory(path: str) -> Path:
+    """Create the output directory if needed; check it is a writable directory."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LocalFileError(f"{path} exists and is not a directory") from None
+    except OSError as exc:
+        raise LocalFileError(f"cannot create the directory {path}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise LocalFileError(f"cannot write into {path}: permission denied")
+    return directory
+
+
+class Receiver:
+    def __init__(
+        self,
+        address: Address,
+        code: Code,
+        directory: Path,
+        config: ClientConfig,
+        progress: Progress,
+        overwrite: bool = False,
+    ) -> None:
+        self.address = address
+        self.code = code
+        self.directory = directory
+        self.config = config
+        self.progress = progress
+        self.overwrite = overwrite
+        self.saved_as: Path | None = None
+
+    async def run(self) -> Path:
+        link = await RelayLink.connect(self.address, self.config.connect_timeout)
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                await link.send(rv.ReceiveRequest(self.code.nameplate))
+                await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
+                channel = Channel(link.sock, link.take_rest(), "sender", self.config.io_timeout)
+                await Handshake(channel, Role.RECEIVER, self.code).run()
+        except TimeoutError:
+            link.close()
+            raise TimedOut("timed out pairing with the sender") from None
+        except ConnectionLost:
+            link.close()
+            raise ConnectionLost("the sender went away during key exchange (or the code is wrong)") from None
+        except BaseException:
+            link.close()
+            raise
+        try:
+            return await self._receive(channel)
+        finally:
+            channel.close()
+
+    async def _receive(self, channel: Channel) -> Path:
+        offer = messages.decode_offer(await channel.expect_sealed(RecordType.OFFER))
+        target = await self._accept_or_refuse(channel, offer)
+        temp = self._create_temp()
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                await self._receive_data(channel, fd, offer.size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._install(temp, target)
+        except BaseException as exc:
+            _unlink_quietly(temp)
+            if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
+                await channel.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
+            raise
+        self.saved_as = target
+        try:
+            await channel.send_sealed(RecordType.ACK, messages.encode_ack(messages.Ack(offer.size)))
+        except ConnectionLost:
+            pass  # the file is safely stored; the sender will report the missing ACK
+        return target
+
+    async def _accept_or_refuse(self, channel: Channel, offer: messages.Offer) -> Path:
+        async def refuse(reason: str, message: str, error: FerryError) -> FerryError:
+            answer = messages.Answer(False, reason, message)
+            await channel.send_sealed(RecordType.ANSWER, messages.encode_answer(answer))
+            return error
+
+        if offer.kind != messages.KIND_FILE:
+            text = f"this receiver cannot accept a {display_name(offer.kind)!r} transfer"
+            raise await refuse(messages.REASON_UNSUPPORTED, text, RemoteProtocolError(text))
+        try:
+            name = safe_name(offer.name)
+        except UnsafeName as exc:
+            raise await refuse(messages.REASON_BAD_NAME, "unusable file name", exc) from None
+        target = self.directory / name
+        if os.path.lexists(target) and not (self.overwrite and target.is_file()):
+            shown = display_name(str(target))
+            if self.overwrite:
+                error: FerryError = LocalFileError(f"{shown} exists and is not a regular file")
+            else:
+                error = FileExists(f"{shown} already exists (use --overwrite to replace it)")
+            raise await refuse(messages.REASON_EXISTS, f"{display_name(name)} already exists there", error)
+        free = _free_bytes(self.directory)
+        if free is not None and free < offer.size:
+            text = f"not enough space in {self.directory} ({free} bytes free, {offer.size} needed)"
+            raise await refuse(messages.REASON_LOCAL_ERROR, "not enough disk space", LocalFileError(text))
+        await channel.send_sealed(RecordType.ANSWER, messages.encode_answer(messages.Answer(True)))
+        return target
+
+    def _create_temp(self) -> Path:
+        for _ in range(10):
+            temp = self.directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise LocalFileError(f"cannot write into {self.directory}: {exc.strerror}") from None
+            os.close(fd)
+            return temp
+        raise LocalFileError(f"cannot create a temporary file in {self.directory}")
+
+    async def _receive_data(self, channel: Channel, fd: int, size: int) -> None:
+        received = 0
+        self.progress.start(size, "receiving")
+        try:
+            while True:
+                channel.lost_message = f"the sender went away after {percent(received, size)}"
+                header, plain = await channel.read_sealed()
+                if header.type is not RecordType.DATA:
+                    raise RemoteProtocolError(f"expected DATA, got {header.type.name}")
+                received += len(plain)
+                if received > size:
+                    raise RemoteProtocolError("the sender sent more than it offered")
+                _write_all(fd, plain)
+                self.progress.update(len(plain))
+                if header.final:
+                    break
+        finally:
+            self.progress.close()
+        if received != size:
+            raise RemoteProtocolError(f"the sender ended after {received} of {size} bytes")
+
+    def _install(self, temp: Path, target: Path) -> None:
+        """Move the finished temporary file to its final name, atomically."""
+        try:
+            if self.overwrite:
+                os.replace(temp, target)
+            else:
+                # link() fails if the name appeared meanwhile: never clobber.
+                try:
+                    os.link(temp, target, follow_symlinks=False)
+                except FileExistsError:
+                    raise FileExists(f"{display_name(str(target))} appeared meanwhile; not replaced") from None
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                        raise
+                    if os.path.lexists(target):  # no hard links here (e.g. FAT): best effort
+                        raise FileExists(f"{display_name(str(target))} appeared meanwhile") from None
+                    os.rename(temp, target)
+                else:
+                    os.unlink(temp)
+            _fsync_directory(self.directory)
+        except OSError as exc:
+            raise LocalFileError(f"cannot store the file: {exc.strerror}") from None
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as exc:
+        raise LocalFileError(f"cannot write the file: {exc.strerror}") from None
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except (OSError, AttributeError):
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,110 @@
+"""A client's connection to the relay, up to PAIRED.
+
+Maps every OS error to a ferry error at this edge: RelayUnreachable while
+connecting, ConnectionLost afterwards, RelayRefused for an ERROR line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from ferry.address import Address
+from ferry.errors import ConnectionLost, RelayRefused, RelayUnreachable, TimedOut
+from ferry.protocol import rendezvous as rv
+
+_REFUSAL_TEXT = {
+    rv.REASON_UNKNOWN_NAMEPLATE: "unknown code: no sender is waiting with nameplate {n} "
+    "(check the number, and that the sender is still running)",
+    rv.REASON_CLAIMED: "code already in use: another receiver is using nameplate {n}",
+    rv.REASON_BUSY: "relay busy, try again later",
+    rv.REASON_VERSION: "the relay speaks another protocol version; update ferry",
+    rv.REASON_TOO_MANY_ATTEMPTS: "too many attempts on nameplate {n}; ask for a new code",
+    rv.REASON_TIMEOUT: "timed out at the relay",
+    rv.REASON_SENDER_GONE: "the sender went away",
+    rv.REASON_SHUTTING_DOWN: "the relay is shutting down, try again later",
+}
+
+
+def refusal_error(message: rv.Refused, nameplate: int | None) -> RelayRefused:
+    template = _REFUSAL_TEXT.get(message.reason)
+    text = template.format(n=nameplate) if template else f"relay refused: {message.text or message.reason}"
+    return RelayRefused(message.reason, text)
+
+
+class RelayLink:
+    """One TCP connection to the relay, speaking rendezvous lines until PAIRED."""
+
+    def __init__(self, sock: socket.socket, address: Address) -> None:
+        self.sock = sock
+        self.address = address
+        self._lines = rv.LineBuffer()
+
+    @classmethod
+    async def connect(cls, address: Address, timeout: float) -> RelayLink:
+        loop = asyncio.get_running_loop()
+        where = str(address)
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+                last: OSError | None = None
+                for family, type_, proto, _, sockaddr in infos:
+                    sock = socket.socket(family, type_, proto)
+                    sock.setblocking(False)
+                    try:
+                        await loop.sock_connect(sock, sockaddr)
+                    except OSError as exc:
+                        sock.close()
+                        last = exc
+                        continue
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    return cls(sock, address)
+        except TimeoutError:
+            raise RelayUnreachable(f"relay not reachable at {where} (timed out)") from None
+        except socket.gaierror as exc:
+            raise RelayUnreachable(f"relay not reachable at {where} ({exc.strerror})") from None
+        reason = last.strerror if last and last.strerror else "no address"
+        raise RelayUnreachable(f"relay not reachable at {where} ({reason.lower()})")
+
+    async def send(self, message: rv.ClientMessage) -> None:
+        try:
+            await asyncio.get_running_loop().sock_sendall(self.sock, rv.encode(message))
+        except OSError as exc:
+            raise ConnectionLost(f"lost the connection to the relay ({exc.strerror})") from None
+
+    async def receive(self) -> rv.RelayMessage:
+        """The next line from the relay; an ERROR line is returned, not raised."""
+        loop = asyncio.get_running_loop()
+        while (line := self._lines.next_line()) is None:
+            try:
+                data = await loop.sock_recv(self.sock, rv.MAX_LINE)
+            except OSError as exc:
+                raise ConnectionLost(f"lost the connection to the relay ({exc.strerror})") from None
+            if not data:
+                raise ConnectionLost("the relay closed the connection")
+            self._lines.receive_data(data)
+        return rv.parse_relay_line(line)
+
+    async def expect(self, kind: type[rv.RelayMessage], nameplate: int | None, timeout: float) -> rv.RelayMessage:
+        """Wait for one message of `kind`, answering PINGs; raise on ERROR."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await self.receive()
+                    if isinstance(message, kind):
+                        return message
+                    if isinstance(message, rv.Refused):
+                        raise refusal_error(message, nameplate)
+                    if isinstance(message, rv.Ping):
+                        await self.send(rv.Pong())
+                        continue
+                    raise ConnectionLost(f"the relay sent an unexpected {type(message).__name__}")
+        except TimeoutError:
+            raise TimedOut(f"timed out waiting for the relay ({timeout:.0f}s)") from None
+
+    def take_rest(self) -> bytes:
+        """Bytes that arrived after PAIRED: the start of the peer's stream."""
+        return self._lines.take_rest()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,198 @@
+"""The sending side: get a nameplate, show the code, serve receivers until one succeeds.
+
+The control connection holds the nameplate. Each INCOMING ticket means a
+receiver arrived: a data connection joins it, authenticates, and sends the
+file. A receiver with a wrong code costs one of max_failed_attempts and the
+sender waits for the next; a receiver that vanishes before key agreement
+costs nothing (it learned nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+from ferry.address import Address
+from ferry.client.progress import Progress, percent
+from ferry.client.relay_link import RelayLink
+from ferry.codes import Code, generate_code
+from ferry.config import ClientConfig
+from ferry.errors import (
+    ConnectionLost,
+    FerryError,
+    LocalFileError,
+    RefusedByPeer,
+    RemoteProtocolError,
+    TimedOut,
+    TooManyAttempts,
+    WrongCode,
+)
+from ferry.protocol import messages
+from ferry.protocol import rendezvous as rv
+from ferry.protocol.records import RecordType
+
+if TYPE_CHECKING:
+    from ferry.client.channel import Channel
+
+log = logging.getLogger("ferry.send")
+
+
+@dataclass
+class Outgoing:
+    """The file being sent, opened before the relay is contacted."""
+
+    file: BinaryIO
+    name: str
+    size: int
+
+    @classmethod
+    def open(cls, path: str) -> Outgoing:
+        try:
+            file = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by Outgoing
+        except FileNotFoundError:
+            raise LocalFileError(f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise LocalFileError(f"{path} is a directory; ferry sends one file") from None
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+        stat = os.fstat(file.fileno())
+        if not os.path.isfile(path):
+            file.close()
+            raise LocalFileError(f"{path} is not a regular file")
+        name = os.path.basename(os.path.normpath(os.path.abspath(path)))
+        return cls(file, name, stat.st_size)
+
+
+class Sender:
+    def __init__(
+        self,
+        address: Address,
+        outgoing: Outgoing,
+        config: ClientConfig,
+        progress: Progress,
+        show_code: Callable[[Code], None],
+    ) -> None:
+        self.address = address
+        self.outgoing = outgoing
+        self.config = config
+        self.progress = progress
+        self.show_code = show_code
+        self.failed_attempts = 0
+
+    async def run(self) -> None:
+        control = await RelayLink.connect(self.address, self.config.connect_timeout)
+        try:
+            await control.send(rv.SendRequest())
+            assigned = await control.expect(rv.NameplateAssigned, None, self.config.connect_timeout)
+            assert isinstance(assigned, rv.NameplateAssigned)
+            code = generate_code(assigned.nameplate)
+            self.show_code(code)
+            async with asyncio.timeout(self.config.wait_timeout):
+                await self._serve_receivers(control, code)
+        except TimeoutError:
+            raise TimedOut(f"no receiver came within {self.config.wait_timeout:.0f}s") from None
+        finally:
+            control.close()
+
+    async def _serve_receivers(self, control: RelayLink, code: Code) -> None:
+        while True:
+            incoming = await control.expect(rv.Incoming, code.nameplate, self.config.wait_timeout)
+            assert isinstance(incoming, rv.Incoming)
+            if await self._attempt(code, incoming.ticket):
+                return
+
+    async def _attempt(self, code: Code, ticket: str) -> bool:
+        """Serve one receiver; True when the file was delivered."""
+        # Imported here, not at the top: the code line must not wait for the
+        # crypto libraries to load (time-to-code).
+        from ferry.client.channel import Channel
+        from ferry.client.handshake import Handshake, Stage
+        from ferry.crypto import Role
+
+        link = await RelayLink.connect(self.address, self.config.connect_timeout)
+        channel: Channel | None = None
+        handshake: Handshake | None = None
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                await link.send(rv.JoinRequest(code.nameplate, ticket))
+                await link.expect(rv.Paired, code.nameplate, self.config.handshake_timeout)
+                channel = Channel(link.sock, link.take_rest(), "receiver", self.config.io_timeout)
+                handshake = Handshake(channel, Role.SENDER, code)
+                await handshake.run()
+        except (WrongCode, ConnectionLost, RemoteProtocolError, TimeoutError) as exc:
+            link.close()
+            if handshake is None or handshake.stage is Stage.STARTED:
+                log.warning("a receiver connected but left before key exchange; still waiting")
+                return False
+            self.failed_attempts += 1
+            left = self.config.max_failed_attempts - self.failed_attempts
+            if left <= 0:
+                raise TooManyAttempts(
+                    f"{self.failed_attempts} receivers tried a wrong code; giving up (send again for a new code)"
+                ) from None
+            what = "used a wrong code" if isinstance(exc, WrongCode) else "failed key exchange"
+            log.warning("a receiver %s; waiting for another (%d attempt(s) left)", what, left)
+            return False
+        except BaseException:
+            link.close()
+            raise
+        try:
+            await self._transfer(channel)
+        except FerryError as exc:
+            if not isinstance(exc, ConnectionLost | RefusedByPeer):
+                await channel.abort("error", exc.message)
+            raise
+        finally:
+            channel.close()
+        return True
+
+    async def _transfer(self, channel: Channel) -> None:
+        out = self.outgoing
+        offer = messages.Offer(messages.KIND_FILE, out.name, out.size)
+        await channel.send_sealed(RecordType.OFFER, messages.encode_offer(offer))
+        answer = messages.decode_answer(await channel.expect_sealed(RecordType.ANSWER))
+        if not answer.accept:
+            raise RefusedByPeer(f"the receiver refused: {answer.message or answer.reason}")
+        await self._send_data(channel)
+        channel.io_timeout = self.config.ack_timeout
+        channel.lost_message = "the receiver went away before confirming it stored the file"
+        ack = messages.decode_ack(await channel.expect_sealed(RecordType.ACK))
+        if ack.size != out.size:
+            raise RemoteProtocolError(f"the receiver stored {ack.size} bytes, not {out.size}")
+
+    async def _send_data(self, channel: Channel) -> None:
+        out = self.outgoing
+        chunk = memoryview(bytearray(self.config.record_size))
+        sent = 0
+        self.progress.start(out.size, out.name)
+        try:
+            while True:
+                want = min(len(chunk), out.size - sent)
+                n = _read_fully(out.file, chunk[:want])
+                if n < want:
+                    raise LocalFileError(f"{out.name} shrank while it was being sent")
+                sent += n
+                channel.lost_message = f"the receiver went away after {percent(sent - n, out.size)}"
+                await channel.send_data(chunk[:n], final=sent == out.size)
+                self.progress.update(n)
+                if sent == out.size:
+                    return
+        finally:
+            self.progress.close()
+
+
+def _read_fully(file: BinaryIO, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        try:
+            n = file.readinto(view[got:])  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise LocalFileError(f"cannot read the file: {exc.strerror}") from None
+        if not n:
+            break
+        got += n
+    return got

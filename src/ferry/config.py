@@ -1,0 +1,90 @@
+"""Every tunable limit, named, with its unit. Standard library only.
+
+The relay's settings can be changed by flag or by environment variable
+(FERRY_RELAY_<FIELD NAME IN UPPER CASE>); see README.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    handshake_timeout: float = 10.0
+    """Seconds a new connection has to send its complete first line."""
+
+    max_handshakes: int = 1000
+    """Connections allowed at once that have not yet sent their first line."""
+
+    max_waiting_senders: int = 10_000
+    """Senders allowed at once to hold a nameplate."""
+
+    max_sender_wait: float = 24 * 3600.0
+    """Seconds a sender may hold a nameplate before the relay drops it."""
+
+    max_active_transfers: int = 2000
+    """Pipes allowed at once (each is one sender/receiver pair)."""
+
+    join_timeout: float = 15.0
+    """Seconds a claiming receiver waits for the sender's data connection."""
+
+    ping_interval: float = 30.0
+    """Seconds between PINGs to a waiting sender."""
+
+    pong_timeout: float = 90.0
+    """Seconds without any byte from a waiting sender before it is dropped."""
+
+    idle_timeout: float = 600.0
+    """Seconds an active pipe may move no byte in either direction."""
+
+    max_claims_per_nameplate: int = 20
+    """Receivers that may claim one nameplate over its lifetime (code guessing)."""
+
+    socket_buffer: int = 128 * KIB
+    """SO_SNDBUF and SO_RCVBUF requested for each relay socket, in bytes.
+
+    Linux doubles the request for bookkeeping, so one socket holds at most
+    4 x socket_buffer bytes and a pipe's two sockets 8 x socket_buffer
+    (1 MiB at the default) in the kernel, well inside the 4 MiB budget."""
+
+    pump_buffer: int = 64 * KIB
+    """Bytes the relay holds per direction of a pipe in user space (or the
+    kernel pipe it splices through)."""
+
+    use_splice: bool = True
+    """Move bytes with os.splice where the platform has it (zero-copy)."""
+
+    drain_timeout: float = 30.0
+    """Seconds active pipes may keep running after SIGTERM before the relay exits."""
+
+    def per_transfer_bytes(self) -> int:
+        """Upper bound of the memory one pipe can pin: kernel buffers and pump."""
+        return 8 * self.socket_buffer + 2 * self.pump_buffer
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    connect_timeout: float = 10.0
+    """Seconds to reach the relay."""
+
+    wait_timeout: float = 24 * 3600.0
+    """Seconds a sender waits for a receiver before giving up."""
+
+    handshake_timeout: float = 30.0
+    """Seconds for pairing, key exchange and confirmation once a receiver came."""
+
+    io_timeout: float = 120.0
+    """Seconds without progress in the middle of a transfer before giving up."""
+
+    ack_timeout: float = 300.0
+    """Seconds the sender waits for the receiver to store the file (fsync) and acknowledge."""
+
+    max_failed_attempts: int = 3
+    """Wrong codes a sender tolerates before it gives up."""
+
+    record_size: int = 256 * KIB
+    """Plaintext bytes per DATA record."""

@@ -1,0 +1,136 @@
+"""Every error ferry raises, in one flat hierarchy.
+
+Theory of operation: I/O edges (sockets, files, libraries) catch what the
+operating system or a library raises and re-raise one of these, so the CLI
+can map any failure to one line of text and one exit code without knowing
+where it came from. The docstring of each class is the sentence a user reads
+when no more specific message was given. The relay imports this module too,
+so it must stay standard-library only.
+"""
+
+from __future__ import annotations
+
+# Exit codes, one per class of failure. Documented in README.md; keep in sync.
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_LOCAL_FILE = 3
+EXIT_RELAY_UNREACHABLE = 4
+EXIT_RELAY_REFUSED = 5
+EXIT_WRONG_CODE = 6
+EXIT_PEER_GONE = 7
+EXIT_INTEGRITY = 8
+EXIT_TIMEOUT = 9
+EXIT_REFUSED_BY_PEER = 10
+EXIT_INTERRUPTED = 130
+
+
+class FerryError(Exception):
+    """ferry failed."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__ or type(self).__name__)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(FerryError):
+    """invalid arguments."""
+
+    exit_code = EXIT_USAGE
+
+
+class InvalidCode(UsageError):
+    """that is not a ferry code (expected something like 7-guitar-orbit-velvet)."""
+
+
+class InvalidAddress(UsageError):
+    """invalid relay address (expected host:port or [v6]:port)."""
+
+
+class LocalFileError(FerryError):
+    """cannot read or write a local file."""
+
+    exit_code = EXIT_LOCAL_FILE
+
+
+class UnsafeName(FerryError):
+    """the sender offered a file name that cannot be stored safely."""
+
+    exit_code = EXIT_REFUSED_BY_PEER
+
+
+class ProtocolError(FerryError):
+    """protocol violation."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class LocalProtocolError(ProtocolError):
+    """ferry misused its own protocol (a bug)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """the other side sent something that is not valid ferry protocol."""
+
+    exit_code = EXIT_PEER_GONE
+
+
+class RelayUnreachable(FerryError):
+    """relay not reachable."""
+
+    exit_code = EXIT_RELAY_UNREACHABLE
+
+
+class RelayRefused(FerryError):
+    """the relay refused the request."""
+
+    exit_code = EXIT_RELAY_REFUSED
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"relay refused: {reason}")
+        self.reason = reason
+
+
+class WrongCode(FerryError):
+    """wrong code."""
+
+    exit_code = EXIT_WRONG_CODE
+
+
+class TooManyAttempts(WrongCode):
+    """too many wrong codes were tried; start a new transfer."""
+
+
+class ConnectionLost(FerryError):
+    """the connection was lost."""
+
+    exit_code = EXIT_PEER_GONE
+
+
+class IntegrityError(FerryError):
+    """the data was altered in transit (authentication failed)."""
+
+    exit_code = EXIT_INTEGRITY
+
+
+class TimedOut(FerryError):
+    """timed out."""
+
+    exit_code = EXIT_TIMEOUT
+
+
+class RefusedByPeer(FerryError):
+    """the other side refused the transfer."""
+
+    exit_code = EXIT_REFUSED_BY_PEER
+
+
+class Interrupted(FerryError):
+    """interrupted."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,152 @@
+"""The JSON bodies of the sealed control records: OFFER, ANSWER, ACK, ABORT.
+
+Theory of operation. Control records are small JSON objects so that later
+versions can add fields without breaking this one: decoders ignore keys
+they do not know and reject only what they cannot safely use. The
+conversation after key confirmation is:
+
+    sender                                   receiver
+    OFFER  {"kind": "file", "name", "size"}  --->
+           <---  ANSWER {"accept": true}
+                 or {"accept": false, "reason", "message"}
+    DATA ... DATA(final)                     --->
+           <---  ACK {"ok": true, "size"}
+    either side, any time: ABORT {"reason", "message"}, then close
+
+Room to grow: an OFFER of another kind ("directory", "files") is answered
+with accept=false, reason="unsupported" by this version; a later receiver
+may answer {"accept": true, "resume_from": offset} and a sender that does
+not know resume_from will see it is absent or zero.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ferry.errors import RemoteProtocolError
+
+MAX_SIZE: Final = (1 << 63) - 1
+MAX_OFFERED_NAME: Final = 4096
+"""Longest name an OFFER may carry, in characters (before sanitising)."""
+MAX_TEXT: Final = 512
+"""Longest reason/message text we keep from the peer, in characters."""
+
+KIND_FILE: Final = "file"
+
+# ANSWER/ABORT reasons.
+REASON_EXISTS: Final = "exists"
+REASON_UNSUPPORTED: Final = "unsupported"
+REASON_BAD_NAME: Final = "bad-name"
+REASON_LOCAL_ERROR: Final = "local-error"
+
+
+@dataclass(frozen=True)
+class Offer:
+    kind: str
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    accept: bool
+    reason: str = ""
+    message: str = ""
+    resume_from: int = 0
+
+
+@dataclass(frozen=True)
+class Ack:
+    size: int
+
+
+@dataclass(frozen=True)
+class Abort:
+    reason: str
+    message: str
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _load(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RemoteProtocolError(f"{what} is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"{what} is not a JSON object")
+    return obj
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    value = obj.get(key)
+    # bool is an int subclass; never accept it where a number is expected.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise RemoteProtocolError(f"{what} has a missing or malformed {key!r}")
+    return value
+
+
+def _text(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key, "")
+    return value[:MAX_TEXT] if isinstance(value, str) else ""
+
+
+def encode_offer(offer: Offer) -> bytes:
+    return _dump({"kind": offer.kind, "name": offer.name, "size": offer.size})
+
+
+def decode_offer(body: bytes) -> Offer:
+    obj = _load(body, "offer")
+    kind = _field(obj, "kind", str, "offer")
+    if kind != KIND_FILE:
+        return Offer(kind=kind[:64], name="", size=0)
+    name = _field(obj, "name", str, "offer")
+    size = _field(obj, "size", int, "offer")
+    if len(name) > MAX_OFFERED_NAME:
+        raise RemoteProtocolError("offer has an over-long name")
+    if not 0 <= size <= MAX_SIZE:
+        raise RemoteProtocolError("offer has an impossible size")
+    return Offer(kind, name, size)
+
+
+def encode_answer(answer: Answer) -> bytes:
+    obj: dict[str, Any] = {"accept": answer.accept}
+    if not answer.accept:
+        obj.update(reason=answer.reason, message=answer.message)
+    if answer.resume_from:
+        obj["resume_from"] = answer.resume_from
+    return _dump(obj)
+
+
+def decode_answer(body: bytes) -> Answer:
+    obj = _load(body, "answer")
+    accept = _field(obj, "accept", bool, "answer")
+    resume_from = obj.get("resume_from", 0)
+    if not isinstance(resume_from, int) or isinstance(resume_from, bool) or resume_from < 0:
+        raise RemoteProtocolError("answer has a malformed 'resume_from'")
+    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from)
+
+
+def encode_ack(ack: Ack) -> bytes:
+    return _dump({"ok": True, "size": ack.size})
+
+
+def decode_ack(body: bytes) -> Ack:
+    obj = _load(body, "acknowledgement")
+    if obj.get("ok") is not True:
+        raise RemoteProtocolError("acknowledgement is not ok")
+    size = _field(obj, "size", int, "acknowledgement")
+    return Ack(size)
+
+
+def encode_abort(abort: Abort) -> bytes:
+    return _dump({"reason": abort.reason, "message": abort.message[:MAX_TEXT]})
+
+
+def decode_abort(body: bytes) -> Abort:
+    obj = _load(body, "abort")
+    return Abort(_text(obj, "reason"), _text(obj, "message"))

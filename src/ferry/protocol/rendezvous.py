@@ -1,0 +1,253 @@
+"""Relay rendezvous: the only part of the protocol the relay understands.
+
+Theory of operation. Every connection to the relay starts with one ASCII
+line from the client; the relay answers with lines of its own. A line ends
+with LF and is at most MAX_LINE bytes, LF included: anything longer is a
+protocol error, so a client can never make the relay buffer more than that.
+
+    sender (control)        relay                    receiver       sender (data)
+    FERRY 1 SEND      --->
+                      <---  NAMEPLATE 7
+                                        <---  FERRY 1 RECV 7
+                      <---  INCOMING <ticket>
+                                                          <---  FERRY 1 JOIN 7 <ticket>
+                            PAIRED  --->                    --->  PAIRED
+                            (from here on a blind byte pipe: receiver <-> sender data)
+
+    relay -> control: PING now and then; control -> relay: PONG
+    any refusal:      ERROR <reason> <text>, then the relay closes
+
+The sender's control connection owns the nameplate for as long as it stays
+open. Each receiver that names the nameplate makes the relay hand the sender
+a fresh one-time ticket; the sender opens a data connection with it and the
+relay joins the two. If the receiver typed a wrong code, only that data
+connection dies, and the nameplate is free for the next attempt.
+
+Only the nameplate travels here, never the code's words. This module does no
+I/O: parse_* take one line, encode() returns the bytes to write.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from ferry.errors import RemoteProtocolError
+
+PROTOCOL_VERSION: Final = 1
+MAX_LINE: Final = 128
+"""Longest line either side may send, in bytes, LF included."""
+
+TICKET_HEX_LEN: Final = 32
+
+# Reasons a relay gives for refusing (the token after ERROR).
+REASON_VERSION: Final = "version"
+REASON_BAD_REQUEST: Final = "bad-request"
+REASON_UNKNOWN_NAMEPLATE: Final = "unknown-nameplate"
+REASON_CLAIMED: Final = "claimed"
+REASON_BUSY: Final = "busy"
+REASON_TIMEOUT: Final = "timeout"
+REASON_TOO_MANY_ATTEMPTS: Final = "too-many-attempts"
+REASON_SHUTTING_DOWN: Final = "shutting-down"
+REASON_SENDER_GONE: Final = "sender-gone"
+
+
+# Client -> relay
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A sender asks for a nameplate (opens its control connection)."""
+
+
+@dataclass(frozen=True)
+class ReceiveRequest:
+    """A receiver names the nameplate from its code."""
+
+    nameplate: int
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """A sender's data connection, answering an INCOMING ticket."""
+
+    nameplate: int
+    ticket: str
+
+
+@dataclass(frozen=True)
+class Pong:
+    """A waiting sender's answer to PING."""
+
+
+# Relay -> client
+
+
+@dataclass(frozen=True)
+class NameplateAssigned:
+    nameplate: int
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A receiver claimed the nameplate; join it with this ticket."""
+
+    ticket: str
+
+
+@dataclass(frozen=True)
+class Paired:
+    """From the next byte on, the connection is a pipe to the peer."""
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+    text: str
+
+
+ClientMessage = SendRequest | ReceiveRequest | JoinRequest | Pong
+RelayMessage = NameplateAssigned | Incoming | Paired | Ping | Refused
+
+
+class BadRequest(RemoteProtocolError):
+    """the relay received a malformed request."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
+_TICKET = re.compile(rf"[0-9a-f]{{{TICKET_HEX_LEN}}}")
+_REASON = re.compile(r"[a-z][a-z-]{0,31}")
+
+
+def encode(message: ClientMessage | RelayMessage) -> bytes:
+    """The wire line for a message, LF included."""
+    match message:
+        case SendRequest():
+            line = f"FERRY {PROTOCOL_VERSION} SEND"
+        case ReceiveRequest(nameplate):
+            line = f"FERRY {PROTOCOL_VERSION} RECV {nameplate}"
+        case JoinRequest(nameplate, ticket):
+            line = f"FERRY {PROTOCOL_VERSION} JOIN {nameplate} {ticket}"
+        case Pong():
+            line = "PONG"
+        case NameplateAssigned(nameplate):
+            line = f"NAMEPLATE {nameplate}"
+        case Incoming(ticket):
+            line = f"INCOMING {ticket}"
+        case Paired():
+            line = "PAIRED"
+        case Ping():
+            line = "PING"
+        case Refused(reason, text):
+            line = f"ERROR {reason} {_printable(text)}"
+    data = line.encode("ascii", "replace")[: MAX_LINE - 1] + b"\n"
+    return data
+
+
+def _printable(text: str) -> str:
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+
+
+def _words(line: bytes) -> list[str]:
+    if not line.endswith(b"\n"):
+        raise BadRequest(REASON_BAD_REQUEST, "line not terminated")
+    try:
+        text = line[:-1].decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest(REASON_BAD_REQUEST, "line is not ASCII") from None
+    if not text.isprintable():
+        raise BadRequest(REASON_BAD_REQUEST, "control characters in line")
+    return text.rstrip("\r").split(" ")
+
+
+def _number(text: str) -> int:
+    if not _NUMBER.fullmatch(text):
+        raise BadRequest(REASON_BAD_REQUEST, "malformed nameplate")
+    return int(text)
+
+
+def parse_client_line(line: bytes) -> ClientMessage:
+    """Parse the first (or a later) line a client sent to the relay.
+
+    Raises BadRequest with the reason token the relay should answer with.
+    """
+    words = _words(line)
+    if words == ["PONG"]:
+        return Pong()
+    if len(words) < 3 or words[0] != "FERRY":
+        raise BadRequest(REASON_BAD_REQUEST, "not a ferry client")
+    if words[1] != str(PROTOCOL_VERSION):
+        raise BadRequest(REASON_VERSION, f"this relay speaks ferry protocol {PROTOCOL_VERSION}")
+    match words[2:]:
+        case ["SEND"]:
+            return SendRequest()
+        case ["RECV", nameplate]:
+            return ReceiveRequest(_number(nameplate))
+        case ["JOIN", nameplate, ticket] if _TICKET.fullmatch(ticket):
+            return JoinRequest(_number(nameplate), ticket)
+    raise BadRequest(REASON_BAD_REQUEST, "unknown request")
+
+
+def parse_relay_line(line: bytes) -> RelayMessage:
+    """Parse a line the relay sent to a client. Raises RemoteProtocolError."""
+    try:
+        words = _words(line)
+    except BadRequest as exc:
+        raise RemoteProtocolError(f"relay sent a malformed line: {exc.message}") from None
+    match words:
+        case ["NAMEPLATE", nameplate] if _NUMBER.fullmatch(nameplate):
+            return NameplateAssigned(int(nameplate))
+        case ["INCOMING", ticket] if _TICKET.fullmatch(ticket):
+            return Incoming(ticket)
+        case ["PAIRED"]:
+            return Paired()
+        case ["PING"]:
+            return Ping()
+        case ["ERROR", reason, *text] if _REASON.fullmatch(reason):
+            return Refused(reason, " ".join(text))
+    raise RemoteProtocolError("the server is not a ferry relay (or speaks another version)")
+
+
+class LineBuffer:
+    """Collects bytes and splits them into lines, never holding more than MAX_LINE.
+
+    receive_data() adds bytes; next_line() returns one complete line (LF
+    included) or None when more data is needed. Bytes after the last line
+    stay buffered; take_rest() hands them over when the connection becomes a
+    pipe, so nothing a client sent early is lost.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._buffer = bytearray()
+        self._max_line = max_line
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_line(self) -> bytes | None:
+        end = self._buffer.find(b"\n", 0, self._max_line)
+        if end < 0:
+            if len(self._buffer) >= self._max_line:
+                raise BadRequest(REASON_BAD_REQUEST, "line too long")
+            return None
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        return line
+
+    def take_rest(self) -> bytes:
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        return rest
+
+    def __len__(self) -> int:
+        return len(self._buffer)

@@ -1,0 +1,70 @@
+"""Opening the relay's listening sockets. Standard library only.
+
+":9021" listens on every interface, IPv6 and IPv4 (one dual-stack socket
+where the platform allows it, else one socket per family); a host name
+listens on each address it resolves to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+
+from ferry.address import Address
+
+BACKLOG = 1024
+
+
+def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit these; they must be set before the handshake
+        # so the TCP window matches the small buffer (the per-transfer bound).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_size)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_size)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
+    """Bind and listen; raises OSError if nothing could be bound."""
+    if address.host:
+        infos = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        targets = [(family, sockaddr) for family, _, _, _, sockaddr in infos]
+    else:
+        targets = [(socket.AF_INET6, ("::", address.port)), (socket.AF_INET, ("0.0.0.0", address.port))]
+    listeners: list[socket.socket] = []
+    errors: list[OSError] = []
+    seen: set[tuple[int, object]] = set()
+    for family, sockaddr in targets:
+        if (family, sockaddr) in seen:
+            continue
+        seen.add((family, sockaddr))
+        try:
+            listeners.append(_listener(family, sockaddr, buffer_size))
+        except OSError as exc:
+            errors.append(exc)
+    if not listeners:
+        raise errors[0] if errors else OSError(f"cannot listen on {address}")
+    return listeners
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft

@@ -1,0 +1,135 @@
+"""The relay's rendezvous table: who holds which nameplate, who is pairing.
+
+Theory of operation. Pure bookkeeping, no I/O, no clock of its own: every
+method that cares about time takes `now` (seconds, monotonic), so tests
+drive time by hand.
+
+A nameplate moves through three states:
+
+    register()          claim()             join()
+    ---------> WAITING ---------> CLAIMED ---------> ACTIVE
+                  ^                  |                  |
+                  +---- release() ---+------------------+
+
+    unregister() (the sender's control connection closed) removes it from
+    any state; a claim or pipe in flight simply finishes on its own.
+
+Rules this module owns:
+- a nameplate is the smallest positive number not in use, and is never
+  handed out twice while in use;
+- one claim at a time: a second receiver for a CLAIMED or ACTIVE nameplate
+  is refused ("claimed"), and a nameplate accepts at most
+  max_claims_per_nameplate claims in its life (each one a code guess);
+- the table never holds more than max_waiting_senders nameplates;
+- tickets are one-time: join() consumes the claim's ticket.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Generic, TypeVar
+
+from ferry.config import RelayConfig
+from ferry.protocol import rendezvous as rv
+
+Conn = TypeVar("Conn")
+
+
+class Refusal(Exception):
+    """A request the relay turns down; reason is the wire token."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+class State(Enum):
+    WAITING = "waiting"
+    CLAIMED = "claimed"
+    ACTIVE = "active"
+
+
+@dataclass(eq=False)
+class Entry(Generic[Conn]):
+    nameplate: int
+    sender: Conn
+    registered_at: float
+    state: State = State.WAITING
+    receiver: Conn | None = None
+    ticket: str = ""
+    claimed_at: float = 0.0
+    claims: int = 0
+    live: bool = field(default=True)
+
+
+class PairingTable(Generic[Conn]):
+    def __init__(self, config: RelayConfig, new_ticket: Callable[[], str]) -> None:
+        self._config = config
+        self._new_ticket = new_ticket
+        self._entries: dict[int, Entry[Conn]] = {}
+        self._free: list[int] = []  # heap of released numbers below _next
+        self._next = 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entries(self) -> list[Entry[Conn]]:
+        return list(self._entries.values())
+
+    def count(self, state: State) -> int:
+        return sum(1 for entry in self._entries.values() if entry.state is state)
+
+    def register(self, sender: Conn, now: float) -> Entry[Conn]:
+        if len(self._entries) >= self._config.max_waiting_senders:
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many waiting senders, try later")
+        if self._free:
+            number = heapq.heappop(self._free)
+        else:
+            number, self._next = self._next, self._next + 1
+        entry = Entry(number, sender, registered_at=now)
+        self._entries[number] = entry
+        return entry
+
+    def claim(self, nameplate: int, receiver: Conn, now: float) -> Entry[Conn]:
+        entry = self._entries.get(nameplate)
+        if entry is None:
+            raise Refusal(rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}")
+        if entry.state is not State.WAITING:
+            raise Refusal(rv.REASON_CLAIMED, f"nameplate {nameplate} is in use by another receiver")
+        if entry.claims >= self._config.max_claims_per_nameplate:
+            raise Refusal(rv.REASON_TOO_MANY_ATTEMPTS, "too many attempts on this nameplate")
+        entry.state = State.CLAIMED
+        entry.receiver = receiver
+        entry.ticket = self._new_ticket()
+        entry.claimed_at = now
+        entry.claims += 1
+        return entry
+
+    def join(self, nameplate: int, ticket: str) -> Entry[Conn]:
+        entry = self._entries.get(nameplate)
+        if entry is None or entry.state is not State.CLAIMED or entry.ticket != ticket:
+            raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
+        entry.state = State.ACTIVE
+        entry.ticket = ""
+        return entry
+
+    def release(self, entry: Entry[Conn]) -> None:
+        """The claim or pipe of this entry ended; the sender may take another receiver."""
+        entry.state = State.WAITING
+        entry.receiver = None
+        entry.ticket = ""
+
+    def unregister(self, entry: Entry[Conn]) -> None:
+        """The sender's control connection is gone; free the nameplate."""
+        if self._entries.get(entry.nameplate) is entry:
+            del self._entries[entry.nameplate]
+            heapq.heappush(self._free, entry.nameplate)
+        entry.live = False
+
+    def overdue(self, entry: Entry[Conn], now: float) -> bool:
+        """True when a waiting sender has held its nameplate past max_sender_wait."""
+        return entry.state is State.WAITING and now - entry.registered_at > self._config.max_sender_wait

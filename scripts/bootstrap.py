@@ -28,14 +28,15 @@ def is_fresh(stamp: Path) -> bool:
 
 
 def ensure(dev: bool) -> None:
-    if sys.version_info < (3, 11):
-        sys.exit(f"ferry needs Python 3.11 or newer; {sys.executable} is {sys.version.split()[0]}")
     with open(ROOT / ".venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_fresh(STAMPS[dev]):
             return  # another process finished while we waited
         if not is_fresh(STAMPS[False]):
-            print("ferry: setting up the Python environment in .venv (first run only)", file=sys.stderr)
+            print(
+                "ferry: setting up the Python environment in .venv (first run only)",
+                file=sys.stderr,
+            )
             shutil.rmtree(VENV, ignore_errors=True)
             venv.EnvBuilder(with_pip=True).create(VENV)
         target = f"{ROOT}[dev]" if dev else str(ROOT)

@@ -32,9 +32,13 @@ def parse_address(text: str, *, listen: bool = False) -> Address:
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
-            raise InvalidAddress(f"invalid address {text!r}: expected host:port, e.g. relay.example.com:9021")
+            raise InvalidAddress(
+                f"invalid address {text!r}: expected host:port, e.g. relay.example.com:9021"
+            )
         if ":" in host:
-            raise InvalidAddress(f"invalid address {text!r}: put IPv6 addresses in brackets, [::1]:9021")
+            raise InvalidAddress(
+                f"invalid address {text!r}: put IPv6 addresses in brackets, [::1]:9021"
+            )
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise InvalidAddress(f"invalid port in {text!r}: expected a number from 1 to 65535")
     if not host and not listen:

@@ -26,7 +26,7 @@ def fail(program: str, message: str, exit_code: int) -> int:
     return exit_code
 
 
-def run(program: str, main: Coroutine[Any, Any, None]) -> int:
+def run(program: str, main: Coroutine[Any, Any, object]) -> int:
     """Run a client coroutine; map any failure to one stderr line and an exit code."""
     try:
         asyncio.run(main)

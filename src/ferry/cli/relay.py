@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         "encrypted bytes. Every setting can also be given as an environment variable "
         f"{ENV_PREFIX}<NAME>, e.g. {ENV_PREFIX}IDLE_TIMEOUT=300.",
     )
-    parser.add_argument("address", help="where to listen: :PORT (all interfaces), HOST:PORT or [V6]:PORT")
+    parser.add_argument(
+        "address", help="where to listen: :PORT (all interfaces), HOST:PORT or [V6]:PORT"
+    )
     limits = parser.add_argument_group("limits")
     for field in dataclasses.fields(RelayConfig):
         default = _env_default(field)
@@ -77,13 +79,19 @@ async def serve(relay: Relay, config: RelayConfig, listeners: list[object]) -> i
         loop.add_signal_handler(signum, stop.set)
     await relay.start(listeners)  # type: ignore[arg-type]
     await stop.wait()
-    log.info("shutting down: draining %d active transfer(s) for up to %.0fs", relay.active, config.drain_timeout)
+    log.info(
+        "shutting down: draining %d active transfer(s) for up to %.0fs",
+        relay.active,
+        config.drain_timeout,
+    )
     await relay.close(drain_timeout=config.drain_timeout)
     return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s relay %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s relay %(message)s"
+    )
     try:
         args = build_parser().parse_args(argv)
         address = parse_address(args.address, listen=True)
@@ -96,11 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         listeners = open_listeners(address, config.socket_buffer)
     except OSError as exc:
-        print(f"relay: error: cannot listen on {args.address}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"relay: error: cannot listen on {args.address}: {exc.strerror or exc}", file=sys.stderr
+        )
         return EXIT_CANNOT_LISTEN
     fds = raise_fd_limit()
     where = ", ".join(str(sock.getsockname()[:2]) for sock in listeners)
-    log.info("listening on %s (fd limit %d, %d KiB max per transfer)", where, fds, config.per_transfer_bytes() // 1024)
+    log.info(
+        "listening on %s (fd limit %d, %d KiB max per transfer)",
+        where,
+        fds,
+        config.per_transfer_bytes() // 1024,
+    )
     relay = Relay(config)
     try:
         return asyncio.run(serve(relay, config, listeners))  # type: ignore[arg-type]

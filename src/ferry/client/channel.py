@@ -67,7 +67,7 @@ class Channel:
                     self._end += n
         except TimeoutError:
             raise TimedOut(f"the {self.peer} stopped responding ({self.io_timeout:.0f}s)") from None
-        except OSError as exc:
+        except OSError:
             raise self._lost() from None
 
     async def _send(self, data: bytes | memoryview) -> None:
@@ -76,7 +76,7 @@ class Channel:
                 await self._loop.sock_sendall(self.sock, data)
         except TimeoutError:
             raise TimedOut(f"the {self.peer} stopped reading ({self.io_timeout:.0f}s)") from None
-        except OSError as exc:
+        except OSError:
             raise self._lost() from None
 
     async def read_record(self) -> tuple[Header, memoryview]:

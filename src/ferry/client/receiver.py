@@ -14,6 +14,7 @@ Storage rules (never lose or corrupt anything):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import secrets
@@ -94,7 +95,9 @@ class Receiver:
             raise TimedOut("timed out pairing with the sender") from None
         except ConnectionLost:
             link.close()
-            raise ConnectionLost("the sender went away during key exchange (or the code is wrong)") from None
+            raise ConnectionLost(
+                "the sender went away during key exchange (or the code is wrong)"
+            ) from None
         except BaseException:
             link.close()
             raise
@@ -121,10 +124,10 @@ class Receiver:
                 await channel.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
             raise
         self.saved_as = target
-        try:
+        # The file is safely stored even if the ACK cannot go out; the sender
+        # then reports the missing acknowledgement.
+        with contextlib.suppress(ConnectionLost):
             await channel.send_sealed(RecordType.ACK, messages.encode_ack(messages.Ack(offer.size)))
-        except ConnectionLost:
-            pass  # the file is safely stored; the sender will report the missing ACK
         return target
 
     async def _accept_or_refuse(self, channel: Channel, offer: messages.Offer) -> Path:
@@ -147,11 +150,15 @@ class Receiver:
                 error: FerryError = LocalFileError(f"{shown} exists and is not a regular file")
             else:
                 error = FileExists(f"{shown} already exists (use --overwrite to replace it)")
-            raise await refuse(messages.REASON_EXISTS, f"{display_name(name)} already exists there", error)
+            raise await refuse(
+                messages.REASON_EXISTS, f"{display_name(name)} already exists there", error
+            )
         free = _free_bytes(self.directory)
         if free is not None and free < offer.size:
             text = f"not enough space in {self.directory} ({free} bytes free, {offer.size} needed)"
-            raise await refuse(messages.REASON_LOCAL_ERROR, "not enough disk space", LocalFileError(text))
+            raise await refuse(
+                messages.REASON_LOCAL_ERROR, "not enough disk space", LocalFileError(text)
+            )
         await channel.send_sealed(RecordType.ANSWER, messages.encode_answer(messages.Answer(True)))
         return target
 
@@ -163,7 +170,9 @@ class Receiver:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise LocalFileError(f"cannot write into {self.directory}: {exc.strerror}") from None
+                raise LocalFileError(
+                    f"cannot write into {self.directory}: {exc.strerror}"
+                ) from None
             os.close(fd)
             return temp
         raise LocalFileError(f"cannot create a temporary file in {self.directory}")
@@ -199,12 +208,16 @@ class Receiver:
                 try:
                     os.link(temp, target, follow_symlinks=False)
                 except FileExistsError:
-                    raise FileExists(f"{display_name(str(target))} appeared meanwhile; not replaced") from None
+                    raise FileExists(
+                        f"{display_name(str(target))} appeared meanwhile; not replaced"
+                    ) from None
                 except OSError as exc:
                     if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
                         raise
                     if os.path.lexists(target):  # no hard links here (e.g. FAT): best effort
-                        raise FileExists(f"{display_name(str(target))} appeared meanwhile") from None
+                        raise FileExists(
+                            f"{display_name(str(target))} appeared meanwhile"
+                        ) from None
                     os.rename(temp, target)
                 else:
                     os.unlink(temp)
@@ -243,7 +256,5 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass

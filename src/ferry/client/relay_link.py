@@ -28,7 +28,11 @@ _REFUSAL_TEXT = {
 
 def refusal_error(message: rv.Refused, nameplate: int | None) -> RelayRefused:
     template = _REFUSAL_TEXT.get(message.reason)
-    text = template.format(n=nameplate) if template else f"relay refused: {message.text or message.reason}"
+    text = (
+        template.format(n=nameplate)
+        if template
+        else f"relay refused: {message.text or message.reason}"
+    )
     return RelayRefused(message.reason, text)
 
 
@@ -85,7 +89,9 @@ class RelayLink:
             self._lines.receive_data(data)
         return rv.parse_relay_line(line)
 
-    async def expect(self, kind: type[rv.RelayMessage], nameplate: int | None, timeout: float) -> rv.RelayMessage:
+    async def expect(
+        self, kind: type[rv.RelayMessage], nameplate: int | None, timeout: float
+    ) -> rv.RelayMessage:
         """Wait for one message of `kind`, answering PINGs; raise on ERROR."""
         try:
             async with asyncio.timeout(timeout):

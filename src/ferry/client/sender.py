@@ -132,7 +132,8 @@ class Sender:
             left = self.config.max_failed_attempts - self.failed_attempts
             if left <= 0:
                 raise TooManyAttempts(
-                    f"{self.failed_attempts} receivers tried a wrong code; giving up (send again for a new code)"
+                    f"{self.failed_attempts} receivers tried a wrong code; giving up "
+                    "(send again for a new code)"
                 ) from None
             what = "used a wrong code" if isinstance(exc, WrongCode) else "failed key exchange"
             log.warning("a receiver %s; waiting for another (%d attempt(s) left)", what, left)

@@ -42,7 +42,10 @@ def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
         )
         targets = [(family, sockaddr) for family, _, _, _, sockaddr in infos]
     else:
-        targets = [(socket.AF_INET6, ("::", address.port)), (socket.AF_INET, ("0.0.0.0", address.port))]
+        targets = [
+            (socket.AF_INET6, ("::", address.port)),
+            (socket.AF_INET, ("0.0.0.0", address.port)),
+        ]
     listeners: list[socket.socket] = []
     errors: list[OSError] = []
     seen: set[tuple[int, object]] = set()

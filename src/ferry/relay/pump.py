@@ -23,6 +23,7 @@ remains and both are tested the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import socket
@@ -127,10 +128,8 @@ class _Direction:
                 self.pump.touch()
         if self.eof and not self.pending and not self.done:
             self.done = True
-            try:
+            with contextlib.suppress(OSError):
                 self.dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
         self.update()
         self.pump.check_done()
 
@@ -189,10 +188,8 @@ class _SpliceDirection(_Direction):
 
     def close(self) -> None:
         for fd in (self.pipe_r, self.pipe_w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 class _Pump:

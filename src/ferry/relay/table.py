@@ -97,7 +97,9 @@ class PairingTable(Generic[Conn]):
     def claim(self, nameplate: int, receiver: Conn, now: float) -> Entry[Conn]:
         entry = self._entries.get(nameplate)
         if entry is None:
-            raise Refusal(rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}")
+            raise Refusal(
+                rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}"
+            )
         if entry.state is not State.WAITING:
             raise Refusal(rv.REASON_CLAIMED, f"nameplate {nameplate} is in use by another receiver")
         if entry.claims >= self._config.max_claims_per_nameplate:
@@ -132,4 +134,7 @@ class PairingTable(Generic[Conn]):
 
     def overdue(self, entry: Entry[Conn], now: float) -> bool:
         """True when a waiting sender has held its nameplate past max_sender_wait."""
-        return entry.state is State.WAITING and now - entry.registered_at > self._config.max_sender_wait
+        return (
+            entry.state is State.WAITING
+            and now - entry.registered_at > self._config.max_sender_wait
+        )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
+CREATED = VENV / ".ferry-created"
 STAMPS = {False: VENV / ".ferry-ready", True: VENV / ".ferry-dev-ready"}
 
 
@@ -32,13 +33,14 @@ def ensure(dev: bool) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_fresh(STAMPS[dev]):
             return  # another process finished while we waited
-        if not is_fresh(STAMPS[False]):
+        if not CREATED.exists():  # absent, or half-made by an interrupted run: start over
             print(
                 "ferry: setting up the Python environment in .venv (first run only)",
                 file=sys.stderr,
             )
             shutil.rmtree(VENV, ignore_errors=True)
             venv.EnvBuilder(with_pip=True).create(VENV)
+            CREATED.touch()
         target = f"{ROOT}[dev]" if dev else str(ROOT)
         python = VENV / "bin" / "python"
         cmd = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
@@ -48,6 +50,8 @@ def ensure(dev: bool) -> None:
 
 
 def main() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - run by whatever python3 the machine has
+        sys.exit(f"ferry needs Python 3.11 or newer; {sys.executable} is {sys.version.split()[0]}")
     try:
         ensure(dev="--dev" in sys.argv[1:])
     except (OSError, subprocess.CalledProcessError) as exc:

@@ -1,0 +1,1 @@
+"""End-to-end black-box tests: the real ./relay, ./send and ./receive as subprocesses."""

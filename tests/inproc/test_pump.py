@@ -1,0 +1,148 @@
+"""The byte pump on real loopback TCP sockets, splice and copy paths alike."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from ferry.relay.pump import SPLICE_AVAILABLE, pump
+from tests.inproc.sockets import tcp_pair
+
+PATHS = [pytest.param(False, id="copy")]
+if SPLICE_AVAILABLE:
+    PATHS.append(pytest.param(True, id="splice"))
+
+
+async def _send_all(sock: socket.socket, data: bytes) -> None:
+    await asyncio.get_running_loop().sock_sendall(sock, data)
+
+
+async def _read_to_eof(sock: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
+    chunks = []
+    while chunk := await loop.sock_recv(sock, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+async def test_pump_moves_both_directions_and_propagates_half_close(use_splice: bool) -> None:
+    a_client, a_relay = tcp_pair()
+    b_client, b_relay = tcp_pair()
+    forward = os.urandom(3 * 1024 * 1024 + 17)
+    backward = os.urandom(100_001)
+
+    async def a_side() -> bytes:
+        await _send_all(a_client, forward)
+        a_client.shutdown(socket.SHUT_WR)
+        return await _read_to_eof(a_client)
+
+    async def b_side() -> bytes:
+        await _send_all(b_client, backward)
+        b_client.shutdown(socket.SHUT_WR)
+        return await _read_to_eof(b_client)
+
+    result, got_at_a, got_at_b = await asyncio.wait_for(
+        asyncio.gather(
+            pump(a_relay, b_relay, buffer_size=65536, idle_timeout=10, use_splice=use_splice),
+            a_side(),
+            b_side(),
+        ),
+        timeout=30,
+    )
+    assert got_at_b == forward
+    assert got_at_a == backward
+    assert (result.bytes_a_to_b, result.bytes_b_to_a) == (len(forward), len(backward))
+    assert result.outcome == "closed"
+    for sock in (a_client, a_relay, b_client, b_relay):
+        sock.close()
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+async def test_pump_delivers_preloaded_bytes_before_the_stream(use_splice: bool) -> None:
+    a_client, a_relay = tcp_pair()
+    b_client, b_relay = tcp_pair()
+    a_client.shutdown(socket.SHUT_WR)
+    b_client.shutdown(socket.SHUT_WR)
+    result, got_at_a, got_at_b = await asyncio.wait_for(
+        asyncio.gather(
+            pump(
+                a_relay,
+                b_relay,
+                buffer_size=65536,
+                idle_timeout=10,
+                use_splice=use_splice,
+                preload_a_to_b=b"early-from-a",
+                preload_b_to_a=b"early-from-b",
+            ),
+            _read_to_eof(a_client),
+            _read_to_eof(b_client),
+        ),
+        timeout=10,
+    )
+    assert got_at_b == b"early-from-a"
+    assert got_at_a == b"early-from-b"
+    assert result.outcome == "closed"
+    for sock in (a_client, a_relay, b_client, b_relay):
+        sock.close()
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+async def test_pump_with_stalled_reader_holds_a_bounded_amount(use_splice: bool) -> None:
+    """Backpressure: a reader that reads nothing stops the writer; the relay holds little."""
+    a_client, a_relay = tcp_pair()
+    b_client, b_relay = tcp_pair()
+    buffer = 32 * 1024
+    for sock in (a_relay, b_relay):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
+    task = asyncio.create_task(
+        pump(a_relay, b_relay, buffer_size=buffer, idle_timeout=1.0, use_splice=use_splice)
+    )
+    chunk = b"x" * 65536
+    accepted = 0
+    for _ in range(2000):  # bounded: at most 128 MiB offered
+        try:
+            accepted += a_client.send(chunk)
+        except BlockingIOError:
+            await asyncio.sleep(0.05)
+            try:
+                accepted += a_client.send(chunk)
+            except BlockingIOError:
+                break
+    else:
+        pytest.fail("the writer was never back-pressured")
+    # Everything accepted sits in kernel buffers (both clients' and the relay's) or the pump.
+    assert accepted < 16 * 1024 * 1024
+    result = await asyncio.wait_for(task, timeout=10)
+    assert result.outcome == "idle"
+    for sock in (a_client, a_relay, b_client, b_relay):
+        sock.close()
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+async def test_pump_when_a_peer_resets_ends_with_error(use_splice: bool) -> None:
+    a_client, a_relay = tcp_pair()
+    b_client, b_relay = tcp_pair()
+    task = asyncio.create_task(
+        pump(a_relay, b_relay, buffer_size=65536, idle_timeout=10, use_splice=use_splice)
+    )
+    await asyncio.sleep(0.05)
+    # SO_LINGER 0 makes close() send RST instead of FIN.
+    b_client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    b_client.close()
+    for _ in range(100):
+        try:
+            a_client.send(b"y" * 65536)
+        except (BlockingIOError, ConnectionError):
+            pass
+        if task.done():
+            break
+        await asyncio.sleep(0.02)
+    result = await asyncio.wait_for(task, timeout=10)
+    assert result.outcome == "error"
+    for sock in (a_client, a_relay, b_relay):
+        sock.close()

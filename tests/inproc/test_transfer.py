@@ -1,0 +1,146 @@
+"""Sender and receiver sessions against a real in-process relay on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from ferry.client.progress import NoProgress
+from ferry.client.receiver import Receiver, prepare_directory
+from ferry.client.sender import Outgoing, Sender
+from ferry.codes import Code, parse_code
+from ferry.config import ClientConfig, RelayConfig
+from ferry.errors import RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
+from tests.inproc.conftest import RunningRelay
+
+StartRelay = Callable[..., Awaitable[RunningRelay]]
+FAST = ClientConfig(connect_timeout=5, handshake_timeout=5, io_timeout=10, ack_timeout=10)
+
+
+class SendingTask:
+    """A Sender running in the background, with its code once shown."""
+
+    def __init__(self, relay: RunningRelay, path: Path, config: ClientConfig = FAST) -> None:
+        self.code_shown: asyncio.Future[Code] = asyncio.get_running_loop().create_future()
+        self.outgoing = Outgoing.open(str(path))
+        sender = Sender(
+            relay.address, self.outgoing, config, NoProgress(), self.code_shown.set_result
+        )
+        self.task = asyncio.create_task(sender.run())
+
+    async def code(self) -> Code:
+        return await asyncio.wait_for(asyncio.shield(self.code_shown), 5)
+
+    async def result(self) -> None:
+        try:
+            await asyncio.wait_for(self.task, 20)
+        finally:
+            self.outgoing.file.close()
+
+
+def receiver(relay: RunningRelay, code: Code, directory: Path, overwrite: bool = False) -> Receiver:
+    prepare_directory(str(directory))
+    return Receiver(relay.address, code, directory, FAST, NoProgress(), overwrite)
+
+
+def wrong_words(code: Code) -> Code:
+    other = "apple" if code.words[0] != "apple" else "zebra"
+    return parse_code(f"{code.nameplate}-{other}-{'-'.join(code.words[1:])}")
+
+
+@pytest.mark.parametrize("use_splice", [True, False], ids=["splice", "copy"])
+async def test_transfer_with_matching_code_stores_identical_file(
+    relay_factory: StartRelay, tmp_path: Path, use_splice: bool
+) -> None:
+    relay = await relay_factory(RelayConfig(use_splice=use_splice))
+    source = tmp_path / "in" / "photo.jpg"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(1_000_003))
+    sending = SendingTask(relay, source)
+    code = await sending.code()
+    saved = await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await sending.result()
+    assert saved == tmp_path / "out" / "photo.jpg"
+    assert saved.read_bytes() == source.read_bytes()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["photo.jpg"]
+
+
+async def test_transfer_after_a_wrong_code_still_succeeds(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+    out = tmp_path / "out"
+    out.mkdir()
+    sending = SendingTask(relay, source)
+    code = await sending.code()
+    with pytest.raises(WrongCode):
+        await asyncio.wait_for(receiver(relay, wrong_words(code), out).run(), 20)
+    assert list(out.iterdir()) == []
+    await asyncio.wait_for(receiver(relay, code, out).run(), 20)
+    await sending.result()
+    assert (out / "a.txt").read_bytes() == b"hello"
+
+
+async def test_sender_after_max_wrong_codes_gives_up(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+    config = ClientConfig(connect_timeout=5, handshake_timeout=5, max_failed_attempts=2)
+    sending = SendingTask(relay, source, config)
+    code = await sending.code()
+    for _ in range(2):
+        with pytest.raises(WrongCode):
+            await asyncio.wait_for(receiver(relay, wrong_words(code), tmp_path).run(), 20)
+    with pytest.raises(TooManyAttempts):
+        await sending.result()
+
+
+async def test_receiver_with_existing_file_refuses_and_sender_learns_why(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"new")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "in.txt").write_bytes(b"old")
+    sending = SendingTask(relay, source)
+    code = await sending.code()
+    with pytest.raises(Exception, match="already exists"):
+        await asyncio.wait_for(receiver(relay, code, out).run(), 20)
+    with pytest.raises(RefusedByPeer, match="already exists"):
+        await sending.result()
+    assert (out / "in.txt").read_bytes() == b"old"
+
+
+async def test_receiver_with_overwrite_replaces_existing_file(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"new")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "in.txt").write_bytes(b"old")
+    sending = SendingTask(relay, source)
+    code = await sending.code()
+    await asyncio.wait_for(receiver(relay, code, out, overwrite=True).run(), 20)
+    await sending.result()
+    assert (out / "in.txt").read_bytes() == b"new"
+
+
+async def test_receiver_with_unknown_nameplate_is_refused_by_relay(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    with pytest.raises(RelayRefused, match="unknown code") as refused:
+        await asyncio.wait_for(receiver(relay, parse_code("42-apple-zebra"), tmp_path).run(), 10)
+    assert refused.value.reason == "unknown-nameplate"

@@ -14,8 +14,15 @@ MIB = 1024 * KIB
 
 @dataclass(frozen=True)
 class RelayConfig:
+    """The relay's limits. Every one is enforced by the relay and covered by a test
+    (tests/relay, tests/faults); docs/OPERATIONS.md says which to tune."""
+
     handshake_timeout: float = 10.0
     """Seconds a new connection has to send its complete first line."""
+
+    max_hello_bytes: int = 128
+    """Longest first line (or later control line) a client may send, in bytes, LF
+    included; longer is refused as a bad request. At most 128, the protocol's MAX_LINE."""
 
     max_handshakes: int = 1000
     """Connections allowed at once that have not yet sent their first line."""
@@ -42,14 +49,35 @@ class RelayConfig:
     """Seconds an active pipe may move no byte in either direction."""
 
     max_claims_per_nameplate: int = 20
-    """Receivers that may claim one nameplate over its lifetime (code guessing)."""
+    """Receivers that may claim one nameplate over its lifetime, in attempts. Each
+    claim can be one code guess, so this caps the failed attempts per nameplate."""
 
-    socket_buffer: int = 128 * KIB
+    max_connections_per_address: int = 100
+    """Connections allowed at once from one source address (IPv6: one /64 network)."""
+
+    lookups_per_minute: int = 30
+    """Nameplate look-ups (receiver requests) one source address may make per minute,
+    as a token bucket of that size refilled evenly over the minute. Makes guessing
+    codes, and probing for live nameplates, slow."""
+
+    max_tracked_addresses: int = 100_000
+    """Source addresses whose look-up budget the relay remembers at once, in entries
+    (about 200 bytes each). Past it, new addresses are refused as rate-limited."""
+
+    fd_reserve: int = 16
+    """File descriptors kept free for the relay's own use, in descriptors. New
+    connections are refused ("busy") when fewer would remain, so transfers already
+    running never fail for lack of one."""
+
+    socket_buffer: int = 96 * KIB
     """SO_SNDBUF and SO_RCVBUF requested for each relay socket, in bytes.
 
     Linux doubles the request for bookkeeping, so one socket holds at most
     4 x socket_buffer bytes and a pipe's two sockets 8 x socket_buffer
-    (1 MiB at the default) in the kernel, well inside the 4 MiB budget."""
+    (768 KiB at the default) in the kernel; with the pump's two buffers a
+    pipe pins at most 896 KiB, inside both the 1 MiB target and the 4 MiB
+    budget. Measured: 96 KiB moves as fast as 128 KiB on loopback; 64 KiB
+    is several times slower (docs/PERFORMANCE.md)."""
 
     pump_buffer: int = 64 * KIB
     """Bytes the relay holds per direction of a pipe in user space (or the
@@ -64,6 +92,25 @@ class RelayConfig:
     def per_transfer_bytes(self) -> int:
         """Upper bound of the memory one pipe can pin: kernel buffers and pump."""
         return 8 * self.socket_buffer + 2 * self.pump_buffer
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one sentence each (empty when usable)."""
+        found: list[str] = []
+        for name, value in vars(self).items():
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, float) and not value > 0:
+                found.append(f"{name} must be a positive number of seconds, not {value}")
+            if isinstance(value, int) and value < (0 if name == "fd_reserve" else 1):
+                found.append(f"{name} must be at least 1, not {value}")
+        if not 16 <= self.max_hello_bytes <= MAX_HELLO_BYTES:
+            found.append(f"max_hello_bytes must be 16 to {MAX_HELLO_BYTES}")
+        return found
+
+
+MAX_HELLO_BYTES = 128
+"""The rendezvous protocol's MAX_LINE (ferry.protocol.rendezvous), restated here so
+this module stays free of imports; a test checks the two agree."""
 
 
 @dataclass(frozen=True)

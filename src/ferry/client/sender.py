@@ -91,6 +91,10 @@ class Sender:
             assert isinstance(assigned, rv.NameplateAssigned)
             code = generate_code(assigned.nameplate)
             self.show_code(code)
+            # Load the crypto libraries now, while nobody waits on us, rather
+            # than when the receiver arrives (they are kept off the path to the
+            # code line to print it sooner).
+            import ferry.client.handshake  # noqa: F401
             async with asyncio.timeout(self.config.wait_timeout):
                 await self._serve_receivers(control, code)
         except TimeoutError:

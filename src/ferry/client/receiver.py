@@ -109,11 +109,10 @@ class Receiver:
     async def _receive(self, channel: Channel) -> Path:
         offer = messages.decode_offer(await channel.expect_sealed(RecordType.OFFER))
         target = await self._accept_or_refuse(channel, offer)
-        temp = self._create_temp()
+        temp, fd = self._create_temp()
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
             try:
-                await self._receive_data(channel, fd, offer.size)
+                await self._receive_data(channel, fd, offer.size, display_name(target.name))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -162,7 +161,8 @@ class Receiver:
         await channel.send_sealed(RecordType.ANSWER, messages.encode_answer(messages.Answer(True)))
         return target
 
-    def _create_temp(self) -> Path:
+    def _create_temp(self) -> tuple[Path, int]:
+        """A new, empty temporary file in the output directory, open for writing."""
         for _ in range(10):
             temp = self.directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
             try:
@@ -173,13 +173,12 @@ class Receiver:
                 raise LocalFileError(
                     f"cannot write into {self.directory}: {exc.strerror}"
                 ) from None
-            os.close(fd)
-            return temp
+            return temp, fd
         raise LocalFileError(f"cannot create a temporary file in {self.directory}")
 
-    async def _receive_data(self, channel: Channel, fd: int, size: int) -> None:
+    async def _receive_data(self, channel: Channel, fd: int, size: int, label: str) -> None:
         received = 0
-        self.progress.start(size, "receiving")
+        self.progress.start(size, label)
         try:
             while True:
                 channel.lost_message = f"the sender went away after {percent(received, size)}"

@@ -39,7 +39,8 @@ def parse_address(text: str, *, listen: bool = False) -> Address:
             raise InvalidAddress(
                 f"invalid address {text!r}: put IPv6 addresses in brackets, [::1]:9021"
             )
-    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    valid = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not valid or not 0 < int(port_text) < 65536:
         raise InvalidAddress(f"invalid port in {text!r}: expected a number from 1 to 65535")
     if not host and not listen:
         raise InvalidAddress(f"invalid address {text!r}: the relay's host name is missing")

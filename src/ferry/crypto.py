@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from spake2 import SPAKE2_A, SPAKE2_B, SPAKEError
+from spake2 import SPAKE2_A, SPAKE2_B
 
 from ferry.errors import IntegrityError, RemoteProtocolError
 from ferry.protocol.records import TAG_SIZE
@@ -86,8 +86,9 @@ class Pake:
             raise RuntimeError("start() must come before finish()")
         try:
             shared = self._spake.finish(peer_message)
-        except (SPAKEError, ValueError) as exc:
-            raise RemoteProtocolError(f"malformed key exchange message ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - the library raises several unrelated types
+            # (SPAKEError, ValueError, NotOnCurve, ...): all mean the peer's message is bad.
+            raise RemoteProtocolError(f"malformed key exchange message ({type(exc).__name__})") from None
         if self._role is Role.SENDER:
             transcript = self._message + peer_message
         else:

@@ -168,7 +168,8 @@ def test_code_repr_any_code_hides_every_word(
     code = generate_code(nameplate, word_count=count, choice=drawn_choice(data))
     shown = repr(code)
     assert shown == f"Code(nameplate={nameplate}, words=<{count} hidden>)"
-    assert not any(word in shown for word in code.words)
+    # The exact form above already proves no word is shown; "plate" is a word
+    # and also part of "nameplate", so a substring check would be meaningless.
 
 
 def test_code_repr_inside_container_still_hides_words() -> None:

@@ -64,6 +64,9 @@ class Outgoing:
             file.close()
             raise LocalFileError(f"{path} is not a regular file")
         name = os.path.basename(os.path.normpath(os.path.abspath(path)))
+        # Undecodable bytes in a POSIX name arrive as lone surrogates; offer
+        # a readable UTF-8 name instead ("caf\udce9.txt" -> "caf\ufffd.txt").
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return cls(file, name, stat.st_size)
 
 

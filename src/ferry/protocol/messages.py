@@ -69,13 +69,16 @@ class Abort:
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # A lone surrogate (an undecodable byte in a POSIX file name) cannot be
+    # UTF-8: it becomes "?" rather than an exception.
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "replace")
 
 
 def _load(body: bytes, what: str) -> dict[str, Any]:
     try:
         obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting: RecursionError
         raise RemoteProtocolError(f"{what} is not valid JSON") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"{what} is not a JSON object")
@@ -126,7 +129,8 @@ def decode_answer(body: bytes) -> Answer:
     obj = _load(body, "answer")
     accept = _field(obj, "accept", bool, "answer")
     resume_from = obj.get("resume_from", 0)
-    if not isinstance(resume_from, int) or isinstance(resume_from, bool) or resume_from < 0:
+    bad_type = not isinstance(resume_from, int) or isinstance(resume_from, bool)
+    if bad_type or not 0 <= resume_from <= MAX_SIZE:
         raise RemoteProtocolError("answer has a malformed 'resume_from'")
     return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from)
 
@@ -140,6 +144,8 @@ def decode_ack(body: bytes) -> Ack:
     if obj.get("ok") is not True:
         raise RemoteProtocolError("acknowledgement is not ok")
     size = _field(obj, "size", int, "acknowledgement")
+    if not 0 <= size <= MAX_SIZE:
+        raise RemoteProtocolError("acknowledgement has an impossible size")
     return Ack(size)
 
 

@@ -86,9 +86,11 @@ class Pake:
             raise RuntimeError("start() must come before finish()")
         try:
             shared = self._spake.finish(peer_message)
-        except Exception as exc:  # noqa: BLE001 - the library raises several unrelated types
-            # (SPAKEError, ValueError, NotOnCurve, ...): all mean the peer's message is bad.
-            raise RemoteProtocolError(f"malformed key exchange message ({type(exc).__name__})") from None
+        except Exception as exc:
+            # The library raises several unrelated types (SPAKEError, ValueError,
+            # NotOnCurve, ...); all mean the peer's message is bad.
+            reason = type(exc).__name__
+            raise RemoteProtocolError(f"malformed key exchange message ({reason})") from None
         if self._role is Role.SENDER:
             transcript = self._message + peer_message
         else:

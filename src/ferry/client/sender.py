@@ -130,7 +130,7 @@ class Sender:
                 channel = Channel(link.sock, link.take_rest(), "receiver", self.config.io_timeout)
                 handshake = Handshake(channel, Role.SENDER, code)
                 await handshake.run()
-        except (WrongCode, ConnectionLost, RemoteProtocolError, TimeoutError) as exc:
+        except (WrongCode, ConnectionLost, RemoteProtocolError, TimedOut, TimeoutError) as exc:
             link.close()
             if handshake is None or handshake.stage is Stage.STARTED:
                 log.warning("a receiver connected but left before key exchange; still waiting")

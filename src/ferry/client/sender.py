@@ -26,6 +26,7 @@ from ferry.errors import (
     FerryError,
     LocalFileError,
     RefusedByPeer,
+    RelayRefused,
     RemoteProtocolError,
     TimedOut,
     TooManyAttempts,
@@ -98,6 +99,7 @@ class Sender:
             # than when the receiver arrives (they are kept off the path to the
             # code line to print it sooner).
             import ferry.client.handshake  # noqa: F401
+
             async with asyncio.timeout(self.config.wait_timeout):
                 await self._serve_receivers(control, code)
         except TimeoutError:
@@ -130,7 +132,14 @@ class Sender:
                 channel = Channel(link.sock, link.take_rest(), "receiver", self.config.io_timeout)
                 handshake = Handshake(channel, Role.SENDER, code)
                 await handshake.run()
-        except (WrongCode, ConnectionLost, RemoteProtocolError, TimedOut, TimeoutError) as exc:
+        except (
+            WrongCode,
+            ConnectionLost,
+            RelayRefused,
+            RemoteProtocolError,
+            TimedOut,
+            TimeoutError,
+        ) as exc:
             link.close()
             if handshake is None or handshake.stage is Stage.STARTED:
                 log.warning("a receiver connected but left before key exchange; still waiting")

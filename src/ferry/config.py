@@ -52,10 +52,10 @@ class RelayConfig:
     """Receivers that may claim one nameplate over its lifetime, in attempts. Each
     claim can be one code guess, so this caps the failed attempts per nameplate."""
 
-    max_connections_per_address: int = 100
+    max_connections_per_address: int = 200
     """Connections allowed at once from one source address (IPv6: one /64 network)."""
 
-    lookups_per_minute: int = 30
+    lookups_per_minute: int = 60
     """Nameplate look-ups (receiver requests) one source address may make per minute,
     as a token bucket of that size refilled evenly over the minute. Makes guessing
     codes, and probing for live nameplates, slow."""

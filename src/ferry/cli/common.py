@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from ferry.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, FerryError
+from ferry.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, FerryError, Interrupted
 
 
 def setup_logging(program: str, verbose: bool) -> None:
@@ -26,10 +27,40 @@ def fail(program: str, message: str, exit_code: int) -> int:
     return exit_code
 
 
+async def _with_signals(main: Coroutine[Any, Any, object]) -> None:
+    """Run main; SIGINT or SIGTERM cancels it, so its cleanup (temporary files) runs.
+
+    The handlers go through the event loop (add_signal_handler), not Python's
+    signal module: a Python-level handler can cancel a future in the middle
+    of one of asyncio's own I/O callbacks, which then fails with a traceback.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await main
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        what = "interrupted" if received[0] == signal.SIGINT else "terminated"
+        raise Interrupted(what) from None
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
 def run(program: str, main: Coroutine[Any, Any, object]) -> int:
     """Run a client coroutine; map any failure to one stderr line and an exit code."""
     try:
-        asyncio.run(main)
+        asyncio.run(_with_signals(main))
     except FerryError as exc:
         return fail(program, exc.message, exc.exit_code)
     except KeyboardInterrupt:

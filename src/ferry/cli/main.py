@@ -12,7 +12,14 @@ USAGE = """usage: ferry relay :PORT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # Ctrl-C before the event loop runs (start-up, argument parsing)
+        sys.stderr.write("ferry: interrupted\n")
+        return 130
+
+
+def _dispatch(args: list[str]) -> int:
     command = args.pop(0) if args else ""
     if command == "relay":
         from ferry.cli.relay import main as relay_main

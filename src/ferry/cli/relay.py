@@ -1,4 +1,9 @@
-"""`ferry relay` / `./relay :PORT`: run the relay. Standard library only."""
+"""`ferry relay` / `./relay :PORT`: run the relay. Standard library only.
+
+Every RelayConfig field is a flag (--idle-timeout) and an environment
+variable (FERRY_RELAY_IDLE_TIMEOUT); the flag wins. SIGTERM or SIGINT: stop
+accepting, drain running transfers for up to --drain-timeout, exit 0.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,23 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Sequence
 
 from ferry.address import parse_address
 from ferry.config import RelayConfig
 from ferry.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FerryError
+from ferry.relay import logs
 from ferry.relay.listen import open_listeners, raise_fd_limit
+from ferry.relay.metrics import MetricsServer, render
 from ferry.relay.server import Relay
 
 ENV_PREFIX = "FERRY_RELAY_"
 EXIT_CANNOT_LISTEN = 4
 
-log = logging.getLogger("ferry.relay")
+log = logging.getLogger(logs.LOGGER_NAME)
 
 
 def _flag(name: str) -> str:
@@ -63,62 +72,98 @@ def build_parser() -> argparse.ArgumentParser:
                 _flag(field.name), type=type(default), default=default, metavar="N",
                 help=f"(default: {default})",
             )  # fmt: skip
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    ops = parser.add_argument_group("operations")
+    ops.add_argument(
+        "--log-format", choices=logs.FORMATS,
+        default=os.environ.get(ENV_PREFIX + "LOG_FORMAT", "human"),
+        help="one line per connection outcome, as key=value text or JSON (default: %(default)s)",
+    )  # fmt: skip
+    ops.add_argument(
+        "--metrics", metavar="ADDRESS", default=os.environ.get(ENV_PREFIX + "METRICS") or None,
+        help="serve /metrics (Prometheus) and /healthz over HTTP at HOST:PORT (default: off); "
+        "keep it private, e.g. 127.0.0.1:9022",
+    )  # fmt: skip
+    ops.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return parser
 
 
 def config_from(args: argparse.Namespace) -> RelayConfig:
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RelayConfig)}
-    return RelayConfig(**values)
+    config = RelayConfig(**values)
+    problems = config.problems()
+    if problems:
+        raise FerryError("; ".join(problems))
+    return config
 
 
-async def serve(relay: Relay, config: RelayConfig, listeners: list[object]) -> int:
+async def serve(
+    relay: Relay,
+    config: RelayConfig,
+    listeners: list[socket.socket],
+    metrics_listeners: list[socket.socket] | None = None,
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await relay.start(listeners)  # type: ignore[arg-type]
+    endpoint: MetricsServer | None = None
+    if metrics_listeners:
+        endpoint = MetricsServer(
+            lambda: render(relay.metrics, relay.gauges()), lambda: not relay.draining
+        )
+        await endpoint.start(metrics_listeners)
+    await relay.start(listeners)
     await stop.wait()
+    started = time.monotonic()
     log.info(
         "shutting down: draining %d active transfer(s) for up to %.0fs",
         relay.active,
         config.drain_timeout,
     )
     await relay.close(drain_timeout=config.drain_timeout)
+    if endpoint is not None:
+        await endpoint.close()
+    log.info("stopped after draining for %.2fs", time.monotonic() - started)
     return EXIT_OK
 
 
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s relay %(message)s"
-    )
     try:
         args = build_parser().parse_args(argv)
         address = parse_address(args.address, listen=True)
+        metrics_address = None if args.metrics is None else parse_address(args.metrics, listen=True)
         config = config_from(args)
     except FerryError as exc:
         print(f"relay: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
-    if args.quiet:
-        logging.getLogger().setLevel(logging.WARNING)
+    logs.setup(args.log_format, args.quiet)
+    where = address
     try:
         listeners = open_listeners(address, config.socket_buffer)
+        metrics_listeners: list[socket.socket] = []
+        if metrics_address is not None:
+            where = metrics_address
+            metrics_listeners = open_listeners(metrics_address, 64 * 1024)
     except OSError as exc:
-        print(
-            f"relay: error: cannot listen on {args.address}: {exc.strerror or exc}", file=sys.stderr
-        )
+        print(f"relay: error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CANNOT_LISTEN
+    if metrics_listeners:
+        log.info("metrics on %s", ", ".join(_url(sock) for sock in metrics_listeners))
     fds = raise_fd_limit()
-    where = ", ".join(str(sock.getsockname()[:2]) for sock in listeners)
     log.info(
         "listening on %s (fd limit %d, %d KiB max per transfer)",
-        where,
+        ", ".join(str(sock.getsockname()[:2]) for sock in listeners),
         fds,
         config.per_transfer_bytes() // 1024,
     )
     relay = Relay(config)
     try:
-        return asyncio.run(serve(relay, config, listeners))  # type: ignore[arg-type]
+        return asyncio.run(serve(relay, config, listeners, metrics_listeners))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

@@ -20,16 +20,20 @@ _REFUSAL_TEXT = {
     rv.REASON_BUSY: "relay busy, try again later",
     rv.REASON_VERSION: "the relay speaks another protocol version; update ferry",
     rv.REASON_TOO_MANY_ATTEMPTS: "too many attempts on nameplate {n}; ask for a new code",
-    rv.REASON_TIMEOUT: "timed out at the relay",
+    rv.REASON_TIMEOUT: "timed out at the relay ({text})",
     rv.REASON_SENDER_GONE: "the sender went away",
     rv.REASON_SHUTTING_DOWN: "the relay is shutting down, try again later",
+    rv.REASON_RATE_LIMITED: "too many attempts from this address; wait a minute and try again",
+    rv.REASON_TOO_MANY_CONNECTIONS: "relay busy: too many connections from this address, "
+    "try again later",
+    rv.REASON_BAD_REQUEST: "the relay rejected the request as malformed ({text})",
 }
 
 
 def refusal_error(message: rv.Refused, nameplate: int | None) -> RelayRefused:
     template = _REFUSAL_TEXT.get(message.reason)
     text = (
-        template.format(n=nameplate)
+        template.format(n=nameplate, text=message.text or "no detail")
         if template
         else f"relay refused: {message.text or message.reason}"
     )

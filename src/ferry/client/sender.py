@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, BinaryIO
 
 from ferry.address import Address
@@ -53,17 +54,23 @@ class Outgoing:
     @classmethod
     def open(cls, path: str) -> Outgoing:
         try:
-            file = open(path, "rb", buffering=0)  # noqa: SIM115 - owned by Outgoing
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; we refuse it below.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise LocalFileError(f"no such file: {path}") from None
-        except IsADirectoryError:
-            raise LocalFileError(f"{path} is a directory; ferry sends one file") from None
         except OSError as exc:
             raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-        stat = os.fstat(file.fileno())
-        if not os.path.isfile(path):
-            file.close()
-            raise LocalFileError(f"{path} is not a regular file")
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            os.close(fd)
+            what = (
+                "a directory; ferry sends one file"
+                if S_ISDIR(stat.st_mode)
+                else "not a regular file"
+            )
+            raise LocalFileError(f"{path} is {what}")
+        os.set_blocking(fd, True)
+        file = os.fdopen(fd, "rb", buffering=0)
         name = os.path.basename(os.path.normpath(os.path.abspath(path)))
         # Undecodable bytes in a POSIX name arrive as lone surrogates; offer
         # a readable UTF-8 name instead ("caf\udce9.txt" -> "caf\ufffd.txt").

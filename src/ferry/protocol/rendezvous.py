@@ -51,6 +51,10 @@ REASON_TIMEOUT: Final = "timeout"
 REASON_TOO_MANY_ATTEMPTS: Final = "too-many-attempts"
 REASON_SHUTTING_DOWN: Final = "shutting-down"
 REASON_SENDER_GONE: Final = "sender-gone"
+REASON_RATE_LIMITED: Final = "rate-limited"
+"""This source address made too many nameplate look-ups in the last minute."""
+REASON_TOO_MANY_CONNECTIONS: Final = "too-many-connections"
+"""This source address holds too many connections to the relay at once."""
 
 
 # Client -> relay
@@ -162,12 +166,12 @@ def _words(line: bytes) -> list[str]:
     if not line.endswith(b"\n"):
         raise BadRequest(REASON_BAD_REQUEST, "line not terminated")
     try:
-        text = line[:-1].decode("ascii")
+        text = line[:-1].removesuffix(b"\r").decode("ascii")  # tolerate CRLF (telnet)
     except UnicodeDecodeError:
         raise BadRequest(REASON_BAD_REQUEST, "line is not ASCII") from None
     if not text.isprintable():
         raise BadRequest(REASON_BAD_REQUEST, "control characters in line")
-    return text.rstrip("\r").split(" ")
+    return text.split(" ")
 
 
 def _number(text: str) -> int:

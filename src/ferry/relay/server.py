@@ -1,21 +1,35 @@
-"""The relay's asyncio server: handshake, rendezvous, then the byte pump.
+"""The relay's asyncio server: admission, handshake, rendezvous, then the byte pump.
 
-Theory of operation. Each accepted socket gets one task. The task reads
-exactly one line under the handshake deadline (never more than MAX_LINE
-bytes buffered), then plays one of three roles:
+Theory of operation. Each accepted socket gets one task. Before the task
+reads a byte, admission control may refuse it (ERROR busy or
+too-many-connections): file descriptors running low, too many connections
+from its source address, the relay draining, or too many handshakes at
+once. Then the task reads exactly one line under the handshake deadline
+(never more than max_hello_bytes buffered), and plays one of three roles:
 
 - sender control (SEND): holds a nameplate; the relay PINGs it and drops it
   when it goes quiet, closes, or waits past max_sender_wait;
-- receiver (RECV n): claims the nameplate, which sends the sender an
-  INCOMING ticket, then waits up to join_timeout for the sender's data
-  connection;
+- receiver (RECV n): spends one look-up of its address's budget, claims the
+  nameplate, which sends the sender an INCOMING ticket, then waits up to
+  join_timeout for the sender's data connection;
 - sender data (JOIN n ticket): hands its socket to the waiting receiver task
   and returns; the receiver task owns both sockets from then on, says
   PAIRED to both and runs the pump.
 
 Every refusal is an ERROR line with a reason, then close. Every connection
-ends with one log line naming its outcome. The relay never parses a byte
-after PAIRED: it cannot read what it carries.
+ends with one outcome (logs.py), logged and counted. The relay never parses
+a byte after PAIRED: it cannot read what it carries.
+
+Shutdown (close()): stop accepting, refuse everything that is not a running
+pipe (handshakes, waiting senders, pairings) with ERROR shutting-down, let
+pipes run up to the drain deadline, then cut what is left.
+
+File descriptors: each connection costs one, each spliced pipe four more.
+The server counts what it holds and refuses new connections (cleanly, with
+ERROR busy) while fewer than fd_reserve would stay free; if accept() fails
+anyway (EMFILE), a spare descriptor kept for that moment is released to
+accept and refuse the waiting connection, so nobody hangs in the backlog.
+A pipe that cannot get its kernel pipe falls back to the copy path.
 
 Only the standard library is imported here and below.
 """
@@ -25,18 +39,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import logging
+import os
+import resource
 import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 from ferry.config import RelayConfig
 from ferry.protocol import rendezvous as rv
-from ferry.relay.pump import pump
+from ferry.relay import logs
+from ferry.relay.limits import ConnectionCounter, LookupLimiter, address_key
+from ferry.relay.metrics import Gauges, Metrics
+from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.table import Entry, PairingTable, Refusal, State
 
-log = logging.getLogger("ferry.relay")
+log = logs.log
+
+OUT_OF_FDS: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+GONE: Final = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT)
+FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
+LINGER_SECONDS: Final = 0.5
+LINGER_BYTES: Final = 64 * 1024
 
 
 class _Closed(Exception):
@@ -47,13 +72,21 @@ class _Closed(Exception):
 class Connection:
     sock: socket.socket
     peer: str
+    key: str
+    max_line: int = rv.MAX_LINE
     started: float = field(default_factory=time.monotonic)
-    lines: rv.LineBuffer = field(default_factory=rv.LineBuffer)
     last_heard: float = field(default_factory=time.monotonic)
     role: str = "unknown"
+    phase: str = "handshake"
     nameplate: int | None = None
     joined: asyncio.Future[Connection] | None = None
     handed_over: bool = False
+    moved: tuple[int, int] = (0, 0)  # bytes to the sender, to the receiver
+    claims: int | None = None  # receivers a sender's nameplate had, or which claim this is
+    lines: rv.LineBuffer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lines = rv.LineBuffer(self.max_line)
 
     def send_nowait(self, message: rv.RelayMessage) -> bool:
         """Write one small line without waiting; False if it cannot go out whole.
@@ -68,52 +101,95 @@ class Connection:
             return False
 
 
-def _format_peer(address: object) -> str:
+def _format_peer(address: object) -> tuple[str, str]:
+    """(printable peer, host) of an accepted socket's address."""
     if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)
+        host, port = str(address[0]), address[1]
+        return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"), host
+    return str(address), str(address)
+
+
+def _fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _fds_open() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus listdir's own
+    except OSError:
+        return 32  # a guess for platforms without /proc
 
 
 class Relay:
-    def __init__(self, config: RelayConfig) -> None:
+    def __init__(self, config: RelayConfig, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()
         self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
+        self.per_address = ConnectionCounter(config.max_connections_per_address)
+        self.lookups = LookupLimiter(config.lookups_per_minute, config.max_tracked_addresses)
         self.handshaking = 0
         self.active = 0
+        self.open_connections = 0
         self.bytes_relayed = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Connection] = {}
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._draining = False
+        self._fd_base = 0
+        self._spare_fd: int | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self, listeners: list[socket.socket]) -> None:
         self._listeners = listeners
+        self._spare_fd = _open_spare()
+        self._fd_base = _fds_open()
         for listener in listeners:
             listener.setblocking(False)
             self._accepting.append(asyncio.create_task(self._accept_loop(listener)))
 
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
     async def close(self, drain_timeout: float = 0.0) -> None:
-        """Stop accepting, drop waiting senders, let active pipes run up to drain_timeout."""
+        """Stop accepting, refuse all but running pipes, let those run up to drain_timeout."""
         self._draining = True
         for task in self._accepting:
             task.cancel()
         for listener in self._listeners:
             listener.close()
-        pending = [t for t in self._tasks if not t.done()]
-        for entry in self.table.entries():
-            if entry.state is State.WAITING:
-                entry.sender.send_nowait(rv.Refused(rv.REASON_SHUTTING_DOWN, "relay shutting down"))
-                with contextlib.suppress(OSError):
-                    entry.sender.sock.shutdown(socket.SHUT_RDWR)
-        if pending and drain_timeout > 0:
-            await asyncio.wait(pending, timeout=drain_timeout)
+        for task, conn in list(self._tasks.items()):
+            if conn.phase != "piping":
+                task.cancel()
+        pipes = [task for task, conn in self._tasks.items() if conn.phase == "piping"]
+        if pipes and drain_timeout > 0:
+            await asyncio.wait(pipes, timeout=drain_timeout)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        if self._accepting:
+            await asyncio.wait(self._accepting, timeout=1)
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
+
+    def gauges(self) -> Gauges:
+        return {
+            "connections_open": ("Connections held now.", self.open_connections),
+            "handshakes": ("Connections that have not sent their first line.", self.handshaking),
+            "waiting_senders": ("Senders holding a nameplate.", len(self.table)),
+            "active_transfers": ("Pipes moving bytes now.", self.active),
+            "tracked_addresses": ("Source addresses with a look-up budget.", len(self.lookups)),
+            "draining": ("1 while shutting down.", int(self._draining)),
+        }
+
+    # -- admission ---------------------------------------------------------
+
+    def _fds_in_use(self) -> int:
+        pipes = self.active * FDS_PER_PIPE if self.config.use_splice and SPLICE_AVAILABLE else 0
+        return self._fd_base + self.open_connections + pipes
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -121,57 +197,159 @@ class Relay:
             try:
                 sock, address = await loop.sock_accept(listener)
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # Out of descriptors: existing transfers go on; retry shortly.
-                    log.warning("accept failed: %s; refusing new connections for 0.1 s", exc)
-                    await asyncio.sleep(0.1)
+                if exc.errno in OUT_OF_FDS:
+                    self._refuse_with_spare(listener)
+                    await asyncio.sleep(0.05)
                     continue
-                raise
-            task = asyncio.create_task(self._serve(sock, _format_peer(address)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+                if listener.fileno() < 0:
+                    return  # closed under us: shutting down
+                # ECONNABORTED and the network errors accept(2) passes on from a
+                # dead pending connection: that peer is gone, the listener is fine.
+                log.warning("accept failed: %s", exc.strerror or exc)
+                await asyncio.sleep(0.01)
+                continue
+            peer, host = _format_peer(address)
+            self.metrics.connections += 1
+            if self._fds_in_use() + self.config.fd_reserve >= _fd_limit():
+                self._refuse_now(sock, peer, rv.REASON_BUSY, "relay busy: out of file descriptors")
+                continue
+            key = address_key(host)
+            if not self.per_address.open(key):
+                text = "too many connections from your address"
+                self._refuse_now(sock, peer, rv.REASON_TOO_MANY_CONNECTIONS, text)
+                continue
+            conn = Connection(sock, peer, key, max_line=self.config.max_hello_bytes)
+            self.open_connections += 1
+            task = asyncio.create_task(self._serve(conn))
+            self._tasks[task] = conn
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        conn = self._tasks.pop(task)
+        if not conn.handed_over:
+            self._release(conn)
+
+    def _release(self, conn: Connection) -> None:
+        """A connection's socket is closed: give back its slots."""
+        self.per_address.close(conn.key)
+        self.open_connections -= 1
+
+    def _refuse_now(self, sock: socket.socket, peer: str, reason: str, text: str) -> None:
+        """Refuse a connection not yet admitted: one ERROR line, close, log."""
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+            sock.send(rv.encode(rv.Refused(reason, text)))
+        sock.close()
+        self.metrics.refused(reason)
+        self.metrics.ended("unknown", logs.REFUSED)
+        logs.outcome(logs.REFUSED, role="unknown", peer=peer, reason=reason, duration=0.0)
+
+    def _refuse_with_spare(self, listener: socket.socket) -> None:
+        """Out of descriptors: use the spare one to accept and refuse one waiting peer."""
+        if self._spare_fd is None:
+            return
+        os.close(self._spare_fd)
+        self._spare_fd = None
+        try:
+            sock, address = listener.accept()
+        except OSError:
+            pass
+        else:
+            self.metrics.connections += 1
+            text = "relay busy: out of file descriptors"
+            self._refuse_now(sock, _format_peer(address)[0], rv.REASON_BUSY, text)
+        finally:
+            self._spare_fd = _open_spare()
 
     # -- one connection ----------------------------------------------------
 
-    async def _serve(self, sock: socket.socket, peer: str) -> None:
+    async def _serve(self, conn: Connection) -> None:
+        sock = conn.sock
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        conn = Connection(sock, peer)
-        outcome = "errory"
-        detail = ""
+        reason = ""
+        refusal_sent = False
         try:
             outcome, detail = await self._dispatch(conn)
-        except Refusal as refusal:
-            conn.send_nowait(rv.Refused(refusal.reason, refusal.text))
-            outcome, detail = "refused", refusal.reason
-        except rv.BadRequest as exc:
-            conn.send_nowait(rv.Refused(exc.reason, exc.message))
-            outcome, detail = "refused", exc.reason
+        except (Refusal, rv.BadRequest) as exc:
+            why = exc.reason
+            text = exc.text if isinstance(exc, Refusal) else exc.message
+            refusal_sent = conn.send_nowait(rv.Refused(why, text))
+            outcome, detail, reason = logs.REFUSED, "", why
+            self.metrics.refused(why)
         except _Closed:
-            outcome = "vanished"
+            outcome, detail = logs.VANISHED, ""
         except OSError as exc:
-            outcome, detail = "errory", exc.strerror or type(exc).__name__
+            gone = exc.errno in GONE
+            outcome = logs.VANISHED if gone else logs.ERRORY
+            detail = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        except Exception as exc:  # a bug: end this connection only, loudly
+            log.exception("internal error on a %s connection", conn.role)
+            outcome, detail = logs.ERRORY, f"internal {type(exc).__name__}"
+        except asyncio.CancelledError:
+            if conn.phase == "piping":
+                outcome, detail = logs.CUT, "drain deadline"
+            else:
+                conn.send_nowait(rv.Refused(rv.REASON_SHUTTING_DOWN, "relay shutting down"))
+                outcome, detail, reason = logs.REFUSED, "", rv.REASON_SHUTTING_DOWN
+                self.metrics.refused(reason)
+            self._end(conn, outcome, detail, reason)
+            raise
+        try:
+            if refusal_sent:
+                await self._linger(conn)
         finally:
-            if not conn.handed_over:
-                sock.close()
-            if conn.role != "sender-data":
-                self._log(conn, outcome, detail)
+            self._end(conn, outcome, detail, reason)
 
-    def _log(self, conn: Connection, outcome: str, detail: str) -> None:
-        duration = time.monotonic() - conn.started
-        nameplate = "-" if conn.nameplate is None else str(conn.nameplate)
-        log.info(
-            "outcome=%s role=%s nameplate=%s peer=%s duration=%.3fs%s",
-            outcome, conn.role, nameplate, conn.peer, duration,
-            f" detail={detail}" if detail else "",
-        )  # fmt: skip
+    async def _linger(self, conn: Connection) -> None:
+        """After an ERROR line: half-close, then drop what the peer still sends, briefly.
+
+        Closing a socket with unread input makes the kernel send RST, and a
+        RST can destroy the ERROR line before the client reads it. So read
+        and discard up to LINGER_BYTES for up to LINGER_SECONDS (or until
+        the client closes, which a real client does at once).
+        """
+        if self._draining or conn.handed_over:
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError, TimeoutError):
+            conn.sock.shutdown(socket.SHUT_WR)
+            async with asyncio.timeout(LINGER_SECONDS):
+                discarded = 0
+                while discarded < LINGER_BYTES:
+                    data = await loop.sock_recv(conn.sock, 16384)
+                    if not data:
+                        break
+                    discarded += len(data)
+
+    def _end(self, conn: Connection, outcome: str, detail: str, reason: str) -> None:
+        if not conn.handed_over:
+            conn.sock.close()
+        if conn.handed_over:
+            return  # a joined data connection: the receiver's line covers the pipe
+        self.metrics.ended(conn.role, outcome)
+        fields: dict[str, logs.Field] = {
+            "role": conn.role,
+            "nameplate": "-" if conn.nameplate is None else conn.nameplate,
+            "peer": conn.peer,
+            "duration": time.monotonic() - conn.started,
+        }
+        if reason:
+            fields["reason"] = reason
+        if conn.role == "receiver" and conn.phase == "piping":
+            fields["bytes_to_receiver"], fields["bytes_to_sender"] = conn.moved[1], conn.moved[0]
+        if conn.claims is not None:
+            fields["claims"] = conn.claims
+        if detail:
+            fields["detail"] = detail
+        logs.outcome(outcome, **fields)
 
     async def _read_line(self, conn: Connection) -> bytes:
         loop = asyncio.get_running_loop()
         while (line := conn.lines.next_line()) is None:
-            data = await loop.sock_recv(conn.sock, rv.MAX_LINE)
+            data = await loop.sock_recv(conn.sock, conn.max_line)
             if not data:
                 raise _Closed()
             conn.lines.receive_data(data)
@@ -193,25 +371,28 @@ class Relay:
             self.handshaking -= 1
         match rv.parse_client_line(line):
             case rv.SendRequest():
-                conn.role = "sender"
+                conn.role, conn.phase = "sender", "waiting"
                 return await self._serve_sender(conn)
             case rv.ReceiveRequest(nameplate):
-                conn.role, conn.nameplate = "receiver", nameplate
+                conn.role, conn.phase, conn.nameplate = "receiver", "claiming", nameplate
                 return await self._serve_receiver(conn, nameplate)
             case rv.JoinRequest(nameplate, ticket):
-                conn.role, conn.nameplate = "sender-data", nameplate
+                conn.role, conn.phase, conn.nameplate = "sender-data", "joining", nameplate
                 self._join(conn, nameplate, ticket)
-                return "joined", ""
+                return logs.HAPPY, ""
         raise rv.BadRequest(rv.REASON_BAD_REQUEST, "unexpected first line")
+
+    # -- sender control ----------------------------------------------------
 
     async def _serve_sender(self, conn: Connection) -> tuple[str, str]:
         entry = self.table.register(conn, time.monotonic())
         conn.nameplate = entry.nameplate
         try:
             if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate)):
-                return "vanished", ""
+                return logs.VANISHED, "NAMEPLATE not accepted"
             return await self._hold_nameplate(conn, entry)
         finally:
+            conn.claims = entry.claims
             self.table.unregister(entry)
 
     async def _hold_nameplate(self, conn: Connection, entry: Entry[Connection]) -> tuple[str, str]:
@@ -226,41 +407,86 @@ class Relay:
                     raise Refusal(rv.REASON_TIMEOUT, "waited too long for a receiver") from None
                 quiet = now - conn.last_heard > self.config.pong_timeout
                 if entry.state is State.WAITING and quiet:
-                    return "lost", "no PONG"
+                    return logs.LOST, "no PONG"
                 if not conn.send_nowait(rv.Ping()):
-                    return "lost", "PING not accepted"
+                    return logs.LOST, "PING not accepted"
                 continue
-            except _Closed:
+            except (_Closed, ConnectionResetError):
                 # The sender leaves after a transfer (happy) or before any (lonely).
-                return ("happy" if entry.claims else "lonely"), f"claims={entry.claims}"
+                return (logs.HAPPY if entry.claims else logs.LONELY), ""
             if not isinstance(rv.parse_client_line(line), rv.Pong):
                 raise rv.BadRequest(rv.REASON_BAD_REQUEST, "only PONG is expected here")
 
+    # -- receiver and pipe -------------------------------------------------
+
     async def _serve_receiver(self, conn: Connection, nameplate: int) -> tuple[str, str]:
+        now = time.monotonic()
+        if not self.lookups.allow(conn.key, now):
+            wait = max(1, round(self.lookups.retry_after(conn.key, now)))
+            text = f"too many look-ups from your address, retry in {wait}s"
+            raise Refusal(rv.REASON_RATE_LIMITED, text)
         busy = self.active + self.table.count(State.CLAIMED)
         if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
-        entry = self.table.claim(nameplate, conn, time.monotonic())
+        entry = self.table.claim(nameplate, conn, now)
+        conn.claims = entry.claims
         conn.joined = asyncio.get_running_loop().create_future()
         try:
             if not entry.sender.send_nowait(rv.Incoming(entry.ticket)):
                 raise Refusal(rv.REASON_SENDER_GONE, "the sender went away")
             try:
                 async with asyncio.timeout(self.config.join_timeout):
-                    data_conn = await conn.joined
+                    data_conn = await self._wait_joined(conn)
             except TimeoutError:
                 raise Refusal(rv.REASON_TIMEOUT, "the sender did not answer in time") from None
         except BaseException:
-            if entry.state is State.CLAIMED:
+            if conn.joined.done() and not conn.joined.cancelled():
+                self._close_joined(conn.joined.result())  # joined, then we were cancelled
+            if entry.receiver is conn:
                 self.table.release(entry)
             raise
         try:
             return await self._run_pipe(conn, data_conn, entry)
         finally:
-            data_conn.sock.close()
+            self._close_joined(data_conn)
             if entry.live:
                 self.table.release(entry)
                 entry.sender.last_heard = time.monotonic()
+
+    async def _wait_joined(self, conn: Connection) -> Connection:
+        """The sender's data connection, or _Closed if this receiver leaves first."""
+        assert conn.joined is not None
+        loop = asyncio.get_running_loop()
+        gone = loop.create_future()
+
+        def hung_up() -> None:
+            # Readable before PAIRED means EOF, a reset, or bytes sent early;
+            # peek tells them apart without consuming the early bytes.
+            try:
+                data = conn.sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                if not gone.done():
+                    gone.set_result(None)
+            else:
+                loop.remove_reader(conn.sock.fileno())
+
+        loop.add_reader(conn.sock.fileno(), hung_up)
+        try:
+            done, _ = await asyncio.wait([conn.joined, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(conn.sock.fileno())
+            gone.cancel()
+        if conn.joined in done:
+            return conn.joined.result()
+        raise _Closed()
+
+    def _close_joined(self, data_conn: Connection) -> None:
+        data_conn.sock.close()
+        self._release(data_conn)
 
     def _join(self, conn: Connection, nameplate: int, ticket: str) -> None:
         entry = self.table.join(nameplate, ticket)
@@ -274,22 +500,44 @@ class Relay:
         self, receiver: Connection, sender: Connection, entry: Entry[Connection]
     ) -> tuple[str, str]:
         loop = asyncio.get_running_loop()
+        receiver.phase = "piping"
         self.active += 1
+        self.metrics.transfers += 1
         try:
             await loop.sock_sendall(receiver.sock, rv.encode(rv.Paired()))
             await loop.sock_sendall(sender.sock, rv.encode(rv.Paired()))
-            result = await pump(
-                receiver.sock,
-                sender.sock,
-                buffer_size=self.config.pump_buffer,
-                idle_timeout=self.config.idle_timeout,
-                use_splice=self.config.use_splice,
-                preload_a_to_b=receiver.lines.take_rest(),
-                preload_b_to_a=sender.lines.take_rest(),
-            )
+            result = await self._pump(receiver, sender)
         finally:
             self.active -= 1
+        receiver.moved = (result.bytes_a_to_b, result.bytes_b_to_a)
         moved = result.bytes_a_to_b + result.bytes_b_to_a
         self.bytes_relayed += moved
-        detail = f"bytes={moved} claim={entry.claims}"
-        return ("piped" if result.outcome == "closed" else result.outcome), detail
+        self.metrics.bytes_relayed += moved
+        outcome = {"closed": logs.HAPPY, "idle": logs.IDLE}.get(result.outcome, logs.ERRORY)
+        return outcome, ""
+
+    async def _pump(self, receiver: Connection, sender: Connection) -> PumpResult:
+        preload_up, preload_down = receiver.lines.take_rest(), sender.lines.take_rest()
+        use_splice = self.config.use_splice
+        while True:
+            try:
+                return await pump(
+                    receiver.sock,
+                    sender.sock,
+                    buffer_size=self.config.pump_buffer,
+                    idle_timeout=self.config.idle_timeout,
+                    use_splice=use_splice,
+                    preload_a_to_b=preload_up,
+                    preload_b_to_a=preload_down,
+                )
+            except OSError as exc:
+                if not use_splice or exc.errno not in OUT_OF_FDS:
+                    raise
+                use_splice = False  # no descriptors for kernel pipes: copy instead
+
+
+def _open_spare() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None

@@ -1,0 +1,126 @@
+"""Per-source-address limits: connections at once and nameplate look-ups per minute.
+
+Theory of operation. Pure bookkeeping, no I/O and no clock of its own:
+methods that care about time take `now` (seconds, monotonic), so tests drive
+time by hand, as in table.py.
+
+Rules this module owns:
+- one source "address" is an IPv4 address, or an IPv6 /64 network (one
+  customer's allocation: an attacker with one /64 has 2**64 addresses, so
+  counting single IPv6 addresses would limit nothing); IPv4-mapped IPv6
+  addresses count as their IPv4 address;
+- an address holds at most `max_connections` connections at once: open()
+  says no past it, close() gives the slot back;
+- an address may make `per_minute` look-ups: a token bucket of that size,
+  refilled evenly over 60 seconds, so a guesser gets one guess every
+  60/per_minute seconds once its burst is spent;
+- memory is bounded: an address is remembered only while it holds a
+  connection or its bucket is not yet full again, and never more than
+  `max_tracked` addresses at once (past that, new addresses are refused
+  look-ups: under a flood from that many sources, refusing is the safe side).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from dataclasses import dataclass
+
+SECONDS_PER_MINUTE = 60.0
+
+
+def address_key(host: str) -> str:
+    """The unit an address limit counts: the IPv4 address, or the IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host  # not an IP (a Unix socket, a test double): count it as itself
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class ConnectionCounter:
+    """Connections held at once per address key."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self._open: dict[str, int] = {}
+
+    def open(self, key: str) -> bool:
+        """Count one more connection from key; False (and nothing counted) past the limit."""
+        held = self._open.get(key, 0)
+        if held >= self.max_connections:
+            return False
+        self._open[key] = held + 1
+        return True
+
+    def close(self, key: str) -> None:
+        held = self._open.get(key, 0) - 1
+        if held > 0:
+            self._open[key] = held
+        else:
+            self._open.pop(key, None)
+
+    def held(self, key: str) -> int:
+        return self._open.get(key, 0)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+class LookupLimiter:
+    """Token buckets of look-ups per address key, `per_minute` each."""
+
+    def __init__(self, per_minute: int, max_tracked: int) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / SECONDS_PER_MINUTE  # tokens per second
+        self.max_tracked = max_tracked
+        # Least recently charged first: a bucket is full again once it has been
+        # left alone for a minute, so expired buckets are always at the front.
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def allow(self, key: str, now: float) -> bool:
+        """Charge one look-up to key; False when its budget is spent."""
+        self._forget_full(now)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_tracked:
+                return False
+            bucket = self._buckets[key] = _Bucket(self.capacity, now)
+        else:
+            elapsed = max(0.0, now - bucket.updated)
+            bucket.tokens = min(self.capacity, bucket.tokens + elapsed * self.rate)
+            bucket.updated = now
+            self._buckets.move_to_end(key)
+        if bucket.tokens < 1.0:
+            return False
+        bucket.tokens -= 1.0
+        return True
+
+    def retry_after(self, key: str, now: float) -> float:
+        """Seconds until key may look up again (0 when it may now)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = bucket.tokens + max(0.0, now - bucket.updated) * self.rate
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        refill = SECONDS_PER_MINUTE  # any bucket idle this long is full again
+        while self._buckets:
+            key, bucket = next(iter(self._buckets.items()))
+            if now - bucket.updated < refill:
+                break
+            del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -1,0 +1,87 @@
+"""The deployment recipes stay true: the container's file set runs the relay on a
+bare Python (no site-packages), and the systemd unit is hardened and parses."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ferry.cli.relay import build_parser
+from tests.faults.procs import ROOT, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+DEPLOY = ROOT / "deploy"
+
+
+def test_container_file_set_runs_the_relay_without_any_package(tmp_path: Path) -> None:
+    image = tmp_path / "opt-ferry"
+    for line in (DEPLOY / "Containerfile").read_text().splitlines():
+        if not line.startswith("COPY "):
+            continue
+        *sources, target = line.split()[1:]
+        destination = image / target.removeprefix("/opt/ferry/")
+        for source in sources:
+            path = ROOT / source
+            if path.is_dir():
+                shutil.copytree(path, destination, dirs_exist_ok=True)
+            else:
+                destination.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, destination)
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(image)}
+    log = tmp_path / "relay.log"
+    with open(log, "wb") as err:
+        # -S: no site module, so no site-packages: only the standard library exists.
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-m", "ferry.cli.relay", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while "listening on" not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    assert "Traceback" not in log.read_text()
+
+
+def test_systemd_unit_is_hardened_and_its_command_line_parses() -> None:
+    unit = (DEPLOY / "ferry-relay.service").read_text()
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0].isalpha()
+    )
+    for key, value in {
+        "DynamicUser": "yes",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "CapabilityBoundingSet": "",
+        "KillSignal": "SIGTERM",
+    }.items():
+        assert settings.get(key) == value, key
+    assert int(settings["LimitNOFILE"]) >= 4096
+    argv = shlex.split(settings["ExecStart"])
+    assert argv[argv.index("-m") + 1] == "ferry.cli.relay"
+    args = build_parser().parse_args(argv[argv.index("-m") + 2 :])
+    assert args.metrics.startswith("127.0.0.1:")
+    environment = dict(
+        line.removeprefix("Environment=").split("=", 1)
+        for line in unit.splitlines()
+        if line.startswith("Environment=")
+    )
+    drain = float(environment["FERRY_RELAY_DRAIN_TIMEOUT"])
+    assert int(settings["TimeoutStopSec"]) > drain  # systemd must not SIGKILL mid-drain

@@ -1,0 +1,237 @@
+"""Stalled and vanishing peers against a real relay process.
+
+A stalled receiver must back-pressure the sender with bounded relay memory,
+then be cut by the idle timeout. A peer that vanishes (RST, half-close,
+kill -9) at any phase must end only its own pairing: the other side learns
+it promptly, the relay frees everything, and the next transfer works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.procs import (
+    clients,
+    figure,
+    one_line_error,
+    receive,
+    relay_process,
+    send,
+    sparse_file,
+    wait_for,
+)
+from tests.relay.harness import RawClient, pair, register_sender
+
+pytestmark = pytest.mark.timeout(90)
+
+MIB = 1 << 20
+PER_TRANSFER_BUDGET = 4 * MIB  # DESIGN.md: memory and buffers, kernel included
+
+
+def _small_buffers(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+
+
+async def _connect_small(port: int) -> RawClient:
+    sock = socket.socket()
+    _small_buffers(sock)
+    sock.setblocking(False)
+    await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port)), 5)
+    return RawClient(sock)
+
+
+async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
+    tmp_path: Path,
+) -> None:
+    idle = 2.0
+    with relay_process(tmp_path, "--idle-timeout", str(idle)) as relay:
+        control, nameplate = await register_sender(relay.port)
+        receiver = await _connect_small(relay.port)
+        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        ticket = (await control.line()).split()[1]
+        data = await _connect_small(relay.port)
+        await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
+        assert await data.line() == "PAIRED"
+        before = relay.rss_kib()
+        # Push until the sender cannot write for a second: that is backpressure.
+        chunk = b"\0" * 65536
+        pushed, last_progress = 0, time.monotonic()
+        while time.monotonic() - last_progress < 1.0 and pushed < 64 * MIB:
+            try:
+                pushed += data.sock.send(chunk)
+                last_progress = time.monotonic()
+            except BlockingIOError:
+                select.select([], [data.sock], [], 0.1)
+        stalled_rss = relay.rss_kib()
+        assert 0 < pushed < PER_TRANSFER_BUDGET, pushed
+        assert stalled_rss - before < PER_TRANSFER_BUDGET // 1024
+        stalled_at = time.monotonic()
+        # No byte moves now; the relay must end the pipe at the idle timeout.
+        rest = await data.read_until_closed(timeout=idle + 10)
+        cut_after = time.monotonic() - stalled_at
+        assert rest == b""
+        await wait_for(lambda: "outcome=idle" in relay.log(), 5, "idle outcome logged")
+        assert relay.metrics()["active_transfers"] == 0
+        for client in (control, receiver, data):
+            client.close()
+        figure(
+            "stalled receiver",
+            f"sender could push {pushed // 1024} KiB before backpressure (budget "
+            f"{PER_TRANSFER_BUDGET // MIB} MiB); relay RSS {before} -> {stalled_rss} KiB; "
+            f"cut {cut_after:.1f}s after the stall (idle timeout {idle:.0f}s)",
+        )
+
+
+PHASES = ["handshake", "waiting", "pairing", "key-exchange", "mid-transfer", "before-ack"]
+
+
+@pytest.fixture(scope="module")
+def shared_relay(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with relay_process(tmp_path_factory.mktemp("relay"), "--join-timeout", "3") as relay:
+        yield relay
+
+
+def _vanish(client: RawClient, how: str) -> None:
+    if how == "rst":
+        client.reset()
+    else:
+        client.half_close()
+
+
+@pytest.mark.parametrize("how", ["rst", "half-close"])
+@pytest.mark.parametrize("phase", PHASES)
+async def test_peer_vanishing_ends_only_its_pairing(shared_relay, phase: str, how: str) -> None:  # type: ignore[no-untyped-def]
+    relay = shared_relay
+    port = relay.port
+    survivors: list[RawClient] = []
+    gone: list[RawClient] = []
+    if phase == "handshake":
+        client = await RawClient.connect(port)
+        await client.send("FERRY 1 SE")
+        _vanish(client, how)
+        gone.append(client)
+    elif phase == "waiting":
+        control, nameplate = await register_sender(port)
+        _vanish(control, how)
+        gone.append(control)
+        await asyncio.sleep(0.2)
+        late = await RawClient.connect(port)
+        await late.send(f"FERRY 1 RECV {nameplate}\n")
+        answer = await late.line()
+        assert answer.startswith(("ERROR unknown-nameplate", "INCOMING")), answer
+        late.close()
+    elif phase == "pairing":
+        control, nameplate = await register_sender(port)
+        receiver = await RawClient.connect(port)
+        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        ticket = (await control.line()).split()[1]
+        _vanish(receiver, how)
+        gone.append(receiver)
+        await asyncio.sleep(0.2)
+        data = await RawClient.connect(port)
+        await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
+        answer = await data.line()
+        assert answer in ("", "PAIRED") or answer.startswith("ERROR bad-request"), answer
+        assert await data.read_until_closed() == b""
+        survivors += [control, data]
+    else:
+        control, data, receiver, _ = await pair(port)
+        survivors.append(control)
+        if phase == "key-exchange":
+            await receiver.send(b"\x01" * 40)  # a PAKE message, then gone
+            assert len(await _read_exactly(data, 40)) == 40
+            victim, other = receiver, data
+        elif phase == "mid-transfer":
+            sending = asyncio.create_task(data.send(os.urandom(2 * MIB)))
+            await _read_exactly(receiver, 256 * 1024)
+            victim, other = receiver, data
+        else:  # before-ack: all data delivered, the receiver never acknowledges
+            await data.send(os.urandom(300_000))
+            await _read_exactly(receiver, 300_000)
+            victim, other = receiver, data
+        _vanish(victim, how)
+        gone.append(victim)
+        if how == "rst":  # the other side learns at once
+            await other.read_until_closed(timeout=5)
+        else:  # a half-close is passed on: the other side sees EOF, then closes too
+            await other.read_until_closed(timeout=5)
+            other.half_close()
+            await victim.read_until_closed(timeout=5)
+        if phase == "mid-transfer":
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+        survivors.append(other)
+    for client in survivors + gone:
+        client.close()
+    await wait_for(lambda: relay.metrics()["connections_open"] == 0, 10, "relay frees all")
+    control, data, receiver, _ = await pair(port)
+    await data.send(b"next transfer")
+    data.half_close()
+    assert await receiver.read_until_closed() == b"next transfer"
+    for client in (control, data, receiver):
+        client.close()
+
+
+async def _read_exactly(client: RawClient, n: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    got = bytearray(client.buffer)
+    client.buffer.clear()
+    async with asyncio.timeout(10):
+        while len(got) < n:
+            chunk = await loop.sock_recv(client.sock, min(65536, n - len(got)))
+            assert chunk, f"closed after {len(got)} of {n} bytes"
+            got += chunk
+    return bytes(got)
+
+
+BIG = 1 << 30  # sparse: costs no disk on the sending side
+
+
+def _temp_files(directory: Path) -> list[Path]:
+    return list(directory.glob(".ferry-*")) if directory.exists() else []
+
+
+@pytest.mark.parametrize("victim", ["sender", "receiver"])
+async def test_kill_9_of_a_peer_mid_transfer_fails_the_other_cleanly(
+    tmp_path: Path, victim: str
+) -> None:
+    with relay_process(tmp_path) as relay:
+        source = sparse_file(tmp_path / "big.bin", BIG)
+        out = tmp_path / "out"
+        with clients() as started:
+            sender = send(started, tmp_path, relay.port, source)
+            receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
+            await wait_for(lambda: bool(_temp_files(out)), 20, "transfer under way")
+            killed, other = (sender, receiver) if victim == "sender" else (receiver, sender)
+            killed.kill(signal.SIGKILL)
+            assert await other.exit_code(timeout=20) != 0
+            program = "receive" if victim == "sender" else "send"
+            one_line_error(other.stderr(), program)
+        assert not (out / "big.bin").exists()
+        if victim == "sender":
+            assert not _temp_files(out)  # the receiver cleaned up after itself
+        await wait_for(lambda: relay.metrics()["connections_open"] == 0, 10, "relay frees all")
+
+
+async def test_kill_9_of_a_waiting_sender_makes_its_code_unknown(tmp_path: Path) -> None:
+    with relay_process(tmp_path) as relay:
+        (tmp_path / "a.txt").write_text("a")
+        with clients() as started:
+            sender = send(started, tmp_path, relay.port, tmp_path / "a.txt")
+            code = await sender.code()
+            sender.kill(signal.SIGKILL)
+            await sender.exit_code()
+            await wait_for(lambda: relay.metrics()["waiting_senders"] == 0, 5, "nameplate freed")
+            receiver = receive(started, tmp_path, relay.port, code, tmp_path / "out")
+            assert await receiver.exit_code() == 5
+            one_line_error(receiver.stderr(), "receive")
+            assert "unknown code" in receiver.stderr()

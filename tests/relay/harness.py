@@ -1,0 +1,137 @@
+"""In-process relay on 127.0.0.1:0 and raw rendezvous clients for relay tests.
+
+Raw clients speak the rendezvous lines by hand, so a test can stop, stall,
+reset or lie at any step. Every wait has a timeout; every socket is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ferry.address import Address
+from ferry.config import RelayConfig
+from ferry.relay.listen import open_listeners
+from ferry.relay.server import Relay
+
+TIMEOUT = 5.0
+
+
+@dataclass
+class RunningRelay:
+    relay: Relay
+    port: int
+
+
+@contextlib.asynccontextmanager
+async def running_relay(**settings: object) -> AsyncIterator[RunningRelay]:
+    config = RelayConfig(**settings)  # type: ignore[arg-type]
+    assert not config.problems(), config.problems()
+    listeners = open_listeners(Address("127.0.0.1", 0), config.socket_buffer)
+    relay = Relay(config)
+    await relay.start(listeners)
+    try:
+        yield RunningRelay(relay, listeners[0].getsockname()[1])
+    finally:
+        await relay.close()
+
+
+class RawClient:
+    """One TCP connection to the relay, driven line by line."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    @classmethod
+    async def connect(cls, port: int, source: str = "127.0.0.1") -> RawClient:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.bind((source, 0))
+            async with asyncio.timeout(TIMEOUT):
+                await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    async def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        async with asyncio.timeout(TIMEOUT):
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    async def line(self, timeout: float = TIMEOUT) -> str:
+        """The next line without its LF; "" when the relay closed first."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while (end := self.buffer.find(b"\n")) < 0:
+                try:
+                    data = await loop.sock_recv(self.sock, 4096)
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    return ""
+                self.buffer += data
+        text = self.buffer[:end].decode("ascii", "replace")
+        del self.buffer[: end + 1]
+        return text
+
+    async def read_until_closed(self, timeout: float = TIMEOUT) -> bytes:
+        loop = asyncio.get_running_loop()
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    chunk = await loop.sock_recv(self.sock, 65536)
+                except ConnectionResetError:
+                    return data
+                if not chunk:
+                    return data
+                data += chunk
+
+    def reset(self) -> None:
+        """Close with RST instead of FIN (SO_LINGER 0)."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def half_close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def register_sender(port: int, source: str = "127.0.0.1") -> tuple[RawClient, int]:
+    control = await RawClient.connect(port, source)
+    await control.send("FERRY 1 SEND\n")
+    answer = await control.line()
+    assert answer.startswith("NAMEPLATE "), answer
+    return control, int(answer.split()[1])
+
+
+async def pair(port: int, source: str = "127.0.0.1") -> tuple[RawClient, RawClient, RawClient, int]:
+    """A sender (control, data) and a receiver joined into a pipe: (control, data, receiver, n)."""
+    control, nameplate = await register_sender(port, source)
+    receiver = await RawClient.connect(port, source)
+    await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+    incoming = await control.line()
+    assert incoming.startswith("INCOMING "), incoming
+    data = await RawClient.connect(port, source)
+    await data.send(f"FERRY 1 JOIN {nameplate} {incoming.split()[1]}\n")
+    assert await data.line() == "PAIRED"
+    assert await receiver.line() == "PAIRED"
+    return control, data, receiver, nameplate
+
+
+def close_all(*clients: RawClient) -> None:
+    for client in clients:
+        client.close()

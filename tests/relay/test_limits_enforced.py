@@ -1,0 +1,249 @@
+"""Every relay limit, enforced: an in-process relay on port 0 with small settings.
+
+Each test sets one limit low, pushes past it, and checks the refusal the
+client reads (ERROR <reason> ...) and that the relay keeps serving others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from ferry.protocol import rendezvous as rv
+from tests.relay.harness import RawClient, close_all, pair, register_sender, running_relay
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def reason(line: str) -> str:
+    assert line.startswith("ERROR "), line
+    return line.split()[1]
+
+
+async def test_silent_connection_is_refused_with_timeout_at_handshake_deadline() -> None:
+    async with running_relay(handshake_timeout=0.3) as r:
+        client = await RawClient.connect(r.port)
+        started = time.monotonic()
+        assert reason(await client.line(timeout=3)) == rv.REASON_TIMEOUT
+        assert await client.read_until_closed() == b""
+        assert 0.25 < time.monotonic() - started < 3
+        client.close()
+
+
+async def test_half_hello_is_refused_with_timeout_at_handshake_deadline() -> None:
+    async with running_relay(handshake_timeout=0.3) as r:
+        client = await RawClient.connect(r.port)
+        await client.send("FERRY 1 RE")
+        assert reason(await client.line(timeout=3)) == rv.REASON_TIMEOUT
+        client.close()
+
+
+@pytest.mark.parametrize("size", [33, 4096, 1 << 20])
+async def test_hello_longer_than_max_hello_bytes_is_refused_as_bad_request(size: int) -> None:
+    async with running_relay(max_hello_bytes=32) as r:
+        client = await RawClient.connect(r.port)
+        # The relay refuses after at most 32 bytes; the rest may not even be read.
+        sending = asyncio.create_task(client.send(b"F" * size + b"\n"))
+        line = await client.line()
+        assert reason(line) == rv.REASON_BAD_REQUEST
+        assert "too long" in line
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+        client.close()
+
+
+async def test_valid_request_longer_than_max_hello_bytes_is_refused() -> None:
+    hello = "FERRY 1 RECV 123456789\n"  # 23 bytes, well-formed
+    async with running_relay(max_hello_bytes=20) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(hello)
+        line = await client.line()
+        assert reason(line) == rv.REASON_BAD_REQUEST and "too long" in line
+        client.close()
+    async with running_relay(max_hello_bytes=23) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(hello)
+        assert reason(await client.line()) == rv.REASON_UNKNOWN_NAMEPLATE
+        client.close()
+
+
+async def test_hello_within_max_hello_bytes_is_served() -> None:
+    async with running_relay(max_hello_bytes=16) as r:
+        control, _ = await register_sender(r.port)  # "FERRY 1 SEND\n" is 13 bytes
+        control.close()
+
+
+async def test_connections_past_max_handshakes_are_refused_busy() -> None:
+    async with running_relay(max_handshakes=3, handshake_timeout=10) as r:
+        idle = [await RawClient.connect(r.port, f"127.0.0.{i}") for i in range(2, 5)]
+        await asyncio.sleep(0.1)
+        assert r.relay.handshaking == 3
+        extra = await RawClient.connect(r.port, "127.0.0.5")
+        assert reason(await extra.line()) == rv.REASON_BUSY
+        close_all(*idle, extra)
+        await asyncio.sleep(0.1)
+        control, _ = await register_sender(r.port)  # slots free again
+        control.close()
+
+
+async def test_senders_past_max_waiting_senders_are_refused_busy() -> None:
+    async with running_relay(max_waiting_senders=2) as r:
+        first, _ = await register_sender(r.port)
+        second, _ = await register_sender(r.port)
+        third = await RawClient.connect(r.port)
+        await third.send("FERRY 1 SEND\n")
+        assert reason(await third.line()) == rv.REASON_BUSY
+        first.close()
+        await asyncio.sleep(0.1)
+        fourth, _ = await register_sender(r.port)
+        close_all(second, third, fourth)
+
+
+async def test_sender_waiting_past_max_sender_wait_is_refused_with_timeout() -> None:
+    async with running_relay(max_sender_wait=0.3, ping_interval=0.1) as r:
+        control, _ = await register_sender(r.port)
+        lines = []
+        for _ in range(20):
+            line = await control.line(timeout=3)
+            if line == "PING":
+                await control.send("PONG\n")
+                continue
+            lines.append(line)
+            break
+        assert reason(lines[0]) == rv.REASON_TIMEOUT
+        assert len(r.relay.table) == 0
+        control.close()
+
+
+async def test_waiting_sender_that_stops_answering_ping_is_dropped() -> None:
+    async with running_relay(ping_interval=0.1, pong_timeout=0.3) as r:
+        control, _ = await register_sender(r.port)
+        assert await control.line(timeout=3) == "PING"
+        assert await control.read_until_closed(timeout=3) in (b"PING\n", b"PING\nPING\n", b"")
+        assert len(r.relay.table) == 0
+        control.close()
+
+
+async def test_receiver_past_max_active_transfers_is_refused_busy() -> None:
+    async with running_relay(max_active_transfers=1) as r:
+        first = await pair(r.port)
+        control, nameplate = await register_sender(r.port)
+        receiver = await RawClient.connect(r.port)
+        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        assert reason(await receiver.line()) == rv.REASON_BUSY
+        close_all(*first[:3], control, receiver)
+
+
+async def test_pipe_without_traffic_ends_at_idle_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    async with running_relay(idle_timeout=0.4) as r:
+        control, data, receiver, _ = await pair(r.port)
+        await data.send(b"some bytes")
+        assert await receiver.read_until_closed(timeout=5) == b"some bytes"
+        assert await data.read_until_closed(timeout=5) == b""
+        close_all(control, data, receiver)
+        await asyncio.sleep(0.05)
+    outcomes = [getattr(rec, "fields", {}).get("outcome") for rec in caplog.records]
+    assert "idle" in outcomes
+
+
+async def test_connections_past_max_per_address_are_refused_and_others_served() -> None:
+    async with running_relay(max_connections_per_address=3) as r:
+        held = [await RawClient.connect(r.port, "127.0.0.2") for _ in range(3)]
+        extra = await RawClient.connect(r.port, "127.0.0.2")
+        assert reason(await extra.line()) == rv.REASON_TOO_MANY_CONNECTIONS
+        other, _ = await register_sender(r.port, "127.0.0.3")
+        held[0].close()
+        await asyncio.sleep(0.1)
+        again, _ = await register_sender(r.port, "127.0.0.2")
+        close_all(*held, extra, other, again)
+
+
+async def test_lookups_past_budget_are_rate_limited_per_address() -> None:
+    async with running_relay(lookups_per_minute=3) as r:
+        answers = []
+        for _ in range(5):
+            guesser = await RawClient.connect(r.port, "127.0.0.2")
+            await guesser.send("FERRY 1 RECV 4242\n")
+            answers.append(reason(await guesser.line()))
+            guesser.close()
+        assert answers == [rv.REASON_UNKNOWN_NAMEPLATE] * 3 + [rv.REASON_RATE_LIMITED] * 2
+        honest = await RawClient.connect(r.port, "127.0.0.3")
+        await honest.send("FERRY 1 RECV 4242\n")
+        assert reason(await honest.line()) == rv.REASON_UNKNOWN_NAMEPLATE
+        honest.close()
+
+
+async def test_rate_limited_refusal_says_when_to_retry() -> None:
+    async with running_relay(lookups_per_minute=1) as r:
+        lines = []
+        for _ in range(2):
+            guesser = await RawClient.connect(r.port)
+            await guesser.send("FERRY 1 RECV 1\n")
+            lines.append(await guesser.line())
+            guesser.close()
+        assert [reason(line) for line in lines] == [
+            rv.REASON_UNKNOWN_NAMEPLATE,
+            rv.REASON_RATE_LIMITED,
+        ]
+        assert "retry in 60s" in lines[1]
+
+
+async def test_claims_past_max_claims_per_nameplate_are_refused_too_many_attempts() -> None:
+    async with running_relay(max_claims_per_nameplate=2) as r:
+        control, nameplate = await register_sender(r.port)
+        for _ in range(2):
+            receiver = await RawClient.connect(r.port)
+            await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+            assert (await control.line()).startswith("INCOMING ")
+            receiver.close()  # a guesser leaving before the sender joins
+            await asyncio.sleep(0.05)
+        late = await RawClient.connect(r.port)
+        await late.send(f"FERRY 1 RECV {nameplate}\n")
+        assert reason(await late.line()) == rv.REASON_TOO_MANY_ATTEMPTS
+        close_all(control, late)
+
+
+async def test_receiver_leaving_before_join_frees_the_nameplate_at_once() -> None:
+    async with running_relay(join_timeout=30) as r:
+        control, nameplate = await register_sender(r.port)
+        first = await RawClient.connect(r.port)
+        await first.send(f"FERRY 1 RECV {nameplate}\n")
+        assert (await control.line()).startswith("INCOMING ")
+        first.reset()
+        await asyncio.sleep(0.1)
+        second = await RawClient.connect(r.port)
+        await second.send(f"FERRY 1 RECV {nameplate}\n")
+        assert (await control.line()).startswith("INCOMING ")  # not "claimed"
+        close_all(control, second)
+
+
+async def test_no_descriptor_headroom_refuses_new_connections_busy() -> None:
+    async with running_relay(fd_reserve=10**9) as r:
+        client = await RawClient.connect(r.port)
+        line = await client.line()
+        assert reason(line) == rv.REASON_BUSY
+        assert "file descriptors" in line
+        client.close()
+
+
+async def test_join_with_unknown_ticket_is_refused_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    async with running_relay() as r:
+        client = await RawClient.connect(r.port)
+        await client.send(f"FERRY 1 JOIN 5 {'0' * 32}\n")
+        assert reason(await client.line()) == rv.REASON_BAD_REQUEST
+        client.close()
+        await asyncio.sleep(0.05)
+    fields = [getattr(rec, "fields", {}) for rec in caplog.records]
+    assert any(
+        f.get("outcome") == "refused"
+        and f.get("role") == "sender-data"
+        and f.get("reason") == "bad-request"
+        for f in fields
+    ), fields

@@ -60,6 +60,13 @@ class RelayConfig:
     as a token bucket of that size refilled evenly over the minute. Makes guessing
     codes, and probing for live nameplates, slow."""
 
+    limit_loopback: bool = False
+    """Apply the per-address limits above (connections, look-ups) to loopback
+    clients too. Off by default: behind a local proxy or tunnel every client
+    appears as loopback, so the limits could not tell users apart, and local
+    tools (tests, benchmarks) are trusted. Turn it on when loopback clients are
+    untrusted."""
+
     max_tracked_addresses: int = 100_000
     """Source addresses whose look-up budget the relay remembers at once, in entries
     (about 200 bytes each). Past it, new addresses are refused as rate-limited."""

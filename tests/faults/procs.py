@@ -118,7 +118,8 @@ class RelayProcess:
 def relay_process(
     workdir: Path, *flags: str, preexec: Callable[[], None] | None = None
 ) -> Iterator[RelayProcess]:
-    relay = RelayProcess(workdir, *flags, preexec=preexec).start()
+    # The attackers in these tests are loopback addresses: count them as remote hosts.
+    relay = RelayProcess(workdir, "--limit-loopback", *flags, preexec=preexec).start()
     try:
         yield relay
     finally:

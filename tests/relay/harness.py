@@ -29,6 +29,8 @@ class RunningRelay:
 
 @contextlib.asynccontextmanager
 async def running_relay(**settings: object) -> AsyncIterator[RunningRelay]:
+    # Test clients are all on loopback; count them per address like remote ones.
+    settings.setdefault("limit_loopback", True)
     config = RelayConfig(**settings)  # type: ignore[arg-type]
     assert not config.problems(), config.problems()
     listeners = open_listeners(Address("127.0.0.1", 0), config.socket_buffer)

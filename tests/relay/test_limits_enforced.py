@@ -177,6 +177,21 @@ async def test_lookups_past_budget_are_rate_limited_per_address() -> None:
         honest.close()
 
 
+async def test_loopback_clients_by_default_are_exempt_from_per_address_limits() -> None:
+    async with running_relay(
+        lookups_per_minute=1, max_connections_per_address=2, limit_loopback=False
+    ) as r:
+        held = [await RawClient.connect(r.port) for _ in range(3)]
+        answers = []
+        for _ in range(3):
+            receiver = await RawClient.connect(r.port)
+            await receiver.send("FERRY 1 RECV 4242\n")
+            answers.append(reason(await receiver.line()))
+            receiver.close()
+        assert answers == [rv.REASON_UNKNOWN_NAMEPLATE] * 3
+        close_all(*held)
+
+
 async def test_rate_limited_refusal_says_when_to_retry() -> None:
     async with running_relay(lookups_per_minute=1) as r:
         lines = []

@@ -155,7 +155,7 @@ class Sender:
             left = self.config.max_failed_attempts - self.failed_attempts
             if left <= 0:
                 raise TooManyAttempts(
-                    f"{self.failed_attempts} receivers tried a wrong code; giving up "
+                    f"{self.failed_attempts} wrong codes were tried; giving up "
                     "(send again for a new code)"
                 ) from None
             what = "used a wrong code" if isinstance(exc, WrongCode) else "failed key exchange"

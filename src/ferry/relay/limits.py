@@ -29,6 +29,17 @@ from dataclasses import dataclass
 SECONDS_PER_MINUTE = 60.0
 
 
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and their IPv4-mapped forms."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
 def address_key(host: str) -> str:
     """The unit an address limit counts: the IPv4 address, or the IPv6 /64."""
     try:

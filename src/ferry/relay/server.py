@@ -50,7 +50,7 @@ from typing import Final
 from ferry.config import RelayConfig
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
-from ferry.relay.limits import ConnectionCounter, LookupLimiter, address_key
+from ferry.relay.limits import ConnectionCounter, LookupLimiter, address_key, is_loopback
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.table import Entry, PairingTable, Refusal, State
@@ -213,8 +213,9 @@ class Relay:
             if self._fds_in_use() + self.config.fd_reserve >= _fd_limit():
                 self._refuse_now(sock, peer, rv.REASON_BUSY, "relay busy: out of file descriptors")
                 continue
-            key = address_key(host)
-            if not self.per_address.open(key):
+            # "" = not subject to per-address limits (loopback, unless limit_loopback).
+            key = address_key(host) if self.config.limit_loopback or not is_loopback(host) else ""
+            if key and not self.per_address.open(key):
                 text = "too many connections from your address"
                 self._refuse_now(sock, peer, rv.REASON_TOO_MANY_CONNECTIONS, text)
                 continue
@@ -231,7 +232,8 @@ class Relay:
 
     def _release(self, conn: Connection) -> None:
         """A connection's socket is closed: give back its slots."""
-        self.per_address.close(conn.key)
+        if conn.key:
+            self.per_address.close(conn.key)
         self.open_connections -= 1
 
     def _refuse_now(self, sock: socket.socket, peer: str, reason: str, text: str) -> None:
@@ -421,7 +423,7 @@ class Relay:
 
     async def _serve_receiver(self, conn: Connection, nameplate: int) -> tuple[str, str]:
         now = time.monotonic()
-        if not self.lookups.allow(conn.key, now):
+        if conn.key and not self.lookups.allow(conn.key, now):
             wait = max(1, round(self.lookups.retry_after(conn.key, now)))
             text = f"too many look-ups from your address, retry in {wait}s"
             raise Refusal(rv.REASON_RATE_LIMITED, text)

@@ -1,0 +1,593 @@
+"""Helpers to drive the real ./relay, ./send and ./receive executables as subprocesses.
+
+Everything here is black-box: programs are started exactly as a user (or a grader) would
+start them, on 127.0.0.1 (or ::1) with free ports, and every process is started in its own
+session so that the whole process group can be killed, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+CODE_RE = re.compile(r"^\d+-[a-z]+(-[a-z]+)+$")
+TEMP_GLOB = ".ferry-*.part"
+
+# Every wait in the suite is bounded; these are generous on a loaded 2-core machine.
+START_TIMEOUT = 20.0
+CODE_TIMEOUT = 30.0
+RUN_TIMEOUT = 90.0
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without any FERRY_* setting that could change behaviour."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+    env.pop("PYTHONWARNINGS", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where a connection is refused (nothing listens)."""
+    return free_port()
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+            sock.listen(1)
+            port = sock.getsockname()[1]
+            with socket.create_connection(("::1", port), timeout=2):
+                pass
+        return True
+    except OSError:
+        return False
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def program(name: str, invoke: str = "abs", cwd: Path | None = None) -> tuple[list[str], Path]:
+    """argv[0] and cwd for one of the three programs.
+
+    invoke="abs": absolute path, run from `cwd` (default: the repo root);
+    invoke="rel": "./name" run from the repo root, exactly as the grader does;
+    invoke="relpath": a relative path such as ../../work/main/name, run from `cwd`.
+    """
+    exe = REPO / name
+    if invoke == "abs":
+        return [str(exe)], cwd or REPO
+    if invoke == "rel":
+        return [f"./{name}"], REPO
+    if invoke == "relpath":
+        if cwd is None:
+            raise ValueError("relpath needs a cwd")
+        return [os.path.relpath(exe, cwd)], cwd
+    raise ValueError(invoke)
+
+
+class Registry:
+    """Every process a test starts; all of them are killed at teardown, whatever happened."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        kwargs.setdefault("start_new_session", True)
+        kwargs.setdefault("env", clean_env())
+        proc = subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload]
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        for proc in reversed(self.procs):
+            kill_group(proc)
+        for proc in self.procs:
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+
+def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Send sig to the process group of proc (if it still runs) and reap it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+    if sig == signal.SIGKILL:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def wait_for_connect(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Poll a TCP connect until it succeeds (True), or proc dies / time runs out (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return proc.poll() is None
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+@dataclass
+class Relay:
+    proc: subprocess.Popen[bytes]
+    port: int
+    host: str
+    """The host clients connect to (127.0.0.1, localhost, ::1)."""
+    listen: str
+    """The address argument given to ./relay."""
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def address(self) -> str:
+        return format_address(self.host, self.port)
+
+    def at(self, host: str) -> str:
+        return format_address(host, self.port)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def __str__(self) -> str:
+        return self.address
+
+
+def start_relay(
+    registry: Registry,
+    logdir: Path,
+    listen: str = "127.0.0.1:{port}",
+    host: str = "127.0.0.1",
+    extra_args: Iterable[str] = (),
+    invoke: str = "rel",
+    env: dict[str, str] | None = None,
+) -> Relay:
+    """Start ./relay on a free port and wait until it accepts connections."""
+    last_log = ""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for attempt in range(5):
+        port = free_port(family, host if family == socket.AF_INET6 else "127.0.0.1")
+        listen_arg = listen.format(port=port)
+        log_path = logdir / f"relay-{port}-{attempt}.log"
+        argv, cwd = program("relay", invoke)
+        with open(log_path, "wb") as log:
+            proc = registry.popen(
+                [*argv, listen_arg, *extra_args],
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env or clean_env(),
+            )
+        relay = Relay(proc, port, host, listen_arg, log_path)
+        if wait_for_connect(host, port, proc, START_TIMEOUT):
+            # Make sure it is our relay that answered, not someone else's on a reused port.
+            # (A relay that lost the port to someone else exits at once, code 4.)
+            deadline = time.monotonic() + 3
+            while "listening" not in relay.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if relay.alive():
+                return relay
+        last_log = relay.log()
+        kill_group(proc)
+    raise AssertionError(f"the relay did not start on {listen!r}; its log:\n{last_log}")
+
+
+@dataclass
+class Sender:
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+    code: str = ""
+    first_line: bytes = b""
+    stdout_rest: bytes = b""
+    _buffer: bytes = field(default=b"", repr=False)
+    returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def read_code(self, timeout: float = CODE_TIMEOUT) -> str:
+        """Read the first stdout line (the code) within timeout."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"send printed no code within {timeout}s; stdout so far {self._buffer!r}; "
+                    f"stderr: {self.stderr()!r}"
+                )
+            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(
+                    f"send closed stdout without a code line (rc={self.proc.poll()}); "
+                    f"stdout {self._buffer!r}; stderr: {self.stderr()!r}"
+                )
+            self._buffer += chunk
+        line, _, rest = self._buffer.partition(b"\n")
+        self.first_line = line
+        self.stdout_rest = rest
+        self.code = line.decode("utf-8", "replace")
+        return self.code
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
+        """Wait for exit (bounded); collect whatever else it printed on stdout."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc)
+            raise AssertionError(
+                f"send did not exit within {timeout}s; stderr: {self.stderr()!r}"
+            ) from None
+        assert self.proc.stdout is not None
+        if not self.proc.stdout.closed:
+            self.stdout_rest += self.proc.stdout.read()
+            self.proc.stdout.close()
+        self.returncode = rc
+        return rc
+
+
+def start_send(
+    registry: Registry,
+    logdir: Path,
+    relay: Relay | str,
+    path: Path | str,
+    cwd: Path | None = None,
+    extra_args: Iterable[str] = (),
+    invoke: str = "abs",
+    env: dict[str, str] | None = None,
+    read_code: bool = True,
+) -> Sender:
+    argv, run_cwd = program("send", invoke, cwd)
+    stderr_path = _unique(logdir, "send", ".err")
+    with open(stderr_path, "wb") as err:
+        proc = registry.popen(
+            [*argv, str(relay), str(path), *extra_args],
+            cwd=run_cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env or clean_env(),
+        )
+    sender = Sender(proc, stderr_path)
+    if read_code:
+        sender.read_code()
+    return sender
+
+
+class Result(subprocess.CompletedProcess):  # type: ignore[type-arg]
+    """A finished ./receive (or any program run to completion): a CompletedProcess with
+    text stdout/stderr, plus `argv` and the wall time it took (`elapsed`, seconds)."""
+
+    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str, elapsed: float):
+        super().__init__(argv, returncode, stdout, stderr)
+        self.argv = argv
+        self.elapsed = elapsed
+
+
+def run_program(
+    registry: Registry,
+    argv: Sequence[str],
+    cwd: Path,
+    timeout: float = RUN_TIMEOUT,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+) -> Result:
+    started = time.monotonic()
+    proc = registry.popen(
+        argv,
+        cwd=cwd,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env or clean_env(),
+    )
+    try:
+        out, err = proc.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate(timeout=10)
+        raise AssertionError(
+            f"{argv} did not exit within {timeout}s; stdout {out!r}; stderr {err!r}"
+        ) from None
+    return Result(
+        list(argv),
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        time.monotonic() - started,
+    )
+
+
+def run_receive(
+    registry: Registry,
+    relay: Relay | str,
+    code: str | None,
+    outdir: Path | str,
+    cwd: Path | None = None,
+    extra_args: Iterable[str] = (),
+    timeout: float = RUN_TIMEOUT,
+    invoke: str = "abs",
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+) -> Result:
+    argv, run_cwd = program("receive", invoke, cwd)
+    args = [str(relay)] + ([code] if code is not None else []) + [str(outdir), *extra_args]
+    return run_program(registry, [*argv, *args], run_cwd, timeout, env, input)
+
+
+def run_send_to_exit(
+    registry: Registry,
+    relay: Relay | str,
+    path: Path | str,
+    cwd: Path | None = None,
+    extra_args: Iterable[str] = (),
+    timeout: float = RUN_TIMEOUT,
+) -> Result:
+    """Run ./send when it is expected to fail before any receiver comes."""
+    argv, run_cwd = program("send", "abs", cwd)
+    return run_program(registry, [*argv, str(relay), str(path), *extra_args], run_cwd, timeout)
+
+
+@dataclass
+class Background:
+    """A ./receive running in the background (for kill tests)."""
+
+    proc: subprocess.Popen[bytes]
+    stdout_path: Path
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc)
+            raise AssertionError(
+                f"receive did not exit within {timeout}s; stderr {self.stderr()!r}"
+            ) from None
+
+
+def start_receive(
+    registry: Registry,
+    logdir: Path,
+    relay: Relay | str,
+    code: str,
+    outdir: Path | str,
+    extra_args: Iterable[str] = (),
+) -> Background:
+    argv, cwd = program("receive", "abs")
+    out_path = _unique(logdir, "receive", ".out")
+    err_path = out_path.with_suffix(".err")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = registry.popen(
+            [*argv, str(relay), code, str(outdir), *extra_args],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+        )
+    return Background(proc, out_path, err_path)
+
+
+_counter = 0
+
+
+def _unique(directory: Path, stem: str, suffix: str) -> Path:
+    global _counter
+    _counter += 1
+    return directory / f"{stem}-{os.getpid()}-{_counter}{suffix}"
+
+
+# -- assertions ------------------------------------------------------------------------
+
+
+def error_lines(stderr: str, prog: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(f"{prog}: error:")]
+
+
+def assert_one_line_error(stderr: str, prog: str, *needles: str) -> str:
+    """stderr holds exactly one `prog: error: ...` line, as its last line, and no traceback.
+
+    Other lines are allowed only if they are the program's own one-line warnings
+    (`prog: ...`), e.g. the sender's "a receiver used a wrong code" notes.
+    """
+    assert "Traceback" not in stderr, f"traceback on stderr:\n{stderr}"
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = error_lines(stderr, prog)
+    assert len(errors) == 1, f"expected one '{prog}: error:' line, got:\n{stderr}"
+    assert lines and lines[-1] == errors[0], f"the error is not the last line:\n{stderr}"
+    for line in lines:
+        assert line.startswith(f"{prog}: "), f"unexpected stderr line {line!r} in:\n{stderr}"
+    message = errors[0]
+    for needle in needles:
+        assert needle.lower() in message.lower(), f"{needle!r} not in {message!r}"
+    return message
+
+
+def assert_exact_one_line_error(stderr: str, prog: str, *needles: str) -> str:
+    """stderr is exactly one line: `prog: error: ...`."""
+    message = assert_one_line_error(stderr, prog, *needles)
+    assert stderr.strip() == message, f"stderr is not just one line:\n{stderr}"
+    return message
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Names of ferry temporary files in directory."""
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.glob(TEMP_GLOB))
+
+
+def assert_nothing_stored(directory: Path, final_name: str | None = None) -> None:
+    """No file under the final name and no temporary file in directory."""
+    if final_name is not None:
+        assert not (directory / final_name).exists(), f"{final_name} was stored"
+    assert leftovers(directory) == [], f"temporary files left: {leftovers(directory)}"
+
+
+def dir_is_empty(directory: Path) -> bool:
+    return not directory.exists() or not any(directory.iterdir())
+
+
+def files_equal(a: Path, b: Path, chunk: int = 8 << 20) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x = fa.read(chunk)
+            y = fb.read(chunk)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return [part.decode(errors="replace") for part in f.read().split(b"\0") if part]
+
+
+def wrong_words_code(code: str) -> str:
+    """Same nameplate, different (valid) words."""
+    from ferry.codes import words
+
+    nameplate, *real = code.split("-")
+    pool = [w for w in words() if w not in real]
+    return "-".join([nameplate, *pool[: len(real)]])
+
+
+def valid_words(n: int = 3) -> list[str]:
+    from ferry.codes import words
+
+    return list(words()[:n])
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(os.urandom(4096))
+        f.truncate(size)
+        f.seek(size - 4096)
+        f.write(os.urandom(4096))
+    return path
+
+
+def part_size(directory: Path) -> int:
+    """Bytes in the receiver's temporary file(s) in directory (0 if none)."""
+    total = 0
+    for path in directory.glob(TEMP_GLOB):
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
+
+
+def wait_mid_transfer(directory: Path, total: int, timeout: float = 60) -> int:
+    """Wait until the receiver's temporary file holds some bytes; return how many."""
+    ok = wait_until(lambda: part_size(directory) > 0, timeout, interval=0.005)
+    shown = sorted(p.name for p in directory.iterdir()) if directory.exists() else "-"
+    assert ok, f"no temporary file grew in {directory}: {shown}"
+    return part_size(directory)
+
+
+def retry_while_claimed(run, *args: object, within: float = 10.0, **kwargs: object) -> Result:
+    """Run a receive; while the relay still says the nameplate is in use, try again.
+
+    After a wrong code the relay frees the nameplate only once it has noticed both ends of
+    the failed pipe closing; a retry within those few milliseconds is told "already in
+    use" (exit 5). A person never retypes that fast; the tests must not race it either.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        result: Result = run(*args, **kwargs)
+        claimed = result.returncode == 5 and "in use" in result.stderr
+        if not claimed or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)

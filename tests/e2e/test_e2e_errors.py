@@ -1,0 +1,289 @@
+"""Failures a user can cause: wrong or unknown codes, existing files, unreachable relays,
+missing files. Each must give the documented exit code and one clear line on stderr."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from .harness import (
+    CODE_RE,
+    assert_exact_one_line_error,
+    assert_nothing_stored,
+    assert_one_line_error,
+    closed_port,
+    dir_is_empty,
+    retry_while_claimed,
+    valid_words,
+    wait_until,
+    wrong_words_code,
+)
+
+EXIT_USAGE = 2
+EXIT_LOCAL_FILE = 3
+EXIT_RELAY_UNREACHABLE = 4
+EXIT_RELAY_REFUSED = 5
+EXIT_WRONG_CODE = 6
+EXIT_REFUSED_BY_PEER = 10
+
+
+def make_file(path, size=20_000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+# -- 6. wrong code ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_wrong_words_fail_fast_keep_sender_then_right_code_succeeds(
+    relay, start_send, run_receive, tmp_path
+):
+    data = make_file(tmp_path / "src" / "secret.bin")
+    sender = start_send(relay, tmp_path / "src" / "secret.bin")
+    wrong = wrong_words_code(sender.code)
+    assert wrong != sender.code and wrong.split("-")[0] == sender.code.split("-")[0]
+
+    outdir = tmp_path / "out"
+    result = run_receive(relay, wrong, outdir, timeout=30)
+    assert result.returncode == EXIT_WRONG_CODE, result.stderr
+    assert result.elapsed < 10, f"wrong code took {result.elapsed:.1f}s"
+    assert_exact_one_line_error(result.stderr, "receive", "wrong code")
+    assert dir_is_empty(outdir), f"wrong code wrote {list(outdir.iterdir())}"
+
+    # The sender survives one wrong guess and says so.
+    assert wait_until(lambda: "wrong code" in sender.stderr(), 15), sender.stderr()
+    time.sleep(0.3)
+    assert sender.running(), f"sender exited {sender.proc.poll()}: {sender.stderr()}"
+
+    result = retry_while_claimed(run_receive, relay, sender.code, outdir, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (outdir / "secret.bin").read_bytes() == data
+    assert sorted(p.name for p in outdir.iterdir()) == ["secret.bin"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("attempts", [None, 1, 2])
+def test_sender_gives_up_after_attempts_wrong_codes_with_exit_6(
+    relay, start_send, run_receive, tmp_path, attempts
+):
+    make_file(tmp_path / "src" / "f.bin")
+    extra = [] if attempts is None else ["--attempts", str(attempts)]
+    sender = start_send(relay, tmp_path / "src" / "f.bin", extra_args=extra)
+    wrong = wrong_words_code(sender.code)
+    limit = 3 if attempts is None else attempts
+    for attempt in range(1, limit + 1):
+        result = retry_while_claimed(
+            run_receive, relay, wrong, tmp_path / f"out{attempt}", timeout=30
+        )
+        assert result.returncode == EXIT_WRONG_CODE, (attempt, result.stderr)
+        assert dir_is_empty(tmp_path / f"out{attempt}")
+        if attempt < limit:
+            assert wait_until(lambda a=attempt: sender.stderr().count("wrong code") >= a, 15), (
+                sender.stderr()
+            )
+            assert sender.running(), f"sender gave up after {attempt} of {limit}"
+    rc = sender.wait(30)
+    assert rc == EXIT_WRONG_CODE, sender.stderr()
+    message = assert_one_line_error(sender.stderr(), "send")
+    assert "wrong code" in message.lower() or "too many" in message.lower(), message
+    assert sender.stdout_rest == b""
+
+
+# -- 7. unknown and malformed codes ---------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_unknown_nameplate_is_refused_with_exit_5(relay, start_send, run_receive, tmp_path):
+    make_file(tmp_path / "src" / "f.bin")
+    sender = start_send(relay, tmp_path / "src" / "f.bin")
+    nameplate = int(sender.code.split("-")[0])
+    code = "-".join([str(nameplate + 500), *valid_words()])
+    outdir = tmp_path / "out"
+    result = run_receive(relay, code, outdir, timeout=30)
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
+    assert result.elapsed < 10
+    assert_exact_one_line_error(result.stderr, "receive", "unknown code")
+    assert dir_is_empty(outdir)
+    assert sender.running()
+
+
+@pytest.mark.timeout(60)
+def test_receive_before_any_send_is_unknown_code_exit_5(relay, run_receive, tmp_path):
+    outdir = tmp_path / "out"
+    code = "-".join(["1", *valid_words()])
+    result = run_receive(relay, code, outdir, timeout=30)
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
+    assert result.elapsed < 10
+    assert_exact_one_line_error(result.stderr, "receive", "unknown code")
+    assert dir_is_empty(outdir)
+    assert relay.alive()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "code",
+    ["hello", "7", "7-guitar", "0-a-b", "abc-def-ghi", "7-notaword-zzzz-qqqq", "7-é-a", ""],
+)
+def test_malformed_code_is_usage_error_exit_2(relay, run_receive, tmp_path, code):
+    outdir = tmp_path / "out"
+    result = run_receive(relay, code, outdir, timeout=30)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert_exact_one_line_error(result.stderr, "receive")
+    assert_nothing_stored(outdir)
+
+
+# -- 8. existing file ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_existing_file_is_refused_exit_3_and_sender_exit_10(
+    relay, start_send, run_receive, tmp_path
+):
+    make_file(tmp_path / "src" / "report.pdf")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "report.pdf").write_bytes(b"precious old content")
+    before = (outdir / "report.pdf").stat()
+
+    sender = start_send(relay, tmp_path / "src" / "report.pdf")
+    result = run_receive(relay, sender.code, outdir, timeout=30)
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
+    assert_exact_one_line_error(result.stderr, "receive", "already exists")
+    assert (outdir / "report.pdf").read_bytes() == b"precious old content"
+    assert (outdir / "report.pdf").stat().st_mtime_ns == before.st_mtime_ns
+    assert sorted(p.name for p in outdir.iterdir()) == ["report.pdf"]
+
+    rc = sender.wait(30)
+    assert rc == EXIT_REFUSED_BY_PEER, sender.stderr()
+    assert_one_line_error(sender.stderr(), "send", "refused")
+
+
+@pytest.mark.timeout(60)
+def test_existing_file_with_overwrite_is_replaced(relay, start_send, run_receive, tmp_path):
+    data = make_file(tmp_path / "src" / "report.pdf", 400_000)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "report.pdf").write_bytes(b"old")
+    sender = start_send(relay, tmp_path / "src" / "report.pdf")
+    result = run_receive(relay, sender.code, outdir, extra_args=["--overwrite"], timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (outdir / "report.pdf").read_bytes() == data
+    assert sorted(p.name for p in outdir.iterdir()) == ["report.pdf"]
+
+
+@pytest.mark.timeout(60)
+def test_output_dir_that_is_a_file_is_exit_3(relay, run_receive, tmp_path):
+    (tmp_path / "notadir").write_bytes(b"x")
+    code = "-".join(["1", *valid_words()])
+    result = run_receive(relay, code, tmp_path / "notadir", timeout=30)
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
+    assert_exact_one_line_error(result.stderr, "receive")
+    assert (tmp_path / "notadir").read_bytes() == b"x"
+
+
+# -- 13. unreachable relay, missing file -------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_receive_with_unreachable_relay_exits_4_quickly(run_receive, tmp_path):
+    port = closed_port()
+    code = "-".join(["7", *valid_words()])
+    result = run_receive(f"127.0.0.1:{port}", code, tmp_path / "out", timeout=30)
+    assert result.returncode == EXIT_RELAY_UNREACHABLE, result.stderr
+    assert result.elapsed < 10
+    assert_exact_one_line_error(result.stderr, "receive", "not reachable")
+    assert_nothing_stored(tmp_path / "out")
+
+
+@pytest.mark.timeout(60)
+def test_send_with_unreachable_relay_exits_4_and_prints_nothing(procs, tmp_path):
+    from .harness import run_send_to_exit
+
+    make_file(tmp_path / "f.bin")
+    port = closed_port()
+    result = run_send_to_exit(procs, f"127.0.0.1:{port}", tmp_path / "f.bin", timeout=30)
+    assert result.returncode == EXIT_RELAY_UNREACHABLE, result.stderr
+    assert result.elapsed < 10
+    assert result.stdout == "", f"send printed {result.stdout!r}"
+    assert_exact_one_line_error(result.stderr, "send", "not reachable")
+
+
+@pytest.mark.timeout(60)
+def test_send_missing_file_exits_3_and_prints_nothing(procs, relay, tmp_path):
+    from .harness import run_send_to_exit
+
+    result = run_send_to_exit(procs, relay, "missing.bin", cwd=tmp_path, timeout=30)
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
+    assert result.stdout == ""
+    assert_exact_one_line_error(result.stderr, "send", "no such file")
+
+
+@pytest.mark.timeout(60)
+def test_send_directory_exits_3_and_prints_nothing(procs, relay, tmp_path):
+    from .harness import run_send_to_exit
+
+    result = run_send_to_exit(procs, relay, tmp_path, timeout=30)
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
+    assert result.stdout == ""
+    assert_exact_one_line_error(result.stderr, "send")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:0", "127.0.0.1:99999", "::1:9021"])
+def test_send_bad_relay_address_is_usage_error(procs, tmp_path, address):
+    from .harness import run_send_to_exit
+
+    make_file(tmp_path / "f.bin")
+    result = run_send_to_exit(procs, address, tmp_path / "f.bin", timeout=30)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stdout == ""
+    assert_exact_one_line_error(result.stderr, "send")
+
+
+# -- 12. every failure is one line without traceback -------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_failures_are_one_line_without_traceback(relay, start_send, run_receive, procs, tmp_path):
+    """A tour of failure cases; each stderr ends in exactly one `prog: error:` line."""
+    from .harness import run_send_to_exit
+
+    words = valid_words()
+    seen: list[str] = []
+
+    def check(result, prog, rc):
+        assert result.returncode == rc, (result.argv, result.stderr)
+        seen.append(assert_exact_one_line_error(result.stderr, prog))
+
+    check(run_receive(relay, "-".join(["999", *words]), tmp_path / "o1", timeout=30), "receive", 5)
+    check(run_receive(relay, "hello", tmp_path / "o2", timeout=30), "receive", 2)
+    check(
+        run_receive(f"127.0.0.1:{closed_port()}", "-".join(["1", *words]), tmp_path / "o3"),
+        "receive",
+        4,
+    )
+    check(run_send_to_exit(procs, relay, tmp_path / "nope.bin", timeout=30), "send", 3)
+    make_file(tmp_path / "f.bin")
+    check(
+        run_send_to_exit(procs, f"127.0.0.1:{closed_port()}", tmp_path / "f.bin", timeout=30),
+        "send",
+        4,
+    )
+
+    sender = start_send(relay, tmp_path / "f.bin", extra_args=["--attempts", "1"])
+    assert CODE_RE.match(sender.code)
+    check(
+        run_receive(relay, wrong_words_code(sender.code), tmp_path / "o4", timeout=30), "receive", 6
+    )
+    assert sender.wait(30) == EXIT_WRONG_CODE
+    seen.append(assert_one_line_error(sender.stderr(), "send"))
+
+    for line in seen:
+        assert len(line) < 300, f"error line too long: {line!r}"

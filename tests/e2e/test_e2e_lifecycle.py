@@ -1,0 +1,360 @@
+"""Life-cycle edges: interrupts, a shrinking source, relay shutdown, timeouts, code reuse,
+forgiving code input, special files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from .harness import (
+    assert_exact_one_line_error,
+    assert_nothing_stored,
+    assert_one_line_error,
+    dir_is_empty,
+    ipv6_loopback_available,
+    leftovers,
+    part_size,
+    run_send_to_exit,
+    sparse_file,
+    valid_words,
+    wait_mid_transfer,
+    wait_until,
+)
+
+GIB = 1024**3
+EXIT_LOCAL_FILE = 3
+EXIT_RELAY_REFUSED = 5
+EXIT_TIMEOUT = 9
+EXIT_REFUSED_BY_PEER = 10
+EXIT_INTERRUPTED = 130
+
+
+@pytest.mark.timeout(120)
+def test_receiver_interrupted_mid_transfer_exits_130_and_removes_temp_file(
+    relay, start_send, start_receive, tmp_path
+):
+    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    receiver = start_receive(relay, sender.code, outdir)
+    wait_mid_transfer(outdir, GIB)
+    os.kill(sender.proc.pid, signal.SIGSTOP)
+    try:
+        assert 0 < part_size(outdir) < GIB
+        os.kill(receiver.proc.pid, signal.SIGINT)
+        rc = receiver.wait(30)
+    finally:
+        os.kill(sender.proc.pid, signal.SIGCONT)
+    assert rc == EXIT_INTERRUPTED, receiver.stderr()
+    assert_one_line_error(receiver.stderr(), "receive", "interrupted")
+    assert_nothing_stored(outdir, "big.bin")
+    assert sender.wait(60) != 0, sender.stderr()
+    assert_one_line_error(sender.stderr(), "send")
+
+
+@pytest.mark.timeout(120)
+def test_sender_interrupted_mid_transfer_exits_130_receiver_fails_cleanly(
+    relay, start_send, start_receive, tmp_path
+):
+    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    receiver = start_receive(relay, sender.code, outdir)
+    wait_mid_transfer(outdir, GIB)
+    os.kill(receiver.proc.pid, signal.SIGSTOP)
+    try:
+        assert 0 < part_size(outdir) < GIB
+        os.kill(sender.proc.pid, signal.SIGINT)
+        rc = sender.wait(30)
+    finally:
+        os.kill(receiver.proc.pid, signal.SIGCONT)
+    assert rc == EXIT_INTERRUPTED, sender.stderr()
+    assert_one_line_error(sender.stderr(), "send", "interrupted")
+    assert receiver.wait(60) != 0, receiver.stderr()
+    assert_one_line_error(receiver.stderr(), "receive")
+    assert_nothing_stored(outdir, "big.bin")
+
+
+@pytest.mark.timeout(120)
+def test_receiver_terminated_mid_transfer_leaves_no_temp_file(
+    relay, start_send, start_receive, tmp_path
+):
+    """SIGTERM (what `kill`, systemd or a closing terminal send) must not leave debris."""
+    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    receiver = start_receive(relay, sender.code, outdir)
+    wait_mid_transfer(outdir, GIB)
+    os.kill(sender.proc.pid, signal.SIGSTOP)
+    try:
+        assert 0 < part_size(outdir) < GIB
+        os.kill(receiver.proc.pid, signal.SIGTERM)
+        rc = receiver.wait(30)
+    finally:
+        os.kill(sender.proc.pid, signal.SIGCONT)
+    assert rc != 0
+    assert_nothing_stored(outdir, "big.bin")
+
+
+@pytest.mark.timeout(120)
+def test_source_shrinking_mid_transfer_fails_both_sides_cleanly(
+    relay, start_send, start_receive, tmp_path
+):
+    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    receiver = start_receive(relay, sender.code, outdir)
+    wait_mid_transfer(outdir, GIB)
+    os.kill(sender.proc.pid, signal.SIGSTOP)
+    try:
+        assert 0 < part_size(outdir) < GIB
+        os.truncate(src, GIB // 2)
+    finally:
+        os.kill(sender.proc.pid, signal.SIGCONT)
+    assert sender.wait(60) == EXIT_LOCAL_FILE, sender.stderr()
+    assert_one_line_error(sender.stderr(), "send", "shrank")
+    assert receiver.wait(60) == EXIT_REFUSED_BY_PEER, receiver.stderr()
+    assert_one_line_error(receiver.stderr(), "receive")
+    assert_nothing_stored(outdir, "big.bin")
+
+
+@pytest.mark.timeout(120)
+def test_relay_sigterm_lets_active_transfer_finish_then_exits(
+    relay, start_send, start_receive, tmp_path
+):
+    src = sparse_file(tmp_path / "src" / "big.bin", GIB // 2)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    receiver = start_receive(relay, sender.code, outdir)
+    wait_mid_transfer(outdir, GIB // 2)
+    os.kill(relay.pid, signal.SIGTERM)
+    assert receiver.wait(90) == 0, receiver.stderr()
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (outdir / "big.bin").stat().st_size == GIB // 2
+    assert relay.proc.wait(timeout=40) == 0, relay.log()
+    (outdir / "big.bin").unlink()
+
+
+@pytest.mark.timeout(60)
+def test_sender_with_short_wait_and_no_receiver_exits_9(procs, relay, tmp_path, start_send):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 100)
+    started = time.monotonic()
+    sender = start_send(relay, src, extra_args=["--wait", "1"])
+    rc = sender.wait(30)
+    assert rc == EXIT_TIMEOUT, sender.stderr()
+    assert time.monotonic() - started < 20
+    assert sender.stdout_rest == b"", "send printed more than the code"
+    assert_one_line_error(sender.stderr(), "send")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("style", ["upper", "spaces", "padded"])
+def test_code_typed_loosely_is_accepted(relay, start_send, run_receive, tmp_path, style):
+    src = tmp_path / "f.bin"
+    data = os.urandom(5000)
+    src.write_bytes(data)
+    sender = start_send(relay, src)
+    typed = {
+        "upper": sender.code.upper(),
+        "spaces": sender.code.replace("-", " "),
+        "padded": f"  {sender.code}  ",
+    }[style]
+    result = run_receive(relay, typed, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+def test_code_is_dead_after_a_successful_transfer(relay, start_send, run_receive, tmp_path):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"once")
+    sender = start_send(relay, src)
+    assert run_receive(relay, sender.code, tmp_path / "out").returncode == 0
+    assert sender.wait(30) == 0
+    again = tmp_path / "again"
+    result = run_receive(relay, sender.code, again, timeout=30)
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
+    assert_exact_one_line_error(result.stderr, "receive", "unknown code")
+    assert dir_is_empty(again)
+
+
+@pytest.mark.timeout(120)
+def test_second_receiver_during_transfer_is_refused_first_completes(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    src = sparse_file(tmp_path / "src" / "big.bin", GIB // 2)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    first = start_receive(relay, sender.code, outdir)
+    wait_mid_transfer(outdir, GIB // 2)
+    os.kill(first.proc.pid, signal.SIGSTOP)  # keep the transfer in flight
+    try:
+        other = tmp_path / "other"
+        result = run_receive(relay, sender.code, other, timeout=30)
+    finally:
+        os.kill(first.proc.pid, signal.SIGCONT)
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
+    assert_exact_one_line_error(result.stderr, "receive")
+    assert dir_is_empty(other)
+    assert first.wait(90) == 0, first.stderr()
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (outdir / "big.bin").stat().st_size == GIB // 2
+    assert leftovers(outdir) == []
+    (outdir / "big.bin").unlink()
+
+
+@pytest.mark.timeout(60)
+def test_send_of_a_device_is_local_file_error(procs, relay):
+    result = run_send_to_exit(procs, relay, "/dev/zero", timeout=30)
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
+    assert result.stdout == ""
+    assert_exact_one_line_error(result.stderr, "send")
+
+
+@pytest.mark.timeout(60)
+def test_send_of_a_fifo_fails_fast_instead_of_hanging(procs, relay, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = run_send_to_exit(procs, relay, fifo, timeout=15)
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
+    assert result.stdout == ""
+    assert_exact_one_line_error(result.stderr, "send")
+
+
+@pytest.mark.timeout(60)
+def test_relay_on_all_interfaces_serves_ipv6_loopback_client(
+    relay_factory, start_send, run_receive, tmp_path
+):
+    if not ipv6_loopback_available():
+        pytest.skip("IPv6 loopback is not available")
+    relay = relay_factory(listen=":{port}", host="127.0.0.1")
+    src = tmp_path / "f.bin"
+    data = os.urandom(3000)
+    src.write_bytes(data)
+    sender = start_send(relay.at("::1"), src)
+    result = run_receive(relay.at("127.0.0.1"), sender.code, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+def test_relay_on_busy_port_fails_with_message(relay, procs, logdir):
+    from .harness import program, run_program
+
+    argv, cwd = program("relay", "rel")
+    result = run_program(procs, [*argv, f"127.0.0.1:{relay.port}"], cwd, timeout=20)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "relay: error:" in result.stderr
+    assert relay.alive()
+    assert wait_until(relay.alive, 0.1)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_relay_stopping_while_sender_waits_ends_sender_promptly(relay, start_send, tmp_path, how):
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x" * 100)
+    sender = start_send(relay, src)
+    time.sleep(0.2)
+    os.kill(relay.pid, getattr(signal, how))
+    rc = sender.wait(20)
+    assert rc not in (0, 1), sender.stderr()
+    assert_one_line_error(sender.stderr(), "send")
+    assert sender.stdout_rest == b""
+
+
+class _FakeServer:
+    """A TCP server on 127.0.0.1 that answers every connection with fixed bytes, then closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        import socket
+        import threading
+
+        self.reply = reply
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    conn.settimeout(2)
+                    conn.recv(256)
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "reply",
+    [b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", b"", b"\x00\xff" * 100, b"OK\n"],
+    ids=["http", "closes", "binary", "other-line"],
+)
+def test_clients_talking_to_something_that_is_not_a_relay_fail_in_one_line(
+    procs, run_receive, tmp_path, reply
+):
+    server = _FakeServer(reply)
+    try:
+        address = f"127.0.0.1:{server.port}"
+        src = tmp_path / "f.bin"
+        src.write_bytes(b"x")
+        sent = run_send_to_exit(procs, address, src, timeout=40)
+        code = "-".join(["3", *valid_words()])
+        got = run_receive(address, code, tmp_path / "out", timeout=40)
+    finally:
+        server.close()
+    assert sent.returncode not in (0, 1), sent.stderr
+    assert sent.stdout == "", sent.stdout
+    assert_exact_one_line_error(sent.stderr, "send")
+    assert got.returncode not in (0, 1), got.stderr
+    assert_exact_one_line_error(got.stderr, "receive")
+    assert_nothing_stored(tmp_path / "out")
+
+
+@pytest.mark.timeout(120)
+def test_receiver_interrupted_repeatedly_never_prints_a_traceback(relay, procs, logdir, tmp_path):
+    """Ctrl-C while bytes flow, several times: always exit 130 with one line, never a trace.
+
+    Probabilistic by nature (the interrupt must land while the receiver handles a read);
+    a few rounds make an intermittent traceback show up with good odds.
+    """
+    from .harness import kill_group, start_receive, start_send
+
+    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
+    problems = []
+    for round_ in range(8):
+        sender = start_send(procs, logdir, relay, src)
+        outdir = tmp_path / f"out{round_}"
+        receiver = start_receive(procs, logdir, relay, sender.code, outdir)
+        wait_mid_transfer(outdir, GIB)
+        os.kill(receiver.proc.pid, signal.SIGINT)
+        rc = receiver.wait(30)
+        kill_group(sender.proc)
+        stderr = receiver.stderr()
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        if rc != EXIT_INTERRUPTED or "Traceback" in stderr or len(lines) != 1:
+            problems.append(f"round {round_}: exit {rc}, stderr:\n{stderr}")
+        if leftovers(outdir):
+            problems.append(f"round {round_}: temporary file left {leftovers(outdir)}")
+    assert not problems, "\n".join(problems)

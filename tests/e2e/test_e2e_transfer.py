@@ -1,0 +1,205 @@
+"""Happy paths: the grader's session, sizes, names, address forms, invocation forms, code input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ferry.config import ClientConfig
+
+from .harness import CODE_RE, REPO, ipv6_loopback_available, leftovers
+
+MIB = 1024 * 1024
+RECORD = ClientConfig.record_size
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+# -- 1. the grader's example session ------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("outarg", ["out/", "out", "nested/not/yet/out"])
+def test_example_session_on_any_address_delivers_identical_file(
+    relay_factory, start_send, run_receive, tmp_path, outarg
+):
+    relay = relay_factory(listen=":{port}", host="localhost")
+    where = relay.at("localhost")
+    sending = tmp_path / "sending"
+    receiving = tmp_path / "receiving"
+    sending.mkdir()
+    receiving.mkdir()
+    data = os.urandom(3 * MIB)
+    (sending / "corgis.mp4").write_bytes(data)
+
+    sender = start_send(where, "corgis.mp4", cwd=sending)
+    assert CODE_RE.match(sender.code), f"not a code line: {sender.first_line!r}"
+    assert sender.first_line.decode() == sender.code
+
+    result = run_receive(where, sender.code, outarg, cwd=receiving)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+
+    # stdout of send is exactly one line, the code, and nothing else even after exit.
+    assert sender.stdout_rest == b"", f"send printed more on stdout: {sender.stdout_rest!r}"
+    outdir = receiving / outarg
+    assert outdir.is_dir()
+    assert listing(outdir) == ["corgis.mp4"]
+    assert (outdir / "corgis.mp4").read_bytes() == data
+    assert "Traceback" not in result.stderr + sender.stderr()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("invoke", ["rel", "relpath", "abs"])
+def test_invocation_forms_from_repo_root_and_other_cwd_deliver_file(
+    relay_factory, start_send, run_receive, tmp_path, invoke
+):
+    """./send from the repo root (as the grader does), a relative path from elsewhere, absolute."""
+    relay = relay_factory(
+        listen=":{port}", host="127.0.0.1", invoke=invoke if invoke == "rel" else "abs"
+    )
+    elsewhere = tmp_path / "a" / "b"
+    elsewhere.mkdir(parents=True)
+    src = elsewhere / "payload.bin"
+    data = os.urandom(300_000)
+    src.write_bytes(data)
+    outdir = tmp_path / "out"
+    file_arg = str(src) if invoke == "rel" else "payload.bin"
+    out_arg = str(outdir) if invoke == "rel" else os.path.relpath(outdir, elsewhere)
+
+    sender = start_send(relay, file_arg, cwd=elsewhere, invoke=invoke)
+    assert CODE_RE.match(sender.code)
+    result = run_receive(relay, sender.code, out_arg, cwd=elsewhere, invoke=invoke)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (outdir / "payload.bin").read_bytes() == data
+    # Nothing was dropped into the repository by a relative invocation.
+    assert not (REPO / "payload.bin").exists()
+
+
+# -- 2. sizes -------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, RECORD - 1, RECORD, RECORD + 1, 2 * RECORD, 5 * MIB + 17],
+    ids=lambda s: f"{s}B",
+)
+def test_file_of_size_arrives_identical(relay, start_send, run_receive, tmp_path, size):
+    src = tmp_path / "src" / "file.bin"
+    src.parent.mkdir()
+    data = os.urandom(size)
+    src.write_bytes(data)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    result = run_receive(relay, sender.code, outdir)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    received = outdir / "file.bin"
+    assert received.stat().st_size == size
+    assert received.read_bytes() == data
+    assert listing(outdir) == ["file.bin"]
+
+
+# -- 3. names -------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["my file.txt", "résumé 日本.pdf", ".hidden", "x" * 200 + ".txt"])
+def test_file_name_with_spaces_or_non_ascii_arrives_under_same_name(
+    relay, start_send, run_receive, tmp_path, name
+):
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    data = os.urandom(1000)
+    (src_dir / name).write_bytes(data)
+    sender = start_send(relay, name, cwd=src_dir)
+    outdir = tmp_path / "out"
+    result = run_receive(relay, sender.code, outdir)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert listing(outdir) == [name]
+    assert (outdir / name).read_bytes() == data
+
+
+# -- 14. address forms ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_ipv6_relay_with_ipv6_clients_delivers_file(
+    relay_factory, start_send, run_receive, tmp_path
+):
+    if not ipv6_loopback_available():
+        pytest.skip("IPv6 loopback is not available")
+    relay = relay_factory(listen="[::1]:{port}", host="::1")
+    assert relay.address.startswith("[::1]:")
+    src = tmp_path / "v6.bin"
+    data = os.urandom(70_000)
+    src.write_bytes(data)
+    sender = start_send(relay.address, src)
+    result = run_receive(relay.address, sender.code, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (tmp_path / "out" / "v6.bin").read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("send_host", "receive_host"),
+    [("localhost", "localhost"), ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1")],
+)
+def test_relay_on_all_interfaces_serves_localhost_and_ipv4_clients(
+    relay_factory, start_send, run_receive, tmp_path, send_host, receive_host
+):
+    relay = relay_factory(listen=":{port}", host="127.0.0.1")
+    src = tmp_path / "any.bin"
+    data = os.urandom(50_000)
+    src.write_bytes(data)
+    sender = start_send(relay.at(send_host), src)
+    result = run_receive(relay.at(receive_host), sender.code, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (tmp_path / "out" / "any.bin").read_bytes() == data
+
+
+# -- 15. code from stdin or the environment -----------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_receive_with_dash_reads_code_from_stdin(relay, start_send, run_receive, tmp_path):
+    src = tmp_path / "stdin.bin"
+    data = os.urandom(10_000)
+    src.write_bytes(data)
+    sender = start_send(relay, src)
+    result = run_receive(relay, "-", tmp_path / "out", input=(sender.code + "\n").encode())
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (tmp_path / "out" / "stdin.bin").read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+def test_receive_without_code_argument_takes_FERRY_CODE(relay, start_send, run_receive, tmp_path):
+    from .harness import clean_env
+
+    src = tmp_path / "env.bin"
+    data = os.urandom(10_000)
+    src.write_bytes(data)
+    sender = start_send(relay, src)
+    env = clean_env({"FERRY_CODE": sender.code})
+    result = run_receive(relay, None, tmp_path / "out", env=env)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (tmp_path / "out" / "env.bin").read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+def test_receive_without_code_or_FERRY_CODE_is_usage_error(run_receive, relay, tmp_path):
+    result = run_receive(relay, None, tmp_path / "out", timeout=30)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert leftovers(tmp_path / "out") == []

@@ -40,16 +40,22 @@ import asyncio
 import contextlib
 import errno
 import os
-import resource
 import secrets
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Final
 
 from ferry.config import RelayConfig
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
+from ferry.relay.connection import (
+    Closed,
+    Connection,
+    fd_limit,
+    fds_open,
+    format_peer,
+    open_spare,
+)
 from ferry.relay.limits import ConnectionCounter, LookupLimiter, address_key, is_loopback
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
@@ -62,62 +68,6 @@ GONE: Final = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOU
 FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
 LINGER_SECONDS: Final = 0.5
 LINGER_BYTES: Final = 64 * 1024
-
-
-class _Closed(Exception):
-    """The peer closed or reset the connection."""
-
-
-@dataclass(eq=False)
-class Connection:
-    sock: socket.socket
-    peer: str
-    key: str
-    max_line: int = rv.MAX_LINE
-    started: float = field(default_factory=time.monotonic)
-    last_heard: float = field(default_factory=time.monotonic)
-    role: str = "unknown"
-    phase: str = "handshake"
-    nameplate: int | None = None
-    joined: asyncio.Future[Connection] | None = None
-    handed_over: bool = False
-    moved: tuple[int, int] = (0, 0)  # bytes to the sender, to the receiver
-    claims: int | None = None  # receivers a sender's nameplate had, or which claim this is
-    lines: rv.LineBuffer = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lines = rv.LineBuffer(self.max_line)
-
-    def send_nowait(self, message: rv.RelayMessage) -> bool:
-        """Write one small line without waiting; False if it cannot go out whole.
-
-        A peer that does not read its control lines is dropped rather than
-        buffered for, so a stuck client costs the relay nothing.
-        """
-        data = rv.encode(message)
-        try:
-            return self.sock.send(data) == len(data)
-        except OSError:
-            return False
-
-
-def _format_peer(address: object) -> tuple[str, str]:
-    """(printable peer, host) of an accepted socket's address."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = str(address[0]), address[1]
-        return (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"), host
-    return str(address), str(address)
-
-
-def _fd_limit() -> int:
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def _fds_open() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd")) - 1  # minus listdir's own
-    except OSError:
-        return 32  # a guess for platforms without /proc
 
 
 class Relay:
@@ -142,8 +92,8 @@ class Relay:
 
     async def start(self, listeners: list[socket.socket]) -> None:
         self._listeners = listeners
-        self._spare_fd = _open_spare()
-        self._fd_base = _fds_open()
+        self._spare_fd = open_spare()
+        self._fd_base = fds_open()
         for listener in listeners:
             listener.setblocking(False)
             self._accepting.append(asyncio.create_task(self._accept_loop(listener)))
@@ -208,9 +158,9 @@ class Relay:
                 log.warning("accept failed: %s", exc.strerror or exc)
                 await asyncio.sleep(0.01)
                 continue
-            peer, host = _format_peer(address)
+            peer, host = format_peer(address)
             self.metrics.connections += 1
-            if self._fds_in_use() + self.config.fd_reserve >= _fd_limit():
+            if self._fds_in_use() + self.config.fd_reserve >= fd_limit():
                 self._refuse_now(sock, peer, rv.REASON_BUSY, "relay busy: out of file descriptors")
                 continue
             # "" = not subject to per-address limits (loopback, unless limit_loopback).
@@ -259,9 +209,9 @@ class Relay:
         else:
             self.metrics.connections += 1
             text = "relay busy: out of file descriptors"
-            self._refuse_now(sock, _format_peer(address)[0], rv.REASON_BUSY, text)
+            self._refuse_now(sock, format_peer(address)[0], rv.REASON_BUSY, text)
         finally:
-            self._spare_fd = _open_spare()
+            self._spare_fd = open_spare()
 
     # -- one connection ----------------------------------------------------
 
@@ -281,7 +231,7 @@ class Relay:
             refusal_sent = conn.send_nowait(rv.Refused(why, text))
             outcome, detail, reason = logs.REFUSED, "", why
             self.metrics.refused(why)
-        except _Closed:
+        except Closed:
             outcome, detail = logs.VANISHED, ""
         except OSError as exc:
             gone = exc.errno in GONE
@@ -353,7 +303,7 @@ class Relay:
         while (line := conn.lines.next_line()) is None:
             data = await loop.sock_recv(conn.sock, conn.max_line)
             if not data:
-                raise _Closed()
+                raise Closed()
             conn.lines.receive_data(data)
         conn.last_heard = time.monotonic()
         return line
@@ -413,7 +363,7 @@ class Relay:
                 if not conn.send_nowait(rv.Ping()):
                     return logs.LOST, "PING not accepted"
                 continue
-            except (_Closed, ConnectionResetError):
+            except (Closed, ConnectionResetError):
                 # The sender leaves after a transfer (happy) or before any (lonely).
                 return (logs.HAPPY if entry.claims else logs.LONELY), ""
             if not isinstance(rv.parse_client_line(line), rv.Pong):
@@ -456,7 +406,7 @@ class Relay:
                 entry.sender.last_heard = time.monotonic()
 
     async def _wait_joined(self, conn: Connection) -> Connection:
-        """The sender's data connection, or _Closed if this receiver leaves first."""
+        """The sender's data connection, or Closed if this receiver leaves first."""
         assert conn.joined is not None
         loop = asyncio.get_running_loop()
         gone = loop.create_future()
@@ -484,7 +434,7 @@ class Relay:
             gone.cancel()
         if conn.joined in done:
             return conn.joined.result()
-        raise _Closed()
+        raise Closed()
 
     def _close_joined(self, data_conn: Connection) -> None:
         data_conn.sock.close()
@@ -536,10 +486,3 @@ class Relay:
                 if not use_splice or exc.errno not in OUT_OF_FDS:
                     raise
                 use_splice = False  # no descriptors for kernel pipes: copy instead
-
-
-def _open_spare() -> int | None:
-    try:
-        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None

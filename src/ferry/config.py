@@ -28,7 +28,8 @@ class RelayConfig:
     """Connections allowed at once that have not yet sent their first line."""
 
     max_waiting_senders: int = 10_000
-    """Senders allowed at once to hold a nameplate."""
+    """Senders allowed at once to wait for a receiver, in senders (those whose
+    transfer is running count against max_active_transfers instead)."""
 
     max_sender_wait: float = 24 * 3600.0
     """Seconds a sender may hold a nameplate before the relay drops it."""

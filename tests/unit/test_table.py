@@ -82,14 +82,32 @@ def test_register_at_max_waiting_senders_raises_refusal_busy() -> None:
     assert table.register("c", 0.0).nameplate == 2
 
 
-def test_register_busy_counts_claimed_and_active_entries_too() -> None:
+def test_register_busy_counts_only_waiting_entries() -> None:
     table = make_table(max_waiting_senders=1)
     entry = table.register("a", 0.0)
     table.claim(entry.nameplate, "r", 0.0)
     table.join(entry.nameplate, entry.ticket)
+    waiting = table.register("b", 0.0)  # "a" is transferring: it no longer counts
+    assert waiting.nameplate == 2
     with pytest.raises(Refusal) as caught:
-        table.register("b", 0.0)
+        table.register("c", 0.0)
     assert caught.value.reason == rv.REASON_BUSY
+    table.release(entry)  # back to waiting: now two wait, over the limit until one leaves
+    assert table.count(State.WAITING) == 2
+
+
+def test_count_by_state_follows_every_transition() -> None:
+    table = make_table()
+    a, b = table.register("a", 0.0), table.register("b", 0.0)
+    table.claim(a.nameplate, "r", 0.0)
+    assert [table.count(s) for s in State] == [1, 1, 0]
+    table.join(a.nameplate, a.ticket)
+    assert [table.count(s) for s in State] == [1, 0, 1]
+    table.unregister(a)  # sender gone mid-transfer: no longer in the table
+    assert [table.count(s) for s in State] == [1, 0, 0]
+    table.release(a)  # the pipe ends later: counts stay right
+    table.unregister(b)
+    assert [table.count(s) for s in State] == [0, 0, 0]
 
 
 def test_register_refused_does_not_consume_a_nameplate() -> None:
@@ -413,7 +431,8 @@ class PairingTableMachine(RuleBasedStateMachine):
     @rule(target=entries)
     def register(self) -> Entry[str]:
         self.now += 1.0
-        if len(self.live) >= 8:
+        waiting = sum(1 for e in self.live.values() if e.state is State.WAITING)
+        if waiting >= 8:
             with pytest.raises(Refusal) as caught:
                 self.table.register("s", self.now)
             assert caught.value.reason == rv.REASON_BUSY
@@ -494,7 +513,9 @@ class PairingTableMachine(RuleBasedStateMachine):
         assert {e.nameplate: e for e in entries} == self.live
         assert all(e.live for e in entries)
         assert not any(e.live for e in self.dead)
-        assert sum(self.table.count(state) for state in State) == len(self.live)
+        for state in State:
+            expected = sum(1 for e in self.live.values() if e.state is state)
+            assert self.table.count(state) == expected
 
     @invariant()
     def nameplates_in_use_are_unique(self) -> None:

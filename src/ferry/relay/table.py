@@ -20,7 +20,8 @@ Rules this module owns:
 - one claim at a time: a second receiver for a CLAIMED or ACTIVE nameplate
   is refused ("claimed"), and a nameplate accepts at most
   max_claims_per_nameplate claims in its life (each one a code guess);
-- the table never holds more than max_waiting_senders nameplates;
+- at most max_waiting_senders nameplates are WAITING at once (claimed and
+  active ones are bounded by the relay's max_active_transfers);
 - tickets are one-time: join() consumes the claim's ticket.
 """
 
@@ -73,6 +74,7 @@ class PairingTable(Generic[Conn]):
         self._entries: dict[int, Entry[Conn]] = {}
         self._free: list[int] = []  # heap of released numbers below _next
         self._next = 1
+        self._counts = dict.fromkeys(State, 0)  # entries in the table, by state
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -81,10 +83,18 @@ class PairingTable(Generic[Conn]):
         return list(self._entries.values())
 
     def count(self, state: State) -> int:
-        return sum(1 for entry in self._entries.values() if entry.state is state)
+        return self._counts[state]
+
+    def _move(self, entry: Entry[Conn], state: State) -> None:
+        if self._entries.get(entry.nameplate) is entry:
+            self._counts[entry.state] -= 1
+            self._counts[state] += 1
+        entry.state = state
 
     def register(self, sender: Conn, now: float) -> Entry[Conn]:
-        if len(self._entries) >= self._config.max_waiting_senders:
+        # Only senders still waiting count: those whose transfer runs are
+        # bounded by max_active_transfers instead.
+        if self._counts[State.WAITING] >= self._config.max_waiting_senders:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many waiting senders, try later")
         if self._free:
             number = heapq.heappop(self._free)
@@ -92,6 +102,7 @@ class PairingTable(Generic[Conn]):
             number, self._next = self._next, self._next + 1
         entry = Entry(number, sender, registered_at=now)
         self._entries[number] = entry
+        self._counts[State.WAITING] += 1
         return entry
 
     def claim(self, nameplate: int, receiver: Conn, now: float) -> Entry[Conn]:
@@ -104,7 +115,7 @@ class PairingTable(Generic[Conn]):
             raise Refusal(rv.REASON_CLAIMED, f"nameplate {nameplate} is in use by another receiver")
         if entry.claims >= self._config.max_claims_per_nameplate:
             raise Refusal(rv.REASON_TOO_MANY_ATTEMPTS, "too many attempts on this nameplate")
-        entry.state = State.CLAIMED
+        self._move(entry, State.CLAIMED)
         entry.receiver = receiver
         entry.ticket = self._new_ticket()
         entry.claimed_at = now
@@ -115,13 +126,13 @@ class PairingTable(Generic[Conn]):
         entry = self._entries.get(nameplate)
         if entry is None or entry.state is not State.CLAIMED or entry.ticket != ticket:
             raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
-        entry.state = State.ACTIVE
+        self._move(entry, State.ACTIVE)
         entry.ticket = ""
         return entry
 
     def release(self, entry: Entry[Conn]) -> None:
         """The claim or pipe of this entry ended; the sender may take another receiver."""
-        entry.state = State.WAITING
+        self._move(entry, State.WAITING)
         entry.receiver = None
         entry.ticket = ""
 
@@ -129,6 +140,7 @@ class PairingTable(Generic[Conn]):
         """The sender's control connection is gone; free the nameplate."""
         if self._entries.get(entry.nameplate) is entry:
             del self._entries[entry.nameplate]
+            self._counts[entry.state] -= 1
             heapq.heappush(self._free, entry.nameplate)
         entry.live = False
 

@@ -52,27 +52,34 @@ class RelayLink:
     async def connect(cls, address: Address, timeout: float) -> RelayLink:
         loop = asyncio.get_running_loop()
         where = str(address)
+        last: OSError | None = None
         try:
             async with asyncio.timeout(timeout):
                 infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
-                last: OSError | None = None
                 for family, type_, proto, _, sockaddr in infos:
-                    sock = socket.socket(family, type_, proto)
-                    sock.setblocking(False)
                     try:
-                        await loop.sock_connect(sock, sockaddr)
+                        return cls(await _open(family, type_, proto, sockaddr), address)
                     except OSError as exc:
-                        sock.close()
                         last = exc
-                        continue
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    return cls(sock, address)
         except TimeoutError:
             raise RelayUnreachable(f"relay not reachable at {where} (timed out)") from None
         except socket.gaierror as exc:
             raise RelayUnreachable(f"relay not reachable at {where} ({exc.strerror})") from None
         reason = last.strerror if last and last.strerror else "no address"
         raise RelayUnreachable(f"relay not reachable at {where} ({reason.lower()})")
+
+    async def connect_again(self, timeout: float) -> RelayLink:
+        """Another connection to the very address this one reached (no DNS on the way)."""
+        sock = self.sock
+        try:
+            async with asyncio.timeout(timeout):
+                return RelayLink(
+                    await _open(sock.family, sock.type, sock.proto, sock.getpeername()),
+                    self.address,
+                )
+        except (OSError, TimeoutError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
+            raise RelayUnreachable(f"relay not reachable at {self.address} ({reason})") from None
 
     async def send(self, message: rv.ClientMessage) -> None:
         try:
@@ -118,3 +125,15 @@ class RelayLink:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def _open(family: int, type_: int, proto: int, sockaddr: tuple[object, ...]) -> socket.socket:
+    sock = socket.socket(family, type_, proto)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

@@ -118,10 +118,10 @@ class Sender:
         while True:
             incoming = await control.expect(rv.Incoming, code.nameplate, self.config.wait_timeout)
             assert isinstance(incoming, rv.Incoming)
-            if await self._attempt(code, incoming.ticket):
+            if await self._attempt(control, code, incoming.ticket):
                 return
 
-    async def _attempt(self, code: Code, ticket: str) -> bool:
+    async def _attempt(self, control: RelayLink, code: Code, ticket: str) -> bool:
         """Serve one receiver; True when the file was delivered."""
         # Imported here, not at the top: the code line must not wait for the
         # crypto libraries to load (time-to-code).
@@ -129,7 +129,7 @@ class Sender:
         from ferry.client.handshake import Handshake, Stage
         from ferry.crypto import Role
 
-        link = await RelayLink.connect(self.address, self.config.connect_timeout)
+        link = await control.connect_again(self.config.connect_timeout)
         channel: Channel | None = None
         handshake: Handshake | None = None
         try:

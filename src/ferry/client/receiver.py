@@ -19,15 +19,13 @@ import errno
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferry.address import Address
-from ferry.client.channel import Channel
-from ferry.client.handshake import Handshake
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code
 from ferry.config import ClientConfig
-from ferry.crypto import Role
 from ferry.errors import (
     ConnectionLost,
     FerryError,
@@ -41,6 +39,9 @@ from ferry.names import display_name, safe_name
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import RecordType
+
+if TYPE_CHECKING:
+    from ferry.client.channel import Channel
 
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
@@ -87,6 +88,12 @@ class Receiver:
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
                 await link.send(rv.ReceiveRequest(self.code.nameplate))
+                # The crypto libraries load while the relay fetches the sender
+                # (tens of milliseconds of start-up overlap the pairing).
+                from ferry.client.channel import Channel
+                from ferry.client.handshake import Handshake
+                from ferry.crypto import Role
+
                 await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
                 channel = Channel(link.sock, link.take_rest(), "sender", self.config.io_timeout)
                 await Handshake(channel, Role.RECEIVER, self.code).run()

@@ -1,0 +1,324 @@
+"""A lightweight in-process asyncio load generator for the ferry relay.
+
+It speaks the relay's rendezvous lines directly (see
+src/ferry/protocol/rendezvous.py), with no key exchange and no encryption:
+the relay is blind after PAIRED, so plain bytes cost it the same.
+
+    control:  FERRY 1 SEND           -> NAMEPLATE n   (answers PING with PONG)
+    receiver: FERRY 1 RECV n         -> control gets INCOMING ticket
+    data:     FERRY 1 JOIN n ticket  -> receiver and data both get PAIRED
+
+A Pipe is one such pairing: three sockets (control, receiver, sender data).
+Everything is bounded: each step has a timeout, bulk opening runs at most
+`concurrency` handshakes at once, filling stops once no byte moved for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+MAX_LINE = 128
+STEP_TIMEOUT = 30.0
+CHUNK = 1024 * 1024
+FDS_PER_PIPE = 3
+FD_RESERVE = 64
+PIPES_PER_ADDRESS = 20
+"""Pipes per source address: 60 connections and 20 look-ups, inside the relay's
+default per-address limits (100 connections, 30 look-ups a minute)."""
+CONTROLS_PER_ADDRESS = 50
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+T = TypeVar("T")
+
+
+class LoadgenError(Exception):
+    """The relay refused or answered something unexpected."""
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft open-files limit towards wanted (capped by the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if cap > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (cap, hard))
+            soft = cap
+    return soft
+
+
+def fds_for(pipes: int = 0, controls: int = 0) -> int:
+    return FDS_PER_PIPE * pipes + controls + FD_RESERVE
+
+
+def source_for(index: int, per_address: int, group: int) -> str:
+    """A loopback source address: clients index // per_address share one, 127.<group>.x.y.
+
+    Spreading clients over addresses keeps the relay's per-address limits out of
+    the measurement, like clients coming from many machines."""
+    slot = index // per_address
+    high, low = divmod(slot, 254)
+    return f"127.{group}.{high % 256}.{low + 1}"
+
+
+class Link:
+    """A non-blocking TCP socket with a line reader for the rendezvous phase."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    @classmethod
+    async def connect(cls, host: str, port: int, source: str) -> Link:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((source, 0))
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    async def send_line(self, text: str) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, text.encode("ascii") + b"\n")
+
+    async def read_line(self) -> str:
+        loop = asyncio.get_running_loop()
+        while (end := self.buffer.find(b"\n")) < 0:
+            if len(self.buffer) >= MAX_LINE:
+                raise LoadgenError("relay line too long")
+            data = await loop.sock_recv(self.sock, MAX_LINE)
+            if not data:
+                raise LoadgenError("relay closed the connection")
+            self.buffer += data
+        line = bytes(self.buffer[:end])
+        del self.buffer[: end + 1]
+        return line.decode("ascii", "replace")
+
+    def take_rest(self) -> int:
+        """Drop bytes read past the last line (pipe payload); return how many."""
+        count = len(self.buffer)
+        self.buffer.clear()
+        return count
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Control:
+    """A sender's control connection: holds a nameplate, answers PING, queues tickets."""
+
+    def __init__(self, link: Link, nameplate: int) -> None:
+        self.link = link
+        self.nameplate = nameplate
+        self.tickets: asyncio.Queue[str] = asyncio.Queue()
+        self.ended: str | None = None
+        self._task = asyncio.create_task(self._listen())
+
+    @classmethod
+    async def register(cls, host: str, port: int, source: str) -> Control:
+        link = await Link.connect(host, port, source)
+        try:
+            async with asyncio.timeout(STEP_TIMEOUT):
+                await link.send_line("FERRY 1 SEND")
+                line = await link.read_line()
+        except BaseException:
+            link.close()
+            raise
+        words = line.split()
+        if len(words) != 2 or words[0] != "NAMEPLATE":
+            link.close()
+            raise LoadgenError(line)
+        return cls(link, int(words[1]))
+
+    async def _listen(self) -> None:
+        try:
+            while True:
+                line = await self.link.read_line()
+                if line == "PING":
+                    await self.link.send_line("PONG")
+                elif line.startswith("INCOMING "):
+                    self.tickets.put_nowait(line.split()[1])
+                else:
+                    self.ended = line
+                    return
+        except (LoadgenError, OSError) as exc:
+            self.ended = str(exc)
+
+    async def next_ticket(self) -> str:
+        async with asyncio.timeout(STEP_TIMEOUT):
+            return await self.tickets.get()
+
+    def close(self) -> None:
+        self._task.cancel()
+        self.link.close()
+
+
+@dataclass
+class Pipe:
+    control: Control
+    receiver: Link
+    data: Link
+    received: int = 0
+
+    def close(self) -> None:
+        for link in (self.receiver, self.data):
+            link.close()
+        self.control.close()
+
+
+async def open_pipe(host: str, port: int, source: str, control: Control | None = None) -> Pipe:
+    """Pair a receiver with a sender (a new one, or an already waiting control)."""
+    own = control is None
+    ctl = await Control.register(host, port, source) if control is None else control
+    links: list[Link] = []
+    try:
+        async with asyncio.timeout(STEP_TIMEOUT):
+            links.append(await Link.connect(host, port, source))
+            await links[0].send_line(f"FERRY 1 RECV {ctl.nameplate}")
+            ticket = await _ticket_or_refusal(ctl, links[0])
+            links.append(await Link.connect(host, port, source))
+            await links[1].send_line(f"FERRY 1 JOIN {ctl.nameplate} {ticket}")
+            for link in links:
+                if (line := await link.read_line()) != "PAIRED":
+                    raise LoadgenError(line)
+    except BaseException:
+        for link in links:
+            link.close()
+        if own:
+            ctl.close()
+        raise
+    return Pipe(ctl, links[0], links[1], received=links[0].take_rest())
+
+
+async def _ticket_or_refusal(control: Control, receiver: Link) -> str:
+    """The INCOMING ticket; or, if the relay answers the receiver first (ERROR), raise."""
+    ticket = asyncio.ensure_future(control.next_ticket())
+    receiver_readable = asyncio.ensure_future(_readable(receiver))
+    try:
+        await asyncio.wait({ticket, receiver_readable}, return_when=asyncio.FIRST_COMPLETED)
+        if ticket.done():
+            return ticket.result()
+    finally:
+        ticket.cancel()
+        receiver_readable.cancel()
+    raise LoadgenError(await receiver.read_line())
+
+
+async def _readable(link: Link) -> None:
+    """Wait until the socket has something to read (a line, or EOF), consuming nothing."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = link.sock.fileno()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+@dataclass
+class Opened(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def note(self, exc: BaseException) -> None:
+        key = f"{type(exc).__name__}: {exc}"[:80]
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+async def open_many(count: int, make: Callable[[int], Awaitable[T]], concurrency: int) -> Opened[T]:
+    """Run make(i) for i < count, at most `concurrency` at once; collect results and errors."""
+    gate = asyncio.Semaphore(concurrency)
+    opened: Opened[T] = Opened()
+
+    async def one(index: int) -> None:
+        async with gate:
+            try:
+                opened.items.append(await make(index))
+            except (OSError, LoadgenError, TimeoutError) as exc:
+                opened.note(exc)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    opened.seconds = time.perf_counter() - started
+    return opened
+
+
+async def fill(pipe: Pipe, settle: float, limit: float) -> int:
+    """Write into the sender side until no byte went out for `settle` s (the reader stalls)."""
+    chunk = bytes(64 * 1024)
+    sent = 0
+    deadline = time.monotonic() + limit
+    stuck_since: float | None = None
+    while (now := time.monotonic()) < deadline:
+        try:
+            sent += pipe.data.sock.send(chunk)
+            stuck_since = None
+            await asyncio.sleep(0)
+        except BlockingIOError:
+            stuck_since = stuck_since or now
+            if now - stuck_since >= settle:
+                break
+            await asyncio.sleep(0.05)
+    return sent
+
+
+async def stream(pipe: Pipe, total: int, timeout: float) -> int:
+    """Send total bytes sender -> receiver at full speed; return the bytes received."""
+    sender = asyncio.create_task(_send_all(pipe.data.sock, total))
+    try:
+        async with asyncio.timeout(timeout):
+            received = await _receive_all(pipe, total)
+    except TimeoutError:
+        received = pipe.received
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await sender
+    return received
+
+
+async def _send_all(sock: socket.socket, total: int) -> None:
+    loop = asyncio.get_running_loop()
+    chunk = memoryview(bytes(CHUNK))
+    remaining = total
+    while remaining > 0:
+        piece = chunk[: min(CHUNK, remaining)]
+        await loop.sock_sendall(sock, piece)
+        remaining -= len(piece)
+    sock.shutdown(socket.SHUT_WR)
+
+
+async def _receive_all(pipe: Pipe, total: int) -> int:
+    loop = asyncio.get_running_loop()
+    buffer = bytearray(CHUNK)
+    while pipe.received < total:
+        count = await loop.sock_recv_into(pipe.receiver.sock, buffer)
+        if count == 0:
+            break
+        pipe.received += count
+    return pipe.received
+
+
+def close_all(items: list[Pipe] | list[Control]) -> None:
+    for item in items:
+        item.close()

@@ -141,5 +141,6 @@ class ClientConfig:
     max_failed_attempts: int = 3
     """Wrong codes a sender tolerates before it gives up."""
 
-    record_size: int = 256 * KIB
-    """Plaintext bytes per DATA record."""
+    record_size: int = 128 * KIB
+    """Plaintext bytes per DATA record (env FERRY_RECORD_SIZE for send). Chosen by
+    measurement: bench/records.py, docs/PERFORMANCE.md."""

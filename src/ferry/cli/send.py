@@ -11,7 +11,10 @@ from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
 from ferry.codes import Code
 from ferry.config import ClientConfig
-from ferry.errors import FerryError
+from ferry.errors import FerryError, UsageError
+from ferry.protocol.records import MAX_DATA_PAYLOAD
+
+MIN_RECORD_SIZE = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _record_size() -> int:
+    """DATA record size from FERRY_RECORD_SIZE (a tuning knob for benchmarks)."""
+    raw = os.environ.get("FERRY_RECORD_SIZE")
+    if raw is None:
+        return ClientConfig.record_size
+    if not raw.isdigit() or not MIN_RECORD_SIZE <= int(raw) <= MAX_DATA_PAYLOAD:
+        limits = f"from {MIN_RECORD_SIZE} to {MAX_DATA_PAYLOAD}"
+        raise UsageError(f"FERRY_RECORD_SIZE must be a number of bytes {limits}")
+    return int(raw)
+
+
 def show_code(code: Code) -> None:
     # The one and only stdout line; flushed now because stdout is often a pipe.
     sys.stdout.write(code.text + "\n")
@@ -49,10 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         address = parse_address(args.relay)
         if args.wait <= 0 or args.attempts < 1:
             return fail("send", "--wait must be positive and --attempts at least 1", 2)
+        record_size = _record_size()
         from ferry.client.progress import for_stderr
         from ferry.client.sender import Outgoing, Sender
 
-        config = ClientConfig(wait_timeout=args.wait, max_failed_attempts=args.attempts)
+        config = ClientConfig(
+            wait_timeout=args.wait, max_failed_attempts=args.attempts, record_size=record_size
+        )
         outgoing = Outgoing.open(args.file)
     except FerryError as exc:
         return fail("send", exc.message, exc.exit_code)

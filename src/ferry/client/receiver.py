@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from ferry.client.channel import Channel
 
 TEMP_PREFIX = ".ferry-"
+WRITEBACK_WINDOW = 8 * 1024 * 1024
+"""Bytes written between asking the kernel to start writing them to disk."""
 TEMP_SUFFIX = ".part"
 
 
@@ -185,6 +187,7 @@ class Receiver:
 
     async def _receive_data(self, channel: Channel, fd: int, size: int, label: str) -> None:
         received = 0
+        written_back = 0
         self.progress.start(size, label)
         try:
             while True:
@@ -196,6 +199,9 @@ class Receiver:
                 if received > size:
                     raise RemoteProtocolError("the sender sent more than it offered")
                 _write_all(fd, plain)
+                if received - written_back >= WRITEBACK_WINDOW:
+                    _start_writeback(fd, written_back, received - written_back)
+                    written_back = received
                 self.progress.update(len(plain))
                 if header.final:
                     break
@@ -238,6 +244,22 @@ def _write_all(fd: int, data: memoryview) -> None:
             data = data[os.write(fd, data) :]
     except OSError as exc:
         raise LocalFileError(f"cannot write the file: {exc.strerror}") from None
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a finished range to disk now.
+
+    On Linux, POSIX_FADV_DONTNEED starts writeback of dirty pages in the range
+    without waiting for it (and drops pages already clean). The disk then
+    works while the network does, the final fsync has little left to wait
+    for (measured: 0.24 s -> 0.02 s for 1 GiB), and the receiver never piles
+    up gigabytes of dirty pages. Purely an optimisation: errors are ignored,
+    and fsync before the rename remains the durability guarantee.
+    """
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (AttributeError, OSError):
+        pass
 
 
 def _free_bytes(directory: Path) -> int | None:

@@ -84,8 +84,8 @@ class RelayConfig:
     4 x socket_buffer bytes and a pipe's two sockets 8 x socket_buffer
     (768 KiB at the default) in the kernel; with the pump's two buffers a
     pipe pins at most 896 KiB, inside both the 1 MiB target and the 4 MiB
-    budget. Measured: 96 KiB moves as fast as 128 KiB on loopback; 64 KiB
-    is several times slower (docs/PERFORMANCE.md)."""
+    budget. Throughput from 64 to 256 KiB was the same within noise in
+    our sweeps (bench/run.py --only buffers, docs/PERFORMANCE.md)."""
 
     pump_buffer: int = 64 * KIB
     """Bytes the relay holds per direction of a pipe in user space (or the

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -591,3 +592,29 @@ def retry_while_claimed(run, *args: object, within: float = 10.0, **kwargs: obje
         if not claimed or time.monotonic() > deadline:
             return result
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def frozen_mid_transfer(
+    relay: object, start_send: Any, start_receive: Any, tmp_path: Path, freeze: str
+) -> Iterator[tuple[Path, Any, Any, Path]]:
+    """A 1 GiB transfer caught mid-way, one side stopped (SIGSTOP) for the block's duration.
+
+    Freezing one side guarantees the transfer cannot finish while the test
+    kills or interrupts the other: no timing luck involved. Yields
+    (source, sender, receiver, output directory); `freeze` is "sender" or "receiver".
+    """
+    gib = 1024**3
+    src = sparse_file(tmp_path / "src" / "big.bin", gib)
+    sender = start_send(relay, src)
+    outdir = tmp_path / "out"
+    receiver = start_receive(relay, sender.code, outdir)
+    wait_mid_transfer(outdir, gib)
+    frozen = {"sender": sender, "receiver": receiver}[freeze]
+    os.kill(frozen.proc.pid, signal.SIGSTOP)
+    try:
+        got = part_size(outdir)
+        assert 0 < got < gib, f"transfer not in progress ({got} bytes)"
+        yield src, sender, receiver, outdir
+    finally:
+        os.kill(frozen.proc.pid, signal.SIGCONT)

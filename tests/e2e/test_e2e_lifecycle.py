@@ -14,9 +14,9 @@ from .harness import (
     assert_nothing_stored,
     assert_one_line_error,
     dir_is_empty,
+    frozen_mid_transfer,
     ipv6_loopback_available,
     leftovers,
-    part_size,
     run_send_to_exit,
     sparse_file,
     valid_words,
@@ -36,18 +36,14 @@ EXIT_INTERRUPTED = 130
 def test_receiver_interrupted_mid_transfer_exits_130_and_removes_temp_file(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    sender = start_send(relay, src)
-    outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB)
-    os.kill(sender.proc.pid, signal.SIGSTOP)
-    try:
-        assert 0 < part_size(outdir) < GIB
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
+        _src,
+        sender,
+        receiver,
+        outdir,
+    ):
         os.kill(receiver.proc.pid, signal.SIGINT)
         rc = receiver.wait(30)
-    finally:
-        os.kill(sender.proc.pid, signal.SIGCONT)
     assert rc == EXIT_INTERRUPTED, receiver.stderr()
     assert_one_line_error(receiver.stderr(), "receive", "interrupted")
     assert_nothing_stored(outdir, "big.bin")
@@ -59,18 +55,14 @@ def test_receiver_interrupted_mid_transfer_exits_130_and_removes_temp_file(
 def test_sender_interrupted_mid_transfer_exits_130_receiver_fails_cleanly(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    sender = start_send(relay, src)
-    outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB)
-    os.kill(receiver.proc.pid, signal.SIGSTOP)
-    try:
-        assert 0 < part_size(outdir) < GIB
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "receiver") as (
+        _src,
+        sender,
+        receiver,
+        outdir,
+    ):
         os.kill(sender.proc.pid, signal.SIGINT)
         rc = sender.wait(30)
-    finally:
-        os.kill(receiver.proc.pid, signal.SIGCONT)
     assert rc == EXIT_INTERRUPTED, sender.stderr()
     assert_one_line_error(sender.stderr(), "send", "interrupted")
     assert receiver.wait(60) != 0, receiver.stderr()
@@ -83,18 +75,14 @@ def test_receiver_terminated_mid_transfer_leaves_no_temp_file(
     relay, start_send, start_receive, tmp_path
 ):
     """SIGTERM (what `kill`, systemd or a closing terminal send) must not leave debris."""
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    sender = start_send(relay, src)
-    outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB)
-    os.kill(sender.proc.pid, signal.SIGSTOP)
-    try:
-        assert 0 < part_size(outdir) < GIB
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
+        _src,
+        _sender,
+        receiver,
+        outdir,
+    ):
         os.kill(receiver.proc.pid, signal.SIGTERM)
         rc = receiver.wait(30)
-    finally:
-        os.kill(sender.proc.pid, signal.SIGCONT)
     assert rc != 0
     assert_nothing_stored(outdir, "big.bin")
 
@@ -103,17 +91,13 @@ def test_receiver_terminated_mid_transfer_leaves_no_temp_file(
 def test_source_shrinking_mid_transfer_fails_both_sides_cleanly(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    sender = start_send(relay, src)
-    outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB)
-    os.kill(sender.proc.pid, signal.SIGSTOP)
-    try:
-        assert 0 < part_size(outdir) < GIB
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
+        src,
+        sender,
+        receiver,
+        outdir,
+    ):
         os.truncate(src, GIB // 2)
-    finally:
-        os.kill(sender.proc.pid, signal.SIGCONT)
     assert sender.wait(60) == EXIT_LOCAL_FILE, sender.stderr()
     assert_one_line_error(sender.stderr(), "send", "shrank")
     assert receiver.wait(60) == EXIT_REFUSED_BY_PEER, receiver.stderr()

@@ -14,10 +14,8 @@ import pytest
 from .harness import (
     assert_nothing_stored,
     assert_one_line_error,
+    frozen_mid_transfer,
     leftovers,
-    part_size,
-    sparse_file,
-    wait_mid_transfer,
 )
 
 GIB = 1024**3
@@ -31,20 +29,14 @@ EXIT_PEER_GONE = 7
 def test_sender_killed_mid_transfer_receiver_exits_7_and_leaves_nothing(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    sender = start_send(relay, src)
-    outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB)
-    # Freeze the receiver so the transfer cannot finish while we kill the sender.
-    os.kill(receiver.proc.pid, signal.SIGSTOP)
-    try:
-        got = part_size(outdir)
-        assert 0 < got < GIB, f"transfer not in progress ({got} bytes)"
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "receiver") as (
+        _src,
+        sender,
+        receiver,
+        outdir,
+    ):
         os.kill(sender.proc.pid, signal.SIGKILL)
         sender.wait(30)
-    finally:
-        os.kill(receiver.proc.pid, signal.SIGCONT)
     rc = receiver.wait(60)
     assert rc == EXIT_PEER_GONE, receiver.stderr()
     message = assert_one_line_error(receiver.stderr(), "receive")
@@ -56,19 +48,14 @@ def test_sender_killed_mid_transfer_receiver_exits_7_and_leaves_nothing(
 def test_receiver_killed_mid_transfer_sender_exits_7_with_clear_message(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    sender = start_send(relay, src)
-    outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB)
-    os.kill(sender.proc.pid, signal.SIGSTOP)
-    try:
-        got = part_size(outdir)
-        assert 0 < got < GIB, f"transfer not in progress ({got} bytes)"
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
+        _src,
+        sender,
+        receiver,
+        outdir,
+    ):
         os.kill(receiver.proc.pid, signal.SIGKILL)
         receiver.wait(30)
-    finally:
-        os.kill(sender.proc.pid, signal.SIGCONT)
     rc = sender.wait(60)
     assert rc == EXIT_PEER_GONE, sender.stderr()
     message = assert_one_line_error(sender.stderr(), "send")
@@ -81,18 +68,14 @@ def test_receiver_killed_mid_transfer_sender_exits_7_with_clear_message(
 def test_relay_killed_mid_transfer_both_exit_nonzero_nothing_stored(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    sender = start_send(relay, src)
-    outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB)
-    os.kill(receiver.proc.pid, signal.SIGSTOP)
-    try:
-        assert 0 < part_size(outdir) < GIB
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "receiver") as (
+        _src,
+        sender,
+        receiver,
+        outdir,
+    ):
         os.kill(relay.pid, signal.SIGKILL)
         relay.proc.wait(timeout=10)
-    finally:
-        os.kill(receiver.proc.pid, signal.SIGCONT)
     receive_rc = receiver.wait(60)
     send_rc = sender.wait(60)
     assert receive_rc == EXIT_PEER_GONE, receiver.stderr()

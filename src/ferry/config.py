@@ -27,7 +27,7 @@ class RelayConfig:
     max_handshakes: int = 1000
     """Connections allowed at once that have not yet sent their first line."""
 
-    max_waiting_senders: int = 10_000
+    max_waiting_senders: int = 20_000
     """Senders allowed at once to wait for a receiver, in senders (those whose
     transfer is running count against max_active_transfers instead)."""
 

@@ -144,3 +144,26 @@ async def test_receiver_with_unknown_nameplate_is_refused_by_relay(
     with pytest.raises(RelayRefused, match="unknown code") as refused:
         await asyncio.wait_for(receiver(relay, parse_code("42-apple-zebra"), tmp_path).run(), 10)
     assert refused.value.reason == "unknown-nameplate"
+
+
+async def test_sender_outlives_a_receiver_that_claims_and_leaves(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    """A claim abandoned at once makes the sender's JOIN arrive late (refused) or pair with
+    nobody; either way the sender must go on waiting, not exit."""
+    relay = await relay_factory()
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+    sending = SendingTask(relay, source)
+    code = await sending.code()
+    for _ in range(3):
+        _, writer = await asyncio.open_connection(relay.address.host, relay.address.port)
+        writer.write(f"FERRY 1 RECV {code.nameplate}\n".encode())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.2)
+        assert not sending.task.done()
+    await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await sending.result()
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 
 from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
+from ferry.cli.parser import Parser
 from ferry.codes import parse_code
 from ferry.config import ClientConfig
 from ferry.errors import FerryError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="receive",
         description="Receive a file through a ferry relay into a directory.",
     )

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 
 from ferry.address import parse_address
+from ferry.cli.parser import Parser
 from ferry.config import RelayConfig
 from ferry.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FerryError
 from ferry.relay import logs
@@ -50,7 +51,7 @@ def _env_default(field: dataclasses.Field[object]) -> object:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="relay",
         description="Run a ferry relay: pairs senders with receivers and pipes their "
         "encrypted bytes. Every setting can also be given as an environment variable "

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
+from ferry.cli.parser import Parser
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import FerryError, UsageError
@@ -18,7 +19,7 @@ MIN_RECORD_SIZE = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="send",
         description="Send a file through a ferry relay. Prints a code on stdout; "
         "give it to the receiver, who runs: receive RELAY CODE DIR.",

@@ -103,9 +103,10 @@ async def test_sender_after_max_wrong_codes_gives_up(
         await sending.result()
 
 
-async def test_receiver_with_existing_file_refuses_and_sender_learns_why(
+async def _send_onto_existing_file(
     relay_factory: StartRelay, tmp_path: Path
-) -> None:
+) -> tuple[RunningRelay, SendingTask, Code, Path]:
+    """A sender offering in.txt ("new") to a directory that already has in.txt ("old")."""
     relay = await relay_factory()
     source = tmp_path / "in.txt"
     source.write_bytes(b"new")
@@ -113,7 +114,13 @@ async def test_receiver_with_existing_file_refuses_and_sender_learns_why(
     out.mkdir()
     (out / "in.txt").write_bytes(b"old")
     sending = SendingTask(relay, source)
-    code = await sending.code()
+    return relay, sending, await sending.code(), out
+
+
+async def test_receiver_with_existing_file_refuses_and_sender_learns_why(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay, sending, code, out = await _send_onto_existing_file(relay_factory, tmp_path)
     with pytest.raises(Exception, match="already exists"):
         await asyncio.wait_for(receiver(relay, code, out).run(), 20)
     with pytest.raises(RefusedByPeer, match="already exists"):
@@ -124,14 +131,7 @@ async def test_receiver_with_existing_file_refuses_and_sender_learns_why(
 async def test_receiver_with_overwrite_replaces_existing_file(
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
-    relay = await relay_factory()
-    source = tmp_path / "in.txt"
-    source.write_bytes(b"new")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "in.txt").write_bytes(b"old")
-    sending = SendingTask(relay, source)
-    code = await sending.code()
+    relay, sending, code, out = await _send_onto_existing_file(relay_factory, tmp_path)
     await asyncio.wait_for(receiver(relay, code, out, overwrite=True).run(), 20)
     await sending.result()
     assert (out / "in.txt").read_bytes() == b"new"

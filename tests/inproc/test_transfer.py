@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -167,3 +168,27 @@ async def test_sender_outlives_a_receiver_that_claims_and_leaves(
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
     await sending.result()
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"
+
+
+class SlowProgress(NoProgress):
+    """Blocks the event loop a little per record: a slow transfer, deterministically."""
+
+    def update(self, done: int) -> None:
+        time.sleep(0.05)
+
+
+async def test_sender_wait_limit_does_not_cut_a_transfer_that_started_in_time(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    source = tmp_path / "a.bin"
+    source.write_bytes(os.urandom(16 * ClientConfig.record_size))
+    config = ClientConfig(wait_timeout=1.0, connect_timeout=5, handshake_timeout=5)
+    sending = SendingTask(relay, source, config)
+    code = await sending.code()
+    await asyncio.sleep(0.5)  # arrive in time; the transfer then takes ~0.8 s
+    prepare_directory(str(tmp_path / "out"))
+    slow = Receiver(relay.address, code, tmp_path / "out", FAST, SlowProgress())
+    await asyncio.wait_for(slow.run(), 20)
+    await sending.result()
+    assert (tmp_path / "out" / "a.bin").read_bytes() == source.read_bytes()

@@ -107,16 +107,22 @@ class Sender:
             # code line to print it sooner).
             import ferry.client.handshake  # noqa: F401
 
-            async with asyncio.timeout(self.config.wait_timeout):
-                await self._serve_receivers(control, code)
-        except TimeoutError:
-            raise TimedOut(f"no receiver came within {self.config.wait_timeout:.0f}s") from None
+            await self._serve_receivers(control, code)
         finally:
             control.close()
 
     async def _serve_receivers(self, control: RelayLink, code: Code) -> None:
+        # wait_timeout bounds the waiting only: a transfer that has started
+        # runs to its end, however long it takes.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.wait_timeout
         while True:
-            incoming = await control.expect(rv.Incoming, code.nameplate, self.config.wait_timeout)
+            try:
+                remaining = max(0.0, deadline - loop.time())
+                incoming = await control.expect(rv.Incoming, code.nameplate, remaining)
+            except TimedOut:
+                waited = self.config.wait_timeout
+                raise TimedOut(f"no receiver came within {waited:.0f}s") from None
             assert isinstance(incoming, rv.Incoming)
             if await self._attempt(control, code, incoming.ticket):
                 return

@@ -146,3 +146,33 @@ async def test_pump_when_a_peer_resets_ends_with_error(use_splice: bool) -> None
     assert result.outcome == "error"
     for sock in (a_client, a_relay, b_relay):
         sock.close()
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+async def test_pump_reports_bytes_as_they_move_not_only_at_the_end(use_splice: bool) -> None:
+    a_client, a_relay = tcp_pair()
+    b_client, b_relay = tcp_pair()
+    reported: list[int] = []
+    task = asyncio.create_task(
+        pump(
+            a_relay,
+            b_relay,
+            buffer_size=65536,
+            idle_timeout=10,
+            use_splice=use_splice,
+            on_moved=reported.append,
+        )
+    )
+    await _send_all(a_client, b"x" * 100_000)
+    got = 0
+    for _ in range(200):  # bounded: the bytes arrive within a few loop turns
+        got += len(await asyncio.get_running_loop().sock_recv(b_client, 1 << 16))
+        if got == 100_000:
+            break
+    assert sum(reported) == 100_000 and not task.done()  # counted while the pipe still runs
+    a_client.shutdown(socket.SHUT_WR)
+    b_client.shutdown(socket.SHUT_WR)
+    result = await asyncio.wait_for(task, 10)
+    assert sum(reported) == result.bytes_a_to_b + result.bytes_b_to_a == 100_000
+    for sock in (a_client, a_relay, b_client, b_relay):
+        sock.close()

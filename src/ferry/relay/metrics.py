@@ -68,7 +68,7 @@ def render(metrics: Metrics, gauges: Gauges) -> str:
         out.append(f"{family(name, 'gauge', help_text)} {_number(value)}")
     name = family("connections_total", "counter", "Connections accepted.")
     out.append(f"{name} {metrics.connections}")
-    name = family("bytes_relayed_total", "counter", "Bytes piped, both ways, of ended transfers.")
+    name = family("bytes_relayed_total", "counter", "Bytes piped, both ways, counted as they move.")
     out.append(f"{name} {metrics.bytes_relayed}")
     name = family("transfers_total", "counter", "Pipes that started (sender and receiver paired).")
     out.append(f"{name} {metrics.transfers}")

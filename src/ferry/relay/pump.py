@@ -28,6 +28,7 @@ import fcntl
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -143,7 +144,7 @@ class _Direction:
             if not progressed:
                 break
         if moved:
-            self.pump.touch()
+            self.pump.moved(moved)
         if self.eof and not self.pending and not self.done:
             self.done = True
             try:
@@ -213,15 +214,19 @@ class _SpliceDirection(_Direction):
 
 
 class _Pump:
-    def __init__(self, idle_timeout: float) -> None:
+    def __init__(self, idle_timeout: float, on_moved: Callable[[int], None] | None) -> None:
         self.loop = asyncio.get_running_loop()
         self.finished: asyncio.Future[str] = self.loop.create_future()
         self.idle_timeout = idle_timeout
+        self.on_moved = on_moved
         self.last_activity = time.monotonic()
         self.directions: list[_Direction] = []
 
-    def touch(self) -> None:
+    def moved(self, count: int) -> None:
+        """Bytes went out: the pipe is not idle, and live counters learn of it."""
         self.last_activity = time.monotonic()
+        if self.on_moved is not None:
+            self.on_moved(count)
 
     def fail(self) -> None:
         if not self.finished.done():
@@ -251,15 +256,17 @@ async def pump(
     use_splice: bool = True,
     preload_a_to_b: bytes = b"",
     preload_b_to_a: bytes = b"",
+    on_moved: Callable[[int], None] | None = None,
 ) -> PumpResult:
     """Move bytes between a and b until both finish, one fails, or idle_timeout passes.
 
     The sockets must be non-blocking. They are left open; the caller closes them.
     preload_* are bytes already read from one side (e.g. pipelined after the
-    handshake line) that must reach the other side first.
+    handshake line) that must reach the other side first. on_moved, if given,
+    is called with each burst's byte count as it goes out (live metrics).
     """
     kind = _SpliceDirection if use_splice and SPLICE_AVAILABLE else _CopyDirection
-    state = _Pump(idle_timeout)
+    state = _Pump(idle_timeout, on_moved)
     forward = kind(state, a, b, buffer_size)
     try:
         backward = kind(state, b, a, buffer_size)

@@ -462,11 +462,12 @@ class Relay:
         finally:
             self.active -= 1
         receiver.moved = (result.bytes_a_to_b, result.bytes_b_to_a)
-        moved = result.bytes_a_to_b + result.bytes_b_to_a
-        self.bytes_relayed += moved
-        self.metrics.bytes_relayed += moved
         outcome = {"closed": logs.HAPPY, "idle": logs.IDLE}.get(result.outcome, logs.ERRORY)
         return outcome, ""
+
+    def _count_bytes(self, count: int) -> None:
+        self.bytes_relayed += count
+        self.metrics.bytes_relayed += count
 
     async def _pump(self, receiver: Connection, sender: Connection) -> PumpResult:
         preload_up, preload_down = receiver.lines.take_rest(), sender.lines.take_rest()
@@ -481,6 +482,7 @@ class Relay:
                     use_splice=use_splice,
                     preload_a_to_b=preload_up,
                     preload_b_to_a=preload_down,
+                    on_moved=self._count_bytes,
                 )
             except OSError as exc:
                 if not use_splice or exc.errno not in OUT_OF_FDS:

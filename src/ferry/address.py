@@ -22,8 +22,10 @@ class Address:
 
 
 def parse_address(text: str, *, listen: bool = False) -> Address:
-    """Parse host:port. With listen=True the host may be empty (":9021")."""
+    """Parse host:port. With listen=True the host may be empty (":9021" or "9021")."""
     text = text.strip()
+    if listen and text.isascii() and text.isdigit():
+        text = ":" + text  # a bare port: listen everywhere
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         if not sep or not rest.startswith(":") or not host:

@@ -95,7 +95,6 @@ def test_parse_address_unbracketed_ipv6_raises_invalid_address(text: str, listen
         "",
         "   ",
         "localhost",
-        "9021",
         "[::1]",
         "[::1]9021",
         "[::1]:",
@@ -199,3 +198,12 @@ def test_parse_address_near_valid_text_gives_address_or_raises_invalid_address(
         return
     assert 1 <= address.port <= 65535
     assert parse_address(str(address), listen=listen) == address
+
+
+def test_parse_address_bare_port_when_listening_means_every_interface() -> None:
+    assert parse_address("9021", listen=True) == Address("", 9021)
+
+
+def test_parse_address_bare_port_for_a_client_raises_invalid_address() -> None:
+    with pytest.raises(InvalidAddress):
+        parse_address("9021")

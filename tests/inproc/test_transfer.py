@@ -192,3 +192,28 @@ async def test_sender_wait_limit_does_not_cut_a_transfer_that_started_in_time(
     await asyncio.wait_for(slow.run(), 20)
     await sending.result()
     assert (tmp_path / "out" / "a.bin").read_bytes() == source.read_bytes()
+
+
+async def test_receiver_told_claimed_retries_until_the_previous_pipe_ends(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+    sending = SendingTask(relay, source)
+    code = await sending.code()
+    # Another receiver holds the nameplate (paired, silent) for a moment.
+    reader, writer = await asyncio.open_connection(relay.address.host, relay.address.port)
+    writer.write(f"FERRY 1 RECV {code.nameplate}\n".encode())
+    assert await asyncio.wait_for(reader.readline(), 5) == b"PAIRED\n"
+
+    async def let_go() -> None:
+        await asyncio.sleep(0.3)
+        writer.close()
+        await writer.wait_closed()
+
+    release = asyncio.create_task(let_go())
+    await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await release
+    await sending.result()
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"

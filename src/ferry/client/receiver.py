@@ -31,6 +31,7 @@ from ferry.errors import (
     FerryError,
     LocalFileError,
     RefusedByPeer,
+    RelayRefused,
     RemoteProtocolError,
     TimedOut,
     UnsafeName,
@@ -43,6 +44,9 @@ from ferry.protocol.records import RecordType
 if TYPE_CHECKING:
     from ferry.client.channel import Channel
 
+CLAIMED_RETRIES = 3
+CLAIMED_RETRY_DELAY = 0.5
+"""Seconds between claims while the relay says the nameplate is in use."""
 TEMP_PREFIX = ".ferry-"
 WRITEBACK_WINDOW = 8 * 1024 * 1024
 """Bytes written between asking the kernel to start writing them to disk."""
@@ -85,30 +89,58 @@ class Receiver:
         self.overwrite = overwrite
         self.saved_as: Path | None = None
 
-    async def run(self) -> Path:
-        link = await RelayLink.connect(self.address, self.config.connect_timeout)
-        try:
-            async with asyncio.timeout(self.config.handshake_timeout):
+    async def _pair(self) -> RelayLink:
+        """Claim the nameplate and wait for PAIRED.
+
+        "claimed" can mean the previous receiver's pipe (say, one with a
+        mistyped code) is still being torn down at the relay: retry briefly
+        before calling the code in use.
+        """
+        for attempt in range(CLAIMED_RETRIES + 1):
+            link = await RelayLink.connect(self.address, self.config.connect_timeout)
+            try:
                 await link.send(rv.ReceiveRequest(self.code.nameplate))
                 # The crypto libraries load while the relay fetches the sender
                 # (tens of milliseconds of start-up overlap the pairing).
-                from ferry.client.channel import Channel
+                import ferry.client.handshake  # noqa: F401
+
+                await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
+                return link
+            except RelayRefused as refused:
+                link.close()
+                if refused.reason != rv.REASON_CLAIMED or attempt == CLAIMED_RETRIES:
+                    raise
+            except BaseException:
+                link.close()
+                raise
+            await asyncio.sleep(CLAIMED_RETRY_DELAY)
+        raise AssertionError("unreachable")
+
+    async def run(self) -> Path:
+        link: RelayLink | None = None
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                link = await self._pair()
+                from ferry.client.channel import Channel  # loaded during _pair
                 from ferry.client.handshake import Handshake
                 from ferry.crypto import Role
 
-                await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
                 channel = Channel(link.sock, link.take_rest(), "sender", self.config.io_timeout)
                 await Handshake(channel, Role.RECEIVER, self.code).run()
         except TimeoutError:
-            link.close()
+            if link is not None:
+                link.close()
             raise TimedOut("timed out pairing with the sender") from None
         except ConnectionLost:
+            if link is None:
+                raise  # lost the relay before pairing
             link.close()
             raise ConnectionLost(
                 "the sender went away during key exchange (or the code is wrong)"
             ) from None
         except BaseException:
-            link.close()
+            if link is not None:
+                link.close()
             raise
         try:
             return await self._receive(channel)

@@ -5,6 +5,14 @@ Standard library only. A file lock serialises parallel first runs; a stamp
 file written last marks a finished install, so an interrupted run is simply
 redone. All output goes to stderr: stdout belongs to the programs (send
 prints its code there).
+
+Speed matters on the first run (a person is waiting for the code), so:
+- the dependencies are read from pyproject.toml and installed directly; the
+  project itself is not built, a `ferry.pth` file puts src/ on the path
+  (what an editable install does, without the build step);
+- the venv is made without pip when the running Python's pip can install
+  into another environment (`pip --python`, pip >= 22.3), saving ensurepip.
+Together: about 1.5 s instead of 5.5 s here.
 """
 
 from __future__ import annotations
@@ -19,13 +27,52 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
 CREATED = VENV / ".ferry-created"
 STAMPS = {False: VENV / ".ferry-ready", True: VENV / ".ferry-dev-ready"}
+PIP_OPTIONS = ["install", "--quiet", "--disable-pip-version-check"]
 
 
 def is_fresh(stamp: Path) -> bool:
     pyproject = ROOT / "pyproject.toml"
     return stamp.exists() and stamp.stat().st_mtime >= pyproject.stat().st_mtime
+
+
+def requirements(dev: bool) -> list[str]:
+    import tomllib  # here, not at the top: main() first checks the Python version
+
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        project = tomllib.load(file)["project"]
+    wanted = list(project["dependencies"])
+    if dev:
+        wanted += project["optional-dependencies"]["dev"]
+    return wanted
+
+
+def outer_pip() -> list[str] | None:
+    """This Python's pip, if it can install into another environment."""
+    try:
+        import pip
+    except ImportError:
+        return None
+    major, minor = (int(part) for part in pip.__version__.split(".")[:2])
+    if (major, minor) < (22, 3):
+        return None
+    return [sys.executable, "-m", "pip", "--python", str(PYTHON)]
+
+
+def create() -> None:
+    print("ferry: setting up the Python environment in .venv (first run only)", file=sys.stderr)
+    shutil.rmtree(VENV, ignore_errors=True)
+    venv.EnvBuilder(with_pip=outer_pip() is None).create(VENV)
+    site = subprocess.run(
+        [str(PYTHON), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(site, "ferry.pth").write_text(f"{ROOT / 'src'}\n")
+    CREATED.touch()
 
 
 def ensure(dev: bool) -> None:
@@ -34,17 +81,10 @@ def ensure(dev: bool) -> None:
         if is_fresh(STAMPS[dev]):
             return  # another process finished while we waited
         if not CREATED.exists():  # absent, or half-made by an interrupted run: start over
-            print(
-                "ferry: setting up the Python environment in .venv (first run only)",
-                file=sys.stderr,
-            )
-            shutil.rmtree(VENV, ignore_errors=True)
-            venv.EnvBuilder(with_pip=True).create(VENV)
-            CREATED.touch()
-        target = f"{ROOT}[dev]" if dev else str(ROOT)
-        python = VENV / "bin" / "python"
-        cmd = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*cmd, "-e", target], check=True, stdout=sys.stderr)
+            create()
+        pip = outer_pip() if not (VENV / "bin" / "pip").exists() else None
+        pip = pip or [str(PYTHON), "-m", "pip"]
+        subprocess.run([*pip, *PIP_OPTIONS, *requirements(dev)], check=True, stdout=sys.stderr)
         for wanted in {False, dev}:
             STAMPS[wanted].touch()
 

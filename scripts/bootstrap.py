@@ -9,7 +9,8 @@ prints its code there).
 Speed matters on the first run (a person is waiting for the code), so:
 - the dependencies are read from pyproject.toml and installed directly; the
   project itself is not built, a `ferry.pth` file puts src/ on the path
-  (what an editable install does, without the build step);
+  (what an editable install does, without the build step), and the `ferry`
+  console script is written by hand;
 - the venv is made without pip when the running Python's pip can install
   into another environment (`pip --python`, pip >= 22.3), saving ensurepip.
 Together: about 1.5 s instead of 5.5 s here.
@@ -72,6 +73,11 @@ def create() -> None:
         text=True,
     ).stdout.strip()
     Path(site, "ferry.pth").write_text(f"{ROOT / 'src'}\n")
+    script = VENV / "bin" / "ferry"  # the console script pyproject declares
+    script.write_text(
+        f"#!{PYTHON}\nimport sys\nfrom ferry.cli.main import main\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
     CREATED.touch()
 
 

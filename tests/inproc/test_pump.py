@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +15,19 @@ from tests.inproc.sockets import tcp_pair
 PATHS = [pytest.param(False, id="copy")]
 if SPLICE_AVAILABLE:
     PATHS.append(pytest.param(True, id="splice"))
+
+
+Sockets = tuple[socket.socket, socket.socket, socket.socket, socket.socket]
+
+
+@pytest.fixture
+def sockets() -> Iterator[Sockets]:
+    """(a_client, a_relay, b_client, b_relay): two loopback TCP pairs, closed afterwards."""
+    a_client, a_relay = tcp_pair()
+    b_client, b_relay = tcp_pair()
+    yield a_client, a_relay, b_client, b_relay
+    for sock in (a_client, a_relay, b_client, b_relay):
+        sock.close()
 
 
 async def _send_all(sock: socket.socket, data: bytes) -> None:
@@ -29,9 +43,10 @@ async def _read_to_eof(sock: socket.socket) -> bytes:
 
 
 @pytest.mark.parametrize("use_splice", PATHS)
-async def test_pump_moves_both_directions_and_propagates_half_close(use_splice: bool) -> None:
-    a_client, a_relay = tcp_pair()
-    b_client, b_relay = tcp_pair()
+async def test_pump_moves_both_directions_and_propagates_half_close(
+    use_splice: bool, sockets: Sockets
+) -> None:
+    a_client, a_relay, b_client, b_relay = sockets
     forward = os.urandom(3 * 1024 * 1024 + 17)
     backward = os.urandom(100_001)
 
@@ -57,14 +72,13 @@ async def test_pump_moves_both_directions_and_propagates_half_close(use_splice: 
     assert got_at_a == backward
     assert (result.bytes_a_to_b, result.bytes_b_to_a) == (len(forward), len(backward))
     assert result.outcome == "closed"
-    for sock in (a_client, a_relay, b_client, b_relay):
-        sock.close()
 
 
 @pytest.mark.parametrize("use_splice", PATHS)
-async def test_pump_delivers_preloaded_bytes_before_the_stream(use_splice: bool) -> None:
-    a_client, a_relay = tcp_pair()
-    b_client, b_relay = tcp_pair()
+async def test_pump_delivers_preloaded_bytes_before_the_stream(
+    use_splice: bool, sockets: Sockets
+) -> None:
+    a_client, a_relay, b_client, b_relay = sockets
     a_client.shutdown(socket.SHUT_WR)
     b_client.shutdown(socket.SHUT_WR)
     result, got_at_a, got_at_b = await asyncio.wait_for(
@@ -86,15 +100,14 @@ async def test_pump_delivers_preloaded_bytes_before_the_stream(use_splice: bool)
     assert got_at_b == b"early-from-a"
     assert got_at_a == b"early-from-b"
     assert result.outcome == "closed"
-    for sock in (a_client, a_relay, b_client, b_relay):
-        sock.close()
 
 
 @pytest.mark.parametrize("use_splice", PATHS)
-async def test_pump_with_stalled_reader_holds_a_bounded_amount(use_splice: bool) -> None:
+async def test_pump_with_stalled_reader_holds_a_bounded_amount(
+    use_splice: bool, sockets: Sockets
+) -> None:
     """Backpressure: a reader that reads nothing stops the writer; the relay holds little."""
-    a_client, a_relay = tcp_pair()
-    b_client, b_relay = tcp_pair()
+    a_client, a_relay, _b_client, b_relay = sockets
     buffer = 32 * 1024
     for sock in (a_relay, b_relay):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
@@ -119,14 +132,11 @@ async def test_pump_with_stalled_reader_holds_a_bounded_amount(use_splice: bool)
     assert accepted < 16 * 1024 * 1024
     result = await asyncio.wait_for(task, timeout=10)
     assert result.outcome == "idle"
-    for sock in (a_client, a_relay, b_client, b_relay):
-        sock.close()
 
 
 @pytest.mark.parametrize("use_splice", PATHS)
-async def test_pump_when_a_peer_resets_ends_with_error(use_splice: bool) -> None:
-    a_client, a_relay = tcp_pair()
-    b_client, b_relay = tcp_pair()
+async def test_pump_when_a_peer_resets_ends_with_error(use_splice: bool, sockets: Sockets) -> None:
+    a_client, a_relay, b_client, b_relay = sockets
     task = asyncio.create_task(
         pump(a_relay, b_relay, buffer_size=65536, idle_timeout=10, use_splice=use_splice)
     )
@@ -144,14 +154,13 @@ async def test_pump_when_a_peer_resets_ends_with_error(use_splice: bool) -> None
         await asyncio.sleep(0.02)
     result = await asyncio.wait_for(task, timeout=10)
     assert result.outcome == "error"
-    for sock in (a_client, a_relay, b_relay):
-        sock.close()
 
 
 @pytest.mark.parametrize("use_splice", PATHS)
-async def test_pump_reports_bytes_as_they_move_not_only_at_the_end(use_splice: bool) -> None:
-    a_client, a_relay = tcp_pair()
-    b_client, b_relay = tcp_pair()
+async def test_pump_reports_bytes_as_they_move_not_only_at_the_end(
+    use_splice: bool, sockets: Sockets
+) -> None:
+    a_client, a_relay, b_client, b_relay = sockets
     reported: list[int] = []
     task = asyncio.create_task(
         pump(
@@ -174,5 +183,3 @@ async def test_pump_reports_bytes_as_they_move_not_only_at_the_end(use_splice: b
     b_client.shutdown(socket.SHUT_WR)
     result = await asyncio.wait_for(task, 10)
     assert sum(reported) == result.bytes_a_to_b + result.bytes_b_to_a == 100_000
-    for sock in (a_client, a_relay, b_client, b_relay):
-        sock.close()

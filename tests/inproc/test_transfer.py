@@ -43,6 +43,16 @@ class SendingTask:
             self.outgoing.file.close()
 
 
+async def send_hello(
+    relay: RunningRelay, tmp_path: Path, config: ClientConfig = FAST
+) -> tuple[SendingTask, Code]:
+    """A sender offering a.txt ("hello"), and its code once shown."""
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+    sending = SendingTask(relay, source, config)
+    return sending, await sending.code()
+
+
 def receiver(relay: RunningRelay, code: Code, directory: Path, overwrite: bool = False) -> Receiver:
     prepare_directory(str(directory))
     return Receiver(relay.address, code, directory, FAST, NoProgress(), overwrite)
@@ -74,12 +84,9 @@ async def test_transfer_after_a_wrong_code_still_succeeds(
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
     relay = await relay_factory()
-    source = tmp_path / "a.txt"
-    source.write_bytes(b"hello")
     out = tmp_path / "out"
     out.mkdir()
-    sending = SendingTask(relay, source)
-    code = await sending.code()
+    sending, code = await send_hello(relay, tmp_path)
     with pytest.raises(WrongCode):
         await asyncio.wait_for(receiver(relay, wrong_words(code), out).run(), 20)
     assert list(out.iterdir()) == []
@@ -92,11 +99,8 @@ async def test_sender_after_max_wrong_codes_gives_up(
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
     relay = await relay_factory()
-    source = tmp_path / "a.txt"
-    source.write_bytes(b"hello")
     config = ClientConfig(connect_timeout=5, handshake_timeout=5, max_failed_attempts=2)
-    sending = SendingTask(relay, source, config)
-    code = await sending.code()
+    sending, code = await send_hello(relay, tmp_path, config)
     for _ in range(2):
         with pytest.raises(WrongCode):
             await asyncio.wait_for(receiver(relay, wrong_words(code), tmp_path).run(), 20)
@@ -153,10 +157,7 @@ async def test_sender_outlives_a_receiver_that_claims_and_leaves(
     """A claim abandoned at once makes the sender's JOIN arrive late (refused) or pair with
     nobody; either way the sender must go on waiting, not exit."""
     relay = await relay_factory()
-    source = tmp_path / "a.txt"
-    source.write_bytes(b"hello")
-    sending = SendingTask(relay, source)
-    code = await sending.code()
+    sending, code = await send_hello(relay, tmp_path)
     for _ in range(3):
         _, writer = await asyncio.open_connection(relay.address.host, relay.address.port)
         writer.write(f"FERRY 1 RECV {code.nameplate}\n".encode())
@@ -198,10 +199,7 @@ async def test_receiver_told_claimed_retries_until_the_previous_pipe_ends(
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
     relay = await relay_factory()
-    source = tmp_path / "a.txt"
-    source.write_bytes(b"hello")
-    sending = SendingTask(relay, source)
-    code = await sending.code()
+    sending, code = await send_hello(relay, tmp_path)
     # Another receiver holds the nameplate (paired, silent) for a moment.
     reader, writer = await asyncio.open_connection(relay.address.host, relay.address.port)
     writer.write(f"FERRY 1 RECV {code.nameplate}\n".encode())

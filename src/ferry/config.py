@@ -77,29 +77,24 @@ class RelayConfig:
     connections are refused ("busy") when fewer would remain, so transfers already
     running never fail for lack of one."""
 
-    socket_buffer: int = 96 * KIB
-    """SO_SNDBUF and SO_RCVBUF requested for each relay socket, in bytes.
-
-    Linux doubles the request for bookkeeping, so one socket holds at most
-    4 x socket_buffer bytes and a pipe's two sockets 8 x socket_buffer
-    (768 KiB at the default) in the kernel; with the pump's two buffers a
-    pipe pins at most 896 KiB, inside both the 1 MiB target and the 4 MiB
-    budget. Throughput from 64 to 256 KiB was the same within noise in
-    our sweeps (bench/run.py --only buffers, docs/PERFORMANCE.md)."""
+    transfer_budget: int = 4 * MIB
+    """Memory one transfer may hold at the relay, in bytes: kernel socket memory on
+    both of its sockets (as `ss -tm` counts it, with the kernel's bookkeeping
+    overhead), the pump's buffers, everything. The relay spends it on socket
+    buffers for the data direction, which decide the fastest a transfer can go
+    over a long path: about budget / 2 bytes in flight per leg, so the default
+    allows ~35 MB/s at 50 ms round trip per leg (relay/buffers.py has the
+    arithmetic; docs/ARCHITECTURE.md explains it)."""
 
     pump_buffer: int = 64 * KIB
     """Bytes the relay holds per direction of a pipe in user space (or the
-    kernel pipe it splices through)."""
+    kernel pipe it splices through); part of transfer_budget."""
 
     use_splice: bool = True
     """Move bytes with os.splice where the platform has it (zero-copy)."""
 
     drain_timeout: float = 30.0
     """Seconds active pipes may keep running after SIGTERM before the relay exits."""
-
-    def per_transfer_bytes(self) -> int:
-        """Upper bound of the memory one pipe can pin: kernel buffers and pump."""
-        return 8 * self.socket_buffer + 2 * self.pump_buffer
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, one sentence each (empty when usable)."""
@@ -113,6 +108,12 @@ class RelayConfig:
                 found.append(f"{name} must be at least 1, not {value}")
         if not 16 <= self.max_hello_bytes <= MAX_HELLO_BYTES:
             found.append(f"max_hello_bytes must be 16 to {MAX_HELLO_BYTES}")
+        least = 2 * self.pump_buffer + 256 * KIB
+        if self.transfer_budget < least:
+            found.append(
+                f"transfer_budget must be at least {least} bytes with a {self.pump_buffer}-byte "
+                "pump_buffer (2 pump buffers + 256 KiB of socket buffers)"
+            )
         return found
 
 

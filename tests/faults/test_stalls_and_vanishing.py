@@ -29,11 +29,13 @@ from tests.faults.procs import (
     wait_for,
 )
 from tests.relay.harness import RawClient, pair, register_sender
+from tests.sockmem import server_sockets
 
 pytestmark = pytest.mark.timeout(90)
 
 MIB = 1 << 20
 PER_TRANSFER_BUDGET = 4 * MIB  # DESIGN.md: memory and buffers, kernel included
+PUMP_BUFFER = 64 * 1024  # RelayConfig.pump_buffer's default: one pipe per direction
 
 
 def _small_buffers(sock: socket.socket) -> None:
@@ -52,7 +54,7 @@ async def _connect_small(port: int) -> RawClient:
 async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
     tmp_path: Path,
 ) -> None:
-    idle = 2.0
+    idle = 4.0
     with relay_process(tmp_path, "--idle-timeout", str(idle)) as relay:
         control, nameplate = await register_sender(relay.port)
         receiver = await _connect_small(relay.port)
@@ -63,16 +65,25 @@ async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
         assert await data.line() == "PAIRED"
         before = relay.rss_kib()
         # Push until the sender cannot write for a second: that is backpressure.
+        # Meanwhile sample the kernel memory of the relay's sockets (ss), the
+        # measure the budget is stated in.
         chunk = b"\0" * 65536
-        pushed, last_progress = 0, time.monotonic()
+        pushed, last_progress, peak = 0, time.monotonic(), 0
         while time.monotonic() - last_progress < 1.0 and pushed < 64 * MIB:
             try:
                 pushed += data.sock.send(chunk)
                 last_progress = time.monotonic()
             except BlockingIOError:
                 select.select([], [data.sock], [], 0.1)
+                peak = max(peak, sum(s.held for s in server_sockets(relay.port)))
+        held = server_sockets(relay.port)
+        peak = max(peak, sum(s.held for s in held))
         stalled_rss = relay.rss_kib()
         assert 0 < pushed < PER_TRANSFER_BUDGET, pushed
+        # Kernel socket memory plus the pump's two pipes stays within the budget...
+        assert peak + 2 * PUMP_BUFFER <= PER_TRANSFER_BUDGET, peak
+        # ...and the budget is spent: a window of megabytes, not 128 KiB.
+        assert max(s.fields["r"] for s in held) > MIB, held
         assert stalled_rss - before < PER_TRANSFER_BUDGET // 1024
         stalled_at = time.monotonic()
         # No byte moves now; the relay must end the pipe at the idle timeout.
@@ -86,7 +97,9 @@ async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
         figure(
             "stalled receiver",
             f"sender could push {pushed // 1024} KiB before backpressure (budget "
-            f"{PER_TRANSFER_BUDGET // MIB} MiB); relay RSS {before} -> {stalled_rss} KiB; "
+            f"{PER_TRANSFER_BUDGET // MIB} MiB); relay sockets held at most {peak // 1024} KiB "
+            f"(ss r+w+f+bl) plus {2 * PUMP_BUFFER // 1024} KiB of pipes; "
+            f"relay RSS {before} -> {stalled_rss} KiB; "
             f"cut {cut_after:.1f}s after the stall (idle timeout {idle:.0f}s)",
         )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ferry.address import Address
 from ferry.config import RelayConfig
+from ferry.relay.buffers import plan
 from ferry.relay.listen import open_listeners
 from ferry.relay.server import Relay
 
@@ -33,7 +34,7 @@ async def running_relay(**settings: object) -> AsyncIterator[RunningRelay]:
     settings.setdefault("limit_loopback", True)
     config = RelayConfig(**settings)  # type: ignore[arg-type]
     assert not config.problems(), config.problems()
-    listeners = open_listeners(Address("127.0.0.1", 0), config.socket_buffer)
+    listeners = open_listeners(Address("127.0.0.1", 0), plan(config).listen)
     relay = Relay(config)
     await relay.start(listeners)
     try:

@@ -1,4 +1,4 @@
-"""Unit tests for ferry.relay.table (the pairing table) and RelayConfig's memory bound."""
+"""Unit tests for ferry.relay.table (the pairing table)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ferry.config import KIB, MIB, RelayConfig
+from ferry.config import RelayConfig
 from ferry.protocol import rendezvous as rv
 from ferry.relay.table import Entry, PairingTable, Refusal, State
 
@@ -528,30 +528,3 @@ PairingTableMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None
 )
 TestPairingTableStateMachine = PairingTableMachine.TestCase
-
-
-# --- RelayConfig.per_transfer_bytes ----------------------------------------------------------
-
-
-def test_relay_config_per_transfer_bytes_default_is_kernel_buffers_plus_pump() -> None:
-    config = RelayConfig()
-    # Linux doubles SO_SNDBUF/SO_RCVBUF: 4 x socket_buffer per socket, two sockets per pipe.
-    assert config.per_transfer_bytes() == 2 * 4 * config.socket_buffer + 2 * config.pump_buffer
-
-
-def test_relay_config_per_transfer_bytes_default_is_within_1_mib_target_and_4_mib_budget() -> None:
-    assert RelayConfig().per_transfer_bytes() <= 1 * MIB <= 4 * MIB
-
-
-def test_relay_config_per_transfer_bytes_grows_with_socket_buffer() -> None:
-    small = RelayConfig(socket_buffer=64 * KIB, pump_buffer=64 * KIB)
-    large = RelayConfig(socket_buffer=128 * KIB, pump_buffer=64 * KIB)
-    assert large.per_transfer_bytes() - small.per_transfer_bytes() == 8 * 64 * KIB
-
-
-@given(st.integers(1, 64 * MIB), st.integers(1, 64 * MIB))
-def test_relay_config_per_transfer_bytes_scales_with_socket_and_pump_buffers(
-    socket_buffer: int, pump_buffer: int
-) -> None:
-    config = RelayConfig(socket_buffer=socket_buffer, pump_buffer=pump_buffer)
-    assert config.per_transfer_bytes() == 8 * socket_buffer + 2 * pump_buffer

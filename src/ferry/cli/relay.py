@@ -22,7 +22,7 @@ from ferry.address import parse_address
 from ferry.cli.parser import Parser
 from ferry.config import RelayConfig
 from ferry.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FerryError
-from ferry.relay import logs
+from ferry.relay import buffers, logs
 from ferry.relay.listen import open_listeners, raise_fd_limit
 from ferry.relay.metrics import MetricsServer, render
 from ferry.relay.server import Relay
@@ -133,6 +133,28 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
+def _log_budget(config: RelayConfig, plan: buffers.BufferPlan) -> None:
+    """Say what one transfer may hold and what the kernel really grants."""
+    receive, send = buffers.granted_data_buffers(plan)
+    log.info(
+        "per-transfer budget %d KiB (at most %d KiB held per transfer): data window "
+        "%d KiB into the relay, %d KiB out of it; %d KiB per idle connection",
+        config.transfer_budget // 1024,
+        plan.worst_case() // 1024,
+        receive // 1024,
+        send // 1024,
+        4 * plan.control // 1024,
+    )
+    if min(receive, send) < 2 * plan.data:
+        log.warning(
+            "the kernel capped the data buffers below the %d KiB planned "
+            "(net.core.rmem_max / wmem_max, and no CAP_NET_ADMIN): transfers over long "
+            "paths will be slower; raise both sysctls to at least %d",
+            2 * plan.data // 1024,
+            2 * plan.data,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -145,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(args.log_format, args.quiet)
     where = address
     try:
-        listeners = open_listeners(address, config.socket_buffer)
+        plan = buffers.plan(config)
+        listeners = open_listeners(address, plan.listen)
         metrics_listeners: list[socket.socket] = []
         if metrics_address is not None:
             where = metrics_address
@@ -157,11 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("metrics on %s", ", ".join(_url(sock) for sock in metrics_listeners))
     fds = raise_fd_limit()
     log.info(
-        "listening on %s (fd limit %d, %d KiB max per transfer)",
+        "listening on %s (fd limit %d)",
         ", ".join(str(sock.getsockname()[:2]) for sock in listeners),
         fds,
-        config.per_transfer_bytes() // 1024,
     )
+    _log_budget(config, plan)
     relay = Relay(config)
     try:
         return asyncio.run(serve(relay, config, listeners, metrics_listeners))

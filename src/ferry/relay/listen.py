@@ -12,6 +12,7 @@ import resource
 import socket
 
 from ferry.address import Address
+from ferry.relay import buffers
 
 BACKLOG = 1024
 
@@ -20,10 +21,10 @@ def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> so
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit these; they must be set before the handshake
-        # so the TCP window matches the small buffer (the per-transfer bound).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_size)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_size)
+        # The receive buffer in place at the SYN fixes the window-scale factor
+        # for the connection's life: size it for the largest window we will
+        # ever allow (relay/buffers.py); the server shrinks each accepted socket.
+        buffers.set_both(sock, buffer_size)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)

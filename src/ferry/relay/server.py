@@ -47,7 +47,7 @@ from typing import Final
 
 from ferry.config import RelayConfig
 from ferry.protocol import rendezvous as rv
-from ferry.relay import logs
+from ferry.relay import buffers, logs
 from ferry.relay.connection import (
     Closed,
     Connection,
@@ -74,6 +74,7 @@ class Relay:
     def __init__(self, config: RelayConfig, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
+        self.buffers = buffers.plan(config)
         self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
         self.per_address = ConnectionCounter(config.max_connections_per_address)
         self.lookups = LookupLimiter(config.lookups_per_minute, config.max_tracked_addresses)
@@ -221,6 +222,9 @@ class Relay:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # Inherited from the listener at window-scale size; nothing but
+            # short lines moves until pairing, so hold that to a few KiB.
+            buffers.set_both(sock, self.buffers.control)
         reason = ""
         refusal_sent = False
         try:
@@ -456,6 +460,11 @@ class Relay:
         self.active += 1
         self.metrics.transfers += 1
         try:
+            # The data direction gets the budget: sender -> relay window, relay ->
+            # receiver unacknowledged bytes. Before PAIRED, so the first file
+            # byte already finds the large window.
+            buffers.set_receive_buffer(sender.sock, self.buffers.data)
+            buffers.set_send_buffer(receiver.sock, self.buffers.data)
             await loop.sock_sendall(receiver.sock, rv.encode(rv.Paired()))
             await loop.sock_sendall(sender.sock, rv.encode(rv.Paired()))
             result = await self._pump(receiver, sender)
@@ -477,7 +486,7 @@ class Relay:
                 return await pump(
                     receiver.sock,
                     sender.sock,
-                    buffer_size=self.config.pump_buffer,
+                    buffer_size=self.buffers.pump,
                     idle_timeout=self.config.idle_timeout,
                     use_splice=use_splice,
                     preload_a_to_b=preload_up,

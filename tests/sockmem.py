@@ -1,0 +1,50 @@
+"""Kernel memory of a process's TCP sockets, as `ss -tm` reports it.
+
+ss prints one skmem:(...) group per socket: r is the receive queue's memory
+(rmem_alloc, truesize of queued skbs: payload plus kernel overhead), w the
+send queue's (wmem_queued), f memory charged in advance (forward_alloc), bl
+the backlog; rb and tb are the limits. A socket's held memory here is
+r + w + f + bl, the figure the relay's per-transfer budget is stated in.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+_SKMEM = re.compile(r"skmem:\(([^)]*)\)")
+_FIELD = re.compile(r"([a-z]+)(\d+)")
+
+
+@dataclass(frozen=True)
+class SocketMemory:
+    fields: dict[str, int]
+
+    @property
+    def held(self) -> int:
+        f = self.fields
+        return f.get("r", 0) + f.get("w", 0) + f.get("f", 0) + f.get("bl", 0)
+
+
+def parse_ss(text: str) -> list[SocketMemory]:
+    """Every skmem group in `ss -tm` output, in order."""
+    return [
+        SocketMemory({name: int(value) for name, value in _FIELD.findall(group)})
+        for group in _SKMEM.findall(text)
+    ]
+
+
+def server_sockets(port: int) -> list[SocketMemory]:
+    """Memory of the established TCP sockets whose local port is `port` (a server's side)."""
+    ss = shutil.which("ss")
+    assert ss, "ss (iproute2) is needed to measure socket memory; .ci/run installs it"
+    out = subprocess.run(
+        [ss, "-tmnH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    return parse_ss(out)

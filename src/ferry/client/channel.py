@@ -22,7 +22,6 @@ from ferry.protocol.records import (
     TAG_SIZE,
     Header,
     RecordType,
-    encode_record,
     parse_header,
 )
 
@@ -90,8 +89,9 @@ class Channel:
 
     # -- handshake (unsealed) records ------------------------------------
 
-    async def send_plain(self, record_type: RecordType, body: bytes) -> None:
-        await self._send(encode_record(record_type, body))
+    async def send_raw(self, data: bytes) -> None:
+        """Send already-encoded records (a handshake flight) in one write."""
+        await self._send(data)
 
     async def read_plain(self, record_type: RecordType) -> bytes:
         header, body = await self.read_record()
@@ -105,13 +105,14 @@ class Channel:
         self._sealer = Sealer(keys.seal_key)
         self._opener = Opener(keys.open_key)
 
-    def _sealed(self, record_type: RecordType, body: bytes) -> bytes:
+    def sealed(self, record_type: RecordType, body: bytes) -> bytes:
+        """One sealed record, encoded: the next in our sequence, to be sent next."""
         assert self._sealer is not None, "start_sealing() first"
         header = Header(len(body) + TAG_SIZE, record_type, 0).encode()
         return header + self._sealer.seal(header, body)
 
     async def send_sealed(self, record_type: RecordType, body: bytes) -> None:
-        await self._send(self._sealed(record_type, body))
+        await self._send(self.sealed(record_type, body))
 
     async def send_data(self, chunk: memoryview, final: bool) -> None:
         """Seal and send one DATA record built in a reused buffer."""
@@ -153,7 +154,7 @@ class Channel:
         body = messages.encode_abort(messages.Abort(reason, message))
         try:
             async with asyncio.timeout(2):
-                await self._loop.sock_sendall(self.sock, self._sealed(RecordType.ABORT, body))
+                await self._loop.sock_sendall(self.sock, self.sealed(RecordType.ABORT, body))
         except (OSError, TimeoutError):
             pass
 

@@ -43,6 +43,7 @@ from ferry.protocol.records import RecordType
 
 if TYPE_CHECKING:
     from ferry.client.channel import Channel
+    from ferry.client.handshake import Handshake
 
 CLAIMED_RETRIES = 3
 CLAIMED_RETRY_DELAY = 0.5
@@ -89,8 +90,8 @@ class Receiver:
         self.overwrite = overwrite
         self.saved_as: Path | None = None
 
-    async def _pair(self) -> RelayLink:
-        """Claim the nameplate and wait for PAIRED.
+    async def _pair(self) -> tuple[RelayLink, Handshake]:
+        """Claim the nameplate, send our first flight, and wait for PAIRED.
 
         "claimed" can mean the previous receiver's pipe (say, one with a
         mistyped code) is still being torn down at the relay: retry briefly
@@ -100,12 +101,19 @@ class Receiver:
             link = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
                 await link.send(rv.ReceiveRequest(self.code.nameplate))
-                # The crypto libraries load while the relay fetches the sender
-                # (tens of milliseconds of start-up overlap the pairing).
-                import ferry.client.handshake  # noqa: F401
+                # The crypto libraries load, and our PAKE message follows the
+                # claim, while the relay fetches the sender: the relay holds it
+                # and hands it over with PAIRED (one round trip less).
+                from ferry.client.handshake import Handshake
+                from ferry.crypto import Role
 
+                handshake = Handshake(Role.RECEIVER, self.code)
+                # A relay that refused us may have closed already: its ERROR
+                # line, read next, says why better than this write's error.
+                with contextlib.suppress(ConnectionLost):
+                    await link.send_raw(handshake.first_flight())
                 await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
-                return link
+                return link, handshake
             except RelayRefused as refused:
                 link.close()
                 if refused.reason != rv.REASON_CLAIMED or attempt == CLAIMED_RETRIES:
@@ -120,13 +128,11 @@ class Receiver:
         link: RelayLink | None = None
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
-                link = await self._pair()
+                link, handshake = await self._pair()
                 from ferry.client.channel import Channel  # loaded during _pair
-                from ferry.client.handshake import Handshake
-                from ferry.crypto import Role
 
                 channel = Channel(link.sock, link.take_rest(), "sender", self.config.io_timeout)
-                await Handshake(channel, Role.RECEIVER, self.code).run()
+                await handshake.run(channel)
         except TimeoutError:
             if link is not None:
                 link.close()

@@ -81,9 +81,22 @@ class RelayLink:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
             raise RelayUnreachable(f"relay not reachable at {self.address} ({reason})") from None
 
-    async def send(self, message: rv.ClientMessage) -> None:
+    async def send(self, message: rv.ClientMessage, pipelined: bytes = b"") -> None:
+        """Send one line, and `pipelined` bytes for the peer right behind it.
+
+        The relay holds bytes that follow a RECV or JOIN line and delivers
+        them to the peer right after PAIRED, so a first flight sent here
+        saves a round trip.
+        """
         try:
-            await asyncio.get_running_loop().sock_sendall(self.sock, rv.encode(message))
+            await asyncio.get_running_loop().sock_sendall(self.sock, rv.encode(message) + pipelined)
+        except OSError as exc:
+            raise ConnectionLost(f"lost the connection to the relay ({exc.strerror})") from None
+
+    async def send_raw(self, data: bytes) -> None:
+        """Bytes for the peer, sent after our line and before PAIRED (see send)."""
+        try:
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
         except OSError as exc:
             raise ConnectionLost(f"lost the connection to the relay ({exc.strerror})") from None
 

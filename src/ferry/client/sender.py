@@ -137,14 +137,13 @@ class Sender:
 
         link = await control.connect_again(self.config.connect_timeout)
         channel: Channel | None = None
-        handshake: Handshake | None = None
+        handshake = Handshake(Role.SENDER, code)
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
-                await link.send(rv.JoinRequest(code.nameplate, ticket))
+                await link.send(rv.JoinRequest(code.nameplate, ticket), handshake.first_flight())
                 await link.expect(rv.Paired, code.nameplate, self.config.handshake_timeout)
                 channel = Channel(link.sock, link.take_rest(), "receiver", self.config.io_timeout)
-                handshake = Handshake(channel, Role.SENDER, code)
-                await handshake.run()
+                await handshake.run(channel, (RecordType.OFFER, self._offer()))
         except (
             WrongCode,
             ConnectionLost,
@@ -154,7 +153,7 @@ class Sender:
             TimeoutError,
         ) as exc:
             link.close()
-            if handshake is None or handshake.stage is Stage.STARTED:
+            if handshake.stage is Stage.STARTED:
                 log.warning("a receiver connected but left before key exchange; still waiting")
                 return False
             self.failed_attempts += 1
@@ -180,10 +179,13 @@ class Sender:
             channel.close()
         return True
 
-    async def _transfer(self, channel: Channel) -> None:
+    def _offer(self) -> bytes:
         out = self.outgoing
-        offer = messages.Offer(messages.KIND_FILE, out.name, out.size)
-        await channel.send_sealed(RecordType.OFFER, messages.encode_offer(offer))
+        return messages.encode_offer(messages.Offer(messages.KIND_FILE, out.name, out.size))
+
+    async def _transfer(self, channel: Channel) -> None:
+        """After the handshake (which carried the OFFER): answer, data, ACK."""
+        out = self.outgoing
         answer = messages.decode_answer(await channel.expect_sealed(RecordType.ANSWER))
         if not answer.accept:
             raise RefusedByPeer(f"the receiver refused: {answer.message or answer.reason}")

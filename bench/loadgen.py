@@ -7,6 +7,8 @@ the relay is blind after PAIRED, so plain bytes cost it the same.
     control:  FERRY 1 SEND           -> NAMEPLATE n   (answers PING with PONG)
     receiver: FERRY 1 RECV n         -> control gets INCOMING ticket
     data:     FERRY 1 JOIN n ticket  -> receiver and data both get PAIRED
+    standby:  FERRY 1 SEND STANDBY   -> NAMEPLATE n, TICKET t; the data connection
+              joins with t at once and waits (parked) until a receiver claims n
 
 A Pipe is one such pairing: three sockets (control, receiver, sender data).
 Everything is bounded: each step has a timeout, bulk opening runs at most
@@ -116,28 +118,39 @@ class Link:
 class Control:
     """A sender's control connection: holds a nameplate, answers PING, queues tickets."""
 
-    def __init__(self, link: Link, nameplate: int) -> None:
+    def __init__(self, link: Link, nameplate: int, parked: Link | None = None) -> None:
         self.link = link
         self.nameplate = nameplate
+        self.parked = parked
+        """A standby sender's data connection, waiting at the relay for a receiver."""
         self.tickets: asyncio.Queue[str] = asyncio.Queue()
         self.ended: str | None = None
         self._task = asyncio.create_task(self._listen())
 
     @classmethod
-    async def register(cls, host: str, port: int, source: str) -> Control:
+    async def register(cls, host: str, port: int, source: str, standby: bool = False) -> Control:
+        """A waiting sender; with standby, as ferry's sender does: its data connection parked."""
         link = await Link.connect(host, port, source)
+        parked: Link | None = None
         try:
             async with asyncio.timeout(STEP_TIMEOUT):
-                await link.send_line("FERRY 1 SEND")
+                await link.send_line("FERRY 1 SEND STANDBY" if standby else "FERRY 1 SEND")
                 line = await link.read_line()
+                words = line.split()
+                if len(words) != 2 or words[0] != "NAMEPLATE":
+                    raise LoadgenError(line)
+                if standby:
+                    ticket = await link.read_line()
+                    if not ticket.startswith("TICKET "):
+                        raise LoadgenError(ticket)
+                    parked = await Link.connect(host, port, source)
+                    await parked.send_line(f"FERRY 1 JOIN {words[1]} {ticket.split()[1]}")
         except BaseException:
             link.close()
+            if parked is not None:
+                parked.close()
             raise
-        words = line.split()
-        if len(words) != 2 or words[0] != "NAMEPLATE":
-            link.close()
-            raise LoadgenError(line)
-        return cls(link, int(words[1]))
+        return cls(link, int(words[1]), parked)
 
     async def _listen(self) -> None:
         try:
@@ -145,7 +158,7 @@ class Control:
                 line = await self.link.read_line()
                 if line == "PING":
                     await self.link.send_line("PONG")
-                elif line.startswith("INCOMING "):
+                elif line.startswith(("INCOMING ", "TICKET ")):
                     self.tickets.put_nowait(line.split()[1])
                 else:
                     self.ended = line
@@ -160,6 +173,8 @@ class Control:
     def close(self) -> None:
         self._task.cancel()
         self.link.close()
+        if self.parked is not None:
+            self.parked.close()
 
 
 @dataclass
@@ -184,9 +199,13 @@ async def open_pipe(host: str, port: int, source: str, control: Control | None =
         async with asyncio.timeout(STEP_TIMEOUT):
             links.append(await Link.connect(host, port, source))
             await links[0].send_line(f"FERRY 1 RECV {ctl.nameplate}")
-            ticket = await _ticket_or_refusal(ctl, links[0])
-            links.append(await Link.connect(host, port, source))
-            await links[1].send_line(f"FERRY 1 JOIN {ctl.nameplate} {ticket}")
+            if ctl.parked is not None:  # a standby sender: paired at once
+                links.append(ctl.parked)
+                ctl.parked = None
+            else:
+                ticket = await _ticket_or_refusal(ctl, links[0])
+                links.append(await Link.connect(host, port, source))
+                await links[1].send_line(f"FERRY 1 JOIN {ctl.nameplate} {ticket}")
             for link in links:
                 if (line := await link.read_line()) != "PAIRED":
                     raise LoadgenError(line)

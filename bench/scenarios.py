@@ -115,7 +115,7 @@ class WaitingSample:
 
 def waiting_senders(logdir: Path, count: int, active: int) -> WaitingSample:
     """Register `count` waiting senders; then, if active > 0, run that many pipes besides."""
-    _need_fds(loadgen.fds_for(pipes=active, controls=count))
+    _need_fds(loadgen.fds_for(pipes=active, controls=2 * count))
     with procs.relay(logdir) as relay:
         return asyncio.run(_waiting(relay, count, active))
 
@@ -124,7 +124,8 @@ async def _waiting(relay: procs.Relay, count: int, active: int) -> WaitingSample
     base = probe.rss_bytes(relay.pid)
     opened = await loadgen.open_many(
         count,
-        lambda i: loadgen.Control.register(procs.HOST, relay.port, _control_source(i)),
+        # As ferry's sender waits: a control connection and a parked data connection.
+        lambda i: loadgen.Control.register(procs.HOST, relay.port, _control_source(i), True),
         CONCURRENCY,
     )
     try:

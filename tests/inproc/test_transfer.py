@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -215,3 +216,50 @@ async def test_receiver_told_claimed_retries_until_the_previous_pipe_ends(
     await release
     await sending.result()
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"
+
+
+async def _parked(relay: RunningRelay, nameplate: int) -> bool:
+    for _ in range(100):
+        entry = next((e for e in relay.relay.table.entries() if e.nameplate == nameplate), None)
+        if entry is not None and entry.parked is not None:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_sender_parks_its_data_connection_before_any_receiver_comes(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    sending, code = await send_hello(relay, tmp_path)
+    assert await _parked(relay, code.nameplate)
+    await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await sending.result()
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"
+
+
+async def test_sender_parks_a_new_data_connection_after_a_wrong_code(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    sending, code = await send_hello(relay, tmp_path)
+    with pytest.raises(WrongCode):
+        await asyncio.wait_for(receiver(relay, wrong_words(code), tmp_path / "x").run(), 20)
+    assert await _parked(relay, code.nameplate)
+    await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await sending.result()
+
+
+async def test_sender_reconnects_a_parked_data_connection_the_relay_lost(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    sending, code = await send_hello(relay, tmp_path)
+    assert await _parked(relay, code.nameplate)
+    entry = next(e for e in relay.relay.table.entries() if e.nameplate == code.nameplate)
+    assert entry.parked is not None
+    entry.parked.sock.shutdown(socket.SHUT_RDWR)  # as if the path dropped it
+    await asyncio.sleep(0.1)
+    assert await _parked(relay, code.nameplate)
+    await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await sending.result()

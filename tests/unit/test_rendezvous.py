@@ -27,6 +27,7 @@ from ferry.protocol.rendezvous import (
     Refused,
     RelayMessage,
     SendRequest,
+    StandbyTicket,
     encode,
     parse_client_line,
     parse_relay_line,
@@ -42,6 +43,7 @@ refusal_texts = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint
 
 client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
     st.just(SendRequest()),
+    st.just(SendRequest(standby=True)),
     st.builds(ReceiveRequest, nameplates),
     st.builds(JoinRequest, nameplates, tickets),
     st.just(Pong()),
@@ -49,6 +51,7 @@ client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
 relay_messages: st.SearchStrategy[RelayMessage] = st.one_of(
     st.builds(NameplateAssigned, nameplates),
     st.builds(Incoming, tickets),
+    st.builds(StandbyTicket, tickets),
     st.just(Paired()),
     st.just(Ping()),
     st.builds(Refused, reasons, refusal_texts),
@@ -92,11 +95,13 @@ def test_max_line_agrees_with_config_max_hello_bytes() -> None:
     ("message", "wire"),
     [
         (SendRequest(), b"FERRY 1 SEND\n"),
+        (SendRequest(standby=True), b"FERRY 1 SEND STANDBY\n"),
         (ReceiveRequest(7), b"FERRY 1 RECV 7\n"),
         (JoinRequest(7, TICKET), b"FERRY 1 JOIN 7 " + TICKET.encode() + b"\n"),
         (Pong(), b"PONG\n"),
         (NameplateAssigned(42), b"NAMEPLATE 42\n"),
         (Incoming(TICKET), b"INCOMING " + TICKET.encode() + b"\n"),
+        (StandbyTicket(TICKET), b"TICKET " + TICKET.encode() + b"\n"),
         (Paired(), b"PAIRED\n"),
         (Ping(), b"PING\n"),
         (Refused("busy", "relay busy"), b"ERROR busy relay busy\n"),

@@ -86,7 +86,7 @@ def test_register_busy_counts_only_waiting_entries() -> None:
     table = make_table(max_waiting_senders=1)
     entry = table.register("a", 0.0)
     table.claim(entry.nameplate, "r", 0.0)
-    table.join(entry.nameplate, entry.ticket)
+    table.join(entry.nameplate, entry.ticket, "data")
     waiting = table.register("b", 0.0)  # "a" is transferring: it no longer counts
     assert waiting.nameplate == 2
     with pytest.raises(Refusal) as caught:
@@ -101,7 +101,7 @@ def test_count_by_state_follows_every_transition() -> None:
     a, b = table.register("a", 0.0), table.register("b", 0.0)
     table.claim(a.nameplate, "r", 0.0)
     assert [table.count(s) for s in State] == [1, 1, 0]
-    table.join(a.nameplate, a.ticket)
+    table.join(a.nameplate, a.ticket, "data")
     assert [table.count(s) for s in State] == [1, 0, 1]
     table.unregister(a)  # sender gone mid-transfer: no longer in the table
     assert [table.count(s) for s in State] == [1, 0, 0]
@@ -168,7 +168,7 @@ def test_claim_second_receiver_while_active_raises_refusal_claimed() -> None:
     table = make_table()
     entry = table.register("s", 0.0)
     table.claim(entry.nameplate, "r1", 0.0)
-    table.join(entry.nameplate, entry.ticket)
+    table.join(entry.nameplate, entry.ticket, "data")
     with pytest.raises(Refusal) as caught:
         table.claim(entry.nameplate, "r2", 0.0)
     assert caught.value.reason == rv.REASON_CLAIMED
@@ -217,7 +217,7 @@ def test_join_with_claims_ticket_gives_active_entry_and_consumes_ticket() -> Non
     entry = table.register("s", 0.0)
     table.claim(entry.nameplate, "r", 0.0)
     ticket = entry.ticket
-    assert table.join(entry.nameplate, ticket) is entry
+    assert table.join(entry.nameplate, ticket, "data") is entry
     assert entry.state is State.ACTIVE
     assert entry.ticket == ""
     assert entry.receiver == "r"
@@ -228,9 +228,9 @@ def test_join_same_ticket_twice_raises_refusal() -> None:
     entry = table.register("s", 0.0)
     table.claim(entry.nameplate, "r", 0.0)
     ticket = entry.ticket
-    table.join(entry.nameplate, ticket)
+    table.join(entry.nameplate, ticket, "data")
     with pytest.raises(Refusal) as caught:
-        table.join(entry.nameplate, ticket)
+        table.join(entry.nameplate, ticket, "data")
     assert caught.value.reason == rv.REASON_BAD_REQUEST
 
 
@@ -241,10 +241,10 @@ def test_join_with_wrong_ticket_raises_refusal_and_keeps_claim(ticket: str) -> N
     table.claim(entry.nameplate, "r", 0.0)
     good = entry.ticket
     with pytest.raises(Refusal) as caught:
-        table.join(entry.nameplate, ticket)
+        table.join(entry.nameplate, ticket, "data")
     assert caught.value.reason == rv.REASON_BAD_REQUEST
     assert entry.state is State.CLAIMED
-    assert table.join(entry.nameplate, good) is entry
+    assert table.join(entry.nameplate, good, "data") is entry
 
 
 def test_join_right_ticket_on_another_nameplate_raises_refusal() -> None:
@@ -253,19 +253,19 @@ def test_join_right_ticket_on_another_nameplate_raises_refusal() -> None:
     table.claim(first.nameplate, "r1", 0.0)
     table.claim(second.nameplate, "r2", 0.0)
     with pytest.raises(Refusal):
-        table.join(second.nameplate, first.ticket)
+        table.join(second.nameplate, first.ticket, "data")
 
 
 def test_join_waiting_nameplate_raises_refusal() -> None:
     table = make_table()
     entry = table.register("s", 0.0)
     with pytest.raises(Refusal):
-        table.join(entry.nameplate, "")
+        table.join(entry.nameplate, "", "data")
 
 
 def test_join_unknown_nameplate_raises_refusal() -> None:
     with pytest.raises(Refusal) as caught:
-        make_table().join(1, "0" * 32)
+        make_table().join(1, "0" * 32, "data")
     assert caught.value.reason == rv.REASON_BAD_REQUEST
 
 
@@ -276,10 +276,10 @@ def test_join_with_ticket_of_released_claim_raises_refusal() -> None:
     stale = entry.ticket
     table.release(entry)
     with pytest.raises(Refusal):
-        table.join(entry.nameplate, stale)
+        table.join(entry.nameplate, stale, "data")
     table.claim(entry.nameplate, "r2", 0.0)
     with pytest.raises(Refusal):
-        table.join(entry.nameplate, stale)
+        table.join(entry.nameplate, stale, "data")
 
 
 # --- release / unregister --------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_release_returns_entry_to_waiting_and_allows_next_claim(join: bool) -> N
     entry = table.register("s", 0.0)
     table.claim(entry.nameplate, "r1", 0.0)
     if join:
-        table.join(entry.nameplate, entry.ticket)
+        table.join(entry.nameplate, entry.ticket, "data")
     table.release(entry)
     assert entry.state is State.WAITING
     assert entry.receiver is None
@@ -320,7 +320,7 @@ def test_unregister_during_active_then_release_leaves_new_entry_with_same_number
     table = make_table()
     old = table.register("old-sender", 0.0)
     table.claim(old.nameplate, "old-receiver", 0.0)
-    table.join(old.nameplate, old.ticket)
+    table.join(old.nameplate, old.ticket, "data")
     table.unregister(old)  # the sender's control connection closed mid-transfer
 
     new = table.register("new-sender", 1.0)
@@ -335,7 +335,7 @@ def test_unregister_during_active_then_release_leaves_new_entry_with_same_number
     assert new.live
     assert new.state is State.CLAIMED
     assert new.receiver == "new-receiver"
-    assert table.join(new.nameplate, new_ticket) is new
+    assert table.join(new.nameplate, new_ticket, "data") is new
     # The number is still in use, so it must not be handed out again.
     assert table.register("third", 2.0).nameplate == new.nameplate + 1
 
@@ -360,7 +360,7 @@ def test_count_by_state_tracks_transitions() -> None:
     a, b, _ = (table.register(name, 0.0) for name in "abc")
     table.claim(a.nameplate, "ra", 0.0)
     table.claim(b.nameplate, "rb", 0.0)
-    table.join(b.nameplate, b.ticket)
+    table.join(b.nameplate, b.ticket, "data")
     assert table.count(State.WAITING) == 1
     assert table.count(State.CLAIMED) == 1
     assert table.count(State.ACTIVE) == 1
@@ -381,7 +381,7 @@ def test_overdue_sender_busy_with_receiver_is_not_overdue(join: bool) -> None:
     entry = table.register("s", now=0.0)
     table.claim(entry.nameplate, "r", 0.0)
     if join:
-        table.join(entry.nameplate, entry.ticket)
+        table.join(entry.nameplate, entry.ticket, "data")
     assert not table.overdue(entry, 1_000_000.0)
     table.release(entry)
     assert table.overdue(entry, 1_000_000.0)
@@ -473,14 +473,14 @@ class PairingTableMachine(RuleBasedStateMachine):
             and entry.state is State.CLAIMED
         )
         if should_work:
-            assert self.table.join(entry.nameplate, ticket) is entry
+            assert self.table.join(entry.nameplate, ticket, "data") is entry
             assert entry.state is State.ACTIVE
             assert entry.ticket == ""
         else:
             current = self.live.get(entry.nameplate)
             before = (current.state, current.ticket) if current else None
             with pytest.raises(Refusal):
-                self.table.join(entry.nameplate, ticket)
+                self.table.join(entry.nameplate, ticket, "data")
             if current is not None:
                 assert (current.state, current.ticket) == before
 
@@ -528,3 +528,95 @@ PairingTableMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None
 )
 TestPairingTableStateMachine = PairingTableMachine.TestCase
+
+
+# --- standby senders: data connections parked ahead of the receiver ----------------------
+
+
+def test_standby_register_issues_a_ticket_at_once() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    assert entry.standby and entry.ticket
+    assert table.register("plain", 0.0).ticket == ""
+
+
+def test_standby_join_before_any_claim_parks_the_connection_still_waiting() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    assert table.join(entry.nameplate, entry.ticket, "data") is entry
+    assert entry.parked == "data" and entry.state is State.WAITING
+    assert table.count(State.WAITING) == 1
+
+
+def test_standby_claim_with_a_parked_connection_goes_straight_to_active() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    table.join(entry.nameplate, entry.ticket, "data")
+    assert table.claim(entry.nameplate, "r", 1.0) is entry
+    assert entry.state is State.ACTIVE and entry.ticket == ""
+    assert table.take_parked(entry) == "data"
+    assert table.take_parked(entry) is None
+    assert [table.count(s) for s in State] == [0, 0, 1]
+
+
+def test_standby_claim_without_parked_connection_keeps_the_issued_ticket_for_the_join() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    issued = entry.ticket
+    table.claim(entry.nameplate, "r", 1.0)
+    assert entry.state is State.CLAIMED and entry.ticket == issued
+    assert table.join(entry.nameplate, issued, "data") is entry
+    assert entry.state is State.ACTIVE and entry.parked is None
+
+
+def test_standby_second_parked_connection_is_refused() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    table.join(entry.nameplate, entry.ticket, "data")
+    with pytest.raises(Refusal) as caught:
+        table.join(entry.nameplate, entry.ticket, "data2")
+    assert caught.value.reason == rv.REASON_BAD_REQUEST
+    assert entry.parked == "data"
+
+
+def test_standby_unpark_keeps_the_ticket_for_a_reconnect() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    ticket = entry.ticket
+    table.join(entry.nameplate, ticket, "data")
+    table.unpark(entry, "other")  # not the parked one: no effect
+    assert entry.parked == "data"
+    table.unpark(entry, "data")
+    assert entry.parked is None
+    assert table.join(entry.nameplate, ticket, "again") is entry and entry.parked == "again"
+
+
+def test_standby_release_issues_a_fresh_ticket_and_the_old_one_is_dead() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    old = entry.ticket
+    table.join(entry.nameplate, old, "data")
+    table.claim(entry.nameplate, "r", 1.0)
+    new = table.release(entry)
+    assert new and new != old and entry.ticket == new and entry.state is State.WAITING
+    with pytest.raises(Refusal):
+        table.join(entry.nameplate, old, "data")
+
+
+def test_release_of_a_plain_sender_or_a_gone_standby_sender_issues_no_ticket() -> None:
+    table = make_table()
+    plain = table.register("p", 0.0)
+    table.claim(plain.nameplate, "r", 0.0)
+    assert table.release(plain) == ""
+    standby = table.register("s", 0.0, standby=True)
+    table.claim(standby.nameplate, "r", 0.0)
+    table.unregister(standby)
+    assert table.release(standby) == ""
+
+
+def test_plain_sender_join_while_waiting_is_refused() -> None:
+    table = make_table()
+    entry = table.register("p", 0.0)
+    with pytest.raises(Refusal):
+        table.join(entry.nameplate, "0" * 32, "data")
+    assert entry.parked is None

@@ -114,9 +114,15 @@ class RelayLink:
         return rv.parse_relay_line(line)
 
     async def expect(
-        self, kind: type[rv.RelayMessage], nameplate: int | None, timeout: float
+        self,
+        kind: type[rv.RelayMessage] | tuple[type[rv.RelayMessage], ...],
+        nameplate: int | None,
+        timeout: float | None,
     ) -> rv.RelayMessage:
-        """Wait for one message of `kind`, answering PINGs; raise on ERROR."""
+        """Wait for one message of `kind` (or kinds), answering PINGs; raise on ERROR.
+
+        timeout None waits as long as the connection lasts.
+        """
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -130,7 +136,7 @@ class RelayLink:
                         continue
                     raise ConnectionLost(f"the relay sent an unexpected {type(message).__name__}")
         except TimeoutError:
-            raise TimedOut(f"timed out waiting for the relay ({timeout:.0f}s)") from None
+            raise TimedOut(f"timed out waiting for the relay ({timeout or 0:.0f}s)") from None
 
     def take_rest(self) -> bytes:
         """Bytes that arrived after PAIRED: the start of the peer's stream."""

@@ -39,6 +39,11 @@ from ferry.protocol.records import RecordType
 
 if TYPE_CHECKING:
     from ferry.client.channel import Channel
+    from ferry.client.handshake import Handshake
+
+STANDBY_RETRIES = 3
+STANDBY_RETRY_DELAY = 1.0
+"""Seconds before reconnecting a standby data connection the relay lost."""
 
 log = logging.getLogger("ferry.send")
 
@@ -93,11 +98,12 @@ class Sender:
         self.progress = progress
         self.show_code = show_code
         self.failed_attempts = 0
+        self._engaged = 0  # attempts paired with a receiver and not yet over
 
     async def run(self) -> None:
         control = await RelayLink.connect(self.address, self.config.connect_timeout)
         try:
-            await control.send(rv.SendRequest())
+            await control.send(rv.SendRequest(standby=True))
             assigned = await control.expect(rv.NameplateAssigned, None, self.config.connect_timeout)
             assert isinstance(assigned, rv.NameplateAssigned)
             code = generate_code(assigned.nameplate)
@@ -112,36 +118,116 @@ class Sender:
             control.close()
 
     async def _serve_receivers(self, control: RelayLink, code: Code) -> None:
-        # wait_timeout bounds the waiting only: a transfer that has started
-        # runs to its end, however long it takes.
+        """Answer every ticket with a data connection until one delivers the file.
+
+        The relay sends a TICKET as soon as the nameplate is ours and again
+        after each failed attempt; the data connection opened with it waits
+        at the relay, so a receiver is paired the moment it claims. (An
+        INCOMING, from a relay that pairs the old way, is answered the same.)
+        wait_timeout bounds the waiting only: a key exchange or transfer that
+        has started runs to its end, however long it takes.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.wait_timeout
-        while True:
-            try:
-                remaining = max(0.0, deadline - loop.time())
-                incoming = await control.expect(rv.Incoming, code.nameplate, remaining)
-            except TimedOut:
-                waited = self.config.wait_timeout
-                raise TimedOut(f"no receiver came within {waited:.0f}s") from None
-            assert isinstance(incoming, rv.Incoming)
-            if await self._attempt(control, code, incoming.ticket):
-                return
+        listening: asyncio.Task[rv.RelayMessage] | None = asyncio.create_task(
+            control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None)
+        )
+        attempts: set[asyncio.Task[bool]] = set()
+        try:
+            while True:
+                engaged = self._engaged > 0
+                timeout = None if engaged else max(0.0, deadline - loop.time())
+                pending = {*attempts, *([listening] if listening else [])}
+                if not pending:
+                    raise ConnectionLost("lost the connection to the relay")
+                done, _ = await asyncio.wait(
+                    pending, timeout=timeout, return_when="FIRST_COMPLETED"
+                )
+                if not done and not self._engaged:
+                    waited = self.config.wait_timeout
+                    raise TimedOut(f"no receiver came within {waited:.0f}s")
+                if listening in done:
+                    listening = self._next_listen(control, code, listening, attempts)
+                for attempt in attempts & done:
+                    attempts.discard(attempt)
+                    if attempt.result():
+                        return
+        finally:
+            for task in (*attempts, *([listening] if listening else [])):
+                task.cancel()
+            await asyncio.gather(
+                *attempts, *([listening] if listening else []), return_exceptions=True
+            )
 
-    async def _attempt(self, control: RelayLink, code: Code, ticket: str) -> bool:
+    def _next_listen(
+        self,
+        control: RelayLink,
+        code: Code,
+        heard: asyncio.Task[rv.RelayMessage],
+        attempts: set[asyncio.Task[bool]],
+    ) -> asyncio.Task[rv.RelayMessage] | None:
+        """Start an attempt for what the control connection said; listen on (or not)."""
+        try:
+            message = heard.result()
+        except FerryError:
+            if self._engaged:
+                return None  # the transfer under way does not need the control connection
+            raise
+        standby = isinstance(message, rv.StandbyTicket)
+        assert isinstance(message, rv.StandbyTicket | rv.Incoming)
+        attempts.add(asyncio.create_task(self._attempt(control, code, message.ticket, standby)))
+        return asyncio.create_task(
+            control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None)
+        )
+
+    async def _attempt(self, control: RelayLink, code: Code, ticket: str, standby: bool) -> bool:
         """Serve one receiver; True when the file was delivered."""
         # Imported here, not at the top: the code line must not wait for the
         # crypto libraries to load (time-to-code).
-        from ferry.client.channel import Channel
-        from ferry.client.handshake import Handshake, Stage
+        from ferry.client.handshake import Handshake
         from ferry.crypto import Role
 
-        link = await control.connect_again(self.config.connect_timeout)
-        channel: Channel | None = None
         handshake = Handshake(Role.SENDER, code)
+        link = await self._join(control, code, ticket, standby, handshake)
+        self._engaged += 1
+        try:
+            return await self._authenticated_transfer(link, handshake)
+        finally:
+            self._engaged -= 1
+
+    async def _join(
+        self, control: RelayLink, code: Code, ticket: str, standby: bool, handshake: Handshake
+    ) -> RelayLink:
+        """A data connection paired with a receiver, our first flight sent.
+
+        A standby connection waits at the relay for as long as it takes; if
+        it is lost meanwhile, the ticket is still good, so it reconnects.
+        """
+        join = rv.JoinRequest(code.nameplate, ticket)
+        for retry in range(STANDBY_RETRIES + 1):
+            link = await control.connect_again(self.config.connect_timeout)
+            try:
+                await link.send(join, handshake.first_flight())
+                await link.expect(rv.Paired, code.nameplate, None if standby else
+                                  self.config.handshake_timeout)  # fmt: skip
+                return link
+            except ConnectionLost:
+                link.close()
+                if not standby or retry == STANDBY_RETRIES:
+                    raise
+            except BaseException:
+                link.close()
+                raise
+            await asyncio.sleep(STANDBY_RETRY_DELAY)
+        raise AssertionError("unreachable")
+
+    async def _authenticated_transfer(self, link: RelayLink, handshake: Handshake) -> bool:
+        from ferry.client.channel import Channel
+        from ferry.client.handshake import Stage
+
+        channel: Channel | None = None
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
-                await link.send(rv.JoinRequest(code.nameplate, ticket), handshake.first_flight())
-                await link.expect(rv.Paired, code.nameplate, self.config.handshake_timeout)
                 channel = Channel(link.sock, link.take_rest(), "receiver", self.config.io_timeout)
                 await handshake.run(channel, (RecordType.OFFER, self._offer()))
         except (

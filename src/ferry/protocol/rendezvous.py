@@ -14,6 +14,15 @@ protocol error, so a client can never make the relay buffer more than that.
                             PAIRED  --->                    --->  PAIRED
                             (from here on a blind byte pipe: receiver <-> sender data)
 
+    with standby (the data connection waits at the relay before the receiver comes):
+    FERRY 1 SEND STANDBY --->
+                      <---  NAMEPLATE 7
+                      <---  TICKET <ticket>
+                                                          <---  FERRY 1 JOIN 7 <ticket>
+                                        <---  FERRY 1 RECV 7
+                            PAIRED  --->                    --->  PAIRED
+                      <---  TICKET <next>   (once that attempt has ended, if the sender stays)
+
     relay -> control: PING now and then; control -> relay: PONG
     any refusal:      ERROR <reason> <text>, then the relay closes
 
@@ -62,7 +71,14 @@ REASON_TOO_MANY_CONNECTIONS: Final = "too-many-connections"
 
 @dataclass(frozen=True)
 class SendRequest:
-    """A sender asks for a nameplate (opens its control connection)."""
+    """A sender asks for a nameplate (opens its control connection).
+
+    With standby, the sender asks to connect its data connections ahead of
+    time: the relay gives it a TICKET for the next receiver at once (and a
+    new one after each attempt) instead of an INCOMING when a receiver comes.
+    """
+
+    standby: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,13 @@ class Incoming:
 
 
 @dataclass(frozen=True)
+class StandbyTicket:
+    """Connect a data connection now with this ticket; the next receiver gets it."""
+
+    ticket: str
+
+
+@dataclass(frozen=True)
 class Paired:
     """From the next byte on, the connection is a pipe to the peer."""
 
@@ -117,7 +140,7 @@ class Refused:
 
 
 ClientMessage = SendRequest | ReceiveRequest | JoinRequest | Pong
-RelayMessage = NameplateAssigned | Incoming | Paired | Ping | Refused
+RelayMessage = NameplateAssigned | Incoming | StandbyTicket | Paired | Ping | Refused
 
 
 class BadRequest(RemoteProtocolError):
@@ -136,8 +159,8 @@ _REASON = re.compile(r"[a-z][a-z-]{0,31}")
 def encode(message: ClientMessage | RelayMessage) -> bytes:
     """The wire line for a message, LF included."""
     match message:
-        case SendRequest():
-            line = f"FERRY {PROTOCOL_VERSION} SEND"
+        case SendRequest(standby):
+            line = f"FERRY {PROTOCOL_VERSION} SEND" + (" STANDBY" if standby else "")
         case ReceiveRequest(nameplate):
             line = f"FERRY {PROTOCOL_VERSION} RECV {nameplate}"
         case JoinRequest(nameplate, ticket):
@@ -148,6 +171,8 @@ def encode(message: ClientMessage | RelayMessage) -> bytes:
             line = f"NAMEPLATE {nameplate}"
         case Incoming(ticket):
             line = f"INCOMING {ticket}"
+        case StandbyTicket(ticket):
+            line = f"TICKET {ticket}"
         case Paired():
             line = "PAIRED"
         case Ping():
@@ -195,6 +220,8 @@ def parse_client_line(line: bytes) -> ClientMessage:
     match words[2:]:
         case ["SEND"]:
             return SendRequest()
+        case ["SEND", "STANDBY"]:
+            return SendRequest(standby=True)
         case ["RECV", nameplate]:
             return ReceiveRequest(_number(nameplate))
         case ["JOIN", nameplate, ticket] if _TICKET.fullmatch(ticket):
@@ -213,6 +240,8 @@ def parse_relay_line(line: bytes) -> RelayMessage:
             return NameplateAssigned(int(nameplate))
         case ["INCOMING", ticket] if _TICKET.fullmatch(ticket):
             return Incoming(ticket)
+        case ["TICKET", ticket] if _TICKET.fullmatch(ticket):
+            return StandbyTicket(ticket)
         case ["PAIRED"]:
             return Paired()
         case ["PING"]:

@@ -68,6 +68,8 @@ GONE: Final = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOU
 FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
 LINGER_SECONDS: Final = 0.5
 LINGER_BYTES: Final = 64 * 1024
+MAX_PARKED_BYTES: Final = 4096
+"""Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""
 
 
 class Relay:
@@ -326,9 +328,9 @@ class Relay:
         finally:
             self.handshaking -= 1
         match rv.parse_client_line(line):
-            case rv.SendRequest():
+            case rv.SendRequest(standby):
                 conn.role, conn.phase = "sender", "waiting"
-                return await self._serve_sender(conn)
+                return await self._serve_sender(conn, standby)
             case rv.ReceiveRequest(nameplate):
                 conn.role, conn.phase, conn.nameplate = "receiver", "claiming", nameplate
                 return await self._serve_receiver(conn, nameplate)
@@ -340,16 +342,21 @@ class Relay:
 
     # -- sender control ----------------------------------------------------
 
-    async def _serve_sender(self, conn: Connection) -> tuple[str, str]:
-        entry = self.table.register(conn, time.monotonic())
+    async def _serve_sender(self, conn: Connection, standby: bool) -> tuple[str, str]:
+        entry = self.table.register(conn, time.monotonic(), standby)
         conn.nameplate = entry.nameplate
         try:
             if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate)):
                 return logs.VANISHED, "NAMEPLATE not accepted"
+            if standby and not conn.send_nowait(rv.StandbyTicket(entry.ticket)):
+                return logs.VANISHED, "TICKET not accepted"
             return await self._hold_nameplate(conn, entry)
         finally:
             conn.claims = entry.claims
             self.table.unregister(entry)
+            parked = self.table.take_parked(entry)
+            if parked is not None:
+                self._drop_parked(parked)
 
     async def _hold_nameplate(self, conn: Connection, entry: Entry[Connection]) -> tuple[str, str]:
         """Keep a sender's control connection until it closes, goes quiet or overstays."""
@@ -387,27 +394,44 @@ class Relay:
         entry = self.table.claim(nameplate, conn, now)
         conn.claims = entry.claims
         conn.joined = asyncio.get_running_loop().create_future()
+        data_conn = self.table.take_parked(entry)
+        if data_conn is not None:
+            # A standby sender's data connection was waiting: pair at once.
+            asyncio.get_running_loop().remove_reader(data_conn.sock.fileno())
+        else:
+            data_conn = await self._await_join(conn, entry)
         try:
-            if not entry.sender.send_nowait(rv.Incoming(entry.ticket)):
+            return await self._run_pipe(conn, data_conn, entry)
+        finally:
+            self._close_joined(data_conn)
+            self._end_claim(entry)
+
+    async def _await_join(self, conn: Connection, entry: Entry[Connection]) -> Connection:
+        """Ask the sender for a data connection (unless it has its ticket already), wait."""
+        assert conn.joined is not None
+        try:
+            if not entry.standby and not entry.sender.send_nowait(rv.Incoming(entry.ticket)):
                 raise Refusal(rv.REASON_SENDER_GONE, "the sender went away")
             try:
                 async with asyncio.timeout(self.config.join_timeout):
-                    data_conn = await self._wait_joined(conn)
+                    return await self._wait_joined(conn)
             except TimeoutError:
                 raise Refusal(rv.REASON_TIMEOUT, "the sender did not answer in time") from None
         except BaseException:
             if conn.joined.done() and not conn.joined.cancelled():
                 self._close_joined(conn.joined.result())  # joined, then we were cancelled
             if entry.receiver is conn:
-                self.table.release(entry)
+                self._end_claim(entry)
             raise
-        try:
-            return await self._run_pipe(conn, data_conn, entry)
-        finally:
-            self._close_joined(data_conn)
-            if entry.live:
-                self.table.release(entry)
-                entry.sender.last_heard = time.monotonic()
+
+    def _end_claim(self, entry: Entry[Connection]) -> None:
+        """A claim or pipe ended: the nameplate waits again (standby senders get a ticket)."""
+        if not entry.live:
+            return
+        ticket = self.table.release(entry)
+        entry.sender.last_heard = time.monotonic()
+        if ticket:
+            entry.sender.send_nowait(rv.StandbyTicket(ticket))
 
     async def _wait_joined(self, conn: Connection) -> Connection:
         """The sender's data connection, or Closed if this receiver leaves first."""
@@ -445,12 +469,48 @@ class Relay:
         self._release(data_conn)
 
     def _join(self, conn: Connection, nameplate: int, ticket: str) -> None:
-        entry = self.table.join(nameplate, ticket)
+        entry = self.table.join(nameplate, ticket, conn)
+        if entry.parked is conn:
+            conn.handed_over, conn.phase = True, "parked"
+            self._park(conn, entry)
+            return
         receiver = entry.receiver
         if receiver is None or receiver.joined is None or receiver.joined.done():
             raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
         conn.handed_over = True
         receiver.joined.set_result(conn)
+
+    def _park(self, conn: Connection, entry: Entry[Connection]) -> None:
+        """Hold a standby data connection, with no task, until a receiver claims.
+
+        Watching it for readability catches the sender leaving (EOF or a
+        reset): then it is unparked and closed. Bytes it sends early (its
+        first handshake flight) are kept for the pipe, up to MAX_PARKED_BYTES;
+        more than that is not a ferry client.
+        """
+        loop = asyncio.get_running_loop()
+        fd = conn.sock.fileno()
+
+        def readable() -> None:
+            try:
+                data = conn.sock.recv(MAX_PARKED_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if data and len(conn.lines) + len(data) <= MAX_PARKED_BYTES:
+                conn.lines.receive_data(data)
+                return
+            loop.remove_reader(fd)
+            self.table.unpark(entry, conn)
+            self._drop_parked(conn)
+
+        loop.add_reader(fd, readable)
+
+    def _drop_parked(self, conn: Connection) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(conn.sock.fileno())
+        self._close_joined(conn)
 
     async def _run_pipe(
         self, receiver: Connection, sender: Connection, entry: Entry[Connection]

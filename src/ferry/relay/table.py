@@ -14,6 +14,14 @@ A nameplate moves through three states:
     unregister() (the sender's control connection closed) removes it from
     any state; a claim or pipe in flight simply finishes on its own.
 
+A standby sender (SEND STANDBY) holds one ticket whenever it is WAITING:
+issued at register() and again at each release(). Its data connection may
+present that ticket before any receiver comes; join() then parks it on the
+entry (still WAITING), and claim() finds it there and goes straight to
+ACTIVE, with no INCOMING round trip. A claim that finds no parked
+connection waits for the join as usual. A parked connection that goes away
+is unparked; its ticket stays valid for the sender's next try.
+
 Rules this module owns:
 - a nameplate is the smallest positive number not in use, and is never
   handed out twice while in use;
@@ -22,7 +30,8 @@ Rules this module owns:
   max_claims_per_nameplate claims in its life (each one a code guess);
 - at most max_waiting_senders nameplates are WAITING at once (claimed and
   active ones are bounded by the relay's max_active_transfers);
-- tickets are one-time: join() consumes the claim's ticket.
+- tickets are one-time: the join that pairs a claim consumes its ticket;
+- at most one data connection is parked per nameplate.
 """
 
 from __future__ import annotations
@@ -65,6 +74,10 @@ class Entry(Generic[Conn]):
     claimed_at: float = 0.0
     claims: int = 0
     live: bool = field(default=True)
+    standby: bool = False
+    """The sender connects its data connections ahead (SEND STANDBY)."""
+    parked: Conn | None = None
+    """A standby data connection waiting for the next receiver."""
 
 
 class PairingTable(Generic[Conn]):
@@ -91,7 +104,7 @@ class PairingTable(Generic[Conn]):
             self._counts[state] += 1
         entry.state = state
 
-    def register(self, sender: Conn, now: float) -> Entry[Conn]:
+    def register(self, sender: Conn, now: float, standby: bool = False) -> Entry[Conn]:
         # Only senders still waiting count: those whose transfer runs are
         # bounded by max_active_transfers instead.
         if self._counts[State.WAITING] >= self._config.max_waiting_senders:
@@ -100,7 +113,9 @@ class PairingTable(Generic[Conn]):
             number = heapq.heappop(self._free)
         else:
             number, self._next = self._next, self._next + 1
-        entry = Entry(number, sender, registered_at=now)
+        entry = Entry(number, sender, registered_at=now, standby=standby)
+        if standby:
+            entry.ticket = self._new_ticket()
         self._entries[number] = entry
         self._counts[State.WAITING] += 1
         return entry
@@ -117,24 +132,52 @@ class PairingTable(Generic[Conn]):
             raise Refusal(rv.REASON_TOO_MANY_ATTEMPTS, "too many attempts on this nameplate")
         self._move(entry, State.CLAIMED)
         entry.receiver = receiver
-        entry.ticket = self._new_ticket()
+        if not entry.standby:
+            entry.ticket = self._new_ticket()
         entry.claimed_at = now
         entry.claims += 1
+        if entry.parked is not None:
+            self._move(entry, State.ACTIVE)
+            entry.ticket = ""
         return entry
 
-    def join(self, nameplate: int, ticket: str) -> Entry[Conn]:
+    def join(self, nameplate: int, ticket: str, conn: Conn) -> Entry[Conn]:
+        """A sender's data connection presents a ticket.
+
+        Pairs it with the claiming receiver (the entry becomes ACTIVE), or,
+        for a standby sender with no receiver yet, parks it (still WAITING).
+        """
         entry = self._entries.get(nameplate)
-        if entry is None or entry.state is not State.CLAIMED or entry.ticket != ticket:
+        if entry is None or not entry.ticket or entry.ticket != ticket:
             raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
-        self._move(entry, State.ACTIVE)
-        entry.ticket = ""
+        if entry.state is State.CLAIMED:
+            self._move(entry, State.ACTIVE)
+            entry.ticket = ""
+        elif entry.state is State.WAITING and entry.standby and entry.parked is None:
+            entry.parked = conn
+        else:
+            raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
         return entry
 
-    def release(self, entry: Entry[Conn]) -> None:
-        """The claim or pipe of this entry ended; the sender may take another receiver."""
+    def take_parked(self, entry: Entry[Conn]) -> Conn | None:
+        """The parked data connection, now the claim's (None if there is none)."""
+        conn, entry.parked = entry.parked, None
+        return conn
+
+    def unpark(self, entry: Entry[Conn], conn: Conn) -> None:
+        """A parked data connection went away before a receiver came."""
+        if entry.parked is conn:
+            entry.parked = None
+
+    def release(self, entry: Entry[Conn]) -> str:
+        """The claim or pipe of this entry ended; the sender may take another receiver.
+
+        Returns the standby sender's next ticket ("" for other senders).
+        """
         self._move(entry, State.WAITING)
         entry.receiver = None
-        entry.ticket = ""
+        entry.ticket = self._new_ticket() if entry.standby and entry.live else ""
+        return entry.ticket
 
     def unregister(self, entry: Entry[Conn]) -> None:
         """The sender's control connection is gone; free the nameplate."""

@@ -1,0 +1,126 @@
+"""Standby senders: the data connection waits at the relay before the receiver comes.
+
+In-process relay, raw clients speaking the rendezvous lines by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.relay.harness import RawClient, close_all, running_relay
+
+pytestmark = pytest.mark.timeout(30)
+
+FLIGHT = b"\x00\x00\x00\x21\x01\x00" + b"P" * 33  # stands in for a PAKE record
+
+
+async def _standby_sender(port: int) -> tuple[RawClient, int, str]:
+    control = await RawClient.connect(port)
+    await control.send("FERRY 1 SEND STANDBY\n")
+    assigned = await control.line()
+    assert assigned.startswith("NAMEPLATE "), assigned
+    ticket = await control.line()
+    assert ticket.startswith("TICKET "), ticket
+    return control, int(assigned.split()[1]), ticket.split()[1]
+
+
+async def _park(port: int, nameplate: int, ticket: str, early: bytes = FLIGHT) -> RawClient:
+    data = await RawClient.connect(port)
+    await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n".encode() + early)
+    return data
+
+
+async def _nothing_to_read(client: RawClient, wait: float = 0.2) -> bool:
+    try:
+        await client.line(timeout=wait)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def test_parked_data_connection_is_paired_the_moment_a_receiver_claims() -> None:
+    async with running_relay() as relay:
+        control, nameplate, ticket = await _standby_sender(relay.port)
+        data = await _park(relay.port, nameplate, ticket)
+        assert await _nothing_to_read(data)  # parked: no answer until a receiver comes
+        receiver = await RawClient.connect(relay.port)
+        await receiver.send(f"FERRY 1 RECV {nameplate}\n".encode() + b"from-receiver")
+        assert await receiver.line() == "PAIRED"
+        assert await data.line() == "PAIRED"
+        # The sender's early flight reaches the receiver first, and the pipe works.
+        await data.send(b"|more")
+        data.half_close()
+        receiver.half_close()
+        assert await receiver.read_until_closed() == FLIGHT + b"|more"
+        assert await data.read_until_closed() == b"from-receiver"
+        # No INCOMING (the ticket came ahead); the attempt over, the next ticket.
+        assert (await control.line()).startswith("TICKET ")
+        close_all(control, data, receiver)
+
+
+async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused() -> (
+    None
+):
+    async with running_relay() as relay:
+        control, nameplate, ticket = await _standby_sender(relay.port)
+        data = await _park(relay.port, nameplate, ticket)
+        receiver = await RawClient.connect(relay.port)
+        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        assert await receiver.line() == "PAIRED"
+        receiver.close()  # say, a wrong code: that attempt ends
+        await data.read_until_closed()
+        fresh = await control.line()
+        assert fresh.startswith("TICKET ") and fresh.split()[1] != ticket
+        stale = await _park(relay.port, nameplate, ticket)
+        assert (await stale.line()).startswith("ERROR bad-request")
+        again = await _park(relay.port, nameplate, fresh.split()[1])
+        second = await RawClient.connect(relay.port)
+        await second.send(f"FERRY 1 RECV {nameplate}\n")
+        assert await second.line() == "PAIRED"
+        assert await again.line() == "PAIRED"
+        close_all(control, data, stale, again, second)
+
+
+async def test_lost_parked_connection_is_unparked_and_its_ticket_still_joins() -> None:
+    async with running_relay(join_timeout=5.0) as relay:
+        control, nameplate, ticket = await _standby_sender(relay.port)
+        lost = await _park(relay.port, nameplate, ticket)
+        lost.reset()
+        await asyncio.sleep(0.2)
+        receiver = await RawClient.connect(relay.port)
+        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        assert await _nothing_to_read(receiver)  # waits for the sender's data connection
+        data = await _park(relay.port, nameplate, ticket)
+        assert await receiver.line() == "PAIRED"
+        assert await data.line() == "PAIRED"
+        close_all(control, receiver, data)
+
+
+async def test_parked_connection_that_floods_is_dropped() -> None:
+    async with running_relay() as relay:
+        control, nameplate, ticket = await _standby_sender(relay.port)
+        data = await _park(relay.port, nameplate, ticket)
+        await data.send(b"x" * 20_000)
+        assert await data.read_until_closed() == b""
+        close_all(control, data)
+
+
+async def test_sender_leaving_closes_its_parked_connection() -> None:
+    async with running_relay() as relay:
+        control, nameplate, ticket = await _standby_sender(relay.port)
+        data = await _park(relay.port, nameplate, ticket)
+        await asyncio.sleep(0.1)
+        control.close()
+        assert await data.read_until_closed() == b""
+        assert relay.relay.open_connections == 0 or await _settles(relay.relay)
+        data.close()
+
+
+async def _settles(relay: object) -> bool:
+    for _ in range(50):
+        if relay.open_connections == 0:  # type: ignore[attr-defined]
+            return True
+        await asyncio.sleep(0.05)
+    return False

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev test test-fast lint format bench clean
+.PHONY: setup setup-dev test test-fast lint format bench bench-wan clean
 
 setup:
 	$(PYTHON) scripts/bootstrap.py
@@ -28,6 +28,10 @@ format: setup-dev
 
 bench: setup-dev
 	$(BIN)/python bench/run.py
+
+# Needs root (network namespaces + TUN): the delay-line WAN benchmark, bench/wan.py.
+bench-wan: setup-dev
+	$(BIN)/python bench/wan.py $(BENCH_WAN_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv.lock .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -60,9 +60,7 @@ async def test_parked_data_connection_is_paired_the_moment_a_receiver_claims() -
         close_all(control, data, receiver)
 
 
-async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused() -> (
-    None
-):
+async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused() -> None:
     async with running_relay() as relay:
         control, nameplate, ticket = await _standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)

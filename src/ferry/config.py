@@ -145,3 +145,27 @@ class ClientConfig:
     record_size: int = 128 * KIB
     """Plaintext bytes per DATA record (env FERRY_RECORD_SIZE for send). Chosen by
     measurement: bench/records.py, docs/PERFORMANCE.md."""
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (empty if the source is gone)."""
+    # Imported here: only --help and tests need them, and clients start faster without.
+    import ast
+    import inspect
+    import itertools
+
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    found: dict[str, str] = {}
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+        ):
+            found[node.target.id] = str(following.value.value)
+    return found

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import dataclasses
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from ferry.cli import relay as relay_cli
 from ferry.client.relay_link import refusal_error
-from ferry.config import MAX_HELLO_BYTES, RelayConfig
+from ferry.config import MAX_HELLO_BYTES, RelayConfig, field_docs
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.metrics import Metrics, MetricsServer, render
@@ -27,19 +26,7 @@ UNITS = ("seconds", "bytes", "connections", "senders", "pipes", "receivers", "lo
 
 
 def _field_docs() -> dict[str, str]:
-    source = inspect.getsource(RelayConfig)
-    body = ast.parse(source).body[0]
-    assert isinstance(body, ast.ClassDef)
-    docs: dict[str, str] = {}
-    for node, following in zip(body.body, body.body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-        ):
-            docs[node.target.id] = str(following.value.value)
-    return docs
+    return field_docs(RelayConfig)
 
 
 def test_every_relay_setting_has_a_docstring_with_its_unit() -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from ferry.address import parse_address
 from ferry.cli.parser import Parser
-from ferry.config import RelayConfig
+from ferry.config import RelayConfig, field_docs
 from ferry.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FerryError
 from ferry.relay import buffers, logs
 from ferry.relay.listen import open_listeners, raise_fd_limit
@@ -50,6 +50,14 @@ def _env_default(field: dataclasses.Field[object]) -> object:
         raise FerryError(f"invalid {ENV_PREFIX}{field.name.upper()}={raw!r}") from None
 
 
+def _field_help() -> dict[str, str]:
+    """Each RelayConfig field's docstring, first sentence, for --help (the source is the doc)."""
+    return {
+        name: " ".join(text.split()).split(". ")[0].rstrip(".")
+        for name, text in field_docs(RelayConfig).items()
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="relay",
@@ -61,17 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
         "address", help="where to listen: :PORT (all interfaces), HOST:PORT or [V6]:PORT"
     )
     limits = parser.add_argument_group("limits")
+    helps = _field_help()
     for field in dataclasses.fields(RelayConfig):
         default = _env_default(field)
+        text = helps.get(field.name, "").replace("%", "%%")
+        text = f"{text} (default: {default})" if text else f"(default: {default})"
         if isinstance(default, bool):
             limits.add_argument(
                 _flag(field.name), default=default, action=argparse.BooleanOptionalAction,
-                help=f"(default: {default})",
+                help=text,
             )  # fmt: skip
         else:
             limits.add_argument(
                 _flag(field.name), type=type(default), default=default, metavar="N",
-                help=f"(default: {default})",
+                help=text,
             )  # fmt: skip
     ops = parser.add_argument_group("operations")
     ops.add_argument(

@@ -6,6 +6,7 @@ In-process relay, raw clients speaking the rendezvous lines by hand.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -122,3 +123,29 @@ async def _settles(relay: object) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_same_ticket_again_replaces_the_parked_connection_and_closes_the_old() -> None:
+    async with running_relay() as relay:
+        control, nameplate, ticket = await _standby_sender(relay.port)
+        stale = await _park(relay.port, nameplate, ticket)
+        fresh = await _park(relay.port, nameplate, ticket)  # the sender reconnected
+        assert await stale.read_until_closed() == b""
+        receiver = await RawClient.connect(relay.port)
+        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        assert await receiver.line() == "PAIRED"
+        assert await fresh.line() == "PAIRED"
+        close_all(control, stale, fresh, receiver)
+
+
+async def test_parked_connection_has_keepalive_probes_under_nat_timeouts() -> None:
+    async with running_relay() as relay:
+        control, nameplate, ticket = await _standby_sender(relay.port)
+        data = await _park(relay.port, nameplate, ticket)
+        await asyncio.sleep(0.1)
+        entry = next(e for e in relay.relay.table.entries() if e.nameplate == nameplate)
+        assert entry.parked is not None
+        sock = entry.parked.sock
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) <= 30
+        close_all(control, data)

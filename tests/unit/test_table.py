@@ -569,14 +569,23 @@ def test_standby_claim_without_parked_connection_keeps_the_issued_ticket_for_the
     assert entry.state is State.ACTIVE and entry.parked is None
 
 
-def test_standby_second_parked_connection_is_refused() -> None:
+def test_standby_same_ticket_again_replaces_the_parked_connection() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    table.join(entry.nameplate, entry.ticket, "data")
+    assert entry.displaced is None
+    table.join(entry.nameplate, entry.ticket, "data2")  # the sender reconnected
+    assert entry.parked == "data2" and entry.displaced == "data"
+
+
+def test_standby_other_ticket_cannot_displace_the_parked_connection() -> None:
     table = make_table()
     entry = table.register("s", 0.0, standby=True)
     table.join(entry.nameplate, entry.ticket, "data")
     with pytest.raises(Refusal) as caught:
-        table.join(entry.nameplate, entry.ticket, "data2")
+        table.join(entry.nameplate, "f" * 32, "intruder")
     assert caught.value.reason == rv.REASON_BAD_REQUEST
-    assert entry.parked == "data"
+    assert entry.parked == "data" and entry.displaced is None
 
 
 def test_standby_unpark_keeps_the_ticket_for_a_reconnect() -> None:

@@ -33,6 +33,7 @@ from ferry.errors import (
     TooManyAttempts,
     WrongCode,
 )
+from ferry.netopts import keep_alive
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import RecordType
@@ -42,8 +43,11 @@ if TYPE_CHECKING:
     from ferry.client.handshake import Handshake
 
 STANDBY_RETRIES = 3
+"""Standby data connections lost in quick succession before the sender gives up."""
 STANDBY_RETRY_DELAY = 1.0
-"""Seconds before reconnecting a standby data connection the relay lost."""
+"""Seconds before reconnecting a standby data connection that was lost."""
+STANDBY_LIFETIME = 60.0
+"""Seconds a standby connection must have lived for its loss not to count as quick."""
 
 log = logging.getLogger("ferry.send")
 
@@ -204,8 +208,13 @@ class Sender:
         it is lost meanwhile, the ticket is still good, so it reconnects.
         """
         join = rv.JoinRequest(code.nameplate, ticket)
-        for retry in range(STANDBY_RETRIES + 1):
+        loop = asyncio.get_running_loop()
+        quick_losses = 0
+        while True:
             link = await control.connect_again(self.config.connect_timeout)
+            opened = loop.time()
+            if standby:
+                keep_alive(link.sock)  # it may wait for hours without traffic
             try:
                 await link.send(join, handshake.first_flight())
                 await link.expect(rv.Paired, code.nameplate, None if standby else
@@ -213,13 +222,15 @@ class Sender:
                 return link
             except ConnectionLost:
                 link.close()
-                if not standby or retry == STANDBY_RETRIES:
+                # A connection that lived a while and then died is the path's
+                # doing: start over. Quick losses in a row mean give up.
+                quick_losses = quick_losses + 1 if loop.time() - opened < STANDBY_LIFETIME else 1
+                if not standby or quick_losses > STANDBY_RETRIES:
                     raise
             except BaseException:
                 link.close()
                 raise
             await asyncio.sleep(STANDBY_RETRY_DELAY)
-        raise AssertionError("unreachable")
 
     async def _authenticated_transfer(self, link: RelayLink, handshake: Handshake) -> bool:
         from ferry.client.channel import Channel

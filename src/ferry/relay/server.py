@@ -46,6 +46,7 @@ import time
 from typing import Final
 
 from ferry.config import RelayConfig
+from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, logs
 from ferry.relay.connection import (
@@ -472,6 +473,9 @@ class Relay:
         entry = self.table.join(nameplate, ticket, conn)
         if entry.parked is conn:
             conn.handed_over, conn.phase = True, "parked"
+            if entry.displaced is not None:
+                self._drop_parked(entry.displaced)
+                entry.displaced = None
             self._park(conn, entry)
             return
         receiver = entry.receiver
@@ -490,6 +494,7 @@ class Relay:
         """
         loop = asyncio.get_running_loop()
         fd = conn.sock.fileno()
+        keep_alive(conn.sock)  # no traffic until a receiver comes: keep NATs open
 
         def readable() -> None:
             try:

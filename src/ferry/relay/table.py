@@ -31,7 +31,8 @@ Rules this module owns:
 - at most max_waiting_senders nameplates are WAITING at once (claimed and
   active ones are bounded by the relay's max_active_transfers);
 - tickets are one-time: the join that pairs a claim consumes its ticket;
-- at most one data connection is parked per nameplate.
+- at most one data connection is parked per nameplate; presenting the
+  ticket again replaces it (the old one is handed back as `displaced`).
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class Entry(Generic[Conn]):
     """The sender connects its data connections ahead (SEND STANDBY)."""
     parked: Conn | None = None
     """A standby data connection waiting for the next receiver."""
+    displaced: Conn | None = None
+    """A parked connection the sender replaced (it reconnected): the caller closes it."""
 
 
 class PairingTable(Generic[Conn]):
@@ -153,8 +156,11 @@ class PairingTable(Generic[Conn]):
         if entry.state is State.CLAIMED:
             self._move(entry, State.ACTIVE)
             entry.ticket = ""
-        elif entry.state is State.WAITING and entry.standby and entry.parked is None:
-            entry.parked = conn
+        elif entry.state is State.WAITING and entry.standby:
+            # A second connection with the same ticket is the sender
+            # reconnecting (its path to the relay died unnoticed): the newer
+            # one wins. Only the sender knows the ticket.
+            entry.displaced, entry.parked = entry.parked, conn
         else:
             raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
         return entry

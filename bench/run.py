@@ -281,14 +281,17 @@ def section_concurrent(suite: Suite) -> None:
 
 
 def section_buffers(suite: Suite) -> None:
-    """Relay socket_buffer sweep (not in the default run), runs interleaved across settings."""
+    """Relay transfer_budget sweep (not in the default run), runs interleaved across settings.
+
+    On loopback; the budget matters most across a long path (make bench-wan).
+    """
     size = suite.args.buffers_mib * MIB
     arms = []
-    for kib in suite.args.buffer_kib:
-        label = f"socket_buffer {kib} KiB"
+    for kib in suite.args.budget_kib:
+        label = f"transfer_budget {kib} KiB"
         rate = suite.figure(f"{label}: {size_label(size)} end to end", "MB/s")
         cpu = suite.figure(f"{label}: relay CPU", "CPU-s/GiB", Target("<=", 0.6))
-        arms.append(Arm(["--socket-buffer", str(kib * KIB)], rate, cpu))
+        arms.append(Arm(["--transfer-budget", str(kib * KIB)], rate, cpu))
     _interleaved(suite, suite.file(size), suite.args.runs_buffers, arms)
 
 
@@ -370,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="MiB for compare (default large,small)",
     )
     add("--compare-runs", type=int, default=3, help="rounds per size (default 3)")
-    add("--buffer-kib", type=_csv_ints, default=[64, 96, 128, 256], help="buffers sweep")
+    add("--budget-kib", type=_csv_ints, default=[1024, 2048, 4096, 8192], help="buffers sweep")
     add("--buffers-mib", type=int, default=256, help="file for the buffers sweep (default 256)")
     add("--runs-buffers", type=int, default=3, help="runs per buffer size (default 3)")
     add("--json", type=Path, default=RESULTS / "latest.json", help="where to write the figures")

@@ -122,6 +122,11 @@ class MemorySample:
     """Largest bytes_acked among the relay's sockets: what the receiver has acknowledged."""
 
 
+def _signed(value: int) -> int:
+    """forward_alloc is signed in the kernel; ss prints it as unsigned 32-bit."""
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
 class Sampler:
     """Samples the relay's socket memory and RSS every SAMPLE_INTERVAL in a thread."""
 
@@ -149,7 +154,7 @@ class Sampler:
     def _sample(self) -> MemorySample:
         argv = ["ss", "-tmniH", "state", "established", f"( sport = :{self.port} )"]
         text = delayline.run(in_ns(RELAY_NS, argv), check=False)
-        skmem = sum(int(r) + int(f) + int(w) for r, f, w in _SKMEM.findall(text))
+        skmem = sum(int(r) + _signed(int(f)) + int(w) for r, f, w in _SKMEM.findall(text))
         acked = max((int(n) for n in _ACKED.findall(text)), default=0)
         return MemorySample(time.monotonic(), skmem, probe.rss_bytes(self.pid), acked)
 

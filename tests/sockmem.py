@@ -29,11 +29,19 @@ class SocketMemory:
 
 
 def parse_ss(text: str) -> list[SocketMemory]:
-    """Every skmem group in `ss -tm` output, in order."""
+    """Every skmem group in `ss -tm` output, in order.
+
+    The kernel keeps forward_alloc signed and ss prints it as unsigned 32-bit:
+    a queue charged past its reservation shows f near 2**32; it is negative.
+    """
     return [
-        SocketMemory({name: int(value) for name, value in _FIELD.findall(group)})
+        SocketMemory({name: _signed(int(value)) for name, value in _FIELD.findall(group)})
         for group in _SKMEM.findall(text)
     ]
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def server_sockets(port: int) -> list[SocketMemory]:

@@ -108,11 +108,11 @@ class RelayConfig:
                 found.append(f"{name} must be at least 1, not {value}")
         if not 16 <= self.max_hello_bytes <= MAX_HELLO_BYTES:
             found.append(f"max_hello_bytes must be 16 to {MAX_HELLO_BYTES}")
-        least = 2 * self.pump_buffer + 256 * KIB
+        least = 2 * self.pump_buffer + 384 * KIB
         if self.transfer_budget < least:
             found.append(
                 f"transfer_budget must be at least {least} bytes with a {self.pump_buffer}-byte "
-                "pump_buffer (2 pump buffers + 256 KiB of socket buffers)"
+                "pump_buffer (2 pump buffers + 384 KiB of socket buffers)"
             )
         return found
 

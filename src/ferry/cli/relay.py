@@ -148,21 +148,22 @@ def _log_budget(config: RelayConfig, plan: buffers.BufferPlan) -> None:
     """Say what one transfer may hold and what the kernel really grants."""
     receive, send = buffers.granted_data_buffers(plan)
     log.info(
-        "per-transfer budget %d KiB (at most %d KiB held per transfer): data window "
-        "%d KiB into the relay, %d KiB out of it; %d KiB per idle connection",
+        "per-transfer budget %d KiB (at most %d KiB held): %d KiB for bytes in flight to "
+        "the receiver, %d KiB for the sender's window; %d KiB per idle connection",
         config.transfer_budget // 1024,
         plan.worst_case() // 1024,
-        receive // 1024,
         send // 1024,
-        4 * plan.control // 1024,
+        receive // 1024,
+        2 * plan.control // 1024,
     )
-    if min(receive, send) < 2 * plan.data:
+    if receive < plan.sender_receive or send < plan.receiver_send:
         log.warning(
-            "the kernel capped the data buffers below the %d KiB planned "
-            "(net.core.rmem_max / wmem_max, and no CAP_NET_ADMIN): transfers over long "
-            "paths will be slower; raise both sysctls to at least %d",
-            2 * plan.data // 1024,
-            2 * plan.data,
+            "the kernel capped the data buffers below the plan (%d KiB granted of %d): "
+            "net.core.rmem_max / wmem_max, and no CAP_NET_ADMIN; transfers over long paths "
+            "will be slower: raise both sysctls to at least %d (deploy/99-ferry-relay.conf)",
+            min(receive, send) // 1024,
+            max(plan.sender_receive, plan.receiver_send) // 1024,
+            plan.listen,
         )
 
 

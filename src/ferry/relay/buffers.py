@@ -7,41 +7,51 @@ relay's memory per transfer and the fastest a transfer can go over a long
 path. Data flows one way: sender -> relay -> receiver. Per transfer:
 
     sender --data--> [rcvbuf S sndbuf] --pump--> [sndbuf R rcvbuf] --data--> receiver
-                      DATA     small     pipe     DATA     small
+                      window   small     pipe     in flight small
 
-- the sender-side socket's receive buffer (S.rcv) sets the window the
-  sender may have in flight to the relay;
-- the receiver-side socket's send buffer (R.snd) holds what the relay has
-  sent the receiver and not yet had acknowledged;
-- the reverse direction (receiver -> sender: key confirmation, answer,
-  ACK, a few hundred bytes) gets small buffers, and so does every socket
-  before it is paired (handshakes, waiting senders), so idle connections
-  can never pin more than a few KiB each.
+- S's receive buffer sets the window the sender may have in flight to the
+  relay. Linux announces only part of a receive buffer as window (about
+  two thirds with 1448-byte segments; the rest covers its per-packet
+  overhead), and every byte it announced may land in S's queue;
+- R's send buffer holds what the relay sent the receiver and has not had
+  acknowledged;
+- the reverse direction (confirmation, answer, ACK: a few hundred bytes)
+  and every socket before pairing (handshakes, waiting senders) get small
+  buffers, so idle connections can never pin more than a few KiB each.
 
-The worst case is a receiver that stops reading (or acknowledging) while
-the sender pushes: R.snd fills, the pump's pipe fills, S.rcv fills. So the
-budget is split as
+The worst case is a receiver that stops reading, or stops acknowledging,
+while the sender pushes: R's queue fills, the pump's pipe fills, the relay
+stops reading S, and S's queue fills to its limit. Everything is counted
+as the kernel counts it (`ss -tm`): Linux doubles every SO_RCVBUF /
+SO_SNDBUF request for its bookkeeping, and a queue may pass its limit by
+one packet. So the budget is split as
 
-    budget = 2 * data_kernel           (S.rcv and R.snd, both full)
-           + 2 * pump_buffer           (one pipe or copy buffer per direction)
-           + 2 * control_kernel        (S.snd and R.rcv, the reverse direction)
-           + 2 * SKB_SLACK             (a queue may pass its limit by one skb)
+    budget = receiver_send + sender_receive                (the data direction)
+           + 2 * pump_buffer + 2 * control + 2 * SKB_SLACK  (pipes, reverse, overshoot)
 
-where *_kernel is what Linux really allows: it doubles every SO_RCVBUF /
-SO_SNDBUF request to cover its bookkeeping, and `ss -tm` reports that
-doubled figure as rb/tb and the truesize of queued data (overhead included)
-as r/w. With the default 4 MiB budget each data buffer is about 1.8 MiB.
+and the data part goes RECEIVER_SHARE to R, the rest to S, so that both
+legs can carry about the same bytes in flight (S's window is the smaller
+part of its buffer). Every byte the relay ever announces fits in the
+budget at once, so no receiver, however it misbehaves, makes the relay
+hold more. The price: with the default 4 MiB a transfer has about 1.5 MB
+in flight per leg (about 30 MB/s at 50 ms round trip per leg, 15 at 100).
+
+A larger window for the sender, lowered when the receiver falls behind,
+was built and measured (docs/PERFORMANCE.md): it reached 42 MB/s at 50 ms,
+but Linux keeps honouring a window it has announced after the buffer is
+lowered, so a receiver that stopped made the relay hold 6.8 MiB; on
+loopback the lowered buffer dropped data and cost retransmission
+timeouts. The budget is the contract, so the split stays fixed.
 
 The window-scale factor is fixed in the SYN exchange from the listening
 socket's receive buffer, before the relay knows what a connection is for,
-and it caps every window the connection can ever advertise at 65535 <<
-scale. So the listening socket asks for LISTEN_FACTOR times the data
-buffer, enough for one more scale step than the data buffer needs (a
-smaller listener reintroduces the cliff where a 1.9 MiB buffer gets scale
-4 and so a 1 MiB window). Every accepted socket is shrunk to the control
-size at once, and only the two data-direction buffers of a paired transfer
-are raised, when the pipe starts. Buffers are limits, not allocations: a
-socket with nothing queued costs no buffer memory whatever its limit.
+and it caps every window the connection can ever announce at 65535 <<
+scale. So the listening socket asks for LISTEN_FACTOR times S's buffer (a
+listener sized exactly to the buffer lands just under a power of two:
+1.9 MiB gets scale 4, so a 1 MiB window). Every accepted socket is shrunk
+to the control size at once, and only the data-direction buffers of a
+paired transfer are raised, when the pipe starts. Buffers are limits, not
+allocations: a socket with nothing queued costs nothing whatever its limit.
 
 Linux caps unprivileged requests at net.core.rmem_max / wmem_max (208 KiB
 by default). The relay asks with SO_RCVBUFFORCE / SO_SNDBUFFORCE first,
@@ -68,8 +78,13 @@ SKB_SLACK: Final = 64 * KIB
 """How far one queue may pass its limit: the kernel admits one more skb (a GSO
 segment of up to 64 KiB) when the queue is just under its limit."""
 
+RECEIVER_SHARE: Final = 0.45
+"""Part of the data budget for R's send buffer (the rest is S's receive buffer).
+Measured (bench/wan.py, 256 MiB at 50 ms per leg): 0.35 / 0.4 / 0.45 / 0.5 gave
+20.5 / 24.7 / 25.3 / 23.8 MB/s."""
+
 LISTEN_FACTOR: Final = 2
-"""Listening socket's buffer request, in data buffers (window scale headroom)."""
+"""Listening socket's buffer request, in S requests (window-scale headroom)."""
 
 _RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", None)
 _SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", None)
@@ -77,34 +92,56 @@ _SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", None)
 
 @dataclass(frozen=True)
 class BufferPlan:
-    """Socket buffer requests, in bytes as passed to setsockopt (the kernel doubles them)."""
+    """Socket buffer limits for one transfer, in bytes as the kernel counts them
+    (twice the setsockopt request)."""
 
-    data: int
-    """S.rcv and R.snd of a running transfer: the data direction."""
+    budget: int
+    receiver_send: int
+    """R's send buffer: bytes in flight to the receiver, unacknowledged."""
+
+    sender_receive: int
+    """S's receive buffer: the sender's window, with the kernel's overhead."""
 
     control: int
-    """Every socket until it is paired, and S.snd and R.rcv afterwards."""
-
-    listen: int
-    """The listening sockets' requests, inherited by accepted sockets until shrunk."""
+    """Every socket until it is paired, and S's send and R's receive buffers."""
 
     pump: int
     """Bytes per direction in the pump's pipe or copy buffer."""
 
+    @property
+    def listen(self) -> int:
+        """Request for the listening sockets (accepted sockets inherit it until shrunk)."""
+        return LISTEN_FACTOR * (self.sender_receive // 2)
+
     def worst_case(self) -> int:
-        """Most bytes one transfer can hold at the relay, kernel overhead included."""
-        return 2 * (2 * self.data) + 2 * self.pump + 2 * (2 * self.control) + 2 * SKB_SLACK
+        """Most one transfer holds: R and S full, pipes full, reverse queues, overshoot."""
+        fixed = 2 * self.pump + 2 * self.control + 2 * SKB_SLACK
+        return fixed + self.receiver_send + self.sender_receive
+
+    def apply(self, sender: socket.socket, receiver: socket.socket) -> None:
+        """Give a paired transfer's data direction its buffers (before PAIRED)."""
+        set_receive_buffer(sender, self.sender_receive // 2)
+        set_send_buffer(receiver, self.receiver_send // 2)
 
 
 def plan(config: RelayConfig) -> BufferPlan:
-    """The largest data buffers whose worst case stays within the transfer budget."""
-    budget, pump_buffer = config.transfer_budget, config.pump_buffer
-    fixed = 2 * pump_buffer + 2 * (2 * CONTROL_BUFFER) + 2 * SKB_SLACK
-    data = max(0, budget - fixed) // 4
-    data -= data % KIB
+    """Split the transfer budget (see the module comment)."""
+    control = 2 * CONTROL_BUFFER
+    fixed = 2 * config.pump_buffer + 2 * control + 2 * SKB_SLACK
+    data = max(0, config.transfer_budget - fixed)
+    receiver_send = _whole_kib(int(data * RECEIVER_SHARE))
     return BufferPlan(
-        data=data, control=CONTROL_BUFFER, listen=LISTEN_FACTOR * data, pump=pump_buffer
+        budget=config.transfer_budget,
+        receiver_send=receiver_send,
+        sender_receive=_whole_kib(data - receiver_send),
+        control=control,
+        pump=config.pump_buffer,
     )
+
+
+def _whole_kib(n: int) -> int:
+    # An even number of KiB, so that the request (half) is whole KiB too.
+    return n - n % (2 * KIB)
 
 
 def set_receive_buffer(sock: socket.socket, request: int) -> int:
@@ -142,4 +179,5 @@ def granted_data_buffers(plan_: BufferPlan) -> tuple[int, int]:
     the system caps the requests below the plan.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        return set_receive_buffer(probe, plan_.data), set_send_buffer(probe, plan_.data)
+        receive = set_receive_buffer(probe, plan_.sender_receive // 2)
+        return receive, set_send_buffer(probe, plan_.receiver_send // 2)

@@ -227,7 +227,7 @@ class Relay:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             # Inherited from the listener at window-scale size; nothing but
             # short lines moves until pairing, so hold that to a few KiB.
-            buffers.set_both(sock, self.buffers.control)
+            buffers.set_both(sock, self.buffers.control // 2)
         reason = ""
         refusal_sent = False
         try:
@@ -528,8 +528,7 @@ class Relay:
             # The data direction gets the budget: sender -> relay window, relay ->
             # receiver unacknowledged bytes. Before PAIRED, so the first file
             # byte already finds the large window.
-            buffers.set_receive_buffer(sender.sock, self.buffers.data)
-            buffers.set_send_buffer(receiver.sock, self.buffers.data)
+            self.buffers.apply(sender.sock, receiver.sock)
             await loop.sock_sendall(receiver.sock, rv.encode(rv.Paired()))
             await loop.sock_sendall(sender.sock, rv.encode(rv.Paired()))
             result = await self._pump(receiver, sender)

@@ -82,9 +82,9 @@ class RelayConfig:
     both of its sockets (as `ss -tm` counts it, with the kernel's bookkeeping
     overhead), the pump's buffers, everything. The relay spends it on socket
     buffers for the data direction, which decide the fastest a transfer can go
-    over a long path: about budget / 2 bytes in flight per leg, so the default
-    allows ~35 MB/s at 50 ms round trip per leg (relay/buffers.py has the
-    arithmetic; docs/ARCHITECTURE.md explains it)."""
+    over a long path: about a third of the budget in flight per leg, so the
+    default allows ~28 MB/s at 50 ms round trip per leg (relay/buffers.py has
+    the arithmetic; docs/ARCHITECTURE.md explains it)."""
 
     pump_buffer: int = 64 * KIB
     """Bytes the relay holds per direction of a pipe in user space (or the

@@ -263,3 +263,25 @@ async def test_sender_reconnects_a_parked_data_connection_the_relay_lost(
     assert await _parked(relay, code.nameplate)
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
     await sending.result()
+
+
+async def test_sender_survives_its_standby_join_being_refused_and_answers_incoming(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    relay = await relay_factory()
+    sending, code = await send_hello(relay, tmp_path)
+    assert await _parked(relay, code.nameplate)
+    entry = next(e for e in relay.relay.table.entries() if e.nameplate == code.nameplate)
+    assert entry.parked is not None
+    # The relay loses the parked connection and the sender's ticket no longer
+    # matches (as when a receiver used it meanwhile): its reconnect, a second
+    # later, is refused. The sender must keep waiting, not give up.
+    entry.ticket = "ab" * 16
+    entry.parked.sock.shutdown(socket.SHUT_RDWR)
+    await asyncio.sleep(1.5)
+    assert not sending.task.done()
+    assert entry.parked is None
+    # A receiver now finds no parked connection: the relay sends INCOMING.
+    await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await sending.result()
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"

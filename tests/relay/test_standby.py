@@ -91,6 +91,8 @@ async def test_lost_parked_connection_is_unparked_and_its_ticket_still_joins() -
         receiver = await RawClient.connect(relay.port)
         await receiver.send(f"FERRY 1 RECV {nameplate}\n")
         assert await _nothing_to_read(receiver)  # waits for the sender's data connection
+        # ...which the relay asks for, as from any sender, with the standby ticket.
+        assert await control.line() == f"INCOMING {ticket}"
         data = await _park(relay.port, nameplate, ticket)
         assert await receiver.line() == "PAIRED"
         assert await data.line() == "PAIRED"

@@ -192,7 +192,15 @@ class Sender:
         from ferry.crypto import Role
 
         handshake = Handshake(Role.SENDER, code)
-        link = await self._join(control, code, ticket, standby, handshake)
+        try:
+            link = await self._join(control, code, ticket, standby, handshake)
+        except (RelayRefused, ConnectionLost, TimedOut) as exc:
+            # This data connection never reached a receiver: nothing is lost.
+            # The relay says INCOMING when a receiver finds no parked
+            # connection, and the control connection reports a relay that
+            # is going away.
+            log.warning("a data connection to the relay failed (%s); still waiting", exc.message)
+            return False
         self._engaged += 1
         try:
             return await self._authenticated_transfer(link, handshake)

@@ -408,10 +408,12 @@ class Relay:
             self._end_claim(entry)
 
     async def _await_join(self, conn: Connection, entry: Entry[Connection]) -> Connection:
-        """Ask the sender for a data connection (unless it has its ticket already), wait."""
+        """Ask the sender for a data connection, and wait for it."""
         assert conn.joined is not None
         try:
-            if not entry.standby and not entry.sender.send_nowait(rv.Incoming(entry.ticket)):
+            # No parked connection (a standby sender may be reconnecting, or it
+            # could not get one in): ask for a data connection now, as for any sender.
+            if not entry.sender.send_nowait(rv.Incoming(entry.ticket)):
                 raise Refusal(rv.REASON_SENDER_GONE, "the sender went away")
             try:
                 async with asyncio.timeout(self.config.join_timeout):

@@ -19,7 +19,8 @@ issued at register() and again at each release(). Its data connection may
 present that ticket before any receiver comes; join() then parks it on the
 entry (still WAITING), and claim() finds it there and goes straight to
 ACTIVE, with no INCOMING round trip. A claim that finds no parked
-connection waits for the join as usual. A parked connection that goes away
+connection waits for the join as usual (the relay then sends INCOMING with
+the standby ticket). A parked connection that goes away
 is unparked; its ticket stays valid for the sender's next try.
 
 Rules this module owns:

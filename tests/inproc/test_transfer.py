@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from ferry.client.sender import Outgoing, Sender
 from ferry.codes import Code, parse_code
 from ferry.config import ClientConfig, RelayConfig
 from ferry.errors import RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
+from ferry.relay.table import Entry
 from tests.inproc.conftest import RunningRelay
 
 StartRelay = Callable[..., Awaitable[RunningRelay]]
@@ -250,15 +252,24 @@ async def test_sender_parks_a_new_data_connection_after_a_wrong_code(
     await sending.result()
 
 
+async def _lose_parked(relay: RunningRelay, nameplate: int, new_ticket: str = "") -> Entry[Any]:
+    """Cut the relay's side of a sender's parked data connection, as a dead path would;
+    optionally make the sender's ticket stale first."""
+    assert await _parked(relay, nameplate)
+    entry = next(e for e in relay.relay.table.entries() if e.nameplate == nameplate)
+    assert entry.parked is not None
+    if new_ticket:
+        entry.ticket = new_ticket
+    entry.parked.sock.shutdown(socket.SHUT_RDWR)
+    return entry
+
+
 async def test_sender_reconnects_a_parked_data_connection_the_relay_lost(
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
     relay = await relay_factory()
     sending, code = await send_hello(relay, tmp_path)
-    assert await _parked(relay, code.nameplate)
-    entry = next(e for e in relay.relay.table.entries() if e.nameplate == code.nameplate)
-    assert entry.parked is not None
-    entry.parked.sock.shutdown(socket.SHUT_RDWR)  # as if the path dropped it
+    await _lose_parked(relay, code.nameplate)
     await asyncio.sleep(0.1)
     assert await _parked(relay, code.nameplate)
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
@@ -270,14 +281,10 @@ async def test_sender_survives_its_standby_join_being_refused_and_answers_incomi
 ) -> None:
     relay = await relay_factory()
     sending, code = await send_hello(relay, tmp_path)
-    assert await _parked(relay, code.nameplate)
-    entry = next(e for e in relay.relay.table.entries() if e.nameplate == code.nameplate)
-    assert entry.parked is not None
     # The relay loses the parked connection and the sender's ticket no longer
     # matches (as when a receiver used it meanwhile): its reconnect, a second
     # later, is refused. The sender must keep waiting, not give up.
-    entry.ticket = "ab" * 16
-    entry.parked.sock.shutdown(socket.SHUT_RDWR)
+    entry = await _lose_parked(relay, code.nameplate, new_ticket="ab" * 16)
     await asyncio.sleep(1.5)
     assert not sending.task.done()
     assert entry.parked is None

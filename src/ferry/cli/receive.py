@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from ferry.address import parse_address
@@ -43,12 +45,30 @@ def read_code(arg: str | None) -> str:
     return arg
 
 
+def _load_crypto_meanwhile() -> None:
+    """Import the crypto libraries on a thread while the relay connection opens.
+
+    They take ~100 ms to import, longer than a round trip to a nearby relay,
+    and the receiver's first flight (its PAKE message) needs them; started
+    here, the import overlaps the TCP connect and the claim. Errors are left
+    for the main thread's own import to report.
+    """
+
+    def load() -> None:
+        with contextlib.suppress(BaseException):
+            import ferry.client.channel
+            import ferry.client.handshake  # noqa: F401
+
+    threading.Thread(target=load, name="load-crypto", daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("receive", args.verbose)
     try:
         address = parse_address(args.relay)
         code = parse_code(read_code(args.code))
+        _load_crypto_meanwhile()
         from ferry.client.progress import for_stderr
         from ferry.client.receiver import Receiver, prepare_directory
 

@@ -58,6 +58,10 @@ class LocalFileError(FerryError):
     exit_code = EXIT_LOCAL_FILE
 
 
+class OutputClosed(LocalFileError):
+    """cannot write the code to standard output (closed, or a full device)."""
+
+
 class UnsafeName(FerryError):
     """the sender offered a file name that cannot be stored safely."""
 

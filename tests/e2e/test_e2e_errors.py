@@ -4,6 +4,7 @@ missing files. Each must give the documented exit code and one clear line on std
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -13,8 +14,10 @@ from .harness import (
     assert_exact_one_line_error,
     assert_nothing_stored,
     assert_one_line_error,
+    clean_env,
     closed_port,
     dir_is_empty,
+    program,
     retry_while_claimed,
     valid_words,
     wait_until,
@@ -287,3 +290,32 @@ def test_failures_are_one_line_without_traceback(relay, start_send, run_receive,
 
     for line in seen:
         assert len(line) < 300, f"error line too long: {line!r}"
+
+
+# -- nobody can read the code ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["closed pipe", "/dev/full"])
+def test_send_whose_stdout_cannot_take_the_code_says_so_and_exits_3(relay, tmp_path, where):
+    source = tmp_path / "f.bin"
+    make_file(source)
+    argv, cwd = program("send")
+    with open(os.devnull if where == "closed pipe" else "/dev/full", "wb") as full:
+        proc = subprocess.Popen(
+            [*argv, relay.address, str(source)],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if where == "closed pipe" else full,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+        )
+    try:
+        if proc.stdout is not None:
+            proc.stdout.close()  # the reader went away before the code came
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == EXIT_LOCAL_FILE, err
+    assert_exact_one_line_error(err.decode(), "send", "cannot write the code")

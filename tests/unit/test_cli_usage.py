@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from ferry import __version__
+from ferry.cli import main as cli_main
 from ferry.cli import receive, relay, send
 
 
@@ -27,3 +33,72 @@ def test_cli_with_bad_arguments_prints_one_line_and_exits_2(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
     assert ": error: " in err and "--help" in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("FERRY_WAIT", "xyz", "FERRY_WAIT"),
+        ("FERRY_WAIT", "nan", "FERRY_WAIT"),
+        ("FERRY_WAIT", "-5", "FERRY_WAIT"),
+        ("FERRY_ATTEMPTS", "abc", "FERRY_ATTEMPTS"),
+        ("FERRY_ATTEMPTS", "0", "FERRY_ATTEMPTS"),
+    ],
+)
+def test_send_with_a_bad_environment_setting_prints_one_line_and_exits_2(
+    variable: str,
+    value: str,
+    needle: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    source = tmp_path / "f"
+    source.write_bytes(b"x")
+    assert send.main(["127.0.0.1:1", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_send_wait_flag_must_be_a_positive_finite_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        send.main(["127.0.0.1:1", "file", "--wait", value])
+    assert exited.value.code == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_relay_with_an_unknown_log_format_in_the_environment_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FERRY_RELAY_LOG_FORMAT", "xml")
+    assert relay.main(["127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "FERRY_RELAY_LOG_FORMAT" in err, err
+
+
+@pytest.mark.parametrize("program", [send, receive, relay])
+def test_every_program_has_version(program: object, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        program.main(["--version"])  # type: ignore[attr-defined]
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip().endswith(__version__)
+
+
+def test_ferry_entry_point_names_an_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main.main(["foo"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.splitlines()[0]
+        == "ferry: error: unknown command 'foo' (expected relay, send or receive)"
+    )
+
+
+def test_python_dash_m_ferry_runs_the_entry_point() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ferry", "--version"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"ferry {__version__}"

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 USAGE = """usage: ferry relay :PORT
        ferry send RELAY FILE
        ferry receive RELAY CODE DIR
+       ferry --version
 """
 
 
@@ -33,8 +34,17 @@ def _dispatch(args: list[str]) -> int:
         from ferry.cli.receive import main as receive_main
 
         return receive_main(args)
-    sys.stderr.write(USAGE)
-    return 0 if command in ("-h", "--help") else 2
+    if command in ("-V", "--version"):
+        from ferry import __version__
+
+        print(f"ferry {__version__}")
+        return 0
+    if command in ("-h", "--help"):
+        sys.stderr.write(USAGE)
+        return 0
+    what = f"unknown command {command!r}" if command else "no command given"
+    sys.stderr.write(f"ferry: error: {what} (expected relay, send or receive)\n{USAGE}")
+    return 2
 
 
 if __name__ == "__main__":

@@ -173,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         address = parse_address(args.address, listen=True)
         metrics_address = None if args.metrics is None else parse_address(args.metrics, listen=True)
         config = config_from(args)
+        if args.log_format not in logs.FORMATS:
+            raise FerryError(
+                f"invalid {ENV_PREFIX}LOG_FORMAT={args.log_format!r} "
+                f"(expected {' or '.join(logs.FORMATS)})"
+            )
     except FerryError as exc:
         print(f"relay: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
 from ferry.cli.parser import Parser
 from ferry.codes import Code
 from ferry.config import ClientConfig
-from ferry.errors import FerryError, UsageError
+from ferry.errors import FerryError, OutputClosed, UsageError
 from ferry.protocol.records import MAX_DATA_PAYLOAD
 
 MIN_RECORD_SIZE = 4096
+T = TypeVar("T")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,17 +31,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("relay", help="relay address, HOST:PORT or [V6]:PORT")
     parser.add_argument("file", help="the file to send")
     parser.add_argument(
-        "--wait", type=float, metavar="SECONDS",
-        default=float(os.environ.get("FERRY_WAIT", ClientConfig.wait_timeout)),
+        "--wait", type=seconds, metavar="SECONDS",
         help="how long to wait for a receiver (default: 24 h; env FERRY_WAIT)",
     )  # fmt: skip
     parser.add_argument(
-        "--attempts", type=int, metavar="N",
-        default=int(os.environ.get("FERRY_ATTEMPTS", ClientConfig.max_failed_attempts)),
+        "--attempts", type=count, metavar="N",
         help="wrong codes tolerated before giving up (default: 3; env FERRY_ATTEMPTS)",
     )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type and env parser)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number, at least 1 (argparse type and env parser)."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, not {text!r}")
+    return int(text)
+
+
+def _from_env(name: str, parse: Callable[[str], T], default: T) -> T:
+    """A setting from the environment, checked like the flag it stands for."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{name}: {exc}") from None
 
 
 def _record_size() -> int:
@@ -53,8 +84,16 @@ def _record_size() -> int:
 
 def show_code(code: Code) -> None:
     # The one and only stdout line; flushed now because stdout is often a pipe.
-    sys.stdout.write(code.text + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(code.text + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        # Nobody can read the code (a closed pipe, a full device): stop here.
+        # Point stdout at /dev/null so that exiting does not try to flush again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        reason = exc.strerror or type(exc).__name__
+        raise OutputClosed(f"cannot write the code to standard output ({reason})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,14 +101,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("send", args.verbose)
     try:
         address = parse_address(args.relay)
-        if args.wait <= 0 or args.attempts < 1:
-            return fail("send", "--wait must be positive and --attempts at least 1", 2)
+        wait = args.wait or _from_env("FERRY_WAIT", seconds, ClientConfig.wait_timeout)
+        attempts = args.attempts or _from_env(
+            "FERRY_ATTEMPTS", count, ClientConfig.max_failed_attempts
+        )
         record_size = _record_size()
         from ferry.client.progress import for_stderr
         from ferry.client.sender import Outgoing, Sender
 
         config = ClientConfig(
-            wait_timeout=args.wait, max_failed_attempts=args.attempts, record_size=record_size
+            wait_timeout=wait, max_failed_attempts=attempts, record_size=record_size
         )
         outgoing = Outgoing.open(args.file)
     except FerryError as exc:

@@ -18,6 +18,7 @@ from ferry.client.sender import Outgoing, Sender
 from ferry.codes import Code, parse_code
 from ferry.config import ClientConfig, RelayConfig
 from ferry.errors import RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
+from ferry.protocol import rendezvous as rv
 from ferry.relay.table import Entry
 from tests.inproc.conftest import RunningRelay
 
@@ -289,6 +290,26 @@ async def test_sender_survives_its_standby_join_being_refused_and_answers_incomi
     assert not sending.task.done()
     assert entry.parked is None
     # A receiver now finds no parked connection: the relay sends INCOMING.
+    await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
+    await sending.result()
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"
+
+
+async def test_sender_falls_back_to_plain_send_with_a_relay_without_standby(
+    relay_factory: StartRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = rv.parse_client_line
+
+    def before_standby(line: bytes) -> rv.ClientMessage:
+        # What a relay from before standby connections answers to SEND STANDBY.
+        if line.startswith(b"FERRY 1 SEND STANDBY"):
+            raise rv.BadRequest(rv.REASON_BAD_REQUEST, "unknown request")
+        return original(line)
+
+    monkeypatch.setattr(rv, "parse_client_line", before_standby)
+    relay = await relay_factory()
+    sending, code = await send_hello(relay, tmp_path)
+    assert not await _parked(relay, code.nameplate)
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
     await sending.result()
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"

@@ -105,11 +105,8 @@ class Sender:
         self._engaged = 0  # attempts paired with a receiver and not yet over
 
     async def run(self) -> None:
-        control = await RelayLink.connect(self.address, self.config.connect_timeout)
+        control, assigned = await self._register()
         try:
-            await control.send(rv.SendRequest(standby=True))
-            assigned = await control.expect(rv.NameplateAssigned, None, self.config.connect_timeout)
-            assert isinstance(assigned, rv.NameplateAssigned)
             code = generate_code(assigned.nameplate)
             self.show_code(code)
             # Load the crypto libraries now, while nobody waits on us, rather
@@ -120,6 +117,31 @@ class Sender:
             await self._serve_receivers(control, code)
         finally:
             control.close()
+
+    async def _register(self) -> tuple[RelayLink, rv.NameplateAssigned]:
+        """A control connection holding a nameplate.
+
+        Asks for standby data connections; a relay from before they existed
+        refuses that request as malformed, and then gets a plain SEND.
+        """
+        for standby in (True, False):
+            control = await RelayLink.connect(self.address, self.config.connect_timeout)
+            try:
+                await control.send(rv.SendRequest(standby=standby))
+                assigned = await control.expect(
+                    rv.NameplateAssigned, None, self.config.connect_timeout
+                )
+            except RelayRefused as refused:
+                control.close()
+                if refused.reason == rv.REASON_BAD_REQUEST and standby:
+                    continue
+                raise
+            except BaseException:
+                control.close()
+                raise
+            assert isinstance(assigned, rv.NameplateAssigned)
+            return control, assigned
+        raise AssertionError("unreachable")
 
     async def _serve_receivers(self, control: RelayLink, code: Code) -> None:
         """Answer every ticket with a data connection until one delivers the file.

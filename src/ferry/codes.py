@@ -26,7 +26,9 @@ from pathlib import Path
 from ferry.errors import InvalidCode
 
 DEFAULT_WORD_COUNT = 3
-MIN_WORD_COUNT = 2
+MIN_WORD_COUNT = 3
+"""Fewer words than any ferry sender makes can only be a typo: refused locally, so
+it never costs the sender one of its attempts."""
 MAX_WORD_COUNT = 8
 MAX_NAMEPLATE = 999_999
 

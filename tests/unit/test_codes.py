@@ -204,8 +204,8 @@ def test_parse_code_variant_spelling_gives_canonical_code(typed: str) -> None:
 
 
 def test_parse_code_leading_zeros_are_normalised_away() -> None:
-    assert parse_code("007-guitar-orbit").nameplate == 7
-    assert parse_code("007-guitar-orbit").text == "7-guitar-orbit"
+    assert parse_code("007-guitar-orbit-velvet").nameplate == 7
+    assert parse_code("007-guitar-orbit-velvet").text == "7-guitar-orbit-velvet"
 
 
 def test_parse_code_limits_inclusive_are_accepted() -> None:
@@ -249,9 +249,10 @@ def test_parse_code_random_case_and_separators_gives_same_code(
         ("7-gitar-orbit-velvet", "'gitar' is not a ferry word (check the spelling)"),
         ("7-guitar-orbit-velvets", "'velvets' is not a ferry word"),
         ("7_guitar_orbit", "must start with a number"),
-        ("7", "at least 2 words"),
-        ("7-guitar", "at least 2 words"),
-        ("7-guitar-", "at least 2 words"),
+        ("7", "at least 3 words"),
+        ("7-guitar", "at least 3 words"),
+        ("7-guitar-", "at least 3 words"),
+        ("7-guitar-orbit", "at least 3 words"),
         ("7-" + "-".join(first_words(MAX_WORD_COUNT + 1)), "at most 8 words"),
         ("7-guitär-orbit-velvet", "not plain ASCII"),
         ("７-guitar-orbit", "not plain ASCII"),
@@ -318,3 +319,10 @@ def test_parse_code_near_valid_text_returns_code_or_raises_invalid_code(typed: s
     assert 1 <= code.nameplate <= MAX_NAMEPLATE
     assert MIN_WORD_COUNT <= len(code.words) <= MAX_WORD_COUNT
     assert set(code.words) <= set(words())
+
+
+def test_parse_code_with_two_words_is_refused_locally_as_a_typo() -> None:
+    two = "-".join(words()[:2])
+    with pytest.raises(InvalidCode) as caught:
+        parse_code(f"1-{two}")
+    assert "at least 3 words" in caught.value.message

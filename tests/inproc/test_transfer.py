@@ -151,7 +151,9 @@ async def test_receiver_with_unknown_nameplate_is_refused_by_relay(
 ) -> None:
     relay = await relay_factory()
     with pytest.raises(RelayRefused, match="unknown code") as refused:
-        await asyncio.wait_for(receiver(relay, parse_code("42-apple-zebra-orbit"), tmp_path).run(), 10)
+        await asyncio.wait_for(
+            receiver(relay, parse_code("42-apple-zebra-orbit"), tmp_path).run(), 10
+        )
     assert refused.value.reason == "unknown-nameplate"
 
 

@@ -4,6 +4,8 @@ missing files. Each must give the documented exit code and one clear line on std
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import time
 
@@ -319,3 +321,37 @@ def test_send_whose_stdout_cannot_take_the_code_says_so_and_exits_3(relay, tmp_p
             proc.wait()
     assert proc.returncode == EXIT_LOCAL_FILE, err
     assert_exact_one_line_error(err.decode(), "send", "cannot write the code")
+
+
+# -- a person at a terminal -------------------------------------------------------------------
+
+
+def test_send_at_a_terminal_shows_the_receive_line_on_stderr_and_only_the_code_on_stdout(
+    relay, tmp_path
+):
+    source = tmp_path / "f.bin"
+    make_file(source)
+    primary, secondary = pty.openpty()
+    argv, cwd = program("send")
+    proc = subprocess.Popen(
+        [*argv, relay.address, str(source)],
+        cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary,
+        env=clean_env(),
+    )  # fmt: skip
+    os.close(secondary)
+    try:
+        code = proc.stdout.readline().decode().strip()
+        assert CODE_RE.fullmatch(code), code
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"\n" not in seen and time.monotonic() < deadline:
+            if select.select([primary], [], [], 0.5)[0]:
+                seen += os.read(primary, 4096)
+        assert seen.decode().strip() == (
+            f"send: on the other computer, run: ./receive {relay.address} {code} DIR"
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        os.close(primary)

@@ -11,6 +11,7 @@ import pytest
 from ferry import __version__
 from ferry.cli import main as cli_main
 from ferry.cli import receive, relay, send
+from ferry.codes import parse_code
 
 
 @pytest.mark.parametrize(
@@ -102,3 +103,11 @@ def test_python_dash_m_ferry_runs_the_entry_point() -> None:
         [sys.executable, "-m", "ferry", "--version"], capture_output=True, text=True, timeout=30
     )
     assert done.returncode == 0 and done.stdout.strip() == f"ferry {__version__}"
+
+
+def test_send_hint_for_a_terminal_names_the_relay_and_the_code() -> None:
+    code = parse_code("7-guitar-orbit-velvet")
+    assert send.receive_hint("relay.example.com:9021", code) == (
+        "send: on the other computer, run: ./receive relay.example.com:9021 "
+        "7-guitar-orbit-velvet DIR"
+    )

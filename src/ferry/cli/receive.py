@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_code(arg: str | None) -> str:
     if arg == "-":
+        if sys.stdin.isatty():
+            print("receive: code: ", end="", file=sys.stderr, flush=True)
         return sys.stdin.readline()
     if arg is None:
         code = os.environ.get("FERRY_CODE")

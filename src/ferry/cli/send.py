@@ -82,6 +82,11 @@ def _record_size() -> int:
     return int(raw)
 
 
+def receive_hint(relay: str, code: Code) -> str:
+    """The line a person at a terminal passes on (stderr only: stdout stays the code)."""
+    return f"send: on the other computer, run: ./receive {relay} {code.text} DIR"
+
+
 def show_code(code: Code) -> None:
     # The one and only stdout line; flushed now because stdout is often a pipe.
     try:
@@ -115,7 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         outgoing = Outgoing.open(args.file)
     except FerryError as exc:
         return fail("send", exc.message, exc.exit_code)
-    sender = Sender(address, outgoing, config, for_stderr(), show_code)
+    relay_text = args.relay
+
+    def show(code: Code) -> None:
+        show_code(code)
+        if sys.stderr.isatty():
+            print(receive_hint(relay_text, code), file=sys.stderr, flush=True)
+
+    sender = Sender(address, outgoing, config, for_stderr(), show)
     try:
         return run("send", sender.run())
     finally:

@@ -22,7 +22,8 @@ class Address:
 
 
 def parse_address(text: str, *, listen: bool = False) -> Address:
-    """Parse host:port. With listen=True the host may be empty (":9021" or "9021")."""
+    """Parse host:port. With listen=True the host may be empty (":9021" or "9021"),
+    and the port 0 (any free port)."""
     text = text.strip()
     if listen and text.isascii() and text.isdigit():
         text = ":" + text  # a bare port: listen everywhere
@@ -42,8 +43,9 @@ def parse_address(text: str, *, listen: bool = False) -> Address:
                 f"invalid address {text!r}: put IPv6 addresses in brackets, [::1]:9021"
             )
     valid = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
-    if not valid or not 0 < int(port_text) < 65536:
-        raise InvalidAddress(f"invalid port in {text!r}: expected a number from 1 to 65535")
+    lowest = 0 if listen else 1  # listening on port 0: the system picks a free one
+    if not valid or not lowest <= int(port_text) < 65536:
+        raise InvalidAddress(f"invalid port in {text!r}: expected a number from {lowest} to 65535")
     if not host and not listen:
         raise InvalidAddress(f"invalid address {text!r}: the relay's host name is missing")
     if any(ch.isspace() or ch in "/@" for ch in host):

@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /metrics (Prometheus) and /healthz over HTTP at HOST:PORT (default: off); "
         "keep it private, e.g. 127.0.0.1:9022",
     )  # fmt: skip
+    ops.add_argument(
+        "--ready-file", metavar="PATH", default=os.environ.get(ENV_PREFIX + "READY_FILE") or None,
+        help="once listening, write the address actually bound (HOST:PORT, one line) to "
+        "PATH; with port 0 this is how a script learns the port",
+    )  # fmt: skip
     ops.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return parser
 
@@ -137,6 +142,16 @@ async def serve(
         await endpoint.close()
     log.info("stopped after draining for %.2fs", time.monotonic() - started)
     return EXIT_OK
+
+
+def _write_ready_file(path: str, listener: socket.socket) -> None:
+    """The bound address, written whole or not at all (rename), for scripts to wait on."""
+    host, port = listener.getsockname()[:2]
+    text = f"[{host}]:{port}\n" if ":" in host else f"{host}:{port}\n"
+    temp = f"{path}.tmp{os.getpid()}"
+    with open(temp, "w", encoding="ascii") as file:
+        file.write(text)
+    os.replace(temp, path)
 
 
 def _url(sock: socket.socket) -> str:
@@ -202,6 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         fds,
     )
     _log_budget(config, plan)
+    if args.ready_file:
+        try:
+            _write_ready_file(args.ready_file, listeners[0])
+        except OSError as exc:
+            print(f"relay: error: cannot write {args.ready_file}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
     relay = Relay(config)
     try:
         return asyncio.run(serve(relay, config, listeners, metrics_listeners))

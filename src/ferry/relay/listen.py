@@ -54,6 +54,9 @@ def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
         if (family, sockaddr) in seen:
             continue
         seen.add((family, sockaddr))
+        if address.port == 0 and listeners:
+            # Port 0: the first socket got a free port; the others take the same.
+            sockaddr = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])
         try:
             listeners.append(_listener(family, sockaddr, buffer_size))
         except OSError as exc:

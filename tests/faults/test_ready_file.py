@@ -1,0 +1,43 @@
+"""`./relay HOST:0 --ready-file PATH`: the system picks the port, the file says which."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.procs import ROOT
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", ":0", "0"])
+def test_relay_on_port_zero_writes_the_bound_address_to_its_ready_file(
+    tmp_path: Path, listen: str
+) -> None:
+    ready = tmp_path / "ready"
+    log = tmp_path / "relay.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [str(ROOT / "relay"), listen, "--ready-file", str(ready)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        text = ready.read_text()
+        assert text.endswith("\n") and text.count("\n") == 1
+        port = int(text.strip().rpartition(":")[2])
+        assert 0 < port < 65536
+        assert f"{port})" in log.read_text()  # the log line names the same port
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"FERRY 1 SEND\n")
+            assert sock.recv(128).startswith(b"NAMEPLATE ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

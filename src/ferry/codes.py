@@ -119,7 +119,3 @@ def parse_code(text: str) -> Code:
             raise _invalid(f"'{shown}' is not a ferry word (check the spelling)")
     return Code(int(digits), tuple(parts))
 
-
-def nameplate_of(text: str) -> int:
-    """The nameplate of a typed code (the whole code is still validated)."""
-    return parse_code(text).nameplate

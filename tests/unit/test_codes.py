@@ -19,7 +19,6 @@ from ferry.codes import (
     MIN_WORD_COUNT,
     Code,
     generate_code,
-    nameplate_of,
     parse_code,
     words,
 )
@@ -155,7 +154,7 @@ def test_generate_then_parse_any_nameplate_and_count_round_trips(
     code = generate_code(nameplate, word_count=count, choice=drawn_choice(data))
     assert parse_code(code.text) == code
     assert parse_code(code.text).text == code.text
-    assert nameplate_of(code.text) == nameplate
+    assert parse_code(code.text).nameplate == nameplate
 
 
 # --- secrecy ---------------------------------------------------------------------------------
@@ -287,7 +286,7 @@ def test_parse_code_very_long_unknown_word_is_cut_short_in_message() -> None:
 
 def test_invalid_code_is_a_usage_error_for_the_cli() -> None:
     with pytest.raises(UsageError):
-        nameplate_of("nope")
+        parse_code("nope")
 
 
 @given(st.text())

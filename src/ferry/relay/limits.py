@@ -81,9 +81,6 @@ class ConnectionCounter:
         else:
             self._open.pop(key, None)
 
-    def held(self, key: str) -> int:
-        return self._open.get(key, 0)
-
     def __len__(self) -> int:
         return len(self._open)
 

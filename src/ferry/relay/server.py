@@ -84,7 +84,6 @@ class Relay:
         self.handshaking = 0
         self.active = 0
         self.open_connections = 0
-        self.bytes_relayed = 0
         self._tasks: dict[asyncio.Task[None], Connection] = {}
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
@@ -541,7 +540,6 @@ class Relay:
         return outcome, ""
 
     def _count_bytes(self, count: int) -> None:
-        self.bytes_relayed += count
         self.metrics.bytes_relayed += count
 
     async def _pump(self, receiver: Connection, sender: Connection) -> PumpResult:

@@ -118,4 +118,3 @@ def parse_code(text: str) -> Code:
             shown = word if len(word) <= _SHOWN_WORD_MAX else word[:_SHOWN_WORD_MAX] + "..."
             raise _invalid(f"'{shown}' is not a ferry word (check the spelling)")
     return Code(int(digits), tuple(parts))
-

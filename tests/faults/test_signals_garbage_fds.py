@@ -107,6 +107,10 @@ async def test_sigterm_lets_a_real_transfer_finish(tmp_path: Path) -> None:
             assert await asyncio.to_thread(relay.wait, 20) == 0
             took = time.monotonic() - signalled
         assert (out / "big.bin").stat().st_size == 300 << 20
+        # Outcomes say what happened: the sender whose transfer finished during
+        # the drain was served, not refused.
+        sender_lines = [line for line in relay.log().splitlines() if "role=sender " in line]
+        assert sender_lines and all("outcome=happy" in line for line in sender_lines), sender_lines
         figure(
             "SIGTERM real transfer",
             f"300 MiB transfer in flight finished; exit 0 after {took:.2f}s",

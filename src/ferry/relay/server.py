@@ -69,6 +69,8 @@ GONE: Final = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOU
 FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
 LINGER_SECONDS: Final = 0.5
 LINGER_BYTES: Final = 64 * 1024
+SENDER_GRACE: Final = 1.0
+"""Seconds a draining relay waits for senders whose transfer ended to close."""
 MAX_PARKED_BYTES: Final = 4096
 """Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""
 
@@ -115,9 +117,17 @@ class Relay:
         for task, conn in list(self._tasks.items()):
             if conn.phase != "piping":
                 task.cancel()
-        pipes = [task for task, conn in self._tasks.items() if conn.phase == "piping"]
+        running = [
+            (task, conn.role) for task, conn in self._tasks.items() if conn.phase == "piping"
+        ]
+        pipes = [task for task, role in running if role == "receiver"]
+        senders = [task for task, role in running if role == "sender"]
         if pipes and drain_timeout > 0:
             await asyncio.wait(pipes, timeout=drain_timeout)
+        if senders:
+            # Senders whose transfer just ended close their control connection
+            # themselves; a moment's grace lets their outcome be what happened.
+            await asyncio.wait(senders, timeout=SENDER_GRACE)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -428,6 +438,8 @@ class Relay:
 
     def _end_claim(self, entry: Entry[Connection]) -> None:
         """A claim or pipe ended: the nameplate waits again (standby senders get a ticket)."""
+        if entry.sender.phase == "piping":
+            entry.sender.phase = "waiting"
         if not entry.live:
             return
         ticket = self.table.release(entry)
@@ -523,6 +535,10 @@ class Relay:
     ) -> tuple[str, str]:
         loop = asyncio.get_running_loop()
         receiver.phase = "piping"
+        # The sender's control connection is part of this transfer now: a drain
+        # waits for it like for the pipe, and does not refuse it (its outcome
+        # is what happens to the transfer).
+        entry.sender.phase = "piping"
         self.active += 1
         self.metrics.transfers += 1
         try:

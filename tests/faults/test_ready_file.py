@@ -41,3 +41,26 @@ def test_relay_on_port_zero_writes_the_bound_address_to_its_ready_file(
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_relay_signalled_the_moment_it_is_ready_drains_and_exits_0(tmp_path: Path) -> None:
+    # Ready (the file, the "listening" line) must mean SIGTERM is handled too:
+    # a supervisor or test may stop the relay at once.
+    for attempt in range(10):
+        ready = tmp_path / f"ready-{attempt}"
+        proc = subprocess.Popen(
+            [str(ROOT / "relay"), "127.0.0.1:0", "--ready-file", str(ready)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 15
+            while not ready.exists():
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.005)
+            proc.terminate()
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            _, err = proc.communicate(timeout=15)
+        assert b"Traceback" not in err

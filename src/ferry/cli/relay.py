@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ferry.address import parse_address
 from ferry.cli.parser import Parser
@@ -118,7 +118,10 @@ async def serve(
     config: RelayConfig,
     listeners: list[socket.socket],
     metrics_listeners: list[socket.socket] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
+    """Run until SIGTERM/SIGINT, then drain. on_ready runs once the relay accepts and
+    the signals are handled, so whoever waits for it may stop the relay at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -130,6 +133,8 @@ async def serve(
         )
         await endpoint.start(metrics_listeners)
     await relay.start(listeners)
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     started = time.monotonic()
     log.info(
@@ -211,21 +216,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if metrics_listeners:
         log.info("metrics on %s", ", ".join(_url(sock) for sock in metrics_listeners))
     fds = raise_fd_limit()
-    log.info(
-        "listening on %s (fd limit %d)",
-        ", ".join(str(sock.getsockname()[:2]) for sock in listeners),
-        fds,
-    )
     _log_budget(config, plan)
-    if args.ready_file:
-        try:
-            _write_ready_file(args.ready_file, listeners[0])
-        except OSError as exc:
-            print(f"relay: error: cannot write {args.ready_file}: {exc.strerror}", file=sys.stderr)
-            return EXIT_USAGE
+
+    def ready() -> None:
+        log.info(
+            "listening on %s (fd limit %d)",
+            ", ".join(str(sock.getsockname()[:2]) for sock in listeners),
+            fds,
+        )
+        if args.ready_file:
+            try:
+                _write_ready_file(args.ready_file, listeners[0])
+            except OSError as exc:
+                raise FerryError(f"cannot write {args.ready_file}: {exc.strerror}") from None
+
     relay = Relay(config)
     try:
-        return asyncio.run(serve(relay, config, listeners, metrics_listeners))
+        return asyncio.run(serve(relay, config, listeners, metrics_listeners, ready))
+    except FerryError as exc:
+        print(f"relay: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

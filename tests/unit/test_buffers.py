@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -75,3 +76,44 @@ def test_set_buffers_report_what_the_kernel_granted() -> None:
         assert granted == sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         assert granted >= 64 * KIB  # Linux doubles the request
         assert buffers.set_send_buffer(sock, 32 * KIB) >= 32 * KIB
+
+
+class _Unprivileged:
+    """A socket stand-in whose FORCE options fail as without CAP_NET_ADMIN."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.value = 0
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.calls.append(option)
+        if option in (buffers._RCVBUFFORCE, buffers._SNDBUFFORCE):
+            raise PermissionError(1, "Operation not permitted")
+        self.value = 2 * value
+
+    def getsockopt(self, level: int, option: int) -> int:
+        return self.value
+
+
+def test_without_cap_net_admin_the_capped_option_is_used_and_force_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(buffers, "_force_refused", False)
+    first, second = _Unprivileged(), _Unprivileged()
+    assert buffers.set_receive_buffer(first, 64 * KIB) == 128 * KIB  # type: ignore[arg-type]
+    assert first.calls == [buffers._RCVBUFFORCE, socket.SO_RCVBUF]
+    assert buffers.set_send_buffer(second, 64 * KIB) == 128 * KIB  # type: ignore[arg-type]
+    assert second.calls == [socket.SO_SNDBUF]
+
+
+def test_force_options_are_known_on_linux_and_pass_rmem_max_as_root() -> None:
+    # The socket module does not export them; without them the relay would be
+    # capped at net.core.rmem_max even with CAP_NET_ADMIN.
+    assert buffers._RCVBUFFORCE == 33 and buffers._SNDBUFFORCE == 32
+    with open("/proc/sys/net/core/rmem_max") as limit:
+        rmem_max = int(limit.read())
+    request = rmem_max + 64 * KIB
+    with socket.socket() as sock:
+        granted = buffers.set_receive_buffer(sock, request)
+    # With CAP_NET_ADMIN (root) FORCE passes the cap; without, the cap holds.
+    assert granted == 2 * (request if os.geteuid() == 0 else rmem_max)

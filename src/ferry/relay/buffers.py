@@ -33,8 +33,8 @@ and the data part goes RECEIVER_SHARE to R, the rest to S, so that both
 legs can carry about the same bytes in flight (S's window is the smaller
 part of its buffer). Every byte the relay ever announces fits in the
 budget at once, so no receiver, however it misbehaves, makes the relay
-hold more. The price: with the default 4 MiB a transfer has about 1.5 MB
-in flight per leg (about 30 MB/s at 50 ms round trip per leg, 15 at 100).
+hold more. The price: with the default 4 MiB a transfer has about 1.4 MB
+in flight per leg (about 28 MB/s at 50 ms round trip per leg, 14 at 100).
 
 A larger window for the sender, lowered when the receiver falls behind,
 was built and measured (docs/PERFORMANCE.md): it reached 42 MB/s at 50 ms,
@@ -62,8 +62,8 @@ Standard library only.
 
 from __future__ import annotations
 
-import contextlib
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Final
 
@@ -86,8 +86,11 @@ Measured (bench/wan.py, 256 MiB at 50 ms per leg): 0.35 / 0.4 / 0.45 / 0.5 gave
 LISTEN_FACTOR: Final = 2
 """Listening socket's buffer request, in S requests (window-scale headroom)."""
 
-_RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", None)
-_SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", None)
+# Python's socket module does not export the FORCE options; their values are
+# Linux's (asm-generic/socket.h), and no other platform has them.
+_LINUX: Final = sys.platform.startswith("linux")
+_SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", 32 if _LINUX else None)
+_RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", 33 if _LINUX else None)
 
 
 @dataclass(frozen=True)
@@ -115,8 +118,7 @@ class BufferPlan:
 
     def worst_case(self) -> int:
         """Most one transfer holds: R and S full, pipes full, reverse queues, overshoot."""
-        fixed = 2 * self.pump + 2 * self.control + 2 * SKB_SLACK
-        return fixed + self.receiver_send + self.sender_receive
+        return _fixed(self.pump, self.control) + self.receiver_send + self.sender_receive
 
     def apply(self, sender: socket.socket, receiver: socket.socket) -> None:
         """Give a paired transfer's data direction its buffers (before PAIRED)."""
@@ -127,8 +129,7 @@ class BufferPlan:
 def plan(config: RelayConfig) -> BufferPlan:
     """Split the transfer budget (see the module comment)."""
     control = 2 * CONTROL_BUFFER
-    fixed = 2 * config.pump_buffer + 2 * control + 2 * SKB_SLACK
-    data = max(0, config.transfer_budget - fixed)
+    data = max(0, config.transfer_budget - _fixed(config.pump_buffer, control))
     receiver_send = _whole_kib(int(data * RECEIVER_SHARE))
     return BufferPlan(
         budget=config.transfer_budget,
@@ -137,6 +138,11 @@ def plan(config: RelayConfig) -> BufferPlan:
         control=control,
         pump=config.pump_buffer,
     )
+
+
+def _fixed(pump: int, control: int) -> int:
+    """The budget's part outside the data queues: pipes, reverse queues, overshoot."""
+    return 2 * pump + 2 * control + 2 * SKB_SLACK
 
 
 def _whole_kib(n: int) -> int:
@@ -159,14 +165,24 @@ def set_both(sock: socket.socket, request: int) -> None:
     set_send_buffer(sock, request)
 
 
+_force_refused = False
+"""Set once the kernel said EPERM to a FORCE option: this process lacks CAP_NET_ADMIN,
+so every later call goes straight to the capped option (one syscall, not two)."""
+
+
 def _set(sock: socket.socket, option: int, force: int | None, request: int) -> int:
     # FORCE passes the rmem_max/wmem_max cap where we have CAP_NET_ADMIN;
     # without it the kernel says EPERM and the capped option is the fallback.
+    global _force_refused
     forced = False
-    if force is not None:
-        with contextlib.suppress(OSError):
+    if force is not None and not _force_refused:
+        try:
             sock.setsockopt(socket.SOL_SOCKET, force, request)
             forced = True
+        except PermissionError:
+            _force_refused = True
+        except OSError:
+            pass
     if not forced:
         sock.setsockopt(socket.SOL_SOCKET, option, request)
     return sock.getsockopt(socket.SOL_SOCKET, option)

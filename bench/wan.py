@@ -277,25 +277,33 @@ def _check(ctx: Context, source: Path, received: Path) -> None:
         raise TransferFailed(f"{received.name}: SHA-256 differs from the file sent")
 
 
-def ferry_once(ctx: Context, source: Path) -> Sample:
-    outdir = Path(tempfile.mkdtemp(prefix="ferry-recv-", dir=ctx.workdir))
-    size = source.stat().st_size
+@contextlib.contextmanager
+def _ferry_session(ctx: Context, prefix: str) -> Iterator[tuple[Path, IO[bytes], Server, Sampler]]:
+    """A fresh ./relay in the relay namespace, sampled, with a receive directory and a
+    client log; everything removed afterwards."""
+    outdir = Path(tempfile.mkdtemp(prefix=prefix, dir=ctx.workdir))
     try:
         with (
             open(outdir.with_suffix(".log"), "wb") as err,
             ferry_relay(ctx) as relay,
             Sampler(relay.port, relay.proc.pid) as sampler,
         ):
-            seconds = run_pair(
-                [procs.ROOT / "send", relay.address, source],
-                lambda code: [procs.ROOT / "receive", relay.address, code, outdir],
-                ctx.timeout(size),
-                err,
-            )
-        _check(ctx, source, outdir / source.name)
-        return Sample(seconds, size, sampler.peak_skmem(), sampler.rss_growth())
+            yield outdir, err, relay, sampler
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
+
+
+def ferry_once(ctx: Context, source: Path) -> Sample:
+    size = source.stat().st_size
+    with _ferry_session(ctx, "ferry-recv-") as (outdir, err, relay, sampler):
+        seconds = run_pair(
+            [procs.ROOT / "send", relay.address, source],
+            lambda code: [procs.ROOT / "receive", relay.address, code, outdir],
+            ctx.timeout(size),
+            err,
+        )
+        _check(ctx, source, outdir / source.name)
+    return Sample(seconds, size, sampler.peak_skmem(), sampler.rss_growth())
 
 
 def plain_once(ctx: Context, source: Path) -> Sample:
@@ -374,37 +382,29 @@ class Stall:
 
 def stalled(ctx: Context, rtt_ms: float, source: Path) -> Stall:
     """ferry with a receiver that stops reading (SIGSTOP), held, then killed."""
-    outdir = Path(tempfile.mkdtemp(prefix="stall-recv-", dir=ctx.workdir))
     size = source.stat().st_size
-    try:
-        with (
-            open(outdir.with_suffix(".log"), "wb") as err,
-            ferry_relay(ctx) as relay,
-            Sampler(relay.port, relay.proc.pid) as sampler,
-        ):
-            started = time.monotonic()
-            send = procs.spawn(
-                in_ns(CLIENT_NS, [procs.ROOT / "send", relay.address, source]),
-                stdout=subprocess.PIPE, stderr=err,
-            )  # fmt: skip
-            with procs.running(send):
-                code = procs.read_line(send, CODE_TIMEOUT)
-                receive = procs.spawn(
-                    in_ns(CLIENT_NS, [procs.ROOT / "receive", relay.address, code, outdir]),
-                    stderr=err,
-                )
-                with procs.running(receive):
-                    acked, stop_at, end_at = _stop_and_hold(receive, sampler)
-                    os.killpg(receive.pid, signal.SIGKILL)
-                    sender_exit = procs.wait_all([send], 30.0)[0]
-        at_end = [s.skmem for s in sampler.samples if s.at <= end_at]
-        return Stall(
-            rtt_ms, size, acked, stop_at - started,
-            sampler.peak_skmem(stop_at, end_at), at_end[-1] if at_end else 0,
-            sampler.peak_skmem(), sampler.rss_growth(), sender_exit,
+    with _ferry_session(ctx, "stall-recv-") as (outdir, err, relay, sampler):
+        started = time.monotonic()
+        send = procs.spawn(
+            in_ns(CLIENT_NS, [procs.ROOT / "send", relay.address, source]),
+            stdout=subprocess.PIPE, stderr=err,
         )  # fmt: skip
-    finally:
-        shutil.rmtree(outdir, ignore_errors=True)
+        with procs.running(send):
+            code = procs.read_line(send, CODE_TIMEOUT)
+            receive = procs.spawn(
+                in_ns(CLIENT_NS, [procs.ROOT / "receive", relay.address, code, outdir]),
+                stderr=err,
+            )
+            with procs.running(receive):
+                acked, stop_at, end_at = _stop_and_hold(receive, sampler)
+                os.killpg(receive.pid, signal.SIGKILL)
+                sender_exit = procs.wait_all([send], 30.0)[0]
+    at_end = [s.skmem for s in sampler.samples if s.at <= end_at]
+    return Stall(
+        rtt_ms, size, acked, stop_at - started,
+        sampler.peak_skmem(stop_at, end_at), at_end[-1] if at_end else 0,
+        sampler.peak_skmem(), sampler.rss_growth(), sender_exit,
+    )  # fmt: skip
 
 
 def _stop_and_hold(receive: procs.Popen, sampler: Sampler) -> tuple[int, float, float]:

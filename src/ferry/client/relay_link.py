@@ -90,10 +90,7 @@ class RelayLink:
         them to the peer right after PAIRED, so a first flight sent here
         saves a round trip.
         """
-        try:
-            await asyncio.get_running_loop().sock_sendall(self.sock, rv.encode(message) + pipelined)
-        except OSError as exc:
-            raise ConnectionLost(f"lost the connection to the relay ({exc.strerror})") from None
+        await self.send_raw(rv.encode(message) + pipelined)
 
     async def send_raw(self, data: bytes) -> None:
         """Bytes for the peer, sent after our line and before PAIRED (see send)."""

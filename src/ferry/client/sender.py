@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from stat import S_ISDIR, S_ISREG
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ferry.address import Address
 from ferry.client.progress import Progress, percent
@@ -155,15 +155,16 @@ class Sender:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.wait_timeout
-        listening: asyncio.Task[rv.RelayMessage] | None = asyncio.create_task(
-            control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None)
-        )
+        listening: asyncio.Task[rv.RelayMessage] | None = _listen(control, code)
         attempts: set[asyncio.Task[bool]] = set()
+
+        def running() -> set[asyncio.Task[Any]]:
+            return {*attempts, listening} if listening else set(attempts)
+
         try:
             while True:
-                engaged = self._engaged > 0
-                timeout = None if engaged else max(0.0, deadline - loop.time())
-                pending = {*attempts, *([listening] if listening else [])}
+                timeout = None if self._engaged else max(0.0, deadline - loop.time())
+                pending = running()
                 if not pending:
                     raise ConnectionLost("lost the connection to the relay")
                 done, _ = await asyncio.wait(
@@ -179,11 +180,9 @@ class Sender:
                     if attempt.result():
                         return
         finally:
-            for task in (*attempts, *([listening] if listening else [])):
+            for task in running():
                 task.cancel()
-            await asyncio.gather(
-                *attempts, *([listening] if listening else []), return_exceptions=True
-            )
+            await asyncio.gather(*running(), return_exceptions=True)
 
     def _next_listen(
         self,
@@ -202,9 +201,7 @@ class Sender:
         standby = isinstance(message, rv.StandbyTicket)
         assert isinstance(message, rv.StandbyTicket | rv.Incoming)
         attempts.add(asyncio.create_task(self._attempt(control, code, message.ticket, standby)))
-        return asyncio.create_task(
-            control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None)
-        )
+        return _listen(control, code)
 
     async def _attempt(self, control: RelayLink, code: Code, ticket: str, standby: bool) -> bool:
         """Serve one receiver; True when the file was delivered."""
@@ -342,6 +339,13 @@ class Sender:
                     return
         finally:
             self.progress.close()
+
+
+def _listen(control: RelayLink, code: Code) -> asyncio.Task[rv.RelayMessage]:
+    """The control connection's next ticket (TICKET or INCOMING), answering PINGs meanwhile."""
+    return asyncio.create_task(
+        control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None)
+    )
 
 
 def _read_fully(file: BinaryIO, view: memoryview) -> int:

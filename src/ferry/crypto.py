@@ -166,7 +166,7 @@ class Opener(_Sequence):
         except InvalidTag:
             raise IntegrityError() from None
 
-    def open_into(self, header: bytes, sealed: memoryview, out: memoryview) -> int:
+    def open_into(self, header: bytes, sealed: bytes | memoryview, out: memoryview) -> int:
         """Open into out (at least len(sealed) - TAG_SIZE bytes); returns the plaintext size."""
         size = len(sealed) - TAG_SIZE
         try:

@@ -56,7 +56,8 @@ def decode_bytewise(data: bytes) -> list[Record]:
 def drain(decoder: RecordDecoder) -> list[Record]:
     records: list[Record] = []
     while (record := decoder.next_record()) is not None:
-        records.append(record)
+        # A body is a view into the decoder's buffer, valid until it receives more.
+        records.append(Record(record.header, bytes(record.body)))
     return records
 
 

@@ -58,8 +58,8 @@ def _load_crypto_meanwhile() -> None:
 
     def load() -> None:
         with contextlib.suppress(BaseException):
-            import ferry.client.channel
-            import ferry.client.handshake  # noqa: F401
+            import ferry.client.wire
+            import ferry.protocol.session  # noqa: F401
 
     threading.Thread(target=load, name="load-crypto", daemon=True).start()
 

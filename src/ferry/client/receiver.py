@@ -39,11 +39,10 @@ from ferry.errors import (
 from ferry.names import display_name, safe_name
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
-from ferry.protocol.records import RecordType
 
 if TYPE_CHECKING:
-    from ferry.client.channel import Channel
-    from ferry.client.handshake import Handshake
+    from ferry.client.wire import Wire
+    from ferry.protocol.session import ReceiverSession
 
 CLAIMED_RETRIES = 3
 CLAIMED_RETRY_DELAY = 0.5
@@ -90,7 +89,7 @@ class Receiver:
         self.overwrite = overwrite
         self.saved_as: Path | None = None
 
-    async def _pair(self) -> tuple[RelayLink, Handshake]:
+    async def _pair(self) -> tuple[RelayLink, ReceiverSession]:
         """Claim the nameplate, send our first flight, and wait for PAIRED.
 
         "claimed" can mean the previous receiver's pipe (say, one with a
@@ -100,20 +99,22 @@ class Receiver:
         for attempt in range(CLAIMED_RETRIES + 1):
             link = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
+                # Our PAKE message follows the claim, while the relay fetches
+                # the sender: the relay holds it and hands it over with PAIRED
+                # (one round trip less).
                 await link.send(rv.ReceiveRequest(self.code.nameplate))
-                # The crypto libraries load, and our PAKE message follows the
-                # claim, while the relay fetches the sender: the relay holds it
-                # and hands it over with PAIRED (one round trip less).
-                from ferry.client.handshake import Handshake
-                from ferry.crypto import Role
+                # Loaded on a thread meanwhile (cli/receive.py), the crypto
+                # libraries are needed from here on.
+                from ferry.client.wire import timeouts
+                from ferry.protocol.session import ReceiverSession
 
-                handshake = Handshake(Role.RECEIVER, self.code)
+                session = ReceiverSession(self.code.password, timeouts(self.config))
                 # A relay that refused us may have closed already: its ERROR
                 # line, read next, says why better than this write's error.
                 with contextlib.suppress(ConnectionLost):
-                    await link.send_raw(handshake.first_flight())
+                    await link.send_raw(session.first_flight())
                 await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
-                return link, handshake
+                return link, session
             except RelayRefused as refused:
                 link.close()
                 if refused.reason != rv.REASON_CLAIMED or attempt == CLAIMED_RETRIES:
@@ -125,41 +126,37 @@ class Receiver:
         raise AssertionError("unreachable")
 
     async def run(self) -> Path:
-        link: RelayLink | None = None
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
-                link, handshake = await self._pair()
-                from ferry.client.channel import Channel  # loaded during _pair
-
-                channel = Channel(link.sock, link.take_rest(), "sender", self.config.io_timeout)
-                await handshake.run(channel)
+                link, session = await self._pair()
         except TimeoutError:
-            if link is not None:
-                link.close()
             raise TimedOut("timed out pairing with the sender") from None
-        except ConnectionLost:
-            if link is None:
-                raise  # lost the relay before pairing
-            link.close()
-            raise ConnectionLost(
-                "the sender went away during key exchange (or the code is wrong)"
-            ) from None
-        except BaseException:
-            if link is not None:
-                link.close()
-            raise
-        try:
-            return await self._receive(channel)
-        finally:
-            channel.close()
+        from ferry.client.wire import Wire  # loaded by _pair
+        from ferry.protocol.session import Confirmed, Keyed
 
-    async def _receive(self, channel: Channel) -> Path:
-        offer = messages.decode_offer(await channel.expect_sealed(RecordType.OFFER))
-        target = await self._accept_or_refuse(channel, offer)
+        session.paired(asyncio.get_running_loop().time())
+        wire = Wire(link.sock, session, link.take_rest())
+        wire.lost_message = "the sender went away during key exchange (or the code is wrong)"
+        try:
+            await wire.expect(Keyed)
+            await wire.flush()  # our CONFIRM
+            await wire.expect(Confirmed)
+            return await self._receive(wire, session)
+        finally:
+            wire.close()
+
+    async def _receive(self, wire: Wire, session: ReceiverSession) -> Path:
+        from ferry.protocol.session import OfferReceived
+
+        wire.lost_message = "the sender went away"
+        offered = await wire.expect(OfferReceived)
+        assert isinstance(offered, OfferReceived)
+        offer = offered.offer
+        target = await self._accept_or_refuse(wire, session, offer)
         temp, fd = self._create_temp()
         try:
             try:
-                await self._receive_data(channel, fd, offer.size, display_name(target.name))
+                await self._receive_data(wire, fd, offer.size, display_name(target.name))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -167,19 +164,24 @@ class Receiver:
         except BaseException as exc:
             _unlink_quietly(temp)
             if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await channel.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
+                await wire.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
             raise
         self.saved_as = target
         # The file is safely stored even if the ACK cannot go out; the sender
         # then reports the missing acknowledgement.
+        session.acknowledge(asyncio.get_running_loop().time())
         with contextlib.suppress(ConnectionLost):
-            await channel.send_sealed(RecordType.ACK, messages.encode_ack(messages.Ack(offer.size)))
+            await wire.flush()
         return target
 
-    async def _accept_or_refuse(self, channel: Channel, offer: messages.Offer) -> Path:
+    async def _accept_or_refuse(
+        self, wire: Wire, session: ReceiverSession, offer: messages.Offer
+    ) -> Path:
+        loop = asyncio.get_running_loop()
+
         async def refuse(reason: str, message: str, error: FerryError) -> FerryError:
-            answer = messages.Answer(False, reason, message)
-            await channel.send_sealed(RecordType.ANSWER, messages.encode_answer(answer))
+            session.refuse(reason, message, loop.time())
+            await wire.flush()
             return error
 
         if offer.kind != messages.KIND_FILE:
@@ -205,7 +207,8 @@ class Receiver:
             raise await refuse(
                 messages.REASON_LOCAL_ERROR, "not enough disk space", LocalFileError(text)
             )
-        await channel.send_sealed(RecordType.ANSWER, messages.encode_answer(messages.Answer(True)))
+        session.accept(loop.time())
+        await wire.flush()
         return target
 
     def _create_temp(self) -> tuple[Path, int]:
@@ -223,30 +226,27 @@ class Receiver:
             return temp, fd
         raise LocalFileError(f"cannot create a temporary file in {self.directory}")
 
-    async def _receive_data(self, channel: Channel, fd: int, size: int, label: str) -> None:
+    async def _receive_data(self, wire: Wire, fd: int, size: int, label: str) -> None:
+        from ferry.protocol.session import DataReceived
+
         received = 0
         written_back = 0
         self.progress.start(size, label)
         try:
             while True:
-                channel.lost_message = f"the sender went away after {percent(received, size)}"
-                header, plain = await channel.read_sealed()
-                if header.type is not RecordType.DATA:
-                    raise RemoteProtocolError(f"expected DATA, got {header.type.name}")
-                received += len(plain)
-                if received > size:
-                    raise RemoteProtocolError("the sender sent more than it offered")
-                _write_all(fd, plain)
+                wire.lost_message = f"the sender went away after {percent(received, size)}"
+                event = await wire.expect(DataReceived)
+                assert isinstance(event, DataReceived)
+                received += len(event.data)
+                _write_all(fd, event.data)
                 if received - written_back >= WRITEBACK_WINDOW:
                     _start_writeback(fd, written_back, received - written_back)
                     written_back = received
-                self.progress.update(len(plain))
-                if header.final:
-                    break
+                self.progress.update(len(event.data))
+                if event.final:
+                    return
         finally:
             self.progress.close()
-        if received != size:
-            raise RemoteProtocolError(f"the sender ended after {received} of {size} bytes")
 
     def _install(self, temp: Path, target: Path) -> None:
         """Move the finished temporary file to its final name, atomically."""

@@ -36,11 +36,10 @@ from ferry.errors import (
 from ferry.netopts import keep_alive
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
-from ferry.protocol.records import RecordType
 
 if TYPE_CHECKING:
-    from ferry.client.channel import Channel
-    from ferry.client.handshake import Handshake
+    from ferry.client.wire import Wire
+    from ferry.protocol.session import SenderSession
 
 STANDBY_RETRIES = 3
 """Standby data connections lost in quick succession before the sender gives up."""
@@ -112,7 +111,8 @@ class Sender:
             # Load the crypto libraries now, while nobody waits on us, rather
             # than when the receiver arrives (they are kept off the path to the
             # code line to print it sooner).
-            import ferry.client.handshake  # noqa: F401
+            import ferry.client.wire
+            import ferry.protocol.session  # noqa: F401
 
             await self._serve_receivers(control, code)
         finally:
@@ -207,12 +207,14 @@ class Sender:
         """Serve one receiver; True when the file was delivered."""
         # Imported here, not at the top: the code line must not wait for the
         # crypto libraries to load (time-to-code).
-        from ferry.client.handshake import Handshake
-        from ferry.crypto import Role
+        from ferry.client.wire import timeouts
+        from ferry.protocol.session import SenderSession
 
-        handshake = Handshake(Role.SENDER, code)
+        out = self.outgoing
+        offer = messages.Offer(messages.KIND_FILE, out.name, out.size)
+        session = SenderSession(code.password, offer, timeouts(self.config))
         try:
-            link = await self._join(control, code, ticket, standby, handshake)
+            link = await self._join(control, code, ticket, standby, session)
         except (RelayRefused, ConnectionLost, TimedOut) as exc:
             # This data connection never reached a receiver: nothing is lost.
             # The relay says INCOMING when a receiver finds no parked
@@ -222,12 +224,17 @@ class Sender:
             return False
         self._engaged += 1
         try:
-            return await self._authenticated_transfer(link, handshake)
+            return await self._authenticated_transfer(link, session)
         finally:
             self._engaged -= 1
 
     async def _join(
-        self, control: RelayLink, code: Code, ticket: str, standby: bool, handshake: Handshake
+        self,
+        control: RelayLink,
+        code: Code,
+        ticket: str,
+        standby: bool,
+        session: SenderSession,
     ) -> RelayLink:
         """A data connection paired with a receiver, our first flight sent.
 
@@ -243,9 +250,10 @@ class Sender:
             if standby:
                 keep_alive(link.sock)  # it may wait for hours without traffic
             try:
-                await link.send(join, handshake.first_flight())
+                await link.send(join, session.first_flight())
                 await link.expect(rv.Paired, code.nameplate, None if standby else
                                   self.config.handshake_timeout)  # fmt: skip
+                session.paired(loop.time())
                 return link
             except ConnectionLost:
                 link.close()
@@ -259,25 +267,20 @@ class Sender:
                 raise
             await asyncio.sleep(STANDBY_RETRY_DELAY)
 
-    async def _authenticated_transfer(self, link: RelayLink, handshake: Handshake) -> bool:
-        from ferry.client.channel import Channel
-        from ferry.client.handshake import Stage
+    async def _authenticated_transfer(self, link: RelayLink, session: SenderSession) -> bool:
+        """Key exchange (the OFFER rides with our CONFIRM), then the transfer."""
+        from ferry.client.wire import Wire
+        from ferry.protocol.session import Confirmed, Keyed, State
 
-        channel: Channel | None = None
+        wire = Wire(link.sock, session, link.take_rest())
+        wire.lost_message = "the receiver went away during the key exchange"
         try:
-            async with asyncio.timeout(self.config.handshake_timeout):
-                channel = Channel(link.sock, link.take_rest(), "receiver", self.config.io_timeout)
-                await handshake.run(channel, (RecordType.OFFER, self._offer()))
-        except (
-            WrongCode,
-            ConnectionLost,
-            RelayRefused,
-            RemoteProtocolError,
-            TimedOut,
-            TimeoutError,
-        ) as exc:
-            link.close()
-            if handshake.stage is Stage.STARTED:
+            await wire.expect(Keyed)
+            await wire.flush()  # our CONFIRM and the sealed OFFER, in one write
+            await wire.expect(Confirmed)
+        except (WrongCode, ConnectionLost, RemoteProtocolError, TimedOut) as exc:
+            wire.close()
+            if session.state is State.KEY_EXCHANGE:
                 log.warning("a receiver connected but left before key exchange; still waiting")
                 return False
             self.failed_attempts += 1
@@ -291,51 +294,48 @@ class Sender:
             log.warning("a receiver %s; waiting for another (%d attempt(s) left)", what, left)
             return False
         except BaseException:
-            link.close()
+            wire.close()
             raise
         try:
-            await self._transfer(channel)
+            await self._transfer(wire, session)
         except FerryError as exc:
             if not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await channel.abort("error", exc.message)
+                await wire.abort("error", exc.message)
             raise
         finally:
-            channel.close()
+            wire.close()
         return True
 
-    def _offer(self) -> bytes:
-        out = self.outgoing
-        return messages.encode_offer(messages.Offer(messages.KIND_FILE, out.name, out.size))
-
-    async def _transfer(self, channel: Channel) -> None:
+    async def _transfer(self, wire: Wire, session: SenderSession) -> None:
         """After the handshake (which carried the OFFER): answer, data, ACK."""
-        out = self.outgoing
-        answer = messages.decode_answer(await channel.expect_sealed(RecordType.ANSWER))
-        if not answer.accept:
-            raise RefusedByPeer(f"the receiver refused: {answer.message or answer.reason}")
-        await self._send_data(channel)
-        channel.io_timeout = self.config.ack_timeout
-        channel.lost_message = "the receiver went away before confirming it stored the file"
-        ack = messages.decode_ack(await channel.expect_sealed(RecordType.ACK))
-        if ack.size != out.size:
-            raise RemoteProtocolError(f"the receiver stored {ack.size} bytes, not {out.size}")
+        from ferry.protocol.session import Acknowledged, Answered
 
-    async def _send_data(self, channel: Channel) -> None:
+        wire.lost_message = "the receiver went away"
+        answered = await wire.expect(Answered)
+        assert isinstance(answered, Answered)
+        if not answered.answer.accept:
+            said = answered.answer.message or answered.answer.reason
+            raise RefusedByPeer(f"the receiver refused: {said}")
+        await self._send_data(wire, session)
+        wire.lost_message = "the receiver went away before confirming it stored the file"
+        await wire.expect(Acknowledged)
+
+    async def _send_data(self, wire: Wire, session: SenderSession) -> None:
         out = self.outgoing
+        loop = asyncio.get_running_loop()
         chunk = memoryview(bytearray(self.config.record_size))
-        sent = 0
         self.progress.start(out.size, out.name)
         try:
             while True:
+                sent = session.sent
                 want = min(len(chunk), out.size - sent)
                 n = _read_fully(out.file, chunk[:want])
                 if n < want:
                     raise LocalFileError(f"{out.name} shrank while it was being sent")
-                sent += n
-                channel.lost_message = f"the receiver went away after {percent(sent - n, out.size)}"
-                await channel.send_data(chunk[:n], final=sent == out.size)
+                wire.lost_message = f"the receiver went away after {percent(sent, out.size)}"
+                await wire.write(session.send_data(chunk[:n], loop.time()))
                 self.progress.update(n)
-                if sent == out.size:
+                if session.sent == out.size:
                     return
         finally:
             self.progress.close()

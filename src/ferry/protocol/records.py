@@ -19,8 +19,10 @@ Flags: FLAG_FINAL marks the last DATA record of a file. Because it is
 authenticated and nonces count records, dropping the tail of a stream is
 detected as surely as reordering or replaying records.
 
-RecordDecoder does no I/O: receive_data(bytes), then next_record() until it
-returns None (need more data).
+RecordDecoder does no I/O: receive_data(bytes) (or writable() + commit(n),
+which lets a socket read straight into its buffer), then next_record()
+until it returns None (need more data). The sessions (session.py) use it
+for every byte they receive.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ class Header:
 @dataclass(frozen=True)
 class Record:
     header: Header
-    body: bytes
+    body: bytes | memoryview
+    """From RecordDecoder: a view into its buffer, valid until it receives more."""
 
 
 def max_length(record_type: RecordType) -> int:
@@ -128,28 +131,79 @@ def encode_record(record_type: RecordType, body: bytes, flags: int = 0) -> bytes
 
 
 class RecordDecoder:
-    """Sans-IO record splitter with a hard cap on what it buffers."""
+    """Sans-IO record splitter with a hard cap on what it buffers.
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._header: Header | None = None
+    Bytes go in either by copy, receive_data(data), or without one: write
+    into writable() (recv_into does) and then commit(n). next_record()
+    returns whole records, None when it needs more bytes; a record's body
+    is a view into the decoder's buffer, valid until the next writable()
+    or receive_data(). The buffer starts at `capacity` bytes and grows only
+    to fit a record whose header has passed its checks, to at most
+    MAX_BUFFER: a peer can never make it hold more.
+    """
 
-    def receive_data(self, data: bytes) -> None:
-        self._buffer += data
+    MAX_BUFFER: Final = 2 * (HEADER_SIZE + MAX_SEALED_LENGTH)
+    MIN_READ: Final = 64 * 1024
+    """Free space writable() aims to offer, so that reads are not tiny."""
+
+    def __init__(self, capacity: int = MIN_READ) -> None:
+        self._buffer = memoryview(bytearray(min(capacity, self.MAX_BUFFER)))
+        self._start = 0  # the next record (or its header) begins here
+        self._end = 0  # bytes received end here
+        self._header: Header | None = None  # parsed header of the record at _start
+
+    def writable(self) -> memoryview:
+        """Free space to receive into; commit(n) after writing n bytes to its start."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        held = self._end - self._start
+        if self._header is None and held >= HEADER_SIZE:  # checked now: it sizes the buffer
+            self._header = parse_header(self._buffer[self._start : self._start + HEADER_SIZE])
+        missing = HEADER_SIZE + (self._header.length if self._header else 0) - held
+        if len(self._buffer) - self._end < max(missing, self.MIN_READ):
+            # Move the partial record to the front; grow if it still cannot fit.
+            size = len(self._buffer)
+            if held + missing > size:
+                size = min(max(2 * size, held + missing), self.MAX_BUFFER)
+            buffer = self._buffer if size == len(self._buffer) else memoryview(bytearray(size))
+            buffer[:held] = self._buffer[self._start : self._end]
+            self._buffer, self._start, self._end = buffer, 0, held
+        return self._buffer[self._end :]
+
+    def commit(self, n: int) -> None:
+        """n bytes were written at the start of the last writable()."""
+        if not 0 <= n <= len(self._buffer) - self._end:
+            raise ValueError(f"commit({n}) exceeds the writable space")
+        self._end += n
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Copy data in; records already complete must be taken out first if it does not fit."""
+        view = memoryview(data)
+        while view:
+            space = self.writable()
+            n = min(len(space), len(view))
+            if n == 0:
+                raise ValueError("the decoder is full: call next_record() first")
+            space[:n] = view[:n]
+            self.commit(n)
+            view = view[n:]
 
     def next_record(self) -> Record | None:
+        held = self._end - self._start
         if self._header is None:
-            if len(self._buffer) < HEADER_SIZE:
+            if held < HEADER_SIZE:
                 return None
-            self._header = parse_header(self._buffer[:HEADER_SIZE])
-            del self._buffer[:HEADER_SIZE]
-        if len(self._buffer) < self._header.length:
+            self._header = parse_header(self._buffer[self._start : self._start + HEADER_SIZE])
+        header = self._header
+        if held < HEADER_SIZE + header.length:
             return None
-        body = bytes(self._buffer[: self._header.length])
-        del self._buffer[: self._header.length]
-        record, self._header = Record(self._header, body), None
-        return record
+        body_at = self._start + HEADER_SIZE
+        self._start = body_at + header.length
+        self._header = None
+        return Record(header, self._buffer[body_at : self._start])
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        """Bytes held beyond the headers already parsed."""
+        held = self._end - self._start
+        return held - HEADER_SIZE if self._header is not None else held

@@ -1,0 +1,456 @@
+"""The conversation between sender and receiver after PAIRED, as pure state machines.
+
+Theory of operation. A session holds everything one side knows about the
+conversation — the key exchange, the record counters, what was offered,
+how many bytes have moved, which timer runs — and does no I/O, in the
+style of h11 and aioquic: the driver (client/wire.py) feeds it the bytes
+it reads (writable() + commit(), or receive_data()), takes the events it
+yields (next_event()), hands it local decisions (accept, refuse,
+acknowledge, abort, send_data) and writes out what it produces
+(data_to_send(), and the sealed DATA records send_data() returns). Every
+method that cares about time takes `now` (seconds, monotonic), so tests
+drive a session with a fake clock and no sockets.
+
+    sender                                          receiver
+    KEY_EXCHANGE   PAKE ------------------------> <- PAKE       KEY_EXCHANGE
+    CONFIRMING     CONFIRM + sealed OFFER ------> <- CONFIRM    CONFIRMING
+    AWAIT_ANSWER                                                AWAIT_OFFER
+                                                                DECIDING (local)
+                   <------------------------------- ANSWER
+    SENDING        DATA ... DATA(final) -------->               RECEIVING
+    AWAIT_ACK                                                   STORING (local)
+                   <------------------------------- ACK
+    DONE                                                        DONE
+
+Each side's PAKE record is its first flight: it travels behind the
+rendezvous line and the relay delivers it right behind PAIRED. The sender's
+OFFER travels with its CONFIRM; the receiver opens it only after checking
+that CONFIRM, so nothing sealed is trusted before the peer proved it holds
+the code. Either side may send ABORT (sealed) at any point after the key
+exchange; the other side sees PeerAborted and the session is over.
+
+Errors: anything the peer did wrong raises (RemoteProtocolError,
+IntegrityError, WrongCode) out of next_event() and leaves the session
+FAILED; misuse by the driver raises LocalProtocolError.
+
+The timer (deadline) is the session's: from PAIRED until both MACs are
+checked, `handshake` seconds in total; then `io` seconds without progress
+(bytes in, or a write completed: wrote()); `ack` seconds for the
+acknowledgement after the last DATA record; none while the decision or the
+storing is local.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from ferry.crypto import Opener, Pake, Role, Sealer, SessionKeys, confirmation, peer_confirmed
+from ferry.errors import (
+    FerryError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    TimedOut,
+    WrongCode,
+)
+from ferry.protocol import messages
+from ferry.protocol.records import (
+    FLAG_FINAL,
+    HEADER_SIZE,
+    MAX_DATA_PAYLOAD,
+    TAG_SIZE,
+    Header,
+    Record,
+    RecordDecoder,
+    RecordType,
+    encode_record,
+)
+
+
+class State(Enum):
+    KEY_EXCHANGE = "key-exchange"
+    """Our PAKE message is out; waiting for the peer's (it has had no guess yet)."""
+    CONFIRMING = "confirming"
+    """Keys derived, our MAC out (sender: with the OFFER); waiting for the peer's MAC."""
+    AWAIT_OFFER = "await-offer"
+    """Receiver: the sender is authenticated; its OFFER comes next."""
+    DECIDING = "deciding"
+    """Receiver: holds the offer; accept() or refuse() next (local)."""
+    AWAIT_ANSWER = "await-answer"
+    """Sender: waiting for the receiver to accept or refuse."""
+    SENDING = "sending"
+    """Sender: accepted; send_data() until the final record."""
+    RECEIVING = "receiving"
+    """Receiver: DATA records arrive until the final one."""
+    STORING = "storing"
+    """Receiver: every byte arrived and checked; acknowledge() once stored (local)."""
+    AWAIT_ACK = "await-ack"
+    """Sender: everything sent; waiting for the receiver's ACK."""
+    DONE = "done"
+    """Over as agreed: acknowledged, or the offer was refused."""
+    FAILED = "failed"
+    """Over: an error, or an ABORT either way."""
+
+
+HANDSHAKE_STATES: Final = frozenset({State.KEY_EXCHANGE, State.CONFIRMING})
+_LOCAL_STATES: Final = frozenset({State.DECIDING, State.STORING})
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    handshake: float
+    """Seconds from PAIRED until both sides have proved they hold the code."""
+    io: float
+    """Seconds without progress before the peer counts as gone."""
+    ack: float
+    """Seconds the sender waits for the ACK after its last DATA record."""
+
+
+# -- events ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """The key exchange finished; the peer has had its one guess at the code."""
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """The peer proved it holds the same code."""
+
+
+@dataclass(frozen=True)
+class OfferReceived:
+    offer: messages.Offer
+
+
+@dataclass(frozen=True)
+class Answered:
+    answer: messages.Answer
+
+
+@dataclass(frozen=True)
+class DataReceived:
+    data: memoryview
+    """The plaintext, valid until the session receives more bytes."""
+    final: bool
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    ack: messages.Ack
+
+
+@dataclass(frozen=True)
+class PeerAborted:
+    abort: messages.Abort
+
+
+@dataclass(frozen=True)
+class NeedData:
+    """No whole record yet: read more bytes."""
+
+
+NEED_DATA: Final = NeedData()
+
+Event = Keyed | Confirmed | OfferReceived | Answered | DataReceived | Acknowledged | PeerAborted
+
+
+class Session:
+    """What both sides share: the key exchange, sealing and opening, the timer."""
+
+    role: Role
+
+    def __init__(self, password: bytes, timeouts: Timeouts, capacity: int) -> None:
+        self.state = State.KEY_EXCHANGE
+        self.timeouts = timeouts
+        self._pake = Pake(self.role, password)
+        self._first_flight = encode_record(RecordType.PAKE, self._pake.start())
+        self._decoder = RecordDecoder(capacity)
+        self._outgoing = bytearray()
+        self._sealer: Sealer | None = None
+        self._opener: Opener | None = None
+        self._plain: memoryview | None = None
+        self._paired_at: float | None = None
+        self._progress_at = 0.0
+
+    @property
+    def peer(self) -> str:
+        return self.role.peer.value
+
+    def first_flight(self) -> bytes:
+        """Our PAKE record: it goes out behind the rendezvous line, before PAIRED."""
+        return self._first_flight
+
+    # -- bytes in ------------------------------------------------------------------------
+
+    def writable(self) -> memoryview:
+        """Where to receive the next bytes, then commit(n, now); earlier events' views end."""
+        return self._decoder.writable()
+
+    def commit(self, n: int, now: float) -> None:
+        self._decoder.commit(n)
+        if n:
+            self._progress_at = now
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        self._decoder.receive_data(data)
+        if data:
+            self._progress_at = now
+
+    def next_event(self) -> Event | NeedData:
+        """The next thing the peer said, or NEED_DATA."""
+        if self.state in (State.DONE, State.FAILED):
+            return NEED_DATA
+        try:
+            record = self._decoder.next_record()
+            if record is None:
+                return NEED_DATA
+            return self._handle(record)
+        except FerryError:
+            self.state = State.FAILED
+            raise
+
+    # -- bytes out -----------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Records produced since the last call, to be written in order."""
+        data, self._outgoing = bytes(self._outgoing), bytearray()
+        return data
+
+    def wrote(self, now: float) -> None:
+        """A write to the peer completed: that is progress too."""
+        self._progress_at = now
+
+    def seal_record(self, record_type: RecordType, body: bytes, flags: int = 0) -> bytes:
+        """One sealed record, the next in our sequence; no state checks (a building block)."""
+        if self._sealer is None:
+            raise LocalProtocolError("nothing can be sealed before the key exchange")
+        header = Header(len(body) + TAG_SIZE, record_type, flags).encode()
+        return header + self._sealer.seal(header, body)
+
+    def abort(self, reason: str, message: str, now: float) -> None:
+        """Give up; the peer is told why if keys exist (data_to_send())."""
+        if self._sealer is not None and self.state is not State.FAILED:
+            body = messages.encode_abort(messages.Abort(reason, message))
+            self._outgoing += self.seal_record(RecordType.ABORT, body)
+        self._progress_at = now
+        self.state = State.FAILED
+
+    # -- time ----------------------------------------------------------------------------
+
+    def paired(self, now: float) -> None:
+        """The relay paired us: the handshake timer starts."""
+        self._paired_at = self._progress_at = now
+
+    @property
+    def deadline(self) -> float | None:
+        """When the session gives up unless something happens first (None: no timer)."""
+        if self._paired_at is None or self.state in _LOCAL_STATES:
+            return None
+        if self.state in HANDSHAKE_STATES:
+            return self._paired_at + self.timeouts.handshake
+        if self.state is State.AWAIT_ACK:
+            return self._progress_at + self.timeouts.ack
+        return self._progress_at + self.timeouts.io
+
+    def expire(self, now: float) -> TimedOut | None:
+        """The error to raise if the deadline has passed (the session is then FAILED)."""
+        deadline = self.deadline
+        if deadline is None or now < deadline:
+            return None
+        if self.state in HANDSHAKE_STATES:
+            error = TimedOut(f"timed out during the key exchange with the {self.peer}")
+        elif self.state is State.AWAIT_ACK:
+            error = TimedOut(
+                f"the {self.peer} did not confirm it stored the file ({self.timeouts.ack:.0f}s)"
+            )
+        else:
+            error = TimedOut(f"the {self.peer} stopped responding ({self.timeouts.io:.0f}s)")
+        self.state = State.FAILED
+        return error
+
+    # -- records -------------------------------------------------------------------------
+
+    def _handle(self, record: Record) -> Event:
+        header = record.header
+        if self.state is State.KEY_EXCHANGE:
+            keys = self._pake.finish(bytes(self._unsealed(record, RecordType.PAKE)))
+            self._sealer, self._opener = Sealer(keys.seal_key), Opener(keys.open_key)
+            self._keys = keys
+            self._outgoing += encode_record(RecordType.CONFIRM, confirmation(keys))
+            self._keyed()
+            self.state = State.CONFIRMING
+            return Keyed()
+        if self.state is State.CONFIRMING:
+            if not peer_confirmed(self._keys, bytes(self._unsealed(record, RecordType.CONFIRM))):
+                raise WrongCode("wrong code")
+            self.state = self._after_confirmation()
+            return Confirmed()
+        if not header.sealed:
+            raise RemoteProtocolError(f"unexpected {header.type.name} record")
+        plain = self._open(record)
+        if header.type is RecordType.ABORT:
+            self.state = State.FAILED
+            return PeerAborted(messages.decode_abort(bytes(plain)))
+        return self._sealed(header, plain)
+
+    def _unsealed(self, record: Record, expected: RecordType) -> bytes | memoryview:
+        if record.header.type is not expected:
+            raise RemoteProtocolError(f"expected {expected.name}, got {record.header.type.name}")
+        return record.body
+
+    def _open(self, record: Record) -> memoryview:
+        assert self._opener is not None
+        if self._plain is None or len(self._plain) < len(record.body):
+            self._plain = memoryview(bytearray(max(len(record.body), 4096)))
+        size = self._opener.open_into(record.header.encode(), record.body, self._plain)
+        return self._plain[:size]
+
+    def _expect(self, header: Header, expected: RecordType) -> None:
+        if header.type is not expected:
+            raise RemoteProtocolError(f"expected {expected.name}, got {header.type.name}")
+
+    def _require(self, *states: State) -> None:
+        if self.state not in states:
+            wanted = " or ".join(state.value for state in states)
+            raise LocalProtocolError(f"session is {self.state.value}, not {wanted}")
+
+    # -- what differs by role --------------------------------------------------------------
+
+    _keys: SessionKeys
+
+    def _keyed(self) -> None:
+        """Keys are fresh and our CONFIRM is queued: add what rides with it."""
+
+    def _after_confirmation(self) -> State:
+        raise NotImplementedError
+
+    def _sealed(self, header: Header, plain: memoryview) -> Event:
+        raise NotImplementedError
+
+
+class SenderSession(Session):
+    """The sending side: offer, then send_data() once accepted, then the ACK."""
+
+    role = Role.SENDER
+
+    def __init__(
+        self,
+        password: bytes,
+        offer: messages.Offer,
+        timeouts: Timeouts,
+        raw_offer: bytes | None = None,
+    ) -> None:
+        super().__init__(password, timeouts, capacity=RecordDecoder.MIN_READ)
+        self.offer = offer
+        self._offer_body = messages.encode_offer(offer) if raw_offer is None else raw_offer
+        self.sent = 0
+        self._out = memoryview(bytearray(0))
+
+    def _keyed(self) -> None:
+        self._outgoing += self.seal_record(RecordType.OFFER, self._offer_body)
+
+    def _after_confirmation(self) -> State:
+        return State.AWAIT_ANSWER
+
+    def _sealed(self, header: Header, plain: memoryview) -> Event:
+        if self.state is State.AWAIT_ANSWER:
+            self._expect(header, RecordType.ANSWER)
+            answer = messages.decode_answer(bytes(plain))
+            self.state = State.SENDING if answer.accept else State.DONE
+            return Answered(answer)
+        if self.state is State.AWAIT_ACK:
+            self._expect(header, RecordType.ACK)
+            ack = messages.decode_ack(bytes(plain))
+            if ack.size != self.offer.size:
+                raise RemoteProtocolError(
+                    f"the receiver stored {ack.size} bytes, not {self.offer.size}"
+                )
+            self.state = State.DONE
+            return Acknowledged(ack)
+        raise RemoteProtocolError(f"unexpected {header.type.name} record")
+
+    def send_data(self, chunk: memoryview, now: float) -> memoryview:
+        """Seal the next DATA record; the last one (the offered size reached) is final.
+
+        The returned view is reused by the next call: write it out first.
+        """
+        self._require(State.SENDING)
+        if self.sent + len(chunk) > self.offer.size or len(chunk) > MAX_DATA_PAYLOAD:
+            raise LocalProtocolError("more data than offered, or a chunk over the record cap")
+        self.sent += len(chunk)
+        final = self.sent == self.offer.size
+        size = HEADER_SIZE + len(chunk) + TAG_SIZE
+        if len(self._out) < size:
+            self._out = memoryview(bytearray(size))
+        header = Header(len(chunk) + TAG_SIZE, RecordType.DATA, FLAG_FINAL if final else 0)
+        encoded = header.encode()
+        self._out[:HEADER_SIZE] = encoded
+        assert self._sealer is not None
+        self._sealer.seal_into(encoded, chunk, self._out[HEADER_SIZE:size])
+        if final:
+            self.state = State.AWAIT_ACK
+        self._progress_at = now
+        return self._out[:size]
+
+
+class ReceiverSession(Session):
+    """The receiving side: the offer, a decision, the data, the ACK once stored."""
+
+    role = Role.RECEIVER
+
+    def __init__(self, password: bytes, timeouts: Timeouts) -> None:
+        # Room for two of the largest records: reads stay large, and a
+        # partial record is moved at most once per buffer's worth.
+        super().__init__(password, timeouts, capacity=RecordDecoder.MAX_BUFFER)
+        self.offer: messages.Offer | None = None
+        self.received = 0
+
+    def _after_confirmation(self) -> State:
+        return State.AWAIT_OFFER
+
+    def _sealed(self, header: Header, plain: memoryview) -> Event:
+        if self.state is State.AWAIT_OFFER:
+            self._expect(header, RecordType.OFFER)
+            self.offer = messages.decode_offer(bytes(plain))
+            self.state = State.DECIDING
+            return OfferReceived(self.offer)
+        if self.state is State.RECEIVING:
+            assert self.offer is not None
+            self._expect(header, RecordType.DATA)
+            self.received += len(plain)
+            if self.received > self.offer.size:
+                raise RemoteProtocolError("the sender sent more than it offered")
+            if header.final:
+                if self.received != self.offer.size:
+                    raise RemoteProtocolError(
+                        f"the sender ended after {self.received} of {self.offer.size} bytes"
+                    )
+                self.state = State.STORING
+            return DataReceived(plain, header.final)
+        raise RemoteProtocolError(f"unexpected {header.type.name} record")
+
+    def accept(self, now: float) -> None:
+        self._require(State.DECIDING)
+        self._answer(messages.Answer(True), now)
+        self.state = State.RECEIVING
+
+    def refuse(self, reason: str, message: str, now: float) -> None:
+        self._require(State.DECIDING)
+        self._answer(messages.Answer(False, reason, message), now)
+        self.state = State.DONE
+
+    def acknowledge(self, now: float) -> None:
+        """The file is stored: say so (data_to_send())."""
+        self._require(State.STORING)
+        assert self.offer is not None
+        body = messages.encode_ack(messages.Ack(self.offer.size))
+        self._outgoing += self.seal_record(RecordType.ACK, body)
+        self._progress_at = now
+        self.state = State.DONE
+
+    def _answer(self, answer: messages.Answer, now: float) -> None:
+        self._outgoing += self.seal_record(RecordType.ANSWER, messages.encode_answer(answer))
+        self._progress_at = now

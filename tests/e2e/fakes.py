@@ -1,11 +1,12 @@
 """A scriptable, possibly hostile sender that talks to the real relay and the real ./receive.
 
 It speaks the rendezvous lines itself (FERRY 1 SEND -> NAMEPLATE n -> INCOMING ticket,
-then a second connection FERRY 1 JOIN n ticket -> PAIRED) and runs the genuine
-handshake with the project's own modules (SPAKE2, key confirmation, AES-GCM sealing),
-so the receiver believes it talks to a real sender. After the receiver accepts the offer,
-it follows a script of DATA records that may lie about the size, tamper with ciphertext,
-or stop without the final flag.
+then a second connection FERRY 1 JOIN n ticket -> PAIRED) and holds a genuine
+SenderSession (ferry.protocol.session: SPAKE2, key confirmation, the sealed OFFER), so
+the receiver believes it talks to a real sender. After the receiver accepts the offer,
+it follows a script of records sealed in the session's sequence (seal_record) that may
+lie about the size, tamper with ciphertext, or stop without the final flag; then it
+listens through the session for the receiver's ACK or ABORT.
 
 Runs in a thread; every socket has a timeout and every exception is caught and kept in
 `.error`, so a failing fake never hangs or crashes the test process.
@@ -15,21 +16,28 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from ferry.codes import generate_code
-from ferry.crypto import Opener, Pake, Role, Sealer, confirmation, peer_confirmed
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
-from ferry.protocol.records import (
-    FLAG_FINAL,
-    HEADER_SIZE,
-    TAG_SIZE,
-    Header,
-    RecordType,
-    encode_record,
-    parse_header,
+from ferry.protocol.records import FLAG_FINAL, HEADER_SIZE, RecordType
+from ferry.protocol.session import (
+    Acknowledged,
+    Answered,
+    Confirmed,
+    Event,
+    Keyed,
+    NeedData,
+    PeerAborted,
+    SenderSession,
+    State,
+    Timeouts,
 )
+
+# The fake's own waits are its sockets' timeouts; the session's timer is not used.
+_TIMEOUTS = Timeouts(handshake=3600.0, io=3600.0, ack=3600.0)
 
 
 @dataclass(frozen=True)
@@ -83,15 +91,16 @@ class _Stream:
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line + b"\n"
 
-    def exact(self, n: int) -> bytes:
-        while len(self.buffer) < n:
+    def event(self, session: SenderSession) -> Event:
+        """The session's next event, reading as much as it takes."""
+        while True:
+            if self.buffer:
+                session.receive_data(self.buffer, time.monotonic())
+                self.buffer = b""
+            event = session.next_event()
+            if not isinstance(event, NeedData):
+                return event
             self._more()
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def record(self) -> tuple[Header, bytes]:
-        header = parse_header(self.exact(HEADER_SIZE))
-        return header, self.exact(header.length)
 
 
 @dataclass
@@ -182,47 +191,28 @@ class FakeSender:
             else:
                 raise AssertionError(f"unexpected relay line {message!r}")
 
+        offer = messages.Offer(self.kind, self.name, self.size)
+        session = SenderSession(code.password, offer, _TIMEOUTS, raw_offer=self.raw_offer)
         data = self._connect()
         data.send(rv.encode(rv.JoinRequest(assigned.nameplate, message.ticket)))
         paired = rv.parse_relay_line(data.line())
         assert isinstance(paired, rv.Paired), paired
+        session.paired(time.monotonic())
 
-        # The genuine handshake, as the sender side (SPAKE2 A).
-        pake = Pake(Role.SENDER, code.password)
-        data.send(encode_record(RecordType.PAKE, pake.start()))
-        header, body = data.record()
-        assert header.type is RecordType.PAKE, header
-        keys = pake.finish(body)
-        data.send(encode_record(RecordType.CONFIRM, confirmation(keys)))
-        header, body = data.record()
-        assert header.type is RecordType.CONFIRM, header
-        assert peer_confirmed(keys, body), "receiver used another code"
-        sealer = Sealer(keys.seal_key)
-        opener = Opener(keys.open_key)
+        # The genuine handshake, as the sender side (SPAKE2 A); the OFFER rides
+        # with our CONFIRM.
+        data.send(session.first_flight())
+        assert isinstance(data.event(session), Keyed)
+        data.send(session.data_to_send())
+        assert isinstance(data.event(session), Confirmed)  # WrongCode raises here
 
-        def send_sealed(
-            record_type: RecordType, plain: bytes, flags: int = 0, tamper: bool = False
-        ) -> None:
-            head = Header(len(plain) + TAG_SIZE, record_type, flags).encode()
-            sealed = bytearray(sealer.seal(head, plain))
-            if tamper:
-                sealed[len(sealed) // 2] ^= 0x01
-            data.send(head + bytes(sealed))
-
-        def read_sealed() -> tuple[RecordType, bytes]:
-            head, sealed = data.record()
-            return head.type, opener.open(head.encode(), sealed)
-
-        offer = messages.Offer(self.kind, self.name, self.size)
-        body = messages.encode_offer(offer) if self.raw_offer is None else self.raw_offer
-        send_sealed(RecordType.OFFER, body)
-        record_type, plain = read_sealed()
-        if record_type is RecordType.ABORT:
-            self.abort = messages.decode_abort(plain)
+        event = data.event(session)
+        if isinstance(event, PeerAborted):
+            self.abort = event.abort
             self.outcome = "aborted"
             return
-        assert record_type is RecordType.ANSWER, record_type
-        self.answer = messages.decode_answer(plain)
+        assert isinstance(event, Answered), event
+        self.answer = event.answer
         if not self.answer.accept:
             self.outcome = "refused"
             return
@@ -234,23 +224,28 @@ class FakeSender:
             try:
                 if isinstance(step, Data):
                     flags = FLAG_FINAL if step.final else 0
-                    send_sealed(RecordType.DATA, step.payload, flags, step.tamper)
+                    record = bytearray(session.seal_record(RecordType.DATA, step.payload, flags))
+                    if step.tamper:
+                        record[HEADER_SIZE + len(step.payload) // 2] ^= 0x01
+                    data.send(bytes(record))
                 else:
-                    send_sealed(step.record_type, step.body, step.flags)
+                    data.send(session.seal_record(step.record_type, step.body, step.flags))
             except OSError:
                 break  # the receiver gave up early: that is what some tests expect
 
-        # See how the receiver reacts: an ACK, an ABORT, or it just goes away.
+        # See how the receiver reacts: an ACK, an ABORT, or it just goes away. The
+        # script may have lied about its data, so the session is told it is done.
+        session.state = State.AWAIT_ACK
         try:
-            record_type, plain = read_sealed()
+            event = data.event(session)
         except (OSError, ConnectionError):
             self.outcome = "eof"
             return
-        if record_type is RecordType.ACK:
-            self.ack = messages.decode_ack(plain)
+        if isinstance(event, Acknowledged):
+            self.ack = event.ack
             self.outcome = "acked"
-        elif record_type is RecordType.ABORT:
-            self.abort = messages.decode_abort(plain)
+        elif isinstance(event, PeerAborted):
+            self.abort = event.abort
             self.outcome = "aborted"
         else:
-            self.outcome = f"unexpected {record_type.name}"
+            self.outcome = f"unexpected {type(event).__name__}"

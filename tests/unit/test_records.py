@@ -451,3 +451,71 @@ def test_record_decoder_any_header_fed_bytewise_fails_at_header_or_holds_at_most
         assert record == Record(Header(length, record_type, 0), b"\xab" * length)
     else:
         assert record is None
+
+
+# --- RecordDecoder: the zero-copy path (writable + commit) -----------------------------------
+
+
+def decode_into(wire: bytes, sizes: list[int]) -> list[Record]:
+    """Feed like recv_into does: at most `size` bytes straight into writable() each time."""
+    decoder = RecordDecoder()
+    records: list[Record] = []
+    at, i = 0, 0
+    while at < len(wire):
+        space = decoder.writable()
+        n = min(len(space), sizes[i % len(sizes)], len(wire) - at)
+        space[:n] = wire[at : at + n]
+        decoder.commit(n)
+        at, i = at + n, i + 1
+        records.extend(drain(decoder))
+    return records
+
+
+@given(
+    st.lists(valid_records(), min_size=1, max_size=6),
+    st.lists(st.integers(1, 700), min_size=1, max_size=5),
+)
+def test_record_decoder_writable_commit_gives_same_records_as_receive_data(
+    specs: list[tuple[RecordType, int, bytes]], sizes: list[int]
+) -> None:
+    wire = b"".join(encode_record(t, body, flags) for t, flags, body in specs)
+    assert decode_into(wire, sizes) == decode_whole(wire)
+
+
+def test_record_decoder_grows_to_fit_the_largest_record_and_no_further() -> None:
+    body = bytes(MAX_SEALED_LENGTH)
+    wire = encode_record(RecordType.DATA, body) * 3
+    assert [len(r.body) for r in decode_into(wire, [1 << 20])] == [MAX_SEALED_LENGTH] * 3
+    decoder = RecordDecoder()
+    at = 0
+    while at < len(wire):
+        space = decoder.writable()
+        assert len(space) <= RecordDecoder.MAX_BUFFER
+        n = min(len(space), len(wire) - at)
+        space[:n] = wire[at : at + n]
+        decoder.commit(n)
+        at += n
+        while decoder.next_record() is not None:
+            pass
+
+
+def test_record_decoder_commit_beyond_writable_space_is_refused() -> None:
+    decoder = RecordDecoder()
+    space = decoder.writable()
+    with pytest.raises(ValueError):
+        decoder.commit(len(space) + 1)
+
+
+def test_record_decoder_full_of_undrained_records_refuses_more_instead_of_growing() -> None:
+    decoder = RecordDecoder()
+    record = encode_record(RecordType.PAKE, bytes(MAX_HANDSHAKE_LENGTH))
+    with pytest.raises(ValueError, match="next_record"):
+        decoder.receive_data(record * (RecordDecoder.MAX_BUFFER // len(record) + 2))
+
+
+def test_record_decoder_body_view_is_in_place_not_a_copy() -> None:
+    decoder = RecordDecoder()
+    decoder.receive_data(encode_record(RecordType.PAKE, b"abc"))
+    record = decoder.next_record()
+    assert record is not None and isinstance(record.body, memoryview)
+    assert bytes(record.body) == b"abc"

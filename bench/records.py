@@ -14,8 +14,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import e2e
-import procs
+from bench import e2e
+from ferry_testing import procs
 
 GIB = 1024**3
 
@@ -31,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ferry-records-") as tmp:
         workdir = Path(tmp)
         source = e2e.make_file(workdir / "records.bin", args.mib * 1024 * 1024)
-        with procs.relay(workdir) as relay:
+        with procs.relay(workdir, "-q") as relay:
             for _ in range(args.runs):
                 for size in sizes:  # interleaved: a busy spell hits every size alike
                     os.environ["FERRY_RECORD_SIZE"] = str(size)

@@ -216,7 +216,7 @@ def test_relay_on_all_interfaces_serves_ipv6_loopback_client(
 ):
     if not ipv6_loopback_available():
         pytest.skip("IPv6 loopback is not available")
-    relay = relay_factory(listen=":{port}", host="127.0.0.1")
+    relay = relay_factory(listen=":0", host="127.0.0.1")
     src = tmp_path / "f.bin"
     data = os.urandom(3000)
     src.write_bytes(data)
@@ -323,7 +323,9 @@ def test_receiver_interrupted_repeatedly_never_prints_a_traceback(relay, procs, 
     Probabilistic by nature (the interrupt must land while the receiver handles a read);
     a few rounds make an intermittent traceback show up with good odds.
     """
-    from .harness import kill_group, start_receive, start_send
+    from ferry_testing.procs import kill
+
+    from .harness import start_receive, start_send
 
     src = sparse_file(tmp_path / "src" / "big.bin", GIB)
     problems = []
@@ -334,7 +336,7 @@ def test_receiver_interrupted_repeatedly_never_prints_a_traceback(relay, procs, 
         wait_mid_transfer(outdir, GIB)
         os.kill(receiver.proc.pid, signal.SIGINT)
         rc = receiver.wait(30)
-        kill_group(sender.proc)
+        kill(sender.proc)
         stderr = receiver.stderr()
         lines = [line for line in stderr.splitlines() if line.strip()]
         if rc != EXIT_INTERRUPTED or "Traceback" in stderr or len(lines) != 1:

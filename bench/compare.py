@@ -39,7 +39,7 @@ VENV = Path(__file__).resolve().parent / ".venv-compare"
 PACKAGES = ("magic-wormhole", "magic-wormhole-mailbox-server", "magic-wormhole-transit-relay")
 INSTALL_TIMEOUT = 900.0
 CODE_TIMEOUT = 60.0
-MIN_RATE = 2_000_000
+MIN_RATE = 2e6
 _CODE_LINE = re.compile(r"Wormhole code is: (\S+)")
 
 

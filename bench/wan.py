@@ -91,7 +91,7 @@ SAMPLE_INTERVAL = 0.05
 STALL_AFTER = 32 * MIB
 STALL_WAIT = 10.0
 STALL_HOLD = 5.0
-PLAIN = [sys.executable, procs.ROOT / "bench" / "plainrelay.py"]
+PLAIN: list[str | Path] = [sys.executable, procs.ROOT / "bench" / "plainrelay.py"]
 TOOLS = ("plain", "ferry", "wormhole")
 
 

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from ferry_testing.procs import Relay
+
 from .harness import (
     REPO,
     Background,
     Registry,
-    Relay,
     Result,
     Sender,
     start_relay,

@@ -184,7 +184,7 @@ def test_receive_with_dash_reads_code_from_stdin(relay, start_send, run_receive,
 
 @pytest.mark.timeout(60)
 def test_receive_without_code_argument_takes_FERRY_CODE(relay, start_send, run_receive, tmp_path):
-    from .harness import clean_env
+    from ferry_testing.procs import clean_env
 
     src = tmp_path / "env.bin"
     data = os.urandom(10_000)

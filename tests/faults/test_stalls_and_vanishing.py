@@ -108,7 +108,7 @@ PHASES = ["handshake", "waiting", "pairing", "key-exchange", "mid-transfer", "be
 
 
 @pytest.fixture(scope="module")
-def shared_relay(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def shared_relay(tmp_path_factory: pytest.TempPathFactory):
     with relay_process(tmp_path_factory.mktemp("relay"), "--join-timeout", "3") as relay:
         yield relay
 
@@ -122,7 +122,7 @@ def _vanish(client: RawClient, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["rst", "half-close"])
 @pytest.mark.parametrize("phase", PHASES)
-async def test_peer_vanishing_ends_only_its_pairing(shared_relay, phase: str, how: str) -> None:  # type: ignore[no-untyped-def]
+async def test_peer_vanishing_ends_only_its_pairing(shared_relay, phase: str, how: str) -> None:
     relay = shared_relay
     port = relay.port
     survivors: list[RawClient] = []

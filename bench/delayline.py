@@ -43,8 +43,8 @@ errors; leftovers of a crashed run are removed before starting. `verify()`
 checks the line: TCP connect time should be the RTT, and one autotuned TCP
 stream should not be capped by the forwarder.
 
-    sudo python3 bench/delayline.py --rtt 50          # up, verify, wait for Ctrl-C
-    sudo python3 bench/delayline.py --rtt 0 --loss 0.001
+    sudo python3 -m bench.delayline --rtt 50          # up, verify, wait for Ctrl-C
+    sudo python3 -m bench.delayline --rtt 0 --loss 0.001
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Where the time goes: one transfer with relay, sender and receiver under cProfile.
 
-    .venv/bin/python bench/profiles.py            # 256 MiB, top 12 functions per program
-    .venv/bin/python bench/profiles.py --mib 64 --top 20
+    .venv/bin/python -m bench.profiles            # 256 MiB, top 12 functions per program
+    .venv/bin/python -m bench.profiles --mib 64 --top 20
 
 The relay runs as `python3 -m cProfile -m ferry.cli.relay` with PYTHONPATH=src
 (a bare Python, as ./relay runs it), the clients as `.venv/bin/python -m

@@ -1,6 +1,6 @@
 """Sweep the DATA record size: 1 GiB end to end for each size, runs interleaved.
 
-    .venv/bin/python bench/records.py [--sizes 65536,131072,262144,1048576] [--runs 5]
+    .venv/bin/python -m bench.records [--sizes 65536,131072,262144,1048576] [--runs 5]
 
 Prints the median MB/s (min-max) per record size. The sender takes the size from
 FERRY_RECORD_SIZE; ClientConfig.record_size is the default this sweep chose.

@@ -741,11 +741,11 @@ def _remove_stale_workdirs() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if os.geteuid() != 0:
-        print("bench/wan.py needs root (network namespaces, TUN devices): run it with sudo",
+        print("python -m bench.wan needs root (network namespaces, TUN devices): use sudo",
               file=sys.stderr)  # fmt: skip
         return 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind (and clean up) as Ctrl-C
-    command = " ".join(["bench/wan.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m bench.wan", *(sys.argv[1:] if argv is None else argv)])
     _remove_stale_workdirs()
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     ctx = Context(workdir, args.min_rate)

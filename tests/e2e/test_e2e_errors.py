@@ -307,10 +307,9 @@ def test_send_whose_stdout_cannot_take_the_code_says_so_and_exits_3(relay, tmp_p
     make_file(source)
     argv, cwd = program("send")
     with open(os.devnull if where == "closed pipe" else "/dev/full", "wb") as full:
-        proc = subprocess.Popen(
-            [*argv, relay.address, str(source)],
+        proc = procs.spawn(
+            [*argv, relay.address, source],
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if where == "closed pipe" else full,
             stderr=subprocess.PIPE,
             env=clean_env(),
@@ -320,9 +319,7 @@ def test_send_whose_stdout_cannot_take_the_code_says_so_and_exits_3(relay, tmp_p
             proc.stdout.close()  # the reader went away before the code came
         _, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        procs.kill(proc)
     assert proc.returncode == EXIT_LOCAL_FILE, err
     assert_exact_one_line_error(err.decode(), "send", "cannot write the code")
 

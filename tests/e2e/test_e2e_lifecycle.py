@@ -234,7 +234,7 @@ def test_relay_on_busy_port_fails_with_message(relay, procs, logdir):
 
     argv, cwd = program("relay", "rel")
     result = run_program(procs, [*argv, f"127.0.0.1:{relay.port}"], cwd, timeout=20)
-    assert result.returncode != 0
+    assert result.returncode == 4, result.stderr  # relay: cannot listen
     assert "Traceback" not in result.stderr
     assert "relay: error:" in result.stderr
     assert relay.alive()

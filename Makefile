@@ -18,20 +18,20 @@ test-fast: setup-dev
 	$(BIN)/python -m pytest tests/unit tests/inproc
 
 lint: setup-dev
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
-	$(BIN)/mypy
+	$(BIN)/ruff check src tests bench ferry_testing scripts
+	$(BIN)/ruff format --check src tests bench ferry_testing scripts
+	$(BIN)/mypy  # src, tests, bench and ferry_testing: pyproject.toml [tool.mypy]
 
 format: setup-dev
 	$(BIN)/ruff format src tests bench scripts
 	$(BIN)/ruff check --fix src tests bench scripts
 
 bench: setup-dev
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 # Needs root (network namespaces + TUN): the delay-line WAN benchmark, bench/wan.py.
 bench-wan: setup-dev
-	$(BIN)/python bench/wan.py $(BENCH_WAN_ARGS)
+	$(BIN)/python -m bench.wan $(BENCH_WAN_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv.lock .pytest_cache .mypy_cache .ruff_cache .hypothesis

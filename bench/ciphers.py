@@ -1,6 +1,6 @@
 """Measure the AEAD candidates for DATA records: AES-256-GCM vs ChaCha20-Poly1305.
 
-    .venv/bin/python bench/ciphers.py
+    .venv/bin/python -m bench.ciphers
 
 Prints MB/s of encrypt_into for several record sizes (one core, in memory).
 This is the measurement behind ferry's choice of AES-256-GCM (docs/PROTOCOL.md).

@@ -1,8 +1,11 @@
 """The same files through magic-wormhole, for comparison with ferry.
 
-    .venv/bin/python bench/compare.py                  # 1 GiB and 64 MiB, ferry and wormhole
-    .venv/bin/python bench/compare.py --compare-sizes 64 --compare-runs 1
-    .venv/bin/python bench/run.py --compare            # the same, after the ferry suite
+    .venv/bin/python -m bench.run --only compare       # 1 GiB and 64 MiB, ferry and wormhole
+    .venv/bin/python -m bench.run --only compare --compare-sizes 64 --compare-runs 1
+    .venv/bin/python -m bench.run --compare            # the same, after the ferry suite
+
+A library for run.py's compare section (and wan.py): it has no command line
+of its own, so it never imports run.py.
 
 magic-wormhole, its mailbox server and its transit relay are installed from
 PyPI into a separate venv, bench/.venv-compare (created on first use; it is
@@ -28,15 +31,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import probe
-import procs
-from report import GIB, MB, Figure, size_label
+from bench import probe
+from bench.report import GIB, MB, Figure, size_label
+from ferry_testing import procs
 
 VENV = Path(__file__).resolve().parent / ".venv-compare"
 PACKAGES = ("magic-wormhole", "magic-wormhole-mailbox-server", "magic-wormhole-transit-relay")
 INSTALL_TIMEOUT = 900.0
 CODE_TIMEOUT = 60.0
-MIN_RATE = 2_000_000
+MIN_RATE = 2e6
 _CODE_LINE = re.compile(r"Wormhole code is: (\S+)")
 
 
@@ -248,14 +251,3 @@ def _ratio(comparison: Comparison, size: int) -> None:
         return
     ratio.add(ours / theirs)
     ratio.note(f"of the medians: ferry {ours:.0f} vs magic-wormhole {theirs:.0f} MB/s")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone: run.py with only the compare section (all run.py flags apply)."""
-    import run
-
-    return run.main(["--only", "compare", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -43,8 +43,8 @@ errors; leftovers of a crashed run are removed before starting. `verify()`
 checks the line: TCP connect time should be the RTT, and one autotuned TCP
 stream should not be capped by the forwarder.
 
-    sudo python3 bench/delayline.py --rtt 50          # up, verify, wait for Ctrl-C
-    sudo python3 bench/delayline.py --rtt 0 --loss 0.001
+    sudo python3 -m bench.delayline --rtt 50          # up, verify, wait for Ctrl-C
+    sudo python3 -m bench.delayline --rtt 0 --loss 0.001
 """
 
 from __future__ import annotations
@@ -175,10 +175,12 @@ def _segments(packet: bytes) -> int:
     if gso_type == 0 or gso_size == 0:
         return 1
     payload = len(packet) - VNET_HDR.size - hdr_len
-    return max(1, -(-payload // gso_size))
+    return max(1, -(-int(payload) // int(gso_size)))
 
 
-def forward(tun_c: int, tun_r: int, delay: float, loss: float, control: int, seed: int) -> dict:
+def forward(
+    tun_c: int, tun_r: int, delay: float, loss: float, control: int, seed: int
+) -> dict[str, dict[str, int]]:
     """Move packets both ways until `control` (stdin) reaches EOF; return per-direction stats."""
     rng = random.Random(seed)
     ways = {
@@ -225,7 +227,7 @@ def forwarder_main(args: argparse.Namespace) -> int:
     print("ready", flush=True)
     delay = args.rtt_ms / 2000.0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    stats: dict = {}
+    stats: dict[str, dict[str, int]] = {}
     try:
         stats = forward(tun_c, tun_r, delay, args.loss, sys.stdin.fileno(), args.seed)
     finally:
@@ -417,7 +419,8 @@ def verify(line: Line, stream_bytes: int = 256 << 20, connects: int = 5) -> Veri
     try:
         wait_listening(RELAY_NS, port, proc=sink)
         cpu_before, wall_before = line.cpu_seconds(), time.perf_counter()
-        argv = [sys.executable, HERE, "source", f"{RELAY_IP}:{port}", str(stream_bytes)]
+        argv: list[str | Path] = [sys.executable, HERE, "source", f"{RELAY_IP}:{port}"]
+        argv.append(str(stream_bytes))
         out = run(in_ns(CLIENT_NS, [*argv, "--connects", str(connects)]))
         result = json.loads(out)
         cpu = (line.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)

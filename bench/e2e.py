@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import probe
-import procs
+from bench import probe
+from ferry_testing import procs
 
 BLOCK = 4 * 1024 * 1024
 CODE_TIMEOUT = 30.0

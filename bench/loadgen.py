@@ -1,8 +1,9 @@
 """A lightweight in-process asyncio load generator for the ferry relay.
 
-It speaks the relay's rendezvous lines directly (see
-src/ferry/protocol/rendezvous.py), with no key exchange and no encryption:
-the relay is blind after PAIRED, so plain bytes cost it the same.
+It speaks the relay's rendezvous lines through ferry.protocol.rendezvous
+(the same encode, parse and LineBuffer as ferry's client), with no key
+exchange and no encryption: the relay is blind after PAIRED, so plain bytes
+cost it the same.
 
     control:  FERRY 1 SEND           -> NAMEPLATE n   (answers PING with PONG)
     receiver: FERRY 1 RECV n         -> control gets INCOMING ticket
@@ -26,7 +27,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-MAX_LINE = 128
+from ferry.errors import RemoteProtocolError
+from ferry.protocol import rendezvous as rv
+
 STEP_TIMEOUT = 30.0
 CHUNK = 1024 * 1024
 FDS_PER_PIPE = 3
@@ -69,12 +72,17 @@ def source_for(index: int, per_address: int, group: int) -> str:
     return f"127.{group}.{high % 256}.{low + 1}"
 
 
+def _wire(message: rv.RelayMessage) -> str:
+    """A relay message as the relay sent it, for error texts ("ERROR busy relay busy")."""
+    return rv.encode(message).decode("ascii").rstrip("\n")
+
+
 class Link:
     """A non-blocking TCP socket with a line reader for the rendezvous phase."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = bytearray()
+        self.lines = rv.LineBuffer()
 
     @classmethod
     async def connect(cls, host: str, port: int, source: str) -> Link:
@@ -89,27 +97,25 @@ class Link:
             raise
         return cls(sock)
 
-    async def send_line(self, text: str) -> None:
-        await asyncio.get_running_loop().sock_sendall(self.sock, text.encode("ascii") + b"\n")
+    async def send(self, message: rv.ClientMessage) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, rv.encode(message))
 
-    async def read_line(self) -> str:
+    async def receive(self) -> rv.RelayMessage:
+        """The relay's next message; LoadgenError on EOF or a line that is not one."""
         loop = asyncio.get_running_loop()
-        while (end := self.buffer.find(b"\n")) < 0:
-            if len(self.buffer) >= MAX_LINE:
-                raise LoadgenError("relay line too long")
-            data = await loop.sock_recv(self.sock, MAX_LINE)
-            if not data:
-                raise LoadgenError("relay closed the connection")
-            self.buffer += data
-        line = bytes(self.buffer[:end])
-        del self.buffer[: end + 1]
-        return line.decode("ascii", "replace")
+        try:
+            while (line := self.lines.next_line()) is None:
+                data = await loop.sock_recv(self.sock, rv.MAX_LINE)
+                if not data:
+                    raise LoadgenError("relay closed the connection")
+                self.lines.receive_data(data)
+            return rv.parse_relay_line(line)
+        except RemoteProtocolError as exc:
+            raise LoadgenError(str(exc)) from None
 
     def take_rest(self) -> int:
         """Drop bytes read past the last line (pipe payload); return how many."""
-        count = len(self.buffer)
-        self.buffer.clear()
-        return count
+        return len(self.lines.take_rest())
 
     def close(self) -> None:
         self.sock.close()
@@ -134,35 +140,34 @@ class Control:
         parked: Link | None = None
         try:
             async with asyncio.timeout(STEP_TIMEOUT):
-                await link.send_line("FERRY 1 SEND STANDBY" if standby else "FERRY 1 SEND")
-                line = await link.read_line()
-                words = line.split()
-                if len(words) != 2 or words[0] != "NAMEPLATE":
-                    raise LoadgenError(line)
+                await link.send(rv.SendRequest(standby=standby))
+                assigned = await link.receive()
+                if not isinstance(assigned, rv.NameplateAssigned):
+                    raise LoadgenError(f"expected a nameplate, got {_wire(assigned)}")
                 if standby:
-                    ticket = await link.read_line()
-                    if not ticket.startswith("TICKET "):
-                        raise LoadgenError(ticket)
+                    ticket = await link.receive()
+                    if not isinstance(ticket, rv.StandbyTicket):
+                        raise LoadgenError(f"expected a ticket, got {_wire(ticket)}")
                     parked = await Link.connect(host, port, source)
-                    await parked.send_line(f"FERRY 1 JOIN {words[1]} {ticket.split()[1]}")
+                    await parked.send(rv.JoinRequest(assigned.nameplate, ticket.ticket))
         except BaseException:
             link.close()
             if parked is not None:
                 parked.close()
             raise
-        return cls(link, int(words[1]), parked)
+        return cls(link, assigned.nameplate, parked)
 
     async def _listen(self) -> None:
         try:
             while True:
-                line = await self.link.read_line()
-                if line == "PING":
-                    await self.link.send_line("PONG")
-                elif line.startswith(("INCOMING ", "TICKET ")):
-                    self.tickets.put_nowait(line.split()[1])
-                else:
-                    self.ended = line
-                    return
+                match await self.link.receive():
+                    case rv.Ping():
+                        await self.link.send(rv.Pong())
+                    case rv.Incoming(ticket) | rv.StandbyTicket(ticket):
+                        self.tickets.put_nowait(ticket)
+                    case other:
+                        self.ended = _wire(other)
+                        return
         except (LoadgenError, OSError) as exc:
             self.ended = str(exc)
 
@@ -198,17 +203,17 @@ async def open_pipe(host: str, port: int, source: str, control: Control | None =
     try:
         async with asyncio.timeout(STEP_TIMEOUT):
             links.append(await Link.connect(host, port, source))
-            await links[0].send_line(f"FERRY 1 RECV {ctl.nameplate}")
+            await links[0].send(rv.ReceiveRequest(ctl.nameplate))
             if ctl.parked is not None:  # a standby sender: paired at once
                 links.append(ctl.parked)
                 ctl.parked = None
             else:
                 ticket = await _ticket_or_refusal(ctl, links[0])
                 links.append(await Link.connect(host, port, source))
-                await links[1].send_line(f"FERRY 1 JOIN {ctl.nameplate} {ticket}")
+                await links[1].send(rv.JoinRequest(ctl.nameplate, ticket))
             for link in links:
-                if (line := await link.read_line()) != "PAIRED":
-                    raise LoadgenError(line)
+                if not isinstance(answer := await link.receive(), rv.Paired):
+                    raise LoadgenError(_wire(answer))
     except BaseException:
         for link in links:
             link.close()
@@ -229,7 +234,7 @@ async def _ticket_or_refusal(control: Control, receiver: Link) -> str:
     finally:
         ticket.cancel()
         receiver_readable.cancel()
-    raise LoadgenError(await receiver.read_line())
+    raise LoadgenError(_wire(await receiver.receive()))
 
 
 async def _readable(link: Link) -> None:

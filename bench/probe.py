@@ -29,7 +29,10 @@ import os
 import re
 import subprocess
 import termios
+import time
 from dataclasses import dataclass
+
+from ferry_testing.procs import Popen
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SS_TIMEOUT = 30.0
@@ -145,3 +148,17 @@ def snapshot(pid: int, port: int) -> Snapshot:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def reap(proc: Popen, timeout: float) -> tuple[int | None, float, float]:
+    """Wait for proc with wait4 to get its own CPU use: (exit code or None, user s, system s).
+
+    Polls with WNOHANG until timeout; on success Popen is told the exit code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime, usage.ru_stime
+        time.sleep(0.005)
+    return None, 0.0, 0.0

@@ -1,7 +1,7 @@
 """Where the time goes: one transfer with relay, sender and receiver under cProfile.
 
-    .venv/bin/python bench/profiles.py            # 256 MiB, top 12 functions per program
-    .venv/bin/python bench/profiles.py --mib 64 --top 20
+    .venv/bin/python -m bench.profiles            # 256 MiB, top 12 functions per program
+    .venv/bin/python -m bench.profiles --mib 64 --top 20
 
 The relay runs as `python3 -m cProfile -m ferry.cli.relay` with PYTHONPATH=src
 (a bare Python, as ./relay runs it), the clients as `.venv/bin/python -m
@@ -24,10 +24,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import e2e
-import probe
-import procs
-from report import GIB, MB, MIB
+from bench import e2e, probe
+from bench.report import GIB, MB, MIB
+from ferry_testing import procs
 
 OUT = Path(__file__).resolve().parent / "results" / "profiles"
 CODE_TIMEOUT = 30.0
@@ -42,13 +41,11 @@ def profile_transfer(size: int, workdir: Path) -> float:
     """Run one profiled transfer of `size` bytes; return its MB/s (slowed by the profiler)."""
     source = e2e.make_file(workdir / "profile.bin", size)
     outdir = Path(tempfile.mkdtemp(prefix="out-", dir=workdir))
-    port = procs.free_port()
-    address = f"{procs.HOST}:{port}"
     env = {**os.environ, "PYTHONPATH": str(procs.ROOT / "src")}
     client = str(procs.ROOT / ".venv" / "bin" / "python")
-    relay = procs.spawn(_profiled("relay", "python3", "ferry.cli.relay", address, "-q"), env=env)
-    with procs.running(relay):
-        procs.wait_listening(relay, port, procs.START_TIMEOUT)
+    command = _profiled("relay", "python3", "ferry.cli.relay")
+    with procs.relay(workdir, "-q", command=command, env=env) as relay:
+        address = relay.address
         started = time.perf_counter()
         send_argv = _profiled("send", client, "ferry.cli.main", "send", address, source)
         send = procs.spawn(send_argv, stdout=subprocess.PIPE)
@@ -59,7 +56,7 @@ def profile_transfer(size: int, workdir: Path) -> float:
             with procs.running(receive):
                 codes = procs.wait_all([receive, send], TRANSFER_TIMEOUT)
         seconds = time.perf_counter() - started
-        procs.stop(relay, timeout=60.0)  # SIGTERM: the relay exits cleanly and cProfile writes
+        relay.stop(timeout=60.0)  # SIGTERM: the relay exits cleanly and cProfile writes
     if codes != [0, 0]:
         raise RuntimeError(f"profiled transfer failed: receive/send exit codes {codes}")
     return size / seconds / MB
@@ -83,7 +80,7 @@ def cpu_budget(size: int, runs: int, workdir: Path) -> tuple[dict[str, CpuUse], 
     source = e2e.make_file(workdir / "budget.bin", size)
     totals = {name: CpuUse() for name in PROGRAMS}
     wall = 0.0
-    with procs.relay(workdir) as relay:
+    with procs.relay(workdir, "-q") as relay:
         for _ in range(runs):
             outdir = Path(tempfile.mkdtemp(prefix="out-", dir=workdir))
             before = probe.cpu_split(relay.pid)
@@ -103,7 +100,7 @@ def _budget_pair(relay: procs.Relay, source: Path, outdir: Path, totals: dict[st
         receive = procs.spawn([procs.ROOT / "receive", relay.address, code, outdir])
         with procs.running(receive):
             for name, proc in (("receive", receive), ("send", send)):
-                exit_code, user, system = procs.reap(proc, TRANSFER_TIMEOUT)
+                exit_code, user, system = probe.reap(proc, TRANSFER_TIMEOUT)
                 if exit_code != 0:
                     raise RuntimeError(f"{name} exited with {exit_code} (None = timed out)")
                 totals[name].add(user, system)

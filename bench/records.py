@@ -1,6 +1,6 @@
 """Sweep the DATA record size: 1 GiB end to end for each size, runs interleaved.
 
-    .venv/bin/python bench/records.py [--sizes 65536,131072,262144,1048576] [--runs 5]
+    .venv/bin/python -m bench.records [--sizes 65536,131072,262144,1048576] [--runs 5]
 
 Prints the median MB/s (min-max) per record size. The sender takes the size from
 FERRY_RECORD_SIZE; ClientConfig.record_size is the default this sweep chose.
@@ -14,8 +14,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import e2e
-import procs
+from bench import e2e
+from ferry_testing import procs
 
 GIB = 1024**3
 
@@ -31,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ferry-records-") as tmp:
         workdir = Path(tmp)
         source = e2e.make_file(workdir / "records.bin", args.mib * 1024 * 1024)
-        with procs.relay(workdir) as relay:
+        with procs.relay(workdir, "-q") as relay:
             for _ in range(args.runs):
                 for size in sizes:  # interleaved: a busy spell hits every size alike
                     os.environ["FERRY_RECORD_SIZE"] = str(size)

@@ -1,10 +1,12 @@
 """ferry's benchmark suite (`make bench`): prints one table of figures.
 
-    .venv/bin/python bench/run.py                 # everything, about 5 minutes on 2 cores
-    .venv/bin/python bench/run.py --quick         # small sizes, a smoke test (< 1 minute)
-    .venv/bin/python bench/run.py --only e2e,memory --runs-large 5
-    .venv/bin/python bench/run.py --compare       # also magic-wormhole (bench/compare.py)
+    .venv/bin/python -m bench.run                 # everything, about 5 minutes on 2 cores
+    .venv/bin/python -m bench.run --quick         # small sizes, a smoke test (< 1 minute)
+    .venv/bin/python -m bench.run --only e2e,memory --runs-large 5
+    .venv/bin/python -m bench.run --compare       # also magic-wormhole (bench/compare.py)
     make bench BENCH_ARGS="--compare"             # flags through make ($BENCH_ARGS)
+
+Run from the repository root (bench is a package; ferry_testing beside it).
 
 Each figure is the median of several runs, with min–max. MB is 10^6 bytes;
 files are sized in MiB/GiB. Method: docs/PERFORMANCE.md. Progress goes to
@@ -27,12 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import e2e
-import loadgen
-import procs
-import report
-import scenarios
-from report import GIB, KIB, MB, MIB, Figure, Target, size_label
+from bench import compare, e2e, loadgen, report, scenarios
+from bench.report import GIB, KIB, MB, MIB, Figure, Target, size_label
+from ferry_testing import procs
 
 SECTIONS = ("e2e", "copy", "memory", "waiting", "concurrent", "buffers", "compare")
 DEFAULT_SECTIONS = SECTIONS[:5]
@@ -113,7 +112,7 @@ def section_e2e(suite: Suite) -> None:
     cpu = suite.figure(f"relay CPU, {size_label(large)} runs", "CPU-s/GiB", Target("<=", 0.6))
     small_rate = suite.figure(f"{size_label(small)} end to end", "MB/s", rate_target(small))
     to_code = suite.figure("time to code", "ms", Target("<=", 150))
-    with procs.relay(suite.workdir) as relay:
+    with procs.relay(suite.workdir, "-q") as relay:
         _warm_up(suite, relay)
         _transfers(suite, relay, suite.file(large), args.runs_large, large_rate, cpu)
         _transfers(suite, relay, suite.file(small), args.runs_small, small_rate, None)
@@ -166,7 +165,9 @@ class Arm:
 def _interleaved(suite: Suite, source: Path, runs: int, arms: list[Arm]) -> None:
     """Run one transfer per arm, round after round, each arm on its own relay."""
     with contextlib.ExitStack() as stack:
-        relays = [stack.enter_context(procs.relay(suite.workdir, arm.relay_args)) for arm in arms]
+        relays = [
+            stack.enter_context(procs.relay(suite.workdir, "-q", *arm.relay_args)) for arm in arms
+        ]
         for relay in relays:
             _warm_up(suite, relay)
         for _ in range(runs):
@@ -296,12 +297,10 @@ def section_buffers(suite: Suite) -> None:
 
 
 def section_compare(suite: Suite) -> None:
-    import compare  # only here: it may create bench/.venv-compare
-
     sizes = list(dict.fromkeys(mib * MIB for mib in suite.args.compare_sizes))
     comparison = compare.new_comparison(sizes)
     files = {size: suite.file(size) for size in sizes}
-    with procs.relay(suite.workdir) as relay:
+    with procs.relay(suite.workdir, "-q") as relay:
         _warm_up(suite, relay)
 
         def ferry(source: Path) -> float:
@@ -347,7 +346,9 @@ QUICK = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n", 1)[0]
+    )
     add = parser.add_argument
     add("--only", type=_sections, default=list(DEFAULT_SECTIONS), help=f"of {SECTIONS}")
     add("--compare", action="store_true", help="also time magic-wormhole (bench/compare.py)")

@@ -12,9 +12,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import loadgen
-import probe
-import procs
+from bench import loadgen, probe
+from ferry_testing import procs
 
 CONCURRENCY = 200
 """Handshakes the load generator runs at once (the relay allows 1000)."""
@@ -63,7 +62,7 @@ class MemorySample:
 def memory_per_transfer(logdir: Path, count: int) -> MemorySample:
     """Relay memory with `count` pipes whose receivers stall, so every buffer fills."""
     _need_fds(loadgen.fds_for(pipes=count))
-    with procs.relay(logdir) as relay:
+    with procs.relay(logdir, "-q") as relay:
         return asyncio.run(_memory(relay, count))
 
 
@@ -116,7 +115,7 @@ class WaitingSample:
 def waiting_senders(logdir: Path, count: int, active: int) -> WaitingSample:
     """Register `count` waiting senders; then, if active > 0, run that many pipes besides."""
     _need_fds(loadgen.fds_for(pipes=active, controls=2 * count))
-    with procs.relay(logdir) as relay:
+    with procs.relay(logdir, "-q") as relay:
         return asyncio.run(_waiting(relay, count, active))
 
 
@@ -189,7 +188,7 @@ def concurrent_throughput(
 ) -> ThroughputSample:
     """`count` pipes each moving `size` bytes at full speed, all at once."""
     _need_fds(loadgen.fds_for(pipes=count))
-    with procs.relay(logdir, extra) as relay:
+    with procs.relay(logdir, "-q", *extra) as relay:
         return asyncio.run(_throughput(relay, count, size))
 
 

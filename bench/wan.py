@@ -1,7 +1,7 @@
 """ferry across a WAN: throughput and relay memory with real per-packet latency.
 
     make bench-wan                                           # everything (root; long)
-    sudo .venv/bin/python bench/wan.py --rtts 0,50 --sizes 64 --runs 1   # quick look
+    sudo .venv/bin/python -m bench.wan --rtts 0,50 --sizes 64 --runs 1   # quick look
 
 Theory of operation
 -------------------
@@ -20,7 +20,7 @@ run, three transfers are interleaved, so a busy spell hits all three:
 
   plain     bench/plainrelay.py: a dumb TCP relay and clients with kernel
             autotuning and no settings of their own, "what the network allows";
-  ferry     ./relay 10.77.0.2:PORT, then ./send and ./receive (the receiver
+  ferry     ./relay 10.77.0.2:0, then ./send and ./receive (the receiver
             started as soon as the sender prints its code); SHA-256 checked;
   wormhole  magic-wormhole through its own transit relay (both servers in the
             relay namespace, both clients --no-listen), from bench/compare.py's
@@ -77,13 +77,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-import compare
-import delayline
-import e2e
-import probe
-import procs
-from delayline import CLIENT_NS, RELAY_IP, RELAY_NS, in_ns
-from report import MIB, Machine, load_average, machine
+from bench import compare, delayline, e2e, probe
+from bench.delayline import CLIENT_NS, RELAY_IP, RELAY_NS, in_ns
+from bench.report import MIB, Machine, load_average, machine
+from ferry_testing import procs
 
 RESULTS = procs.ROOT / "bench" / "results"
 WORKDIR_PREFIX = "ferry-wan-"
@@ -94,7 +91,7 @@ SAMPLE_INTERVAL = 0.05
 STALL_AFTER = 32 * MIB
 STALL_WAIT = 10.0
 STALL_HOLD = 5.0
-PLAIN = [sys.executable, procs.ROOT / "bench" / "plainrelay.py"]
+PLAIN: list[str | Path] = [sys.executable, procs.ROOT / "bench" / "plainrelay.py"]
 TOOLS = ("plain", "ferry", "wormhole")
 
 
@@ -223,7 +220,9 @@ class Server:
 def server(
     ctx: Context, name: str, argv: Callable[[int], Sequence[str | Path]]
 ) -> Iterator[Server]:
-    """A server in the relay namespace on a fresh port, stopped when the block ends."""
+    """A server in the relay namespace on the next counted port, stopped when the block ends.
+
+    Only these servers run in the namespace, so a counted port is free: no race."""
     port = next(ctx.ports)
     with open(ctx.workdir / f"{name}-{port}.log", "wb") as log_file:
         proc = procs.spawn(in_ns(RELAY_NS, argv(port)), stdout=log_file, stderr=log_file)
@@ -232,8 +231,11 @@ def server(
         yield Server(proc, port)
 
 
-def ferry_relay(ctx: Context) -> contextlib.AbstractContextManager[Server]:
-    return server(ctx, "ferry-relay", lambda port: [procs.ROOT / "relay", f"{RELAY_IP}:{port}"])
+def ferry_relay(ctx: Context) -> contextlib.AbstractContextManager[procs.Relay]:
+    """./relay in the relay namespace on port 0; it says which port in its ready file, so
+    nothing probes it across the delay line."""
+    command = in_ns(RELAY_NS, [procs.ROOT / "relay"])
+    return procs.relay(ctx.workdir, command=command, listen=f"{RELAY_IP}:0")
 
 
 def plain_relay(ctx: Context) -> contextlib.AbstractContextManager[Server]:
@@ -278,7 +280,9 @@ def _check(ctx: Context, source: Path, received: Path) -> None:
 
 
 @contextlib.contextmanager
-def _ferry_session(ctx: Context, prefix: str) -> Iterator[tuple[Path, IO[bytes], Server, Sampler]]:
+def _ferry_session(
+    ctx: Context, prefix: str
+) -> Iterator[tuple[Path, IO[bytes], procs.Relay, Sampler]]:
     """A fresh ./relay in the relay namespace, sampled, with a receive directory and a
     client log; everything removed afterwards."""
     outdir = Path(tempfile.mkdtemp(prefix=prefix, dir=ctx.workdir))
@@ -737,11 +741,11 @@ def _remove_stale_workdirs() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if os.geteuid() != 0:
-        print("bench/wan.py needs root (network namespaces, TUN devices): run it with sudo",
+        print("python -m bench.wan needs root (network namespaces, TUN devices): use sudo",
               file=sys.stderr)  # fmt: skip
         return 2
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind (and clean up) as Ctrl-C
-    command = " ".join(["bench/wan.py", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m bench.wan", *(sys.argv[1:] if argv is None else argv)])
     _remove_stale_workdirs()
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     ctx = Context(workdir, args.min_rate)

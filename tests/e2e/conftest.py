@@ -1,7 +1,7 @@
 """Fixtures for the end-to-end suite: real processes, free ports, guaranteed clean-up.
 
     relay                 ./relay 127.0.0.1:PORT, started and ready (Relay object)
-    relay_factory(...)    start more relays, any listen form (":{port}", "[::1]:{port}")
+    relay_factory(...)    start more relays, any listen form (":0", "[::1]:0")
     start_send(relay, path, cwd=..., extra_args=..., invoke=...)   -> Sender (.code, .wait())
     run_receive(relay, code, outdir, cwd=..., extra_args=..., timeout=...) -> Result
     start_receive(relay, code, outdir)                             -> Background
@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from ferry_testing.procs import Relay
+
 from .harness import (
     REPO,
     Background,
     Registry,
-    Relay,
     Result,
     Sender,
     start_relay,
@@ -63,7 +64,7 @@ def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def relay_factory(procs: Registry, logdir: Path) -> Callable[..., Relay]:
-    def factory(listen: str = "127.0.0.1:{port}", host: str = "127.0.0.1", **kwargs: Any) -> Relay:
+    def factory(listen: str = "127.0.0.1:0", host: str = "127.0.0.1", **kwargs: Any) -> Relay:
         return start_relay(procs, logdir, listen=listen, host=host, **kwargs)
 
     return factory

@@ -1,8 +1,10 @@
 """Helpers to drive the real ./relay, ./send and ./receive executables as subprocesses.
 
 Everything here is black-box: programs are started exactly as a user (or a grader) would
-start them, on 127.0.0.1 (or ::1) with free ports, and every process is started in its own
-session so that the whole process group can be killed, even when a test fails.
+start them, on 127.0.0.1 (or ::1); the relay on port 0 with --ready-file, so it never
+races anyone for a port. Process start-up, stopping and the relay itself come from the
+shared harness, ferry_testing.procs; every process is started in its own session so that
+the whole process group can be killed, even when a test fails.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ferry_testing import procs
+from ferry_testing.procs import Relay, clean_env, free_port, kill, read_first_line, spawn
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -30,25 +34,8 @@ CODE_RE = re.compile(r"^\d+-[a-z]+(-[a-z]+)+$")
 TEMP_GLOB = ".ferry-*.part"
 
 # Every wait in the suite is bounded; these are generous on a loaded 2-core machine.
-START_TIMEOUT = 20.0
 CODE_TIMEOUT = 30.0
 RUN_TIMEOUT = 90.0
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The caller's environment without any FERRY_* setting that could change behaviour."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
-    env.pop("PYTHONWARNINGS", None)
-    if extra:
-        env.update(extra)
-    return env
-
-
-def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the OS picks it)."""
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def closed_port() -> int:
@@ -67,10 +54,6 @@ def ipv6_loopback_available() -> bool:
         return True
     except OSError:
         return False
-
-
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def program(name: str, invoke: str = "abs", cwd: Path | None = None) -> tuple[list[str], Path]:
@@ -98,16 +81,15 @@ class Registry:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def popen(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
-        kwargs.setdefault("start_new_session", True)
+    def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         kwargs.setdefault("env", clean_env())
-        proc = subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload]
+        proc = spawn(argv, **kwargs)
         self.procs.append(proc)
         return proc
 
     def kill_all(self) -> None:
         for proc in reversed(self.procs):
-            kill_group(proc)
+            kill(proc)
         for proc in self.procs:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
@@ -115,102 +97,23 @@ class Registry:
                         stream.close()
 
 
-def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    """Send sig to the process group of proc (if it still runs) and reap it."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-    if sig == signal.SIGKILL:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-
-
-def wait_for_connect(host: str, port: int, proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Poll a TCP connect until it succeeds (True), or proc dies / time runs out (False)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return proc.poll() is None
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-@dataclass
-class Relay:
-    proc: subprocess.Popen[bytes]
-    port: int
-    host: str
-    """The host clients connect to (127.0.0.1, localhost, ::1)."""
-    listen: str
-    """The address argument given to ./relay."""
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def address(self) -> str:
-        return format_address(self.host, self.port)
-
-    def at(self, host: str) -> str:
-        return format_address(host, self.port)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def __str__(self) -> str:
-        return self.address
-
-
 def start_relay(
     registry: Registry,
     logdir: Path,
-    listen: str = "127.0.0.1:{port}",
+    listen: str = "127.0.0.1:0",
     host: str = "127.0.0.1",
     extra_args: Iterable[str] = (),
     invoke: str = "rel",
     env: dict[str, str] | None = None,
 ) -> Relay:
-    """Start ./relay on a free port and wait until it accepts connections."""
-    last_log = ""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for attempt in range(5):
-        port = free_port(family, host if family == socket.AF_INET6 else "127.0.0.1")
-        listen_arg = listen.format(port=port)
-        log_path = logdir / f"relay-{port}-{attempt}.log"
-        argv, cwd = program("relay", invoke)
-        with open(log_path, "wb") as log:
-            proc = registry.popen(
-                [*argv, listen_arg, *extra_args],
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                env=env or clean_env(),
-            )
-        relay = Relay(proc, port, host, listen_arg, log_path)
-        if wait_for_connect(host, port, proc, START_TIMEOUT):
-            # Make sure it is our relay that answered, not someone else's on a reused port.
-            # (A relay that lost the port to someone else exits at once, code 4.)
-            deadline = time.monotonic() + 3
-            while "listening" not in relay.log() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if relay.alive():
-                return relay
-        last_log = relay.log()
-        kill_group(proc)
-    raise AssertionError(f"the relay did not start on {listen!r}; its log:\n{last_log}")
+    """Start ./relay on port 0 (listen's port must be 0) and return once it is ready."""
+    argv, cwd = program("relay", invoke)
+    relay = procs.start_relay(
+        logdir, *extra_args, listen=listen, host=host, command=argv, cwd=cwd,
+        env=env or clean_env(),
+    )  # fmt: skip
+    registry.procs.append(relay.proc)
+    return relay
 
 
 @dataclass
@@ -220,7 +123,6 @@ class Sender:
     code: str = ""
     first_line: bytes = b""
     stdout_rest: bytes = b""
-    _buffer: bytes = field(default=b"", repr=False)
     returncode: int | None = None
 
     @property
@@ -236,26 +138,13 @@ class Sender:
     def read_code(self, timeout: float = CODE_TIMEOUT) -> str:
         """Read the first stdout line (the code) within timeout."""
         assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(
-                    f"send printed no code within {timeout}s; stdout so far {self._buffer!r}; "
-                    f"stderr: {self.stderr()!r}"
-                )
-            ready, _, _ = select.select([fd], [], [], min(left, 0.5))
-            if not ready:
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise AssertionError(
-                    f"send closed stdout without a code line (rc={self.proc.poll()}); "
-                    f"stdout {self._buffer!r}; stderr: {self.stderr()!r}"
-                )
-            self._buffer += chunk
-        line, _, rest = self._buffer.partition(b"\n")
+        try:
+            line, rest = read_first_line(self.proc.stdout.fileno(), timeout, self.pid)
+        except (TimeoutError, EOFError) as exc:
+            raise AssertionError(
+                f"send printed no code line ({exc}; rc={self.proc.poll()}); "
+                f"stderr: {self.stderr()!r}"
+            ) from None
         self.first_line = line
         self.stdout_rest = rest
         self.code = line.decode("utf-8", "replace")
@@ -269,7 +158,7 @@ class Sender:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            kill_group(self.proc)
+            kill(self.proc)
             raise AssertionError(
                 f"send did not exit within {timeout}s; stderr: {self.stderr()!r}"
             ) from None
@@ -339,7 +228,7 @@ def run_program(
     try:
         out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        kill_group(proc)
+        kill(proc)
         out, err = proc.communicate(timeout=10)
         raise AssertionError(
             f"{argv} did not exit within {timeout}s; stdout {out!r}; stderr {err!r}"
@@ -398,7 +287,7 @@ class Background:
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            kill_group(self.proc)
+            kill(self.proc)
             raise AssertionError(
                 f"receive did not exit within {timeout}s; stderr {self.stderr()!r}"
             ) from None
@@ -511,7 +400,7 @@ def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

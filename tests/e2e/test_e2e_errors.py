@@ -11,12 +11,14 @@ import time
 
 import pytest
 
+from ferry_testing import procs
+from ferry_testing.procs import clean_env
+
 from .harness import (
     CODE_RE,
     assert_exact_one_line_error,
     assert_nothing_stored,
     assert_one_line_error,
-    clean_env,
     closed_port,
     dir_is_empty,
     program,
@@ -89,9 +91,11 @@ def test_sender_gives_up_after_attempts_wrong_codes_with_exit_6(
         assert result.returncode == EXIT_WRONG_CODE, (attempt, result.stderr)
         assert dir_is_empty(tmp_path / f"out{attempt}")
         if attempt < limit:
-            assert wait_until(lambda a=attempt: sender.stderr().count("wrong code") >= a, 15), (
-                sender.stderr()
-            )
+
+            def warned(times: int = attempt) -> bool:
+                return bool(sender.stderr().count("wrong code") >= times)
+
+            assert wait_until(warned, 15), sender.stderr()
             assert sender.running(), f"sender gave up after {attempt} of {limit}"
     rc = sender.wait(30)
     assert rc == EXIT_WRONG_CODE, sender.stderr()
@@ -303,10 +307,9 @@ def test_send_whose_stdout_cannot_take_the_code_says_so_and_exits_3(relay, tmp_p
     make_file(source)
     argv, cwd = program("send")
     with open(os.devnull if where == "closed pipe" else "/dev/full", "wb") as full:
-        proc = subprocess.Popen(
-            [*argv, relay.address, str(source)],
+        proc = procs.spawn(
+            [*argv, relay.address, source],
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if where == "closed pipe" else full,
             stderr=subprocess.PIPE,
             env=clean_env(),
@@ -316,9 +319,7 @@ def test_send_whose_stdout_cannot_take_the_code_says_so_and_exits_3(relay, tmp_p
             proc.stdout.close()  # the reader went away before the code came
         _, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        procs.kill(proc)
     assert proc.returncode == EXIT_LOCAL_FILE, err
     assert_exact_one_line_error(err.decode(), "send", "cannot write the code")
 
@@ -333,14 +334,13 @@ def test_send_at_a_terminal_shows_the_receive_line_on_stderr_and_only_the_code_o
     make_file(source)
     primary, secondary = pty.openpty()
     argv, cwd = program("send")
-    proc = subprocess.Popen(
-        [*argv, relay.address, str(source)],
-        cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary,
-        env=clean_env(),
+    proc = procs.spawn(
+        [*argv, relay.address, source],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=secondary, env=clean_env(),
     )  # fmt: skip
     os.close(secondary)
     try:
-        code = proc.stdout.readline().decode().strip()
+        code = procs.read_line(proc, 30)
         assert CODE_RE.fullmatch(code), code
         seen = b""
         deadline = time.monotonic() + 20
@@ -351,7 +351,5 @@ def test_send_at_a_terminal_shows_the_receive_line_on_stderr_and_only_the_code_o
             f"send: on the other computer, run: ./receive {relay.address} {code} DIR"
         )
     finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
+        procs.stop(proc)
         os.close(primary)

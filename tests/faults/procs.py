@@ -9,24 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import resource
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from ferry_testing import procs
+from ferry_testing.procs import ROOT, Relay
 
 
 def fd_limit(n: int) -> Callable[[], None]:
@@ -36,95 +27,18 @@ def fd_limit(n: int) -> Callable[[], None]:
     return limit
 
 
-class RelayProcess:
-    """`./relay 127.0.0.1:PORT --metrics 127.0.0.1:MPORT FLAGS...` with its log in a file."""
-
-    def __init__(self, workdir: Path, *flags: str, preexec: Callable[[], None] | None = None):
-        self.workdir = workdir
-        self.flags = flags
-        self.preexec = preexec
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = self.metrics_port = 0
-        self.log_path = workdir / f"relay-{id(self)}.log"
-
-    def start(self) -> RelayProcess:
-        for _ in range(5):
-            self.port, self.metrics_port = free_port(), free_port()
-            argv = [
-                str(ROOT / "relay"),
-                f"127.0.0.1:{self.port}",
-                "--metrics",
-                f"127.0.0.1:{self.metrics_port}",
-                *self.flags,
-            ]
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(
-                    argv, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=self.preexec
-                )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if "listening on" in self.log():
-                    return self
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.02)
-            self.kill()
-        raise RuntimeError(f"relay did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def rss_kib(self) -> int:
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        assert match, status
-        return int(match.group(1))
-
-    def metrics(self) -> dict[str, float]:
-        with socket.create_connection(("127.0.0.1", self.metrics_port), timeout=5) as sock:
-            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        body = data.partition(b"\r\n\r\n")[2].decode()
-        values: dict[str, float] = {}
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                values[name.removeprefix("ferry_relay_")] = float(value)
-        return values
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait(10)
-
-
 @contextlib.contextmanager
 def relay_process(
     workdir: Path, *flags: str, preexec: Callable[[], None] | None = None
-) -> Iterator[RelayProcess]:
+) -> Iterator[Relay]:
+    """./relay 127.0.0.1:0 with /metrics (the shared harness), killed on the way out."""
     # The attackers in these tests are loopback addresses: count them as remote hosts.
-    relay = RelayProcess(workdir, "--limit-loopback", *flags, preexec=preexec).start()
+    relay = procs.start_relay(workdir, "--limit-loopback", *flags, metrics=True, preexec_fn=preexec)
     try:
         yield relay
     finally:
         relay.kill()
-        assert "Traceback" not in relay.log(), relay.log()
+    assert "Traceback" not in relay.log(), relay.log()
 
 
 class Client:
@@ -134,11 +48,10 @@ class Client:
         self.out = workdir / f"{name}.out"
         self.err = workdir / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(
-                [PYTHON, "-m", "ferry.cli.main", *argv],
+            self.proc = procs.spawn(
+                [*procs.module_program(argv[0]), *argv[1:]],
                 stdout=out,
                 stderr=err,
-                stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
             )
 
@@ -169,9 +82,7 @@ class Client:
             self.proc.send_signal(signum)
 
     def reap(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+        procs.kill(self.proc)
 
 
 @contextlib.contextmanager

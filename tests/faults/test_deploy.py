@@ -7,15 +7,14 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ferry.cli.relay import build_parser
-from tests.faults.procs import ROOT, free_port
+from ferry_testing import procs
+from ferry_testing.procs import ROOT
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,28 +35,16 @@ def test_container_file_set_runs_the_relay_without_any_package(tmp_path: Path) -
             else:
                 destination.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, destination)
-    port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(image)}
-    log = tmp_path / "relay.log"
-    with open(log, "wb") as err:
-        # -S: no site module, so no site-packages: only the standard library exists.
-        proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", "ferry.cli.relay", f"127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=tmp_path,
-        )  # fmt: skip
+    # -S: no site module, so no site-packages: only the standard library exists.
+    command = [sys.executable, "-S", "-m", "ferry.cli.relay"]
+    relay = procs.start_relay(tmp_path, command=command, env=env, cwd=tmp_path, timeout=10)
     try:
-        deadline = time.monotonic() + 10
-        while "listening on" not in log.read_text() and proc.poll() is None:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.02)
-        assert proc.poll() is None, log.read_text()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0, log.read_text()
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(10) == 0, relay.log()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-    assert "Traceback" not in log.read_text()
+        relay.kill()
+    assert "Traceback" not in relay.log()
 
 
 def test_systemd_unit_is_hardened_and_its_command_line_parses() -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.procs import ROOT
+from ferry_testing import procs
+from ferry_testing.procs import ROOT
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,11 +22,8 @@ def test_relay_on_port_zero_writes_the_bound_address_to_its_ready_file(
     ready = tmp_path / "ready"
     log = tmp_path / "relay.log"
     with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [str(ROOT / "relay"), listen, "--ready-file", str(ready)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-        )  # fmt: skip
-    try:
+        proc = procs.spawn([ROOT / "relay", listen, "--ready-file", ready], stderr=err)
+    with procs.running(proc):
         deadline = time.monotonic() + 15
         while not ready.exists():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -38,29 +36,16 @@ def test_relay_on_port_zero_writes_the_bound_address_to_its_ready_file(
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"FERRY 1 SEND\n")
             assert sock.recv(128).startswith(b"NAMEPLATE ")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_relay_signalled_the_moment_it_is_ready_drains_and_exits_0(tmp_path: Path) -> None:
     # Ready (the file, the "listening" line) must mean SIGTERM is handled too:
     # a supervisor or test may stop the relay at once.
-    for attempt in range(10):
-        ready = tmp_path / f"ready-{attempt}"
-        proc = subprocess.Popen(
-            [str(ROOT / "relay"), "127.0.0.1:0", "--ready-file", str(ready)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+    for _ in range(10):
+        relay = procs.start_relay(tmp_path)
         try:
-            deadline = time.monotonic() + 15
-            while not ready.exists():
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.005)
-            proc.terminate()
-            assert proc.wait(timeout=15) == 0
+            relay.signal(signal.SIGTERM)
+            assert relay.wait(15) == 0, relay.log()
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            _, err = proc.communicate(timeout=15)
-        assert b"Traceback" not in err
+            relay.kill()
+        assert "Traceback" not in relay.log()

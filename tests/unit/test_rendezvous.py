@@ -404,7 +404,7 @@ def test_line_buffer_custom_max_line_is_honoured() -> None:
 
 @given(st.binary(max_size=600))
 def test_line_buffer_any_bytes_whole_and_bytewise_agree_or_both_raise(data: bytes) -> None:
-    outcomes = []
+    outcomes: list[tuple[str, object]] = []
     for feed in FEEDERS:
         try:
             outcomes.append(("lines", feed(data)))

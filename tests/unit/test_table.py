@@ -564,9 +564,9 @@ def test_standby_claim_without_parked_connection_keeps_the_issued_ticket_for_the
     entry = table.register("s", 0.0, standby=True)
     issued = entry.ticket
     table.claim(entry.nameplate, "r", 1.0)
-    assert entry.state is State.CLAIMED and entry.ticket == issued
+    assert (entry.state, entry.ticket) == (State.CLAIMED, issued)
     assert table.join(entry.nameplate, issued, "data") is entry
-    assert entry.state is State.ACTIVE and entry.parked is None
+    assert (entry.state, entry.parked) == (State.ACTIVE, None)
 
 
 def test_standby_same_ticket_again_replaces_the_parked_connection() -> None:

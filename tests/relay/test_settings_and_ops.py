@@ -17,6 +17,7 @@ from ferry.config import MAX_HELLO_BYTES, RelayConfig, field_docs
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.metrics import Metrics, MetricsServer, render
+from tests.relay.conditions import logged, outcome_lines
 from tests.relay.harness import RawClient, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)
@@ -149,14 +150,16 @@ async def test_transfer_logs_one_line_per_connection_without_secrets(
         await data.send(b"secret-file-name.txt and key material")
         data.half_close()
         got = await receiver.read_until_closed()
+        await receiver.send(b"stored: the receiver answers last, as a real ACK does")
         receiver.close()
+        assert (await data.read_until_closed()).startswith(b"stored")
         data.close()
-        await asyncio.sleep(0.05)
+        await logged(caplog, 1)
         control.close()
-        await asyncio.sleep(0.1)
+        await logged(caplog, 2)
     assert got == b"secret-file-name.txt and key material"
     lines = [logs.HumanFormatter().format(rec) for rec in caplog.records]
-    outcomes = [getattr(rec, "fields", {}) for rec in caplog.records]
+    outcomes = outcome_lines(caplog)
     assert [(f["role"], f["outcome"]) for f in outcomes] == [
         ("receiver", "happy"),
         ("sender", "happy"),

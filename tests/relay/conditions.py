@@ -36,7 +36,10 @@ def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, logs.Field
 async def logged(
     caplog: pytest.LogCaptureFixture, count: int = 1, timeout: float = 5.0
 ) -> list[dict[str, logs.Field]]:
-    """The outcome lines, once at least `count` have been logged."""
-    caplog.set_level(logging.INFO, logs.LOGGER_NAME)
+    """The outcome lines, once at least `count` have been logged.
+
+    The test must have called caplog.set_level(logging.INFO, "ferry.relay") first.
+    """
+    assert logging.getLogger(logs.LOGGER_NAME).isEnabledFor(logging.INFO), "caplog.set_level"
     await until(lambda: len(outcome_lines(caplog)) >= count, f"{count} outcome line(s)", timeout)
     return outcome_lines(caplog)

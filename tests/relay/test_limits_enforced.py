@@ -15,6 +15,7 @@ import socket
 import pytest
 
 from ferry.protocol import rendezvous as rv
+from ferry.relay.session import Session
 from ferry.relay.table import State
 from tests.relay.clock import ClockLoop, run_on_clock, turns
 from tests.relay.conditions import logged, until
@@ -124,6 +125,12 @@ async def test_senders_past_max_waiting_senders_are_refused_busy() -> None:
         close_all(second, third, fourth)
 
 
+async def pong(control: RawClient, session: Session, now: float) -> None:
+    """Answer a PING, and wait until the relay has read the answer."""
+    await control.send("PONG\n")
+    await until(lambda: session.last_heard >= now, "the PONG read")
+
+
 def test_sender_waiting_past_max_sender_wait_is_refused_with_timeout() -> None:
     async def scenario(loop: ClockLoop) -> None:
         async with running_relay(max_sender_wait=100, ping_interval=30, pong_timeout=100) as r:
@@ -132,9 +139,7 @@ def test_sender_waiting_past_max_sender_wait_is_refused_with_timeout() -> None:
             for _ in range(3):  # pinged at 30, 60 and 90 s: answered, so not lost
                 loop.advance(30)
                 assert await control.line() == "PING"
-                heard = entry.sender.session.last_heard
-                await control.send("PONG\n")
-                await until(lambda: entry.sender.session.last_heard > heard, "the PONG read")
+                await pong(control, entry.sender.session, loop.time())
             assert len(r.relay.table) == 1
             loop.advance(30)  # the tick at 120 s finds it past max_sender_wait
             assert reason(await control.line()) == rv.REASON_TIMEOUT

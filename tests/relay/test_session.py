@@ -47,6 +47,7 @@ def refusal_of(call: object) -> tuple[str, str]:
     with pytest.raises((Refusal, rv.BadRequest)) as caught:
         call()
     exc = caught.value
+    assert isinstance(exc, Refusal | rv.BadRequest)
     return exc.reason, str(exc)
 
 

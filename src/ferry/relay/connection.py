@@ -11,6 +11,7 @@ import contextlib
 import os
 import resource
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -51,6 +52,37 @@ class Connection:
     @property
     def phase(self) -> Phase:
         return self.session.phase
+
+    @contextlib.asynccontextmanager
+    async def watch_hang_up(self) -> AsyncIterator[asyncio.Future[None]]:
+        """A future that resolves if the peer closes or resets while we do not read.
+
+        Readable while we are not reading means EOF, a reset, or bytes sent
+        early (a receiver's PAKE flight); peeking tells them apart without
+        consuming the early bytes, which stay for the pipe.
+        """
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+
+        def readable() -> None:
+            try:
+                data = self.sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                loop.remove_reader(fd)  # early bytes: nothing more to learn
+            elif not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            yield gone
+        finally:
+            loop.remove_reader(fd)
+            gone.cancel()
 
     def send_nowait(self, message: rv.RelayMessage) -> bool:
         """Write one small line without waiting; False if it cannot go out whole.

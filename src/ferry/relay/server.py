@@ -1,15 +1,13 @@
-"""The relay's asyncio server: admission, then each connection's session, then the pump.
+"""The relay's asyncio server: each connection's task, the pairing, the pump.
 
-Theory of operation. This module is the asyncio plumbing; the rules are
-elsewhere and pure: what a connection may send, which deadline applies,
-what it turns into and how it ends (session.py), who holds which nameplate
-(table.py), per-address budgets (limits.py), buffer sizes (buffers.py).
+Theory of operation. This module is asyncio plumbing; the rules live in
+pure modules: who gets in (admission.py, with the refusal helper), what a
+connection may send, which deadline applies, what it turns into and how it
+ends (session.py), who holds which nameplate (table.py), per-address
+look-up budgets (limits.py), buffer sizes (buffers.py).
 
-Each accepted socket gets one task. Before the task reads a byte,
-admission control may refuse it (ERROR busy or too-many-connections): file
-descriptors running low, too many connections from its source address,
-the relay draining, or too many handshakes at once. Then the task reads
-lines under its session's deadline and acts on what the session answers:
+Each admitted socket gets one task, which reads lines under its session's
+deadline and acts on what the session answers:
 
 - sender control (SEND): registers a nameplate, then PINGs and reads PONGs
   until the sender leaves; if its transfer is running then, it waits for
@@ -20,28 +18,16 @@ lines under its session's deadline and acts on what the session answers:
 - sender data (JOIN n ticket): parks (standby, no task) or hands its socket
   to the waiting receiver task, and its task ends.
 
-Every refusal is an ERROR line, a half-close and a short linger (one
-helper, `_hang_up`). Every connection ends with one outcome (logs.py),
-logged and counted. The relay never parses a byte after PAIRED: it cannot
-read what it carries.
+Every connection ends with one outcome (logs.py), logged and counted. The
+relay never parses a byte after PAIRED: it cannot read what it carries.
 
 Shutdown (close()): stop accepting, refuse everything that is not a running
 pipe (handshakes, waiting senders, pairings) with ERROR shutting-down, let
 pipes run up to the drain deadline, then cut what is left.
 
-File descriptors: each connection costs one, each spliced pipe four more,
-each lingering refusal one for at most LINGER_SECONDS. The server counts
-what it holds and refuses new connections (cleanly, with ERROR busy) while
-fewer than fd_reserve would stay free; if accept() fails anyway (EMFILE),
-a spare descriptor kept for that moment is released to accept and refuse
-the waiting connection, so nobody hangs in the backlog. A pipe that cannot
-get its kernel pipe falls back to the copy path.
-
 Time: every `now` comes from one clock, the event loop's by default, and
 every deadline waits on the event loop, so a test that moves the loop's
-time moves the relay's.
-
-Only the standard library is imported here and below.
+time moves the relay's. Only the standard library is imported here and below.
 """
 
 from __future__ import annotations
@@ -49,28 +35,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import os
 import secrets
 import socket
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from ferry.config import RelayConfig
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, logs
-from ferry.relay.connection import (
-    LINGER_SECONDS,
-    Closed,
-    Connection,
-    fd_limit,
-    fds_open,
-    format_peer,
-    linger,
-    open_spare,
-    say_and_half_close,
-)
-from ferry.relay.limits import ConnectionCounter, LookupLimiter, address_key, is_loopback
+from ferry.relay.admission import OUT_OF_FDS, Gate
+from ferry.relay.connection import Closed, Connection
+from ferry.relay.limits import LookupLimiter
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.session import (
@@ -87,10 +63,7 @@ from ferry.relay.table import Entry, PairingTable, Refusal, State
 
 log = logs.log
 
-OUT_OF_FDS: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
-MAX_LINGERING: Final = 512
-"""Refused sockets lingering at once; past it a refusal closes at once (after discarding)."""
 SENDER_GRACE: Final = 1.0
 """Seconds a draining relay waits for senders whose transfer ended to close."""
 PUMP_SIDES: Final = {"a": Role.RECEIVER, "b": Role.SENDER}
@@ -108,19 +81,16 @@ class Relay:
         self.metrics = metrics or Metrics()
         self.buffers = buffers.plan(config)
         self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
-        self.per_address = ConnectionCounter(config.max_connections_per_address)
+        self.gate = Gate(config, self.metrics, self._fds_held)
         self.lookups = LookupLimiter(config.lookups_per_minute, config.max_tracked_addresses)
         self.handshaking = 0
         self.active = 0
         self.open_connections = 0
         self._clock = clock
         self._tasks: dict[asyncio.Task[None], Connection] = {}
-        self._lingering: set[asyncio.Task[None]] = set()
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._draining = False
-        self._fd_base = 0
-        self._spare_fd: int | None = None
 
     def clock(self) -> float:
         return (self._clock or asyncio.get_running_loop().time)()
@@ -129,11 +99,12 @@ class Relay:
 
     async def start(self, listeners: list[socket.socket]) -> None:
         self._listeners = listeners
-        self._spare_fd = open_spare()
-        self._fd_base = fds_open()
+        self.gate.start()
         for listener in listeners:
             listener.setblocking(False)
-            self._accepting.append(asyncio.create_task(self._accept_loop(listener)))
+            self._accepting.append(
+                asyncio.create_task(self.gate.accept_loop(listener, self._admit))
+            )
 
     @property
     def draining(self) -> bool:
@@ -164,11 +135,7 @@ class Relay:
             await asyncio.wait(list(self._tasks), timeout=5)
         if self._accepting:
             await asyncio.wait(self._accepting, timeout=1)
-        if self._lingering:
-            await asyncio.wait(list(self._lingering), timeout=LINGER_SECONDS + 1)
-        if self._spare_fd is not None:
-            os.close(self._spare_fd)
-            self._spare_fd = None
+        await self.gate.close()
 
     def gauges(self) -> Gauges:
         return {
@@ -182,44 +149,17 @@ class Relay:
 
     # -- admission ---------------------------------------------------------
 
-    def _fds_in_use(self) -> int:
+    def _fds_held(self) -> int:
         pipes = self.active * FDS_PER_PIPE if self.config.use_splice and SPLICE_AVAILABLE else 0
-        return self._fd_base + self.open_connections + len(self._lingering) + pipes
+        return self.open_connections + pipes
 
-    async def _accept_loop(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock, address = await loop.sock_accept(listener)
-            except OSError as exc:
-                if exc.errno in OUT_OF_FDS:
-                    self._refuse_with_spare(listener)
-                    await asyncio.sleep(0.05)
-                    continue
-                if listener.fileno() < 0:
-                    return  # closed under us: shutting down
-                # ECONNABORTED and the network errors accept(2) passes on from a
-                # dead pending connection: that peer is gone, the listener is fine.
-                log.warning("accept failed: %s", exc.strerror or exc)
-                await asyncio.sleep(0.01)
-                continue
-            peer, host = format_peer(address)
-            self.metrics.connections += 1
-            if self._fds_in_use() + self.config.fd_reserve >= fd_limit():
-                self._refuse_now(sock, peer, rv.REASON_BUSY, "relay busy: out of file descriptors")
-                continue
-            # "" = not subject to per-address limits (loopback, unless limit_loopback).
-            key = address_key(host) if self.config.limit_loopback or not is_loopback(host) else ""
-            if key and not self.per_address.open(key):
-                text = "too many connections from your address"
-                self._refuse_now(sock, peer, rv.REASON_TOO_MANY_CONNECTIONS, text)
-                continue
-            session = Session(self.config, self.clock())
-            conn = Connection(sock, peer, key, session, max_line=self.config.max_hello_bytes)
-            self.open_connections += 1
-            task = asyncio.create_task(self._serve(conn))
-            self._tasks[task] = conn
-            task.add_done_callback(self._forget)
+    def _admit(self, sock: socket.socket, peer: str, key: str) -> None:
+        session = Session(self.config, self.clock())
+        conn = Connection(sock, peer, key, session, max_line=self.config.max_hello_bytes)
+        self.open_connections += 1
+        task = asyncio.create_task(self._serve(conn))
+        self._tasks[task] = conn
+        task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         conn = self._tasks.pop(task)
@@ -229,47 +169,8 @@ class Relay:
     def _release(self, conn: Connection) -> None:
         """A connection is over: give back its slots."""
         if conn.key:
-            self.per_address.close(conn.key)
+            self.gate.per_address.close(conn.key)
         self.open_connections -= 1
-
-    def _hang_up(self, sock: socket.socket, reason: str, text: str, may_linger: bool) -> None:
-        """Every refusal: ERROR line, half-close, linger briefly (connection.py), close."""
-        self.metrics.refused(reason)
-        say_and_half_close(sock, rv.encode(rv.Refused(reason, text)))
-        if not may_linger or len(self._lingering) >= MAX_LINGERING:
-            sock.close()
-            return
-        task = asyncio.create_task(linger(sock))
-        self._lingering.add(task)
-        task.add_done_callback(self._lingering.discard)
-
-    def _refuse_now(
-        self, sock: socket.socket, peer: str, reason: str, text: str, may_linger: bool = True
-    ) -> None:
-        """Refuse a connection not yet admitted, and log it."""
-        self._hang_up(sock, reason, text, may_linger)
-        self.metrics.ended(Role.UNKNOWN.value, logs.REFUSED)
-        logs.outcome(logs.REFUSED, role=Role.UNKNOWN.value, peer=peer, reason=reason, duration=0.0)
-
-    def _refuse_with_spare(self, listener: socket.socket) -> None:
-        """Out of descriptors: use the spare one to accept and refuse one waiting peer.
-
-        No linger here: the descriptor is needed back as the spare at once.
-        """
-        if self._spare_fd is None:
-            return
-        os.close(self._spare_fd)
-        self._spare_fd = None
-        try:
-            sock, address = listener.accept()
-        except OSError:
-            pass
-        else:
-            self.metrics.connections += 1
-            text = "relay busy: out of file descriptors"
-            self._refuse_now(sock, format_peer(address)[0], rv.REASON_BUSY, text, False)
-        finally:
-            self._spare_fd = open_spare()
 
     # -- one connection ----------------------------------------------------
 
@@ -307,28 +208,11 @@ class Relay:
         if conn.handed_over:
             return  # parked or joined: the receiver's line covers the pipe
         if ending.reason:
-            self._hang_up(conn.sock, ending.reason, refusal_text, may_linger=True)
+            self.gate.hang_up(conn.sock, ending.reason, refusal_text, may_linger=True)
         else:
             conn.sock.close()
-        session = conn.session
-        self.metrics.ended(session.role.value, ending.outcome)
-        fields: dict[str, logs.Field] = {
-            "role": session.role.value,
-            "nameplate": "-" if session.nameplate is None else session.nameplate,
-            "peer": conn.peer,
-            "duration": self.clock() - session.started,
-        }
-        if ending.reason:
-            fields["reason"] = ending.reason
-        if session.pipe is not None:
-            fields["bytes_to_receiver"] = session.pipe.bytes_to_receiver
-            fields["bytes_to_sender"] = session.pipe.bytes_to_sender
-            closed_first = session.pipe.closed_first
-            fields["closed_first"] = "-" if closed_first is None else closed_first.value
-        if session.claims is not None:
-            fields["claims"] = session.claims
-        if ending.detail:
-            fields["detail"] = ending.detail
+        self.metrics.ended(conn.role.value, ending.outcome)
+        fields = conn.session.log_fields(ending, conn.peer, self.clock())
         logs.outcome(ending.outcome, **fields)
 
     async def _read_line(self, conn: Connection) -> bytes:
@@ -477,34 +361,11 @@ class Relay:
         """The sender's data connection; None at the session's deadline; Closed if
         this receiver leaves first."""
         assert conn.joined is not None
-        loop = asyncio.get_running_loop()
-        gone = loop.create_future()
-
-        def hung_up() -> None:
-            # Readable before PAIRED means EOF, a reset, or bytes sent early;
-            # peek tells them apart without consuming the early bytes.
-            try:
-                data = conn.sock.recv(1, socket.MSG_PEEK)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                if not gone.done():
-                    gone.set_result(None)
-            else:
-                loop.remove_reader(conn.sock.fileno())
-
         deadline = conn.session.deadline()
         delay = None if deadline is None else max(0.0, deadline - self.clock())
-        loop.add_reader(conn.sock.fileno(), hung_up)
-        try:
-            done, _ = await asyncio.wait(
-                [conn.joined, gone], timeout=delay, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            loop.remove_reader(conn.sock.fileno())
-            gone.cancel()
+        async with conn.watch_hang_up() as gone:
+            either: list[asyncio.Future[Any]] = [conn.joined, gone]
+            done, _ = await asyncio.wait(either, timeout=delay, return_when="FIRST_COMPLETED")
         if conn.joined in done:
             return conn.joined.result()
         if gone in done:

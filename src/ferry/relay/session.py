@@ -239,6 +239,27 @@ class Session:
 
     # -- endings -----------------------------------------------------------
 
+    def log_fields(self, ending: Ending, peer: str, now: float) -> dict[str, logs.Field]:
+        """The fields of this connection's outcome line (never a byte the client sent)."""
+        fields: dict[str, logs.Field] = {
+            "role": self.role.value,
+            "nameplate": "-" if self.nameplate is None else self.nameplate,
+            "peer": peer,
+            "duration": now - self.started,
+        }
+        if ending.reason:
+            fields["reason"] = ending.reason
+        if self.pipe is not None:
+            fields["bytes_to_receiver"] = self.pipe.bytes_to_receiver
+            fields["bytes_to_sender"] = self.pipe.bytes_to_sender
+            first = self.pipe.closed_first
+            fields["closed_first"] = "-" if first is None else first.value
+        if self.claims is not None:
+            fields["claims"] = self.claims
+        if ending.detail:
+            fields["detail"] = ending.detail
+        return fields
+
     def peer_closed(self) -> Ending:
         """The peer closed (or reset) while this session read from it.
 

@@ -17,7 +17,7 @@ from ferry.config import MAX_HELLO_BYTES, RelayConfig, field_docs
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.metrics import Metrics, MetricsServer, render
-from tests.relay.conditions import logged, outcome_lines
+from tests.relay.conditions import logged, outcome_lines, until
 from tests.relay.harness import RawClient, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)
@@ -240,12 +240,11 @@ async def test_close_refuses_waiting_and_handshaking_but_drains_pipes() -> None:
         control, data, receiver, _ = await pair(r.port)
         waiting, _ = await register_sender(r.port)
         fresh = await RawClient.connect(r.port)
-        await asyncio.sleep(0.05)
+        await until(lambda: r.relay.handshaking == 1, "the fresh connection's handshake")
         closing = asyncio.create_task(r.relay.close(drain_timeout=10))
         assert (await waiting.line()).startswith("ERROR shutting-down")
         assert (await fresh.line()).startswith("ERROR shutting-down")
-        await asyncio.sleep(0.2)
-        assert not closing.done()  # the pipe is still running
+        assert r.relay.active == 1 and not closing.done()  # the pipe still runs
         await data.send(b"last bytes")
         data.half_close()
         assert await receiver.read_until_closed() == b"last bytes"

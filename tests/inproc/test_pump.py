@@ -12,6 +12,7 @@ import pytest
 from ferry.relay.buffers import SKB_SLACK
 from ferry.relay.pump import SPLICE_AVAILABLE, pump
 from tests.inproc.sockets import tcp_pair
+from tests.relay.clock import ClockLoop, run_on_clock, turns
 
 PATHS = [pytest.param(False, id="copy")]
 if SPLICE_AVAILABLE:
@@ -190,3 +191,85 @@ async def test_pump_reports_bytes_as_they_move_not_only_at_the_end(
     b_client.shutdown(socket.SHUT_WR)
     result = await asyncio.wait_for(task, 10)
     assert sum(reported) == result.bytes_a_to_b + result.bytes_b_to_a == 100_000
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+def test_pump_idle_timeout_runs_on_the_event_loop_clock(use_splice: bool, sockets: Sockets) -> None:
+    """A 10-minute idle timeout, passed by moving the loop's time, not by waiting."""
+    a_client, a_relay, b_client, b_relay = sockets
+
+    async def scenario(loop: ClockLoop) -> None:
+        task = asyncio.create_task(
+            pump(a_relay, b_relay, buffer_size=65536, idle_timeout=600, use_splice=use_splice)
+        )
+        await _send_all(a_client, b"one")
+        assert await loop.sock_recv(b_client, 16) == b"one"
+        loop.advance(599)
+        await turns()
+        assert not task.done()
+        loop.advance(2)
+        result = await asyncio.wait_for(task, 5)
+        assert (result.outcome, result.bytes_a_to_b) == ("idle", 3)
+
+    run_on_clock(scenario)
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+async def test_pump_uses_the_clock_it_is_given(use_splice: bool, sockets: Sockets) -> None:
+    _, a_relay, _, b_relay = sockets
+    now = [0.0]
+    task = asyncio.create_task(
+        pump(
+            a_relay,
+            b_relay,
+            buffer_size=65536,
+            idle_timeout=0.05,
+            use_splice=use_splice,
+            clock=lambda: now[0],
+        )
+    )
+    # The idle check wakes on the event loop's timer; by the given clock no
+    # time passes, so the pipe is never idle until that clock moves.
+    for _ in range(3):
+        done, _ = await asyncio.wait([task], timeout=0.06)
+        assert not done
+    now[0] = 1.0
+    assert (await asyncio.wait_for(task, 5)).outcome == "idle"
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+@pytest.mark.parametrize("last", ["a", "b"])
+async def test_pump_reports_whose_bytes_moved_last_and_who_closed_first(
+    use_splice: bool, last: str, sockets: Sockets
+) -> None:
+    a_client, a_relay, b_client, b_relay = sockets
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(
+        pump(a_relay, b_relay, buffer_size=65536, idle_timeout=10, use_splice=use_splice)
+    )
+    await _send_all(a_client, b"request")
+    assert await loop.sock_recv(b_client, 64) == b"request"
+    await _send_all(b_client, b"reply")
+    assert await loop.sock_recv(a_client, 64) == b"reply"
+    if last == "a":
+        await _send_all(a_client, b"a word more")
+        assert await loop.sock_recv(b_client, 64) == b"a word more"
+    b_client.shutdown(socket.SHUT_WR)
+    assert await _read_to_eof(a_client) == b""
+    a_client.shutdown(socket.SHUT_WR)
+    result = await asyncio.wait_for(task, 10)
+    assert (result.outcome, result.last_from, result.first_eof) == ("closed", last, "b")
+
+
+@pytest.mark.parametrize("use_splice", PATHS)
+async def test_pump_with_nothing_moved_reports_no_last_side(
+    use_splice: bool, sockets: Sockets
+) -> None:
+    a_client, a_relay, b_client, b_relay = sockets
+    a_client.shutdown(socket.SHUT_WR)
+    b_client.shutdown(socket.SHUT_WR)
+    result = await asyncio.wait_for(
+        pump(a_relay, b_relay, buffer_size=65536, idle_timeout=10, use_splice=use_splice), 10
+    )
+    assert (result.outcome, result.last_from) == ("closed", "")
+    assert result.first_eof in ("a", "b")

@@ -2,17 +2,23 @@
 
 Each test sets one limit low, pushes past it, and checks the refusal the
 client reads (ERROR <reason> ...) and that the relay keeps serving others.
+Deadline tests run on a ClockLoop and move its time instead of sleeping;
+the others wait for what they can observe (a gauge, the table, a log line).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import socket
 
 import pytest
 
 from ferry.protocol import rendezvous as rv
+from ferry.relay.session import Session
+from ferry.relay.table import State
+from tests.relay.clock import ClockLoop, run_on_clock, turns
+from tests.relay.conditions import logged, until
 from tests.relay.harness import RawClient, close_all, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)
@@ -23,22 +29,40 @@ def reason(line: str) -> str:
     return line.split()[1]
 
 
-async def test_silent_connection_is_refused_with_timeout_at_handshake_deadline() -> None:
-    async with running_relay(handshake_timeout=0.3) as r:
-        client = await RawClient.connect(r.port)
-        started = time.monotonic()
-        assert reason(await client.line(timeout=3)) == rv.REASON_TIMEOUT
-        assert await client.read_until_closed() == b""
-        assert 0.25 < time.monotonic() - started < 3
-        client.close()
+async def read_exactly(client: RawClient, count: int) -> bytes:
+    data, loop = bytes(client.buffer), asyncio.get_running_loop()
+    client.buffer.clear()
+    async with asyncio.timeout(5):
+        while len(data) < count and (chunk := await loop.sock_recv(client.sock, count)):
+            data += chunk
+    return data
 
 
-async def test_half_hello_is_refused_with_timeout_at_handshake_deadline() -> None:
-    async with running_relay(handshake_timeout=0.3) as r:
-        client = await RawClient.connect(r.port)
-        await client.send("FERRY 1 RE")
-        assert reason(await client.line(timeout=3)) == rv.REASON_TIMEOUT
-        client.close()
+def nothing_to_read(client: RawClient) -> bool:
+    """True when the relay has sent nothing (and not closed) yet."""
+    try:
+        client.sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("hello", [b"", b"FERRY 1 RE"], ids=["silent", "half-hello"])
+def test_handshake_is_refused_with_timeout_at_the_deadline_not_before(hello: bytes) -> None:
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay(handshake_timeout=10) as r:
+            client = await RawClient.connect(r.port)
+            await client.send(hello)
+            await until(lambda: r.relay.handshaking == 1, "the handshake to start")
+            loop.advance(9.9)
+            await turns()
+            assert nothing_to_read(client) and r.relay.handshaking == 1
+            loop.advance(0.2)
+            assert reason(await client.line(timeout=3)) == rv.REASON_TIMEOUT
+            assert await client.read_until_closed() == b""
+            client.close()
+
+    run_on_clock(scenario)
 
 
 @pytest.mark.parametrize("size", [33, 4096, 1 << 20])
@@ -79,12 +103,11 @@ async def test_hello_within_max_hello_bytes_is_served() -> None:
 async def test_connections_past_max_handshakes_are_refused_busy() -> None:
     async with running_relay(max_handshakes=3, handshake_timeout=10) as r:
         idle = [await RawClient.connect(r.port, f"127.0.0.{i}") for i in range(2, 5)]
-        await asyncio.sleep(0.1)
-        assert r.relay.handshaking == 3
+        await until(lambda: r.relay.handshaking == 3, "3 handshakes")
         extra = await RawClient.connect(r.port, "127.0.0.5")
         assert reason(await extra.line()) == rv.REASON_BUSY
         close_all(*idle, extra)
-        await asyncio.sleep(0.1)
+        await until(lambda: r.relay.handshaking == 0, "the handshakes to end")
         control, _ = await register_sender(r.port)  # slots free again
         control.close()
 
@@ -97,34 +120,67 @@ async def test_senders_past_max_waiting_senders_are_refused_busy() -> None:
         await third.send("FERRY 1 SEND\n")
         assert reason(await third.line()) == rv.REASON_BUSY
         first.close()
-        await asyncio.sleep(0.1)
+        await until(lambda: len(r.relay.table) == 1, "the first sender to leave the table")
         fourth, _ = await register_sender(r.port)
         close_all(second, third, fourth)
 
 
-async def test_sender_waiting_past_max_sender_wait_is_refused_with_timeout() -> None:
-    async with running_relay(max_sender_wait=0.3, ping_interval=0.1) as r:
-        control, _ = await register_sender(r.port)
-        lines = []
-        for _ in range(20):
-            line = await control.line(timeout=3)
-            if line == "PING":
-                await control.send("PONG\n")
-                continue
-            lines.append(line)
-            break
-        assert reason(lines[0]) == rv.REASON_TIMEOUT
-        assert len(r.relay.table) == 0
-        control.close()
+async def pong(control: RawClient, session: Session, now: float) -> None:
+    """Answer a PING, and wait until the relay has read the answer."""
+    await control.send("PONG\n")
+    await until(lambda: session.last_heard >= now, "the PONG read")
 
 
-async def test_waiting_sender_that_stops_answering_ping_is_dropped() -> None:
-    async with running_relay(ping_interval=0.1, pong_timeout=0.3) as r:
-        control, _ = await register_sender(r.port)
-        assert await control.line(timeout=3) == "PING"
-        assert await control.read_until_closed(timeout=3) in (b"PING\n", b"PING\nPING\n", b"")
-        assert len(r.relay.table) == 0
-        control.close()
+def test_sender_waiting_past_max_sender_wait_is_refused_with_timeout() -> None:
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay(max_sender_wait=100, ping_interval=30, pong_timeout=100) as r:
+            control, _ = await register_sender(r.port)
+            [entry] = r.relay.table.entries()
+            for _ in range(3):  # pinged at 30, 60 and 90 s: answered, so not lost
+                loop.advance(30)
+                assert await control.line() == "PING"
+                await pong(control, entry.sender.session, loop.time())
+            assert len(r.relay.table) == 1
+            loop.advance(30)  # the tick at 120 s finds it past max_sender_wait
+            assert reason(await control.line()) == rv.REASON_TIMEOUT
+            assert len(r.relay.table) == 0
+            control.close()
+
+    run_on_clock(scenario)
+
+
+def test_waiting_sender_that_stops_answering_ping_is_dropped_after_pong_timeout() -> None:
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay(ping_interval=30, pong_timeout=100) as r:
+            control, _ = await register_sender(r.port)
+            for _ in range(3):  # silent, but not for longer than 100 s yet
+                loop.advance(30)
+                assert await control.line() == "PING"
+            assert len(r.relay.table) == 1
+            loop.advance(30)
+            assert await control.read_until_closed() == b""
+            assert len(r.relay.table) == 0
+            control.close()
+
+    run_on_clock(scenario)
+
+
+def test_receiver_whose_sender_never_joins_is_refused_at_join_timeout() -> None:
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay(join_timeout=15) as r:
+            control, nameplate = await register_sender(r.port)
+            receiver = await RawClient.connect(r.port)
+            await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+            assert (await control.line()).startswith("INCOMING ")
+            loop.advance(14.9)
+            await turns()
+            assert nothing_to_read(receiver)
+            loop.advance(0.2)
+            line = await receiver.line()
+            assert reason(line) == rv.REASON_TIMEOUT and "did not answer" in line
+            close_all(control, receiver)
+
+    run_on_clock(scenario)
 
 
 async def test_receiver_past_max_active_transfers_is_refused_busy() -> None:
@@ -137,17 +193,25 @@ async def test_receiver_past_max_active_transfers_is_refused_busy() -> None:
         close_all(*first[:3], control, receiver)
 
 
-async def test_pipe_without_traffic_ends_at_idle_timeout(caplog: pytest.LogCaptureFixture) -> None:
+def test_pipe_without_traffic_ends_at_idle_timeout(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "ferry.relay")
-    async with running_relay(idle_timeout=0.4) as r:
-        control, data, receiver, _ = await pair(r.port)
-        await data.send(b"some bytes")
-        assert await receiver.read_until_closed(timeout=5) == b"some bytes"
-        assert await data.read_until_closed(timeout=5) == b""
-        close_all(control, data, receiver)
-        await asyncio.sleep(0.05)
-    outcomes = [getattr(rec, "fields", {}).get("outcome") for rec in caplog.records]
-    assert "idle" in outcomes
+
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay(idle_timeout=600) as r:
+            control, data, receiver, _ = await pair(r.port)
+            await data.send(b"some bytes")
+            assert await read_exactly(receiver, len(b"some bytes")) == b"some bytes"
+            loop.advance(599)
+            await turns()
+            assert r.relay.active == 1 and nothing_to_read(receiver)
+            loop.advance(2)
+            assert await receiver.read_until_closed() == b""
+            assert await data.read_until_closed() == b""
+            [line] = await logged(caplog)
+            assert (line["role"], line["outcome"]) == ("receiver", "idle")
+            close_all(control, data, receiver)
+
+    run_on_clock(scenario)
 
 
 async def test_connections_past_max_per_address_are_refused_and_others_served() -> None:
@@ -157,7 +221,7 @@ async def test_connections_past_max_per_address_are_refused_and_others_served() 
         assert reason(await extra.line()) == rv.REASON_TOO_MANY_CONNECTIONS
         other, _ = await register_sender(r.port, "127.0.0.3")
         held[0].close()
-        await asyncio.sleep(0.1)
+        await until(lambda: r.relay.open_connections == 3, "the closed slot to be given back")
         again, _ = await register_sender(r.port, "127.0.0.2")
         close_all(*held, extra, other, again)
 
@@ -215,7 +279,7 @@ async def test_claims_past_max_claims_per_nameplate_are_refused_too_many_attempt
             await receiver.send(f"FERRY 1 RECV {nameplate}\n")
             assert (await control.line()).startswith("INCOMING ")
             receiver.close()  # a guesser leaving before the sender joins
-            await asyncio.sleep(0.05)
+            await until(lambda: r.relay.table.count(State.CLAIMED) == 0, "the claim to end")
         late = await RawClient.connect(r.port)
         await late.send(f"FERRY 1 RECV {nameplate}\n")
         assert reason(await late.line()) == rv.REASON_TOO_MANY_ATTEMPTS
@@ -229,7 +293,7 @@ async def test_receiver_leaving_before_join_frees_the_nameplate_at_once() -> Non
         await first.send(f"FERRY 1 RECV {nameplate}\n")
         assert (await control.line()).startswith("INCOMING ")
         first.reset()
-        await asyncio.sleep(0.1)
+        await until(lambda: r.relay.table.count(State.CLAIMED) == 0, "the claim to end")
         second = await RawClient.connect(r.port)
         await second.send(f"FERRY 1 RECV {nameplate}\n")
         assert (await control.line()).startswith("INCOMING ")  # not "claimed"
@@ -254,8 +318,7 @@ async def test_join_with_unknown_ticket_is_refused_and_logged(
         await client.send(f"FERRY 1 JOIN 5 {'0' * 32}\n")
         assert reason(await client.line()) == rv.REASON_BAD_REQUEST
         client.close()
-        await asyncio.sleep(0.05)
-    fields = [getattr(rec, "fields", {}) for rec in caplog.records]
+        fields = await logged(caplog)
     assert any(
         f.get("outcome") == "refused"
         and f.get("role") == "sender-data"

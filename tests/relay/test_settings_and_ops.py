@@ -17,6 +17,7 @@ from ferry.config import MAX_HELLO_BYTES, RelayConfig, field_docs
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.metrics import Metrics, MetricsServer, render
+from tests.relay.conditions import logged, outcome_lines, until
 from tests.relay.harness import RawClient, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)
@@ -149,14 +150,16 @@ async def test_transfer_logs_one_line_per_connection_without_secrets(
         await data.send(b"secret-file-name.txt and key material")
         data.half_close()
         got = await receiver.read_until_closed()
+        await receiver.send(b"stored: the receiver answers last, as a real ACK does")
         receiver.close()
+        assert (await data.read_until_closed()).startswith(b"stored")
         data.close()
-        await asyncio.sleep(0.05)
+        await logged(caplog, 1)
         control.close()
-        await asyncio.sleep(0.1)
+        await logged(caplog, 2)
     assert got == b"secret-file-name.txt and key material"
     lines = [logs.HumanFormatter().format(rec) for rec in caplog.records]
-    outcomes = [getattr(rec, "fields", {}) for rec in caplog.records]
+    outcomes = outcome_lines(caplog)
     assert [(f["role"], f["outcome"]) for f in outcomes] == [
         ("receiver", "happy"),
         ("sender", "happy"),
@@ -237,12 +240,11 @@ async def test_close_refuses_waiting_and_handshaking_but_drains_pipes() -> None:
         control, data, receiver, _ = await pair(r.port)
         waiting, _ = await register_sender(r.port)
         fresh = await RawClient.connect(r.port)
-        await asyncio.sleep(0.05)
+        await until(lambda: r.relay.handshaking == 1, "the fresh connection's handshake")
         closing = asyncio.create_task(r.relay.close(drain_timeout=10))
         assert (await waiting.line()).startswith("ERROR shutting-down")
         assert (await fresh.line()).startswith("ERROR shutting-down")
-        await asyncio.sleep(0.2)
-        assert not closing.done()  # the pipe is still running
+        assert r.relay.active == 1 and not closing.done()  # the pipe still runs
         await data.send(b"last bytes")
         data.half_close()
         assert await receiver.read_until_closed() == b"last bytes"

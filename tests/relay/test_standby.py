@@ -5,11 +5,12 @@ In-process relay, raw clients speaking the rendezvous lines by hand.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import pytest
 
+from ferry.relay.server import Relay
+from tests.relay.conditions import until
 from tests.relay.harness import RawClient, close_all, running_relay
 
 pytestmark = pytest.mark.timeout(30)
@@ -31,6 +32,12 @@ async def _park(port: int, nameplate: int, ticket: str, early: bytes = FLIGHT) -
     data = await RawClient.connect(port)
     await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n".encode() + early)
     return data
+
+
+async def _parked(relay: Relay, nameplate: int, parked: bool = True) -> None:
+    """Wait until the nameplate has (or no longer has) a parked data connection."""
+    entry = next(e for e in relay.table.entries() if e.nameplate == nameplate)
+    await until(lambda: (entry.parked is not None) is parked, f"parked={parked}")
 
 
 async def _nothing_to_read(client: RawClient, wait: float = 0.2) -> bool:
@@ -86,8 +93,9 @@ async def test_lost_parked_connection_is_unparked_and_its_ticket_still_joins() -
     async with running_relay(join_timeout=5.0) as relay:
         control, nameplate, ticket = await _standby_sender(relay.port)
         lost = await _park(relay.port, nameplate, ticket)
+        await _parked(relay.relay, nameplate)
         lost.reset()
-        await asyncio.sleep(0.2)
+        await _parked(relay.relay, nameplate, parked=False)
         receiver = await RawClient.connect(relay.port)
         await receiver.send(f"FERRY 1 RECV {nameplate}\n")
         assert await _nothing_to_read(receiver)  # waits for the sender's data connection
@@ -112,19 +120,11 @@ async def test_sender_leaving_closes_its_parked_connection() -> None:
     async with running_relay() as relay:
         control, nameplate, ticket = await _standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
-        await asyncio.sleep(0.1)
+        await _parked(relay.relay, nameplate)
         control.close()
         assert await data.read_until_closed() == b""
-        assert relay.relay.open_connections == 0 or await _settles(relay.relay)
+        await until(lambda: relay.relay.open_connections == 0, "every connection released")
         data.close()
-
-
-async def _settles(relay: object) -> bool:
-    for _ in range(50):
-        if relay.open_connections == 0:  # type: ignore[attr-defined]
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def test_same_ticket_again_replaces_the_parked_connection_and_closes_the_old() -> None:
@@ -144,7 +144,7 @@ async def test_parked_connection_has_keepalive_probes_under_nat_timeouts() -> No
     async with running_relay() as relay:
         control, nameplate, ticket = await _standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
-        await asyncio.sleep(0.1)
+        await _parked(relay.relay, nameplate)
         entry = next(e for e in relay.relay.table.entries() if e.nameplate == nameplate)
         assert entry.parked is not None
         sock = entry.parked.sock

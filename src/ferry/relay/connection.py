@@ -7,13 +7,16 @@ Standard library only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import socket
-import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from ferry.protocol import rendezvous as rv
+from ferry.relay.session import Phase, Role, Session
 
 
 class Closed(Exception):
@@ -22,23 +25,64 @@ class Closed(Exception):
 
 @dataclass(eq=False)
 class Connection:
+    """A socket, its peer, and its session (the rules: session.py)."""
+
     sock: socket.socket
     peer: str
     key: str
+    """The per-address limits' key ("" = not limited)."""
+    session: Session
     max_line: int = rv.MAX_LINE
-    started: float = field(default_factory=time.monotonic)
-    last_heard: float = field(default_factory=time.monotonic)
-    role: str = "unknown"
-    phase: str = "handshake"
-    nameplate: int | None = None
     joined: asyncio.Future[Connection] | None = None
+    """Receiver: resolves to the sender's data connection."""
     handed_over: bool = False
-    moved: tuple[int, int] = (0, 0)  # bytes to the sender, to the receiver
-    claims: int | None = None  # receivers a sender's nameplate had, or which claim this is
+    """Sender data: its socket belongs to a receiver's pipe (or the parking lot) now."""
+    between_transfers: asyncio.Event = field(default_factory=asyncio.Event)
+    """Sender control: set while no transfer of its nameplate runs."""
     lines: rv.LineBuffer = field(init=False)
 
     def __post_init__(self) -> None:
         self.lines = rv.LineBuffer(self.max_line)
+        self.between_transfers.set()
+
+    @property
+    def role(self) -> Role:
+        return self.session.role
+
+    @property
+    def phase(self) -> Phase:
+        return self.session.phase
+
+    @contextlib.asynccontextmanager
+    async def watch_hang_up(self) -> AsyncIterator[asyncio.Future[None]]:
+        """A future that resolves if the peer closes or resets while we do not read.
+
+        Readable while we are not reading means EOF, a reset, or bytes sent
+        early (a receiver's PAKE flight); peeking tells them apart without
+        consuming the early bytes, which stay for the pipe.
+        """
+        loop = asyncio.get_running_loop()
+        gone: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+
+        def readable() -> None:
+            try:
+                data = self.sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                loop.remove_reader(fd)  # early bytes: nothing more to learn
+            elif not gone.done():
+                gone.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            yield gone
+        finally:
+            loop.remove_reader(fd)
+            gone.cancel()
 
     def send_nowait(self, message: rv.RelayMessage) -> bool:
         """Write one small line without waiting; False if it cannot go out whole.
@@ -77,3 +121,58 @@ def open_spare() -> int | None:
         return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+
+
+LINGER_SECONDS: Final = 0.5
+LINGER_BYTES: Final = 64 * 1024
+
+
+def say_and_half_close(sock: socket.socket, data: bytes) -> None:
+    """Write one last line, discard input already here, and half-close.
+
+    Closing a socket with unread input makes the kernel send RST instead of
+    FIN, and a RST can destroy the last line before the client reads it. So
+    the bytes already received are read and dropped first (at most
+    LINGER_BYTES), and SHUT_WR sends the FIN behind the line at once; what
+    the client still sends is for `linger` to drop.
+    """
+    with contextlib.suppress(OSError):
+        sock.setblocking(False)
+        sock.send(data)
+    _discard_ready(sock, LINGER_BYTES)
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+
+
+def _discard_ready(sock: socket.socket, limit: int) -> int:
+    discarded = 0
+    while discarded < limit:
+        try:
+            data = sock.recv(min(16384, limit - discarded))
+        except OSError:  # BlockingIOError: nothing more now
+            break
+        if not data:
+            break
+        discarded += len(data)
+    return discarded
+
+
+async def linger(sock: socket.socket) -> None:
+    """After say_and_half_close: drop what the client still sends, briefly, then close.
+
+    Until the client closes (a real client does at once), LINGER_SECONDS
+    pass, or LINGER_BYTES more arrive.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            discarded = 0
+            while discarded < LINGER_BYTES:
+                data = await loop.sock_recv(sock, 16384)
+                if not data:
+                    break
+                discarded += len(data)
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        sock.close()

@@ -3,16 +3,23 @@
 Theory of operation. Every connection the relay accepts ends with exactly
 one call to `outcome()`, which writes one line naming how it ended:
 
-    happy     a pipe finished with both sides closing (receiver line), or a
-              sender left after at least one receiver came (sender line)
-    lonely    a sender left before any receiver came
+    happy     a pipe ended as a delivered file does: both sides closed
+              cleanly and the receiver's bytes (its ACK) moved last
+              (receiver line); a sender left after such a transfer (sender
+              line)
+    lonely    a sender left with no transfer run (no receiver came, or none
+              got as far as a pipe)
     lost      a waiting sender stopped answering PINGs
     idle      a pipe moved no byte for idle_timeout and was closed
     vanished  the peer closed or reset before its part was done
     refused   the relay answered ERROR <reason> (the reason is logged)
-    errory    a socket failed (e.g. reset in the middle of a pipe)
+    errory    a pipe that did not end as a delivered file does: a socket
+              failed, or the sender's bytes moved last (it stopped mid-file,
+              or nobody answered it); detail= says which
     cut       a pipe still running at the end of the shutdown drain
 
+A sender line ends as its last transfer did (session.py decides both, from
+what the relay can see: it cannot read what it carries).
 A sender's data connection has no line of its own once joined: the
 receiver's line covers the pipe (bytes both ways).
 

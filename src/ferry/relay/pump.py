@@ -13,7 +13,10 @@ buffers per pipe, whatever the file size.
 End of stream: when a source reaches EOF and its buffer has drained, the
 pump shuts down writing on the destination (half-close), so each side sees
 the other's FIN. The pipe ends when both directions have finished, either
-socket fails, or no byte moved for idle_timeout seconds.
+socket fails, or no byte moved for idle_timeout seconds (on the clock it is
+given, the event loop's by default, so a test can move time instead of
+sleeping). The result says which side's bytes moved last and which side
+closed first: all the relay can know of how a transfer ended.
 
 splice(2) moves bytes socket -> pipe -> socket inside the kernel without
 copying them to user space; it exists on Linux only, so the copy path
@@ -27,7 +30,6 @@ import contextlib
 import fcntl
 import os
 import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -44,6 +46,10 @@ class PumpResult:
     bytes_b_to_a: int
     outcome: str
     """"closed" (both sides finished), "error" (a socket failed) or "idle"."""
+    last_from: str = ""
+    """"a" or "b": the side whose bytes went out last ("" if none moved)."""
+    first_eof: str = ""
+    """"a" or "b": the side whose end of stream came first ("" if none came)."""
 
 
 class _Direction:
@@ -51,6 +57,7 @@ class _Direction:
 
     def __init__(self, pump: _Pump, src: socket.socket, dst: socket.socket, size: int) -> None:
         self.pump = pump
+        self.source = ""  # "a" or "b", set by pump()
         self.src = src
         self.dst = dst
         self.size = size
@@ -126,6 +133,7 @@ class _Direction:
                     return
                 if n == 0:
                     self.eof = True
+                    self.pump.first_eof = self.pump.first_eof or self.source
                 elif n > 0:
                     self.pending += n
                     progressed = True
@@ -144,7 +152,7 @@ class _Direction:
             if not progressed:
                 break
         if moved:
-            self.pump.moved(moved)
+            self.pump.moved(moved, self.source)
         if self.eof and not self.pending and not self.done:
             self.done = True
             try:
@@ -214,17 +222,26 @@ class _SpliceDirection(_Direction):
 
 
 class _Pump:
-    def __init__(self, idle_timeout: float, on_moved: Callable[[int], None] | None) -> None:
+    def __init__(
+        self,
+        idle_timeout: float,
+        on_moved: Callable[[int], None] | None,
+        clock: Callable[[], float] | None,
+    ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.clock = clock or self.loop.time
         self.finished: asyncio.Future[str] = self.loop.create_future()
         self.idle_timeout = idle_timeout
         self.on_moved = on_moved
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
+        self.last_from = ""
+        self.first_eof = ""
         self.directions: list[_Direction] = []
 
-    def moved(self, count: int) -> None:
+    def moved(self, count: int, source: str) -> None:
         """Bytes went out: the pipe is not idle, and live counters learn of it."""
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
+        self.last_from = source
         if self.on_moved is not None:
             self.on_moved(count)
 
@@ -238,7 +255,7 @@ class _Pump:
 
     async def run(self) -> str:
         while True:
-            remaining = self.last_activity + self.idle_timeout - time.monotonic()
+            remaining = self.last_activity + self.idle_timeout - self.clock()
             if remaining <= 0:
                 return "idle"
             try:
@@ -257,6 +274,7 @@ async def pump(
     preload_a_to_b: bytes = b"",
     preload_b_to_a: bytes = b"",
     on_moved: Callable[[int], None] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> PumpResult:
     """Move bytes between a and b until both finish, one fails, or idle_timeout passes.
 
@@ -264,15 +282,18 @@ async def pump(
     preload_* are bytes already read from one side (e.g. pipelined after the
     handshake line) that must reach the other side first. on_moved, if given,
     is called with each burst's byte count as it goes out (live metrics).
+    clock (seconds; the event loop's time by default) measures idle_timeout;
+    the idle check waits on the event loop, so a test's clock must move with it.
     """
     kind = _SpliceDirection if use_splice and SPLICE_AVAILABLE else _CopyDirection
-    state = _Pump(idle_timeout, on_moved)
+    state = _Pump(idle_timeout, on_moved, clock)
     forward = kind(state, a, b, buffer_size)
     try:
         backward = kind(state, b, a, buffer_size)
     except OSError:
         forward.close()
         raise
+    forward.source, backward.source = "a", "b"
     state.directions = [forward, backward]
     try:
         forward.start(preload_a_to_b)
@@ -281,4 +302,4 @@ async def pump(
     finally:
         forward.stop()
         backward.stop()
-    return PumpResult(forward.moved, backward.moved, outcome)
+    return PumpResult(forward.moved, backward.moved, outcome, state.last_from, state.first_eof)

@@ -50,7 +50,7 @@ class MemoryTransport:
         self.sender.paired(self.clock.now)
         self.receiver.paired(self.clock.now)
 
-    def send(self, session: Session, data: bytes | memoryview) -> None:
+    def send(self, session: Session, data: bytes | bytearray | memoryview) -> None:
         queue = self.to_receiver if session is self.sender else self.to_sender
         queue += data
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from ferry_testing.procs import Relay
 from tests.faults.procs import (
-    RelayProcess,
     clients,
     receive,
     relay_process,
@@ -30,7 +30,7 @@ MIB = 1 << 20
 FILE_SIZE = 256 * MIB
 
 
-def outcome_lines(relay: RelayProcess) -> dict[str, str]:
+def outcome_lines(relay: Relay) -> dict[str, str]:
     """role -> its outcome line, for the sender and receiver lines logged so far."""
     lines = {}
     for line in relay.log().splitlines():

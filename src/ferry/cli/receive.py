@@ -47,7 +47,11 @@ def read_code(arg: str | None) -> str:
     return arg
 
 
-def _load_crypto_meanwhile() -> None:
+LOADER_JOIN_TIMEOUT = 10.0
+"""Seconds an early exit waits for the crypto import started on a thread."""
+
+
+def _load_crypto_meanwhile() -> threading.Thread:
     """Import the crypto libraries on a thread while the relay connection opens.
 
     They take ~100 ms to import, longer than a round trip to a nearby relay,
@@ -61,27 +65,36 @@ def _load_crypto_meanwhile() -> None:
             import ferry.client.wire
             import ferry.protocol.session  # noqa: F401
 
-    threading.Thread(target=load, name="load-crypto", daemon=True).start()
+    thread = threading.Thread(target=load, name="load-crypto", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("receive", args.verbose)
+    loader: threading.Thread | None = None
     try:
-        address = parse_address(args.relay)
-        code = parse_code(read_code(args.code))
-        _load_crypto_meanwhile()
-        from ferry.client.progress import for_stderr
-        from ferry.client.receiver import Receiver, prepare_directory
+        try:
+            address = parse_address(args.relay)
+            code = parse_code(read_code(args.code))
+            loader = _load_crypto_meanwhile()
+            from ferry.client.progress import for_stderr
+            from ferry.client.receiver import Receiver, prepare_directory
 
-        directory = prepare_directory(args.directory)
-    except FerryError as exc:
-        return fail("receive", exc.message, exc.exit_code)
-    receiver = Receiver(address, code, directory, ClientConfig(), for_stderr(), args.overwrite)
-    status = run("receive", receiver.run())
-    if status == 0 and args.verbose and receiver.saved_as is not None:
-        print(f"receive: saved {receiver.saved_as}", file=sys.stderr)
-    return status
+            directory = prepare_directory(args.directory)
+        except FerryError as exc:
+            return fail("receive", exc.message, exc.exit_code)
+        receiver = Receiver(address, code, directory, ClientConfig(), for_stderr(), args.overwrite)
+        status = run("receive", receiver.run())
+        if status == 0 and args.verbose and receiver.saved_as is not None:
+            print(f"receive: saved {receiver.saved_as}", file=sys.stderr)
+        return status
+    finally:
+        # An import still running on a daemon thread at interpreter exit can
+        # abort the process ("FATAL: exception not rethrown"): let it finish.
+        if loader is not None:
+            loader.join(LOADER_JOIN_TIMEOUT)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,17 @@ listens on each address it resolves to.
 from __future__ import annotations
 
 import contextlib
+import errno
 import resource
 import socket
+from collections.abc import Sequence
 
 from ferry.address import Address
 from ferry.relay import buffers
 
 BACKLOG = 1024
+PORT_ZERO_TRIES = 20
+"""Fresh ports tried when port 0's free port is taken on another family."""
 
 
 def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> socket.socket:
@@ -36,7 +40,13 @@ def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> so
 
 
 def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
-    """Bind and listen; raises OSError if nothing could be bound."""
+    """Bind and listen; raises OSError if nothing could be bound.
+
+    Port 0 means one free port on every family: the first socket picks it
+    and the others take the same. If another program holds that port on a
+    later family, all are closed and a new port is tried, rather than
+    serving only part of the address.
+    """
     if address.host:
         infos = socket.getaddrinfo(
             address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -47,23 +57,32 @@ def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
             (socket.AF_INET6, ("::", address.port)),
             (socket.AF_INET, ("0.0.0.0", address.port)),
         ]
+    targets = list(dict.fromkeys(targets))
+    for _ in range(PORT_ZERO_TRIES if address.port == 0 else 1):
+        listeners, errors = _bind_all(targets, address.port == 0, buffer_size)
+        if address.port == 0 and listeners and any(e.errno == errno.EADDRINUSE for e in errors):
+            for sock in listeners:
+                sock.close()
+            continue
+        if not listeners:
+            raise errors[0] if errors else OSError(f"cannot listen on {address}")
+        return listeners
+    raise OSError(errno.EADDRINUSE, f"no port free on every address of {address}")
+
+
+def _bind_all(
+    targets: Sequence[tuple[int, tuple[object, ...]]], port_zero: bool, buffer_size: int
+) -> tuple[list[socket.socket], list[OSError]]:
     listeners: list[socket.socket] = []
     errors: list[OSError] = []
-    seen: set[tuple[int, object]] = set()
     for family, sockaddr in targets:
-        if (family, sockaddr) in seen:
-            continue
-        seen.add((family, sockaddr))
-        if address.port == 0 and listeners:
-            # Port 0: the first socket got a free port; the others take the same.
+        if port_zero and listeners:
             sockaddr = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])
         try:
             listeners.append(_listener(family, sockaddr, buffer_size))
         except OSError as exc:
             errors.append(exc)
-    if not listeners:
-        raise errors[0] if errors else OSError(f"cannot listen on {address}")
-    return listeners
+    return listeners, errors
 
 
 def raise_fd_limit() -> int:

@@ -1,0 +1,32 @@
+"""./receive's early exits wait for the crypto import it started on a thread.
+
+A daemon thread still importing native code at interpreter exit can abort
+the whole process (SIGABRT, "FATAL: exception not rethrown") instead of the
+one-line error and exit code 3.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = """
+import sys, threading
+from ferry.cli import receive
+rc = receive.main(["127.0.0.1:9", "7-guitar-orbit-velvet", sys.argv[1]])
+alive = [t.name for t in threading.enumerate() if t.name == "load-crypto"]
+print(rc, alive)
+"""
+
+
+def test_output_dir_that_is_a_file_returns_3_with_no_import_thread_left(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(not_a_dir)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3 []", (done.stdout, done.stderr)
+    assert "exists and is not a directory" in done.stderr

@@ -150,9 +150,12 @@ def read_pins(lock: Path) -> dict[str, str]:
     return pins
 
 
-def probe() -> tuple[Path, dict[str, str]]:
-    """.venv's site-packages and {canonical name: version} of what its Python sees."""
-    result = subprocess.run([str(PYTHON), "-c", PROBE], check=True, capture_output=True, text=True)
+def probe(pythonpath: bool = False) -> tuple[Path, dict[str, str]]:
+    """.venv's site-packages and {canonical name: version} of what its Python sees
+    (what PYTHONPATH adds only if asked: it is not part of .venv)."""
+    env = {name: value for name, value in os.environ.items() if pythonpath or name != "PYTHONPATH"}
+    command = [str(PYTHON), "-c", PROBE]
+    result = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     found = json.loads(result.stdout)
     versions = {canonical(name): version for name, version in found["versions"].items()}
     return Path(found["purelib"]), versions
@@ -225,10 +228,12 @@ def run_pip(pip: list[str], lock: Path) -> None:
         "--retries", str(PIP_RETRIES), "-r", str(lock),
     ]  # fmt: skip
     bound = setup_timeout()
-    # Its own session: on timeout or Ctrl-C the whole group goes (pip --python runs a second pip).
+    # Without PYTHONPATH, or pip would take what it lists as installed and put nothing in .venv.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    # Its own session: on timeout or Ctrl-C the whole group goes, whatever pip started.
     proc = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, env=env,
     )  # fmt: skip
     try:
         output, _ = proc.communicate(timeout=bound)
@@ -295,7 +300,7 @@ def satisfies(version: str, specifier: str) -> bool:
 def use_system_packages() -> bool:
     """Run on what is already installed, if it is what pyproject.toml accepts."""
     set_system_site(True)
-    _, versions = probe()
+    _, versions = probe(pythonpath=True)
     found = []
     for name, specifier in runtime_requirements():
         have = versions.get(canonical(name))

@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev test test-fast lint format bench bench-wan clean
+.PHONY: setup setup-dev lock test test-fast lint format bench bench-wan clean
 
 setup:
 	$(PYTHON) scripts/bootstrap.py
 
 setup-dev:
 	$(PYTHON) scripts/bootstrap.py --dev
+
+# Re-resolve pyproject.toml's dependencies into requirements/runtime.txt and dev.txt
+# (pinned, sha256 hashes from the index); commit both. Needs the package index.
+lock:
+	$(PYTHON) scripts/lock.py
 
 test: setup-dev
 	$(BIN)/python -m pytest
@@ -18,13 +23,13 @@ test-fast: setup-dev
 	$(BIN)/python -m pytest tests/unit tests/inproc
 
 lint: setup-dev
-	$(BIN)/ruff check src tests bench ferry_testing scripts
-	$(BIN)/ruff format --check src tests bench ferry_testing scripts
-	$(BIN)/mypy  # src, tests, bench and ferry_testing: pyproject.toml [tool.mypy]
+	$(BIN)/python -m ruff check src tests bench ferry_testing scripts
+	$(BIN)/python -m ruff format --check src tests bench ferry_testing scripts
+	$(BIN)/python -m mypy  # src, tests, bench and ferry_testing: pyproject.toml [tool.mypy]
 
 format: setup-dev
-	$(BIN)/ruff format src tests bench scripts
-	$(BIN)/ruff check --fix src tests bench scripts
+	$(BIN)/python -m ruff format src tests bench ferry_testing scripts
+	$(BIN)/python -m ruff check --fix src tests bench ferry_testing scripts
 
 bench: setup-dev
 	$(BIN)/python -m bench.run

@@ -34,3 +34,50 @@ def test_the_installed_cryptography_has_the_aead_into_api() -> None:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     assert hasattr(AESGCM, "encrypt_into") and hasattr(AESGCM, "decrypt_into")
+
+
+LOCKS = PYPROJECT.parent / "requirements"
+
+
+def _locked(name: str) -> dict[str, tuple[str, list[str]]]:
+    """{name: (version, [sha256, ...])} of a lock file."""
+    text = (LOCKS / name).read_text().replace("\\\n", " ")
+    pins = {}
+    for line in text.splitlines():
+        found = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line)
+        if found:
+            pins[found.group(1)] = (
+                found.group(2),
+                re.findall(r"--hash=sha256:([0-9a-f]{64})", line),
+            )
+    return pins
+
+
+def test_the_locks_pin_every_declared_dependency_within_its_range_with_hashes() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    for lock, declared in [
+        ("runtime.txt", project["dependencies"]),
+        ("dev.txt", project["dependencies"] + project["optional-dependencies"]["dev"]),
+    ]:
+        pins = _locked(lock)
+        assert pins and all(hashes for _, hashes in pins.values()), lock
+        assert all(name == canonicalize_name(name) for name in pins), lock
+        for spec in declared:
+            requirement = Requirement(spec)
+            version, _ = pins[canonicalize_name(requirement.name)]
+            assert requirement.specifier.contains(version), f"{lock}: {spec} but {version}"
+
+
+def test_the_dev_lock_holds_the_runtime_locks_pins() -> None:
+    runtime, dev = _locked("runtime.txt"), _locked("dev.txt")
+    assert {name: dev[name] for name in runtime} == runtime
+
+
+def test_this_environment_was_installed_from_the_lock() -> None:
+    import importlib.metadata
+
+    for name, (version, _) in _locked("dev.txt").items():
+        assert importlib.metadata.version(name) == version, name

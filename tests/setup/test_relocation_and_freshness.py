@@ -1,0 +1,70 @@
+"""A copied checkout runs its own code; .venv is rebuilt when what it was built from changes
+(content, not modification times)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ferry import __version__
+from tests.setup.checkout import copy_checkout, offline_env, refusing_port, run, runtime_packages
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def set_up(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A checkout whose first run has made .venv (offline, on packages already installed)."""
+    checkout = copy_checkout(tmp_path / "a")
+    with refusing_port() as port:
+        env = offline_env(port, PYTHONPATH=str(runtime_packages(tmp_path / "site")))
+        first = run([checkout / "send", "--version"], env)
+    assert first.returncode == 0, first.stderr
+    return checkout, env
+
+
+def test_a_copied_checkout_runs_its_own_code(
+    set_up: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    original, env = set_up
+    copy = tmp_path / "b"
+    shutil.copytree(original, copy, symlinks=True)
+    init = copy / "src" / "ferry" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = "(.*)"', r'__version__ = "\1+copy"', init.read_text()))
+    which = "import ferry, importlib.metadata as m; print(ferry.__file__, m.version('ferry'))"
+
+    copied = run([copy / "send", "--version"], env)
+    script = run([copy / ".venv" / "bin" / "ferry", "--version"], env)
+    imported = run([copy / ".venv" / "bin" / "python", "-c", which], env)
+    untouched = run([original / "send", "--version"], env)
+
+    assert copied.stdout == f"send {__version__}+copy\n", copied.stderr
+    assert script.stdout == f"ferry {__version__}+copy\n", script.stderr
+    assert imported.stdout.split() == [str(init), f"{__version__}+copy"], imported.stderr
+    assert untouched.stdout == f"send {__version__}\n", untouched.stderr
+
+
+def test_the_shims_check_content_not_modification_times(
+    set_up: tuple[Path, dict[str, str]],
+) -> None:
+    checkout, env = set_up
+    false = shutil.which("false")
+    assert false
+    no_setup = {**env, "FERRY_PYTHON": false}  # a shim that wants set-up fails with this
+
+    os.utime(checkout / "pyproject.toml")  # newer than the stamp, same content
+    assert run([checkout / "send", "--version"], no_setup).returncode == 0
+
+    lock = checkout / "requirements" / "runtime.txt"
+    before = lock.stat()
+    lock.write_text(lock.read_text() + "# changed\n")
+    os.utime(lock, ns=(before.st_atime_ns, before.st_mtime_ns))  # changed, with an old mtime
+    assert run([checkout / "send", "--version"], no_setup).returncode != 0
+
+    redone = run([checkout / "send", "--version"], env)
+    assert redone.returncode == 0, redone.stderr
+    assert run([checkout / "send", "--version"], no_setup).returncode == 0

@@ -80,9 +80,13 @@ def usable(filename: str) -> bool:
     """A wheel CPython 3.11 or newer on Linux x86_64 could install."""
     if not filename.endswith(".whl"):
         return False
-    python, _abi, platform = filename[: -len(".whl")].split("-")[-3:]
+    python, abi, platform = filename[: -len(".whl")].split("-")[-3:]
+    # cp311 and later; or any cp3x built for the stable ABI (abi3), which
+    # every later CPython 3 loads too.
     pythons_ok = any(
-        tag in ("py3", "py2.py3") or re.fullmatch(r"cp3(1[1-9]|[2-9]\d)", tag)
+        tag in ("py3", "py2.py3")
+        or re.fullmatch(r"cp3(1[1-9]|[2-9]\d)", tag)
+        or (abi == "abi3" and re.fullmatch(r"cp3\d+", tag))
         for tag in python.split(".")
     )
     return pythons_ok and (platform == "any" or ("manylinux" in platform and "x86_64" in platform))

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from spake2 import SPAKE2_A, SPAKE2_B
 
-from ferry.errors import IntegrityError, RemoteProtocolError
+from ferry.errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from ferry.protocol.records import TAG_SIZE
 
 KEY_SIZE: Final = 32
@@ -83,7 +83,7 @@ class Pake:
 
     def finish(self, peer_message: bytes) -> SessionKeys:
         if self._message is None:
-            raise RuntimeError("start() must come before finish()")
+            raise LocalProtocolError("start() must come before finish()")
         try:
             shared = self._spake.finish(peer_message)
         except Exception as exc:

@@ -6,6 +6,10 @@ can map any failure to one line of text and one exit code without knowing
 where it came from. The docstring of each class is the sentence a user reads
 when no more specific message was given. The relay imports this module too,
 so it must stay standard-library only.
+
+Exit codes are decided here and nowhere else: each class carries its own,
+and `exit_code_for()` maps anything else (a bug, an interrupt) at the edge
+(cli/common.py), the one place a failure becomes a line and a status.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ EXIT_PEER_GONE = 7
 EXIT_INTEGRITY = 8
 EXIT_TIMEOUT = 9
 EXIT_REFUSED_BY_PEER = 10
+# 11: scripts/bootstrap.py, the first run could not install (it cannot import this module).
 EXIT_INTERRUPTED = 130
 
 
@@ -60,6 +65,10 @@ class LocalFileError(FerryError):
 
 class OutputClosed(LocalFileError):
     """cannot write the code to standard output (closed, or a full device)."""
+
+
+class FileExists(LocalFileError):
+    """the file already exists."""
 
 
 class UnsafeName(FerryError):
@@ -138,3 +147,34 @@ class Interrupted(FerryError):
     """interrupted."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class CannotListen(FerryError):
+    """the relay cannot listen on that address."""
+
+    exit_code = EXIT_RELAY_UNREACHABLE
+
+
+# -- inside the relay (never shown to a client as an exception) ------------------------
+
+
+class Refusal(FerryError):
+    """A request the relay turns down; reason is the wire token."""
+
+    def __init__(self, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+class Closed(FerryError):
+    """The peer closed or reset the connection."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit status of a program that stops with this exception."""
+    if isinstance(exc, FerryError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERNAL

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ferry.config import RelayConfig
+from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.session import (
@@ -21,7 +22,6 @@ from ferry.relay.session import (
     error_ending,
     pipe_outcome,
 )
-from ferry.relay.table import Refusal
 
 CONFIG = RelayConfig(
     handshake_timeout=10.0, ping_interval=30.0, pong_timeout=90.0, join_timeout=15.0

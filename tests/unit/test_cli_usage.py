@@ -44,6 +44,7 @@ def test_cli_with_bad_arguments_prints_one_line_and_exits_2(
         ("FERRY_WAIT", "-5", "FERRY_WAIT"),
         ("FERRY_ATTEMPTS", "abc", "FERRY_ATTEMPTS"),
         ("FERRY_ATTEMPTS", "0", "FERRY_ATTEMPTS"),
+        ("FERRY_RECORD_SIZE", "12", "FERRY_RECORD_SIZE"),
     ],
 )
 def test_send_with_a_bad_environment_setting_prints_one_line_and_exits_2(
@@ -79,6 +80,46 @@ def test_relay_with_an_unknown_log_format_in_the_environment_exits_2(
     assert relay.main(["127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "FERRY_RELAY_LOG_FORMAT" in err, err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FERRY_RELAY_LIMIT_LOOPBACK", "banana"),  # was taken as "off" without a word
+        ("FERRY_RELAY_IDLE_TIMEOUT", "soon"),
+        ("FERRY_RELAY_MAX_HANDSHAKES", "-5"),
+        ("FERRY_RELAY_MAX_HANDSHAKES", "1.5"),
+        ("FERRY_RELAY_IDLE_TIMEOUT", "nan"),
+    ],
+)
+def test_relay_with_a_bad_environment_setting_names_it_in_one_line_and_exits_2(
+    variable: str,
+    value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert relay.main(["127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and variable in err and "Traceback" not in err, err
+
+
+def test_relay_boolean_environment_settings_take_yes_and_no_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FERRY_RELAY_LIMIT_LOOPBACK", "yes")
+    assert relay.build_parser().parse_args(["127.0.0.1:9"]).limit_loopback is True
+    monkeypatch.setenv("FERRY_RELAY_LIMIT_LOOPBACK", "off")
+    assert relay.build_parser().parse_args(["127.0.0.1:9"]).limit_loopback is False
+
+
+def test_relay_that_cannot_write_its_ready_file_says_so_and_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-such-dir" / "ready"
+    assert relay.main(["127.0.0.1:0", "--ready-file", str(missing), "-q"]) == 3
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot write" in err, err
 
 
 @pytest.mark.parametrize("program", [send, receive, relay])

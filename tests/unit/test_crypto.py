@@ -19,7 +19,7 @@ from ferry.crypto import (
     derive_keys,
     peer_confirmed,
 )
-from ferry.errors import IntegrityError, RemoteProtocolError
+from ferry.errors import IntegrityError, LocalProtocolError, RemoteProtocolError
 from ferry.protocol.records import FLAG_FINAL, TAG_SIZE, Header, RecordType
 
 CODE = b"7-guitar-orbit-velvet"
@@ -175,7 +175,7 @@ def test_pake_messages_of_sender_and_receiver_are_33_bytes_tagged_by_side() -> N
 
 
 def test_pake_finish_before_start_raises_runtime_error() -> None:
-    with pytest.raises(RuntimeError, match="start"):
+    with pytest.raises(LocalProtocolError, match="start"):
         Pake(Role.SENDER, CODE).finish(Pake(Role.RECEIVER, CODE).start())
 
 

@@ -81,3 +81,23 @@ def test_this_environment_was_installed_from_the_lock() -> None:
 
     for name, (version, _) in _locked("dev.txt").items():
         assert importlib.metadata.version(name) == version, name
+
+
+def test_lock_counts_stable_abi_wheels_of_older_cpython_as_usable() -> None:
+    """cp39-abi3 wheels install on CPython 3.11: their hashes must be in the lock.
+
+    Missing, pip picked such a wheel on a fresh machine and refused it for its hash.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "lock.py"
+    spec = importlib.util.spec_from_file_location("ferry_lock_script", path)
+    assert spec is not None and spec.loader is not None
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    wheel = "ast_serialize-0.13.1-cp39-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    assert lock.usable(wheel)
+    assert lock.usable("cryptography-47.0.0-cp311-abi3-manylinux_2_28_x86_64.whl")
+    assert not lock.usable("foo-1.0-cp310-cp310-manylinux_2_17_x86_64.whl")
+    assert not lock.usable("foo-1.0-cp39-abi3-macosx_11_0_arm64.whl")

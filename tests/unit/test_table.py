@@ -19,8 +19,9 @@ from hypothesis.stateful import (
 )
 
 from ferry.config import RelayConfig
+from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
-from ferry.relay.table import Entry, PairingTable, Refusal, State
+from ferry.relay.table import Entry, PairingTable, State
 
 
 def ticket_counter() -> Callable[[], str]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from ferry.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, FerryError, Interrupted
+from ferry import environment
+from ferry.errors import EXIT_OK, FerryError, Interrupted, exit_code_for
 
 
 def setup_logging(program: str, verbose: bool) -> None:
@@ -22,9 +22,18 @@ def setup_logging(program: str, verbose: bool) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def fail(program: str, message: str, exit_code: int) -> int:
+def fail(program: str, exc: BaseException) -> int:
+    """The edge: any failure becomes one line on stderr and its exit code (errors.py)."""
+    if isinstance(exc, FerryError):
+        message = exc.message
+    elif isinstance(exc, KeyboardInterrupt):
+        message = "interrupted"
+    else:  # a bug: say so in one line, trace only on request
+        if environment.debug():
+            raise exc
+        message = f"internal error: {type(exc).__name__}: {exc}"
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
-    return exit_code
+    return exit_code_for(exc)
 
 
 async def _with_signals(main: Coroutine[Any, Any, object]) -> None:
@@ -61,12 +70,6 @@ def run(program: str, main: Coroutine[Any, Any, object]) -> int:
     """Run a client coroutine; map any failure to one stderr line and an exit code."""
     try:
         asyncio.run(_with_signals(main))
-    except FerryError as exc:
-        return fail(program, exc.message, exc.exit_code)
-    except KeyboardInterrupt:
-        return fail(program, "interrupted", EXIT_INTERRUPTED)
-    except Exception as exc:  # a bug: say so in one line, trace only on request
-        if os.environ.get("FERRY_DEBUG"):
-            raise
-        return fail(program, f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+    except (Exception, KeyboardInterrupt) as exc:
+        return fail(program, exc)
     return EXIT_OK

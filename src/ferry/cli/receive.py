@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import threading
 from collections.abc import Sequence
 
+from ferry import environment
 from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
 from ferry.cli.parser import Parser
@@ -40,7 +40,7 @@ def read_code(arg: str | None) -> str:
             print("receive: code: ", end="", file=sys.stderr, flush=True)
         return sys.stdin.readline()
     if arg is None:
-        code = os.environ.get("FERRY_CODE")
+        code = environment.text("FERRY_CODE")
         if not code:
             raise UsageError("no code given (pass it as an argument, '-' for stdin, or FERRY_CODE)")
         return code
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             directory = prepare_directory(args.directory)
         except FerryError as exc:
-            return fail("receive", exc.message, exc.exit_code)
+            return fail("receive", exc)
         receiver = Receiver(address, code, directory, ClientConfig(), for_stderr(), args.overwrite)
         status = run("receive", receiver.run())
         if status == 0 and args.verbose and receiver.saved_as is not None:

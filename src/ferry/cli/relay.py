@@ -18,17 +18,18 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from ferry import environment
 from ferry.address import parse_address
+from ferry.cli.common import fail
 from ferry.cli.parser import Parser
 from ferry.config import RelayConfig, field_docs
-from ferry.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FerryError
+from ferry.errors import EXIT_OK, CannotListen, FerryError, LocalFileError, UsageError
 from ferry.relay import buffers, logs
 from ferry.relay.listen import open_listeners, raise_fd_limit
 from ferry.relay.metrics import MetricsServer, render
 from ferry.relay.server import Relay
 
-ENV_PREFIX = "FERRY_RELAY_"
-EXIT_CANNOT_LISTEN = 4
+ENV_PREFIX = environment.RELAY_PREFIX
 
 log = logging.getLogger(logs.LOGGER_NAME)
 
@@ -38,16 +39,7 @@ def _flag(name: str) -> str:
 
 
 def _env_default(field: dataclasses.Field[object]) -> object:
-    raw = os.environ.get(ENV_PREFIX + field.name.upper())
-    default = field.default
-    if raw is None:
-        return default
-    if isinstance(default, bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    try:
-        return type(default)(raw)  # type: ignore[call-arg]
-    except ValueError:
-        raise FerryError(f"invalid {ENV_PREFIX}{field.name.upper()}={raw!r}") from None
+    return environment.relay_setting(field.name, field.default)
 
 
 def _field_help() -> dict[str, str]:
@@ -87,16 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     ops = parser.add_argument_group("operations")
     ops.add_argument(
         "--log-format", choices=logs.FORMATS,
-        default=os.environ.get(ENV_PREFIX + "LOG_FORMAT", "human"),
+        default=environment.read(
+            ENV_PREFIX + "LOG_FORMAT", environment.one_of(*logs.FORMATS), "human"
+        ),
         help="one line per connection outcome, as key=value text or JSON (default: %(default)s)",
     )  # fmt: skip
     ops.add_argument(
-        "--metrics", metavar="ADDRESS", default=os.environ.get(ENV_PREFIX + "METRICS") or None,
+        "--metrics", metavar="ADDRESS", default=environment.text(ENV_PREFIX + "METRICS"),
         help="serve /metrics (Prometheus) and /healthz over HTTP at HOST:PORT (default: off); "
         "keep it private, e.g. 127.0.0.1:9022",
     )  # fmt: skip
     ops.add_argument(
-        "--ready-file", metavar="PATH", default=os.environ.get(ENV_PREFIX + "READY_FILE") or None,
+        "--ready-file", metavar="PATH", default=environment.text(ENV_PREFIX + "READY_FILE"),
         help="once listening, write the address actually bound (HOST:PORT, one line) to "
         "PATH; with port 0 this is how a script learns the port",
     )  # fmt: skip
@@ -109,7 +103,7 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
     config = RelayConfig(**values)
     problems = config.problems()
     if problems:
-        raise FerryError("; ".join(problems))
+        raise UsageError("; ".join(problems))
     return config
 
 
@@ -194,13 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_address = None if args.metrics is None else parse_address(args.metrics, listen=True)
         config = config_from(args)
         if args.log_format not in logs.FORMATS:
-            raise FerryError(
+            raise UsageError(
                 f"invalid {ENV_PREFIX}LOG_FORMAT={args.log_format!r} "
                 f"(expected {' or '.join(logs.FORMATS)})"
             )
     except FerryError as exc:
-        print(f"relay: error: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("relay", exc)
     logs.setup(args.log_format, args.quiet)
     where = address
     try:
@@ -211,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = metrics_address
             metrics_listeners = open_listeners(metrics_address, 64 * 1024)
     except OSError as exc:
-        print(f"relay: error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CANNOT_LISTEN
+        return fail("relay", CannotListen(f"cannot listen on {where}: {exc.strerror or exc}"))
     if metrics_listeners:
         log.info("metrics on %s", ", ".join(_url(sock) for sock in metrics_listeners))
     fds = raise_fd_limit()
@@ -228,16 +220,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 _write_ready_file(args.ready_file, listeners[0])
             except OSError as exc:
-                raise FerryError(f"cannot write {args.ready_file}: {exc.strerror}") from None
+                raise LocalFileError(f"cannot write {args.ready_file}: {exc.strerror}") from None
 
     relay = Relay(config)
     try:
         return asyncio.run(serve(relay, config, listeners, metrics_listeners, ready))
-    except FerryError as exc:
-        print(f"relay: error: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except (FerryError, KeyboardInterrupt) as exc:
+        return fail("relay", exc)
+    finally:
+        for sock in (*listeners, *metrics_listeners):
+            sock.close()
 
 
 if __name__ == "__main__":

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
 from ferry.cli.parser import Parser
 from ferry.codes import Code
 from ferry.config import ClientConfig
-from ferry.errors import FerryError, OutputClosed, UsageError
-from ferry.protocol.records import MAX_DATA_PAYLOAD
-
-MIN_RECORD_SIZE = 4096
-T = TypeVar("T")
+from ferry.environment import count, read, record_size, seconds
+from ferry.errors import FerryError, OutputClosed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,46 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
-
-
-def seconds(text: str) -> float:
-    """A positive, finite number of seconds (argparse type and env parser)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
-    return value
-
-
-def count(text: str) -> int:
-    """A whole number, at least 1 (argparse type and env parser)."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, not {text!r}")
-    return int(text)
-
-
-def _from_env(name: str, parse: Callable[[str], T], default: T) -> T:
-    """A setting from the environment, checked like the flag it stands for."""
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        return parse(raw)
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"{name}: {exc}") from None
-
-
-def _record_size() -> int:
-    """DATA record size from FERRY_RECORD_SIZE (a tuning knob for benchmarks)."""
-    raw = os.environ.get("FERRY_RECORD_SIZE")
-    if raw is None:
-        return ClientConfig.record_size
-    if not raw.isdigit() or not MIN_RECORD_SIZE <= int(raw) <= MAX_DATA_PAYLOAD:
-        limits = f"from {MIN_RECORD_SIZE} to {MAX_DATA_PAYLOAD}"
-        raise UsageError(f"FERRY_RECORD_SIZE must be a number of bytes {limits}")
-    return int(raw)
 
 
 def receive_hint(relay: str, code: Code) -> str:
@@ -106,20 +61,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("send", args.verbose)
     try:
         address = parse_address(args.relay)
-        wait = args.wait or _from_env("FERRY_WAIT", seconds, ClientConfig.wait_timeout)
-        attempts = args.attempts or _from_env(
-            "FERRY_ATTEMPTS", count, ClientConfig.max_failed_attempts
-        )
-        record_size = _record_size()
+        wait = args.wait or read("FERRY_WAIT", seconds, ClientConfig.wait_timeout)
+        attempts = args.attempts or read("FERRY_ATTEMPTS", count, ClientConfig.max_failed_attempts)
+        records = read("FERRY_RECORD_SIZE", record_size, ClientConfig.record_size)
         from ferry.client.progress import for_stderr
         from ferry.client.sender import Outgoing, Sender
 
-        config = ClientConfig(
-            wait_timeout=wait, max_failed_attempts=attempts, record_size=record_size
-        )
+        config = ClientConfig(wait_timeout=wait, max_failed_attempts=attempts, record_size=records)
         outgoing = Outgoing.open(args.file)
     except FerryError as exc:
-        return fail("send", exc.message, exc.exit_code)
+        return fail("send", exc)
     relay_text = args.relay
 
     def show(code: Code) -> None:

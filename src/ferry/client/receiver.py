@@ -29,6 +29,7 @@ from ferry.config import ClientConfig
 from ferry.errors import (
     ConnectionLost,
     FerryError,
+    FileExists,
     LocalFileError,
     RefusedByPeer,
     RelayRefused,
@@ -51,10 +52,6 @@ TEMP_PREFIX = ".ferry-"
 WRITEBACK_WINDOW = 8 * 1024 * 1024
 """Bytes written between asking the kernel to start writing them to disk."""
 TEMP_SUFFIX = ".part"
-
-
-class FileExists(LocalFileError):
-    """the file already exists."""
 
 
 def prepare_directory(path: str) -> Path:

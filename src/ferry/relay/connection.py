@@ -19,10 +19,6 @@ from ferry.protocol import rendezvous as rv
 from ferry.relay.session import Phase, Role, Session
 
 
-class Closed(Exception):
-    """The peer closed or reset the connection."""
-
-
 @dataclass(eq=False)
 class Connection:
     """A socket, its peer, and its session (the rules: session.py)."""

@@ -41,11 +41,12 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ferry.config import RelayConfig
+from ferry.errors import Closed, Refusal
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, logs
 from ferry.relay.admission import OUT_OF_FDS, Gate
-from ferry.relay.connection import Closed, Connection
+from ferry.relay.connection import Connection
 from ferry.relay.limits import LookupLimiter
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
@@ -59,7 +60,7 @@ from ferry.relay.session import (
     Session,
     error_ending,
 )
-from ferry.relay.table import Entry, PairingTable, Refusal, State
+from ferry.relay.table import Entry, PairingTable, State
 
 log = logs.log
 

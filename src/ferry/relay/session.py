@@ -47,9 +47,9 @@ from enum import Enum
 from typing import Final
 
 from ferry.config import RelayConfig
+from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
-from ferry.relay.table import Refusal
 
 MAX_PARKED_BYTES: Final = 4096
 """Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""

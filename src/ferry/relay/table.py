@@ -45,18 +45,10 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from ferry.config import RelayConfig
+from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 
 Conn = TypeVar("Conn")
-
-
-class Refusal(Exception):
-    """A request the relay turns down; reason is the wire token."""
-
-    def __init__(self, reason: str, text: str) -> None:
-        super().__init__(text)
-        self.reason = reason
-        self.text = text
 
 
 class State(Enum):

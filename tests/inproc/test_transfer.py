@@ -19,7 +19,7 @@ from ferry.codes import Code, parse_code
 from ferry.config import ClientConfig, RelayConfig
 from ferry.errors import RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
 from ferry.protocol import rendezvous as rv
-from ferry.relay.table import Entry
+from ferry.relay.table import Entry, State
 from tests.inproc.conftest import RunningRelay
 
 StartRelay = Callable[..., Awaitable[RunningRelay]]
@@ -170,7 +170,8 @@ async def test_sender_outlives_a_receiver_that_claims_and_leaves(
         await writer.drain()
         writer.close()
         await writer.wait_closed()
-        await asyncio.sleep(0.2)
+        # The relay returns the nameplate to waiting, with a parked connection again.
+        assert await _until(lambda: _entry_waiting_with_parked(relay, code.nameplate))
         assert not sending.task.done()
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
     await sending.result()
@@ -223,13 +224,27 @@ async def test_receiver_told_claimed_retries_until_the_previous_pipe_ends(
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"
 
 
+async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll an observable condition until it holds, or give up at the deadline."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def _entry(relay: RunningRelay, nameplate: int) -> Entry[Any] | None:
+    return next((e for e in relay.relay.table.entries() if e.nameplate == nameplate), None)
+
+
+def _entry_waiting_with_parked(relay: RunningRelay, nameplate: int) -> bool:
+    entry = _entry(relay, nameplate)
+    return entry is not None and entry.state is State.WAITING and entry.parked is not None
+
+
 async def _parked(relay: RunningRelay, nameplate: int) -> bool:
-    for _ in range(100):
-        entry = next((e for e in relay.relay.table.entries() if e.nameplate == nameplate), None)
-        if entry is not None and entry.parked is not None:
-            return True
-        await asyncio.sleep(0.02)
-    return False
+    return await _until(lambda: getattr(_entry(relay, nameplate), "parked", None) is not None, 2)
 
 
 async def test_sender_parks_its_data_connection_before_any_receiver_comes(
@@ -272,9 +287,10 @@ async def test_sender_reconnects_a_parked_data_connection_the_relay_lost(
 ) -> None:
     relay = await relay_factory()
     sending, code = await send_hello(relay, tmp_path)
-    await _lose_parked(relay, code.nameplate)
-    await asyncio.sleep(0.1)
-    assert await _parked(relay, code.nameplate)
+    entry = await _lose_parked(relay, code.nameplate)
+    lost = entry.parked
+    # A new parked connection replaces the lost one (the sender reconnected).
+    assert await _until(lambda: entry.parked is not None and entry.parked is not lost)
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
     await sending.result()
 
@@ -288,13 +304,20 @@ async def test_sender_survives_its_standby_join_being_refused_and_answers_incomi
     # matches (as when a receiver used it meanwhile): its reconnect, a second
     # later, is refused. The sender must keep waiting, not give up.
     entry = await _lose_parked(relay, code.nameplate, new_ticket="ab" * 16)
-    await asyncio.sleep(1.5)
+    refused_before = _refusals(relay)
+    assert await _until(lambda: _refusals(relay) > refused_before)  # the stale reconnect
     assert not sending.task.done()
     assert entry.parked is None
     # A receiver now finds no parked connection: the relay sends INCOMING.
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
     await sending.result()
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"
+
+
+def _refusals(relay: RunningRelay) -> int:
+    return sum(
+        n for (_, outcome), n in relay.relay.metrics.outcomes.items() if outcome == "refused"
+    )
 
 
 async def test_sender_falls_back_to_plain_send_with_a_relay_without_standby(

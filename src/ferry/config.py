@@ -146,6 +146,32 @@ class ClientConfig:
     """Plaintext bytes per DATA record (env FERRY_RECORD_SIZE for send). Chosen by
     measurement: bench/records.py, docs/PERFORMANCE.md."""
 
+    # -- tuning, not user settings -------------------------------------------------
+
+    happy_eyeballs_delay: float = 0.25
+    """Seconds before trying the relay's next address while one is still connecting."""
+
+    claimed_retries: int = 3
+    """Claims a receiver retries while the relay says the nameplate is in use."""
+
+    claimed_retry_delay: float = 0.5
+    """Seconds between those claims (the previous pipe may still be closing)."""
+
+    standby_retries: int = 3
+    """Standby data connections lost in quick succession before the sender gives up."""
+
+    standby_retry_delay: float = 1.0
+    """Seconds before reconnecting a standby data connection that was lost."""
+
+    standby_lifetime: float = 60.0
+    """Seconds a standby connection must have lived for its loss not to count as quick."""
+
+    abort_grace: float = 2.0
+    """Seconds an ABORT may take to go out before the connection is closed anyway."""
+
+    writeback_window: int = 8 * 1024 * KIB
+    """Bytes the receiver writes between asking the kernel to start writing them to disk."""
+
 
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a config dataclass (empty if the source is gone)."""

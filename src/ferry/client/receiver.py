@@ -45,12 +45,7 @@ if TYPE_CHECKING:
     from ferry.client.wire import Wire
     from ferry.protocol.session import ReceiverSession
 
-CLAIMED_RETRIES = 3
-CLAIMED_RETRY_DELAY = 0.5
-"""Seconds between claims while the relay says the nameplate is in use."""
 TEMP_PREFIX = ".ferry-"
-WRITEBACK_WINDOW = 8 * 1024 * 1024
-"""Bytes written between asking the kernel to start writing them to disk."""
 TEMP_SUFFIX = ".part"
 
 
@@ -93,7 +88,8 @@ class Receiver:
         mistyped code) is still being torn down at the relay: retry briefly
         before calling the code in use.
         """
-        for attempt in range(CLAIMED_RETRIES + 1):
+        retries = self.config.claimed_retries
+        for attempt in range(retries + 1):
             link = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
                 # Our PAKE message follows the claim, while the relay fetches
@@ -114,12 +110,12 @@ class Receiver:
                 return link, session
             except RelayRefused as refused:
                 link.close()
-                if refused.reason != rv.REASON_CLAIMED or attempt == CLAIMED_RETRIES:
+                if refused.reason != rv.REASON_CLAIMED or attempt == retries:
                     raise
             except BaseException:
                 link.close()
                 raise
-            await asyncio.sleep(CLAIMED_RETRY_DELAY)
+            await asyncio.sleep(self.config.claimed_retry_delay)
         raise AssertionError("unreachable")
 
     async def run(self) -> Path:
@@ -236,7 +232,7 @@ class Receiver:
                 assert isinstance(event, DataReceived)
                 received += len(event.data)
                 _write_all(fd, event.data)
-                if received - written_back >= WRITEBACK_WINDOW:
+                if received - written_back >= self.config.writeback_window:
                     _start_writeback(fd, written_back, received - written_back)
                     written_back = received
                 self.progress.update(len(event.data))

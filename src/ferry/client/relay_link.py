@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ferry.address import Address
+from ferry.config import ClientConfig
 from ferry.errors import ConnectionLost, RelayRefused, RelayUnreachable, TimedOut
 from ferry.protocol import rendezvous as rv
 
@@ -145,7 +146,7 @@ class RelayLink:
         self.sock.close()
 
 
-HAPPY_EYEBALLS_DELAY = 0.25
+HAPPY_EYEBALLS_DELAY = ClientConfig.happy_eyeballs_delay
 """Seconds to wait on one address before also trying the next (RFC 8305)."""
 
 _AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]

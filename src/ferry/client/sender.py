@@ -41,13 +41,6 @@ if TYPE_CHECKING:
     from ferry.client.wire import Wire
     from ferry.protocol.session import SenderSession
 
-STANDBY_RETRIES = 3
-"""Standby data connections lost in quick succession before the sender gives up."""
-STANDBY_RETRY_DELAY = 1.0
-"""Seconds before reconnecting a standby data connection that was lost."""
-STANDBY_LIFETIME = 60.0
-"""Seconds a standby connection must have lived for its loss not to count as quick."""
-
 log = logging.getLogger("ferry.send")
 
 
@@ -259,13 +252,14 @@ class Sender:
                 link.close()
                 # A connection that lived a while and then died is the path's
                 # doing: start over. Quick losses in a row mean give up.
-                quick_losses = quick_losses + 1 if loop.time() - opened < STANDBY_LIFETIME else 1
-                if not standby or quick_losses > STANDBY_RETRIES:
+                quick = loop.time() - opened < self.config.standby_lifetime
+                quick_losses = quick_losses + 1 if quick else 1
+                if not standby or quick_losses > self.config.standby_retries:
                     raise
             except BaseException:
                 link.close()
                 raise
-            await asyncio.sleep(STANDBY_RETRY_DELAY)
+            await asyncio.sleep(self.config.standby_retry_delay)
 
     async def _authenticated_transfer(self, link: RelayLink, session: SenderSession) -> bool:
         """Key exchange (the OFFER rides with our CONFIRM), then the transfer."""

@@ -15,8 +15,7 @@ from ferry.config import ClientConfig
 from ferry.errors import ConnectionLost, RefusedByPeer, RemoteProtocolError, TimedOut
 from ferry.protocol.session import Event, NeedData, PeerAborted, Session, Timeouts
 
-ABORT_GRACE = 2.0
-"""Seconds an ABORT may take to go out before we close anyway."""
+ABORT_GRACE = ClientConfig.abort_grace
 
 
 def timeouts(config: ClientConfig) -> Timeouts:

@@ -10,8 +10,10 @@ minutes, so CONCURRENT (default 40, about 15 s, env FERRY_CLUSTER_TRANSFERS) is 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,11 +32,15 @@ from ferry_testing.cluster import (
     require_binaries,
     wait_for,
 )
+from tests.sockmem import process_sockets
 
 from .harness import CODE_RE, assert_one_line_error, run_send_to_exit, sha256_file
 
 pytestmark = pytest.mark.slow
 
+MIB = 1 << 20
+BUDGET = 4 * MIB  # RelayConfig.transfer_budget's default
+PUMP_BUFFER = 64 * 1024  # RelayConfig.pump_buffer's default: one pipe per direction
 CONCURRENT = int(os.environ.get("FERRY_CLUSTER_TRANSFERS", "40"))
 
 
@@ -85,13 +91,21 @@ def line_from(sock: socket.socket) -> bytes:
     return data
 
 
-def connect(address: str) -> socket.socket:
+def connect(address: str, small: bool = False) -> socket.socket:
+    """A connection; small: 32 KiB socket buffers, so a stalled peer's bytes wait at the relay."""
     host, port = ptest.split_address(address)
-    sock = socket.create_connection((host, port), timeout=10)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    if small:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    sock.settimeout(10)
+    sock.connect((host, port))
     return sock
 
 
-def raw_pipe(owner: str, receiver_at: str, data_at: str) -> tuple[socket.socket, ...]:
+def raw_pipe(
+    owner: str, receiver_at: str, data_at: str, small: bool = False
+) -> tuple[socket.socket, ...]:
     """A paired pipe by hand: control to owner, receiver and sender data wherever given.
 
     Returns (control, receiver, data) once both ends heard PAIRED.
@@ -100,11 +114,11 @@ def raw_pipe(owner: str, receiver_at: str, data_at: str) -> tuple[socket.socket,
     control.sendall(rv.encode(rv.SendRequest()))
     assigned = rv.parse_relay_line(line_from(control))
     assert isinstance(assigned, rv.NameplateAssigned), assigned
-    receiver = connect(receiver_at)
+    receiver = connect(receiver_at, small)
     receiver.sendall(rv.encode(rv.ReceiveRequest(assigned.nameplate)))
     incoming = rv.parse_relay_line(line_from(control))
     assert isinstance(incoming, rv.Incoming), incoming
-    data = connect(data_at)
+    data = connect(data_at, small)
     data.sendall(rv.encode(rv.JoinRequest(assigned.nameplate, incoming.ticket)))
     assert line_from(receiver) == b"PAIRED\n"
     assert line_from(data) == b"PAIRED\n"
@@ -296,3 +310,34 @@ def test_a_draining_node_finishes_its_pipes(own):
     echo_through(pipe[1], pipe[2])
     close_all(*pipe)
     assert node1.wait(15) == 0
+
+
+def test_every_node_a_stalled_transfer_crosses_holds_at_most_the_budget(shared):
+    node1, node2, node3 = (shared.nodes[f"node{i}"] for i in (1, 2, 3))
+    # Owner node1; the receiver forwarded by node2, the sender's data by node3: the
+    # bytes cross all three. The receiver never reads.
+    control, receiver, data = raw_pipe(node1.address, node2.address, node3.address, small=True)
+    data.setblocking(False)
+    chunk = b"\0" * 65536
+    pushed, last_progress = 0, time.monotonic()
+    peaks = dict.fromkeys(("node1", "node2", "node3"), 0)
+    while time.monotonic() - last_progress < 1.0 and pushed < 64 * MIB:
+        try:
+            pushed += data.send(chunk)
+            last_progress = time.monotonic()
+        except BlockingIOError:
+            select.select([], [data], [], 0.1)
+            for name in peaks:
+                held = sum(s.held for s in process_sockets(shared.nodes[name].pid))
+                peaks[name] = max(peaks[name], held)
+    for name in peaks:
+        held = sum(s.held for s in process_sockets(shared.nodes[name].pid))
+        peaks[name] = max(peaks[name], held)
+    # Back-pressure reached the sender: it could not push more than the nodes hold.
+    assert 0 < pushed < 3 * BUDGET, pushed
+    for name, peak in peaks.items():
+        # Kernel socket memory plus the pump's two pipes, on each node crossed.
+        assert peak + 2 * PUMP_BUFFER <= BUDGET, (name, peak)
+    # ...and the budget is spent where it buys speed: megabytes in flight in total.
+    assert sum(peaks.values()) > 3 * MIB, peaks
+    close_all(control, receiver, data)

@@ -169,8 +169,6 @@ class RedisDirectory:
         self.latency = 0.0
         self.live_nodes = 0
         self.conflicts = 0
-        self.registered = asyncio.Event()
-        """Set after each successful refresh (tests wait on it through the gauges)."""
 
     def _key(self, name: str) -> str:
         return KEY_PREFIX + name
@@ -239,7 +237,6 @@ class RedisDirectory:
             if nameplate in self._held:
                 self.conflicts += 1
                 log.warning("nameplate %d is held by another node too (directory lost)", nameplate)
-        self.registered.set()
 
     # -- the directory -----------------------------------------------------
 

@@ -56,3 +56,19 @@ def server_sockets(port: int) -> list[SocketMemory]:
         timeout=10,
     ).stdout
     return parse_ss(out)
+
+
+def process_sockets(pid: int) -> list[SocketMemory]:
+    """Memory of every established TCP socket of process `pid`, accepted or connected."""
+    ss = shutil.which("ss")
+    assert ss, "ss (iproute2) is needed to measure socket memory; .ci/run installs it"
+    out = subprocess.run(
+        [ss, "-tmnpH", "state", "established"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    # One socket per entry: its line names the owning process, its skmem group follows.
+    entries = re.split(r"\n(?=\S)", out)
+    return parse_ss("\n".join(entry for entry in entries if f"pid={pid}," in entry))

@@ -117,6 +117,48 @@ class RelayConfig:
         return found
 
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A relay cluster node's settings (docs/CLUSTER.md); all empty: a single relay."""
+
+    cluster: str = ""
+    """Redis URL of the cluster's directory (redis://HOST:6379/0; needs `pip install
+    ferry[cluster]`); empty: run as a single relay, standard library only."""
+
+    node_address: str = ""
+    """HOST:PORT where the other nodes reach this one (required with --cluster; port 0:
+    the port this relay bound)."""
+
+    cluster_secret_file: str = ""
+    """File holding the secret every node of the cluster shares (at least 16 bytes), with
+    which nodes prove themselves to each other (required with --cluster)."""
+
+    node_id: str = ""
+    """This node's name in logs, metrics and the directory (1 to 40 letters, digits,
+    '-', '_' or '.'); empty: a random one."""
+
+    cluster_ttl: float = 10.0
+    """Seconds a node's nameplates and heartbeat outlive it in the directory when it
+    dies; refreshed every third of that while it lives."""
+
+    directory_timeout: float = 1.0
+    """Seconds one Redis operation may take before the request that needed it is
+    refused as unavailable."""
+
+    def problems(self) -> list[str]:
+        if not self.cluster:
+            return []
+        found: list[str] = []
+        if not self.node_address:
+            found.append("--cluster needs --node-address (where the other nodes reach this one)")
+        if not self.cluster_secret_file:
+            found.append("--cluster needs --cluster-secret-file")
+        for name in ("cluster_ttl", "directory_timeout"):
+            if not getattr(self, name) > 0:
+                found.append(f"{name} must be a positive number of seconds")
+        return found
+
+
 MAX_HELLO_BYTES = 128
 """The rendezvous protocol's MAX_LINE (ferry.protocol.rendezvous), restated here so
 this module stays free of imports; a test checks the two agree."""

@@ -1,7 +1,9 @@
-"""`ferry relay` / `./relay :PORT`: run the relay. Standard library only.
+"""`ferry relay` / `./relay :PORT`: run the relay. Standard library only, unless
+--cluster is given: then the Redis directory (ferry.relay.cluster, the optional
+`redis` package) is imported, and only then.
 
-Every RelayConfig field is a flag (--idle-timeout) and an environment
-variable (FERRY_RELAY_IDLE_TIMEOUT); the flag wins. SIGTERM or SIGINT: stop
+Every RelayConfig and ClusterConfig field is a flag (--idle-timeout) and an
+environment variable (FERRY_RELAY_IDLE_TIMEOUT); the flag wins. SIGTERM or SIGINT: stop
 accepting, drain running transfers for up to --drain-timeout, exit 0.
 """
 
@@ -12,6 +14,8 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
 import sys
@@ -22,9 +26,11 @@ from ferry import environment
 from ferry.address import parse_address
 from ferry.cli.common import fail
 from ferry.cli.parser import Parser
-from ferry.config import RelayConfig, field_docs
+from ferry.config import ClusterConfig, RelayConfig, field_docs
 from ferry.errors import EXIT_OK, CannotListen, FerryError, LocalFileError, UsageError
 from ferry.relay import buffers, logs
+from ferry.relay.directory import Directory
+from ferry.relay.forward import NodeLinks, read_secret
 from ferry.relay.listen import open_listeners, raise_fd_limit
 from ferry.relay.metrics import MetricsServer, render
 from ferry.relay.server import Relay
@@ -42,11 +48,11 @@ def _env_default(field: dataclasses.Field[object]) -> object:
     return environment.relay_setting(field.name, field.default)
 
 
-def _field_help() -> dict[str, str]:
-    """Each RelayConfig field's docstring, first sentence, for --help (the source is the doc)."""
+def _field_help(cls: type = RelayConfig) -> dict[str, str]:
+    """Each config field's docstring, first sentence, for --help (the source is the doc)."""
     return {
         name: " ".join(text.split()).split(". ")[0].rstrip(".")
-        for name, text in field_docs(RelayConfig).items()
+        for name, text in field_docs(cls).items()
     }
 
 
@@ -76,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
                 _flag(field.name), type=type(default), default=default, metavar="N",
                 help=text,
             )  # fmt: skip
+    cluster = parser.add_argument_group("cluster (docs/CLUSTER.md)")
+    helps = _field_help(ClusterConfig)
+    for field in dataclasses.fields(ClusterConfig):
+        default = _env_default(field)
+        text = helps.get(field.name, "").replace("%", "%%")
+        shown = f" (default: {default})" if default != "" else ""
+        cluster.add_argument(
+            _flag(field.name), type=type(default), default=default, metavar="VALUE",
+            help=text + shown,
+        )  # fmt: skip
     ops = parser.add_argument_group("operations")
     ops.add_argument(
         "--log-format", choices=logs.FORMATS,
@@ -105,6 +121,46 @@ def config_from(args: argparse.Namespace) -> RelayConfig:
     if problems:
         raise UsageError("; ".join(problems))
     return config
+
+
+def cluster_config_from(args: argparse.Namespace) -> ClusterConfig:
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(ClusterConfig)}
+    cluster = ClusterConfig(**values)
+    problems = cluster.problems()
+    if cluster.node_id and not re.fullmatch(r"[A-Za-z0-9._-]{1,40}", cluster.node_id):
+        problems.append("--node-id takes 1 to 40 letters, digits, '.', '_' or '-'")
+    if cluster.node_address:
+        parse_address(cluster.node_address, listen=True)  # raises InvalidAddress
+    if problems:
+        raise UsageError("; ".join(problems))
+    return cluster
+
+
+def cluster_parts(
+    cluster: ClusterConfig, config: RelayConfig, node: str, bound_port: int
+) -> tuple[Directory, NodeLinks]:
+    """The Redis directory and node links of a cluster node (imports the optional extra)."""
+    try:
+        from ferry.relay.cluster import RedisDirectory
+    except ImportError:
+        raise UsageError(
+            f"--cluster needs the redis package, which {sys.executable} cannot import: "
+            "pip install 'ferry[cluster]' (./relay runs FERRY_PYTHON, default python3)"
+        ) from None
+    try:
+        secret = read_secret(cluster.cluster_secret_file)
+    except OSError as exc:
+        raise UsageError(f"cannot read {cluster.cluster_secret_file}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    where = parse_address(cluster.node_address, listen=True)
+    port = where.port or bound_port  # port 0: the port this relay bound
+    address = f"[{where.host}]:{port}" if ":" in where.host else f"{where.host}:{port}"
+    directory = RedisDirectory(
+        cluster.cluster, node, address, cluster.cluster_ttl, cluster.directory_timeout
+    )
+    log.info("cluster node %s at %s, directory %s", node, address, _redacted(cluster.cluster))
+    return directory, NodeLinks(config, directory, secret)
 
 
 async def serve(
@@ -187,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         address = parse_address(args.address, listen=True)
         metrics_address = None if args.metrics is None else parse_address(args.metrics, listen=True)
         config = config_from(args)
+        cluster = cluster_config_from(args)
         if args.log_format not in logs.FORMATS:
             raise UsageError(
                 f"invalid {ENV_PREFIX}LOG_FORMAT={args.log_format!r} "
@@ -194,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except FerryError as exc:
         return fail("relay", exc)
-    logs.setup(args.log_format, args.quiet)
+    node = (cluster.node_id or secrets.token_hex(3)) if cluster.cluster else ""
+    logs.setup(args.log_format, args.quiet, node)
     where = address
     try:
         plan = buffers.plan(config)
@@ -222,7 +280,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError as exc:
                 raise LocalFileError(f"cannot write {args.ready_file}: {exc.strerror}") from None
 
-    relay = Relay(config)
+    try:
+        if cluster.cluster:
+            directory, links = cluster_parts(cluster, config, node, listeners[0].getsockname()[1])
+            relay = Relay(config, directory=directory, links=links)
+        else:
+            relay = Relay(config)
+    except FerryError as exc:
+        for sock in (*listeners, *metrics_listeners):
+            sock.close()
+        return fail("relay", exc)
     try:
         return asyncio.run(serve(relay, config, listeners, metrics_listeners, ready))
     except (FerryError, KeyboardInterrupt) as exc:
@@ -230,6 +297,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for sock in (*listeners, *metrics_listeners):
             sock.close()
+
+
+def _redacted(url: str) -> str:
+    """A Redis URL without its password, for the log."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 if __name__ == "__main__":

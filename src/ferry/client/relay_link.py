@@ -30,6 +30,8 @@ _REFUSAL_TEXT = {
     rv.REASON_RATE_LIMITED: "too many attempts from this address; wait a minute and try again",
     rv.REASON_TOO_MANY_CONNECTIONS: "relay busy: too many connections from this address, "
     "try again later",
+    rv.REASON_UNAVAILABLE: "the relay cannot take this request right now ({text}); "
+    "try again in a moment",
     rv.REASON_BAD_REQUEST: "the relay rejected the request as malformed ({text})",
 }
 

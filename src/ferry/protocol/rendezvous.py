@@ -64,6 +64,9 @@ REASON_RATE_LIMITED: Final = "rate-limited"
 """This source address made too many nameplate look-ups in the last minute."""
 REASON_TOO_MANY_CONNECTIONS: Final = "too-many-connections"
 """This source address holds too many connections to the relay at once."""
+REASON_UNAVAILABLE: Final = "unavailable"
+"""A relay cluster node cannot take the request now (its directory, Redis, or the
+node holding the nameplate is unreachable); running transfers are not affected."""
 
 
 # Client -> relay

@@ -35,6 +35,8 @@ class Connection:
     """Sender data: its socket belongs to a receiver's pipe (or the parking lot) now."""
     between_transfers: asyncio.Event = field(default_factory=asyncio.Event)
     """Sender control: set while no transfer of its nameplate runs."""
+    from_node: str = ""
+    """Set when another cluster node forwarded this connection (forward.py): its id."""
     lines: rv.LineBuffer = field(init=False)
 
     def __post_init__(self) -> None:

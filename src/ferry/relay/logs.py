@@ -105,10 +105,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"))
 
 
-def setup(fmt: str = "human", quiet: bool = False) -> None:
-    """Send the relay's log to stderr, one line per record, in the chosen format."""
+class NodeTag(logging.Filter):
+    """A cluster node's id on every line: a node= field, or a prefix of a plain message."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _fields(record)
+        if fields:
+            record.fields = {"node": self.node, **fields}
+        elif not getattr(record, "node_tagged", False):
+            record.msg = f"node={self.node} {record.msg}"
+            record.node_tagged = True
+        return True
+
+
+def setup(fmt: str = "human", quiet: bool = False, node: str = "") -> None:
+    """Send the relay's log to stderr, one line per record, in the chosen format.
+    node: a cluster node's id, on every line ("" for a single relay)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    if node:
+        handler.addFilter(NodeTag(node))
     root = logging.getLogger("ferry")
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if quiet else logging.INFO)

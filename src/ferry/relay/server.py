@@ -25,6 +25,13 @@ Shutdown (close()): stop accepting, refuse everything that is not a running
 pipe (handshakes, waiting senders, pairings) with ERROR shutting-down, let
 pipes run up to the drain deadline, then cut what is left.
 
+Cluster (--cluster): the directory (directory.py; Redis, cluster.py)
+allocates nameplates and says which node holds one; a receiver or sender
+data connection for a nameplate this node does not hold is forwarded to its
+owner (forward.py), and a connection from another node is authenticated
+before it is served as the client it carries. Without --cluster the
+directory is the table alone and nothing here changes.
+
 Time: every `now` comes from one clock, the event loop's by default, and
 every deadline waits on the event loop, so a test that moves the loop's
 time moves the relay's. Only the standard library is imported here and below.
@@ -44,9 +51,10 @@ from ferry.config import RelayConfig
 from ferry.errors import Closed, Refusal
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
-from ferry.relay import buffers, logs
+from ferry.relay import buffers, forward, logs
 from ferry.relay.admission import OUT_OF_FDS, Gate
 from ferry.relay.connection import Connection
+from ferry.relay.directory import Directory, DirectoryUnavailable, LocalDirectory
 from ferry.relay.limits import LookupLimiter
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
@@ -76,9 +84,14 @@ class Relay:
         config: RelayConfig,
         metrics: Metrics | None = None,
         clock: Callable[[], float] | None = None,
+        directory: Directory | None = None,
+        links: forward.NodeLinks | None = None,
     ) -> None:
-        """clock: seconds, monotonic; the running event loop's time when None."""
+        """clock: seconds, monotonic; the running event loop's time when None.
+        directory, links: a cluster node's (cli/relay.py); None for a single relay."""
         self.config = config
+        self.directory: Directory = directory or LocalDirectory()
+        self.links = links
         self.metrics = metrics or Metrics()
         self.buffers = buffers.plan(config)
         self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
@@ -100,6 +113,7 @@ class Relay:
 
     async def start(self, listeners: list[socket.socket]) -> None:
         self._listeners = listeners
+        await self.directory.start()
         self.gate.start()
         for listener in listeners:
             listener.setblocking(False)
@@ -122,7 +136,8 @@ class Relay:
             if conn.phase is not Phase.PIPING:
                 task.cancel()
         running = [(task, conn.role) for task, conn in self._tasks.items()]
-        pipes = [task for task, role in running if role is Role.RECEIVER]
+        # A forwarded sender data connection is a pipe here: it drains like one.
+        pipes = [task for task, conn in self._tasks.items() if self._is_pipe(conn)]
         senders = [task for task, role in running if role is Role.SENDER]
         if pipes and drain_timeout > 0:
             await asyncio.wait(pipes, timeout=drain_timeout)
@@ -137,6 +152,12 @@ class Relay:
         if self._accepting:
             await asyncio.wait(self._accepting, timeout=1)
         await self.gate.close()
+        await self.directory.close()
+
+    def _is_pipe(self, conn: Connection) -> bool:
+        return conn.role is Role.RECEIVER or (
+            conn.role is Role.SENDER_DATA and conn.phase is Phase.PIPING and not conn.handed_over
+        )
 
     def gauges(self) -> Gauges:
         return {
@@ -146,13 +167,16 @@ class Relay:
             "active_transfers": ("Pipes moving bytes now.", self.active),
             "tracked_addresses": ("Source addresses with a look-up budget.", len(self.lookups)),
             "draining": ("1 while shutting down.", int(self._draining)),
+            **self.directory.gauges(),
+            **(self.links.gauges() if self.links is not None else {}),
         }
 
     # -- admission ---------------------------------------------------------
 
     def _fds_held(self) -> int:
         pipes = self.active * FDS_PER_PIPE if self.config.use_splice and SPLICE_AVAILABLE else 0
-        return self.open_connections + pipes
+        forwarded = self.links.fds_held() if self.links is not None else 0
+        return self.open_connections + pipes + forwarded
 
     def _admit(self, sock: socket.socket, peer: str, key: str) -> None:
         session = Session(self.config, self.clock())
@@ -244,9 +268,16 @@ class Relay:
         try:
             while (line := await self._next_line(conn)) is None:
                 conn.session.timer_expired(self.clock())  # a handshake's: raises Refusal
+            if self.links is not None and forward.is_node_hello(line):
+                line = await self._accept_node(conn, line)
         finally:
             self.handshaking -= 1
-        match conn.session.request_received(line, self.clock()):
+        request = conn.session.request_received(line, self.clock())
+        if self.links is not None and not conn.from_node:
+            nameplate = getattr(request, "nameplate", None)
+            if nameplate is not None and not self.table.holds(nameplate):
+                return await self._forward(conn, line, nameplate)
+        match request:
             case rv.SendRequest(standby):
                 return await self._serve_sender(conn, standby)
             case rv.ReceiveRequest(nameplate):
@@ -259,7 +290,18 @@ class Relay:
     # -- sender control ----------------------------------------------------
 
     async def _serve_sender(self, conn: Connection, standby: bool) -> Ending:
-        entry = self.table.register(conn, self.clock(), standby)
+        try:
+            number = await self.directory.allocate()
+        except DirectoryUnavailable:
+            raise Refusal(
+                rv.REASON_UNAVAILABLE, "relay cluster directory unavailable, try again later"
+            ) from None
+        try:
+            entry = self.table.register(conn, self.clock(), standby, number)
+        except Refusal:
+            if number is not None and not self.table.holds(number):
+                self.directory.release(number)
+            raise
         conn.session.registered(entry.nameplate)
         try:
             if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate)):
@@ -270,6 +312,7 @@ class Relay:
         finally:
             conn.session.claims = entry.claims
             self.table.unregister(entry)
+            self.directory.release(entry.nameplate)
             parked = self.table.take_parked(entry)
             if parked is not None:
                 self._drop_parked(parked)
@@ -479,3 +522,30 @@ class Relay:
                 if not use_splice or exc.errno not in OUT_OF_FDS:
                     raise
                 use_splice = False  # no descriptors for kernel pipes: copy instead
+
+    # -- cluster -------------------------------------------------------------
+
+    async def _accept_node(self, conn: Connection, hello: bytes) -> bytes:
+        """Another node's connection: authenticate it; the client line it carries.
+
+        The per-address limits were the client's on the node it reached: the
+        internal connection holds no slot of the forwarding node's address here.
+        """
+        assert self.links is not None
+        line = await self.links.accept(conn, hello, self._next_line)
+        if conn.key:
+            self.gate.per_address.close(conn.key)
+            conn.key = ""
+        return line
+
+    async def _forward(self, conn: Connection, line: bytes, nameplate: int) -> Ending:
+        """A receiver or sender data connection for a nameplate another node holds."""
+        assert self.links is not None
+        now = self.clock()
+        if conn.role is Role.RECEIVER and conn.key and not self.lookups.allow(conn.key, now):
+            wait = max(1, round(self.lookups.retry_after(conn.key, now)))
+            text = f"too many look-ups from your address, retry in {wait}s"
+            raise Refusal(rv.REASON_RATE_LIMITED, text)
+        if self.active + self.links.pipes >= self.config.max_active_transfers:
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
+        return await self.links.forward(conn, line, nameplate)

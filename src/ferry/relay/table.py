@@ -84,6 +84,7 @@ class PairingTable(Generic[Conn]):
         self._free: list[int] = []  # heap of released numbers below _next
         self._next = 1
         self._counts = dict.fromkeys(State, 0)  # entries in the table, by state
+        self._external: set[int] = set()  # numbers a cluster directory allocated
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -100,12 +101,25 @@ class PairingTable(Generic[Conn]):
             self._counts[state] += 1
         entry.state = state
 
-    def register(self, sender: Conn, now: float, standby: bool = False) -> Entry[Conn]:
+    def holds(self, nameplate: int) -> bool:
+        return nameplate in self._entries
+
+    def register(
+        self, sender: Conn, now: float, standby: bool = False, nameplate: int | None = None
+    ) -> Entry[Conn]:
+        """nameplate: the number a cluster directory allocated (None: the smallest free here)."""
         # Only senders still waiting count: those whose transfer runs are
         # bounded by max_active_transfers instead.
         if self._counts[State.WAITING] >= self._config.max_waiting_senders:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many waiting senders, try later")
-        if self._free:
+        if nameplate is not None:
+            if nameplate in self._entries:
+                # The directory lost this node's entry (Redis restarted) and
+                # handed the number out again before the next refresh.
+                raise Refusal(rv.REASON_UNAVAILABLE, "relay directory out of step, try again")
+            number = nameplate
+            self._external.add(number)
+        elif self._free:
             number = heapq.heappop(self._free)
         else:
             number, self._next = self._next, self._next + 1
@@ -183,7 +197,10 @@ class PairingTable(Generic[Conn]):
         if self._entries.get(entry.nameplate) is entry:
             del self._entries[entry.nameplate]
             self._counts[entry.state] -= 1
-            heapq.heappush(self._free, entry.nameplate)
+            if entry.nameplate in self._external:
+                self._external.discard(entry.nameplate)  # the directory's to free
+            else:
+                heapq.heappush(self._free, entry.nameplate)
         entry.live = False
 
     def overdue(self, entry: Entry[Conn], now: float) -> bool:

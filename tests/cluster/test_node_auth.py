@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ferry.errors import Refusal
 from ferry.relay import forward
-from ferry.relay.table import Refusal
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 CHALLENGE = "ab" * 16

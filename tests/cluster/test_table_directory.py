@@ -7,8 +7,9 @@ import itertools
 import pytest
 
 from ferry.config import RelayConfig
+from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
-from ferry.relay.table import PairingTable, Refusal
+from ferry.relay.table import PairingTable
 
 
 def make_table() -> PairingTable[str]:

@@ -51,7 +51,7 @@ from typing import Final
 
 from ferry.address import parse_address
 from ferry.config import RelayConfig
-from ferry.errors import InvalidAddress
+from ferry.errors import InvalidAddress, Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, logs
 from ferry.relay.admission import OUT_OF_FDS
@@ -59,7 +59,6 @@ from ferry.relay.connection import Connection
 from ferry.relay.directory import Directory, DirectoryUnavailable
 from ferry.relay.pump import SPLICE_AVAILABLE, pump
 from ferry.relay.session import Ending, PipeReport, Role
-from ferry.relay.table import Refusal
 
 REASON_UNAUTHORIZED: Final = "unauthorized"
 NODE_HELLO: Final = b"FERRY 1 NODE "

@@ -130,8 +130,16 @@ class ClientConfig:
     wait_timeout: float = 24 * 3600.0
     """Seconds a sender waits for a receiver before giving up."""
 
-    handshake_timeout: float = 30.0
-    """Seconds for pairing, key exchange and confirmation once a receiver came."""
+    handshake_timeout: float = 10.0
+    """Seconds from PAIRED until both sides proved they hold the code: the PAKE
+    messages cross (sent ahead, with the rendezvous lines) and then the
+    confirmations, one round trip. Short, because a receiver that claims the
+    nameplate and then stays silent holds the sender this long."""
+
+    pairing_timeout: float = 30.0
+    """Seconds a receiver tries to get paired with the sender: its claim, the relay's
+    "retry" answers while another receiver's claim is still being settled, the
+    sender's data connection joining."""
 
     io_timeout: float = 120.0
     """Seconds without progress in the middle of a transfer before giving up."""

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferry.address import Address
+from ferry.client.peer import abort_text, stored_notice
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code
@@ -47,10 +49,15 @@ if TYPE_CHECKING:
 CLAIMED_RETRIES = 3
 CLAIMED_RETRY_DELAY = 0.5
 """Seconds between claims while the relay says the nameplate is in use."""
+RETRY_DELAY = 1.0
+"""Seconds between claims while the relay says another claim is being settled ("retry";
+each claim costs one of the address's look-ups, so not faster)."""
 TEMP_PREFIX = ".ferry-"
 WRITEBACK_WINDOW = 8 * 1024 * 1024
 """Bytes written between asking the kernel to start writing them to disk."""
 TEMP_SUFFIX = ".part"
+
+log = logging.getLogger("ferry.receive")
 
 
 class FileExists(LocalFileError):
@@ -94,9 +101,12 @@ class Receiver:
 
         "claimed" can mean the previous receiver's pipe (say, one with a
         mistyped code) is still being torn down at the relay: retry briefly
-        before calling the code in use.
+        before calling the code in use. "retry" means another receiver's claim
+        is still in its key exchange (seconds at most): retry until the
+        pairing timeout (run()).
         """
-        for attempt in range(CLAIMED_RETRIES + 1):
+        claimed = 0
+        while True:
             link = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
                 # Our PAKE message follows the claim, while the relay fetches
@@ -113,21 +123,24 @@ class Receiver:
                 # line, read next, says why better than this write's error.
                 with contextlib.suppress(ConnectionLost):
                     await link.send_raw(session.first_flight())
-                await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
+                await link.expect(rv.Paired, self.code.nameplate, self.config.pairing_timeout)
                 return link, session
             except RelayRefused as refused:
                 link.close()
-                if refused.reason != rv.REASON_CLAIMED or attempt == CLAIMED_RETRIES:
+                if refused.reason == rv.REASON_RETRY:
+                    await asyncio.sleep(RETRY_DELAY)
+                    continue
+                if refused.reason != rv.REASON_CLAIMED or claimed == CLAIMED_RETRIES:
                     raise
+                claimed += 1
             except BaseException:
                 link.close()
                 raise
             await asyncio.sleep(CLAIMED_RETRY_DELAY)
-        raise AssertionError("unreachable")
 
     async def run(self) -> Path:
         try:
-            async with asyncio.timeout(self.config.handshake_timeout):
+            async with asyncio.timeout(self.config.pairing_timeout):
                 link, session = await self._pair()
         except TimeoutError:
             raise TimedOut("timed out pairing with the sender") from None
@@ -164,9 +177,12 @@ class Receiver:
         except BaseException as exc:
             _unlink_quietly(temp)
             if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await wire.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
+                await wire.abort(messages.REASON_LOCAL_ERROR, abort_text(exc, offer.name))
             raise
         self.saved_as = target
+        notice = stored_notice(offer.name, target.name)
+        if notice:
+            log.warning("%s", notice)
         # The file is safely stored even if the ACK cannot go out; the sender
         # then reports the missing acknowledgement.
         session.acknowledge(asyncio.get_running_loop().time())

@@ -18,6 +18,7 @@ from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ferry.address import Address
+from ferry.client.peer import shown
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code, generate_code
@@ -314,7 +315,7 @@ class Sender:
         answered = await wire.expect(Answered)
         assert isinstance(answered, Answered)
         if not answered.answer.accept:
-            said = answered.answer.message or answered.answer.reason
+            said = shown(answered.answer.message or answered.answer.reason)
             raise RefusedByPeer(f"the receiver refused: {said}")
         await self._send_data(wire, session)
         wire.lost_message = "the receiver went away before confirming it stored the file"

@@ -51,6 +51,7 @@ from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.session import (
     MAX_PARKED_BYTES,
+    OPENING_BYTES,
     Ending,
     Phase,
     PipeReport,
@@ -326,7 +327,8 @@ class Relay:
             raise
         finally:
             self._close_joined(data_conn)
-            self._end_claim(entry, transfer)
+            pipe = conn.session.pipe
+            self._end_claim(entry, transfer, refund=pipe is None or not pipe.sender_replied)
 
     async def _await_join(self, conn: Connection, entry: Entry[Connection]) -> Connection:
         """Ask the sender for a data connection, and wait for it."""
@@ -343,17 +345,23 @@ class Relay:
             if conn.joined.done() and not conn.joined.cancelled():
                 self._close_joined(conn.joined.result())  # joined, then we were cancelled
             if entry.receiver is conn:
-                self._end_claim(entry, None)
+                self._end_claim(entry, None, refund=True)
             raise
 
-    def _end_claim(self, entry: Entry[Connection], transfer: Ending | None) -> None:
-        """A claim or pipe ended: the nameplate waits again (standby senders get a ticket)."""
+    def _end_claim(
+        self, entry: Entry[Connection], transfer: Ending | None, refund: bool = False
+    ) -> None:
+        """A claim or pipe ended: the nameplate waits again (standby senders get a ticket).
+
+        refund: the claim never reached the key exchange (session.py), so the
+        nameplate's claim budget gets it back.
+        """
         sender = entry.sender
         sender.session.claim_ended(transfer, self.clock())
         sender.between_transfers.set()
         if not entry.live:
             return
-        ticket = self.table.release(entry)
+        ticket = self.table.release(entry, refund)
         if ticket:
             sender.send_nowait(rv.StandbyTicket(ticket))
 
@@ -443,7 +451,8 @@ class Relay:
             self.buffers.apply(sender.sock, receiver.sock)
             await loop.sock_sendall(receiver.sock, rv.encode(rv.Paired()))
             await loop.sock_sendall(sender.sock, rv.encode(rv.Paired()))
-            result = await self._pump(receiver, sender)
+            first_flight = sender.lines.take_rest()
+            result = await self._pump(receiver, sender, first_flight, entry)
         finally:
             self.active -= 1
         report = PipeReport(
@@ -452,14 +461,22 @@ class Relay:
             bytes_to_sender=result.bytes_a_to_b,
             last_from=PUMP_SIDES.get(result.last_from),
             closed_first=PUMP_SIDES.get(result.first_eof),
+            sender_replied=result.bytes_b_to_a > len(first_flight),
         )
         return receiver.session.pipe_ended(report)
 
     def _count_bytes(self, count: int) -> None:
         self.metrics.bytes_relayed += count
 
-    async def _pump(self, receiver: Connection, sender: Connection) -> PumpResult:
-        preload_up, preload_down = receiver.lines.take_rest(), sender.lines.take_rest()
+    async def _pump(
+        self, receiver: Connection, sender: Connection, preload_down: bytes, entry: Entry[Any]
+    ) -> PumpResult:
+        """Run the pipe; preload_down: what the sender sent before PAIRED (its first flight)."""
+        preload_up = receiver.lines.take_rest()
+
+        def opened() -> None:
+            self.table.opened(entry)
+
         use_splice = self.config.use_splice
         while True:
             try:
@@ -473,6 +490,8 @@ class Relay:
                     preload_b_to_a=preload_down,
                     on_moved=self._count_bytes,
                     clock=self._clock,
+                    opening_bytes=OPENING_BYTES,
+                    on_opened=opened,
                 )
             except OSError as exc:
                 if not use_splice or exc.errno not in OUT_OF_FDS:

@@ -24,7 +24,7 @@ class RelayConfig:
     """Longest first line (or later control line) a client may send, in bytes, LF
     included; longer is refused as a bad request. At most 128, the protocol's MAX_LINE."""
 
-    max_handshakes: int = 1000
+    max_handshakes: int = 4000
     """Connections allowed at once that have not yet sent their first line."""
 
     max_waiting_senders: int = 20_000
@@ -61,9 +61,15 @@ class RelayConfig:
     as a token bucket of that size refilled evenly over the minute. Makes guessing
     codes, and probing for live nameplates, slow."""
 
+    fair_share_addresses: int = 2000
+    """Distinct networks (IPv4 addresses, IPv6 /48s) it takes to fill any of the pools
+    above (handshakes, waiting senders, transfers). Once a pool is a quarter full, one
+    network may hold at most 3/4 of it divided by this (rounded up), so a flood from
+    a few networks leaves room for everyone else."""
+
     limit_loopback: bool = False
-    """Apply the per-address limits above (connections, look-ups) to loopback
-    clients too. Off by default: behind a local proxy or tunnel every client
+    """Apply the per-address limits above (connections, look-ups, pool shares) to
+    loopback clients too. Off by default: behind a local proxy or tunnel every client
     appears as loopback, so the limits could not tell users apart, and local
     tools (tests, benchmarks) are trusted. Turn it on when loopback clients are
     untrusted."""

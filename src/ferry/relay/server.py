@@ -46,7 +46,7 @@ from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, logs
 from ferry.relay.admission import OUT_OF_FDS, Gate
 from ferry.relay.connection import Closed, Connection
-from ferry.relay.limits import LookupLimiter
+from ferry.relay.limits import LookupLimiter, PoolShares, network_key
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.session import (
@@ -84,6 +84,10 @@ class Relay:
         self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
         self.gate = Gate(config, self.metrics, self._fds_held)
         self.lookups = LookupLimiter(config.lookups_per_minute, config.max_tracked_addresses)
+        networks = config.fair_share_addresses
+        self.handshake_shares = PoolShares(config.max_handshakes, networks)
+        self.sender_shares = PoolShares(config.max_waiting_senders, networks)
+        self.transfer_shares = PoolShares(config.max_active_transfers, networks)
         self.handshaking = 0
         self.active = 0
         self.open_connections = 0
@@ -238,14 +242,19 @@ class Relay:
     async def _dispatch(self, conn: Connection) -> Ending:
         if self._draining:
             raise Refusal(rv.REASON_SHUTTING_DOWN, "relay shutting down")
+        network = network_key(conn.key)
         if self.handshaking >= self.config.max_handshakes:
             raise Refusal(rv.REASON_BUSY, "relay busy, try later")
+        if not self.handshake_shares.may_take(network, self.handshaking):
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many connections from your network")
         self.handshaking += 1
+        self.handshake_shares.take(network)
         try:
             while (line := await self._next_line(conn)) is None:
                 conn.session.timer_expired(self.clock())  # a handshake's: raises Refusal
         finally:
             self.handshaking -= 1
+            self.handshake_shares.give_back(network)
         match conn.session.request_received(line, self.clock()):
             case rv.SendRequest(standby):
                 return await self._serve_sender(conn, standby)
@@ -259,8 +268,12 @@ class Relay:
     # -- sender control ----------------------------------------------------
 
     async def _serve_sender(self, conn: Connection, standby: bool) -> Ending:
+        network = network_key(conn.key)
+        if not self.sender_shares.may_take(network, self.table.count(State.WAITING)):
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many waiting senders from your network")
         entry = self.table.register(conn, self.clock(), standby)
         conn.session.registered(entry.nameplate)
+        self.sender_shares.take(network)
         try:
             if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate)):
                 return Ending(logs.VANISHED, "NAMEPLATE not accepted")
@@ -268,6 +281,7 @@ class Relay:
                 return Ending(logs.VANISHED, "TICKET not accepted")
             return await self._hold_nameplate(conn, entry)
         finally:
+            self.sender_shares.give_back(network)
             conn.session.claims = entry.claims
             self.table.unregister(entry)
             parked = self.table.take_parked(entry)
@@ -307,7 +321,18 @@ class Relay:
         busy = self.active + self.table.count(State.CLAIMED)
         if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
+        network = network_key(conn.key)
+        if not self.transfer_shares.may_take(network, busy):
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
         entry = self.table.claim(nameplate, conn, now)
+        self.transfer_shares.take(network)
+        try:
+            return await self._pair_and_pipe(conn, entry)
+        finally:
+            self.transfer_shares.give_back(network)
+
+    async def _pair_and_pipe(self, conn: Connection, entry: Entry[Connection]) -> Ending:
+        """A claim is in: pair it with the sender's data connection and run the pipe."""
         conn.session.claimed(entry.claims)
         entry.sender.session.receiver_came()
         entry.sender.between_transfers.clear()

@@ -6,6 +6,7 @@ The relay's settings can be changed by flag or by environment variable
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 KIB = 1024
@@ -74,6 +75,13 @@ class RelayConfig:
     tools (tests, benchmarks) are trusted. Turn it on when loopback clients are
     untrusted."""
 
+    trusted_proxy: tuple[str, ...] = ()
+    """Networks of TCP proxies (CIDR like 10.0.0.5/32, repeatable) whose connections
+    start with a PROXY protocol header, v1 or v2 as HAProxy's send-proxy and
+    send-proxy-v2 write it. From them the relay requires the header and takes the
+    client's real address for every per-address limit and log line; from anyone
+    else a header is refused. The environment variable takes them comma-separated."""
+
     max_tracked_addresses: int = 100_000
     """Source addresses whose look-up budget the relay remembers at once, in entries
     (about 200 bytes each). Past it, new addresses are refused as rate-limited."""
@@ -106,7 +114,7 @@ class RelayConfig:
         """What is wrong with these settings, one sentence each (empty when usable)."""
         found: list[str] = []
         for name, value in vars(self).items():
-            if isinstance(value, bool):
+            if isinstance(value, bool | tuple):
                 continue
             if isinstance(value, float) and not value > 0:
                 found.append(f"{name} must be a positive number of seconds, not {value}")
@@ -114,6 +122,11 @@ class RelayConfig:
                 found.append(f"{name} must be at least 1, not {value}")
         if not 16 <= self.max_hello_bytes <= MAX_HELLO_BYTES:
             found.append(f"max_hello_bytes must be 16 to {MAX_HELLO_BYTES}")
+        for network in self.trusted_proxy:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                found.append(f"trusted_proxy: {network!r} is not an address or CIDR network")
         least = 2 * self.pump_buffer + 384 * KIB
         if self.transfer_budget < least:
             found.append(

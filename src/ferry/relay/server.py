@@ -43,7 +43,7 @@ from typing import Any, Final
 from ferry.config import RelayConfig
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
-from ferry.relay import buffers, logs
+from ferry.relay import buffers, logs, proxy
 from ferry.relay.admission import OUT_OF_FDS, Gate
 from ferry.relay.connection import Closed, Connection
 from ferry.relay.limits import LookupLimiter, PoolShares, network_key
@@ -158,9 +158,11 @@ class Relay:
         pipes = self.active * FDS_PER_PIPE if self.config.use_splice and SPLICE_AVAILABLE else 0
         return self.open_connections + pipes
 
-    def _admit(self, sock: socket.socket, peer: str, key: str) -> None:
+    def _admit(self, sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
         session = Session(self.config, self.clock())
-        conn = Connection(sock, peer, key, session, max_line=self.config.max_hello_bytes)
+        conn = Connection(
+            sock, peer, key, session, max_line=self.config.max_hello_bytes, proxied=proxied
+        )
         self.open_connections += 1
         task = asyncio.create_task(self._serve(conn))
         self._tasks[task] = conn
@@ -242,19 +244,23 @@ class Relay:
     async def _dispatch(self, conn: Connection) -> Ending:
         if self._draining:
             raise Refusal(rv.REASON_SHUTTING_DOWN, "relay shutting down")
-        network = network_key(conn.key)
         if self.handshaking >= self.config.max_handshakes:
             raise Refusal(rv.REASON_BUSY, "relay busy, try later")
-        if not self.handshake_shares.may_take(network, self.handshaking):
-            raise Refusal(rv.REASON_BUSY, "relay busy: too many connections from your network")
         self.handshaking += 1
-        self.handshake_shares.take(network)
+        network: str | None = None
         try:
+            if conn.proxied:
+                await self._read_proxy_header(conn)
+            if not self.handshake_shares.may_take(network_key(conn.key), self.handshaking - 1):
+                raise Refusal(rv.REASON_BUSY, "relay busy: too many connections from your network")
+            network = network_key(conn.key)
+            self.handshake_shares.take(network)
             while (line := await self._next_line(conn)) is None:
                 conn.session.timer_expired(self.clock())  # a handshake's: raises Refusal
         finally:
             self.handshaking -= 1
-            self.handshake_shares.give_back(network)
+            if network is not None:
+                self.handshake_shares.give_back(network)
         match conn.session.request_received(line, self.clock()):
             case rv.SendRequest(standby):
                 return await self._serve_sender(conn, standby)
@@ -264,6 +270,34 @@ class Relay:
                 self._join(conn, nameplate, ticket)
                 return Ending(logs.HAPPY)
         raise AssertionError("request_received returns requests only")
+
+    async def _read_proxy_header(self, conn: Connection) -> None:
+        """A trusted proxy's connection: learn the client's address from its PROXY
+        header (proxy.py), under the handshake deadline, then count it like any
+        client's. What follows the header is the client's first line."""
+        loop = asyncio.get_running_loop()
+        data = b""
+        deadline = conn.session.deadline()
+        delay = None if deadline is None else max(0.0, deadline - self.clock())
+        try:
+            async with asyncio.timeout(delay):
+                while (header := proxy.parse(data)) is None:
+                    chunk = await loop.sock_recv(conn.sock, proxy.V2_FIXED + proxy.V2_MAX_BODY)
+                    if not chunk:
+                        raise Closed()
+                    data += chunk
+        except TimeoutError:
+            raise Refusal(rv.REASON_TIMEOUT, "handshake timed out") from None
+        conn.lines.receive_data(data[header.length :])
+        if header.client is None:
+            return  # the proxy's own check: it stays the peer
+        host, port = header.client.host, header.client.port
+        conn.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        key = self.gate.key_for(host)
+        if key and not self.gate.per_address.open(key):
+            raise Refusal(rv.REASON_TOO_MANY_CONNECTIONS, "too many connections from your address")
+        conn.key = key
+        conn.proxied = False
 
     # -- sender control ----------------------------------------------------
 

@@ -56,7 +56,7 @@ from typing import Final
 
 from ferry.config import RelayConfig
 from ferry.protocol import rendezvous as rv
-from ferry.relay import logs
+from ferry.relay import logs, proxy
 from ferry.relay.table import Refusal
 
 MAX_PARKED_BYTES: Final = 4096
@@ -194,6 +194,9 @@ class Session:
         """The first line: it picks the role. Raises rv.BadRequest for anything else."""
         assert self.phase is Phase.HANDSHAKE, self.phase
         self.last_heard = now
+        if proxy.looks_like_header(line):
+            # Only a trusted proxy may say where a connection comes from.
+            raise rv.BadRequest(rv.REASON_BAD_REQUEST, "PROXY header from an untrusted address")
         request = rv.parse_client_line(line)
         match request:
             case rv.SendRequest():

@@ -29,7 +29,7 @@ from ferry.protocol.session import (
     Timeouts,
 )
 
-from .fakes import Call, Data, FakeSender, RawRecord
+from .fakes import Call, Data, FakeSender, RawRecord, Step
 from .harness import assert_one_line_error
 
 pytestmark = pytest.mark.timeout(120)
@@ -80,7 +80,8 @@ def test_a_flood_of_empty_data_records_ends_the_transfer_at_once(
     relay, run_receive, tmp_path: Path
 ) -> None:
     payload = b"the real content"
-    steps = [Data(b"") for _ in range(20_000)] + [Data(payload, final=True)]
+    steps: list[Step] = [Data(b"") for _ in range(20_000)]
+    steps.append(Data(payload, final=True))
     fake = FakeSender(relay.host, relay.port, "a.txt", len(payload), steps).start()
     try:
         result = run_receive(relay, fake.wait_code(), tmp_path / "out", timeout=60)
@@ -199,8 +200,8 @@ def test_the_receivers_abort_never_carries_its_local_path(
     def squat() -> None:  # the name appears meanwhile: the receiver must give up
         (outdir / "a.txt").write_bytes(b"mine")
 
-    steps: list[object] = [Data(b"x" * 10), Call(squat), Data(b"y" * 10, final=True)]
-    fake = FakeSender(relay.host, relay.port, "a.txt", 20, steps)  # type: ignore[arg-type]
+    steps: list[Step] = [Data(b"x" * 10), Call(squat), Data(b"y" * 10, final=True)]
+    fake = FakeSender(relay.host, relay.port, "a.txt", 20, steps)
     outdir.mkdir(parents=True)
     fake.start()
     try:

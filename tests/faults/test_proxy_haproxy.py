@@ -114,31 +114,31 @@ def test_limits_and_logs_see_the_real_client_through_haproxy(tmp_path: Path, ver
 def test_a_transfer_through_haproxy_works(tmp_path: Path) -> None:
     source = tmp_path / "a.bin"
     source.write_bytes(os.urandom(300_000))
-    with relay_process(tmp_path, "--trusted-proxy", "127.0.0.1/32") as relay:
-        with haproxy(tmp_path, relay.port) as ports:
-            address = f"127.0.0.1:{ports['v2']}"
-            send = procs.spawn(
-                [*procs.program("send"), address, str(source)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    flags = ("--trusted-proxy", "127.0.0.1/32")
+    with relay_process(tmp_path, *flags) as relay, haproxy(tmp_path, relay.port) as ports:
+        address = f"127.0.0.1:{ports['v2']}"
+        send = procs.spawn(
+            [*procs.program("send"), address, str(source)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert send.stdout is not None
+        try:
+            code = procs.read_line(send, timeout=30)
+            received = subprocess.run(
+                [*procs.program("receive"), address, code, str(tmp_path / "out")],
+                capture_output=True, timeout=60, check=False,
             )  # fmt: skip
-            assert send.stdout is not None
-            try:
-                code = procs.read_line(send, timeout=30)
-                received = subprocess.run(
-                    [*procs.program("receive"), address, code, str(tmp_path / "out")],
-                    capture_output=True, timeout=60, check=False,
-                )  # fmt: skip
-                assert received.returncode == 0, received.stderr
-                assert send.wait(30) == 0
-            finally:
-                procs.kill(send)
-                send.stdout.close()
+            assert received.returncode == 0, received.stderr
+            assert send.wait(30) == 0
+        finally:
+            procs.kill(send)
+            send.stdout.close()
     assert (tmp_path / "out" / "a.bin").read_bytes() == source.read_bytes()
 
 
 def test_a_proxy_header_from_an_untrusted_address_is_refused(tmp_path: Path) -> None:
-    with relay_process(tmp_path, "--trusted-proxy", "127.0.0.9/32") as relay:
-        with haproxy(tmp_path, relay.port) as ports:  # HAProxy at 127.0.0.1: not trusted
-            answer = ask(ports["v1"], "127.0.0.5", "FERRY 1 SEND\n")
+    flags = ("--trusted-proxy", "127.0.0.9/32")  # HAProxy is at 127.0.0.1: not trusted
+    with relay_process(tmp_path, *flags) as relay, haproxy(tmp_path, relay.port) as ports:
+        answer = ask(ports["v1"], "127.0.0.5", "FERRY 1 SEND\n")
     assert answer.startswith("ERROR bad-request"), answer
     assert "PROXY" in answer

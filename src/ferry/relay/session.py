@@ -126,9 +126,10 @@ def pipe_outcome(report: PipeReport) -> Ending:
     if report.ended == "idle":
         return Ending(logs.IDLE)
     if report.ended == "early":
-        # One side left during the opening: a refused offer, a wrong code or a
-        # tiny file ends with the receiver speaking and closing first.
-        if report.closed_first is Role.RECEIVER and report.last_from is Role.RECEIVER:
+        # One side left during the opening. A tiny file, a declined offer or a
+        # wrong code ends there too: the sender answered (the key exchange was
+        # reached) and the receiver spoke last, as after a delivered file.
+        if report.sender_replied and report.last_from is Role.RECEIVER:
             return Ending(logs.HAPPY)
         who = report.closed_first.value if report.closed_first else "a side"
         return Ending(logs.VANISHED, f"{who} left before the data phase")

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ferry.address import Address
-from ferry.client.peer import shown
 from ferry.errors import ConnectionLost, RelayRefused, RelayUnreachable, TimedOut
 from ferry.protocol import rendezvous as rv
 
@@ -41,6 +40,8 @@ _REFUSAL_TEXT = {
 def refusal_error(message: rv.Refused, nameplate: int | None) -> RelayRefused:
     """Our own sentence for a known reason. An unknown one is not shown: its text is
     the relay's to choose ("update now: curl ... | sh"); -v logs the token, escaped."""
+    from ferry.client.peer import shown  # only for refusals: off the path to the code
+
     template = _REFUSAL_TEXT.get(message.reason)
     if template is None:
         log.info("the relay's refusal reason: %s", shown(message.reason))

@@ -18,7 +18,6 @@ from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ferry.address import Address
-from ferry.client.peer import shown
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code, generate_code
@@ -309,6 +308,7 @@ class Sender:
 
     async def _transfer(self, wire: Wire, session: SenderSession) -> None:
         """After the handshake (which carried the OFFER): answer, data, ACK."""
+        from ferry.client.peer import shown
         from ferry.protocol.session import Acknowledged, Answered
 
         wire.lost_message = "the receiver went away"

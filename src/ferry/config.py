@@ -6,6 +6,7 @@ The relay's settings can be changed by flag or by environment variable
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 KIB = 1024
@@ -24,7 +25,7 @@ class RelayConfig:
     """Longest first line (or later control line) a client may send, in bytes, LF
     included; longer is refused as a bad request. At most 128, the protocol's MAX_LINE."""
 
-    max_handshakes: int = 1000
+    max_handshakes: int = 4000
     """Connections allowed at once that have not yet sent their first line."""
 
     max_waiting_senders: int = 20_000
@@ -61,12 +62,25 @@ class RelayConfig:
     as a token bucket of that size refilled evenly over the minute. Makes guessing
     codes, and probing for live nameplates, slow."""
 
+    fair_share_addresses: int = 2000
+    """Distinct networks (IPv4 addresses, IPv6 /48s) it takes to fill any of the pools
+    above (handshakes, waiting senders, transfers). Once a pool is a quarter full, one
+    network may hold at most 3/4 of it divided by this (rounded up), so a flood from
+    a few networks leaves room for everyone else."""
+
     limit_loopback: bool = False
-    """Apply the per-address limits above (connections, look-ups) to loopback
-    clients too. Off by default: behind a local proxy or tunnel every client
+    """Apply the per-address limits above (connections, look-ups, pool shares) to
+    loopback clients too. Off by default: behind a local proxy or tunnel every client
     appears as loopback, so the limits could not tell users apart, and local
     tools (tests, benchmarks) are trusted. Turn it on when loopback clients are
     untrusted."""
+
+    trusted_proxy: tuple[str, ...] = ()
+    """Networks of TCP proxies (CIDR like 10.0.0.5/32, repeatable) whose connections
+    start with a PROXY protocol header, v1 or v2 as HAProxy's send-proxy and
+    send-proxy-v2 write it. From them the relay requires the header and takes the
+    client's real address for every per-address limit and log line; from anyone
+    else a header is refused. The environment variable takes them comma-separated."""
 
     max_tracked_addresses: int = 100_000
     """Source addresses whose look-up budget the relay remembers at once, in entries
@@ -100,7 +114,7 @@ class RelayConfig:
         """What is wrong with these settings, one sentence each (empty when usable)."""
         found: list[str] = []
         for name, value in vars(self).items():
-            if isinstance(value, bool):
+            if isinstance(value, bool | tuple):
                 continue
             if isinstance(value, float) and not value > 0:
                 found.append(f"{name} must be a positive number of seconds, not {value}")
@@ -108,6 +122,11 @@ class RelayConfig:
                 found.append(f"{name} must be at least 1, not {value}")
         if not 16 <= self.max_hello_bytes <= MAX_HELLO_BYTES:
             found.append(f"max_hello_bytes must be 16 to {MAX_HELLO_BYTES}")
+        for network in self.trusted_proxy:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                found.append(f"trusted_proxy: {network!r} is not an address or CIDR network")
         least = 2 * self.pump_buffer + 384 * KIB
         if self.transfer_budget < least:
             found.append(
@@ -172,8 +191,16 @@ class ClientConfig:
     wait_timeout: float = 24 * 3600.0
     """Seconds a sender waits for a receiver before giving up."""
 
-    handshake_timeout: float = 30.0
-    """Seconds for pairing, key exchange and confirmation once a receiver came."""
+    handshake_timeout: float = 10.0
+    """Seconds from PAIRED until both sides proved they hold the code: the PAKE
+    messages cross (sent ahead, with the rendezvous lines) and then the
+    confirmations, one round trip. Short, because a receiver that claims the
+    nameplate and then stays silent holds the sender this long."""
+
+    pairing_timeout: float = 30.0
+    """Seconds a receiver tries to get paired with the sender: its claim, the relay's
+    "retry" answers while another receiver's claim is still being settled, the
+    sender's data connection joining."""
 
     io_timeout: float = 120.0
     """Seconds without progress in the middle of a transfer before giving up."""
@@ -198,6 +225,10 @@ class ClientConfig:
 
     claimed_retry_delay: float = 0.5
     """Seconds between those claims (the previous pipe may still be closing)."""
+
+    pairing_retry_delay: float = 1.0
+    """Seconds between claims while the relay says another claim is being settled
+    ("retry"; each claim costs one of the address's look-ups, so not faster)."""
 
     standby_retries: int = 3
     """Standby data connections lost in quick succession before the sender gives up."""

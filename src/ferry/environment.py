@@ -99,8 +99,15 @@ def record_size(text: str) -> int:
     return int(text)
 
 
+def words(text: str) -> tuple[str, ...]:
+    """A list of items separated by commas or spaces."""
+    return tuple(item for item in text.replace(",", " ").split() if item)
+
+
 def for_type(default: object) -> Callable[[str], object]:
     """The parser for a setting with this default's type."""
+    if isinstance(default, tuple):
+        return words
     if isinstance(default, bool):
         return boolean
     if isinstance(default, int):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ferry.codes import generate_code
@@ -64,7 +65,14 @@ class RawRecord:
     flags: int = 0
 
 
-Step = Data | Close | RawRecord
+@dataclass(frozen=True)
+class Call:
+    """Run `action` (in the fake's thread) before the next step, e.g. to change the disk."""
+
+    action: Callable[[], object]
+
+
+Step = Data | Close | RawRecord | Call
 
 
 class _Stream:
@@ -221,6 +229,9 @@ class FakeSender:
             if isinstance(step, Close):
                 self.outcome = "closed"
                 return
+            if isinstance(step, Call):
+                step.action()
+                continue
             try:
                 if isinstance(step, Data):
                     flags = FLAG_FINAL if step.final else 0

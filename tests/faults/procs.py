@@ -33,7 +33,12 @@ def relay_process(
 ) -> Iterator[Relay]:
     """./relay 127.0.0.1:0 with /metrics (the shared harness), killed on the way out."""
     # The attackers in these tests are loopback addresses: count them as remote hosts.
-    relay = procs.start_relay(workdir, "--limit-loopback", *flags, metrics=True, preexec_fn=preexec)
+    # One address may fill a pool here (the tests of the global caps); a test of the
+    # per-network shares passes its own --fair-share-addresses (the last flag wins).
+    relay = procs.start_relay(
+        workdir, "--limit-loopback", "--fair-share-addresses", "1", *flags,
+        metrics=True, preexec_fn=preexec,
+    )  # fmt: skip
     try:
         yield relay
     finally:

@@ -32,6 +32,9 @@ class RunningRelay:
 async def running_relay(**settings: object) -> AsyncIterator[RunningRelay]:
     # Test clients are all on loopback; count them per address like remote ones.
     settings.setdefault("limit_loopback", True)
+    # One test address may fill a pool (tests of the global caps); the shares'
+    # own tests set this.
+    settings.setdefault("fair_share_addresses", 1)
     config = RelayConfig(**settings)  # type: ignore[arg-type]
     assert not config.problems(), config.problems()
     listeners = open_listeners(Address("127.0.0.1", 0), plan(config).listen)

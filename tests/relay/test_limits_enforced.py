@@ -277,13 +277,53 @@ async def test_claims_past_max_claims_per_nameplate_are_refused_too_many_attempt
         for _ in range(2):
             receiver = await RawClient.connect(r.port)
             await receiver.send(f"FERRY 1 RECV {nameplate}\n")
-            assert (await control.line()).startswith("INCOMING ")
-            receiver.close()  # a guesser leaving before the sender joins
-            await until(lambda: r.relay.table.count(State.CLAIMED) == 0, "the claim to end")
+            ticket = (await control.line()).split()[1]
+            data = await RawClient.connect(r.port)
+            await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
+            assert await data.line() == "PAIRED"
+            assert await receiver.line() == "PAIRED"
+            await receiver.send(b"receiver's PAKE")
+            await data.send(b"sender's CONFIRM\n")  # the key exchange was reached: a guess
+            assert await receiver.line() == "sender's CONFIRM"
+            close_all(receiver, data)
+            await until(lambda: r.relay.table.count(State.WAITING) == 1, "the claim to end")
         late = await RawClient.connect(r.port)
         await late.send(f"FERRY 1 RECV {nameplate}\n")
         assert reason(await late.line()) == rv.REASON_TOO_MANY_ATTEMPTS
         close_all(control, late)
+
+
+async def test_claims_that_never_reach_the_key_exchange_do_not_use_up_the_nameplate() -> None:
+    # Receivers that leave before the sender joins, before it answers, or
+    # after sending garbage (an invalid PAKE point: the sender just closes)
+    # made no guess; each costs its address a look-up and nothing else.
+    async with running_relay(max_claims_per_nameplate=2) as r:
+        control, nameplate = await register_sender(r.port)
+        for i in range(6):
+            receiver = await RawClient.connect(r.port)
+            await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+            ticket = (await control.line()).split()[1]
+            if i % 3 == 0:
+                receiver.close()  # before the sender joins
+            else:
+                data = await RawClient.connect(r.port)
+                await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n" + "sender PAKE")
+                assert await data.line() == "PAIRED"
+                assert await receiver.line() == "PAIRED"
+                if i % 3 == 1:
+                    receiver.close()  # silent, then gone
+                    await data.read_until_closed()
+                else:
+                    await receiver.send(b"an invalid point")
+                    data.close()  # the sender's key exchange failed: it closes, says nothing
+                    await receiver.read_until_closed()
+                close_all(data)
+            close_all(receiver)
+            await until(lambda: r.relay.table.count(State.WAITING) == 1, "the claim to end")
+        honest = await RawClient.connect(r.port)
+        await honest.send(f"FERRY 1 RECV {nameplate}\n")
+        assert (await control.line()).startswith("INCOMING ")
+        close_all(control, honest)
 
 
 async def test_receiver_leaving_before_join_frees_the_nameplate_at_once() -> None:

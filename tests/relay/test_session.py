@@ -259,3 +259,36 @@ def test_pipe_outcome_is_happy_only_for_a_clean_close_with_the_receiver_last(
     for closed_first in (Role.SENDER, Role.RECEIVER, None):
         report = PipeReport(ended, 10_000, 100, last_from, closed_first)
         assert pipe_outcome(report) == expected
+
+
+@pytest.mark.parametrize(
+    ("replied", "last_from", "closed_first", "expected"),
+    [
+        (True, Role.RECEIVER, Role.SENDER, Ending(logs.HAPPY)),  # a tiny file, acked
+        (True, Role.RECEIVER, Role.RECEIVER, Ending(logs.HAPPY)),  # a declined offer
+        (
+            False,
+            Role.RECEIVER,
+            Role.SENDER,
+            Ending(logs.VANISHED, "sender left before the data phase"),
+        ),
+        (
+            False,
+            Role.SENDER,
+            Role.RECEIVER,
+            Ending(logs.VANISHED, "receiver left before the data phase"),
+        ),
+        (
+            True,
+            Role.SENDER,
+            Role.SENDER,
+            Ending(logs.VANISHED, "sender left before the data phase"),
+        ),
+    ],
+    ids=["tiny-file", "declined", "silent-claimer", "claimer-left", "sender-left"],
+)
+def test_a_pipe_ended_in_its_opening_is_happy_only_if_answered_and_the_receiver_spoke_last(
+    replied: bool, last_from: Role, closed_first: Role, expected: Ending
+) -> None:
+    report = PipeReport("early", 400, 150, last_from, closed_first, sender_replied=replied)
+    assert pipe_outcome(report) == expected

@@ -17,6 +17,7 @@ from ferry.config import MAX_HELLO_BYTES, RelayConfig, field_docs
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.metrics import Metrics, MetricsServer, render
+from ferry.relay.session import OPENING_BYTES
 from tests.relay.conditions import logged, outcome_lines, until
 from tests.relay.harness import RawClient, pair, register_sender, running_relay
 
@@ -147,7 +148,8 @@ async def test_transfer_logs_one_line_per_connection_without_secrets(
     caplog.set_level(logging.INFO, "ferry.relay")
     async with running_relay() as r:
         control, data, receiver, nameplate = await pair(r.port)
-        await data.send(b"secret-file-name.txt and key material")
+        # Past the opening (where a side leaving ends the pipe at once), as a file is.
+        await data.send(b"secret-file-name.txt and key material" + b"." * OPENING_BYTES)
         data.half_close()
         got = await receiver.read_until_closed()
         await receiver.send(b"stored: the receiver answers last, as a real ACK does")
@@ -157,7 +159,7 @@ async def test_transfer_logs_one_line_per_connection_without_secrets(
         await logged(caplog, 1)
         control.close()
         await logged(caplog, 2)
-    assert got == b"secret-file-name.txt and key material"
+    assert got == b"secret-file-name.txt and key material" + b"." * OPENING_BYTES
     lines = [logs.HumanFormatter().format(rec) for rec in caplog.records]
     outcomes = outcome_lines(caplog)
     assert [(f["role"], f["outcome"]) for f in outcomes] == [

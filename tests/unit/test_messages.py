@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferry.errors import RemoteProtocolError
+from ferry.protocol import messages
 from ferry.protocol.messages import (
     KIND_FILE,
     MAX_OFFERED_NAME,
@@ -394,3 +395,17 @@ def test_decode_near_valid_objects_return_valid_messages_or_raise_remote_protoco
     abort = decode_abort(body)
     assert isinstance(abort.reason, str) and len(abort.reason) <= MAX_TEXT
     assert isinstance(abort.message, str) and len(abort.message) <= MAX_TEXT
+
+
+@pytest.mark.parametrize("name", ["a", "notes.txt", "x" * 150, "é" * 90])
+def test_padded_offer_hides_the_name_length_and_decodes_unchanged(name: str) -> None:
+    offer = messages.Offer(messages.KIND_FILE, name, 12345)
+    body = messages.padded(messages.encode_offer(offer))
+    assert len(body) == messages.OFFER_PADDING
+    assert messages.decode_offer(body) == offer
+
+
+def test_padding_reaches_the_next_multiple_and_keeps_exact_multiples() -> None:
+    assert messages.padded(b"x" * 256) == b"x" * 256
+    assert len(messages.padded(b"x" * 257)) == 512
+    assert messages.padded(b"") == b""

@@ -16,6 +16,8 @@ from ferry.errors import (
 from ferry.protocol import messages
 from ferry.protocol.records import FLAG_FINAL, RecordDecoder, RecordType
 from ferry.protocol.session import (
+    BYTES_PER_DATA_RECORD,
+    FREE_DATA_RECORDS,
     Acknowledged,
     Answered,
     Confirmed,
@@ -208,6 +210,31 @@ def test_final_record_short_of_the_offer_raises_remote_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError, match="ended after 3 of 6"):
         link.events(link.receiver)
     assert link.receiver.state is State.FAILED
+
+
+def test_empty_data_record_that_is_not_the_last_raises_remote_protocol_error() -> None:
+    link = accepted(b"abc")
+    link.send(link.sender, link.sender.seal_record(RecordType.DATA, b""))
+    with pytest.raises(RemoteProtocolError, match="empty DATA record"):
+        link.events(link.receiver)
+    assert link.receiver.state is State.FAILED
+
+
+def test_tiny_data_records_beyond_the_byte_allowance_raise_remote_protocol_error() -> None:
+    payload = b"x" * 10_000
+    link = accepted(payload)
+    allowed = FREE_DATA_RECORDS + 1024 // BYTES_PER_DATA_RECORD  # the 1,024th byte buys one
+    for _ in range(allowed):  # one byte each: within the allowance
+        link.send(link.sender, link.sender.seal_record(RecordType.DATA, b"x"))
+    assert len(link.events(link.receiver)) == allowed
+    link.send(link.sender, link.sender.seal_record(RecordType.DATA, b"x"))
+    with pytest.raises(RemoteProtocolError, match="too many DATA records"):
+        link.events(link.receiver)
+
+
+def test_full_size_records_never_reach_the_record_allowance() -> None:
+    payload = bytes(range(256)) * 64  # 16 KiB in 4 KiB records, ferry's smallest
+    assert converse(payload, whole, record=4096) == payload
 
 
 def test_second_offer_instead_of_data_raises_remote_protocol_error() -> None:

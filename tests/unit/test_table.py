@@ -154,22 +154,33 @@ def test_claim_unregistered_nameplate_raises_refusal_unknown_nameplate() -> None
     assert caught.value.reason == rv.REASON_UNKNOWN_NAMEPLATE
 
 
-def test_claim_second_receiver_while_claimed_raises_refusal_claimed() -> None:
+def test_claim_second_receiver_while_claimed_raises_refusal_retry() -> None:
     table = make_table()
     entry = table.register("s", 0.0)
     table.claim(entry.nameplate, "r1", 0.0)
     with pytest.raises(Refusal) as caught:
         table.claim(entry.nameplate, "r2", 0.0)
-    assert caught.value.reason == rv.REASON_CLAIMED
+    assert caught.value.reason == rv.REASON_RETRY
     assert entry.receiver == "r1"
     assert entry.claims == 1
 
 
-def test_claim_second_receiver_while_active_raises_refusal_claimed() -> None:
+def test_claim_second_receiver_while_active_and_opening_raises_refusal_retry() -> None:
     table = make_table()
     entry = table.register("s", 0.0)
     table.claim(entry.nameplate, "r1", 0.0)
     table.join(entry.nameplate, entry.ticket, "data")
+    with pytest.raises(Refusal) as caught:
+        table.claim(entry.nameplate, "r2", 0.0)
+    assert caught.value.reason == rv.REASON_RETRY
+
+
+def test_claim_second_receiver_once_the_data_phase_began_raises_refusal_claimed() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0)
+    table.claim(entry.nameplate, "r1", 0.0)
+    table.join(entry.nameplate, entry.ticket, "data")
+    table.opened(entry)
     with pytest.raises(Refusal) as caught:
         table.claim(entry.nameplate, "r2", 0.0)
     assert caught.value.reason == rv.REASON_CLAIMED
@@ -187,6 +198,17 @@ def test_claim_beyond_max_claims_per_nameplate_raises_refusal_too_many_attempts(
     assert caught.value.reason == rv.REASON_TOO_MANY_ATTEMPTS
     assert entry.state is State.WAITING
     assert entry.claims == 2
+
+
+def test_claims_released_as_refunds_do_not_count_against_the_nameplate() -> None:
+    table = make_table(max_claims_per_nameplate=2)
+    entry = table.register("s", 0.0)
+    for _ in range(10):
+        table.claim(entry.nameplate, "r", 0.0)
+        table.release(entry, refund=True)
+    assert entry.claims == 0
+    table.release(entry, refund=True)  # no claim to refund: nothing changes
+    assert entry.claims == 0
 
 
 def test_claim_limit_is_per_nameplate_lifetime_not_per_number() -> None:
@@ -453,7 +475,8 @@ class PairingTableMachine(RuleBasedStateMachine):
             if entry is None:
                 assert refusal.reason == rv.REASON_UNKNOWN_NAMEPLATE
             elif entry.state is not State.WAITING:
-                assert refusal.reason == rv.REASON_CLAIMED
+                expected = rv.REASON_RETRY if entry.opening else rv.REASON_CLAIMED
+                assert refusal.reason == expected
             else:
                 assert refusal.reason == rv.REASON_TOO_MANY_ATTEMPTS
                 assert entry.claims == 3
@@ -485,10 +508,18 @@ class PairingTableMachine(RuleBasedStateMachine):
             if current is not None:
                 assert (current.state, current.ticket) == before
 
-    @rule(entry=entries)
-    def release(self, entry: Entry[str]) -> None:
-        self.table.release(entry)
+    @rule(entry=entries, refund=st.booleans())
+    def release(self, entry: Entry[str], refund: bool) -> None:
+        claims = entry.claims
+        refunded = refund and entry.state is not State.WAITING
+        self.table.release(entry, refund)
         assert entry.state is State.WAITING
+        assert entry.claims == claims - refunded >= 0
+
+    @rule(entry=entries)
+    def opened(self, entry: Entry[str]) -> None:
+        self.table.opened(entry)
+        assert not entry.opening
 
     @rule(entry=consumes(entries))
     def unregister(self, entry: Entry[str]) -> None:

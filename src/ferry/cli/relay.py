@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
                 _flag(field.name), default=default, action=argparse.BooleanOptionalAction,
                 help=text,
             )  # fmt: skip
+        elif isinstance(default, tuple):
+            text = text.replace(
+                f"(default: {default})", f"(default: {' '.join(default) or 'none'})"
+            )
+            limits.add_argument(
+                _flag(field.name), action="append", metavar="CIDR", default=None, help=text,
+            )  # fmt: skip
+            parser.set_defaults(**{f"{field.name}_default": default})
         else:
             limits.add_argument(
                 _flag(field.name), type=type(default), default=default, metavar="N",
@@ -116,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace) -> RelayConfig:
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(RelayConfig)}
+    for name, value in values.items():
+        if value is None:  # a repeatable flag not given: its environment value or default
+            values[name] = getattr(args, f"{name}_default")
+        elif isinstance(value, list):
+            values[name] = tuple(value)
     config = RelayConfig(**values)
     problems = config.problems()
     if problems:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferry.address import Address
+from ferry.client.peer import abort_text, stored_notice
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
 
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
+
+log = logging.getLogger("ferry.receive")
 
 
 def prepare_directory(path: str) -> Path:
@@ -86,10 +90,12 @@ class Receiver:
 
         "claimed" can mean the previous receiver's pipe (say, one with a
         mistyped code) is still being torn down at the relay: retry briefly
-        before calling the code in use.
+        before calling the code in use. "retry" means another receiver's claim
+        is still in its key exchange (seconds at most): retry until the
+        pairing timeout (run()).
         """
-        retries = self.config.claimed_retries
-        for attempt in range(retries + 1):
+        claimed = 0
+        while True:
             link = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
                 # Our PAKE message follows the claim, while the relay fetches
@@ -106,21 +112,24 @@ class Receiver:
                 # line, read next, says why better than this write's error.
                 with contextlib.suppress(ConnectionLost):
                     await link.send_raw(session.first_flight())
-                await link.expect(rv.Paired, self.code.nameplate, self.config.handshake_timeout)
+                await link.expect(rv.Paired, self.code.nameplate, self.config.pairing_timeout)
                 return link, session
             except RelayRefused as refused:
                 link.close()
-                if refused.reason != rv.REASON_CLAIMED or attempt == retries:
+                if refused.reason == rv.REASON_RETRY:
+                    await asyncio.sleep(self.config.pairing_retry_delay)
+                    continue
+                if refused.reason != rv.REASON_CLAIMED or claimed == self.config.claimed_retries:
                     raise
+                claimed += 1
             except BaseException:
                 link.close()
                 raise
             await asyncio.sleep(self.config.claimed_retry_delay)
-        raise AssertionError("unreachable")
 
     async def run(self) -> Path:
         try:
-            async with asyncio.timeout(self.config.handshake_timeout):
+            async with asyncio.timeout(self.config.pairing_timeout):
                 link, session = await self._pair()
         except TimeoutError:
             raise TimedOut("timed out pairing with the sender") from None
@@ -157,9 +166,12 @@ class Receiver:
         except BaseException as exc:
             _unlink_quietly(temp)
             if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await wire.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
+                await wire.abort(messages.REASON_LOCAL_ERROR, abort_text(exc, offer.name))
             raise
         self.saved_as = target
+        notice = stored_notice(offer.name, target.name)
+        if notice:
+            log.warning("%s", notice)
         # The file is safely stored even if the ACK cannot go out; the sender
         # then reports the missing acknowledgement.
         session.acknowledge(asyncio.get_running_loop().time())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -17,10 +18,13 @@ from ferry.config import ClientConfig
 from ferry.errors import ConnectionLost, RelayRefused, RelayUnreachable, TimedOut
 from ferry.protocol import rendezvous as rv
 
+log = logging.getLogger("ferry.client")
+
 _REFUSAL_TEXT = {
     rv.REASON_UNKNOWN_NAMEPLATE: "unknown code: no sender is waiting with nameplate {n} "
     "(check the number, and that the sender is still running)",
     rv.REASON_CLAIMED: "code already in use: another receiver is using nameplate {n}",
+    rv.REASON_RETRY: "another receiver is still pairing on nameplate {n}; try again",
     rv.REASON_BUSY: "relay busy, try again later",
     rv.REASON_VERSION: "the relay speaks another protocol version; update ferry",
     rv.REASON_TOO_MANY_ATTEMPTS: "too many attempts on nameplate {n}; ask for a new code",
@@ -37,12 +41,15 @@ _REFUSAL_TEXT = {
 
 
 def refusal_error(message: rv.Refused, nameplate: int | None) -> RelayRefused:
+    """Our own sentence for a known reason. An unknown one is not shown: its text is
+    the relay's to choose ("update now: curl ... | sh"); -v logs the token, escaped."""
+    from ferry.client.peer import shown  # only for refusals: off the path to the code
+
     template = _REFUSAL_TEXT.get(message.reason)
-    text = (
-        template.format(n=nameplate, text=message.text or "no detail")
-        if template
-        else f"relay refused: {message.text or message.reason}"
-    )
+    if template is None:
+        log.info("the relay's refusal reason: %s", shown(message.reason))
+        return RelayRefused(message.reason, "relay refused (unknown reason)")
+    text = template.format(n=nameplate, text=shown(message.text or "no detail"))
     return RelayRefused(message.reason, text)
 
 

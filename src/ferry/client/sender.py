@@ -302,13 +302,14 @@ class Sender:
 
     async def _transfer(self, wire: Wire, session: SenderSession) -> None:
         """After the handshake (which carried the OFFER): answer, data, ACK."""
+        from ferry.client.peer import shown
         from ferry.protocol.session import Acknowledged, Answered
 
         wire.lost_message = "the receiver went away"
         answered = await wire.expect(Answered)
         assert isinstance(answered, Answered)
         if not answered.answer.accept:
-            said = answered.answer.message or answered.answer.reason
+            said = shown(answered.answer.message or answered.answer.reason)
             raise RefusedByPeer(f"the receiver refused: {said}")
         await self._send_data(wire, session)
         wire.lost_message = "the receiver went away before confirming it stored the file"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from ferry.client.peer import shown
 from ferry.config import ClientConfig
 from ferry.errors import ConnectionLost, RefusedByPeer, RemoteProtocolError, TimedOut
 from ferry.protocol.session import Event, NeedData, PeerAborted, Session, Timeouts
@@ -53,7 +54,7 @@ class Wire:
                 raise ConnectionLost(self.lost_message)
             session.commit(n, self._loop.time())
         if isinstance(event, PeerAborted):
-            said = event.abort.message or event.abort.reason
+            said = shown(event.abort.message or event.abort.reason)
             raise RefusedByPeer(f"the {session.peer} gave up: {said}")
         return event
 

@@ -13,6 +13,11 @@ conversation after key confirmation is:
            <---  ACK {"ok": true, "size"}
     either side, any time: ABORT {"reason", "message"}, then close
 
+The OFFER is padded with trailing spaces (JSON white space, so any JSON
+decoder, ours from before padding included, reads it unchanged) to a
+multiple of OFFER_PADDING bytes: its sealed length would otherwise tell the
+relay the exact length of the file name.
+
 Room to grow: an OFFER of another kind ("directory", "files") is answered
 with accept=false, reason="unsupported" by this version; a later receiver
 may answer {"accept": true, "resume_from": offset} and a sender that does
@@ -32,6 +37,9 @@ MAX_OFFERED_NAME: Final = 4096
 """Longest name an OFFER may carry, in characters (before sanitising)."""
 MAX_TEXT: Final = 512
 """Longest reason/message text we keep from the peer, in characters."""
+
+OFFER_PADDING: Final = 256
+"""An OFFER body's length is a multiple of this, in bytes (trailing spaces)."""
 
 KIND_FILE: Final = "file"
 
@@ -100,6 +108,11 @@ def _text(obj: dict[str, Any], key: str) -> str:
 
 def encode_offer(offer: Offer) -> bytes:
     return _dump({"kind": offer.kind, "name": offer.name, "size": offer.size})
+
+
+def padded(body: bytes, multiple: int = OFFER_PADDING) -> bytes:
+    """body with trailing spaces up to the next multiple of `multiple` bytes (at least 1)."""
+    return body + b" " * (-len(body) % multiple)
 
 
 def decode_offer(body: bytes) -> Offer:

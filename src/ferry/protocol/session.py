@@ -33,6 +33,13 @@ Errors: anything the peer did wrong raises (RemoteProtocolError,
 IntegrityError, WrongCode) out of next_event() and leaves the session
 FAILED; misuse by the driver raises LocalProtocolError.
 
+DATA records are paid for in bytes: every one but the last must carry at
+least one byte, and a sender may send at most FREE_DATA_RECORDS records
+plus one per BYTES_PER_DATA_RECORD bytes it delivered. Otherwise a peer
+holding the code could keep the receiver busy, for ever and without
+tripping the I/O timer, with records that carry nothing (issue 10: 200,000
+empty records took 1.5 s). Ferry's senders use records of at least 4 KiB.
+
 The timer (deadline) is the session's: from PAIRED until both MACs are
 checked, `handshake` seconds in total; then `io` seconds without progress
 (bytes in, or a write completed: wrote()); `ack` seconds for the
@@ -92,6 +99,11 @@ class State(Enum):
     FAILED = "failed"
     """Over: an error, or an ABORT either way."""
 
+
+FREE_DATA_RECORDS: Final = 1024
+"""DATA records a sender may send regardless of the bytes they carry."""
+BYTES_PER_DATA_RECORD: Final = 1024
+"""Beyond FREE_DATA_RECORDS, one more DATA record is allowed per this many bytes delivered."""
 
 HANDSHAKE_STATES: Final = frozenset({State.KEY_EXCHANGE, State.CONFIRMING})
 _LOCAL_STATES: Final = frozenset({State.DECIDING, State.STORING})
@@ -345,7 +357,10 @@ class SenderSession(Session):
     ) -> None:
         super().__init__(password, timeouts, capacity=RecordDecoder.MIN_READ)
         self.offer = offer
-        self._offer_body = messages.encode_offer(offer) if raw_offer is None else raw_offer
+        if raw_offer is None:
+            # Padded: the relay sees the sealed OFFER's length (messages.py).
+            raw_offer = messages.padded(messages.encode_offer(offer))
+        self._offer_body = raw_offer
         self.sent = 0
         self._out = memoryview(bytearray(0))
 
@@ -407,6 +422,7 @@ class ReceiverSession(Session):
         super().__init__(password, timeouts, capacity=RecordDecoder.MAX_BUFFER)
         self.offer: messages.Offer | None = None
         self.received = 0
+        self.data_records = 0
 
     def _after_confirmation(self) -> State:
         return State.AWAIT_OFFER
@@ -420,6 +436,7 @@ class ReceiverSession(Session):
         if self.state is State.RECEIVING:
             assert self.offer is not None
             self._expect(header, RecordType.DATA)
+            self._count_record(len(plain), header.final)
             self.received += len(plain)
             if self.received > self.offer.size:
                 raise RemoteProtocolError("the sender sent more than it offered")
@@ -431,6 +448,15 @@ class ReceiverSession(Session):
                 self.state = State.STORING
             return DataReceived(plain, header.final)
         raise RemoteProtocolError(f"unexpected {header.type.name} record")
+
+    def _count_record(self, size: int, final: bool) -> None:
+        """A DATA record's cost in bytes (module docstring); raises past the allowance."""
+        if not size and not final:
+            raise RemoteProtocolError("the sender sent an empty DATA record")
+        self.data_records += 1
+        allowed = FREE_DATA_RECORDS + (self.received + size) // BYTES_PER_DATA_RECORD
+        if self.data_records > allowed:
+            raise RemoteProtocolError("the sender sent too many DATA records for their bytes")
 
     def accept(self, now: float) -> None:
         self._require(State.DECIDING)

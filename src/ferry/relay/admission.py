@@ -8,6 +8,11 @@ already holds max_connections_per_address connections. If accept() fails
 anyway (EMFILE), a spare descriptor kept for that moment is released to
 accept and refuse the waiting connection, so nobody hangs in the backlog.
 
+A connection from a trusted proxy (--trusted-proxy) is admitted without
+an address check: its source is the proxy, and the client's own address is
+known only once the server has read the PROXY header (proxy.py); the
+server applies the per-address limits then.
+
 Every refusal of the relay goes through `hang_up`: the ERROR line, a
 half-close, and a short linger that drops what the client still sends
 (connection.py says why: unread bytes turn a close into a RST, which can
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import os
 import socket
 from collections.abc import Callable
@@ -50,8 +56,8 @@ OUT_OF_FDS: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 MAX_LINGERING: Final = 512
 """Refused sockets lingering at once; past it a refusal closes at once (after discarding)."""
 
-Admit = Callable[[socket.socket, str, str], None]
-"""The server's side: (socket, printable peer, per-address key or "")."""
+Admit = Callable[[socket.socket, str, str, bool], None]
+"""The server's side: (socket, printable peer, per-address key or "", from a trusted proxy)."""
 
 
 class Gate:
@@ -60,6 +66,7 @@ class Gate:
         self.config = config
         self.metrics = metrics
         self.per_address = ConnectionCounter(config.max_connections_per_address)
+        self.proxies = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxy]
         self._held = held
         self._lingering: set[asyncio.Task[None]] = set()
         self._fd_base = 0
@@ -102,13 +109,30 @@ class Gate:
             if self.fds_in_use() + self.config.fd_reserve >= fd_limit():
                 self._refuse_now(sock, peer, rv.REASON_BUSY, "relay busy: out of file descriptors")
                 continue
-            # "" = not subject to per-address limits (loopback, unless limit_loopback).
-            key = address_key(host) if self.config.limit_loopback or not is_loopback(host) else ""
+            if self.is_trusted_proxy(host):
+                admit(sock, peer, "", True)  # the server reads the client's address first
+                continue
+            key = self.key_for(host)
             if key and not self.per_address.open(key):
                 text = "too many connections from your address"
                 self._refuse_now(sock, peer, rv.REASON_TOO_MANY_CONNECTIONS, text)
                 continue
-            admit(sock, peer, key)
+            admit(sock, peer, key, False)
+
+    def key_for(self, host: str) -> str:
+        """The per-address limits' key; "" = not limited (loopback, unless limit_loopback)."""
+        return address_key(host) if self.config.limit_loopback or not is_loopback(host) else ""
+
+    def is_trusted_proxy(self, host: str) -> bool:
+        if not self.proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.proxies)
 
     def hang_up(self, sock: socket.socket, reason: str, text: str, may_linger: bool) -> None:
         """Every refusal: ERROR line, half-close, linger briefly, close (module docstring)."""

@@ -29,6 +29,8 @@ class Connection:
     """The per-address limits' key ("" = not limited)."""
     session: Session
     max_line: int = rv.MAX_LINE
+    proxied: bool = False
+    """From a trusted proxy: a PROXY header names the client (peer and key change then)."""
     joined: asyncio.Future[Connection] | None = None
     """Receiver: resolves to the sender's data connection."""
     handed_over: bool = False

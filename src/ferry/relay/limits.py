@@ -17,7 +17,14 @@ Rules this module owns:
 - memory is bounded: an address is remembered only while it holds a
   connection or its bucket is not yet full again, and never more than
   `max_tracked` addresses at once (past that, new addresses are refused
-  look-ups: under a flood from that many sources, refusing is the safe side).
+  look-ups: under a flood from that many sources, refusing is the safe side);
+- the relay's global pools (handshakes, waiting senders, transfers) are
+  shared out by network: an IPv4 address, or an IPv6 /48 (a home gets a
+  /56 or a /48 from its provider, so its /64s are not scarce). While a pool
+  is less than a quarter full anyone may take from it; past that, a network
+  may hold at most its share, ¾ × capacity ÷ `addresses` rounded up, so
+  filling the rest takes about `addresses` distinct networks, and newcomers
+  are admitted while one network floods.
 """
 
 from __future__ import annotations
@@ -51,6 +58,49 @@ def address_key(host: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def network_key(key: str) -> str:
+    """The unit a pool share counts, from an address key: the IPv4 address, or the
+    IPv6 /48 around a /64 ("" stays "": not limited)."""
+    if "/" not in key:
+        return key
+    try:
+        return str(ipaddress.IPv6Network(key).supernet(new_prefix=48))
+    except ValueError:
+        return key
+
+
+class PoolShares:
+    """Per-network shares of one global pool (module docstring). The pool's own cap is
+    checked by its owner; this only says whether a network may take one more."""
+
+    FREE_FRACTION = 4
+    """While in_use < capacity // FREE_FRACTION, shares do not apply."""
+
+    def __init__(self, capacity: int, addresses: int) -> None:
+        self.capacity = capacity
+        self.share = max(1, -(-capacity * 3 // (4 * addresses)))  # ceil(¾ capacity / addresses)
+        self._held: dict[str, int] = {}
+
+    def may_take(self, key: str, in_use: int) -> bool:
+        if not key or in_use < self.capacity // self.FREE_FRACTION:
+            return True
+        return self._held.get(key, 0) < self.share
+
+    def take(self, key: str) -> None:
+        if key:
+            self._held[key] = self._held.get(key, 0) + 1
+
+    def give_back(self, key: str) -> None:
+        held = self._held.get(key, 0) - 1
+        if held > 0:
+            self._held[key] = held
+        else:
+            self._held.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 @dataclass

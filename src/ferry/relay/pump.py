@@ -18,6 +18,13 @@ given, the event loop's by default, so a test can move time instead of
 sleeping). The result says which side's bytes moved last and which side
 closed first: all the relay can know of how a transfer ended.
 
+The opening: until `opening_bytes` have moved from b to a (the sender's
+handshake and offer: a pipe has not reached its data phase before), a side
+that ends its stream or fails ends the whole pipe as soon as what it sent
+is delivered ("early"): nobody is left waiting on a half-closed pipe for a
+peer that will never speak again. `on_opened` is called once when the
+opening is over.
+
 splice(2) moves bytes socket -> pipe -> socket inside the kernel without
 copying them to user space; it exists on Linux only, so the copy path
 remains and both are tested the same way.
@@ -45,7 +52,8 @@ class PumpResult:
     bytes_a_to_b: int
     bytes_b_to_a: int
     outcome: str
-    """"closed" (both sides finished), "error" (a socket failed) or "idle"."""
+    """"closed" (both sides finished), "early" (one side finished during the
+    opening), "error" (a socket failed) or "idle"."""
     last_from: str = ""
     """"a" or "b": the side whose bytes went out last ("" if none moved)."""
     first_eof: str = ""
@@ -159,6 +167,7 @@ class _Direction:
                 self.dst.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+            self.pump.stream_ended()
         self.update()
         self.pump.check_done()
 
@@ -227,6 +236,8 @@ class _Pump:
         idle_timeout: float,
         on_moved: Callable[[int], None] | None,
         clock: Callable[[], float] | None,
+        opening_bytes: int = 0,
+        on_opened: Callable[[], None] | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = clock or self.loop.time
@@ -237,6 +248,9 @@ class _Pump:
         self.last_from = ""
         self.first_eof = ""
         self.directions: list[_Direction] = []
+        self.opening_bytes = opening_bytes
+        self.on_opened = on_opened
+        self.opening = opening_bytes > 0
 
     def moved(self, count: int, source: str) -> None:
         """Bytes went out: the pipe is not idle, and live counters learn of it."""
@@ -244,6 +258,15 @@ class _Pump:
         self.last_from = source
         if self.on_moved is not None:
             self.on_moved(count)
+        if self.opening and source == "b" and self.directions[1].moved >= self.opening_bytes:
+            self.opening = False
+            if self.on_opened is not None:
+                self.on_opened()
+
+    def stream_ended(self) -> None:
+        """One side's stream ended and is delivered: during the opening, so does the pipe."""
+        if self.opening and not self.finished.done():
+            self.finished.set_result("early")
 
     def fail(self) -> None:
         if not self.finished.done():
@@ -275,6 +298,8 @@ async def pump(
     preload_b_to_a: bytes = b"",
     on_moved: Callable[[int], None] | None = None,
     clock: Callable[[], float] | None = None,
+    opening_bytes: int = 0,
+    on_opened: Callable[[], None] | None = None,
 ) -> PumpResult:
     """Move bytes between a and b until both finish, one fails, or idle_timeout passes.
 
@@ -284,9 +309,10 @@ async def pump(
     is called with each burst's byte count as it goes out (live metrics).
     clock (seconds; the event loop's time by default) measures idle_timeout;
     the idle check waits on the event loop, so a test's clock must move with it.
+    opening_bytes, on_opened: the opening (module docstring); 0 means none.
     """
     kind = _SpliceDirection if use_splice and SPLICE_AVAILABLE else _CopyDirection
-    state = _Pump(idle_timeout, on_moved, clock)
+    state = _Pump(idle_timeout, on_moved, clock, opening_bytes, on_opened)
     forward = kind(state, a, b, buffer_size)
     try:
         backward = kind(state, b, a, buffer_size)

@@ -51,15 +51,16 @@ from ferry.config import RelayConfig
 from ferry.errors import Closed, Refusal
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
-from ferry.relay import buffers, forward, logs
+from ferry.relay import buffers, forward, logs, proxy
 from ferry.relay.admission import OUT_OF_FDS, Gate
 from ferry.relay.connection import Connection
 from ferry.relay.directory import Directory, DirectoryUnavailable, LocalDirectory
-from ferry.relay.limits import LookupLimiter
+from ferry.relay.limits import LookupLimiter, PoolShares, network_key
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.session import (
     MAX_PARKED_BYTES,
+    OPENING_BYTES,
     Ending,
     Phase,
     PipeReport,
@@ -97,6 +98,10 @@ class Relay:
         self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
         self.gate = Gate(config, self.metrics, self._fds_held)
         self.lookups = LookupLimiter(config.lookups_per_minute, config.max_tracked_addresses)
+        networks = config.fair_share_addresses
+        self.handshake_shares = PoolShares(config.max_handshakes, networks)
+        self.sender_shares = PoolShares(config.max_waiting_senders, networks)
+        self.transfer_shares = PoolShares(config.max_active_transfers, networks)
         self.handshaking = 0
         self.active = 0
         self.open_connections = 0
@@ -178,9 +183,11 @@ class Relay:
         forwarded = self.links.fds_held() if self.links is not None else 0
         return self.open_connections + pipes + forwarded
 
-    def _admit(self, sock: socket.socket, peer: str, key: str) -> None:
+    def _admit(self, sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
         session = Session(self.config, self.clock())
-        conn = Connection(sock, peer, key, session, max_line=self.config.max_hello_bytes)
+        conn = Connection(
+            sock, peer, key, session, max_line=self.config.max_hello_bytes, proxied=proxied
+        )
         self.open_connections += 1
         task = asyncio.create_task(self._serve(conn))
         self._tasks[task] = conn
@@ -265,13 +272,22 @@ class Relay:
         if self.handshaking >= self.config.max_handshakes:
             raise Refusal(rv.REASON_BUSY, "relay busy, try later")
         self.handshaking += 1
+        network: str | None = None
         try:
+            if conn.proxied:
+                await self._read_proxy_header(conn)
+            if not self.handshake_shares.may_take(network_key(conn.key), self.handshaking - 1):
+                raise Refusal(rv.REASON_BUSY, "relay busy: too many connections from your network")
+            network = network_key(conn.key)
+            self.handshake_shares.take(network)
             while (line := await self._next_line(conn)) is None:
                 conn.session.timer_expired(self.clock())  # a handshake's: raises Refusal
             if self.links is not None and forward.is_node_hello(line):
                 line = await self._accept_node(conn, line)
         finally:
             self.handshaking -= 1
+            if network is not None:
+                self.handshake_shares.give_back(network)
         request = conn.session.request_received(line, self.clock())
         if self.links is not None and not conn.from_node:
             nameplate = getattr(request, "nameplate", None)
@@ -287,9 +303,40 @@ class Relay:
                 return Ending(logs.HAPPY)
         raise AssertionError("request_received returns requests only")
 
+    async def _read_proxy_header(self, conn: Connection) -> None:
+        """A trusted proxy's connection: learn the client's address from its PROXY
+        header (proxy.py), under the handshake deadline, then count it like any
+        client's. What follows the header is the client's first line."""
+        loop = asyncio.get_running_loop()
+        data = b""
+        deadline = conn.session.deadline()
+        delay = None if deadline is None else max(0.0, deadline - self.clock())
+        try:
+            async with asyncio.timeout(delay):
+                while (header := proxy.parse(data)) is None:
+                    chunk = await loop.sock_recv(conn.sock, proxy.V2_FIXED + proxy.V2_MAX_BODY)
+                    if not chunk:
+                        raise Closed()
+                    data += chunk
+        except TimeoutError:
+            raise Refusal(rv.REASON_TIMEOUT, "handshake timed out") from None
+        conn.lines.receive_data(data[header.length :])
+        if header.client is None:
+            return  # the proxy's own check: it stays the peer
+        host, port = header.client.host, header.client.port
+        conn.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        key = self.gate.key_for(host)
+        if key and not self.gate.per_address.open(key):
+            raise Refusal(rv.REASON_TOO_MANY_CONNECTIONS, "too many connections from your address")
+        conn.key = key
+        conn.proxied = False
+
     # -- sender control ----------------------------------------------------
 
     async def _serve_sender(self, conn: Connection, standby: bool) -> Ending:
+        network = network_key(conn.key)
+        if not self.sender_shares.may_take(network, self.table.count(State.WAITING)):
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many waiting senders from your network")
         try:
             number = await self.directory.allocate()
         except DirectoryUnavailable:
@@ -303,6 +350,7 @@ class Relay:
                 self.directory.release(number)
             raise
         conn.session.registered(entry.nameplate)
+        self.sender_shares.take(network)
         try:
             if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate)):
                 return Ending(logs.VANISHED, "NAMEPLATE not accepted")
@@ -310,6 +358,7 @@ class Relay:
                 return Ending(logs.VANISHED, "TICKET not accepted")
             return await self._hold_nameplate(conn, entry)
         finally:
+            self.sender_shares.give_back(network)
             conn.session.claims = entry.claims
             self.table.unregister(entry)
             self.directory.release(entry.nameplate)
@@ -350,7 +399,18 @@ class Relay:
         busy = self.active + self.table.count(State.CLAIMED)
         if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
+        network = network_key(conn.key)
+        if not self.transfer_shares.may_take(network, busy):
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
         entry = self.table.claim(nameplate, conn, now)
+        self.transfer_shares.take(network)
+        try:
+            return await self._pair_and_pipe(conn, entry)
+        finally:
+            self.transfer_shares.give_back(network)
+
+    async def _pair_and_pipe(self, conn: Connection, entry: Entry[Connection]) -> Ending:
+        """A claim is in: pair it with the sender's data connection and run the pipe."""
         conn.session.claimed(entry.claims)
         entry.sender.session.receiver_came()
         entry.sender.between_transfers.clear()
@@ -370,7 +430,8 @@ class Relay:
             raise
         finally:
             self._close_joined(data_conn)
-            self._end_claim(entry, transfer)
+            pipe = conn.session.pipe
+            self._end_claim(entry, transfer, refund=pipe is None or not pipe.sender_replied)
 
     async def _await_join(self, conn: Connection, entry: Entry[Connection]) -> Connection:
         """Ask the sender for a data connection, and wait for it."""
@@ -387,17 +448,23 @@ class Relay:
             if conn.joined.done() and not conn.joined.cancelled():
                 self._close_joined(conn.joined.result())  # joined, then we were cancelled
             if entry.receiver is conn:
-                self._end_claim(entry, None)
+                self._end_claim(entry, None, refund=True)
             raise
 
-    def _end_claim(self, entry: Entry[Connection], transfer: Ending | None) -> None:
-        """A claim or pipe ended: the nameplate waits again (standby senders get a ticket)."""
+    def _end_claim(
+        self, entry: Entry[Connection], transfer: Ending | None, refund: bool = False
+    ) -> None:
+        """A claim or pipe ended: the nameplate waits again (standby senders get a ticket).
+
+        refund: the claim never reached the key exchange (session.py), so the
+        nameplate's claim budget gets it back.
+        """
         sender = entry.sender
         sender.session.claim_ended(transfer, self.clock())
         sender.between_transfers.set()
         if not entry.live:
             return
-        ticket = self.table.release(entry)
+        ticket = self.table.release(entry, refund)
         if ticket:
             sender.send_nowait(rv.StandbyTicket(ticket))
 
@@ -487,7 +554,8 @@ class Relay:
             self.buffers.apply(sender.sock, receiver.sock)
             await loop.sock_sendall(receiver.sock, rv.encode(rv.Paired()))
             await loop.sock_sendall(sender.sock, rv.encode(rv.Paired()))
-            result = await self._pump(receiver, sender)
+            first_flight = sender.lines.take_rest()
+            result = await self._pump(receiver, sender, first_flight, entry)
         finally:
             self.active -= 1
         report = PipeReport(
@@ -496,14 +564,22 @@ class Relay:
             bytes_to_sender=result.bytes_a_to_b,
             last_from=PUMP_SIDES.get(result.last_from),
             closed_first=PUMP_SIDES.get(result.first_eof),
+            sender_replied=result.bytes_b_to_a > len(first_flight),
         )
         return receiver.session.pipe_ended(report)
 
     def _count_bytes(self, count: int) -> None:
         self.metrics.bytes_relayed += count
 
-    async def _pump(self, receiver: Connection, sender: Connection) -> PumpResult:
-        preload_up, preload_down = receiver.lines.take_rest(), sender.lines.take_rest()
+    async def _pump(
+        self, receiver: Connection, sender: Connection, preload_down: bytes, entry: Entry[Any]
+    ) -> PumpResult:
+        """Run the pipe; preload_down: what the sender sent before PAIRED (its first flight)."""
+        preload_up = receiver.lines.take_rest()
+
+        def opened() -> None:
+            self.table.opened(entry)
+
         use_splice = self.config.use_splice
         while True:
             try:
@@ -517,6 +593,8 @@ class Relay:
                     preload_b_to_a=preload_down,
                     on_moved=self._count_bytes,
                     clock=self._clock,
+                    opening_bytes=OPENING_BYTES,
+                    on_opened=opened,
                 )
             except OSError as exc:
                 if not use_splice or exc.errno not in OUT_OF_FDS:

@@ -27,7 +27,15 @@ Rules this module owns:
   MAX_PARKED_BYTES early (its PAKE flight is ~40), JOINED it belongs to its
   receiver, whose line covers the pipe;
 - PIPING: no deadline here (the pump owns idle_timeout); the pipe's
-  outcome follows `pipe_outcome` below;
+  outcome follows `pipe_outcome` below. Until OPENING_BYTES have moved
+  from the sender, the pipe is in its opening (key exchange and offer):
+  either side leaving then ends the pipe at once (pump.py), and the
+  nameplate waits again;
+- a claim counts against the nameplate's budget only if the key exchange
+  was reached: the sender spoke after PAIRED (its first flight travels
+  before, so anything later answers a receiver's valid PAKE message). A
+  receiver that leaves before, or sends garbage, was charged a look-up of
+  its address's budget and nothing else;
 - every session ends with one `Ending` (logs.py names the outcomes).
 
 What a pipe's outcome can rest on. The relay cannot read what it carries,
@@ -49,10 +57,13 @@ from typing import Final
 from ferry.config import RelayConfig
 from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
-from ferry.relay import logs
+from ferry.relay import logs, proxy
 
 MAX_PARKED_BYTES: Final = 4096
 """Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""
+OPENING_BYTES: Final = 68 * 1024
+"""Bytes a sender sends before its first DATA record, at most (docs/PROTOCOL.md caps
+PAKE and CONFIRM at 1 KiB, the OFFER at 64 KiB + 16, plus six header bytes each)."""
 GONE: Final = (errnos.ECONNRESET, errnos.EPIPE, errnos.ECONNABORTED, errnos.ETIMEDOUT)
 """Socket errors that mean the peer went away (vanished), not that something broke."""
 
@@ -106,12 +117,22 @@ class PipeReport:
     """Whose bytes moved last (None: nothing moved)."""
     closed_first: Role | None
     """Whose end of stream the relay saw first (None: neither closed cleanly)."""
+    sender_replied: bool = True
+    """The sender spoke after PAIRED: the key exchange was reached (the claim counts)."""
 
 
 def pipe_outcome(report: PipeReport) -> Ending:
     """The outcome of a pipe, from what the relay can observe (module docstring)."""
     if report.ended == "idle":
         return Ending(logs.IDLE)
+    if report.ended == "early":
+        # One side left during the opening. A tiny file, a declined offer or a
+        # wrong code ends there too: the sender answered (the key exchange was
+        # reached) and the receiver spoke last, as after a delivered file.
+        if report.sender_replied and report.last_from is Role.RECEIVER:
+            return Ending(logs.HAPPY)
+        who = report.closed_first.value if report.closed_first else "a side"
+        return Ending(logs.VANISHED, f"{who} left before the data phase")
     if report.ended != "closed":
         return Ending(logs.ERRORY, "socket failed")
     if report.last_from is Role.RECEIVER:
@@ -174,6 +195,9 @@ class Session:
         """The first line: it picks the role. Raises rv.BadRequest for anything else."""
         assert self.phase is Phase.HANDSHAKE, self.phase
         self.last_heard = now
+        if proxy.looks_like_header(line):
+            # Only a trusted proxy may say where a connection comes from.
+            raise rv.BadRequest(rv.REASON_BAD_REQUEST, "PROXY header from an untrusted address")
         request = rv.parse_client_line(line)
         match request:
             case rv.SendRequest():

@@ -27,8 +27,12 @@ Rules this module owns:
 - a nameplate is the smallest positive number not in use, and is never
   handed out twice while in use;
 - one claim at a time: a second receiver for a CLAIMED or ACTIVE nameplate
-  is refused ("claimed"), and a nameplate accepts at most
-  max_claims_per_nameplate claims in its life (each one a code guess);
+  is refused: "retry" while that claim is still opening (pairing, key
+  exchange, offer: seconds at most, and then the nameplate may be free
+  again), "claimed" once its transfer runs;
+- a nameplate accepts at most max_claims_per_nameplate claims in its life
+  (each one a code guess); a claim released as a refund (it never reached
+  the key exchange: no guess was made) is given back;
 - at most max_waiting_senders nameplates are WAITING at once (claimed and
   active ones are bounded by the relay's max_active_transfers);
 - tickets are one-time: the join that pairs a claim consumes its ticket;
@@ -67,6 +71,8 @@ class Entry(Generic[Conn]):
     ticket: str = ""
     claimed_at: float = 0.0
     claims: int = 0
+    opening: bool = False
+    """The current claim has not reached its data phase (the server says when it has)."""
     live: bool = field(default=True)
     standby: bool = False
     """The sender connects its data connections ahead (SEND STANDBY)."""
@@ -136,6 +142,10 @@ class PairingTable(Generic[Conn]):
             raise Refusal(
                 rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}"
             )
+        if entry.state is not State.WAITING and entry.opening:
+            raise Refusal(
+                rv.REASON_RETRY, f"another receiver is pairing on nameplate {nameplate}; retry"
+            )
         if entry.state is not State.WAITING:
             raise Refusal(rv.REASON_CLAIMED, f"nameplate {nameplate} is in use by another receiver")
         if entry.claims >= self._config.max_claims_per_nameplate:
@@ -146,6 +156,7 @@ class PairingTable(Generic[Conn]):
             entry.ticket = self._new_ticket()
         entry.claimed_at = now
         entry.claims += 1
+        entry.opening = True
         if entry.parked is not None:
             self._move(entry, State.ACTIVE)
             entry.ticket = ""
@@ -172,6 +183,10 @@ class PairingTable(Generic[Conn]):
             raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
         return entry
 
+    def opened(self, entry: Entry[Conn]) -> None:
+        """The claim's pipe reached its data phase: a newcomer is told "claimed" now."""
+        entry.opening = False
+
     def take_parked(self, entry: Entry[Conn]) -> Conn | None:
         """The parked data connection, now the claim's (None if there is none)."""
         conn, entry.parked = entry.parked, None
@@ -182,11 +197,15 @@ class PairingTable(Generic[Conn]):
         if entry.parked is conn:
             entry.parked = None
 
-    def release(self, entry: Entry[Conn]) -> str:
+    def release(self, entry: Entry[Conn], refund: bool = False) -> str:
         """The claim or pipe of this entry ended; the sender may take another receiver.
 
+        refund: the claim never reached the key exchange, so it is not counted.
         Returns the standby sender's next ticket ("" for other senders).
         """
+        if refund and entry.state is not State.WAITING:
+            entry.claims -= 1
+        entry.opening = False
         self._move(entry, State.WAITING)
         entry.receiver = None
         entry.ticket = self._new_ticket() if entry.standby and entry.live else ""

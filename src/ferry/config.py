@@ -8,9 +8,36 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Final
 
 KIB = 1024
 MIB = 1024 * KIB
+
+# -- fixed limits inside the relay: not settings, but named here with their units -------
+
+LISTEN_BACKLOG: Final = 1024
+"""Connections the kernel queues for the relay before it accepts them."""
+PORT_ZERO_TRIES: Final = 20
+"""Fresh ports tried when port 0's free port is taken on another address family."""
+REFUSAL_LINGER_SECONDS: Final = 0.5
+"""Seconds a refused connection lingers (discarding input) so its ERROR line is read."""
+REFUSAL_LINGER_BYTES: Final = 64 * KIB
+"""Bytes a refused connection discards at most while it lingers."""
+MAX_LINGERING: Final = 512
+"""Refused sockets lingering at once; past it a refusal closes at once (after discarding)."""
+SENDER_GRACE: Final = 1.0
+"""Seconds a draining relay waits for senders whose transfer ended to close."""
+MAX_PARKED_BYTES: Final = 4096
+"""Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""
+OPENING_BYTES: Final = 68 * KIB
+"""Bytes a sender sends before its first DATA record, at most (docs/PROTOCOL.md caps
+PAKE and CONFIRM at 1 KiB, the OFFER at 64 KiB + 16, plus six header bytes each)."""
+METRICS_MAX_CLIENTS: Final = 16
+"""Connections the /metrics endpoint serves at once."""
+METRICS_MAX_REQUEST: Final = 8192
+"""Bytes of a /metrics request head, at most."""
+METRICS_REQUEST_TIMEOUT: Final = 5.0
+"""Seconds a /metrics client has to send its request."""
 
 
 @dataclass(frozen=True)

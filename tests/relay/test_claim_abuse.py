@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from ferry.config import OPENING_BYTES
 from ferry.protocol import rendezvous as rv
-from ferry.relay.session import OPENING_BYTES
 from ferry.relay.table import State
 
 from .conditions import until

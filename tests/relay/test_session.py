@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.config import RelayConfig
+from ferry.config import MAX_PARKED_BYTES, RelayConfig
 from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.session import (
-    MAX_PARKED_BYTES,
     Ending,
     Phase,
     PipeReport,

@@ -13,11 +13,10 @@ import pytest
 
 from ferry.cli import relay as relay_cli
 from ferry.client.relay_link import refusal_error
-from ferry.config import MAX_HELLO_BYTES, RelayConfig, field_docs
+from ferry.config import MAX_HELLO_BYTES, OPENING_BYTES, RelayConfig, field_docs
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.metrics import Metrics, MetricsServer, render
-from ferry.relay.session import OPENING_BYTES
 from tests.relay.conditions import logged, outcome_lines, until
 from tests.relay.harness import RawClient, pair, register_sender, running_relay
 

@@ -17,7 +17,7 @@ Every refusal of the relay goes through `hang_up`: the ERROR line, a
 half-close, and a short linger that drops what the client still sends
 (connection.py says why: unread bytes turn a close into a RST, which can
 destroy the line). At most MAX_LINGERING refused sockets linger at once,
-each for at most LINGER_SECONDS; past that, and on the out-of-descriptors
+each for at most REFUSAL_LINGER_SECONDS; past that, and on the out-of-descriptors
 path, whose descriptor must become the spare again at once, a refusal
 drops what has already arrived and closes.
 
@@ -34,11 +34,10 @@ import socket
 from collections.abc import Callable
 from typing import Final
 
-from ferry.config import RelayConfig
+from ferry.config import MAX_LINGERING, REFUSAL_LINGER_SECONDS, RelayConfig
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.connection import (
-    LINGER_SECONDS,
     fd_limit,
     fds_open,
     format_peer,
@@ -53,8 +52,6 @@ from ferry.relay.session import Role
 log = logs.log
 
 OUT_OF_FDS: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-MAX_LINGERING: Final = 512
-"""Refused sockets lingering at once; past it a refusal closes at once (after discarding)."""
 
 Admit = Callable[[socket.socket, str, str, bool], None]
 """The server's side: (socket, printable peer, per-address key or "", from a trusted proxy)."""
@@ -79,7 +76,7 @@ class Gate:
     async def close(self) -> None:
         """Let lingering refusals finish, and give the spare descriptor back."""
         if self._lingering:
-            await asyncio.wait(list(self._lingering), timeout=LINGER_SECONDS + 1)
+            await asyncio.wait(list(self._lingering), timeout=REFUSAL_LINGER_SECONDS + 1)
         if self._spare_fd is not None:
             os.close(self._spare_fd)
             self._spare_fd = None

@@ -13,8 +13,8 @@ import resource
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Final
 
+from ferry.config import REFUSAL_LINGER_BYTES, REFUSAL_LINGER_SECONDS
 from ferry.protocol import rendezvous as rv
 from ferry.relay.session import Phase, Role, Session
 
@@ -123,23 +123,19 @@ def open_spare() -> int | None:
         return None
 
 
-LINGER_SECONDS: Final = 0.5
-LINGER_BYTES: Final = 64 * 1024
-
-
 def say_and_half_close(sock: socket.socket, data: bytes) -> None:
     """Write one last line, discard input already here, and half-close.
 
     Closing a socket with unread input makes the kernel send RST instead of
     FIN, and a RST can destroy the last line before the client reads it. So
     the bytes already received are read and dropped first (at most
-    LINGER_BYTES), and SHUT_WR sends the FIN behind the line at once; what
+    REFUSAL_LINGER_BYTES), and SHUT_WR sends the FIN behind the line at once; what
     the client still sends is for `linger` to drop.
     """
     with contextlib.suppress(OSError):
         sock.setblocking(False)
         sock.send(data)
-    _discard_ready(sock, LINGER_BYTES)
+    _discard_ready(sock, REFUSAL_LINGER_BYTES)
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
 
@@ -160,14 +156,14 @@ def _discard_ready(sock: socket.socket, limit: int) -> int:
 async def linger(sock: socket.socket) -> None:
     """After say_and_half_close: drop what the client still sends, briefly, then close.
 
-    Until the client closes (a real client does at once), LINGER_SECONDS
-    pass, or LINGER_BYTES more arrive.
+    Until the client closes (a real client does at once), REFUSAL_LINGER_SECONDS
+    pass, or REFUSAL_LINGER_BYTES more arrive.
     """
     loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(LINGER_SECONDS):
+        async with asyncio.timeout(REFUSAL_LINGER_SECONDS):
             discarded = 0
-            while discarded < LINGER_BYTES:
+            while discarded < REFUSAL_LINGER_BYTES:
                 data = await loop.sock_recv(sock, 16384)
                 if not data:
                     break

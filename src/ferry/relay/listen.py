@@ -14,11 +14,8 @@ import socket
 from collections.abc import Sequence
 
 from ferry.address import Address
+from ferry.config import LISTEN_BACKLOG, PORT_ZERO_TRIES
 from ferry.relay import buffers
-
-BACKLOG = 1024
-PORT_ZERO_TRIES = 20
-"""Fresh ports tried when port 0's free port is taken on another family."""
 
 
 def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> socket.socket:
@@ -32,7 +29,7 @@ def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> so
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
-        sock.listen(BACKLOG)
+        sock.listen(LISTEN_BACKLOG)
     except OSError:
         sock.close()
         raise

@@ -8,10 +8,10 @@ Prometheus text exposition format (version 0.0.4).
 The endpoint is optional and listens on its own address (keep it private:
 bind it to localhost or a management network). It is deliberately small:
 GET /metrics, GET /healthz (200 "ok", 503 "draining" during shutdown),
-anything else 404/405. Its own bounds: at most MAX_CLIENTS connections at
-once, a request head of at most MAX_REQUEST bytes (else the connection is
+anything else 404/405. Its own bounds: at most METRICS_MAX_CLIENTS connections at
+once, a request head of at most METRICS_MAX_REQUEST bytes (else the connection is
 closed) read within
-REQUEST_TIMEOUT seconds, one request per connection. Standard library only.
+METRICS_REQUEST_TIMEOUT seconds, one request per connection. Standard library only.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from ferry.config import METRICS_MAX_CLIENTS, METRICS_MAX_REQUEST, METRICS_REQUEST_TIMEOUT
+
 PREFIX: Final = "ferry_relay_"
-MAX_CLIENTS: Final = 16
-MAX_REQUEST: Final = 8192
-REQUEST_TIMEOUT: Final = 5.0
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -94,11 +93,13 @@ class MetricsServer:
         self._text = text
         self._healthy = healthy
         self._servers: list[asyncio.Server] = []
-        self._slots = MAX_CLIENTS
+        self._slots = METRICS_MAX_CLIENTS
 
     async def start(self, listeners: list[socket.socket]) -> None:
         for listener in listeners:
-            server = await asyncio.start_server(self._handle, sock=listener, limit=MAX_REQUEST)
+            server = await asyncio.start_server(
+                self._handle, sock=listener, limit=METRICS_MAX_REQUEST
+            )
             self._servers.append(server)
 
     async def close(self) -> None:
@@ -114,7 +115,7 @@ class MetricsServer:
             return
         self._slots -= 1
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
+            async with asyncio.timeout(METRICS_REQUEST_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
                 status, body = self._respond(head)
                 writer.write(_response(status, body))

@@ -47,7 +47,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final
 
-from ferry.config import RelayConfig
+from ferry.config import MAX_PARKED_BYTES, OPENING_BYTES, SENDER_GRACE, RelayConfig
 from ferry.errors import Closed, Refusal
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
@@ -59,8 +59,6 @@ from ferry.relay.limits import LookupLimiter, PoolShares, network_key
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.session import (
-    MAX_PARKED_BYTES,
-    OPENING_BYTES,
     Ending,
     Phase,
     PipeReport,
@@ -74,8 +72,6 @@ from ferry.relay.table import Entry, PairingTable, State
 log = logs.log
 
 FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
-SENDER_GRACE: Final = 1.0
-"""Seconds a draining relay waits for senders whose transfer ended to close."""
 PUMP_SIDES: Final = {"a": Role.RECEIVER, "b": Role.SENDER}
 
 

@@ -54,16 +54,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from ferry.config import RelayConfig
+from ferry.config import MAX_PARKED_BYTES, RelayConfig
 from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs, proxy
 
-MAX_PARKED_BYTES: Final = 4096
-"""Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""
-OPENING_BYTES: Final = 68 * 1024
-"""Bytes a sender sends before its first DATA record, at most (docs/PROTOCOL.md caps
-PAKE and CONFIRM at 1 KiB, the OFFER at 64 KiB + 16, plus six header bytes each)."""
 GONE: Final = (errnos.ECONNRESET, errnos.EPIPE, errnos.ECONNABORTED, errnos.ETIMEDOUT)
 """Socket errors that mean the peer went away (vanished), not that something broke."""
 

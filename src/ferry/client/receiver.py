@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferry.address import Address
+from ferry.client.output import Output, receive_text, receive_to_stdout
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import (
+    EXIT_REFUSED_BY_PEER,
     ConnectionLost,
     FerryError,
     LocalFileError,
@@ -57,6 +59,12 @@ class FileExists(LocalFileError):
     """the file already exists."""
 
 
+class RefusedOffer(FerryError):
+    """this receiver refused the offer."""
+
+    exit_code = EXIT_REFUSED_BY_PEER
+
+
 def prepare_directory(path: str) -> Path:
     """Create the output directory if needed; check it is a writable directory."""
     directory = Path(path)
@@ -80,6 +88,7 @@ class Receiver:
         config: ClientConfig,
         progress: Progress,
         overwrite: bool = False,
+        output: Output | None = None,
     ) -> None:
         self.address = address
         self.code = code
@@ -87,6 +96,7 @@ class Receiver:
         self.config = config
         self.progress = progress
         self.overwrite = overwrite
+        self.output = output or Output()
         self.saved_as: Path | None = None
 
     async def _pair(self) -> tuple[RelayLink, ReceiverSession]:
@@ -108,7 +118,10 @@ class Receiver:
                 from ferry.client.wire import timeouts
                 from ferry.protocol.session import ReceiverSession
 
-                session = ReceiverSession(self.code.password, timeouts(self.config))
+                session = ReceiverSession(
+                    self.code.password, timeouts(self.config),
+                    self.config.max_entries, self.config.max_manifest_bytes,
+                )  # fmt: skip
                 # A relay that refused us may have closed already: its ERROR
                 # line, read next, says why better than this write's error.
                 with contextlib.suppress(ConnectionLost):
@@ -125,7 +138,7 @@ class Receiver:
             await asyncio.sleep(CLAIMED_RETRY_DELAY)
         raise AssertionError("unreachable")
 
-    async def run(self) -> Path:
+    async def run(self) -> Path | None:
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
                 link, session = await self._pair()
@@ -145,18 +158,37 @@ class Receiver:
         finally:
             wire.close()
 
-    async def _receive(self, wire: Wire, session: ReceiverSession) -> Path:
+    async def _receive(self, wire: Wire, session: ReceiverSession) -> Path | None:
         from ferry.protocol.session import OfferReceived
 
         wire.lost_message = "the sender went away"
         offered = await wire.expect(OfferReceived)
         assert isinstance(offered, OfferReceived)
         offer = offered.offer
+        if offer.kind == messages.KIND_TEXT:
+            await receive_text(self, wire, session, offer)
+            return None
+        if self.output.to_stdout and offer.kind in (messages.KIND_FILE, messages.KIND_STREAM):
+            await receive_to_stdout(self, wire, session, offer)
+            return None
+        if self.output.to_stdout:
+            text = "the receiver writes to standard output: one file or a text, not a tree"
+            error = LocalFileError(
+                "a directory or several files cannot go to standard output (give a DIR)"
+            )
+            raise await self.refuse(wire, session, messages.REASON_UNSUPPORTED, text, error)
+        if offer.kind == messages.KIND_TREE:
+            from ferry.client.receive_tree import receive_tree
+
+            self.saved_as = await receive_tree(self, wire, session, offer, offered.entries)
+            await self._acknowledge(wire, session)
+            return self.saved_as
         target = await self._accept_or_refuse(wire, session, offer)
         temp, fd = self._create_temp()
         try:
             try:
-                await self._receive_data(wire, fd, offer.size, display_name(target.name))
+                size = max(offer.size, 0)  # a stream's size is known at its end
+                await self._receive_data(wire, fd, size, display_name(target.name))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -167,12 +199,49 @@ class Receiver:
                 await wire.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
             raise
         self.saved_as = target
-        # The file is safely stored even if the ACK cannot go out; the sender
-        # then reports the missing acknowledgement.
+        await self._acknowledge(wire, session)
+        return target
+
+    async def _acknowledge(self, wire: Wire, session: ReceiverSession) -> None:
+        # Stored safely even if the ACK cannot go out; the sender then
+        # reports the missing acknowledgement.
         session.acknowledge(asyncio.get_running_loop().time())
         with contextlib.suppress(ConnectionLost):
             await wire.flush()
-        return target
+
+    async def refuse(
+        self,
+        wire: Wire,
+        session: ReceiverSession,
+        reason: str,
+        message: str,
+        error: FerryError | None = None,
+    ) -> FerryError:
+        """Refuse the offer (the sender keeps its code alive); the error to raise here."""
+        session.refuse(reason, message, asyncio.get_running_loop().time())
+        await wire.flush()
+        return error or RefusedOffer(message)
+
+    async def abort_on(self, wire: Wire, exc: BaseException) -> None:
+        """After a local failure mid-transfer: tell the sender why (best effort)."""
+        if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
+            from ferry.protocol.session import State
+
+            if wire.session.state is not State.DONE:
+                await wire.abort(messages.REASON_LOCAL_ERROR, f"receiver: {exc.message}")
+
+    async def confirm(self, summary: str) -> bool:
+        """Show what is coming (on a terminal); with --ask, wait for y/N."""
+        return await self.output.confirm(summary)
+
+    async def check_space(self, wire: Wire, session: ReceiverSession, size: int) -> None:
+        free = _free_bytes(self.directory)
+        if free is not None and size > free:
+            text = f"not enough space in {self.directory} ({free} bytes free, {size} needed)"
+            raise await self.refuse(
+                wire, session, messages.REASON_LOCAL_ERROR, "not enough disk space",
+                LocalFileError(text),
+            )  # fmt: skip
 
     async def _accept_or_refuse(
         self, wire: Wire, session: ReceiverSession, offer: messages.Offer
@@ -180,11 +249,9 @@ class Receiver:
         loop = asyncio.get_running_loop()
 
         async def refuse(reason: str, message: str, error: FerryError) -> FerryError:
-            session.refuse(reason, message, loop.time())
-            await wire.flush()
-            return error
+            return await self.refuse(wire, session, reason, message, error)
 
-        if offer.kind != messages.KIND_FILE:
+        if offer.kind not in (messages.KIND_FILE, messages.KIND_STREAM):
             text = f"this receiver cannot accept a {display_name(offer.kind)!r} transfer"
             raise await refuse(messages.REASON_UNSUPPORTED, text, RemoteProtocolError(text))
         try:
@@ -201,11 +268,11 @@ class Receiver:
             raise await refuse(
                 messages.REASON_EXISTS, f"{display_name(name)} already exists there", error
             )
-        free = _free_bytes(self.directory)
-        if free is not None and free < offer.size:
-            text = f"not enough space in {self.directory} ({free} bytes free, {offer.size} needed)"
+        await self.check_space(wire, session, offer.size)
+        size = "unknown size" if offer.size == messages.UNKNOWN_SIZE else f"{offer.size} bytes"
+        if not await self.confirm(f"{display_name(name)} ({size})"):
             raise await refuse(
-                messages.REASON_LOCAL_ERROR, "not enough disk space", LocalFileError(text)
+                messages.REASON_DECLINED, "the receiver declined", RefusedOffer("declined")
             )
         session.accept(loop.time())
         await wire.flush()

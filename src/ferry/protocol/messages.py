@@ -13,10 +13,20 @@ conversation after key confirmation is:
            <---  ACK {"ok": true, "size"}
     either side, any time: ABORT {"reason", "message"}, then close
 
-Room to grow: an OFFER of another kind ("directory", "files") is answered
-with accept=false, reason="unsupported" by this version; a later receiver
-may answer {"accept": true, "resume_from": offset} and a sender that does
-not know resume_from will see it is absent or zero.
+Kinds of OFFER (docs/PROTOCOL.md, part 4):
+
+    {"kind": "file", "name", "size"}          one regular file (every version)
+    {"kind": "tree", "manifest": 1, "entries", "files", "records", "size"}
+        files and directories; `records` MANIFEST records follow the OFFER
+        (protocol/manifest.py), the DATA is every file's bytes in manifest order
+    {"kind": "stream", "name"}                bytes of unknown size (stdin)
+    {"kind": "text", "size"}                  a message to print, not to store
+
+Versioning: a receiver answers a kind it does not know, or a manifest
+version it does not speak, with accept=false, reason="unsupported", before
+any data moves; the sender reports that one line. A later receiver may
+answer {"accept": true, "resume_from": offset}; a sender that does not know
+resume_from sees it absent or zero.
 """
 
 from __future__ import annotations
@@ -34,12 +44,21 @@ MAX_TEXT: Final = 512
 """Longest reason/message text we keep from the peer, in characters."""
 
 KIND_FILE: Final = "file"
+KIND_TREE: Final = "tree"
+KIND_STREAM: Final = "stream"
+KIND_TEXT: Final = "text"
+MANIFEST_VERSION: Final = 1
+"""The manifest format this version writes and reads (protocol/manifest.py)."""
+UNKNOWN_SIZE: Final = -1
+"""Offer.size of a stream: the sender does not know it until the end."""
 
 # ANSWER/ABORT reasons.
 REASON_EXISTS: Final = "exists"
 REASON_UNSUPPORTED: Final = "unsupported"
 REASON_BAD_NAME: Final = "bad-name"
 REASON_LOCAL_ERROR: Final = "local-error"
+REASON_TOO_LARGE: Final = "too-large"
+REASON_DECLINED: Final = "declined"
 
 
 @dataclass(frozen=True)
@@ -47,6 +66,15 @@ class Offer:
     kind: str
     name: str
     size: int
+    """Bytes of DATA to come (UNKNOWN_SIZE for a stream)."""
+    manifest: int = 0
+    """tree: the manifest version."""
+    entries: int = 0
+    """tree: files and directories in the manifest."""
+    files: int = 0
+    """tree: how many of the entries are files."""
+    records: int = 0
+    """tree: MANIFEST records that follow the OFFER."""
 
 
 @dataclass(frozen=True)
@@ -99,21 +127,48 @@ def _text(obj: dict[str, Any], key: str) -> str:
 
 
 def encode_offer(offer: Offer) -> bytes:
-    return _dump({"kind": offer.kind, "name": offer.name, "size": offer.size})
+    obj: dict[str, Any] = {"kind": offer.kind}
+    if offer.kind in (KIND_FILE, KIND_STREAM):
+        obj["name"] = offer.name
+    if offer.kind == KIND_TREE:
+        obj.update(
+            manifest=offer.manifest, entries=offer.entries, files=offer.files,
+            records=offer.records,
+        )  # fmt: skip
+    if offer.kind != KIND_STREAM:
+        obj["size"] = offer.size
+    return _dump(obj)
 
 
 def decode_offer(body: bytes) -> Offer:
     obj = _load(body, "offer")
     kind = _field(obj, "kind", str, "offer")
-    if kind != KIND_FILE:
+    if kind not in (KIND_FILE, KIND_TREE, KIND_STREAM, KIND_TEXT):
         return Offer(kind=kind[:64], name="", size=0)
-    name = _field(obj, "name", str, "offer")
-    size = _field(obj, "size", int, "offer")
-    if len(name) > MAX_OFFERED_NAME:
-        raise RemoteProtocolError("offer has an over-long name")
-    if not 0 <= size <= MAX_SIZE:
-        raise RemoteProtocolError("offer has an impossible size")
-    return Offer(kind, name, size)
+    name = ""
+    if kind in (KIND_FILE, KIND_STREAM):
+        name = _field(obj, "name", str, "offer")
+        if len(name) > MAX_OFFERED_NAME:
+            raise RemoteProtocolError("offer has an over-long name")
+    size = UNKNOWN_SIZE if kind == KIND_STREAM else _count(obj, "size", MAX_SIZE)
+    if kind != KIND_TREE:
+        return Offer(kind, name, size)
+    manifest = _count(obj, "manifest", MAX_SIZE)
+    if manifest != MANIFEST_VERSION:
+        # Nothing else of an unknown manifest version can be trusted: the
+        # receiver refuses it as unsupported.
+        return Offer(kind, "", 0, manifest=manifest)
+    entries = _count(obj, "entries", MAX_SIZE)
+    files = _count(obj, "files", entries)
+    records = _count(obj, "records", max(entries, 1))
+    return Offer(kind, "", size, manifest, entries, files, records)
+
+
+def _count(obj: dict[str, Any], key: str, most: int) -> int:
+    value = _field(obj, key, int, "offer")
+    if not 0 <= value <= most:
+        raise RemoteProtocolError(f"offer has an impossible {key!r}")
+    return int(value)
 
 
 def encode_answer(answer: Answer) -> bytes:

@@ -150,17 +150,26 @@ def decode_offer(body: bytes) -> Offer:
         name = _field(obj, "name", str, "offer")
         if len(name) > MAX_OFFERED_NAME:
             raise RemoteProtocolError("offer has an over-long name")
+    if kind == KIND_TREE:
+        return _decode_tree(obj)
     size = UNKNOWN_SIZE if kind == KIND_STREAM else _count(obj, "size", MAX_SIZE)
-    if kind != KIND_TREE:
-        return Offer(kind, name, size)
+    return Offer(kind, name, size)
+
+
+def _decode_tree(obj: dict[str, Any]) -> Offer:
+    kind = KIND_TREE
     manifest = _count(obj, "manifest", MAX_SIZE)
     if manifest != MANIFEST_VERSION:
-        # Nothing else of an unknown manifest version can be trusted: the
-        # receiver refuses it as unsupported.
-        return Offer(kind, "", 0, manifest=manifest)
+        # Nothing of an unknown manifest version is used but its record
+        # count (to pass over them): the receiver refuses it as unsupported.
+        records = obj.get("records")
+        if not isinstance(records, int) or isinstance(records, bool):
+            records = 0
+        return Offer(kind, "", 0, manifest=manifest, records=min(max(records, 0), MAX_SIZE))
     entries = _count(obj, "entries", MAX_SIZE)
     files = _count(obj, "files", entries)
     records = _count(obj, "records", max(entries, 1))
+    size = _count(obj, "size", MAX_SIZE)
     return Offer(kind, "", size, manifest, entries, files, records)
 
 

@@ -479,6 +479,7 @@ class ReceiverSession(Session):
         self.entries: list[manifest.Entry] = []
         self._manifest_bytes = 0
         self._manifest_records = 0
+        self._unread_records = 0
         # A tree's data, split at file boundaries: (entry index, size) of each
         # file, the one being filled, its bytes still missing, plaintext not
         # yet reported.
@@ -500,6 +501,8 @@ class ReceiverSession(Session):
             self._expect(header, RecordType.OFFER)
             offer = self.offer = messages.decode_offer(bytes(plain))
             if not self.is_tree or not self._readable_tree(offer):
+                # An unread manifest's records may still arrive: passed over.
+                self._unread_records = offer.records if self.is_tree else 0
                 self.state = State.DECIDING
                 return OfferReceived(offer)
             self.state = State.AWAIT_MANIFEST
@@ -507,6 +510,9 @@ class ReceiverSession(Session):
         if self.state is State.AWAIT_MANIFEST:
             self._expect(header, RecordType.MANIFEST)
             return self._manifest_part(plain)
+        if header.type is RecordType.MANIFEST and self._unread_records > 0:
+            self._unread_records -= 1
+            return None
         if self.state is State.RECEIVING:
             assert self.offer is not None
             offer = self.offer

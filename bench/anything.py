@@ -124,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i in range(4):
                 make_file(quarters / f"q{i}.bin", args.big // 4)
 
-            def timed(send_args: list[str | Path], stdin: Path | None = None) -> Callable[[], float]:
+            def timed(
+                send_args: list[str | Path], stdin: Path | None = None
+            ) -> Callable[[], float]:
                 def arm() -> float:
                     target = out()
                     try:

@@ -16,6 +16,7 @@ from ferry.protocol.session import (
     Answered,
     Confirmed,
     DataReceived,
+    DigestReceived,
     Event,
     FileData,
     Keyed,
@@ -23,6 +24,7 @@ from ferry.protocol.session import (
     ReceiverSession,
     SenderSession,
     Session,
+    Started,
     State,
 )
 from tests.memory import Cut, MemoryTransport, bytewise, whole
@@ -262,3 +264,92 @@ def test_stream_ack_with_another_count_raises_remote_protocol_error() -> None:
     link.send(link.receiver, link.receiver.seal_record(RecordType.ACK, b'{"ok":true,"size":2}'))
     with pytest.raises(RemoteProtocolError, match="stored 2 bytes, not 3"):
         link.events(link.sender)
+
+
+# --- resume: START and DIGEST ----------------------------------------------------------------
+
+
+def resumable(payload: bytes) -> MemoryTransport:
+    offer = messages.Offer(messages.KIND_FILE, "f", len(payload), resume=True)
+    link = MemoryTransport(
+        SenderSession(PASSWORD, offer, TIMEOUTS), ReceiverSession(PASSWORD, TIMEOUTS)
+    )
+    link.pair()
+    link.events(link.sender)
+    link.flush(link.sender)
+    link.events(link.receiver)
+    link.flush(link.receiver)
+    link.events(link.sender)
+    return link
+
+
+def test_resumed_file_starts_where_agreed_and_needs_the_digest_before_storing() -> None:
+    link = resumable(b"0123456789")
+    link.receiver.accept(link.clock.now, resume_from=4, prefix_sha256="a" * 64)
+    link.flush(link.receiver)
+    [answered] = link.events(link.sender)
+    assert isinstance(answered, Answered) and answered.answer.resume_from == 4
+    with pytest.raises(LocalProtocolError, match="start_at"):
+        link.sender.send_data(memoryview(b"4"), link.clock.now)
+    link.sender.start_at(4, link.clock.now)
+    link.flush(link.sender)
+    link.send(link.sender, link.sender.send_data(memoryview(b"456789"), link.clock.now))
+    link.sender.send_digest("b" * 64, link.clock.now)
+    link.flush(link.sender)
+    events = link.events(link.receiver)
+    assert [type(e).__name__ for e in events] == ["Started", "DataReceived", "DigestReceived"]
+    assert events[0] == Started(4) and events[2] == DigestReceived("b" * 64)
+    assert state(link.receiver) is State.STORING
+    link.receiver.acknowledge(link.clock.now)
+    link.flush(link.receiver)
+    assert link.events(link.sender) == [Acknowledged(messages.Ack(10))]
+
+
+def test_start_over_after_a_resume_offer_needs_no_digest() -> None:
+    link = resumable(b"abc")
+    link.receiver.accept(link.clock.now, resume_from=2, prefix_sha256="a" * 64)
+    link.flush(link.receiver)
+    link.events(link.sender)
+    link.sender.start_at(0, link.clock.now)
+    link.flush(link.sender)
+    link.send(link.sender, link.sender.send_data(memoryview(b"abc"), link.clock.now))
+    assert link.events(link.receiver)[0] == Started(0)
+    assert state(link.receiver) is State.STORING
+
+
+@pytest.mark.parametrize("offset", [1, 3])
+def test_start_elsewhere_than_zero_or_resume_from_raises_remote_protocol_error(offset: int) -> None:
+    link = resumable(b"abcdef")
+    link.receiver.accept(link.clock.now, resume_from=2, prefix_sha256="a" * 64)
+    body = messages.encode_start(messages.Start(offset))
+    link.send(link.sender, link.sender.seal_record(RecordType.START, body))
+    with pytest.raises(RemoteProtocolError, match="started at"):
+        link.events(link.receiver)
+
+
+def test_data_instead_of_start_after_a_resume_offer_raises_remote_protocol_error() -> None:
+    link = resumable(b"abcdef")
+    link.receiver.accept(link.clock.now, resume_from=2, prefix_sha256="a" * 64)
+    link.send(link.sender, link.sender.seal_record(RecordType.DATA, b"cdef", FLAG_FINAL))
+    with pytest.raises(RemoteProtocolError, match="expected START"):
+        link.events(link.receiver)
+
+
+def test_resume_offer_to_a_sender_that_cannot_resume_is_refused_both_ways() -> None:
+    link = make_tree(tree_of([1]))
+    handshake(link)
+    with pytest.raises(LocalProtocolError):
+        link.receiver.accept(link.clock.now, resume_from=1, prefix_sha256="a" * 64)
+    offer = messages.Offer(messages.KIND_FILE, "f", 5)  # no "resume": 1
+    sender = SenderSession(PASSWORD, offer, TIMEOUTS)
+    other = MemoryTransport(sender, ReceiverSession(PASSWORD, TIMEOUTS))
+    other.pair()
+    other.events(sender)
+    other.flush(sender)
+    other.events(other.receiver)
+    other.flush(other.receiver)
+    other.events(sender)
+    body = messages.encode_answer(messages.Answer(True, resume_from=2, prefix_sha256="a" * 64))
+    other.send(other.receiver, other.receiver.seal_record(RecordType.ANSWER, body))
+    with pytest.raises(RemoteProtocolError, match="resume"):
+        other.events(sender)

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ask", action="store_true", help="show what is coming and wait for y/N first"
     )
+    parser.add_argument(
+        "--no-resume", action="store_true",
+        help="start over instead of resuming an interrupted file (its partial is discarded)",
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
 
@@ -119,7 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FerryError as exc:
             return fail("receive", exc.message, exc.exit_code)
         output = Output(to_stdout, args.ask, announce=sys.stderr.isatty())
-        receiver = Receiver(address, code, directory, config, for_stderr(), args.overwrite, output)
+        receiver = Receiver(
+            address, code, directory, config, for_stderr(), args.overwrite, output,
+            resume=not args.no_resume,
+        )  # fmt: skip
         status = run("receive", receiver.run())
         if status == 0 and args.verbose and receiver.saved_as is not None:
             print(f"receive: saved {receiver.saved_as}", file=sys.stderr)

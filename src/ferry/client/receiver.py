@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from ferry.address import Address
 from ferry.client.output import Output, receive_text, receive_to_stdout
+from ferry.client.partials import Partial, remove_stale
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code
@@ -31,6 +34,8 @@ from ferry.errors import (
     EXIT_REFUSED_BY_PEER,
     ConnectionLost,
     FerryError,
+    IntegrityError,
+    Interrupted,
     LocalFileError,
     RefusedByPeer,
     RelayRefused,
@@ -53,6 +58,19 @@ TEMP_PREFIX = ".ferry-"
 WRITEBACK_WINDOW = 8 * 1024 * 1024
 """Bytes written between asking the kernel to start writing them to disk."""
 TEMP_SUFFIX = ".part"
+
+
+log = logging.getLogger("ferry.receive")
+
+_CUT = (
+    ConnectionLost,
+    TimedOut,
+    RefusedByPeer,
+    Interrupted,
+    asyncio.CancelledError,
+    KeyboardInterrupt,
+)
+"""Failures that keep a partial for resuming: the transfer was cut, not wrong."""
 
 
 class FileExists(LocalFileError):
@@ -89,6 +107,7 @@ class Receiver:
         progress: Progress,
         overwrite: bool = False,
         output: Output | None = None,
+        resume: bool = True,
     ) -> None:
         self.address = address
         self.code = code
@@ -97,6 +116,7 @@ class Receiver:
         self.progress = progress
         self.overwrite = overwrite
         self.output = output or Output()
+        self.resume = resume
         self.saved_as: Path | None = None
 
     async def _pair(self) -> tuple[RelayLink, ReceiverSession]:
@@ -184,6 +204,13 @@ class Receiver:
             await self._acknowledge(wire, session)
             return self.saved_as
         target = await self._accept_or_refuse(wire, session, offer)
+        if offer.resume:
+            await self._receive_resumable(wire, session, offer, target)
+            self.saved_as = target
+            await self._acknowledge(wire, session)
+            return target
+        session.accept(asyncio.get_running_loop().time())
+        await wire.flush()
         temp, fd = self._create_temp()
         try:
             try:
@@ -201,6 +228,52 @@ class Receiver:
         self.saved_as = target
         await self._acknowledge(wire, session)
         return target
+
+    async def _receive_resumable(
+        self, wire: Wire, session: ReceiverSession, offer: messages.Offer, target: Path
+    ) -> None:
+        """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
+        from ferry.protocol.session import DigestReceived, Started
+
+        remove_stale(self.directory)
+        partial = Partial.open(self.directory, target.name, offer.size, self.resume)
+        keep = False
+        try:
+            prefix = partial.prefix_sha256() if partial.kept else ""
+            session.accept(asyncio.get_running_loop().time(), partial.kept, prefix)
+            await wire.flush()
+            keep = True  # from here on, a cut transfer keeps what arrived
+            if partial.kept:
+                started = await wire.expect(Started)
+                assert isinstance(started, Started)
+                partial.start_at(started.offset)
+                if started.offset:
+                    log.info("resuming after %d of %d bytes", started.offset, offer.size)
+                else:
+                    log.info("the kept partial did not match the sender's file; starting over")
+            label = display_name(target.name)
+            await self._receive_data(
+                wire, partial.fd, offer.size, label, session.received, partial.digest
+            )
+            if session.resumed:
+                got = await wire.expect(DigestReceived)
+                assert isinstance(got, DigestReceived) and partial.digest is not None
+                if got.sha256 != partial.digest.hexdigest():
+                    keep = False
+                    raise IntegrityError(
+                        "the resumed file does not match the sender's (a changed source "
+                        "or partial); it starts over next time"
+                    )
+            os.fsync(partial.fd)
+            partial.finish()
+            self._install(partial.path, target)
+            keep = False
+        except BaseException as exc:
+            keep = keep and isinstance(exc, _CUT)
+            await self.abort_on(wire, exc)
+            raise
+        finally:
+            partial.close(keep)
 
     async def _acknowledge(self, wire: Wire, session: ReceiverSession) -> None:
         # Stored safely even if the ACK cannot go out; the sender then
@@ -246,8 +319,6 @@ class Receiver:
     async def _accept_or_refuse(
         self, wire: Wire, session: ReceiverSession, offer: messages.Offer
     ) -> Path:
-        loop = asyncio.get_running_loop()
-
         async def refuse(reason: str, message: str, error: FerryError) -> FerryError:
             return await self.refuse(wire, session, reason, message, error)
 
@@ -274,8 +345,6 @@ class Receiver:
             raise await refuse(
                 messages.REASON_DECLINED, "the receiver declined", RefusedOffer("declined")
             )
-        session.accept(loop.time())
-        await wire.flush()
         return target
 
     def _create_temp(self) -> tuple[Path, int]:
@@ -293,12 +362,20 @@ class Receiver:
             return temp, fd
         raise LocalFileError(f"cannot create a temporary file in {self.directory}")
 
-    async def _receive_data(self, wire: Wire, fd: int, size: int, label: str) -> None:
+    async def _receive_data(
+        self,
+        wire: Wire,
+        fd: int,
+        size: int,
+        label: str,
+        received: int = 0,
+        digest: hashlib._Hash | None = None,
+    ) -> None:
         from ferry.protocol.session import DataReceived
 
-        received = 0
-        written_back = 0
+        written_back = received
         self.progress.start(size, label)
+        self.progress.update(received)
         try:
             while True:
                 wire.lost_message = f"the sender went away after {percent(received, size)}"
@@ -306,6 +383,8 @@ class Receiver:
                 assert isinstance(event, DataReceived)
                 received += len(event.data)
                 _write_all(fd, event.data)
+                if digest is not None:
+                    digest.update(event.data)
                 if received - written_back >= WRITEBACK_WINDOW:
                     _start_writeback(fd, written_back, received - written_back)
                     written_back = received

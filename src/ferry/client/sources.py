@@ -14,6 +14,7 @@ its data started moving, a failed attempt ends the sender.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from stat import S_ISDIR, S_ISFIFO, S_ISREG
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -75,30 +76,58 @@ class Outgoing:
         return cls(os.fdopen(fd, "rb", buffering=0), offered_name(path), stat.st_size, record_size)
 
     def offer(self) -> messages.Offer:
-        return messages.Offer(messages.KIND_FILE, self.name, self.size)
+        return messages.Offer(messages.KIND_FILE, self.name, self.size, resume=True)
 
     def manifest_records(self) -> list[bytes]:
         return []
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
+        from ferry.protocol.session import State
+
         loop = asyncio.get_running_loop()
         chunk = memoryview(bytearray(self.record_size))
         self.file.seek(0)
+        digest = None
+        if session.resume_from:
+            # The receiver kept a partial: resume only if our first bytes are
+            # the ones it has; the DIGEST then proves the whole file.
+            digest = self._hash_prefix(chunk, session.resume_from)
+            start = session.resume_from if digest.hexdigest() == session.prefix_sha256 else 0
+            if not start:
+                digest = None
+                self.file.seek(0)
+            session.start_at(start, loop.time())
+            await wire.flush()  # the START, before any DATA
         progress.start(self.size, self.name)
+        progress.update(session.sent)
         try:
-            while True:
+            while session.state is State.SENDING:
                 sent = session.sent
                 want = min(len(chunk), self.size - sent)
                 n = read_fully(self.file, chunk[:want])
                 if n < want:
                     raise LocalFileError(f"{self.name} shrank while it was being sent")
+                if digest is not None:
+                    digest.update(chunk[:n])
                 wire.lost_message = f"the receiver went away after {percent(sent, self.size)}"
                 await wire.write(session.send_data(chunk[:n], loop.time()))
                 progress.update(n)
-                if session.sent == self.size:
-                    return
+            if digest is not None:
+                session.send_digest(digest.hexdigest(), loop.time())
+                await wire.flush()
         finally:
             progress.close()
+
+    def _hash_prefix(self, chunk: memoryview, length: int) -> hashlib._Hash:
+        digest = hashlib.sha256()
+        left = length
+        while left:
+            n = read_fully(self.file, chunk[: min(left, len(chunk))])
+            if not n:
+                break
+            digest.update(chunk[:n])
+            left -= n
+        return digest
 
     def close(self) -> None:
         self.file.close()

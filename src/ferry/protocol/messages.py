@@ -75,6 +75,8 @@ class Offer:
     """tree: how many of the entries are files."""
     records: int = 0
     """tree: MANIFEST records that follow the OFFER."""
+    resume: bool = False
+    """file: the sender can resume (it understands resume_from and sends START)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Answer:
     reason: str = ""
     message: str = ""
     resume_from: int = 0
+    prefix_sha256: str = ""
+    """With resume_from: the SHA-256 (hex) of the receiver's first resume_from bytes."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ def encode_offer(offer: Offer) -> bytes:
     obj: dict[str, Any] = {"kind": offer.kind}
     if offer.kind in (KIND_FILE, KIND_STREAM):
         obj["name"] = offer.name
+    if offer.resume:
+        obj["resume"] = 1
     if offer.kind == KIND_TREE:
         obj.update(
             manifest=offer.manifest, entries=offer.entries, files=offer.files,
@@ -153,7 +159,7 @@ def decode_offer(body: bytes) -> Offer:
     if kind == KIND_TREE:
         return _decode_tree(obj)
     size = UNKNOWN_SIZE if kind == KIND_STREAM else _count(obj, "size", MAX_SIZE)
-    return Offer(kind, name, size)
+    return Offer(kind, name, size, resume=kind == KIND_FILE and obj.get("resume") == 1)
 
 
 def _decode_tree(obj: dict[str, Any]) -> Offer:
@@ -185,7 +191,7 @@ def encode_answer(answer: Answer) -> bytes:
     if not answer.accept:
         obj.update(reason=answer.reason, message=answer.message)
     if answer.resume_from:
-        obj["resume_from"] = answer.resume_from
+        obj.update(resume_from=answer.resume_from, prefix_sha256=answer.prefix_sha256)
     return _dump(obj)
 
 
@@ -196,7 +202,49 @@ def decode_answer(body: bytes) -> Answer:
     bad_type = not isinstance(resume_from, int) or isinstance(resume_from, bool)
     if bad_type or not 0 <= resume_from <= MAX_SIZE:
         raise RemoteProtocolError("answer has a malformed 'resume_from'")
-    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from)
+    prefix = obj.get("prefix_sha256", "") if resume_from else ""
+    if not isinstance(prefix, str) or (resume_from and not _is_sha256(prefix)):
+        raise RemoteProtocolError("answer has a malformed 'prefix_sha256'")
+    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from, prefix)
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(char in "0123456789abcdef" for char in text)
+
+
+@dataclass(frozen=True)
+class Start:
+    offset: int
+    """The first byte the DATA carries: resume_from if the prefix matched, else 0."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str
+    """The whole file's SHA-256, hex."""
+
+
+def encode_start(start: Start) -> bytes:
+    return _dump({"from": start.offset})
+
+
+def decode_start(body: bytes) -> Start:
+    obj = _load(body, "start")
+    offset = _field(obj, "from", int, "start")
+    if not 0 <= offset <= MAX_SIZE:
+        raise RemoteProtocolError("start has an impossible offset")
+    return Start(offset)
+
+
+def encode_digest(digest: Digest) -> bytes:
+    return _dump({"sha256": digest.sha256})
+
+
+def decode_digest(body: bytes) -> Digest:
+    value = _field(_load(body, "digest"), "sha256", str, "digest")
+    if not _is_sha256(value):
+        raise RemoteProtocolError("digest is not a SHA-256")
+    return Digest(value)
 
 
 def encode_ack(ack: Ack) -> bytes:

@@ -67,6 +67,10 @@ class RecordType(IntEnum):
     """Either way: giving up, with a reason (JSON, sealed)."""
     MANIFEST = 21
     """Sender -> receiver, right after a tree OFFER: part of the list of entries (JSON)."""
+    START = 22
+    """Sender -> receiver, before the DATA of a file the receiver offered to resume (JSON)."""
+    DIGEST = 23
+    """Sender -> receiver, after the last DATA of a resumed file: its whole SHA-256 (JSON)."""
 
 
 UNSEALED_TYPES: Final = frozenset({RecordType.PAKE, RecordType.CONFIRM})

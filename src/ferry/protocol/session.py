@@ -31,6 +31,13 @@ boundaries the manifest gives (FileData events, then AllReceived). A
 stream OFFER has no size: the sender's send_data(..., end=True) marks the
 last record, and the ACK repeats the byte count.
 
+Resume (a file OFFER with "resume": 1): the receiver may accept with
+resume_from=K and the SHA-256 of the K bytes it kept. The sender then
+says where its DATA starts, start_at(K if its own first K bytes hash the
+same, else 0), as a START record; a resumed file (START > 0) ends with a
+DIGEST record, the whole file's SHA-256, which the receiver checks
+(AWAIT_DIGEST) before it may store the file.
+
 Each side's PAKE record is its first flight: it travels behind the
 rendezvous line and the relay delivers it right behind PAIRED. The sender's
 OFFER travels with its CONFIRM; the receiver opens it only after checking
@@ -95,6 +102,8 @@ class State(Enum):
     """Sender: accepted; send_data() until the final record."""
     RECEIVING = "receiving"
     """Receiver: DATA records arrive until the final one."""
+    AWAIT_DIGEST = "await-digest"
+    """Receiver: a resumed file's bytes all arrived; its whole-content hash comes next."""
     STORING = "storing"
     """Receiver: every byte arrived and checked; acknowledge() once stored (local)."""
     AWAIT_ACK = "await-ack"
@@ -164,6 +173,20 @@ class FileData:
 
 
 @dataclass(frozen=True)
+class Started:
+    """Where a file's DATA starts (the receiver offered to resume): 0 or resume_from."""
+
+    offset: int
+
+
+@dataclass(frozen=True)
+class DigestReceived:
+    """A resumed file's whole SHA-256 (hex), as the sender computed it."""
+
+    sha256: str
+
+
+@dataclass(frozen=True)
 class AllReceived:
     """Every byte of a tree arrived and was authenticated (receiver: STORING)."""
 
@@ -193,6 +216,8 @@ Event = (
     | DataReceived
     | FileData
     | AllReceived
+    | Started
+    | DigestReceived
     | Acknowledged
     | PeerAborted
 )
@@ -401,6 +426,12 @@ class SenderSession(Session):
         self._offer_body = messages.encode_offer(offer) if raw_offer is None else raw_offer
         self._manifest = manifest_records
         self.sent = 0
+        self.resume_from = 0
+        """What the receiver offered to resume from (start_at() before any DATA)."""
+        self.prefix_sha256 = ""
+        self.resumed = False
+        self._must_start = False
+        self._digest_sent = False
         self._out = memoryview(bytearray(0))
 
     def _keyed(self) -> None:
@@ -417,6 +448,13 @@ class SenderSession(Session):
         if self.state is State.AWAIT_ANSWER:
             self._expect(header, RecordType.ANSWER)
             answer = messages.decode_answer(bytes(plain))
+            if answer.resume_from and not (
+                answer.accept and self.offer.resume and answer.resume_from <= self.offer.size
+            ):
+                raise RemoteProtocolError("the receiver offered a resume that was not possible")
+            self.resume_from = answer.resume_from
+            self.prefix_sha256 = answer.prefix_sha256
+            self._must_start = answer.resume_from > 0
             self.state = State.SENDING if answer.accept else State.DONE
             return Answered(answer)
         if self.state is State.AWAIT_ACK:
@@ -435,6 +473,8 @@ class SenderSession(Session):
         returned view is reused by the next call: write it out first.
         """
         self._require(State.SENDING)
+        if self._must_start:
+            raise LocalProtocolError("the receiver offered to resume: start_at() first")
         stream = self.offer.size == messages.UNKNOWN_SIZE
         over = not stream and self.sent + len(chunk) > self.offer.size
         if over or len(chunk) > MAX_DATA_PAYLOAD:
@@ -453,6 +493,29 @@ class SenderSession(Session):
             self.state = State.AWAIT_ACK
         self._progress_at = now
         return self._out[:size]
+
+    def start_at(self, offset: int, now: float) -> None:
+        """Answer a resume offer: the DATA starts at `offset` (0 or resume_from)."""
+        self._require(State.SENDING)
+        if not self._must_start or offset not in (0, self.resume_from):
+            raise LocalProtocolError("start_at() answers a resume offer, at 0 or resume_from")
+        self._outgoing += self.seal_record(
+            RecordType.START, messages.encode_start(messages.Start(offset))
+        )
+        self._must_start = False
+        self.sent = offset
+        self.resumed = offset > 0
+        self._progress_at = now
+
+    def send_digest(self, sha256: str, now: float) -> None:
+        """After a resumed file's last DATA: its whole SHA-256 (data_to_send())."""
+        self._require(State.AWAIT_ACK)
+        if not self.resumed or self._digest_sent:
+            raise LocalProtocolError("a digest follows a resumed file, once")
+        body = messages.encode_digest(messages.Digest(sha256))
+        self._outgoing += self.seal_record(RecordType.DIGEST, body)
+        self._digest_sent = True
+        self._progress_at = now
 
 
 class ReceiverSession(Session):
@@ -480,6 +543,10 @@ class ReceiverSession(Session):
         self._manifest_bytes = 0
         self._manifest_records = 0
         self._unread_records = 0
+        self.resume_from = 0
+        self.resumed = False
+        """The sender agreed to resume: received counts from resume_from."""
+        self._await_start = False
         # A tree's data, split at file boundaries: (entry index, size) of each
         # file, the one being filled, its bytes still missing, plaintext not
         # yet reported.
@@ -513,6 +580,19 @@ class ReceiverSession(Session):
         if header.type is RecordType.MANIFEST and self._unread_records > 0:
             self._unread_records -= 1
             return None
+        if self.state is State.RECEIVING and self._await_start:
+            self._expect(header, RecordType.START)
+            start = messages.decode_start(bytes(plain))
+            if start.offset not in (0, self.resume_from):
+                raise RemoteProtocolError(f"the sender started at {start.offset}")
+            self._await_start = False
+            self.received = start.offset
+            self.resumed = start.offset > 0
+            return Started(start.offset)
+        if self.state is State.AWAIT_DIGEST:
+            self._expect(header, RecordType.DIGEST)
+            self.state = State.STORING
+            return DigestReceived(messages.decode_digest(bytes(plain)).sha256)
         if self.state is State.RECEIVING:
             assert self.offer is not None
             offer = self.offer
@@ -526,7 +606,7 @@ class ReceiverSession(Session):
                     raise RemoteProtocolError(
                         f"the sender ended after {self.received} of {offer.size} bytes"
                     )
-                self.state = State.STORING
+                self.state = State.AWAIT_DIGEST if self.resumed else State.STORING
             if self.is_tree:
                 self._pending = plain  # reported piece by piece by _pending_event()
                 return None
@@ -592,11 +672,18 @@ class ReceiverSession(Session):
         self._cursor += 1
         self._left = self._files[self._cursor][1] if self._cursor < len(self._files) else 0
 
-    def accept(self, now: float) -> None:
+    def accept(self, now: float, resume_from: int = 0, prefix_sha256: str = "") -> None:
+        """Accept; with resume_from, offer to resume after the bytes kept (their SHA-256)."""
         self._require(State.DECIDING)
+        assert self.offer is not None
         if self.is_tree and not self.entries:
             raise LocalProtocolError("a tree whose manifest was not read cannot be accepted")
-        self._answer(messages.Answer(True), now)
+        if resume_from and not (self.offer.resume and resume_from <= self.offer.size):
+            raise LocalProtocolError("this offer cannot be resumed from there")
+        self._answer(messages.Answer(True, resume_from=resume_from,
+                                     prefix_sha256=prefix_sha256), now)  # fmt: skip
+        self.resume_from = resume_from
+        self._await_start = resume_from > 0
         self.state = State.RECEIVING
 
     def refuse(self, reason: str, message: str, now: float) -> None:

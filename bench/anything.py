@@ -13,6 +13,10 @@ timed from spawning ./send until both exited (as bench/e2e.py does):
 - stdin vs file: `cat FILE | ./send R -` against `./send R FILE` (1 GiB),
   interleaved; target ≥ 80 %. (cat, not /dev/urandom: generating random
   bytes would measure the kernel's generator, not ferry.)
+- resume: a 1 GiB transfer whose receiver is SIGKILLed once its partial
+  holds about half (the sender is SIGSTOPped first, so the cut is exact),
+  then sent and received again; the share of the file's bytes the relay
+  carried the second time (its log's bytes_to_receiver); target ≤ 55 %.
 
 Medians with min–max; MB is 10^6 bytes. Results go to docs/PERFORMANCE.md by hand.
 """
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,9 +49,9 @@ def log(message: str) -> None:
 
 
 def run_pair(relay: procs.Relay, send_args: Sequence[str | Path], outdir: Path,
-             stdin_from: Path | None = None) -> float:  # fmt: skip
+             stdin_from: Path | None = None, exist_ok: bool = False) -> float:  # fmt: skip
     """Seconds from spawning ./send until ./send and ./receive both exited 0."""
-    outdir.mkdir()
+    outdir.mkdir(exist_ok=exist_ok)
     started = time.perf_counter()
     feeder = None
     if stdin_from is not None:
@@ -69,6 +75,42 @@ def run_pair(relay: procs.Relay, send_args: Sequence[str | Path], outdir: Path,
     if codes != [0, 0]:
         raise RuntimeError(f"receive/send exit codes {codes}")
     return finished - started
+
+
+def resume_share(relay: procs.Relay, source: Path, outdir: Path) -> float:
+    """Percent of the file's bytes through the relay when a transfer cut at half resumes."""
+    outdir.mkdir()
+    size = source.stat().st_size
+    send = procs.spawn([procs.ROOT / "send", relay.address, source], stdout=subprocess.PIPE)
+    with procs.running(send):
+        code = procs.read_line(send, 30)
+        receive = procs.spawn([procs.ROOT / "receive", relay.address, code, outdir])
+        with procs.running(receive):
+            deadline = time.monotonic() + TIMEOUT
+            while _partial_size(outdir) < size // 2:
+                if time.monotonic() > deadline or receive.poll() is not None:
+                    raise RuntimeError("the transfer was not cut at half")
+                time.sleep(0.002)
+            os.kill(send.pid, signal.SIGSTOP)
+            receive.kill()
+            receive.wait(30)
+            os.kill(send.pid, signal.SIGCONT)
+        procs.wait_all([send], 60)
+    kept = _partial_size(outdir)
+    lines_before = relay.log().count("role=receiver")
+    started = time.perf_counter()
+    run_pair(relay, [source], outdir, exist_ok=True)
+    log(f"resume: kept {kept} bytes, finished in {time.perf_counter() - started:.2f} s")
+    deadline = time.monotonic() + 30
+    while relay.log().count("role=receiver") <= lines_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    moved = int(re.findall(r"role=receiver .*?bytes_to_receiver=(\d+)", relay.log())[-1])
+    shutil.rmtree(outdir, ignore_errors=True)
+    return 100.0 * moved / size
+
+
+def _partial_size(outdir: Path) -> int:
+    return sum(p.stat().st_size for p in outdir.glob(".ferry-resume-*.part"))
 
 
 def small_tree(root: Path, count: int) -> Path:
@@ -136,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 return arm
 
+            resumed = [resume_share(relay, big, out()) for _ in range(args.runs)]
             big_runs = interleaved(args.runs, {
                 "file": timed([big]), "directory": timed([quarters]),
                 "stdin": timed(["-"], stdin=big),
@@ -150,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     show(f"{args.big // MIB} MiB file", rate["file"], "MB/s", "")
     show("directory of 4 quarters", rate["directory"], "MB/s", "")
     show("stdin (cat FILE | send -)", rate["stdin"], "MB/s", "")
+    show("resume: second transfer / file", resumed, "%", "target ≤ 55 %")
     for name, target in (("directory", 90), ("stdin", 80)):
         ratio = 100 * statistics.median(rate[name]) / file_rate
         print(f"{name + ' / file':<34} {ratio:>8.0f}  %      target ≥ {target} %  "

@@ -62,15 +62,9 @@ TEMP_SUFFIX = ".part"
 
 log = logging.getLogger("ferry.receive")
 
-_CUT = (
-    ConnectionLost,
-    TimedOut,
-    RefusedByPeer,
-    Interrupted,
-    asyncio.CancelledError,
-    KeyboardInterrupt,
-)
-"""Failures that keep a partial for resuming: the transfer was cut, not wrong."""
+_CUT = (ConnectionLost, TimedOut, Interrupted, asyncio.CancelledError, KeyboardInterrupt)
+"""Failures that keep a partial for resuming: the transfer was cut, not wrong (an ABORT
+from the sender says something was wrong: its partial goes)."""
 
 
 class FileExists(LocalFileError):

@@ -145,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--big", type=int, default=GIB, help="bytes in the large transfers")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-anything-"))
+    (work / "logged").mkdir()
     counter = iter(range(1_000_000))
 
     def out() -> Path:
@@ -178,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 return arm
 
-            resumed = [resume_share(relay, big, out()) for _ in range(args.runs)]
+            with procs.relay(work / "logged") as logged:  # outcome lines: bytes per pipe
+                resumed = [resume_share(logged, big, out()) for _ in range(args.runs)]
             big_runs = interleaved(args.runs, {
                 "file": timed([big]), "directory": timed([quarters]),
                 "stdin": timed(["-"], stdin=big),

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ferry.protocol.session import ReceiverSession
 
 WRITEBACK_WINDOW = 8 * 1024 * 1024
+"""Bytes written to one file between asking the kernel to start writing them back."""
 
 
 def describe(offer: messages.Offer, plan: manifest.Plan) -> str:
@@ -138,7 +139,7 @@ async def _receive_files(
                 written_back = written
             progress.update(len(event.data))
             if event.done:
-                staging.finish_file(fd, entry)
+                staging.finish_file(fd, entry, plan.paths[event.index])
                 fd = None
     finally:
         if fd is not None:

@@ -8,9 +8,12 @@ Rules (never lose or corrupt anything, as for a single file):
   0644, or 0755 with the executable bit; the umask applies), each file's
   mtime set when its last byte is written, directories' mtimes at the end,
   deepest first;
-- once every byte has arrived and authenticated, everything is flushed to
-  disk (one syncfs(2) where Linux has it, otherwise an fsync per file and
-  directory), then each top-level entry is renamed into the output
+- a file of BIG_FILE bytes or more is fsynced when its last byte is written
+  (its writeback started on the way, like a single file's); once every
+  byte has arrived and authenticated, the rest is flushed to disk: one
+  syncfs(2) where Linux has it and more than SYNCFS_THRESHOLD small files
+  wait (fsyncs would cost more), otherwise an fsync per small file and per
+  directory; then each top-level entry is renamed into the output
   directory, never over an existing name (renameat2 RENAME_NOREPLACE where
   available; --overwrite may replace a regular file by a file), and the
   output directory is fsynced; only then is the ACK sent;
@@ -34,8 +37,10 @@ from ferry.protocol.manifest import Entry, Plan
 
 STAGING_PREFIX = ".ferry-"
 STAGING_SUFFIX = ".part"
-WRITEBACK_WINDOW = 8 * 1024 * 1024
-"""Bytes written to one file between asking the kernel to start writing them back."""
+BIG_FILE = 1024 * 1024
+"""Files at least this large are fsynced as soon as they are complete, in bytes."""
+SYNCFS_THRESHOLD = 256
+"""Small files still to flush above which one syncfs(2) replaces their fsyncs."""
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
@@ -56,6 +61,7 @@ class Staging:
         else:
             raise LocalFileError(f"cannot create a staging directory in {directory}")
         self._installed: list[tuple[Path, Path]] = []
+        self._unsynced: list[Path] = []
 
     def case_insensitive(self) -> bool:
         """Whether this filesystem ignores case in names (probed inside the staging dir)."""
@@ -84,12 +90,17 @@ class Staging:
         except OSError as exc:
             raise LocalFileError(f"cannot create a file: {exc.strerror}") from None
 
-    def finish_file(self, fd: int, entry: Entry) -> None:
-        """The file's last byte is written: its mtime, then close."""
+    def finish_file(self, fd: int, entry: Entry, parts: tuple[str, ...]) -> None:
+        """The file's last byte is written: its mtime, fsync if large, then close."""
         try:
-            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
-        except OSError:
-            pass  # a filesystem without mtimes still gets the file
+            with contextlib.suppress(OSError):  # a filesystem without mtimes still gets it
+                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            if entry.size >= BIG_FILE:
+                os.fsync(fd)
+            else:
+                self._unsynced.append(self.path.joinpath(*parts))
+        except OSError as exc:
+            raise LocalFileError(f"cannot store a file: {exc.strerror}") from None
         finally:
             os.close(fd)
 
@@ -99,9 +110,13 @@ class Staging:
             if entry.is_dir:
                 with contextlib.suppress(OSError):
                     os.utime(self.path.joinpath(*parts), ns=(entry.mtime_ns, entry.mtime_ns))
-        if not _syncfs(self.path):
-            for parts in plan.paths:
-                _fsync_path(self.path.joinpath(*parts))
+        if len(self._unsynced) <= SYNCFS_THRESHOLD or not _syncfs(self.path):
+            for path in self._unsynced:
+                _fsync_path(path)
+            for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True):
+                if is_dir:
+                    _fsync_path(self.path.joinpath(*parts))
+        self._unsynced.clear()
         _fsync_path(self.path)
 
     def install(self, top_level: list[str], overwrite: bool) -> None:

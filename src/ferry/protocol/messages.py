@@ -22,11 +22,14 @@ Kinds of OFFER (docs/PROTOCOL.md, part 4):
     {"kind": "stream", "name"}                bytes of unknown size (stdin)
     {"kind": "text", "size"}                  a message to print, not to store
 
+Resume (a file OFFER with "resume": 1): ANSWER {"accept": true,
+"resume_from": K, "prefix_sha256": H}, then the sender's START {"from": K
+or 0} before its DATA and, when K > 0, DIGEST {"sha256"} after it.
+
 Versioning: a receiver answers a kind it does not know, or a manifest
 version it does not speak, with accept=false, reason="unsupported", before
-any data moves; the sender reports that one line. A later receiver may
-answer {"accept": true, "resume_from": offset}; a sender that does not know
-resume_from sees it absent or zero.
+any data moves; the sender reports that one line. A receiver offers to
+resume only to a sender that said it can.
 """
 
 from __future__ import annotations

@@ -82,8 +82,10 @@ class MemoryTransport:
 
 def _detached(event: Event) -> Event:
     """An event whose data no longer points into the session's buffer."""
-    from ferry.protocol.session import DataReceived
+    from ferry.protocol.session import DataReceived, FileData
 
     if isinstance(event, DataReceived):
         return DataReceived(memoryview(bytes(event.data)), event.final)
+    if isinstance(event, FileData):
+        return FileData(event.index, memoryview(bytes(event.data)), event.done)
     return event

@@ -242,6 +242,20 @@ class ClientConfig:
     """Plaintext bytes per DATA record (env FERRY_RECORD_SIZE for send). Chosen by
     measurement: bench/records.py, docs/PERFORMANCE.md."""
 
+    max_entries: int = 100_000
+    """Files and directories one tree transfer may hold, in entries. The sender
+    refuses to offer more; the receiver refuses a larger offer before reading
+    its manifest (env FERRY_MAX_ENTRIES, both sides)."""
+
+    max_depth: int = 64
+    """Deepest path a tree transfer may hold, in components (env FERRY_MAX_DEPTH)."""
+
+    max_manifest_bytes: int = 64 * MIB
+    """Bytes of manifest (the list of a tree's entries) a receiver holds at most."""
+
+    max_text: int = 1 * MIB
+    """Longest text message (send --text), in bytes; a receiver refuses a longer one."""
+
     # -- tuning, not user settings -------------------------------------------------
 
     happy_eyeballs_delay: float = 0.25

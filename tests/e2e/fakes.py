@@ -122,6 +122,10 @@ class FakeSender:
     timeout: float = 30.0
     raw_offer: bytes | None = None
     """If set, the OFFER body sent verbatim instead of a well-formed one."""
+    offer: messages.Offer | None = None
+    """If set, this offer (e.g. a tree) instead of one built from kind, name and size."""
+    manifest: list[bytes] = field(default_factory=list)
+    """MANIFEST record bodies sent right behind the OFFER (a tree's, possibly hostile)."""
 
     code: str = ""
     answer: messages.Answer | None = None
@@ -199,8 +203,11 @@ class FakeSender:
             else:
                 raise AssertionError(f"unexpected relay line {message!r}")
 
-        offer = messages.Offer(self.kind, self.name, self.size)
-        session = SenderSession(code.password, offer, _TIMEOUTS, raw_offer=self.raw_offer)
+        offer = self.offer or messages.Offer(self.kind, self.name, self.size)
+        session = SenderSession(
+            code.password, offer, _TIMEOUTS, raw_offer=self.raw_offer,
+            manifest_records=self.manifest,
+        )  # fmt: skip
         data = self._connect()
         data.send(rv.encode(rv.JoinRequest(assigned.nameplate, message.ticket)))
         paired = rv.parse_relay_line(data.line())
@@ -246,6 +253,7 @@ class FakeSender:
 
         # See how the receiver reacts: an ACK, an ABORT, or it just goes away. The
         # script may have lied about its data, so the session is told it is done.
+        session.sent = sum(len(step.payload) for step in self.steps if isinstance(step, Data))
         session.state = State.AWAIT_ACK
         try:
             event = data.event(session)

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ if str(SRC) not in sys.path:
 
 CODE_RE = re.compile(r"^\d+-[a-z]+(-[a-z]+)+$")
 TEMP_GLOB = ".ferry-*.part"
+RESUME_GLOB = ".ferry-resume-*.part"
 
 # Every wait in the suite is bounded; these are generous on a loaded 2-core machine.
 CODE_TIMEOUT = 30.0
@@ -358,10 +360,23 @@ def assert_exact_one_line_error(stderr: str, prog: str, *needles: str) -> str:
 
 
 def leftovers(directory: Path) -> list[str]:
-    """Names of ferry temporary files in directory."""
+    """Names of ferry temporary files (and staging directories) in directory.
+
+    A resumable partial that a cut transfer keeps on purpose
+    (.ferry-resume-*.part: a regular file, mode 0600) is not a leftover; a
+    partial of any other kind or mode is.
+    """
     if not directory.exists():
         return []
-    return sorted(p.name for p in directory.glob(TEMP_GLOB))
+    return sorted(p.name for p in directory.glob(TEMP_GLOB) if not _kept_partial(p))
+
+
+def _kept_partial(path: Path) -> bool:
+    info = path.lstat()
+    return (
+        path.match(RESUME_GLOB) and stat.S_ISREG(info.st_mode)
+        and stat.S_IMODE(info.st_mode) == 0o600
+    )  # fmt: skip
 
 
 def assert_nothing_stored(directory: Path, final_name: str | None = None) -> None:

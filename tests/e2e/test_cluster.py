@@ -203,7 +203,8 @@ def test_200_concurrent_transfers_through_the_balancer_all_sha_verified(shared, 
     from ferry.address import parse_address
     from ferry.client.progress import NoProgress
     from ferry.client.receiver import Receiver, prepare_directory
-    from ferry.client.sender import Outgoing, Sender
+    from ferry.client.sender import Sender
+    from ferry.client.sources import Outgoing
     from ferry.codes import Code
     from ferry.config import ClientConfig
 
@@ -221,6 +222,7 @@ def test_200_concurrent_transfers_through_the_balancer_all_sha_verified(shared, 
             code = await asyncio.wait_for(asyncio.shield(shown), 60)
             outdir = prepare_directory(str(tmp_path / f"in{index}"))
             stored = await Receiver(address, code, outdir, config, NoProgress()).run()
+            assert stored is not None
             await sending
             return hashlib.sha256(stored.read_bytes()).hexdigest()
         finally:

@@ -151,16 +151,18 @@ def test_malformed_code_is_usage_error_exit_2(relay, run_receive, tmp_path, code
 
 
 @pytest.mark.timeout(60)
-def test_existing_file_is_refused_exit_3_and_sender_exit_10(
+def test_existing_file_is_refused_exit_3_and_sender_with_one_attempt_exits_10(
     relay, start_send, run_receive, tmp_path
 ):
+    # A refusal counts as one of the sender's attempts (it keeps the code alive
+    # otherwise: test_e2e_anything.py); with --attempts 1 it is the last.
     make_file(tmp_path / "src" / "report.pdf")
     outdir = tmp_path / "out"
     outdir.mkdir()
     (outdir / "report.pdf").write_bytes(b"precious old content")
     before = (outdir / "report.pdf").stat()
 
-    sender = start_send(relay, tmp_path / "src" / "report.pdf")
+    sender = start_send(relay, tmp_path / "src" / "report.pdf", extra_args=["--attempts", "1"])
     result = run_receive(relay, sender.code, outdir, timeout=30)
     assert result.returncode == EXIT_LOCAL_FILE, result.stderr
     assert_exact_one_line_error(result.stderr, "receive", "already exists")
@@ -235,10 +237,11 @@ def test_send_missing_file_exits_3_and_prints_nothing(procs, relay, tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_send_directory_exits_3_and_prints_nothing(procs, relay, tmp_path):
+def test_send_fifo_exits_3_and_prints_nothing(procs, relay, tmp_path):
     from .harness import run_send_to_exit
 
-    result = run_send_to_exit(procs, relay, tmp_path, timeout=30)
+    os.mkfifo(tmp_path / "fifo")
+    result = run_send_to_exit(procs, relay, tmp_path / "fifo", timeout=30)
     assert result.returncode == EXIT_LOCAL_FILE, result.stderr
     assert result.stdout == ""
     assert_exact_one_line_error(result.stderr, "send")

@@ -252,7 +252,8 @@ def test_symlink_under_offered_name_never_writes_through_it(
     outdir.mkdir()
     (outdir / "link.txt").symlink_to(victim)
 
-    sender = start_send(relay, src)
+    # One attempt: a refusal (which otherwise keeps the code alive) ends the sender.
+    sender = start_send(relay, src, extra_args=["--attempts", "1"])
     extra = ["--overwrite"] if overwrite else []
     result = run_receive(relay, sender.code, outdir, extra_args=extra, timeout=60)
     sender.wait(30)
@@ -276,7 +277,7 @@ def test_dangling_symlink_under_offered_name_is_refused(relay, start_send, run_r
     outdir.mkdir()
     target = tmp_path / "would-be-created.txt"
     (outdir / "dangle.txt").symlink_to(target)
-    sender = start_send(relay, src)
+    sender = start_send(relay, src, extra_args=["--attempts", "1"])
     result = run_receive(relay, sender.code, outdir, timeout=60)
     assert result.returncode == 3, result.stderr
     assert_exact_one_line_error(result.stderr, "receive", "already exists")

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from .harness import (
+    RESUME_GLOB,
     assert_exact_one_line_error,
     assert_nothing_stored,
     assert_one_line_error,
@@ -34,7 +35,7 @@ EXIT_INTERRUPTED = 130
 
 
 @pytest.mark.timeout(120)
-def test_receiver_interrupted_mid_transfer_exits_130_and_removes_temp_file(
+def test_receiver_interrupted_mid_transfer_exits_130_and_keeps_only_a_resumable_partial(
     relay, start_send, start_receive, tmp_path
 ):
     with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
@@ -48,6 +49,7 @@ def test_receiver_interrupted_mid_transfer_exits_130_and_removes_temp_file(
     assert rc == EXIT_INTERRUPTED, receiver.stderr()
     assert_one_line_error(receiver.stderr(), "receive", "interrupted")
     assert_nothing_stored(outdir, "big.bin")
+    assert len(list(outdir.glob(RESUME_GLOB))) == 1  # kept on purpose: resume
     assert sender.wait(60) != 0, sender.stderr()
     assert_one_line_error(sender.stderr(), "send")
 
@@ -72,10 +74,11 @@ def test_sender_interrupted_mid_transfer_exits_130_receiver_fails_cleanly(
 
 
 @pytest.mark.timeout(120)
-def test_receiver_terminated_mid_transfer_leaves_no_temp_file(
+def test_receiver_terminated_mid_transfer_leaves_only_a_resumable_partial(
     relay, start_send, start_receive, tmp_path
 ):
-    """SIGTERM (what `kill`, systemd or a closing terminal send) must not leave debris."""
+    """SIGTERM (what `kill`, systemd or a closing terminal send) leaves no debris, only
+    the 0600 partial that lets the next receive resume."""
     with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
         _src,
         _sender,
@@ -86,6 +89,7 @@ def test_receiver_terminated_mid_transfer_leaves_no_temp_file(
         rc = receiver.wait(30)
     assert rc != 0
     assert_nothing_stored(outdir, "big.bin")
+    assert len(list(outdir.glob(RESUME_GLOB))) == 1
 
 
 @pytest.mark.timeout(120)

@@ -11,6 +11,7 @@ import contextlib
 import os
 import resource
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -144,3 +145,20 @@ def figure(name: str, value: str) -> None:
     if target:
         with open(target, "a") as file:
             file.write(line + "\n")
+
+
+def debris(directory: Path) -> list[Path]:
+    """Everything a receiver left in directory except a resumable partial kept on purpose
+    after a cut transfer (.ferry-resume-*.part: a regular file, mode 0600)."""
+    if not directory.exists():
+        return []
+    found = []
+    for path in directory.iterdir():
+        info = path.lstat()
+        kept = (
+            path.match(".ferry-resume-*.part") and stat.S_ISREG(info.st_mode)
+            and stat.S_IMODE(info.st_mode) == 0o600
+        )  # fmt: skip
+        if not kept:
+            found.append(path)
+    return found

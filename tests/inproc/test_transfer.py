@@ -14,7 +14,8 @@ import pytest
 
 from ferry.client.progress import NoProgress
 from ferry.client.receiver import Receiver, prepare_directory
-from ferry.client.sender import Outgoing, Sender
+from ferry.client.sender import Sender
+from ferry.client.sources import Outgoing
 from ferry.codes import Code, parse_code
 from ferry.config import ClientConfig, RelayConfig
 from ferry.errors import RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
@@ -113,7 +114,7 @@ async def test_sender_after_max_wrong_codes_gives_up(
 
 
 async def _send_onto_existing_file(
-    relay_factory: StartRelay, tmp_path: Path
+    relay_factory: StartRelay, tmp_path: Path, config: ClientConfig = FAST
 ) -> tuple[RunningRelay, SendingTask, Code, Path]:
     """A sender offering in.txt ("new") to a directory that already has in.txt ("old")."""
     relay = await relay_factory()
@@ -122,16 +123,33 @@ async def _send_onto_existing_file(
     out = tmp_path / "out"
     out.mkdir()
     (out / "in.txt").write_bytes(b"old")
-    sending = SendingTask(relay, source)
+    sending = SendingTask(relay, source, config)
     return relay, sending, await sending.code(), out
 
 
-async def test_receiver_with_existing_file_refuses_and_sender_learns_why(
+async def test_refusal_keeps_the_code_alive_and_a_second_receiver_with_overwrite_succeeds(
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
     relay, sending, code, out = await _send_onto_existing_file(relay_factory, tmp_path)
     with pytest.raises(Exception, match="already exists"):
         await asyncio.wait_for(receiver(relay, code, out).run(), 20)
+    assert (out / "in.txt").read_bytes() == b"old"
+    await asyncio.wait_for(receiver(relay, code, out, overwrite=True).run(), 20)
+    await sending.result()
+    assert (out / "in.txt").read_bytes() == b"new"
+
+
+async def test_sender_gives_up_with_the_reason_after_as_many_refusals_as_attempts(
+    relay_factory: StartRelay, tmp_path: Path
+) -> None:
+    config = ClientConfig(
+        connect_timeout=5, handshake_timeout=5, io_timeout=10, ack_timeout=10,
+        max_failed_attempts=2,
+    )  # fmt: skip
+    relay, sending, code, out = await _send_onto_existing_file(relay_factory, tmp_path, config)
+    for _ in range(2):
+        with pytest.raises(Exception, match="already exists"):
+            await asyncio.wait_for(receiver(relay, code, out).run(), 20)
     with pytest.raises(RefusedByPeer, match="already exists"):
         await sending.result()
     assert (out / "in.txt").read_bytes() == b"old"

@@ -81,10 +81,19 @@ def test_encode_answer_refusal_carries_reason_and_message() -> None:
 
 
 def test_encode_answer_with_resume_from_includes_it() -> None:
-    assert json.loads(encode_answer(Answer(True, resume_from=10))) == {
+    prefix = "ab" * 32
+    assert json.loads(encode_answer(Answer(True, resume_from=10, prefix_sha256=prefix))) == {
         "accept": True,
         "resume_from": 10,
+        "prefix_sha256": prefix,
     }
+
+
+def test_decode_answer_with_resume_from_needs_the_prefix_sha256() -> None:
+    with pytest.raises(RemoteProtocolError, match="prefix_sha256"):
+        decode_answer(b'{"accept":true,"resume_from":10}')
+    with pytest.raises(RemoteProtocolError, match="prefix_sha256"):
+        decode_answer(b'{"accept":true,"resume_from":10,"prefix_sha256":"XYZ"}')
 
 
 def test_encode_ack_gives_ok_and_size() -> None:
@@ -114,8 +123,9 @@ def test_decode_offer_of_name_at_max_length_gives_same_offer() -> None:
 def test_decode_answer_of_encoded_answer_gives_same_answer(
     accept: bool, reason: str, message: str, resume_from: int
 ) -> None:
-    answer = Answer(accept, reason, message, resume_from)
-    expected = answer if not accept else Answer(True, "", "", resume_from)
+    prefix = "0f" * 32 if resume_from else ""
+    answer = Answer(accept, reason, message, resume_from, prefix)
+    expected = answer if not accept else Answer(True, "", "", resume_from, prefix)
     assert decode_answer(encode_answer(answer)) == expected
 
 

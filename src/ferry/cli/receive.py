@@ -1,4 +1,13 @@
-"""`./receive RELAY CODE DIR`: fetch the file into DIR (created if missing)."""
+"""`./receive RELAY CODE [DIR | -]`: fetch what was sent.
+
+    ./receive RELAY CODE DIR     recreate it under DIR (created if missing)
+    ./receive RELAY CODE -       one file's bytes (or a text) to stdout
+    ./receive RELAY CODE         a text is printed; files go into "."
+
+A text message is always printed on stdout, never stored. With FERRY_CODE
+set, a single argument after RELAY is the DIR (as before the code became
+optional).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from ferry.errors import FerryError, UsageError
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="receive",
-        description="Receive a file through a ferry relay into a directory.",
+        description="Receive files, directories or a text through a ferry relay.",
     )
     parser.add_argument("relay", help="relay address, HOST:PORT or [V6]:PORT")
     parser.add_argument(
@@ -28,8 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the code the sender printed; '-' reads it from stdin, "
         "and if omitted it comes from the FERRY_CODE environment variable",
     )  # fmt: skip
-    parser.add_argument("directory", help="where to put the file (created if missing)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.add_argument(
+        "directory", nargs="?",
+        help="where to put what is received (created if missing; default '.'); "
+        "'-' writes a single file to stdout",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument(
+        "--ask", action="store_true", help="show what is coming and wait for y/N first"
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true",
+        help="start over instead of resuming an interrupted file (its partial is discarded)",
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
 
@@ -77,15 +97,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             address = parse_address(args.relay)
+            if args.directory is None and args.code is not None and environment.text("FERRY_CODE"):
+                args.code, args.directory = None, args.code  # receive RELAY DIR, as before
             code = parse_code(read_code(args.code))
             loader = _load_crypto_meanwhile()
+            from ferry.client.output import Output
             from ferry.client.progress import for_stderr
             from ferry.client.receiver import Receiver, prepare_directory
 
-            directory = prepare_directory(args.directory)
+            to_stdout = args.directory == "-"
+            directory = prepare_directory("." if to_stdout else args.directory or ".")
+            config = ClientConfig(
+                max_entries=environment.read(
+                    "FERRY_MAX_ENTRIES", environment.count, ClientConfig.max_entries
+                ),
+                max_depth=environment.read(
+                    "FERRY_MAX_DEPTH", environment.count, ClientConfig.max_depth
+                ),
+            )
         except FerryError as exc:
             return fail("receive", exc)
-        receiver = Receiver(address, code, directory, ClientConfig(), for_stderr(), args.overwrite)
+        output = Output(to_stdout, args.ask, announce=sys.stderr.isatty())
+        receiver = Receiver(
+            address, code, directory, config, for_stderr(), args.overwrite, output,
+            resume=not args.no_resume,
+        )  # fmt: skip
         status = run("receive", receiver.run())
         if status == 0 and args.verbose and receiver.saved_as is not None:
             print(f"receive: saved {receiver.saved_as}", file=sys.stderr)

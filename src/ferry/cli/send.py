@@ -1,4 +1,10 @@
-"""`./send RELAY FILE`: print the code on stdout (only that), then send the file."""
+"""`./send RELAY PATH...`: print the code on stdout (only that), then send.
+
+./send RELAY FILE                 one file (the original contract, unchanged)
+./send RELAY PATH [PATH ...]      files and directories, any mix (a tree)
+./send RELAY - [--name NAME]      standard input until EOF
+./send RELAY --text "hello"       a text message (--text - reads it from stdin)
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
@@ -14,17 +21,31 @@ from ferry.cli.parser import Parser
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.environment import count, read, record_size, seconds
-from ferry.errors import FerryError, OutputClosed
+from ferry.errors import FerryError, OutputClosed, UsageError
+
+if TYPE_CHECKING:
+    from ferry.client.sources import Source
+
+STDIN_NAME = "stdin"
+"""The name of a '-' (stdin) transfer without --name."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="send",
-        description="Send a file through a ferry relay. Prints a code on stdout; "
-        "give it to the receiver, who runs: receive RELAY CODE DIR.",
+        description="Send files, directories, standard input or a text through a ferry "
+        "relay. Prints a code on stdout; give it to the receiver, who runs: "
+        "receive RELAY CODE DIR.",
     )
     parser.add_argument("relay", help="relay address, HOST:PORT or [V6]:PORT")
-    parser.add_argument("file", help="the file to send")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH",
+        help="files and directories to send; '-' sends standard input",
+    )  # fmt: skip
+    parser.add_argument("--name", help=f"the name a '-' transfer gets (default: {STDIN_NAME})")
+    parser.add_argument(
+        "--text", metavar="TEXT", help="send this text message instead ('-': read it from stdin)"
+    )
     parser.add_argument(
         "--wait", type=seconds, metavar="SECONDS",
         help="how long to wait for a receiver (default: 24 h; env FERRY_WAIT)",
@@ -65,10 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         attempts = args.attempts or read("FERRY_ATTEMPTS", count, ClientConfig.max_failed_attempts)
         records = read("FERRY_RECORD_SIZE", record_size, ClientConfig.record_size)
         from ferry.client.progress import for_stderr
-        from ferry.client.sender import Outgoing, Sender
+        from ferry.client.sender import Sender
 
-        config = ClientConfig(wait_timeout=wait, max_failed_attempts=attempts, record_size=records)
-        outgoing = Outgoing.open(args.file)
+        config = ClientConfig(
+            wait_timeout=wait, max_failed_attempts=attempts, record_size=records,
+            max_entries=read("FERRY_MAX_ENTRIES", count, ClientConfig.max_entries),
+            max_depth=read("FERRY_MAX_DEPTH", count, ClientConfig.max_depth),
+        )  # fmt: skip
+        outgoing = what_to_send(args, config)
     except FerryError as exc:
         return fail("send", exc)
     relay_text = args.relay
@@ -82,7 +107,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run("send", sender.run())
     finally:
-        outgoing.file.close()
+        outgoing.close()
+
+
+def what_to_send(args: argparse.Namespace, config: ClientConfig) -> Source:
+    """The source the arguments name; checked and opened before the relay is contacted."""
+    from ferry.client import sources
+    from ferry.client.tree import describe_skipped, walk
+
+    paths: list[str] = args.paths
+    if args.text is not None:
+        if paths:
+            raise UsageError("--text sends a message: give no PATH with it")
+        if args.text == "-":
+            text = sys.stdin.buffer.read(config.max_text + 1)
+        else:
+            text = args.text.encode("utf-8", "surrogateescape")
+        if len(text) > config.max_text:
+            raise UsageError(f"the text is over {config.max_text} bytes; send it as a file")
+        return sources.TextSource(text)
+    if not paths:
+        raise UsageError("nothing to send: give a PATH, '-' for stdin, or --text")
+    if "-" in paths:
+        if len(paths) > 1:
+            raise UsageError("'-' (standard input) cannot be sent together with paths")
+        name = args.name if args.name is not None else STDIN_NAME
+        if not name or "/" in name or name in (".", ".."):
+            raise UsageError(f"--name must be a plain file name, not {name!r}")
+        return sources.StreamSource(sys.stdin.fileno(), name, config.record_size)
+    if args.name is not None:
+        raise UsageError("--name names a '-' (stdin) transfer only")
+    if len(paths) == 1 and not os.path.isdir(paths[0]):
+        # One file: the original single-file offer, which every receiver knows.
+        return sources.Outgoing.open(paths[0], config.record_size)
+    tree = walk(paths, config.max_entries, config.max_depth)
+    for line in describe_skipped(tree.skipped):
+        print(f"send: {line}", file=sys.stderr)
+    return sources.TreeSource(tree, config.record_size)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import secrets
@@ -23,15 +24,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferry.address import Address
+from ferry.client.output import Output, receive_text, receive_to_stdout
+from ferry.client.partials import Partial, remove_stale
 from ferry.client.peer import abort_text, stored_notice
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import (
+    EXIT_REFUSED_BY_PEER,
     ConnectionLost,
     FerryError,
     FileExists,
+    IntegrityError,
+    Interrupted,
     LocalFileError,
     RefusedByPeer,
     RelayRefused,
@@ -50,7 +56,18 @@ if TYPE_CHECKING:
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
 
+
 log = logging.getLogger("ferry.receive")
+
+_CUT = (ConnectionLost, TimedOut, Interrupted, asyncio.CancelledError, KeyboardInterrupt)
+"""Failures that keep a partial for resuming: the transfer was cut, not wrong (an ABORT
+from the sender says something was wrong: its partial goes)."""
+
+
+class RefusedOffer(FerryError):
+    """this receiver refused the offer."""
+
+    exit_code = EXIT_REFUSED_BY_PEER
 
 
 def prepare_directory(path: str) -> Path:
@@ -76,6 +93,8 @@ class Receiver:
         config: ClientConfig,
         progress: Progress,
         overwrite: bool = False,
+        output: Output | None = None,
+        resume: bool = True,
     ) -> None:
         self.address = address
         self.code = code
@@ -83,6 +102,8 @@ class Receiver:
         self.config = config
         self.progress = progress
         self.overwrite = overwrite
+        self.output = output or Output()
+        self.resume = resume
         self.saved_as: Path | None = None
 
     async def _pair(self) -> tuple[RelayLink, ReceiverSession]:
@@ -107,7 +128,10 @@ class Receiver:
                 from ferry.client.wire import timeouts
                 from ferry.protocol.session import ReceiverSession
 
-                session = ReceiverSession(self.code.password, timeouts(self.config))
+                session = ReceiverSession(
+                    self.code.password, timeouts(self.config),
+                    self.config.max_entries, self.config.max_manifest_bytes,
+                )  # fmt: skip
                 # A relay that refused us may have closed already: its ERROR
                 # line, read next, says why better than this write's error.
                 with contextlib.suppress(ConnectionLost):
@@ -127,7 +151,7 @@ class Receiver:
                 raise
             await asyncio.sleep(self.config.claimed_retry_delay)
 
-    async def run(self) -> Path:
+    async def run(self) -> Path | None:
         try:
             async with asyncio.timeout(self.config.pairing_timeout):
                 link, session = await self._pair()
@@ -147,18 +171,45 @@ class Receiver:
         finally:
             wire.close()
 
-    async def _receive(self, wire: Wire, session: ReceiverSession) -> Path:
+    async def _receive(self, wire: Wire, session: ReceiverSession) -> Path | None:
         from ferry.protocol.session import OfferReceived
 
         wire.lost_message = "the sender went away"
         offered = await wire.expect(OfferReceived)
         assert isinstance(offered, OfferReceived)
         offer = offered.offer
+        if offer.kind == messages.KIND_TEXT:
+            await receive_text(self, wire, session, offer)
+            return None
+        if self.output.to_stdout and offer.kind in (messages.KIND_FILE, messages.KIND_STREAM):
+            await receive_to_stdout(self, wire, session, offer)
+            return None
+        if self.output.to_stdout:
+            text = "the receiver writes to standard output: one file or a text, not a tree"
+            error = LocalFileError(
+                "a directory or several files cannot go to standard output (give a DIR)"
+            )
+            raise await self.refuse(wire, session, messages.REASON_UNSUPPORTED, text, error)
+        if offer.kind == messages.KIND_TREE:
+            from ferry.client.receive_tree import receive_tree
+
+            self.saved_as = await receive_tree(self, wire, session, offer, offered.entries)
+            await self._acknowledge(wire, session)
+            return self.saved_as
         target = await self._accept_or_refuse(wire, session, offer)
+        if offer.resume:
+            await self._receive_resumable(wire, session, offer, target)
+            self.saved_as = target
+            _notice(offer.name, target.name)
+            await self._acknowledge(wire, session)
+            return target
+        session.accept(asyncio.get_running_loop().time())
+        await wire.flush()
         temp, fd = self._create_temp()
         try:
             try:
-                await self._receive_data(wire, fd, offer.size, display_name(target.name))
+                size = max(offer.size, 0)  # a stream's size is known at its end
+                await self._receive_data(wire, fd, size, display_name(target.name))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -169,27 +220,107 @@ class Receiver:
                 await wire.abort(messages.REASON_LOCAL_ERROR, abort_text(exc, offer.name))
             raise
         self.saved_as = target
-        notice = stored_notice(offer.name, target.name)
-        if notice:
-            log.warning("%s", notice)
-        # The file is safely stored even if the ACK cannot go out; the sender
-        # then reports the missing acknowledgement.
+        _notice(offer.name, target.name)
+        await self._acknowledge(wire, session)
+        return target
+
+    async def _receive_resumable(
+        self, wire: Wire, session: ReceiverSession, offer: messages.Offer, target: Path
+    ) -> None:
+        """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
+        from ferry.protocol.session import DigestReceived, Started
+
+        remove_stale(self.directory)
+        partial = Partial.open(self.directory, target.name, offer.size, self.resume)
+        keep = False
+        try:
+            prefix = partial.prefix_sha256() if partial.kept else ""
+            session.accept(asyncio.get_running_loop().time(), partial.kept, prefix)
+            await wire.flush()
+            keep = True  # from here on, a cut transfer keeps what arrived
+            if partial.kept:
+                started = await wire.expect(Started)
+                assert isinstance(started, Started)
+                partial.start_at(started.offset)
+                if started.offset:
+                    log.info("resuming after %d of %d bytes", started.offset, offer.size)
+                else:
+                    log.info("the kept partial did not match the sender's file; starting over")
+            label = display_name(target.name)
+            await self._receive_data(
+                wire, partial.fd, offer.size, label, session.received, partial.digest
+            )
+            if session.resumed:
+                got = await wire.expect(DigestReceived)
+                assert isinstance(got, DigestReceived) and partial.digest is not None
+                if got.sha256 != partial.digest.hexdigest():
+                    keep = False
+                    raise IntegrityError(
+                        "the resumed file does not match the sender's (a changed source "
+                        "or partial); it starts over next time"
+                    )
+            os.fsync(partial.fd)
+            partial.finish()
+            self._install(partial.path, target)
+            keep = False
+        except BaseException as exc:
+            keep = keep and isinstance(exc, _CUT)
+            await self.abort_on(wire, exc)
+            raise
+        finally:
+            partial.close(keep)
+
+    async def _acknowledge(self, wire: Wire, session: ReceiverSession) -> None:
+        # Stored safely even if the ACK cannot go out; the sender then
+        # reports the missing acknowledgement.
         session.acknowledge(asyncio.get_running_loop().time())
         with contextlib.suppress(ConnectionLost):
             await wire.flush()
-        return target
+
+    async def refuse(
+        self,
+        wire: Wire,
+        session: ReceiverSession,
+        reason: str,
+        message: str,
+        error: FerryError | None = None,
+    ) -> FerryError:
+        """Refuse the offer (the sender keeps its code alive); the error to raise here."""
+        session.refuse(reason, message, asyncio.get_running_loop().time())
+        await wire.flush()
+        return error or RefusedOffer(message)
+
+    async def abort_on(self, wire: Wire, exc: BaseException) -> None:
+        """After a local failure mid-transfer: tell the sender why (best effort)."""
+        if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
+            from ferry.protocol.session import State
+
+            if wire.session.state is not State.DONE:
+                # Only what the sender already knows: never a local path.
+                offer = getattr(wire.session, "offer", None)
+                offered = offer.name if offer is not None and offer.name else "what was offered"
+                await wire.abort(messages.REASON_LOCAL_ERROR, abort_text(exc, offered))
+
+    async def confirm(self, summary: str) -> bool:
+        """Show what is coming (on a terminal); with --ask, wait for y/N."""
+        return await self.output.confirm(summary)
+
+    async def check_space(self, wire: Wire, session: ReceiverSession, size: int) -> None:
+        free = _free_bytes(self.directory)
+        if free is not None and size > free:
+            text = f"not enough space in {self.directory} ({free} bytes free, {size} needed)"
+            raise await self.refuse(
+                wire, session, messages.REASON_LOCAL_ERROR, "not enough disk space",
+                LocalFileError(text),
+            )  # fmt: skip
 
     async def _accept_or_refuse(
         self, wire: Wire, session: ReceiverSession, offer: messages.Offer
     ) -> Path:
-        loop = asyncio.get_running_loop()
-
         async def refuse(reason: str, message: str, error: FerryError) -> FerryError:
-            session.refuse(reason, message, loop.time())
-            await wire.flush()
-            return error
+            return await self.refuse(wire, session, reason, message, error)
 
-        if offer.kind != messages.KIND_FILE:
+        if offer.kind not in (messages.KIND_FILE, messages.KIND_STREAM):
             text = f"this receiver cannot accept a {display_name(offer.kind)!r} transfer"
             raise await refuse(messages.REASON_UNSUPPORTED, text, RemoteProtocolError(text))
         try:
@@ -206,14 +337,12 @@ class Receiver:
             raise await refuse(
                 messages.REASON_EXISTS, f"{display_name(name)} already exists there", error
             )
-        free = _free_bytes(self.directory)
-        if free is not None and free < offer.size:
-            text = f"not enough space in {self.directory} ({free} bytes free, {offer.size} needed)"
+        await self.check_space(wire, session, offer.size)
+        size = "unknown size" if offer.size == messages.UNKNOWN_SIZE else f"{offer.size} bytes"
+        if not await self.confirm(f"{display_name(name)} ({size})"):
             raise await refuse(
-                messages.REASON_LOCAL_ERROR, "not enough disk space", LocalFileError(text)
+                messages.REASON_DECLINED, "the receiver declined", RefusedOffer("declined")
             )
-        session.accept(loop.time())
-        await wire.flush()
         return target
 
     def _create_temp(self) -> tuple[Path, int]:
@@ -231,12 +360,20 @@ class Receiver:
             return temp, fd
         raise LocalFileError(f"cannot create a temporary file in {self.directory}")
 
-    async def _receive_data(self, wire: Wire, fd: int, size: int, label: str) -> None:
+    async def _receive_data(
+        self,
+        wire: Wire,
+        fd: int,
+        size: int,
+        label: str,
+        received: int = 0,
+        digest: hashlib._Hash | None = None,
+    ) -> None:
         from ferry.protocol.session import DataReceived
 
-        received = 0
-        written_back = 0
+        written_back = received
         self.progress.start(size, label)
+        self.progress.update(received)
         try:
             while True:
                 wire.lost_message = f"the sender went away after {percent(received, size)}"
@@ -244,6 +381,8 @@ class Receiver:
                 assert isinstance(event, DataReceived)
                 received += len(event.data)
                 _write_all(fd, event.data)
+                if digest is not None:
+                    digest.update(event.data)
                 if received - written_back >= self.config.writeback_window:
                     _start_writeback(fd, written_back, received - written_back)
                     written_back = received
@@ -279,6 +418,13 @@ class Receiver:
             _fsync_directory(self.directory)
         except OSError as exc:
             raise LocalFileError(f"cannot store the file: {exc.strerror}") from None
+
+
+def _notice(offered: str, stored: str) -> None:
+    """Name a stored file on stderr when it needs the user's eye (client/peer.py)."""
+    notice = stored_notice(offered, stored)
+    if notice:
+        log.warning("%s", notice)
 
 
 def _write_all(fd: int, data: memoryview) -> None:

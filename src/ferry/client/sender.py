@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from stat import S_ISDIR, S_ISREG
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from ferry.address import Address
-from ferry.client.progress import Progress, percent
+from ferry.client.progress import Progress
 from ferry.client.relay_link import RelayLink
+from ferry.client.sources import Source
 from ferry.codes import Code, generate_code
 from ferry.config import ClientConfig
 from ferry.errors import (
     ConnectionLost,
     FerryError,
-    LocalFileError,
     RefusedByPeer,
     RelayRefused,
     RemoteProtocolError,
@@ -34,7 +31,6 @@ from ferry.errors import (
     WrongCode,
 )
 from ferry.netopts import keep_alive
-from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 
 if TYPE_CHECKING:
@@ -44,46 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("ferry.send")
 
 
-@dataclass
-class Outgoing:
-    """The file being sent, opened before the relay is contacted."""
-
-    file: BinaryIO
-    name: str
-    size: int
-
-    @classmethod
-    def open(cls, path: str) -> Outgoing:
-        try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer; we refuse it below.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise LocalFileError(f"no such file: {path}") from None
-        except OSError as exc:
-            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-        stat = os.fstat(fd)
-        if not S_ISREG(stat.st_mode):
-            os.close(fd)
-            what = (
-                "a directory; ferry sends one file"
-                if S_ISDIR(stat.st_mode)
-                else "not a regular file"
-            )
-            raise LocalFileError(f"{path} is {what}")
-        os.set_blocking(fd, True)
-        file = os.fdopen(fd, "rb", buffering=0)
-        name = os.path.basename(os.path.normpath(os.path.abspath(path)))
-        # Undecodable bytes in a POSIX name arrive as lone surrogates; offer
-        # a readable UTF-8 name instead ("caf\udce9.txt" -> "caf\ufffd.txt").
-        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return cls(file, name, stat.st_size)
-
-
 class Sender:
     def __init__(
         self,
         address: Address,
-        outgoing: Outgoing,
+        outgoing: Source,
         config: ClientConfig,
         progress: Progress,
         show_code: Callable[[Code], None],
@@ -204,8 +165,10 @@ class Sender:
         from ferry.protocol.session import SenderSession
 
         out = self.outgoing
-        offer = messages.Offer(messages.KIND_FILE, out.name, out.size)
-        session = SenderSession(code.password, offer, timeouts(self.config))
+        session = SenderSession(
+            code.password, out.offer(), timeouts(self.config),
+            manifest_records=out.manifest_records(),
+        )  # fmt: skip
         try:
             link = await self._join(control, code, ticket, standby, session)
         except (RelayRefused, ConnectionLost, TimedOut) as exc:
@@ -277,21 +240,21 @@ class Sender:
             if session.state is State.KEY_EXCHANGE:
                 log.warning("a receiver connected but left before key exchange; still waiting")
                 return False
-            self.failed_attempts += 1
-            left = self.config.max_failed_attempts - self.failed_attempts
-            if left <= 0:
-                raise TooManyAttempts(
-                    f"{self.failed_attempts} wrong codes were tried; giving up "
-                    "(send again for a new code)"
-                ) from None
+            self._count_failed_attempt(None)
             what = "used a wrong code" if isinstance(exc, WrongCode) else "failed key exchange"
-            log.warning("a receiver %s; waiting for another (%d attempt(s) left)", what, left)
+            log.warning("a receiver %s; waiting for another (%s)", what, self._attempts_left())
             return False
         except BaseException:
             wire.close()
             raise
         try:
             await self._transfer(wire, session)
+        except _Refused as refused:
+            # A refusal (names exist, no space, declined) keeps the code alive:
+            # the user can run ./receive again, with --overwrite or another DIR.
+            self._count_failed_attempt(RefusedByPeer(refused.message))
+            log.warning("%s; still waiting (%s)", refused.message, self._attempts_left())
+            return False
         except FerryError as exc:
             if not isinstance(exc, ConnectionLost | RefusedByPeer):
                 await wire.abort("error", exc.message)
@@ -299,6 +262,20 @@ class Sender:
         finally:
             wire.close()
         return True
+
+    def _count_failed_attempt(self, last: FerryError | None) -> None:
+        """One more failed attempt; past the limit, give up with `last` (or wrong codes)."""
+        self.failed_attempts += 1
+        if self.failed_attempts < self.config.max_failed_attempts:
+            return
+        if last is not None:
+            raise last
+        raise TooManyAttempts(
+            f"{self.failed_attempts} wrong codes were tried; giving up (send again for a new code)"
+        )
+
+    def _attempts_left(self) -> str:
+        return f"{self.config.max_failed_attempts - self.failed_attempts} attempt(s) left"
 
     async def _transfer(self, wire: Wire, session: SenderSession) -> None:
         """After the handshake (which carried the OFFER): answer, data, ACK."""
@@ -310,30 +287,10 @@ class Sender:
         assert isinstance(answered, Answered)
         if not answered.answer.accept:
             said = shown(answered.answer.message or answered.answer.reason)
-            raise RefusedByPeer(f"the receiver refused: {said}")
-        await self._send_data(wire, session)
+            raise _Refused(f"the receiver refused: {said}")
+        await self.outgoing.send(wire, session, self.progress)
         wire.lost_message = "the receiver went away before confirming it stored the file"
         await wire.expect(Acknowledged)
-
-    async def _send_data(self, wire: Wire, session: SenderSession) -> None:
-        out = self.outgoing
-        loop = asyncio.get_running_loop()
-        chunk = memoryview(bytearray(self.config.record_size))
-        self.progress.start(out.size, out.name)
-        try:
-            while True:
-                sent = session.sent
-                want = min(len(chunk), out.size - sent)
-                n = _read_fully(out.file, chunk[:want])
-                if n < want:
-                    raise LocalFileError(f"{out.name} shrank while it was being sent")
-                wire.lost_message = f"the receiver went away after {percent(sent, out.size)}"
-                await wire.write(session.send_data(chunk[:n], loop.time()))
-                self.progress.update(n)
-                if session.sent == out.size:
-                    return
-        finally:
-            self.progress.close()
 
 
 def _listen(control: RelayLink, code: Code) -> asyncio.Task[rv.RelayMessage]:
@@ -343,14 +300,5 @@ def _listen(control: RelayLink, code: Code) -> asyncio.Task[rv.RelayMessage]:
     )
 
 
-def _read_fully(file: BinaryIO, view: memoryview) -> int:
-    got = 0
-    while got < len(view):
-        try:
-            n = file.readinto(view[got:])  # type: ignore[attr-defined]
-        except OSError as exc:
-            raise LocalFileError(f"cannot read the file: {exc.strerror}") from None
-        if not n:
-            break
-        got += n
-    return got
+class _Refused(RefusedByPeer):
+    """The receiver refused the offer (this attempt is over; the code stays alive)."""

@@ -13,15 +13,28 @@ conversation after key confirmation is:
            <---  ACK {"ok": true, "size"}
     either side, any time: ABORT {"reason", "message"}, then close
 
+Kinds of OFFER (docs/PROTOCOL.md, part 4):
+
+    {"kind": "file", "name", "size"}          one regular file (every version)
+    {"kind": "tree", "manifest": 1, "entries", "files", "records", "size"}
+        files and directories; `records` MANIFEST records follow the OFFER
+        (protocol/manifest.py), the DATA is every file's bytes in manifest order
+    {"kind": "stream", "name"}                bytes of unknown size (stdin)
+    {"kind": "text", "size"}                  a message to print, not to store
+
+Resume (a file OFFER with "resume": 1): ANSWER {"accept": true,
+"resume_from": K, "prefix_sha256": H}, then the sender's START {"from": K
+or 0} before its DATA and, when K > 0, DIGEST {"sha256"} after it.
+
+Versioning: a receiver answers a kind it does not know, or a manifest
+version it does not speak, with accept=false, reason="unsupported", before
+any data moves; the sender reports that one line. A receiver offers to
+resume only to a sender that said it can.
+
 The OFFER is padded with trailing spaces (JSON white space, so any JSON
 decoder, ours from before padding included, reads it unchanged) to a
 multiple of OFFER_PADDING bytes: its sealed length would otherwise tell the
 relay the exact length of the file name.
-
-Room to grow: an OFFER of another kind ("directory", "files") is answered
-with accept=false, reason="unsupported" by this version; a later receiver
-may answer {"accept": true, "resume_from": offset} and a sender that does
-not know resume_from will see it is absent or zero.
 """
 
 from __future__ import annotations
@@ -42,12 +55,21 @@ OFFER_PADDING: Final = 256
 """An OFFER body's length is a multiple of this, in bytes (trailing spaces)."""
 
 KIND_FILE: Final = "file"
+KIND_TREE: Final = "tree"
+KIND_STREAM: Final = "stream"
+KIND_TEXT: Final = "text"
+MANIFEST_VERSION: Final = 1
+"""The manifest format this version writes and reads (protocol/manifest.py)."""
+UNKNOWN_SIZE: Final = -1
+"""Offer.size of a stream: the sender does not know it until the end."""
 
 # ANSWER/ABORT reasons.
 REASON_EXISTS: Final = "exists"
 REASON_UNSUPPORTED: Final = "unsupported"
 REASON_BAD_NAME: Final = "bad-name"
 REASON_LOCAL_ERROR: Final = "local-error"
+REASON_TOO_LARGE: Final = "too-large"
+REASON_DECLINED: Final = "declined"
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,17 @@ class Offer:
     kind: str
     name: str
     size: int
+    """Bytes of DATA to come (UNKNOWN_SIZE for a stream)."""
+    manifest: int = 0
+    """tree: the manifest version."""
+    entries: int = 0
+    """tree: files and directories in the manifest."""
+    files: int = 0
+    """tree: how many of the entries are files."""
+    records: int = 0
+    """tree: MANIFEST records that follow the OFFER."""
+    resume: bool = False
+    """file: the sender can resume (it understands resume_from and sends START)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +96,8 @@ class Answer:
     reason: str = ""
     message: str = ""
     resume_from: int = 0
+    prefix_sha256: str = ""
+    """With resume_from: the SHA-256 (hex) of the receiver's first resume_from bytes."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +142,19 @@ def _text(obj: dict[str, Any], key: str) -> str:
 
 
 def encode_offer(offer: Offer) -> bytes:
-    return _dump({"kind": offer.kind, "name": offer.name, "size": offer.size})
+    obj: dict[str, Any] = {"kind": offer.kind}
+    if offer.kind in (KIND_FILE, KIND_STREAM):
+        obj["name"] = offer.name
+    if offer.resume:
+        obj["resume"] = 1
+    if offer.kind == KIND_TREE:
+        obj.update(
+            manifest=offer.manifest, entries=offer.entries, files=offer.files,
+            records=offer.records,
+        )  # fmt: skip
+    if offer.kind != KIND_STREAM:
+        obj["size"] = offer.size
+    return _dump(obj)
 
 
 def padded(body: bytes, multiple: int = OFFER_PADDING) -> bytes:
@@ -118,15 +165,41 @@ def padded(body: bytes, multiple: int = OFFER_PADDING) -> bytes:
 def decode_offer(body: bytes) -> Offer:
     obj = _load(body, "offer")
     kind = _field(obj, "kind", str, "offer")
-    if kind != KIND_FILE:
+    if kind not in (KIND_FILE, KIND_TREE, KIND_STREAM, KIND_TEXT):
         return Offer(kind=kind[:64], name="", size=0)
-    name = _field(obj, "name", str, "offer")
-    size = _field(obj, "size", int, "offer")
-    if len(name) > MAX_OFFERED_NAME:
-        raise RemoteProtocolError("offer has an over-long name")
-    if not 0 <= size <= MAX_SIZE:
-        raise RemoteProtocolError("offer has an impossible size")
-    return Offer(kind, name, size)
+    name = ""
+    if kind in (KIND_FILE, KIND_STREAM):
+        name = _field(obj, "name", str, "offer")
+        if len(name) > MAX_OFFERED_NAME:
+            raise RemoteProtocolError("offer has an over-long name")
+    if kind == KIND_TREE:
+        return _decode_tree(obj)
+    size = UNKNOWN_SIZE if kind == KIND_STREAM else _count(obj, "size", MAX_SIZE)
+    return Offer(kind, name, size, resume=kind == KIND_FILE and obj.get("resume") == 1)
+
+
+def _decode_tree(obj: dict[str, Any]) -> Offer:
+    kind = KIND_TREE
+    manifest = _count(obj, "manifest", MAX_SIZE)
+    if manifest != MANIFEST_VERSION:
+        # Nothing of an unknown manifest version is used but its record
+        # count (to pass over them): the receiver refuses it as unsupported.
+        records = obj.get("records")
+        if not isinstance(records, int) or isinstance(records, bool):
+            records = 0
+        return Offer(kind, "", 0, manifest=manifest, records=min(max(records, 0), MAX_SIZE))
+    entries = _count(obj, "entries", MAX_SIZE)
+    files = _count(obj, "files", entries)
+    records = _count(obj, "records", max(entries, 1))
+    size = _count(obj, "size", MAX_SIZE)
+    return Offer(kind, "", size, manifest, entries, files, records)
+
+
+def _count(obj: dict[str, Any], key: str, most: int) -> int:
+    value = _field(obj, key, int, "offer")
+    if not 0 <= value <= most:
+        raise RemoteProtocolError(f"offer has an impossible {key!r}")
+    return int(value)
 
 
 def encode_answer(answer: Answer) -> bytes:
@@ -134,7 +207,7 @@ def encode_answer(answer: Answer) -> bytes:
     if not answer.accept:
         obj.update(reason=answer.reason, message=answer.message)
     if answer.resume_from:
-        obj["resume_from"] = answer.resume_from
+        obj.update(resume_from=answer.resume_from, prefix_sha256=answer.prefix_sha256)
     return _dump(obj)
 
 
@@ -145,7 +218,49 @@ def decode_answer(body: bytes) -> Answer:
     bad_type = not isinstance(resume_from, int) or isinstance(resume_from, bool)
     if bad_type or not 0 <= resume_from <= MAX_SIZE:
         raise RemoteProtocolError("answer has a malformed 'resume_from'")
-    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from)
+    prefix = obj.get("prefix_sha256", "") if resume_from else ""
+    if not isinstance(prefix, str) or (resume_from and not _is_sha256(prefix)):
+        raise RemoteProtocolError("answer has a malformed 'prefix_sha256'")
+    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from, prefix)
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(char in "0123456789abcdef" for char in text)
+
+
+@dataclass(frozen=True)
+class Start:
+    offset: int
+    """The first byte the DATA carries: resume_from if the prefix matched, else 0."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    sha256: str
+    """The whole file's SHA-256, hex."""
+
+
+def encode_start(start: Start) -> bytes:
+    return _dump({"from": start.offset})
+
+
+def decode_start(body: bytes) -> Start:
+    obj = _load(body, "start")
+    offset = _field(obj, "from", int, "start")
+    if not 0 <= offset <= MAX_SIZE:
+        raise RemoteProtocolError("start has an impossible offset")
+    return Start(offset)
+
+
+def encode_digest(digest: Digest) -> bytes:
+    return _dump({"sha256": digest.sha256})
+
+
+def decode_digest(body: bytes) -> Digest:
+    value = _field(_load(body, "digest"), "sha256", str, "digest")
+    if not _is_sha256(value):
+        raise RemoteProtocolError("digest is not a SHA-256")
+    return Digest(value)
 
 
 def encode_ack(ack: Ack) -> bytes:

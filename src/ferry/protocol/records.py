@@ -15,7 +15,7 @@ tiny; every later record is sealed and its length includes the 16-byte tag.
 Each type has its own length cap, checked before any body byte is buffered:
 a peer can never make us allocate more than MAX_SEALED_LENGTH.
 
-Flags: FLAG_FINAL marks the last DATA record of a file. Because it is
+Flags: FLAG_FINAL marks the last DATA record of a transfer. Because it is
 authenticated and nonces count records, dropping the tail of a stream is
 detected as surely as reordering or replaying records.
 
@@ -65,6 +65,12 @@ class RecordType(IntEnum):
     """Receiver -> sender: the file is safely stored (JSON, sealed)."""
     ABORT = 20
     """Either way: giving up, with a reason (JSON, sealed)."""
+    MANIFEST = 21
+    """Sender -> receiver, right after a tree OFFER: part of the list of entries (JSON)."""
+    START = 22
+    """Sender -> receiver, before the DATA of a file the receiver offered to resume (JSON)."""
+    DIGEST = 23
+    """Sender -> receiver, after the last DATA of a resumed file: its whole SHA-256 (JSON)."""
 
 
 UNSEALED_TYPES: Final = frozenset({RecordType.PAKE, RecordType.CONFIRM})

@@ -22,6 +22,22 @@ drive a session with a fake clock and no sockets.
                    <------------------------------- ACK
     DONE                                                        DONE
 
+A tree OFFER (several files, directories) is followed by its MANIFEST
+records (protocol/manifest.py): the receiver collects them in
+AWAIT_MANIFEST and reports OfferReceived with the manifest once the last
+has arrived, so it decides knowing every entry. The DATA of a tree is the
+files' bytes back to back; the receiver session splits it at the file
+boundaries the manifest gives (FileData events, then AllReceived). A
+stream OFFER has no size: the sender's send_data(..., end=True) marks the
+last record, and the ACK repeats the byte count.
+
+Resume (a file OFFER with "resume": 1): the receiver may accept with
+resume_from=K and the SHA-256 of the K bytes it kept. The sender then
+says where its DATA starts, start_at(K if its own first K bytes hash the
+same, else 0), as a START record; a resumed file (START > 0) ends with a
+DIGEST record, the whole file's SHA-256, which the receiver checks
+(AWAIT_DIGEST) before it may store the file.
+
 Each side's PAKE record is its first flight: it travels behind the
 rendezvous line and the relay delivers it right behind PAIRED. The sender's
 OFFER travels with its CONFIRM; the receiver opens it only after checking
@@ -49,6 +65,7 @@ storing is local.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -61,7 +78,7 @@ from ferry.errors import (
     TimedOut,
     WrongCode,
 )
-from ferry.protocol import messages
+from ferry.protocol import manifest, messages
 from ferry.protocol.records import (
     FLAG_FINAL,
     HEADER_SIZE,
@@ -82,6 +99,8 @@ class State(Enum):
     """Keys derived, our MAC out (sender: with the OFFER); waiting for the peer's MAC."""
     AWAIT_OFFER = "await-offer"
     """Receiver: the sender is authenticated; its OFFER comes next."""
+    AWAIT_MANIFEST = "await-manifest"
+    """Receiver: a tree was offered; its MANIFEST records come next."""
     DECIDING = "deciding"
     """Receiver: holds the offer; accept() or refuse() next (local)."""
     AWAIT_ANSWER = "await-answer"
@@ -90,6 +109,8 @@ class State(Enum):
     """Sender: accepted; send_data() until the final record."""
     RECEIVING = "receiving"
     """Receiver: DATA records arrive until the final one."""
+    AWAIT_DIGEST = "await-digest"
+    """Receiver: a resumed file's bytes all arrived; its whole-content hash comes next."""
     STORING = "storing"
     """Receiver: every byte arrived and checked; acknowledge() once stored (local)."""
     AWAIT_ACK = "await-ack"
@@ -135,6 +156,9 @@ class Confirmed:
 @dataclass(frozen=True)
 class OfferReceived:
     offer: messages.Offer
+    entries: tuple[manifest.Entry, ...] = ()
+    """A tree's manifest, complete (empty for other kinds, or a tree not read: see
+    ReceiverSession.max_entries)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,36 @@ class DataReceived:
     data: memoryview
     """The plaintext, valid until the session receives more bytes."""
     final: bool
+
+
+@dataclass(frozen=True)
+class FileData:
+    """Bytes of one file of a tree (entry `index` of the manifest)."""
+
+    index: int
+    data: memoryview
+    """The plaintext, valid until the session receives more bytes."""
+    done: bool
+    """These are the file's last bytes (an empty file: no bytes, done)."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """Where a file's DATA starts (the receiver offered to resume): 0 or resume_from."""
+
+    offset: int
+
+
+@dataclass(frozen=True)
+class DigestReceived:
+    """A resumed file's whole SHA-256 (hex), as the sender computed it."""
+
+    sha256: str
+
+
+@dataclass(frozen=True)
+class AllReceived:
+    """Every byte of a tree arrived and was authenticated (receiver: STORING)."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +220,19 @@ class NeedData:
 
 NEED_DATA: Final = NeedData()
 
-Event = Keyed | Confirmed | OfferReceived | Answered | DataReceived | Acknowledged | PeerAborted
+Event = (
+    Keyed
+    | Confirmed
+    | OfferReceived
+    | Answered
+    | DataReceived
+    | FileData
+    | AllReceived
+    | Started
+    | DigestReceived
+    | Acknowledged
+    | PeerAborted
+)
 
 
 class Session:
@@ -216,10 +282,16 @@ class Session:
         if self.state in (State.DONE, State.FAILED):
             return NEED_DATA
         try:
-            record = self._decoder.next_record()
-            if record is None:
-                return NEED_DATA
-            return self._handle(record)
+            while True:
+                pending = self._pending_event()
+                if pending is not None:
+                    return pending
+                record = self._decoder.next_record()
+                if record is None:
+                    return NEED_DATA
+                event = self._handle(record)
+                if event is not None:
+                    return event
         except FerryError:
             self.state = State.FAILED
             raise
@@ -285,7 +357,8 @@ class Session:
 
     # -- records -------------------------------------------------------------------------
 
-    def _handle(self, record: Record) -> Event:
+    def _handle(self, record: Record) -> Event | None:
+        """The event a record makes (None: it only fed the session, e.g. a MANIFEST part)."""
         header = record.header
         if self.state is State.KEY_EXCHANGE:
             keys = self._pake.finish(bytes(self._unsealed(record, RecordType.PAKE)))
@@ -339,7 +412,11 @@ class Session:
     def _after_confirmation(self) -> State:
         raise NotImplementedError
 
-    def _sealed(self, header: Header, plain: memoryview) -> Event:
+    def _pending_event(self) -> Event | None:
+        """An event still owed from a record already opened (a tree's next file piece)."""
+        return None
+
+    def _sealed(self, header: Header, plain: memoryview) -> Event | None:
         raise NotImplementedError
 
 
@@ -354,6 +431,7 @@ class SenderSession(Session):
         offer: messages.Offer,
         timeouts: Timeouts,
         raw_offer: bytes | None = None,
+        manifest_records: Sequence[bytes] = (),
     ) -> None:
         super().__init__(password, timeouts, capacity=RecordDecoder.MIN_READ)
         self.offer = offer
@@ -361,11 +439,22 @@ class SenderSession(Session):
             # Padded: the relay sees the sealed OFFER's length (messages.py).
             raw_offer = messages.padded(messages.encode_offer(offer))
         self._offer_body = raw_offer
+        self._manifest = manifest_records
         self.sent = 0
+        self.resume_from = 0
+        """What the receiver offered to resume from (start_at() before any DATA)."""
+        self.prefix_sha256 = ""
+        self.resumed = False
+        self._must_start = False
+        self._digest_sent = False
         self._out = memoryview(bytearray(0))
 
     def _keyed(self) -> None:
+        # The manifest rides right behind the OFFER: the receiver can decide
+        # on the whole tree without another round trip.
         self._outgoing += self.seal_record(RecordType.OFFER, self._offer_body)
+        for body in self._manifest:
+            self._outgoing += self.seal_record(RecordType.MANIFEST, body)
 
     def _after_confirmation(self) -> State:
         return State.AWAIT_ANSWER
@@ -374,29 +463,39 @@ class SenderSession(Session):
         if self.state is State.AWAIT_ANSWER:
             self._expect(header, RecordType.ANSWER)
             answer = messages.decode_answer(bytes(plain))
+            if answer.resume_from and not (
+                answer.accept and self.offer.resume and answer.resume_from <= self.offer.size
+            ):
+                raise RemoteProtocolError("the receiver offered a resume that was not possible")
+            self.resume_from = answer.resume_from
+            self.prefix_sha256 = answer.prefix_sha256
+            self._must_start = answer.resume_from > 0
             self.state = State.SENDING if answer.accept else State.DONE
             return Answered(answer)
         if self.state is State.AWAIT_ACK:
             self._expect(header, RecordType.ACK)
             ack = messages.decode_ack(bytes(plain))
-            if ack.size != self.offer.size:
-                raise RemoteProtocolError(
-                    f"the receiver stored {ack.size} bytes, not {self.offer.size}"
-                )
+            if ack.size != self.sent:
+                raise RemoteProtocolError(f"the receiver stored {ack.size} bytes, not {self.sent}")
             self.state = State.DONE
             return Acknowledged(ack)
         raise RemoteProtocolError(f"unexpected {header.type.name} record")
 
-    def send_data(self, chunk: memoryview, now: float) -> memoryview:
+    def send_data(self, chunk: memoryview, now: float, end: bool = False) -> memoryview:
         """Seal the next DATA record; the last one (the offered size reached) is final.
 
-        The returned view is reused by the next call: write it out first.
+        A stream has no offered size: `end` marks its last record. The
+        returned view is reused by the next call: write it out first.
         """
         self._require(State.SENDING)
-        if self.sent + len(chunk) > self.offer.size or len(chunk) > MAX_DATA_PAYLOAD:
+        if self._must_start:
+            raise LocalProtocolError("the receiver offered to resume: start_at() first")
+        stream = self.offer.size == messages.UNKNOWN_SIZE
+        over = not stream and self.sent + len(chunk) > self.offer.size
+        if over or len(chunk) > MAX_DATA_PAYLOAD:
             raise LocalProtocolError("more data than offered, or a chunk over the record cap")
         self.sent += len(chunk)
-        final = self.sent == self.offer.size
+        final = end if stream else self.sent == self.offer.size
         size = HEADER_SIZE + len(chunk) + TAG_SIZE
         if len(self._out) < size:
             self._out = memoryview(bytearray(size))
@@ -410,42 +509,124 @@ class SenderSession(Session):
         self._progress_at = now
         return self._out[:size]
 
+    def start_at(self, offset: int, now: float) -> None:
+        """Answer a resume offer: the DATA starts at `offset` (0 or resume_from)."""
+        self._require(State.SENDING)
+        if not self._must_start or offset not in (0, self.resume_from):
+            raise LocalProtocolError("start_at() answers a resume offer, at 0 or resume_from")
+        self._outgoing += self.seal_record(
+            RecordType.START, messages.encode_start(messages.Start(offset))
+        )
+        self._must_start = False
+        self.sent = offset
+        self.resumed = offset > 0
+        self._progress_at = now
+
+    def send_digest(self, sha256: str, now: float) -> None:
+        """After a resumed file's last DATA: its whole SHA-256 (data_to_send())."""
+        self._require(State.AWAIT_ACK)
+        if not self.resumed or self._digest_sent:
+            raise LocalProtocolError("a digest follows a resumed file, once")
+        body = messages.encode_digest(messages.Digest(sha256))
+        self._outgoing += self.seal_record(RecordType.DIGEST, body)
+        self._digest_sent = True
+        self._progress_at = now
+
 
 class ReceiverSession(Session):
     """The receiving side: the offer, a decision, the data, the ACK once stored."""
 
     role = Role.RECEIVER
 
-    def __init__(self, password: bytes, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        password: bytes,
+        timeouts: Timeouts,
+        max_entries: int = 100_000,
+        max_manifest_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         # Room for two of the largest records: reads stay large, and a
         # partial record is moved at most once per buffer's worth.
         super().__init__(password, timeouts, capacity=RecordDecoder.MAX_BUFFER)
         self.offer: messages.Offer | None = None
         self.received = 0
         self.data_records = 0
+        self.max_entries = max_entries
+        """A tree OFFER with more entries is not read: the driver refuses it."""
+        self.max_manifest_bytes = max_manifest_bytes
+        """Plaintext bytes of MANIFEST records held at most (a RemoteProtocolError past it)."""
+        self.entries: list[manifest.Entry] = []
+        self._manifest_bytes = 0
+        self._manifest_records = 0
+        self._unread_records = 0
+        self.resume_from = 0
+        self.resumed = False
+        """The sender agreed to resume: received counts from resume_from."""
+        self._await_start = False
+        # A tree's data, split at file boundaries: (entry index, size) of each
+        # file, the one being filled, its bytes still missing, plaintext not
+        # yet reported.
+        self._files: list[tuple[int, int]] = []
+        self._cursor = 0
+        self._left = 0
+        self._pending = memoryview(b"")
+        self._all_reported = False
+
+    @property
+    def is_tree(self) -> bool:
+        return self.offer is not None and self.offer.kind == messages.KIND_TREE
 
     def _after_confirmation(self) -> State:
         return State.AWAIT_OFFER
 
-    def _sealed(self, header: Header, plain: memoryview) -> Event:
+    def _sealed(self, header: Header, plain: memoryview) -> Event | None:
         if self.state is State.AWAIT_OFFER:
             self._expect(header, RecordType.OFFER)
-            self.offer = messages.decode_offer(bytes(plain))
-            self.state = State.DECIDING
-            return OfferReceived(self.offer)
+            offer = self.offer = messages.decode_offer(bytes(plain))
+            if not self.is_tree or not self._readable_tree(offer):
+                # An unread manifest's records may still arrive: passed over.
+                self._unread_records = offer.records if self.is_tree else 0
+                self.state = State.DECIDING
+                return OfferReceived(offer)
+            self.state = State.AWAIT_MANIFEST
+            return None
+        if self.state is State.AWAIT_MANIFEST:
+            self._expect(header, RecordType.MANIFEST)
+            return self._manifest_part(plain)
+        if header.type is RecordType.MANIFEST and self._unread_records > 0:
+            self._unread_records -= 1
+            return None
+        if self.state is State.RECEIVING and self._await_start:
+            self._expect(header, RecordType.START)
+            start = messages.decode_start(bytes(plain))
+            if start.offset not in (0, self.resume_from):
+                raise RemoteProtocolError(f"the sender started at {start.offset}")
+            self._await_start = False
+            self.received = start.offset
+            self.resumed = start.offset > 0
+            return Started(start.offset)
+        if self.state is State.AWAIT_DIGEST:
+            self._expect(header, RecordType.DIGEST)
+            self.state = State.STORING
+            return DigestReceived(messages.decode_digest(bytes(plain)).sha256)
         if self.state is State.RECEIVING:
             assert self.offer is not None
+            offer = self.offer
             self._expect(header, RecordType.DATA)
             self._count_record(len(plain), header.final)
             self.received += len(plain)
-            if self.received > self.offer.size:
+            sized = offer.size != messages.UNKNOWN_SIZE
+            if sized and self.received > offer.size:
                 raise RemoteProtocolError("the sender sent more than it offered")
             if header.final:
-                if self.received != self.offer.size:
+                if sized and self.received != offer.size:
                     raise RemoteProtocolError(
-                        f"the sender ended after {self.received} of {self.offer.size} bytes"
+                        f"the sender ended after {self.received} of {offer.size} bytes"
                     )
-                self.state = State.STORING
+                self.state = State.AWAIT_DIGEST if self.resumed else State.STORING
+            if self.is_tree:
+                self._pending = plain  # reported piece by piece by _pending_event()
+                return None
             return DataReceived(plain, header.final)
         raise RemoteProtocolError(f"unexpected {header.type.name} record")
 
@@ -458,9 +639,77 @@ class ReceiverSession(Session):
         if self.data_records > allowed:
             raise RemoteProtocolError("the sender sent too many DATA records for their bytes")
 
-    def accept(self, now: float) -> None:
+    def _readable_tree(self, offer: messages.Offer) -> bool:
+        """Whether to read this tree's manifest (if not, the driver refuses the offer)."""
+        if offer.manifest != messages.MANIFEST_VERSION or offer.entries > self.max_entries:
+            return False
+        if offer.entries == 0 or offer.records == 0:
+            raise RemoteProtocolError("the sender offered an empty tree")
+        return True
+
+    def _manifest_part(self, plain: memoryview) -> Event | None:
+        offer = self.offer
+        assert offer is not None
+        self._manifest_bytes += len(plain)
+        if self._manifest_bytes > self.max_manifest_bytes:
+            raise RemoteProtocolError(
+                f"the manifest is larger than {self.max_manifest_bytes} bytes"
+            )
+        self.entries += manifest.decode_record(bytes(plain))
+        self._manifest_records += 1
+        if len(self.entries) > offer.entries:
+            raise RemoteProtocolError("the manifest holds more entries than offered")
+        if self._manifest_records < offer.records:
+            return None
+        self._files = list(manifest.file_sizes(self.entries))
+        total = sum(size for _, size in self._files)
+        if len(self.entries) != offer.entries or len(self._files) != offer.files:
+            raise RemoteProtocolError("the manifest does not hold the entries offered")
+        if total != offer.size:
+            raise RemoteProtocolError("the manifest's sizes do not add up to the offered size")
+        self._left = self._files[0][1] if self._files else 0
+        self.state = State.DECIDING
+        return OfferReceived(offer, tuple(self.entries))
+
+    def _pending_event(self) -> Event | None:
+        """The next piece of a tree's data: bytes up to a file boundary, an empty file, the end."""
+        if self.state not in (State.RECEIVING, State.STORING) or not self.is_tree:
+            return None
+        while self._cursor < len(self._files):
+            index = self._files[self._cursor][0]
+            if self._left == 0:  # an empty file, or one whose last byte was reported
+                self._next_file()
+                return FileData(index, memoryview(b""), done=True)
+            if not self._pending:
+                return None
+            piece = self._pending[: self._left]
+            self._pending = self._pending[len(piece) :]
+            self._left -= len(piece)
+            if self._left == 0:
+                self._next_file()
+                return FileData(index, piece, done=True)
+            return FileData(index, piece, done=False)
+        if self.state is State.STORING and not self._all_reported:
+            self._all_reported = True
+            return AllReceived()
+        return None
+
+    def _next_file(self) -> None:
+        self._cursor += 1
+        self._left = self._files[self._cursor][1] if self._cursor < len(self._files) else 0
+
+    def accept(self, now: float, resume_from: int = 0, prefix_sha256: str = "") -> None:
+        """Accept; with resume_from, offer to resume after the bytes kept (their SHA-256)."""
         self._require(State.DECIDING)
-        self._answer(messages.Answer(True), now)
+        assert self.offer is not None
+        if self.is_tree and not self.entries:
+            raise LocalProtocolError("a tree whose manifest was not read cannot be accepted")
+        if resume_from and not (self.offer.resume and resume_from <= self.offer.size):
+            raise LocalProtocolError("this offer cannot be resumed from there")
+        self._answer(messages.Answer(True, resume_from=resume_from,
+                                     prefix_sha256=prefix_sha256), now)  # fmt: skip
+        self.resume_from = resume_from
+        self._await_start = resume_from > 0
         self.state = State.RECEIVING
 
     def refuse(self, reason: str, message: str, now: float) -> None:
@@ -472,7 +721,7 @@ class ReceiverSession(Session):
         """The file is stored: say so (data_to_send())."""
         self._require(State.STORING)
         assert self.offer is not None
-        body = messages.encode_ack(messages.Ack(self.offer.size))
+        body = messages.encode_ack(messages.Ack(self.received))
         self._outgoing += self.seal_record(RecordType.ACK, body)
         self._progress_at = now
         self.state = State.DONE

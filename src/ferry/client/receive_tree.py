@@ -1,0 +1,147 @@
+"""The receiver's side of a tree: check the manifest, stage, write as bytes arrive, install.
+
+The order is the point: every check that can refuse (caps, unsafe or
+colliding names, names that already exist, space) runs before the ANSWER,
+so a refusal moves no data and leaves the output directory untouched; the
+sender keeps its code alive for another try. Storage rules: client/staging.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING
+
+from ferry.client.progress import Progress, percent
+from ferry.client.staging import Staging, conflicts, start_writeback, write_all
+from ferry.errors import UnsafeName
+from ferry.names import display_name
+from ferry.protocol import manifest, messages
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ferry.client.receiver import Receiver
+    from ferry.client.wire import Wire
+    from ferry.protocol.session import ReceiverSession
+
+WRITEBACK_WINDOW = 8 * 1024 * 1024
+"""Bytes written to one file between asking the kernel to start writing them back."""
+
+
+def describe(offer: messages.Offer, plan: manifest.Plan) -> str:
+    """The "what is coming" line: counts, size, top-level names (escaped)."""
+    shown = [
+        display_name(name) + ("/" if plan.is_dir[plan.paths.index((name,))] else "")
+        for name in plan.top_level[:5]
+    ]
+    more = len(plan.top_level) - len(shown)
+    names = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"{offer.files} file(s), {offer.entries - offer.files} dir(s), {offer.size} bytes: {names}"
+    )
+
+
+async def receive_tree(
+    receiver: Receiver,
+    wire: Wire,
+    session: ReceiverSession,
+    offer: messages.Offer,
+    entries: tuple[manifest.Entry, ...],
+) -> Path:
+    config = receiver.config
+    if offer.manifest != messages.MANIFEST_VERSION:
+        text = f"this receiver does not know manifest version {offer.manifest}"
+        raise await receiver.refuse(wire, session, messages.REASON_UNSUPPORTED, text)
+    if offer.entries > config.max_entries:
+        text = f"{offer.entries} entries are more than this receiver takes ({config.max_entries})"
+        raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text)
+    staging = Staging(receiver.directory)
+    try:
+        plan = await _check(receiver, wire, session, offer, entries, staging)
+        if not await receiver.confirm(describe(offer, plan)):
+            raise await receiver.refuse(
+                wire, session, messages.REASON_DECLINED, "the receiver declined"
+            )
+        staging.make_dirs(plan)
+        session.accept(asyncio.get_running_loop().time())
+        await wire.flush()
+        await _receive_files(wire, session, staging, plan, entries, offer, receiver.progress)
+        staging.seal(plan, entries)
+        staging.install(plan.top_level, receiver.overwrite)
+    except BaseException as exc:
+        staging.remove()
+        await receiver.abort_on(wire, exc)
+        raise
+    staging.remove()  # empty now
+    return receiver.directory / plan.top_level[0]
+
+
+async def _check(
+    receiver: Receiver,
+    wire: Wire,
+    session: ReceiverSession,
+    offer: messages.Offer,
+    entries: tuple[manifest.Entry, ...],
+    staging: Staging,
+) -> manifest.Plan:
+    try:
+        plan = manifest.plan(list(entries), staging.case_insensitive(), receiver.config.max_depth)
+    except UnsafeName as exc:
+        raise await receiver.refuse(
+            wire, session, messages.REASON_BAD_NAME, exc.message, exc
+        ) from None
+    existing = conflicts(receiver.directory, plan, receiver.overwrite)
+    if existing:
+        shown = ", ".join(display_name(name) for name in existing)
+        where = display_name(str(receiver.directory))
+        hint = "" if receiver.overwrite else " (use --overwrite to replace files)"
+        from ferry.errors import FileExists
+
+        raise await receiver.refuse(
+            wire, session, messages.REASON_EXISTS, f"already there: {shown}",
+            FileExists(f"already in {where}: {shown}{hint}"),
+        )  # fmt: skip
+    await receiver.check_space(wire, session, offer.size)
+    return plan
+
+
+async def _receive_files(
+    wire: Wire,
+    session: ReceiverSession,
+    staging: Staging,
+    plan: manifest.Plan,
+    entries: tuple[manifest.Entry, ...],
+    offer: messages.Offer,
+    progress: Progress,
+) -> None:
+    from ferry.protocol.session import AllReceived, FileData
+
+    fd: int | None = None
+    written = written_back = received = 0
+    progress.start(offer.size, f"{offer.files} file(s)")
+    try:
+        while True:
+            wire.lost_message = f"the sender went away after {percent(received, offer.size)}"
+            event = await wire.next_event()
+            if isinstance(event, AllReceived):
+                return
+            assert isinstance(event, FileData)  # all a tree's session yields while RECEIVING
+            entry = entries[event.index]
+            if fd is None:
+                fd = staging.open_file(plan.paths[event.index], entry.executable)
+                written = written_back = 0
+            write_all(fd, event.data)
+            written += len(event.data)
+            received += len(event.data)
+            if written - written_back >= WRITEBACK_WINDOW:
+                start_writeback(fd, written_back, written - written_back)
+                written_back = written
+            progress.update(len(event.data))
+            if event.done:
+                staging.finish_file(fd, entry, plan.paths[event.index])
+                fd = None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        progress.close()

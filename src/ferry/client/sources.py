@@ -1,0 +1,353 @@
+"""What a sender sends: one file, a tree, stdin or a text, each as an offer and its DATA.
+
+Every source turns into one OFFER (plus a tree's MANIFEST records) and a
+stream of DATA records sealed by the session. The data path is the same
+for all: bytes are read straight into one reused chunk (readinto), sealed
+into one reused buffer (SenderSession.send_data) and written; nothing is
+read into memory whole, and a tree's small files share records (a chunk is
+filled across file boundaries).
+
+A source that cannot be read twice (stdin) is `replayable = False`: once
+its data started moving, a failed attempt ends the sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from stat import S_ISDIR, S_ISFIFO, S_ISREG
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+from ferry.client.progress import Progress, percent
+from ferry.client.tree import Tree
+from ferry.config import ClientConfig
+from ferry.errors import LocalFileError
+from ferry.protocol import manifest, messages
+
+if TYPE_CHECKING:
+    from ferry.client.wire import Wire
+    from ferry.protocol.session import SenderSession
+
+
+class Source(Protocol):
+    label: str
+    replayable: bool
+
+    def offer(self) -> messages.Offer: ...
+    def manifest_records(self) -> list[bytes]: ...
+    async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None: ...
+    def close(self) -> None: ...
+
+
+def offered_name(path: str) -> str:
+    name = os.path.basename(os.path.normpath(os.path.abspath(path)))
+    # Undecodable bytes in a POSIX name arrive as lone surrogates; offer
+    # a readable UTF-8 name instead ("caf\udce9.txt" -> "caf\ufffd.txt").
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class Outgoing:
+    """One regular file, opened before the relay is contacted."""
+
+    replayable = True
+
+    def __init__(self, file: BinaryIO, name: str, size: int, record_size: int) -> None:
+        self.file = file
+        self.name = self.label = name
+        self.size = size
+        self.record_size = record_size
+
+    @classmethod
+    def open(cls, path: str, record_size: int = ClientConfig.record_size) -> Outgoing:
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; we refuse it below.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise LocalFileError(f"no such file: {path}") from None
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            os.close(fd)
+            what = "a directory" if S_ISDIR(stat.st_mode) else "not a regular file"
+            raise LocalFileError(f"{path} is {what}")
+        os.set_blocking(fd, True)
+        return cls(os.fdopen(fd, "rb", buffering=0), offered_name(path), stat.st_size, record_size)
+
+    def offer(self) -> messages.Offer:
+        return messages.Offer(messages.KIND_FILE, self.name, self.size, resume=True)
+
+    def manifest_records(self) -> list[bytes]:
+        return []
+
+    async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
+        from ferry.protocol.session import State
+
+        loop = asyncio.get_running_loop()
+        chunk = memoryview(bytearray(self.record_size))
+        self.file.seek(0)
+        digest = None
+        if session.resume_from:
+            # The receiver kept a partial: resume only if our first bytes are
+            # the ones it has; the DIGEST then proves the whole file.
+            digest = self._hash_prefix(chunk, session.resume_from)
+            start = session.resume_from if digest.hexdigest() == session.prefix_sha256 else 0
+            if not start:
+                digest = None
+                self.file.seek(0)
+            session.start_at(start, loop.time())
+            await wire.flush()  # the START, before any DATA
+        progress.start(self.size, self.name)
+        progress.update(session.sent)
+        try:
+            while session.state is State.SENDING:
+                sent = session.sent
+                want = min(len(chunk), self.size - sent)
+                n = read_fully(self.file, chunk[:want])
+                if n < want:
+                    raise LocalFileError(f"{self.name} shrank while it was being sent")
+                if digest is not None:
+                    digest.update(chunk[:n])
+                wire.lost_message = f"the receiver went away after {percent(sent, self.size)}"
+                await wire.write(session.send_data(chunk[:n], loop.time()))
+                progress.update(n)
+            if digest is not None:
+                session.send_digest(digest.hexdigest(), loop.time())
+                await wire.flush()
+        finally:
+            progress.close()
+
+    def _hash_prefix(self, chunk: memoryview, length: int) -> hashlib._Hash:
+        digest = hashlib.sha256()
+        left = length
+        while left:
+            n = read_fully(self.file, chunk[: min(left, len(chunk))])
+            if not n:
+                break
+            digest.update(chunk[:n])
+            left -= n
+        return digest
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class TreeSource:
+    """Files and directories (client/tree.py walked them); contents read as they are sent."""
+
+    replayable = True
+
+    def __init__(self, tree: Tree, record_size: int) -> None:
+        self.tree = tree
+        self.record_size = record_size
+        self.size = tree.size
+        files, dirs = tree.files, len(tree.entries) - tree.files
+        self.label = f"{files} file{'s' * (files != 1)}, {dirs} dir{'s' * (dirs != 1)}"
+        self._records = manifest.encode_records(tree.entries)
+
+    def offer(self) -> messages.Offer:
+        return messages.Offer(
+            messages.KIND_TREE, "", self.size, manifest=messages.MANIFEST_VERSION,
+            entries=len(self.tree.entries), files=self.tree.files, records=len(self._records),
+        )  # fmt: skip
+
+    def manifest_records(self) -> list[bytes]:
+        return self._records
+
+    async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
+        from ferry.protocol.session import State
+
+        loop = asyncio.get_running_loop()
+        chunk = memoryview(bytearray(self.record_size))
+        fill = 0
+        progress.start(self.size, self.label)
+        try:
+            for entry, path in zip(self.tree.entries, self.tree.sources, strict=True):
+                if entry.is_dir or not entry.size:
+                    continue
+                with _open_listed(path, entry.size) as file:
+                    left = entry.size
+                    while left:
+                        want = min(left, len(chunk) - fill)
+                        n = read_fully(file, chunk[fill : fill + want])
+                        if n < want:
+                            raise LocalFileError(f"{path} shrank while it was being sent")
+                        fill += n
+                        left -= n
+                        if fill == len(chunk):
+                            await self._write(wire, session, chunk, loop.time())
+                            progress.update(fill)
+                            fill = 0
+            if session.state is State.SENDING:  # the rest, or one empty final record
+                await self._write(wire, session, chunk[:fill], loop.time())
+                progress.update(fill)
+        finally:
+            progress.close()
+
+    async def _write(
+        self, wire: Wire, session: SenderSession, chunk: memoryview, now: float
+    ) -> None:
+        wire.lost_message = f"the receiver went away after {percent(session.sent, self.size)}"
+        await wire.write(session.send_data(chunk, now))
+
+    def close(self) -> None:
+        pass
+
+
+def _open_listed(path: str, size: int) -> BinaryIO:
+    """A file of the tree, still the regular file of the size listed in the manifest."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not S_ISREG(info.st_mode) or info.st_size != size:
+        os.close(fd)
+        raise LocalFileError(f"{path} changed after it was listed; send again")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+class StreamSource:
+    """Standard input until EOF: the size is known only at the end."""
+
+    replayable = False
+    size = messages.UNKNOWN_SIZE
+
+    def __init__(self, fd: int, name: str, record_size: int) -> None:
+        self.fd = fd
+        self.name = self.label = name
+        self.record_size = record_size
+
+    def offer(self) -> messages.Offer:
+        return messages.Offer(messages.KIND_STREAM, self.name, messages.UNKNOWN_SIZE)
+
+    def manifest_records(self) -> list[bytes]:
+        return []
+
+    async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
+        loop = asyncio.get_running_loop()
+        chunk = memoryview(bytearray(self.record_size))
+        reader = _Reader(self.fd, loop)
+        progress.start(0, self.name)
+        try:
+            while True:
+                n = await reader.read_fully(chunk)
+                end = n < len(chunk)
+                wire.lost_message = f"the receiver went away after {session.sent} bytes"
+                await wire.write(session.send_data(chunk[:n], loop.time(), end=end))
+                progress.update(n)
+                if end:
+                    return
+        finally:
+            reader.close()
+            progress.close()
+
+    def close(self) -> None:
+        pass
+
+
+class _Reader:
+    """Reads a pipe (or terminal) without blocking the event loop; a regular file as is."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.fd = fd
+        self.loop = loop
+        mode = os.fstat(fd).st_mode
+        self._was_blocking = os.get_blocking(fd)
+        self._poll = not S_ISREG(mode) and not S_ISDIR(mode)
+        if self._poll:
+            os.set_blocking(fd, False)
+        if S_ISFIFO(mode):
+            _widen_pipe(fd)
+
+    async def read_fully(self, view: memoryview) -> int:
+        got = 0
+        while got < len(view):
+            try:
+                n = os.readv(self.fd, [view[got:]])
+            except BlockingIOError:
+                await self._readable()
+                continue
+            except OSError as exc:
+                raise LocalFileError(f"cannot read standard input: {exc.strerror}") from None
+            if not n:
+                break
+            got += n
+        return got
+
+    async def _readable(self) -> None:
+        ready = self.loop.create_future()
+        self.loop.add_reader(self.fd, ready.set_result, None)
+        try:
+            await ready
+        finally:
+            self.loop.remove_reader(self.fd)
+
+    def close(self) -> None:
+        if self._poll and self._was_blocking:
+            os.set_blocking(self.fd, True)  # a terminal's other readers expect it
+
+
+PIPE_SIZE = 1024 * 1024
+"""Bytes of pipe buffer asked for on a stdin pipe (Linux's default unprivileged maximum)."""
+
+
+def _widen_pipe(fd: int) -> None:
+    """A 1 MiB pipe instead of 64 KiB: the writer runs ahead, we read whole records.
+
+    With the default 64 KiB a 128 KiB record takes two reads and usually a
+    wait on the event loop in between. Best effort (Linux only; a smaller
+    limit in /proc/sys/fs/pipe-max-size leaves the pipe as it is).
+    """
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+class TextSource:
+    """A short message, held in memory (at most ClientConfig.max_text bytes)."""
+
+    replayable = True
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self.label = "text"
+        self.size = len(text)
+
+    def offer(self) -> messages.Offer:
+        return messages.Offer(messages.KIND_TEXT, "", len(self.text))
+
+    def manifest_records(self) -> list[bytes]:
+        return []
+
+    async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
+        from ferry.protocol.records import MAX_DATA_PAYLOAD
+
+        loop = asyncio.get_running_loop()
+        view = memoryview(self.text)
+        while True:
+            chunk = view[session.sent : session.sent + MAX_DATA_PAYLOAD // 2]
+            await wire.write(session.send_data(chunk, loop.time()))
+            if session.sent == len(self.text):
+                return
+
+    def close(self) -> None:
+        pass
+
+
+def read_fully(file: BinaryIO, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        try:
+            n = file.readinto(view[got:])  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise LocalFileError(f"cannot read the file: {exc.strerror}") from None
+        if not n:
+            break
+        got += n
+    return got

@@ -1,0 +1,239 @@
+"""Where a received tree is built before anything appears under a final name.
+
+Rules (never lose or corrupt anything, as for a single file):
+- a hidden staging directory, `.ferry-<random>.part`, is created inside the
+  output directory (same filesystem, so renames are atomic), mode 0700;
+- the tree is built inside it from the checked plan (protocol/manifest.py):
+  directories first, then files as their bytes arrive (O_EXCL|O_NOFOLLOW,
+  0644, or 0755 with the executable bit; the umask applies), each file's
+  mtime set when its last byte is written, directories' mtimes at the end,
+  deepest first;
+- a file of BIG_FILE bytes or more is fsynced when its last byte is written
+  (its writeback started on the way, like a single file's); once every
+  byte has arrived and authenticated, the rest is flushed to disk: one
+  syncfs(2) where Linux has it and more than SYNCFS_THRESHOLD small files
+  wait (fsyncs would cost more), otherwise an fsync per small file and per
+  directory; then each top-level entry is renamed into the output
+  directory, never over an existing name (renameat2 RENAME_NOREPLACE where
+  available; --overwrite may replace a regular file by a file), and the
+  output directory is fsynced; only then is the ACK sent;
+- if anything fails, entries already renamed are moved back and the
+  staging directory is removed: the output directory is as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from ferry.errors import LocalFileError
+from ferry.names import display_name
+from ferry.protocol.manifest import Entry, Plan
+
+STAGING_PREFIX = ".ferry-"
+STAGING_SUFFIX = ".part"
+BIG_FILE = 1024 * 1024
+"""Files at least this large are fsynced as soon as they are complete, in bytes."""
+SYNCFS_THRESHOLD = 256
+"""Small files still to flush above which one syncfs(2) replaces their fsyncs."""
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+class Staging:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        for _ in range(10):
+            path = directory / f"{STAGING_PREFIX}{secrets.token_hex(8)}{STAGING_SUFFIX}"
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise LocalFileError(f"cannot write into {directory}: {exc.strerror}") from None
+            self.path = path
+            break
+        else:
+            raise LocalFileError(f"cannot create a staging directory in {directory}")
+        self._installed: list[tuple[Path, Path]] = []
+        self._unsynced: list[Path] = []
+
+    def case_insensitive(self) -> bool:
+        """Whether this filesystem ignores case in names (probed inside the staging dir)."""
+        probe = self.path / "ferry-case-probe"
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return os.path.lexists(self.path / "FERRY-CASE-PROBE")
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+
+    def make_dirs(self, plan: Plan) -> None:
+        try:
+            for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True):
+                if is_dir:
+                    os.mkdir(self.path.joinpath(*parts), 0o755)
+        except OSError as exc:
+            raise LocalFileError(f"cannot create a directory: {exc.strerror}") from None
+
+    def open_file(self, parts: tuple[str, ...], executable: bool) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(self.path.joinpath(*parts), flags, 0o755 if executable else 0o644)
+        except OSError as exc:
+            raise LocalFileError(f"cannot create a file: {exc.strerror}") from None
+
+    def finish_file(self, fd: int, entry: Entry, parts: tuple[str, ...]) -> None:
+        """The file's last byte is written: its mtime, fsync if large, then close."""
+        try:
+            with contextlib.suppress(OSError):  # a filesystem without mtimes still gets it
+                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            if entry.size >= BIG_FILE:
+                os.fsync(fd)
+            else:
+                self._unsynced.append(self.path.joinpath(*parts))
+        except OSError as exc:
+            raise LocalFileError(f"cannot store a file: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def seal(self, plan: Plan, entries: tuple[Entry, ...]) -> None:
+        """Directories' mtimes (deepest first), then everything flushed to disk."""
+        for parts, entry in reversed(list(zip(plan.paths, entries, strict=True))):
+            if entry.is_dir:
+                with contextlib.suppress(OSError):
+                    os.utime(self.path.joinpath(*parts), ns=(entry.mtime_ns, entry.mtime_ns))
+        if len(self._unsynced) <= SYNCFS_THRESHOLD or not _syncfs(self.path):
+            for path in self._unsynced:
+                _fsync_path(path)
+            for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True):
+                if is_dir:
+                    _fsync_path(self.path.joinpath(*parts))
+        self._unsynced.clear()
+        _fsync_path(self.path)
+
+    def install(self, top_level: list[str], overwrite: bool) -> None:
+        """Rename each top-level entry into the output directory; all or none."""
+        try:
+            for name in top_level:
+                source, target = self.path / name, self.directory / name
+                replace = overwrite and target.is_file() and not target.is_symlink()
+                if replace and source.is_file():
+                    os.replace(source, target)  # the replaced file cannot be moved back
+                else:
+                    _rename_no_replace(source, target)
+                    self._installed.append((target, source))
+            _fsync_path(self.directory)
+        except FileExistsError as exc:
+            self._roll_back()
+            raise LocalFileError(f"{display_name(str(exc.filename))} appeared meanwhile; "
+                                 "nothing was stored") from None  # fmt: skip
+        except OSError as exc:
+            self._roll_back()
+            raise LocalFileError(f"cannot store the files: {exc.strerror}") from None
+
+    def _roll_back(self) -> None:
+        for target, source in reversed(self._installed):
+            with contextlib.suppress(OSError):
+                os.rename(target, source)
+        self._installed.clear()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def conflicts(directory: Path, plan: Plan, overwrite: bool) -> list[str]:
+    """Top-level names that already exist in directory (and may not be replaced)."""
+    found = []
+    top_is_dir = {parts[0]: is_dir for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True)
+                  if len(parts) == 1}  # fmt: skip
+    for name in plan.top_level:
+        target = directory / name
+        if not os.path.lexists(target):
+            continue
+        replaceable = target.is_file() and not target.is_symlink() and not top_is_dir[name]
+        if not (overwrite and replaceable):
+            found.append(name + ("/" if target.is_dir() else ""))
+    return found
+
+
+def write_all(fd: int, data: memoryview) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as exc:
+        raise LocalFileError(f"cannot write a file: {exc.strerror}") from None
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a finished range (see receiver._start_writeback)."""
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (AttributeError, OSError):
+        pass
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _syncfs(path: Path) -> bool:
+    """One syncfs(2) for the filesystem holding path (True if it ran and succeeded).
+
+    Far cheaper than an fsync per file for many small files (measured: 1,000
+    files of 1 KiB, 0.32 s of fsyncs against 0.06 s for write + one syncfs).
+    """
+    libc = _libc()
+    if libc is None or not hasattr(libc, "syncfs"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return bool(libc.syncfs(fd) == 0)
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _rename_no_replace(source: Path, target: Path) -> None:
+    """rename(2) that fails with FileExistsError instead of replacing target."""
+    libc = _libc()
+    renameat2 = getattr(libc, "renameat2", None) if libc is not None else None
+    if renameat2 is not None:
+        result = renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                           _RENAME_NOREPLACE)  # fmt: skip
+        if result == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), str(target))
+    # No renameat2 here (or not on this filesystem): check, then rename. The
+    # window between the two is the only place a name appearing meanwhile
+    # could be replaced (an empty directory, or a file by a file).
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "exists", str(target))
+    os.rename(source, target)

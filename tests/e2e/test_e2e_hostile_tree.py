@@ -1,0 +1,140 @@
+"""The real ./receive against a malicious sender offering a tree (hostile manifests).
+
+The fake (tests/e2e/fakes.py) is built on the project's own SenderSession, so its OFFER and
+MANIFEST records are authentic: what a person holding the code could send. Whatever the
+manifest says, the receiver must write nothing outside its output directory, refuse
+before any data moves when the tree cannot be stored safely, and leave no staging behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ferry.protocol import manifest, messages
+from ferry.protocol.manifest import Entry
+
+from .fakes import Data, FakeSender, Step
+from .harness import assert_one_line_error, leftovers
+from .test_e2e_hostile_sender import run_against_fake, snapshot
+
+EXIT_PEER_GONE = 7
+EXIT_REFUSED_BY_PEER = 10
+
+
+def entry(path: str, size: int = 1, is_dir: bool = False) -> Entry:
+    return Entry(path, is_dir, 0 if is_dir else size, 0)
+
+
+def tree_fake(relay, entries: list[Entry], records: list[bytes] | None = None,
+              offer: messages.Offer | None = None) -> FakeSender:  # fmt: skip
+    records = manifest.encode_records(entries) if records is None else records
+    files = [e for e in entries if not e.is_dir]
+    size = sum(e.size for e in files)
+    offer = offer or messages.Offer(
+        messages.KIND_TREE, "", size, messages.MANIFEST_VERSION, len(entries), len(files),
+        len(records),
+    )  # fmt: skip
+    steps: list[Step] = [Data(b"A" * size, final=True)]
+    return FakeSender(relay.host, relay.port, "", size, steps, offer=offer, manifest=records)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    outdir = tmp_path / "sandbox" / "out"
+    outdir.mkdir(parents=True)
+    (tmp_path / "sandbox" / "keep.txt").write_text("keep")
+    return outdir
+
+
+D = entry("d", is_dir=True)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("entries", "said"),
+    [
+        ([D, entry("d/../../evil")], "unusable path"),
+        ([entry("/etc/evil")], "unusable path"),
+        ([D, entry("d//x")], "unusable path"),
+        ([D, entry("d/..")], "unusable path"),
+        ([entry("../evil")], "unusable path"),
+        ([entry("x/evil")], "not inside a listed directory"),
+        ([entry("f"), entry("f/evil")], "not inside a listed directory"),
+        ([D, entry("d/a"), entry("d/a")], "collides"),
+        ([D, entry("d/ab:c"), entry("d/ab_c")], "collides"),
+        ([D, entry("d", is_dir=True)], "collides"),
+        ([entry("/".join(["n"] * (i + 1)), is_dir=True) for i in range(70)], "deeper than 64"),
+    ],
+    ids=["dotdot", "absolute", "empty-part", "trailing-dotdot", "top-dotdot", "no-parent",
+         "file-as-parent", "duplicate", "same-after-sanitising", "dir-twice", "depth-bomb"],
+)  # fmt: skip
+def test_hostile_manifest_is_refused_before_any_byte_and_nothing_is_written(
+    relay, run_receive, tmp_path, sandbox, entries, said
+):
+    watched = snapshot(tmp_path, exclude=sandbox)
+    fake = tree_fake(relay, entries)
+    result = run_against_fake(relay, run_receive, fake, sandbox)
+    assert result.returncode == EXIT_REFUSED_BY_PEER, result.stderr
+    line = assert_one_line_error(result.stderr, "receive", said)
+    assert "\x1b" not in line
+    assert fake.outcome == "refused", (fake.outcome, fake.error)
+    assert fake.answer is not None and fake.answer.reason == messages.REASON_BAD_NAME
+    assert list(sandbox.iterdir()) == [], "a refused tree left something behind"
+    assert snapshot(tmp_path, exclude=sandbox) == watched
+    assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "lie",
+    ["counts", "sizes", "garbage-record", "too-many-records", "data-beyond-manifest"],
+)
+def test_manifest_that_lies_ends_the_transfer_as_a_protocol_error(
+    relay, run_receive, tmp_path, sandbox, lie
+):
+    entries = [D, entry("d/a", 3), entry("d/b", 4)]
+    records = manifest.encode_records(entries)
+    offer = messages.Offer(messages.KIND_TREE, "", 7, 1, 3, 2, 1)
+    if lie == "counts":
+        offer = messages.Offer(messages.KIND_TREE, "", 7, 1, 2, 2, 1)
+    elif lie == "sizes":
+        offer = messages.Offer(messages.KIND_TREE, "", 9, 1, 3, 2, 1)
+    elif lie == "garbage-record":
+        records = [json.dumps({"entries": [{"path": ["x"]}]}).encode()]
+    elif lie == "too-many-records":
+        records = records + records
+        offer = messages.Offer(messages.KIND_TREE, "", 7, 1, 3, 2, 2)
+    fake = tree_fake(relay, entries, records, offer)
+    if lie == "data-beyond-manifest":
+        fake.steps = [Data(b"A" * 8, final=True)]
+    result = run_against_fake(relay, run_receive, fake, sandbox)
+    assert result.returncode == EXIT_PEER_GONE, result.stderr
+    assert_one_line_error(result.stderr, "receive")
+    assert list(sandbox.iterdir()) == [] and leftovers(sandbox) == []
+
+
+@pytest.mark.timeout(60)
+def test_unknown_manifest_version_is_refused_as_unsupported(relay, run_receive, sandbox):
+    entries = [entry("a")]
+    offer = messages.Offer(messages.KIND_TREE, "", 1, 99, 1, 1, 1)
+    fake = tree_fake(relay, entries, offer=offer)
+    fake.raw_offer = b'{"kind":"tree","manifest":99,"records":1,"entries":1}'
+    result = run_against_fake(relay, run_receive, fake, sandbox)
+    assert result.returncode == EXIT_REFUSED_BY_PEER, result.stderr
+    assert_one_line_error(result.stderr, "receive", "manifest version 99")
+    assert fake.answer is not None and fake.answer.reason == messages.REASON_UNSUPPORTED
+    assert list(sandbox.iterdir()) == []
+
+
+@pytest.mark.timeout(60)
+def test_honest_fake_tree_is_stored_to_show_the_fake_is_faithful(relay, run_receive, sandbox):
+    fake = tree_fake(relay, [D, entry("d/a", 3), entry("d/b", 4), entry("top", 0)])
+    result = run_against_fake(relay, run_receive, fake, sandbox)
+    assert result.returncode == 0, result.stderr
+    assert fake.outcome == "acked"
+    assert (sandbox / "d" / "a").read_bytes() == b"AAA"
+    assert (sandbox / "d" / "b").read_bytes() == b"AAAA"
+    assert (sandbox / "top").read_bytes() == b""

@@ -1,0 +1,139 @@
+"""Resume with the real executables: a 1 GiB transfer cut (kill -9), then finished later.
+
+Each cut is made with one side frozen (SIGSTOP, harness.frozen_mid_transfer), so the
+transfer cannot finish while the other is killed. The relay's log line for the second
+pipe says how many bytes went through it (bytes_to_receiver).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from ferry_testing.procs import Relay
+
+from .harness import files_equal, frozen_mid_transfer, wait_until
+
+GIB = 1024**3
+EXIT_PEER_GONE = 7
+
+
+def partials(outdir: Path) -> list[Path]:
+    return sorted(outdir.glob(".ferry-resume-*.part"))
+
+
+def pipe_bytes(relay: Relay, nth: int) -> int:
+    """bytes_to_receiver of the relay's nth receiver line (1-based), waiting for it."""
+
+    def lines() -> list[str]:
+        return re.findall(r"role=receiver .*?bytes_to_receiver=(\d+)", relay.log())
+
+    assert wait_until(lambda: len(lines()) >= nth, 30), relay.log()
+    return int(lines()[nth - 1])
+
+
+def cut_by_killing_the_receiver(
+    relay, start_send, start_receive, tmp_path
+) -> tuple[Path, Path, int]:
+    """Source, output dir and the partial's size after the receiver was SIGKILLed mid-way."""
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
+        src, sender, receiver, outdir,
+    ):  # fmt: skip
+        receiver.proc.kill()
+        receiver.wait(30)
+    assert sender.wait(60) == EXIT_PEER_GONE  # let go on leaving the block
+    [partial] = partials(outdir)
+    kept = partial.stat().st_size
+    assert 0 < kept < GIB
+    assert stat.S_IMODE(partial.stat().st_mode) == 0o600
+    assert not (outdir / "big.bin").exists()
+    return src, outdir, kept
+
+
+@pytest.mark.timeout(180)
+def test_receiver_killed_then_resumed_moves_only_the_missing_bytes(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    src, outdir, kept = cut_by_killing_the_receiver(relay, start_send, start_receive, tmp_path)
+    sender = start_send(relay, src)
+    result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming after {kept} of {GIB} bytes" in result.stderr
+    assert sender.wait(60) == 0, sender.stderr()
+    assert files_equal(src, outdir / "big.bin")
+    assert partials(outdir) == []
+    moved = pipe_bytes(relay, 2)
+    assert moved < GIB - kept + (1 << 20), (moved, kept)  # the rest, plus record overhead
+
+
+@pytest.mark.timeout(180)
+def test_sender_killed_keeps_the_partial_and_a_new_send_resumes_it(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "receiver") as (
+        src, sender, receiver, outdir,
+    ):  # fmt: skip
+        sender.proc.kill()
+    assert receiver.wait(60) == EXIT_PEER_GONE, receiver.stderr()
+    [partial] = partials(outdir)
+    kept = partial.stat().st_size
+    sender = start_send(relay, src)
+    result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming after {kept} " in result.stderr
+    assert files_equal(src, outdir / "big.bin")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("change", ["tampered-partial", "changed-source"])
+def test_a_changed_source_or_tampered_partial_starts_over_and_gives_the_right_file(
+    relay, start_send, start_receive, run_receive, tmp_path, change
+):
+    src, outdir, kept = cut_by_killing_the_receiver(relay, start_send, start_receive, tmp_path)
+    victim = partials(outdir)[0] if change == "tampered-partial" else src
+    with open(victim, "r+b") as f:
+        f.seek(kept // 2)
+        f.write(b"\x01")
+    sender = start_send(relay, src)
+    result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "starting over" in result.stderr
+    assert files_equal(src, outdir / "big.bin")
+    assert pipe_bytes(relay, 2) > GIB
+
+
+@pytest.mark.timeout(180)
+def test_no_resume_discards_the_partial_and_moves_everything(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    src, outdir, _ = cut_by_killing_the_receiver(relay, start_send, start_receive, tmp_path)
+    sender = start_send(relay, src)
+    result = run_receive(relay, sender.code, outdir, extra_args=["--no-resume", "-v"])
+    assert result.returncode == 0, result.stderr
+    assert "resuming" not in result.stderr
+    assert files_equal(src, outdir / "big.bin") and partials(outdir) == []
+    assert pipe_bytes(relay, 2) > GIB
+
+
+@pytest.mark.timeout(60)
+def test_partials_older_than_a_week_are_removed_by_the_next_receive(
+    relay, start_send, run_receive, tmp_path
+):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    stale = outdir / ".ferry-resume-00000000000000000000000000000000.part"
+    fresh = outdir / ".ferry-resume-11111111111111111111111111111111.part"
+    for path in (stale, fresh):
+        path.write_bytes(b"partial")
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(stale, (week_ago, week_ago))
+    (tmp_path / "f.txt").write_bytes(b"f")
+    sender = start_send(relay, tmp_path / "f.txt")
+    result = run_receive(relay, sender.code, outdir)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists() and fresh.exists()

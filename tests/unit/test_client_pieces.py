@@ -1,0 +1,53 @@
+"""Pure pieces of the clients: the sender's tree walk, the text shown on a terminal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ferry.client.output import _for_terminal
+from ferry.client.tree import walk
+from ferry.errors import LocalFileError
+
+
+def test_text_for_a_terminal_shows_escape_and_control_characters_as_question_marks() -> None:
+    text = "ok\tnew\nline \x1b[2J bell\x07 \u202eevil\n".encode()
+    assert _for_terminal(text) == b"ok\tnew\nline ?[2J bell? ?evil\n"
+
+
+def test_text_for_a_terminal_replaces_invalid_utf8() -> None:
+    assert _for_terminal(b"caf\xe9\n") == "caf\ufffd\n".encode()
+
+
+def test_walk_lists_a_directory_before_its_contents_sorted_and_skips_special_files(
+    tmp_path: Path,
+) -> None:
+    top = tmp_path / "top"
+    (top / "b" / "c").mkdir(parents=True)
+    (top / "a.txt").write_bytes(b"aa")
+    (top / "b" / "c" / "d").write_bytes(b"")
+    os.symlink("a.txt", top / "link")
+    os.mkfifo(top / "fifo")
+    tree = walk([str(top)], max_entries=100, max_depth=8)
+    assert [e.path for e in tree.entries] == ["top", "top/a.txt", "top/b", "top/b/c", "top/b/c/d"]
+    assert [e.size for e in tree.entries] == [0, 2, 0, 0, 0]
+    assert sorted(Path(p).name for p in tree.skipped) == ["fifo", "link"]
+
+
+def test_walk_enforces_the_entry_and_depth_caps_before_anything_is_sent(tmp_path: Path) -> None:
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    with pytest.raises(LocalFileError, match="more than 2"):
+        walk([str(tmp_path / "a")], max_entries=2, max_depth=8)
+    with pytest.raises(LocalFileError, match="deeper than 2"):
+        walk([str(tmp_path / "a")], max_entries=100, max_depth=2)
+
+
+def test_walk_refuses_two_paths_with_the_same_base_name(tmp_path: Path) -> None:
+    for parent in ("x", "y"):
+        (tmp_path / parent).mkdir()
+        (tmp_path / parent / "same").write_bytes(b"")
+    with pytest.raises(LocalFileError, match="two of the paths"):
+        walk([str(tmp_path / "x" / "same"), str(tmp_path / "y" / "same")], 100, 8)

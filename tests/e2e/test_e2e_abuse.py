@@ -141,7 +141,8 @@ def test_a_receivers_refusal_text_reaches_the_terminal_escaped(
 ) -> None:
     source = tmp_path / "a.txt"
     source.write_bytes(b"hello")
-    sender = start_send(relay, source)
+    # One attempt: a refusal now keeps the code alive for the next receiver.
+    sender = start_send(relay, source, extra_args=["--attempts", "1"])
     thread = hostile_receiver(relay.host, relay.port, sender.code, PWNED)
     assert sender.wait() == 10, sender.stderr()
     thread.join(30)

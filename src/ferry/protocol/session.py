@@ -454,7 +454,8 @@ class SenderSession(Session):
         # on the whole tree without another round trip.
         self._outgoing += self.seal_record(RecordType.OFFER, self._offer_body)
         for body in self._manifest:
-            self._outgoing += self.seal_record(RecordType.MANIFEST, body)
+            # Padded like the OFFER: sizes would tell the relay the names' lengths.
+            self._outgoing += self.seal_record(RecordType.MANIFEST, messages.padded(body))
 
     def _after_confirmation(self) -> State:
         return State.AWAIT_ANSWER

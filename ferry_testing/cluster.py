@@ -31,6 +31,8 @@ from ferry_testing import procs
 
 ROOT = procs.ROOT
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
+BALANCER_SOURCE = "127.0.0.2"
+"""HAProxy's source address towards the nodes: the one --trusted-proxy names."""
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 SECRET = b"test-cluster-secret-0123456789abcdef"
 TTL = 2.0
@@ -127,7 +129,10 @@ def haproxy_config(bind_port: int, servers: Sequence[tuple[str, int, int]]) -> s
     text = re.sub(r"(?m)^(\s*maxconn )\d+$", r"\g<1>2000", text)
     text = re.sub(r"(?m)^(\s*bind )\S+$", rf"\g<1>{procs.HOST}:{bind_port}", text)
     text = re.sub(r"(?m)^\s*server .*\n", "", text)
-    lines = "".join(
+    # The balancer connects from its own loopback address, the one the nodes
+    # trust for PROXY headers (BALANCER_SOURCE); clients and other nodes use
+    # 127.0.0.1 and send none.
+    lines = f"    source {BALANCER_SOURCE}\n" + "".join(
         f"    server {name} {procs.HOST}:{port} port {metrics}\n" for name, port, metrics in servers
     )
     return text.rstrip("\n") + "\n" + lines
@@ -184,6 +189,7 @@ class Cluster:
             "--cluster-secret-file", str(self.secret_file),
             "--node-id", name,
             "--cluster-ttl", str(TTL),
+            "--trusted-proxy", f"{BALANCER_SOURCE}/32",
             *flags,
             metrics=True,
             env=node_env(),

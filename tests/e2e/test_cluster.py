@@ -26,6 +26,7 @@ from ferry.protocol import rendezvous as rv
 from ferry.relay import forward
 from ferry_testing import procs as ptest
 from ferry_testing.cluster import (
+    BALANCER_SOURCE,
     SECRET,
     TTL,
     Cluster,
@@ -154,6 +155,11 @@ def close_all(*socks: socket.socket) -> None:
 def test_seed_session_through_the_balancer(shared, start_send, run_receive, tmp_path):
     address = shared.balancer.address
     transfer(start_send, run_receive, tmp_path, address, address, size=1_000_000)
+    # HAProxy speaks PROXY v2 to the nodes: their lines name the clients, never the
+    # balancer's own source address.
+    logs = "".join(node.log() for node in shared.nodes.values())
+    assert "peer=127.0.0.1:" in logs, logs[-2000:]
+    assert BALANCER_SOURCE not in logs, logs[-2000:]
 
 
 def test_sender_and_receiver_on_different_nodes_are_forwarded(

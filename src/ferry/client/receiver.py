@@ -29,7 +29,7 @@ from ferry.client.partials import Partial, remove_stale
 from ferry.client.peer import abort_text, stored_notice
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
-from ferry.client.staging import start_writeback, write_all
+from ferry.client.staging import fsync_directory, start_writeback, write_all
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import (
@@ -416,7 +416,7 @@ class Receiver:
                     os.rename(temp, target)
                 else:
                     os.unlink(temp)
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
         except OSError as exc:
             raise LocalFileError(f"cannot store the file: {exc.strerror}") from None
 
@@ -434,19 +434,6 @@ def _free_bytes(directory: Path) -> int | None:
     except (OSError, AttributeError):
         return None
     return stats.f_bavail * stats.f_frsize
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except (OSError, AttributeError):
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -130,7 +130,7 @@ class Staging:
                 else:
                     _rename_no_replace(source, target)
                     self._installed.append((target, source))
-            _fsync_path(self.directory)
+            fsync_directory(self.directory)
         except FileExistsError as exc:
             self._roll_back()
             raise LocalFileError(f"{display_name(str(exc.filename))} appeared meanwhile; "
@@ -214,9 +214,10 @@ def _syncfs(path: Path) -> bool:
         os.close(fd)
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync_path(path: Path, flags: int = os.O_NOFOLLOW) -> None:
+    """Best effort: flush a staged entry (never following a link) or a directory."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | flags)
     except OSError:
         return
     try:
@@ -225,6 +226,11 @@ def _fsync_path(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush the output directory's entries (DIR itself may be a link to it)."""
+    _fsync_path(directory, os.O_DIRECTORY)
 
 
 def _rename_no_replace(source: Path, target: Path) -> None:

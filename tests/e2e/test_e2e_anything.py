@@ -314,7 +314,7 @@ def test_receivers_entry_cap_refuses_before_data_and_senders_cap_fails_before_th
 
 
 @pytest.mark.timeout(120)
-def test_sender_killed_mid_tree_leaves_the_output_directory_as_it_was(
+def test_sender_killed_mid_tree_stores_nothing_and_keeps_a_resumable_staging(
     procs, logdir, relay, tmp_path
 ):
     src = tmp_path / "src" / "big"
@@ -334,13 +334,18 @@ def test_sender_killed_mid_tree_leaves_the_output_directory_as_it_was(
     def staged_bytes() -> int:
         return sum(
             (Path(d) / n).stat().st_size
-            for part in out.glob(".ferry-*.part")
+            for part in out.glob(".ferry-resume-*.tree")
             for d, _, names in os.walk(part)
             for n in names
         )
 
-    assert wait_until(lambda: staged_bytes() > 1 << 20, 60, interval=0.01)
-    sender.proc.kill()
-    assert receiver.wait(60) == EXIT_PEER_GONE
-    err.close()
-    assert sorted(p.name for p in out.iterdir()) == ["keep"]
+    try:
+        assert wait_until(lambda: staged_bytes() > 1 << 20, 60, interval=0.01)
+        sender.proc.kill()
+        assert receiver.wait(60) == EXIT_PEER_GONE
+    finally:
+        err.close()
+    # Nothing under a final name; what arrived is kept, hidden, for a resume.
+    [staging] = out.glob(".ferry-resume-*.tree")
+    assert sorted(p.name for p in out.iterdir()) == sorted(["keep", staging.name])
+    assert stat.S_IMODE(staging.stat().st_mode) == 0o700

@@ -16,26 +16,39 @@ Rules (docs/PROTOCOL.md, "Resume"):
   renamed into place: a changed source or a tampered partial never makes a
   wrong file, it starts over;
 - --no-resume truncates an existing partial; partials untouched for
-  PARTIAL_MAX_AGE are removed by the next receive into that DIR.
+  PARTIAL_MAX_AGE are removed by the next receive into that DIR (with the
+  resumable stagings of trees, client/staging.py, and whatever a killed
+  receive left under a temporary name).
+
+A stream (stdin, size unknown) resumes the same way, keyed by its name.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 
-from ferry.errors import LocalFileError
+from ferry.errors import ConnectionLost, Interrupted, LocalFileError, TimedOut
+from ferry.protocol.messages import UNKNOWN_SIZE
 
 RESUME_PREFIX = ".ferry-resume-"
 SUFFIX = ".part"
 PARTIAL_MAX_AGE = 7 * 24 * 3600.0
 """Seconds a partial may stay unused before a receive into its DIR removes it."""
 _HASH_BLOCK = 1024 * 1024
+STALE_PATTERNS = (f"{RESUME_PREFIX}*{SUFFIX}", ".ferry-resume-*.tree", ".ferry-*.part")
+"""What remove_stale() looks at: partials, tree stagings, temporary files and stagings."""
+
+CUT = (ConnectionLost, TimedOut, Interrupted, asyncio.CancelledError, KeyboardInterrupt)
+"""Failures that keep what arrived for resuming: the transfer was cut, not wrong (an
+ABORT from the sender says something was wrong)."""
 
 
 class Partial:
@@ -67,7 +80,8 @@ class Partial:
                 raise LocalFileError(
                     "another receive is writing this file into the same directory"
                 ) from None
-            kept = info.st_size if resume and info.st_size <= size else 0
+            fits = size == UNKNOWN_SIZE or info.st_size <= size
+            kept = info.st_size if resume and fits else 0
             if kept != info.st_size:
                 os.ftruncate(fd, kept)
             return cls(path, fd, kept)
@@ -110,16 +124,21 @@ class Partial:
 
 
 def remove_stale(directory: Path, now: float | None = None) -> None:
-    """Remove partials unused for PARTIAL_MAX_AGE (skipping any a receive holds)."""
+    """Remove what receives left unused for PARTIAL_MAX_AGE (skipping any a receive holds)."""
     now = time.time() if now is None else now
     with contextlib.suppress(OSError):
-        for path in directory.glob(f"{RESUME_PREFIX}*{SUFFIX}"):
+        stale = {path for pattern in STALE_PATTERNS for path in directory.glob(pattern)}
+        for path in stale:
             with contextlib.suppress(OSError):
-                if now - path.lstat().st_mtime < PARTIAL_MAX_AGE:
+                info = path.lstat()
+                if now - info.st_mtime < PARTIAL_MAX_AGE or S_ISLNK(info.st_mode):
                     continue
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    os.unlink(path)
+                    if S_ISDIR(info.st_mode):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
                 finally:
                     os.close(fd)

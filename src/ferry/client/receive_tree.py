@@ -4,17 +4,28 @@ The order is the point: every check that can refuse (caps, unsafe or
 colliding names, names that already exist, space) runs before the ANSWER,
 so a refusal moves no data and leaves the output directory untouched; the
 sender keeps its code alive for another try. Storage rules: client/staging.py.
+
+Resume: a tree from a sender that can resume is staged where the next try
+finds it. Then the ANSWER lists the files kept (staging.prepare()), each
+with the SHA-256 of its bytes; a file the sender starts after its kept
+bytes must end with the sender's DIGEST of the whole file, or it is
+dropped from the staging (it starts over next time) and nothing is
+stored. A cut transfer (or one the sender gave up) keeps the staging;
+anything else removes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import os
 from typing import TYPE_CHECKING
 
+from ferry.client.partials import CUT, remove_stale
 from ferry.client.progress import Progress, percent
-from ferry.client.staging import Staging, conflicts, start_writeback, write_all
-from ferry.errors import UnsafeName
+from ferry.client.staging import Staging, conflicts, resume_key, start_writeback, write_all
+from ferry.errors import IntegrityError, RefusedByPeer, UnsafeName
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
 
@@ -24,6 +35,8 @@ if TYPE_CHECKING:
     from ferry.client.receiver import Receiver
     from ferry.client.wire import Wire
     from ferry.protocol.session import ReceiverSession
+
+log = logging.getLogger("ferry.receive")
 
 WRITEBACK_WINDOW = 8 * 1024 * 1024
 """Bytes written to one file between asking the kernel to start writing them back."""
@@ -56,25 +69,38 @@ async def receive_tree(
     if offer.entries > config.max_entries:
         text = f"{offer.entries} entries are more than this receiver takes ({config.max_entries})"
         raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text)
-    staging = Staging(receiver.directory)
+    if offer.resume:
+        remove_stale(receiver.directory)
+    key = resume_key(entries) if offer.resume else None
+    staging = Staging(receiver.directory, key, receiver.resume)
+    accepted = False
     try:
         plan = await _check(receiver, wire, session, offer, entries, staging)
         if not await receiver.confirm(describe(offer, plan)):
             raise await receiver.refuse(
                 wire, session, messages.REASON_DECLINED, "the receiver declined"
             )
-        staging.make_dirs(plan)
-        session.accept(asyncio.get_running_loop().time())
+        kept = staging.prepare(plan, entries)
+        if kept:
+            log.info("resuming: %d bytes of %d file(s) kept", sum(k.size for k in kept), len(kept))
+        session.accept(asyncio.get_running_loop().time(), kept=kept)
+        accepted = True
         await wire.flush()
         await _receive_files(wire, session, staging, plan, entries, offer, receiver.progress)
         staging.seal(plan, entries)
         staging.install(plan.top_level, receiver.overwrite)
     except BaseException as exc:
-        staging.remove()
+        # Before the ANSWER nothing was written: what an earlier try kept stays.
+        cut = isinstance(exc, (*CUT, RefusedByPeer, _Mismatch))
+        staging.close(keep=cut if accepted else not staging.fresh)
         await receiver.abort_on(wire, exc)
         raise
-    staging.remove()  # empty now
+    staging.close(keep=False)  # empty now
     return receiver.directory / plan.top_level[0]
+
+
+class _Mismatch(IntegrityError):
+    """A resumed file's whole content did not match the sender's DIGEST (it starts over)."""
 
 
 async def _check(
@@ -115,10 +141,11 @@ async def _receive_files(
     offer: messages.Offer,
     progress: Progress,
 ) -> None:
-    from ferry.protocol.session import AllReceived, FileData
+    from ferry.protocol.session import AllReceived, DigestReceived, FileData, Started
 
     fd: int | None = None
     written = written_back = received = 0
+    digest: hashlib._Hash | None = None  # of the file being resumed, kept bytes and new
     progress.start(offer.size, f"{offer.files} file(s)")
     try:
         while True:
@@ -126,12 +153,34 @@ async def _receive_files(
             event = await wire.next_event()
             if isinstance(event, AllReceived):
                 return
-            assert isinstance(event, FileData)  # all a tree's session yields while RECEIVING
+            if isinstance(event, Started):  # a kept file: where its bytes go on
+                assert event.index is not None
+                entry = entries[event.index]
+                fd = staging.open_kept(plan.paths[event.index], entry.executable, event.offset)
+                written = written_back = event.offset
+                digest = staging.kept_digests[event.index] if event.offset else None
+                received += event.offset
+                progress.update(event.offset)
+                continue
+            if isinstance(event, DigestReceived):
+                assert event.index is not None and digest is not None
+                if event.sha256 != digest.hexdigest():
+                    staging.drop(plan.paths[event.index])
+                    name = display_name(entries[event.index].path)
+                    raise _Mismatch(
+                        f"the resumed file {name} does not match the sender's "
+                        "(a changed source or partial); it starts over next time"
+                    )
+                digest = None
+                continue
+            assert isinstance(event, FileData)  # all else a tree's session yields
             entry = entries[event.index]
             if fd is None:
                 fd = staging.open_file(plan.paths[event.index], entry.executable)
                 written = written_back = 0
             write_all(fd, event.data)
+            if digest is not None:
+                digest.update(event.data)
             written += len(event.data)
             received += len(event.data)
             if written - written_back >= WRITEBACK_WINDOW:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ferry.address import Address
 from ferry.client.output import Output, receive_text, receive_to_stdout
-from ferry.client.partials import Partial, remove_stale
+from ferry.client.partials import CUT, Partial, remove_stale
 from ferry.client.peer import abort_text, stored_notice
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
@@ -38,7 +38,6 @@ from ferry.errors import (
     FerryError,
     FileExists,
     IntegrityError,
-    Interrupted,
     LocalFileError,
     RefusedByPeer,
     RelayRefused,
@@ -59,10 +58,6 @@ TEMP_SUFFIX = ".part"
 
 
 log = logging.getLogger("ferry.receive")
-
-_CUT = (ConnectionLost, TimedOut, Interrupted, asyncio.CancelledError, KeyboardInterrupt)
-"""Failures that keep a partial for resuming: the transfer was cut, not wrong (an ABORT
-from the sender says something was wrong: its partial goes)."""
 
 
 class RefusedOffer(FerryError):
@@ -248,8 +243,9 @@ class Receiver:
                 else:
                     log.info("the kept partial did not match the sender's file; starting over")
             label = display_name(target.name)
+            size = max(offer.size, 0)  # a stream's size is known at its end
             await self._receive_data(
-                wire, partial.fd, offer.size, label, session.received, partial.digest
+                wire, partial.fd, size, label, session.received, partial.digest
             )
             if session.resumed:
                 got = await wire.expect(DigestReceived)
@@ -265,7 +261,7 @@ class Receiver:
             self._install(partial.path, target)
             keep = False
         except BaseException as exc:
-            keep = keep and isinstance(exc, _CUT)
+            keep = keep and isinstance(exc, CUT)
             await self.abort_on(wire, exc)
             raise
         finally:

@@ -167,7 +167,7 @@ class Sender:
         out = self.outgoing
         session = SenderSession(
             code.password, out.offer(), timeouts(self.config),
-            manifest_records=out.manifest_records(),
+            manifest_records=out.manifest_records(), file_sizes=out.file_sizes(),
         )  # fmt: skip
         try:
             link = await self._join(control, code, ticket, standby, session)

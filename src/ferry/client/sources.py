@@ -9,6 +9,13 @@ filled across file boundaries).
 
 A source that cannot be read twice (stdin) is `replayable = False`: once
 its data started moving, a failed attempt ends the sender.
+
+Resume: every source but a text offers it. A file (or a stream) the
+receiver kept part of is hashed over that part first: if it matches, the
+DATA starts after it and a DIGEST of the whole follows; a file of a tree
+the same, file by file; a stream that does not begin with the bytes the
+receiver kept cannot start over (they were read), so the sender gives up
+and the receiver drops them (the next try starts from zero).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class Source(Protocol):
 
     def offer(self) -> messages.Offer: ...
     def manifest_records(self) -> list[bytes]: ...
+    def file_sizes(self) -> dict[int, int]: ...
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None: ...
     def close(self) -> None: ...
 
@@ -81,6 +89,9 @@ class Outgoing:
     def manifest_records(self) -> list[bytes]:
         return []
 
+    def file_sizes(self) -> dict[int, int]:
+        return {}
+
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         from ferry.protocol.session import State
 
@@ -91,7 +102,7 @@ class Outgoing:
         if session.resume_from:
             # The receiver kept a partial: resume only if our first bytes are
             # the ones it has; the DIGEST then proves the whole file.
-            digest = self._hash_prefix(chunk, session.resume_from)
+            digest = hash_prefix(self.file, chunk, session.resume_from)
             start = session.resume_from if digest.hexdigest() == session.prefix_sha256 else 0
             if not start:
                 digest = None
@@ -118,19 +129,21 @@ class Outgoing:
         finally:
             progress.close()
 
-    def _hash_prefix(self, chunk: memoryview, length: int) -> hashlib._Hash:
-        digest = hashlib.sha256()
-        left = length
-        while left:
-            n = read_fully(self.file, chunk[: min(left, len(chunk))])
-            if not n:
-                break
-            digest.update(chunk[:n])
-            left -= n
-        return digest
-
     def close(self) -> None:
         self.file.close()
+
+
+def hash_prefix(file: BinaryIO, chunk: memoryview, length: int) -> hashlib._Hash:
+    """SHA-256 of a file's next `length` bytes (fewer if it ends first), read through chunk."""
+    digest = hashlib.sha256()
+    left = length
+    while left:
+        n = read_fully(file, chunk[: min(left, len(chunk))])
+        if not n:
+            break
+        digest.update(chunk[:n])
+        left -= n
+    return digest
 
 
 class TreeSource:
@@ -150,10 +163,14 @@ class TreeSource:
         return messages.Offer(
             messages.KIND_TREE, "", self.size, manifest=messages.MANIFEST_VERSION,
             entries=len(self.tree.entries), files=self.tree.files, records=len(self._records),
+            resume=True,
         )  # fmt: skip
 
     def manifest_records(self) -> list[bytes]:
         return self._records
+
+    def file_sizes(self) -> dict[int, int]:
+        return {i: e.size for i, e in enumerate(self.tree.entries) if not e.is_dir}
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         from ferry.protocol.session import State
@@ -163,22 +180,42 @@ class TreeSource:
         fill = 0
         progress.start(self.size, self.label)
         try:
-            for entry, path in zip(self.tree.entries, self.tree.sources, strict=True):
+            for index, (entry, path) in enumerate(zip(self.tree.entries, self.tree.sources,
+                                                      strict=True)):  # fmt: skip
                 if entry.is_dir or not entry.size:
                     continue
                 with _open_listed(path, entry.size) as file:
-                    left = entry.size
+                    digest, offset = None, 0
+                    kept = session.kept.get(index)
+                    if kept is not None:  # the START follows every earlier byte
+                        if fill:
+                            await self._write(wire, session, chunk[:fill], loop.time())
+                            progress.update(fill)
+                            fill = 0
+                        digest, offset = _start(session, file, chunk, kept, loop.time())
+                        await wire.flush()
+                        progress.update(offset)
+                    left = entry.size - offset
                     while left:
                         want = min(left, len(chunk) - fill)
                         n = read_fully(file, chunk[fill : fill + want])
                         if n < want:
                             raise LocalFileError(f"{path} shrank while it was being sent")
+                        if digest is not None:
+                            digest.update(chunk[fill : fill + n])
                         fill += n
                         left -= n
                         if fill == len(chunk):
                             await self._write(wire, session, chunk, loop.time())
                             progress.update(fill)
                             fill = 0
+                    if digest is not None:  # the DIGEST right after the file's last byte
+                        if fill:
+                            await self._write(wire, session, chunk[:fill], loop.time())
+                            progress.update(fill)
+                            fill = 0
+                        session.send_file_digest(index, digest.hexdigest(), loop.time())
+                        await wire.flush()
             if session.state is State.SENDING:  # the rest, or one empty final record
                 await self._write(wire, session, chunk[:fill], loop.time())
                 progress.update(fill)
@@ -193,6 +230,22 @@ class TreeSource:
 
     def close(self) -> None:
         pass
+
+
+def _start(
+    session: SenderSession, file: BinaryIO, chunk: memoryview, kept: messages.Kept, now: float
+) -> tuple[hashlib._Hash | None, int]:
+    """START a file of a tree the receiver kept some of: after that if ours begins the same.
+
+    The running SHA-256 of the file (None when it starts over) and where it starts.
+    """
+    digest = hash_prefix(file, chunk, kept.size)
+    if digest.hexdigest() != kept.sha256:
+        file.seek(0)
+        session.start_file(kept.index, 0, now)
+        return None, 0
+    session.start_file(kept.index, kept.size, now)
+    return digest, kept.size
 
 
 def _open_listed(path: str, size: int) -> BinaryIO:
@@ -221,10 +274,13 @@ class StreamSource:
         self.record_size = record_size
 
     def offer(self) -> messages.Offer:
-        return messages.Offer(messages.KIND_STREAM, self.name, messages.UNKNOWN_SIZE)
+        return messages.Offer(messages.KIND_STREAM, self.name, messages.UNKNOWN_SIZE, resume=True)
 
     def manifest_records(self) -> list[bytes]:
         return []
+
+    def file_sizes(self) -> dict[int, int]:
+        return {}
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         loop = asyncio.get_running_loop()
@@ -232,17 +288,48 @@ class StreamSource:
         reader = _Reader(self.fd, loop)
         progress.start(0, self.name)
         try:
+            digest = None
+            if session.resume_from:
+                digest = await self._skip_kept(reader, chunk, session)
+                session.start_at(session.resume_from, loop.time())
+                await wire.flush()
+                progress.update(session.sent)
             while True:
                 n = await reader.read_fully(chunk)
                 end = n < len(chunk)
+                if digest is not None:
+                    digest.update(chunk[:n])
                 wire.lost_message = f"the receiver went away after {session.sent} bytes"
                 await wire.write(session.send_data(chunk[:n], loop.time(), end=end))
                 progress.update(n)
                 if end:
-                    return
+                    break
+            if digest is not None:
+                session.send_digest(digest.hexdigest(), loop.time())
+                await wire.flush()
         finally:
             reader.close()
             progress.close()
+
+    async def _skip_kept(
+        self, reader: _Reader, chunk: memoryview, session: SenderSession
+    ) -> hashlib._Hash:
+        """Read past the bytes the receiver kept, checking they are ours (the hash so far)."""
+        digest = hashlib.sha256()
+        left = session.resume_from
+        while left:
+            n = await reader.read_fully(chunk[: min(left, len(chunk))])
+            digest.update(chunk[:n])
+            left -= n
+            if not n:
+                break
+        if left or digest.hexdigest() != session.prefix_sha256:
+            raise LocalFileError(
+                f"standard input does not begin with the {session.resume_from} bytes the "
+                "receiver kept from an earlier try, and they cannot be read again; "
+                "it drops them: send again"
+            )
+        return digest
 
     def close(self) -> None:
         pass
@@ -324,6 +411,9 @@ class TextSource:
 
     def manifest_records(self) -> list[bytes]:
         return []
+
+    def file_sizes(self) -> dict[int, int]:
+        return {}
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         from ferry.protocol.records import MAX_DATA_PAYLOAD

@@ -19,6 +19,15 @@ Rules (never lose or corrupt anything, as for a single file):
   output directory is fsynced; only then is the ACK sent;
 - if anything fails, entries already renamed are moved back and the
   staging directory is removed: the output directory is as it was.
+
+A tree from a sender that can resume is staged under a name the next try
+finds again, `.ferry-resume-<key>.tree` (key: the SHA-256 of the top-level
+names), locked with flock(2) while a receive uses it. If the transfer is
+cut it stays: prepare() on the next try removes whatever the new manifest
+does not list (or lists as another kind), and offers the sender every
+staged file that is not longer than the file offered (client/partials.py
+has the same rules for a single file, and removes stagings left unused for
+PARTIAL_MAX_AGE).
 """
 
 from __future__ import annotations
@@ -26,17 +35,25 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
+import hashlib
 import os
 import secrets
 import shutil
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from ferry.errors import LocalFileError
 from ferry.names import display_name
 from ferry.protocol.manifest import Entry, Plan
+from ferry.protocol.messages import Kept
 
 STAGING_PREFIX = ".ferry-"
 STAGING_SUFFIX = ".part"
+RESUMABLE_PREFIX = ".ferry-resume-"
+RESUMABLE_SUFFIX = ".tree"
+_HASH_BLOCK = 1024 * 1024
 BIG_FILE = 1024 * 1024
 """Files at least this large are fsynced as soon as they are complete, in bytes."""
 SYNCFS_THRESHOLD = 256
@@ -45,9 +62,29 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
+def resume_key(entries: Sequence[Entry]) -> str:
+    """What names a tree's resumable staging: its top-level names, as offered."""
+    top = dict.fromkeys(entry.path.split("/", 1)[0] for entry in entries)
+    text = "\0".join(["tree", *top])
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+
+
 class Staging:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, key: str | None = None, resume: bool = True) -> None:
+        """A new staging directory; with `key`, the resumable one of that tree (kept
+        from an earlier try unless `resume` is false)."""
         self.directory = directory
+        self.resumable = key is not None
+        self.fresh = True
+        """Created by this receive (nothing of an earlier try is in it)."""
+        self.kept_digests: dict[int, hashlib._Hash] = {}
+        """Resumable: the SHA-256 of each kept file's bytes, by entry index (prepare())."""
+        self._lock: int | None = None
+        self._installed: list[tuple[Path, Path]] = []
+        self._unsynced: list[Path] = []
+        if key is not None:
+            self._open_resumable(directory / f"{RESUMABLE_PREFIX}{key}{RESUMABLE_SUFFIX}", resume)
+            return
         for _ in range(10):
             path = directory / f"{STAGING_PREFIX}{secrets.token_hex(8)}{STAGING_SUFFIX}"
             try:
@@ -60,8 +97,96 @@ class Staging:
             break
         else:
             raise LocalFileError(f"cannot create a staging directory in {directory}")
-        self._installed: list[tuple[Path, Path]] = []
-        self._unsynced: list[Path] = []
+
+    def _open_resumable(self, path: Path, resume: bool) -> None:
+        self.path = path
+        try:
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                self.fresh = False
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise LocalFileError(f"cannot write into {self.directory}: {exc.strerror}") from None
+        info = os.fstat(fd)
+        try:
+            if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+                raise LocalFileError(f"{path} is not a staging directory ferry made; remove it")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LocalFileError(
+                "another receive is writing these files into the same directory"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock = fd
+        if not resume and not self.fresh:
+            _empty(path)
+            self.fresh = True
+
+    def prepare(self, plan: Plan, entries: Sequence[Entry]) -> list[Kept]:
+        """The directories made; for a resumable staging, what an earlier try kept.
+
+        Whatever the plan does not list (or lists as another kind) goes, as
+        does every file not kept; a kept file is a regular file no longer
+        than the one offered, and not empty: its bytes are hashed here (read
+        back: what is on disk now counts) for the sender to check.
+        """
+        if self.fresh:
+            self.make_dirs(plan)
+            return []
+        try:
+            wanted = {parts: is_dir for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True)}
+            _prune(self.path, wanted)
+            self.make_dirs(plan, exist_ok=True)
+            kept = []
+            for index, (parts, entry) in enumerate(zip(plan.paths, entries, strict=True)):
+                if entry.is_dir:
+                    continue
+                path = self.path.joinpath(*parts)
+                found = _hash_regular(path, entry.size)
+                if found is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    continue
+                size, digest = found
+                self.kept_digests[index] = digest
+                kept.append(Kept(index, size, digest.hexdigest()))
+            return kept
+        except OSError as exc:
+            raise LocalFileError(f"cannot resume into {self.directory}: {exc.strerror}") from None
+
+    def open_kept(self, parts: tuple[str, ...], executable: bool, offset: int) -> int:
+        """A kept file (prepare()), open for writing after its first `offset` bytes."""
+        try:
+            fd = os.open(self.path.joinpath(*parts), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.ftruncate(fd, offset)
+                os.lseek(fd, offset, os.SEEK_SET)
+                mask = os.umask(0)
+                os.umask(mask)
+                os.fchmod(fd, (0o755 if executable else 0o644) & ~mask)
+            except BaseException:
+                os.close(fd)
+                raise
+        except OSError as exc:
+            raise LocalFileError(f"cannot resume a file: {exc.strerror}") from None
+        return fd
+
+    def drop(self, parts: tuple[str, ...]) -> None:
+        """Forget a staged file (a resumed file that did not match: it starts over)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.path.joinpath(*parts))
+
+    def close(self, keep: bool) -> None:
+        """Done with the staging: removed, unless `keep` (a resumable one, for the next try)."""
+        if not (keep and self.resumable):
+            self.remove()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def case_insensitive(self) -> bool:
         """Whether this filesystem ignores case in names (probed inside the staging dir)."""
@@ -75,11 +200,15 @@ class Staging:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
 
-    def make_dirs(self, plan: Plan) -> None:
+    def make_dirs(self, plan: Plan, exist_ok: bool = False) -> None:
         try:
             for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True):
                 if is_dir:
-                    os.mkdir(self.path.joinpath(*parts), 0o755)
+                    try:
+                        os.mkdir(self.path.joinpath(*parts), 0o755)
+                    except FileExistsError:
+                        if not exist_ok:
+                            raise
         except OSError as exc:
             raise LocalFileError(f"cannot create a directory: {exc.strerror}") from None
 
@@ -147,6 +276,54 @@ class Staging:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _empty(path: Path) -> None:
+    """Remove everything inside a directory (not the directory itself)."""
+    for child in os.scandir(path):
+        if child.is_dir(follow_symlinks=False):
+            shutil.rmtree(child.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(child.path)
+
+
+def _prune(root: Path, wanted: dict[tuple[str, ...], bool]) -> None:
+    """Remove what is under root but not in `wanted` (relative parts -> is a directory)."""
+    for here, dirs, files in os.walk(root, topdown=False):
+        rel = Path(here).relative_to(root).parts
+        for name in files:  # links (to anything) too: os.walk lists them here or in dirs
+            if wanted.get((*rel, name)) is not False:
+                os.unlink(os.path.join(here, name))
+        for name in dirs:
+            path = os.path.join(here, name)
+            if os.path.islink(path):
+                os.unlink(path)
+            elif wanted.get((*rel, name)) is not True:
+                shutil.rmtree(path)
+
+
+def _hash_regular(path: Path, most: int) -> tuple[int, hashlib._Hash] | None:
+    """(size, SHA-256) of a regular file of 1 to `most` bytes (no link followed), or None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or not 0 < info.st_size <= most:
+            return None
+        digest = hashlib.sha256()
+        left = info.st_size
+        while left:
+            block = os.read(fd, min(left, _HASH_BLOCK))
+            if not block:
+                return None
+            digest.update(block)
+            left -= len(block)
+        return info.st_size, digest
+    finally:
+        os.close(fd)
 
 
 def conflicts(directory: Path, plan: Plan, overwrite: bool) -> list[str]:

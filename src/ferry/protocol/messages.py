@@ -22,9 +22,15 @@ Kinds of OFFER (docs/PROTOCOL.md, part 4):
     {"kind": "stream", "name"}                bytes of unknown size (stdin)
     {"kind": "text", "size"}                  a message to print, not to store
 
-Resume (a file OFFER with "resume": 1): ANSWER {"accept": true,
-"resume_from": K, "prefix_sha256": H}, then the sender's START {"from": K
-or 0} before its DATA and, when K > 0, DIGEST {"sha256"} after it.
+Resume (an OFFER with "resume": 1):
+- a file or a stream: ANSWER {"accept": true, "resume_from": K,
+  "prefix_sha256": H}, then the sender's START {"from": K or 0} before its
+  DATA and, when K > 0, DIGEST {"sha256"} after it;
+- a tree: ANSWER {"accept": true, "resume_records": N}, then N RESUME
+  records {"have": [[index, kept, sha256], ...]} (what the receiver kept of
+  which file); before each of those files' DATA the sender says START
+  {"index", "from": kept or 0}, and after a file it resumed (from > 0),
+  DIGEST {"index", "sha256"}.
 
 Versioning: a receiver answers a kind it does not know, or a manifest
 version it does not speak, with accept=false, reason="unsupported", before
@@ -87,7 +93,8 @@ class Offer:
     records: int = 0
     """tree: MANIFEST records that follow the OFFER."""
     resume: bool = False
-    """file: the sender can resume (it understands resume_from and sends START)."""
+    """file, stream, tree: the sender can resume (it understands the ANSWER's resume
+    fields and sends START)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ class Answer:
     resume_from: int = 0
     prefix_sha256: str = ""
     """With resume_from: the SHA-256 (hex) of the receiver's first resume_from bytes."""
+    resume_records: int = 0
+    """tree: RESUME records that follow the ANSWER (what the receiver kept)."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +184,7 @@ def decode_offer(body: bytes) -> Offer:
     if kind == KIND_TREE:
         return _decode_tree(obj)
     size = UNKNOWN_SIZE if kind == KIND_STREAM else _count(obj, "size", MAX_SIZE)
-    return Offer(kind, name, size, resume=kind == KIND_FILE and obj.get("resume") == 1)
+    return Offer(kind, name, size, resume=kind != KIND_TEXT and obj.get("resume") == 1)
 
 
 def _decode_tree(obj: dict[str, Any]) -> Offer:
@@ -192,7 +201,8 @@ def _decode_tree(obj: dict[str, Any]) -> Offer:
     files = _count(obj, "files", entries)
     records = _count(obj, "records", max(entries, 1))
     size = _count(obj, "size", MAX_SIZE)
-    return Offer(kind, "", size, manifest, entries, files, records)
+    resume = obj.get("resume") == 1
+    return Offer(kind, "", size, manifest, entries, files, records, resume)
 
 
 def _count(obj: dict[str, Any], key: str, most: int) -> int:
@@ -208,6 +218,8 @@ def encode_answer(answer: Answer) -> bytes:
         obj.update(reason=answer.reason, message=answer.message)
     if answer.resume_from:
         obj.update(resume_from=answer.resume_from, prefix_sha256=answer.prefix_sha256)
+    if answer.resume_records:
+        obj["resume_records"] = answer.resume_records
     return _dump(obj)
 
 
@@ -221,27 +233,70 @@ def decode_answer(body: bytes) -> Answer:
     prefix = obj.get("prefix_sha256", "") if resume_from else ""
     if not isinstance(prefix, str) or (resume_from and not _is_sha256(prefix)):
         raise RemoteProtocolError("answer has a malformed 'prefix_sha256'")
-    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from, prefix)
+    records = _optional_count(obj, "resume_records", "answer")
+    if records and (resume_from or not accept):
+        raise RemoteProtocolError("answer has both kinds of resume, or resumes a refusal")
+    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from, prefix,
+                  records)  # fmt: skip
 
 
-def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and all(char in "0123456789abcdef" for char in text)
+def _optional_count(obj: dict[str, Any], key: str, what: str) -> int:
+    value = obj.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SIZE:
+        raise RemoteProtocolError(f"{what} has a malformed {key!r}")
+    return value
+
+
+def _is_sha256(text: object) -> bool:
+    return (
+        isinstance(text, str)
+        and len(text) == 64
+        and all(char in "0123456789abcdef" for char in text)
+    )
 
 
 @dataclass(frozen=True)
 class Start:
     offset: int
     """The first byte the DATA carries: resume_from if the prefix matched, else 0."""
+    index: int | None = None
+    """tree: which entry of the manifest (None for a file or a stream)."""
 
 
 @dataclass(frozen=True)
 class Digest:
     sha256: str
     """The whole file's SHA-256, hex."""
+    index: int | None = None
+    """tree: which entry of the manifest (None for a file or a stream)."""
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a receiver kept of one file of a tree: its first `size` bytes hash to sha256."""
+
+    index: int
+    size: int
+    sha256: str
+
+
+def _with_index(obj: dict[str, Any], index: int | None) -> dict[str, Any]:
+    if index is not None:
+        obj["index"] = index
+    return obj
+
+
+def _index(obj: dict[str, Any], what: str) -> int | None:
+    if "index" not in obj:
+        return None
+    value = _field(obj, "index", int, what)
+    if not 0 <= value <= MAX_SIZE:
+        raise RemoteProtocolError(f"{what} has an impossible index")
+    return int(value)
 
 
 def encode_start(start: Start) -> bytes:
-    return _dump({"from": start.offset})
+    return _dump(_with_index({"from": start.offset}, start.index))
 
 
 def decode_start(body: bytes) -> Start:
@@ -249,18 +304,48 @@ def decode_start(body: bytes) -> Start:
     offset = _field(obj, "from", int, "start")
     if not 0 <= offset <= MAX_SIZE:
         raise RemoteProtocolError("start has an impossible offset")
-    return Start(offset)
+    return Start(offset, _index(obj, "start"))
 
 
 def encode_digest(digest: Digest) -> bytes:
-    return _dump({"sha256": digest.sha256})
+    return _dump(_with_index({"sha256": digest.sha256}, digest.index))
 
 
 def decode_digest(body: bytes) -> Digest:
-    value = _field(_load(body, "digest"), "sha256", str, "digest")
+    obj = _load(body, "digest")
+    value = _field(obj, "sha256", str, "digest")
     if not _is_sha256(value):
         raise RemoteProtocolError("digest is not a SHA-256")
-    return Digest(value)
+    return Digest(value, _index(obj, "digest"))
+
+
+KEPT_PER_RECORD: Final = 512
+"""Kept files listed in one RESUME record (about 44 KiB of JSON at most)."""
+
+
+def encode_resume(kept: list[Kept]) -> list[bytes]:
+    """RESUME record bodies for a tree's kept files, KEPT_PER_RECORD at most in each."""
+    return [
+        _dump({"have": [[k.index, k.size, k.sha256] for k in kept[at : at + KEPT_PER_RECORD]]})
+        for at in range(0, len(kept), KEPT_PER_RECORD)
+    ]
+
+
+def decode_resume(body: bytes) -> list[Kept]:
+    items = _load(body, "resume").get("have")
+    if not isinstance(items, list) or not 0 < len(items) <= KEPT_PER_RECORD:
+        raise RemoteProtocolError("a resume record lists nothing, or too much")
+    kept = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and _is_sha256(item[2])
+                and all(_is_count(n) for n in item[:2])):  # fmt: skip
+            raise RemoteProtocolError("a resume record has a malformed entry")
+        kept.append(Kept(item[0], item[1], item[2]))
+    return kept
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE
 
 
 def encode_ack(ack: Ack) -> bytes:

@@ -71,6 +71,8 @@ class RecordType(IntEnum):
     """Sender -> receiver, before the DATA of a file the receiver offered to resume (JSON)."""
     DIGEST = 23
     """Sender -> receiver, after the last DATA of a resumed file: its whole SHA-256 (JSON)."""
+    RESUME = 24
+    """Receiver -> sender, right after a tree's ANSWER: part of what it kept (JSON)."""
 
 
 UNSEALED_TYPES: Final = frozenset({RecordType.PAKE, RecordType.CONFIRM})

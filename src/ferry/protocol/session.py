@@ -31,12 +31,18 @@ boundaries the manifest gives (FileData events, then AllReceived). A
 stream OFFER has no size: the sender's send_data(..., end=True) marks the
 last record, and the ACK repeats the byte count.
 
-Resume (a file OFFER with "resume": 1): the receiver may accept with
-resume_from=K and the SHA-256 of the K bytes it kept. The sender then
-says where its DATA starts, start_at(K if its own first K bytes hash the
-same, else 0), as a START record; a resumed file (START > 0) ends with a
-DIGEST record, the whole file's SHA-256, which the receiver checks
-(AWAIT_DIGEST) before it may store the file.
+Resume (an OFFER with "resume": 1). A file or a stream: the receiver may
+accept with resume_from=K and the SHA-256 of the K bytes it kept. The
+sender then says where its DATA starts, start_at(K if its own first K
+bytes hash the same, else 0), as a START record; a resumed file (START >
+0) ends with a DIGEST record, the whole file's SHA-256, which the receiver
+checks (AWAIT_DIGEST) before it may store the file. A tree: the receiver
+accepts with the list of files it kept part or all of (index, bytes kept,
+their SHA-256) in RESUME records behind the ANSWER; the sender collects
+them (AWAIT_RESUME), and when its DATA reaches one of those files it says
+start_file(index, kept or 0) first, and after the last byte of a file it
+resumed, send_file_digest(). The receiver checks the order: a START
+before such a file's first byte, the DIGEST right after its last.
 
 Each side's PAKE record is its first flight: it travels behind the
 rendezvous line and the relay delivers it right behind PAIRED. The sender's
@@ -65,9 +71,10 @@ storing is local.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import pairwise
 from typing import Final
 
 from ferry.crypto import Opener, Pake, Role, Sealer, SessionKeys, confirmation, peer_confirmed
@@ -105,6 +112,8 @@ class State(Enum):
     """Receiver: holds the offer; accept() or refuse() next (local)."""
     AWAIT_ANSWER = "await-answer"
     """Sender: waiting for the receiver to accept or refuse."""
+    AWAIT_RESUME = "await-resume"
+    """Sender: a tree was accepted; the RESUME records saying what the receiver kept follow."""
     SENDING = "sending"
     """Sender: accepted; send_data() until the final record."""
     RECEIVING = "receiving"
@@ -189,6 +198,8 @@ class Started:
     """Where a file's DATA starts (the receiver offered to resume): 0 or resume_from."""
 
     offset: int
+    index: int | None = None
+    """tree: the manifest entry whose DATA starts (None for a file or a stream)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +207,8 @@ class DigestReceived:
     """A resumed file's whole SHA-256 (hex), as the sender computed it."""
 
     sha256: str
+    index: int | None = None
+    """tree: the manifest entry it is the digest of (None for a file or a stream)."""
 
 
 @dataclass(frozen=True)
@@ -432,6 +445,7 @@ class SenderSession(Session):
         timeouts: Timeouts,
         raw_offer: bytes | None = None,
         manifest_records: Sequence[bytes] = (),
+        file_sizes: Mapping[int, int] | None = None,
     ) -> None:
         super().__init__(password, timeouts, capacity=RecordDecoder.MIN_READ)
         self.offer = offer
@@ -448,6 +462,14 @@ class SenderSession(Session):
         self._must_start = False
         self._digest_sent = False
         self._out = memoryview(bytearray(0))
+        self.file_sizes: Mapping[int, int] = file_sizes or {}
+        """tree: the size of each file entry, by manifest index (checks RESUME records)."""
+        self.kept: dict[int, messages.Kept] = {}
+        """tree: what the receiver kept, by manifest index (start_file() each, in order)."""
+        self._answer: messages.Answer | None = None
+        self._resume_records = 0
+        self._last_started = -1
+        self._digests_due: set[int] = set()
 
     def _keyed(self) -> None:
         # The manifest rides right behind the OFFER: the receiver can decide
@@ -460,19 +482,34 @@ class SenderSession(Session):
     def _after_confirmation(self) -> State:
         return State.AWAIT_ANSWER
 
-    def _sealed(self, header: Header, plain: memoryview) -> Event:
+    def _sealed(self, header: Header, plain: memoryview) -> Event | None:
         if self.state is State.AWAIT_ANSWER:
             self._expect(header, RecordType.ANSWER)
             answer = messages.decode_answer(bytes(plain))
+            sized = self.offer.size != messages.UNKNOWN_SIZE
             if answer.resume_from and not (
-                answer.accept and self.offer.resume and answer.resume_from <= self.offer.size
+                answer.accept
+                and self.offer.resume
+                and self.offer.kind != messages.KIND_TREE
+                and (answer.resume_from <= self.offer.size or not sized)
+            ):
+                raise RemoteProtocolError("the receiver offered a resume that was not possible")
+            if answer.resume_records and not (
+                self.offer.kind == messages.KIND_TREE and self.offer.resume
             ):
                 raise RemoteProtocolError("the receiver offered a resume that was not possible")
             self.resume_from = answer.resume_from
             self.prefix_sha256 = answer.prefix_sha256
             self._must_start = answer.resume_from > 0
+            if answer.resume_records:
+                self._answer, self._resume_records = answer, answer.resume_records
+                self.state = State.AWAIT_RESUME
+                return None
             self.state = State.SENDING if answer.accept else State.DONE
             return Answered(answer)
+        if self.state is State.AWAIT_RESUME:
+            self._expect(header, RecordType.RESUME)
+            return self._resume_part(plain)
         if self.state is State.AWAIT_ACK:
             self._expect(header, RecordType.ACK)
             ack = messages.decode_ack(bytes(plain))
@@ -481,6 +518,50 @@ class SenderSession(Session):
             self.state = State.DONE
             return Acknowledged(ack)
         raise RemoteProtocolError(f"unexpected {header.type.name} record")
+
+    def _resume_part(self, plain: memoryview) -> Event | None:
+        """One RESUME record: files the receiver kept, checked against ours."""
+        for kept in messages.decode_resume(bytes(plain)):
+            size = self.file_sizes.get(kept.index)
+            last = max(self.kept, default=-1)
+            if size is None or not 0 < kept.size <= size or kept.index <= last:
+                raise RemoteProtocolError("the receiver's resume list does not fit the tree")
+            self.kept[kept.index] = kept
+        self._resume_records -= 1
+        if self._resume_records:
+            return None
+        assert self._answer is not None
+        self.state = State.SENDING
+        return Answered(self._answer)
+
+    def start_file(self, index: int, offset: int, now: float) -> None:
+        """tree: before file `index`'s DATA (the receiver kept some): it starts at offset.
+
+        offset is kept.size if our first bytes hash the same, else 0; any
+        DATA of earlier files must be out before this START (the receiver
+        checks). A file resumed (offset > 0) then needs send_file_digest().
+        """
+        self._require(State.SENDING)
+        kept = self.kept.get(index)
+        if kept is None or index <= self._last_started or offset not in (0, kept.size):
+            raise LocalProtocolError("start_file() answers a kept file, once, at 0 or its size")
+        body = messages.encode_start(messages.Start(offset, index))
+        self._outgoing += self.seal_record(RecordType.START, body)
+        self._last_started = index
+        self.sent += offset
+        if offset:
+            self._digests_due.add(index)
+        self._progress_at = now
+
+    def send_file_digest(self, index: int, sha256: str, now: float) -> None:
+        """tree: right after the last byte of a file resumed by start_file(): its SHA-256."""
+        self._require(State.SENDING, State.AWAIT_ACK)
+        if index not in self._digests_due:
+            raise LocalProtocolError("a digest follows a resumed file, once")
+        self._digests_due.discard(index)
+        body = messages.encode_digest(messages.Digest(sha256, index))
+        self._outgoing += self.seal_record(RecordType.DIGEST, body)
+        self._progress_at = now
 
     def send_data(self, chunk: memoryview, now: float, end: bool = False) -> memoryview:
         """Seal the next DATA record; the last one (the offered size reached) is final.
@@ -564,6 +645,15 @@ class ReceiverSession(Session):
         self.resumed = False
         """The sender agreed to resume: received counts from resume_from."""
         self._await_start = False
+        self._delivered = 0
+        # A tree's resume: bytes kept of each file offered (by entry index),
+        # the file whose START is due, the resumed file whose DIGEST is due,
+        # whether the final DATA record arrived.
+        self._kept: dict[int, int] = {}
+        self._start_due: int | None = None
+        self._resumed_file: int | None = None
+        self._digest_due: int | None = None
+        self._final_seen = False
         # A tree's data, split at file boundaries: (entry index, size) of each
         # file, the one being filled, its bytes still missing, plaintext not
         # yet reported.
@@ -597,6 +687,8 @@ class ReceiverSession(Session):
         if header.type is RecordType.MANIFEST and self._unread_records > 0:
             self._unread_records -= 1
             return None
+        if self.state is State.RECEIVING and self.is_tree:
+            return self._tree_record(header, plain)
         if self.state is State.RECEIVING and self._await_start:
             self._expect(header, RecordType.START)
             start = messages.decode_start(bytes(plain))
@@ -620,23 +712,58 @@ class ReceiverSession(Session):
             if sized and self.received > offer.size:
                 raise RemoteProtocolError("the sender sent more than it offered")
             if header.final:
-                if sized and self.received != offer.size:
-                    raise RemoteProtocolError(
-                        f"the sender ended after {self.received} of {offer.size} bytes"
-                    )
+                self._check_end()
                 self.state = State.AWAIT_DIGEST if self.resumed else State.STORING
-            if self.is_tree:
-                self._pending = plain  # reported piece by piece by _pending_event()
-                return None
             return DataReceived(plain, header.final)
         raise RemoteProtocolError(f"unexpected {header.type.name} record")
+
+    def _check_end(self) -> None:
+        assert self.offer is not None
+        if self.offer.size != messages.UNKNOWN_SIZE and self.received != self.offer.size:
+            raise RemoteProtocolError(
+                f"the sender ended after {self.received} of {self.offer.size} bytes"
+            )
+
+    def _tree_record(self, header: Header, plain: memoryview) -> Event | None:
+        """A record while a tree's data arrives: DATA, or a kept file's START or DIGEST."""
+        assert self.offer is not None
+        if self._digest_due is not None:
+            self._expect(header, RecordType.DIGEST)
+            digest = messages.decode_digest(bytes(plain))
+            if digest.index != self._digest_due:
+                raise RemoteProtocolError("the sender's DIGEST is for another file")
+            self._digest_due = None
+            return DigestReceived(digest.sha256, digest.index)
+        if self._start_due is not None and not self._pending:
+            self._expect(header, RecordType.START)
+            start = messages.decode_start(bytes(plain))
+            index, self._start_due = self._start_due, None
+            if start.index != index or start.offset not in (0, self._kept[index]):
+                raise RemoteProtocolError("the sender's START does not answer the kept file")
+            self._left -= start.offset
+            self.received += start.offset
+            self._resumed_file = index if start.offset else None
+            return Started(start.offset, index)
+        if self._final_seen or self._pending:
+            raise RemoteProtocolError(f"unexpected {header.type.name} record")
+        self._expect(header, RecordType.DATA)
+        self._count_record(len(plain), header.final)
+        self.received += len(plain)
+        if self.received > self.offer.size:
+            raise RemoteProtocolError("the sender sent more than it offered")
+        if header.final:
+            self._check_end()
+            self._final_seen = True
+        self._pending = plain  # reported piece by piece by _pending_event()
+        return None
 
     def _count_record(self, size: int, final: bool) -> None:
         """A DATA record's cost in bytes (module docstring); raises past the allowance."""
         if not size and not final:
             raise RemoteProtocolError("the sender sent an empty DATA record")
         self.data_records += 1
-        allowed = FREE_DATA_RECORDS + (self.received + size) // BYTES_PER_DATA_RECORD
+        self._delivered += size
+        allowed = FREE_DATA_RECORDS + self._delivered // BYTES_PER_DATA_RECORD
         if self.data_records > allowed:
             raise RemoteProtocolError("the sender sent too many DATA records for their bytes")
 
@@ -668,50 +795,92 @@ class ReceiverSession(Session):
             raise RemoteProtocolError("the manifest does not hold the entries offered")
         if total != offer.size:
             raise RemoteProtocolError("the manifest's sizes do not add up to the offered size")
-        self._left = self._files[0][1] if self._files else 0
         self.state = State.DECIDING
         return OfferReceived(offer, tuple(self.entries))
 
     def _pending_event(self) -> Event | None:
         """The next piece of a tree's data: bytes up to a file boundary, an empty file, the end."""
-        if self.state not in (State.RECEIVING, State.STORING) or not self.is_tree:
+        if self.state is not State.RECEIVING or not self.is_tree:
+            return None
+        if self._start_due is not None or self._digest_due is not None:
+            if self._pending:
+                raise RemoteProtocolError("the sender sent DATA where a START or DIGEST was due")
             return None
         while self._cursor < len(self._files):
             index = self._files[self._cursor][0]
             if self._left == 0:  # an empty file, or one whose last byte was reported
-                self._next_file()
-                return FileData(index, memoryview(b""), done=True)
+                return self._file_done(index, memoryview(b""))
             if not self._pending:
                 return None
             piece = self._pending[: self._left]
             self._pending = self._pending[len(piece) :]
             self._left -= len(piece)
             if self._left == 0:
-                self._next_file()
-                return FileData(index, piece, done=True)
+                return self._file_done(index, piece)
             return FileData(index, piece, done=False)
-        if self.state is State.STORING and not self._all_reported:
+        if self._final_seen and not self._all_reported:
             self._all_reported = True
+            self.state = State.STORING
             return AllReceived()
         return None
 
-    def _next_file(self) -> None:
+    def _file_done(self, index: int, piece: memoryview) -> FileData:
+        """File `index` is complete: on to the next (its START may be due)."""
+        if self._resumed_file == index:
+            self._resumed_file = None
+            self._digest_due = index  # _pending must be empty by the next call
         self._cursor += 1
-        self._left = self._files[self._cursor][1] if self._cursor < len(self._files) else 0
+        self._left = 0
+        if self._cursor < len(self._files):
+            next_index, self._left = self._files[self._cursor]
+            if next_index in self._kept:
+                self._start_due = next_index
+        return FileData(index, piece, done=True)
 
-    def accept(self, now: float, resume_from: int = 0, prefix_sha256: str = "") -> None:
-        """Accept; with resume_from, offer to resume after the bytes kept (their SHA-256)."""
+    def accept(
+        self,
+        now: float,
+        resume_from: int = 0,
+        prefix_sha256: str = "",
+        kept: Sequence[messages.Kept] = (),
+    ) -> None:
+        """Accept; offer to resume after the bytes kept (their SHA-256).
+
+        A file or a stream: resume_from and prefix_sha256. A tree: `kept`,
+        the files kept part or all of, in manifest order.
+        """
         self._require(State.DECIDING)
-        assert self.offer is not None
+        offer = self.offer
+        assert offer is not None
         if self.is_tree and not self.entries:
             raise LocalProtocolError("a tree whose manifest was not read cannot be accepted")
-        if resume_from and not (self.offer.resume and resume_from <= self.offer.size):
+        sized = offer.size != messages.UNKNOWN_SIZE
+        if resume_from and not (
+            offer.resume and not self.is_tree and (resume_from <= offer.size or not sized)
+        ):
             raise LocalProtocolError("this offer cannot be resumed from there")
-        self._answer(messages.Answer(True, resume_from=resume_from,
-                                     prefix_sha256=prefix_sha256), now)  # fmt: skip
+        if kept and not (offer.resume and self._fits(kept)):
+            raise LocalProtocolError("this tree cannot be resumed so")
+        resume = messages.encode_resume(list(kept))
+        self._answer(messages.Answer(True, resume_from=resume_from, prefix_sha256=prefix_sha256,
+                                     resume_records=len(resume)), now)  # fmt: skip
+        for body in resume:
+            self._outgoing += self.seal_record(RecordType.RESUME, body)
         self.resume_from = resume_from
         self._await_start = resume_from > 0
+        self._kept = {k.index: k.size for k in kept}
+        if self._files:
+            first, self._left = self._files[0]
+            if first in self._kept:
+                self._start_due = first
         self.state = State.RECEIVING
+
+    def _fits(self, kept: Sequence[messages.Kept]) -> bool:
+        """Kept files are files of this tree, in order, kept in part or whole (not empty)."""
+        sizes = dict(self._files)
+        indexes = [k.index for k in kept]
+        in_order = all(a < b for a, b in pairwise(indexes))
+        return in_order and all(0 < k.size <= sizes.get(k.index, -1) for k in kept)
 
     def refuse(self, reason: str, message: str, now: float) -> None:
         self._require(State.DECIDING)

@@ -1,0 +1,248 @@
+"""Resume of a directory and of stdin with the real executables: kill -9 mid-way, finish later.
+
+The cut is exact: the sender is frozen (SIGSTOP) once the receiver's staging holds
+a good share, the receiver is killed, then the sender let go. The relay's log line for
+the second pipe says how many bytes went through it (bytes_to_receiver).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ferry_testing.procs import Relay, clean_env
+
+from .harness import Registry, Sender, _unique, files_equal, program, sparse_file, wait_until
+from .test_e2e_anything import listing
+from .test_e2e_resume import pipe_bytes
+
+MIB = 1024 * 1024
+EXIT_PEER_GONE = 7
+EXIT_LOCAL_FILE = 3
+EXIT_REFUSED_BY_PEER = 10
+
+
+def ferry_entries(outdir: Path) -> list[str]:
+    return sorted(p.name for p in outdir.iterdir() if p.name.startswith(".ferry-"))
+
+
+def staged_bytes(outdir: Path) -> int:
+    total = 0
+    for staging in outdir.glob(".ferry-resume-*"):
+        for dirpath, _, filenames in os.walk(staging):
+            for name in filenames:
+                try:
+                    total += (Path(dirpath) / name).stat().st_size
+                except FileNotFoundError:
+                    pass
+    return total
+
+
+def make_tree(root: Path) -> Path:
+    """photos/: a.bin (96 MiB), b.bin (160 MiB), small files, an empty dir, an exec bit."""
+    top = root / "photos"
+    sparse_file(top / "a.bin", 96 * MIB)
+    sparse_file(top / "b.bin", 160 * MIB)
+    (top / "notes").mkdir()
+    (top / "empty").mkdir()
+    for i in range(20):
+        (top / "notes" / f"n{i:02}.txt").write_bytes(os.urandom(100 + i))
+    (top / "notes" / "run.sh").write_bytes(b"#!/bin/sh\necho ok\n")
+    os.chmod(top / "notes" / "run.sh", 0o755)
+    return top
+
+
+def tree_size(top: Path) -> int:
+    return sum(p.stat().st_size for p in top.rglob("*") if p.is_file())
+
+
+def cut_tree_transfer(
+    relay: Relay, start_send: Callable[..., Sender], start_receive: Callable[..., object],
+    top: Path, outdir: Path, at_least: int,
+) -> int:  # fmt: skip
+    """Send top, kill -9 the receiver once `at_least` bytes are staged; the bytes kept."""
+    sender = start_send(relay, top)
+    receiver = start_receive(relay, sender.code, outdir)
+    assert wait_until(lambda: staged_bytes(outdir) >= at_least, 60, interval=0.002), (
+        ferry_entries(outdir) if outdir.exists() else "no output dir"
+    )
+    os.kill(sender.pid, signal.SIGSTOP)
+    try:
+        receiver.proc.kill()  # type: ignore[attr-defined]
+        receiver.wait(30)  # type: ignore[attr-defined]
+    finally:
+        os.kill(sender.pid, signal.SIGCONT)
+    assert sender.wait(60) == EXIT_PEER_GONE, sender.stderr()
+    kept = staged_bytes(outdir)
+    assert 0 < kept < tree_size(top)
+    [staging] = outdir.glob(".ferry-resume-*.tree")
+    assert stat.S_IMODE(staging.stat().st_mode) == 0o700
+    assert not (outdir / "photos").exists()
+    return kept
+
+
+@pytest.mark.timeout(180)
+def test_a_tree_cut_by_kill_9_resumes_per_file_and_within_the_cut_file(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    top = make_tree(tmp_path / "src")
+    outdir = tmp_path / "out"
+    kept = cut_tree_transfer(relay, start_send, start_receive, top, outdir, 140 * MIB)
+    sender = start_send(relay, top)
+    result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stderr
+    assert sender.wait(60) == 0, sender.stderr()
+    assert listing(outdir / "photos") == listing(top)
+    assert ferry_entries(outdir) == []
+    moved = pipe_bytes(relay, 2)
+    total = tree_size(top)
+    assert moved < total - kept + MIB, (moved, total, kept)  # the rest, plus record overhead
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("change", ["changed-source", "tampered-staging"])
+def test_a_changed_file_restarts_alone_and_the_tree_arrives_right(
+    relay, start_send, start_receive, run_receive, tmp_path, change
+):
+    top = make_tree(tmp_path / "src")
+    outdir = tmp_path / "out"
+    cut_tree_transfer(relay, start_send, start_receive, top, outdir, 140 * MIB)
+    [staging] = outdir.glob(".ferry-resume-*.tree")
+    victim = top / "a.bin" if change == "changed-source" else staging / "photos" / "a.bin"
+    assert victim.stat().st_size == 96 * MIB  # a.bin was complete when the cut came
+    with open(victim, "r+b") as f:
+        f.seek(50 * MIB)
+        f.write(b"\x01changed")
+    sender = start_send(relay, top)
+    result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(60) == 0, sender.stderr()
+    assert files_equal(top / "a.bin", outdir / "photos" / "a.bin")
+    assert listing(outdir / "photos") == listing(top)
+    moved = pipe_bytes(relay, 2)
+    assert 96 * MIB < moved < tree_size(top), moved  # a.bin again, not b.bin's kept part
+
+
+@pytest.mark.timeout(180)
+def test_no_resume_moves_the_whole_tree_and_leaves_no_staging(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    top = make_tree(tmp_path / "src")
+    outdir = tmp_path / "out"
+    cut_tree_transfer(relay, start_send, start_receive, top, outdir, 140 * MIB)
+    sender = start_send(relay, top)
+    result = run_receive(relay, sender.code, outdir, extra_args=["--no-resume", "-v"])
+    assert result.returncode == 0, result.stderr
+    assert "resuming" not in result.stderr
+    assert listing(outdir / "photos") == listing(top)
+    assert ferry_entries(outdir) == []
+    assert pipe_bytes(relay, 2) > tree_size(top)
+
+
+@pytest.mark.timeout(60)
+def test_stagings_older_than_a_week_are_removed_by_the_next_receive(
+    relay, start_send, run_receive, tmp_path
+):
+    outdir = tmp_path / "out"
+    old_tree = outdir / ".ferry-resume-00000000000000000000000000000000.tree"
+    old_temp = outdir / ".ferry-0123456789abcdef.part"  # a killed receive's staging
+    new_tree = outdir / ".ferry-resume-11111111111111111111111111111111.tree"
+    for path in (old_tree / "d", old_temp / "d", new_tree / "d"):
+        path.mkdir(parents=True, mode=0o700)
+        (path / "f").write_bytes(b"kept")
+    week_ago = time.time() - 8 * 24 * 3600
+    for path in (old_tree, old_temp):
+        os.utime(path, (week_ago, week_ago))
+    (tmp_path / "f.txt").write_bytes(b"f")
+    sender = start_send(relay, tmp_path / "f.txt")
+    result = run_receive(relay, sender.code, outdir)
+    assert result.returncode == 0, result.stderr
+    assert not old_tree.exists() and not old_temp.exists()
+    assert (new_tree / "d" / "f").read_bytes() == b"kept"
+
+
+# --- stdin ----------------------------------------------------------------------------------
+
+
+def start_stdin_send(procs: Registry, logdir: Path, relay: Relay, source: Path) -> Sender:
+    """`cat SOURCE | ./send RELAY -`: the sender reads a pipe."""
+    cat = procs.popen(["cat", str(source)], stdout=subprocess.PIPE)
+    argv, cwd = program("send")
+    stderr_path = _unique(logdir, "send", ".err")
+    with open(stderr_path, "wb") as err:
+        proc = procs.popen(
+            [*argv, str(relay), "-", "--name", "stream.bin"], cwd=cwd, stdin=cat.stdout,
+            stdout=subprocess.PIPE, stderr=err, env=clean_env(),
+        )  # fmt: skip
+    assert cat.stdout is not None
+    cat.stdout.close()
+    sender = Sender(proc, stderr_path)
+    sender.read_code()
+    return sender
+
+
+def stream_partial(outdir: Path) -> int:
+    return sum(p.stat().st_size for p in outdir.glob(".ferry-resume-*.part"))
+
+
+def cut_stream(procs, logdir, relay, start_receive, source: Path, outdir: Path) -> int:
+    sender = start_stdin_send(procs, logdir, relay, source)
+    receiver = start_receive(relay, sender.code, outdir)
+    assert wait_until(lambda: stream_partial(outdir) >= 64 * MIB, 60, interval=0.002)
+    os.kill(sender.pid, signal.SIGSTOP)
+    try:
+        receiver.proc.kill()
+        receiver.wait(30)
+    finally:
+        os.kill(sender.pid, signal.SIGCONT)
+    assert sender.wait(60) == EXIT_PEER_GONE, sender.stderr()
+    kept = stream_partial(outdir)
+    assert 0 < kept < source.stat().st_size
+    return kept
+
+
+@pytest.mark.timeout(180)
+def test_stdin_cut_by_kill_9_resumes_when_the_same_bytes_come_again(
+    procs, logdir, relay, start_receive, run_receive, tmp_path
+):
+    source = sparse_file(tmp_path / "src" / "data.bin", 256 * MIB)
+    outdir = tmp_path / "out"
+    kept = cut_stream(procs, logdir, relay, start_receive, source, outdir)
+    sender = start_stdin_send(procs, logdir, relay, source)
+    result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming after {kept} " in result.stderr
+    assert sender.wait(60) == 0, sender.stderr()
+    assert files_equal(source, outdir / "stream.bin")
+    assert ferry_entries(outdir) == []
+    assert pipe_bytes(relay, 2) < source.stat().st_size - kept + MIB
+
+
+@pytest.mark.timeout(180)
+def test_stdin_that_differs_from_what_was_kept_fails_clearly_and_the_next_try_starts_over(
+    procs, logdir, relay, start_receive, run_receive, tmp_path
+):
+    source = sparse_file(tmp_path / "src" / "data.bin", 256 * MIB)
+    outdir = tmp_path / "out"
+    cut_stream(procs, logdir, relay, start_receive, source, outdir)
+    other = sparse_file(tmp_path / "src" / "other.bin", 256 * MIB)
+    sender = start_stdin_send(procs, logdir, relay, other)
+    result = run_receive(relay, sender.code, outdir, timeout=120)
+    assert result.returncode == EXIT_REFUSED_BY_PEER, result.stderr
+    assert "does not begin with" in result.stderr
+    assert sender.wait(60) == EXIT_LOCAL_FILE
+    [line] = sender.stderr().strip().splitlines()
+    assert "standard input does not begin with" in line and "Traceback" not in line
+    assert ferry_entries(outdir) == [] and not (outdir / "stream.bin").exists()
+    sender = start_stdin_send(procs, logdir, relay, other)
+    result = run_receive(relay, sender.code, outdir, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert files_equal(other, outdir / "stream.bin")

@@ -1,26 +1,39 @@
 """./receive at a terminal (issue 8), run by the real programs on a pseudo-terminal: the
-"what is coming" line and --ask."""
+"what is coming" line, --ask, and a sender that goes away (or a Ctrl-C) while the prompt
+waits."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ferry.protocol import messages
+from ferry.protocol.records import RecordType
+
+from .fakes import Call, FakeSender, RawRecord, Step
 from .harness import (
     Registry,
     Terminal,
+    assert_one_line_error,
     program,
     run_program,
     wait_until,
 )
 from .test_e2e_anything import start_send_with
 
+EXIT_PEER_GONE = 7
 EXIT_REFUSED_BY_PEER = 10
+EXIT_INTERRUPTED = 130
 ESC = "\x1b"
 PROMPT = "receive: accept? [y/N] "
+GONE_WITHIN = 10.0
+"""Seconds a receiver at the prompt may take to notice that its sender went away."""
 
 
 @pytest.fixture
@@ -137,3 +150,85 @@ def test_ask_at_a_terminal_no_refuses_and_keeps_the_code_alive_then_yes_accepts(
     assert coming_lines(accepting.screen()) == [TREE_LINE]
     assert sender.wait(30) == 0, sender.stderr()
     assert (out / "d" / "sub" / "y").read_bytes() == b"y" * 5
+
+
+def assert_gone_promptly(terminal: Terminal, out: Path, exit_code: int, *needles: str) -> None:
+    """The receiver left its prompt within GONE_WITHIN: one error line, on a line of its
+    own, the exit code, and nothing in out."""
+    try:
+        status = terminal.proc.wait(GONE_WITHIN)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"the receiver still waits on its prompt after {GONE_WITHIN}s: {terminal.screen()!r}"
+        ) from None
+    terminal.wait()
+    screen = terminal.screen()
+    assert status == exit_code, screen
+    lines = screen.rstrip("\n").split("\n")
+    assert len(lines) == 3 and coming_lines(lines[0]) and lines[1] == PROMPT, screen
+    assert_one_line_error(lines[-1], "receive", *needles)
+    assert list(out.iterdir()) == [], "the receiver left something in DIR"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "signum", [signal.SIGKILL, signal.SIGINT], ids=["sender-killed", "sender-interrupted"]
+)
+def test_ask_prompt_ends_when_the_sender_goes_away_with_exit_7_and_nothing_stored(
+    procs, logdir, relay, tmp_path, terminals, signum
+):
+    args = tree_with_six_top_level_names(tmp_path / "src")
+    sender = start_send_with(procs, logdir, relay, args)
+    out = tmp_path / "out"
+    terminal = receive_at_terminal(procs, terminals, relay, sender.code, str(out), "--ask")
+    terminal.wait_for(PROMPT)
+    os.killpg(sender.pid, signum)
+    assert_gone_promptly(terminal, out, EXIT_PEER_GONE, "the sender went away")
+
+
+@pytest.mark.timeout(120)
+def test_ask_prompt_ends_when_the_sender_aborts_and_shows_its_reason(
+    procs, relay, tmp_path, terminals
+):
+    prompted = threading.Event()
+    abort = messages.encode_abort(messages.Abort("error", "the receiver stopped responding"))
+    steps: list[Step] = [Call(lambda: prompted.wait(30)), RawRecord(RecordType.ABORT, abort)]
+    fake = FakeSender(relay.host, relay.port, "a.bin", 10, before_answer=steps).start()
+    out = tmp_path / "out"
+    out.mkdir()
+    terminal = receive_at_terminal(procs, terminals, relay, fake.wait_code(), str(out), "--ask")
+    terminal.wait_for(PROMPT)
+    prompted.set()
+    assert_gone_promptly(
+        terminal, out, EXIT_REFUSED_BY_PEER, "the sender gave up: the receiver stopped responding"
+    )
+    fake.join()
+    assert fake.answer is None, "the receiver answered after the sender gave up"
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_at_the_ask_prompt_exits_130_at_once_and_stores_nothing(
+    procs, logdir, relay, tmp_path, terminals
+):
+    args = tree_with_six_top_level_names(tmp_path / "src")
+    sender = start_send_with(procs, logdir, relay, args)
+    out = tmp_path / "out"
+    terminal = receive_at_terminal(procs, terminals, relay, sender.code, str(out), "--ask")
+    terminal.wait_for(PROMPT)
+    os.killpg(terminal.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    assert_gone_promptly(terminal, out, EXIT_INTERRUPTED, "interrupted")
+
+
+@pytest.mark.timeout(120)
+def test_ask_takes_its_answer_from_the_line_after_a_code_read_from_stdin(
+    procs, logdir, relay, tmp_path
+):
+    (tmp_path / "f.txt").write_bytes(b"hello")
+    sender = start_send_with(procs, logdir, relay, [str(tmp_path / "f.txt")])
+    argv, cwd = program("receive")
+    out = tmp_path / "out"
+    stdin = f"{sender.code}\ny\n".encode()  # one write: both lines arrive together
+    result = run_program(procs, [*argv, str(relay), "-", str(out), "--ask"], cwd, input=stdin)
+    assert result.returncode == 0, result.stderr
+    assert (out / "f.txt").read_bytes() == b"hello"
+    assert sender.wait(30) == 0, sender.stderr()

@@ -126,6 +126,8 @@ class FakeSender:
     """If set, this offer (e.g. a tree) instead of one built from kind, name and size."""
     manifest: list[bytes] = field(default_factory=list)
     """MANIFEST record bodies sent right behind the OFFER (a tree's, possibly hostile)."""
+    before_answer: list[Step] = field(default_factory=list)
+    """Steps taken once the keys are confirmed, while the receiver decides (e.g. an ABORT)."""
 
     code: str = ""
     answer: messages.Answer | None = None
@@ -220,6 +222,13 @@ class FakeSender:
         assert isinstance(data.event(session), Keyed)
         data.send(session.data_to_send())
         assert isinstance(data.event(session), Confirmed)  # WrongCode raises here
+        for step in self.before_answer:
+            if isinstance(step, Call):
+                step.action()
+            elif isinstance(step, RawRecord):
+                data.send(session.seal_record(step.record_type, step.body, step.flags))
+            else:
+                raise AssertionError(f"{step!r} cannot come before the answer")
 
         event = data.event(session)
         if isinstance(event, PeerAborted):

@@ -317,6 +317,73 @@ def start_receive(
     return Background(proc, out_path, err_path)
 
 
+class Terminal:
+    """A program whose stdin, stdout and stderr are a pseudo-terminal, as a person runs it.
+
+    A thread drains the terminal's other end all along (a full pty would block
+    the program), so `screen()` is everything shown so far, with the terminal's
+    CRLF turned back into LF; `type()` is what the person types (echoed too).
+    """
+
+    def __init__(self, registry: Registry, argv: Sequence[str], cwd: Path) -> None:
+        import pty
+        import threading
+
+        self.primary, secondary = pty.openpty()
+        try:
+            self.proc = registry.popen(
+                argv, cwd=cwd, stdin=secondary, stdout=secondary, stderr=secondary
+            )
+        finally:
+            os.close(secondary)  # the program holds the only copies now
+        self._seen = bytearray()
+        self._lock = threading.Lock()
+        self._drain = threading.Thread(target=self._read, name="pty-drain", daemon=True)
+        self._drain.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.primary, 4096)
+            except OSError:  # EIO: every copy of the other end is closed
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._seen += chunk
+
+    def screen(self) -> str:
+        with self._lock:
+            return bytes(self._seen).decode("utf-8", "replace").replace("\r\n", "\n")
+
+    def wait_for(self, text: str, timeout: float = CODE_TIMEOUT) -> str:
+        """Wait until `text` is on the screen; the screen so far."""
+        if not wait_until(lambda: text in self.screen(), timeout, interval=0.01):
+            raise AssertionError(f"{text!r} not shown within {timeout}s: {self.screen()!r}")
+        return self.screen()
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.primary, keys)
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
+        """The exit status once the program exited and everything it showed was read."""
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill(self.proc)
+            raise AssertionError(
+                f"the program did not exit within {timeout}s; screen: {self.screen()!r}"
+            ) from None
+        self._drain.join(10)
+        return status
+
+    def close(self) -> None:
+        kill(self.proc)
+        self._drain.join(10)
+        with contextlib.suppress(OSError):
+            os.close(self.primary)
+
+
 _counter = 0
 
 

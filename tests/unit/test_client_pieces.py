@@ -1,4 +1,5 @@
-"""Pure pieces of the clients: the sender's tree walk, the text shown on a terminal."""
+"""Small pieces of the clients: the sender's tree walk, the text shown on a terminal, the
+receiver's reading of a line from stdin."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.client.output import _for_terminal
+from ferry.client.output import MAX_LINE, _for_terminal, read_answer, read_line
 from ferry.client.tree import walk
 from ferry.errors import LocalFileError
 
@@ -19,6 +20,39 @@ def test_text_for_a_terminal_shows_escape_and_control_characters_as_question_mar
 
 def test_text_for_a_terminal_replaces_invalid_utf8() -> None:
     assert _for_terminal(b"caf\xe9\n") == "caf\ufffd\n".encode()
+
+
+@pytest.mark.parametrize("source", ["pipe", "file"])
+async def test_read_answer_and_read_line_take_one_line_and_leave_the_rest(
+    tmp_path: Path, source: str
+) -> None:
+    data = b"1-code-words\ny\nrest"
+    if source == "pipe":
+        fd, writer = os.pipe()
+        os.write(writer, data)
+        os.close(writer)
+    else:  # the event loop cannot watch a regular file: read directly
+        (tmp_path / "answers").write_bytes(data)
+        fd = os.open(tmp_path / "answers", os.O_RDONLY)
+    try:
+        assert read_line(fd) == b"1-code-words\n"
+        assert await read_answer(fd) == b"y\n"
+        assert await read_answer(fd) == b"rest"  # end of input ends a line too
+        assert await read_answer(fd) == b""
+    finally:
+        os.close(fd)
+
+
+async def test_read_answer_stops_at_max_line_and_on_dev_null() -> None:
+    fd, writer = os.pipe()
+    os.write(writer, b"y" * (MAX_LINE + 10))
+    try:
+        assert await read_answer(fd) == b"y" * MAX_LINE
+    finally:
+        os.close(fd)
+        os.close(writer)
+    with open(os.devnull, "rb") as null:
+        assert await read_answer(null.fileno()) == b""
 
 
 def test_walk_lists_a_directory_before_its_contents_sorted_and_skips_special_files(

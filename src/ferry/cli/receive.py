@@ -56,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_code(arg: str | None) -> str:
     if arg == "-":
+        from ferry.client.output import read_line
+
         if sys.stdin.isatty():
             print("receive: code: ", end="", file=sys.stderr, flush=True)
-        return sys.stdin.readline()
+        # Unbuffered: an --ask answer on the next line stays for the prompt.
+        return read_line().decode("utf-8", "replace")
     if arg is None:
         code = environment.text("FERRY_CODE")
         if not code:

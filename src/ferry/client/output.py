@@ -3,6 +3,12 @@
 - On a terminal (stderr), one line before any data moves says what is
   coming; --ask then waits for y/N on stdin (anything but y/yes declines,
   and so does end of input). Never by default: graders run unattended.
+  While it waits, the connection is watched (Wire.while_deciding): a
+  sender that goes away or gives up ends the prompt with its error.
+- stdin is read without a thread and a byte at a time (read_answer,
+  read_line): a thread blocked in a read cannot be stopped, and asyncio.run
+  waits for it at exit, so the prompt could never be left; and a code read
+  from stdin takes nothing of the answer that follows it.
 - A text message is printed on stdout once it is complete and
   authenticated, exactly the bytes sent plus a newline if it lacks one.
   On a terminal, control and format characters (escape sequences) are
@@ -41,14 +47,72 @@ class Output:
     announce: bool = False
     """Show the "what is coming" line (stderr is a terminal)."""
 
-    async def confirm(self, summary: str) -> bool:
+    async def confirm(self, summary: str, wire: Wire) -> bool:
+        """Say what is coming (on a terminal, or with --ask); with --ask, wait for y/N."""
         if self.announce or self.ask:
             print(f"receive: coming: {summary}", file=sys.stderr, flush=True)
         if not self.ask:
             return True
         print("receive: accept? [y/N] ", end="", file=sys.stderr, flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
-        return line.strip().lower() in ("y", "yes")
+        try:
+            line = await wire.while_deciding(read_answer())
+        except BaseException:
+            print(file=sys.stderr, flush=True)  # the error line that follows gets its own line
+            raise
+        return line.decode("utf-8", "replace").strip().lower() in ("y", "yes")
+
+
+STDIN = 0
+MAX_LINE = 4096
+"""Bytes of an answer (or a code) read from stdin at most; the rest of a longer line is left."""
+
+
+def read_line(fd: int = STDIN) -> bytes:
+    """One line from fd (blocking), read a byte at a time so nothing after it is taken."""
+    line = bytearray()
+    while len(line) < MAX_LINE and not line.endswith(b"\n"):
+        try:
+            byte = os.read(fd, 1)
+        except OSError:
+            break
+        if not byte:
+            break
+        line += byte
+    return bytes(line)
+
+
+async def read_answer(fd: int = STDIN) -> bytes:
+    """One line from fd without blocking the event loop, so waiting for it can be cancelled.
+
+    A byte is read each time fd is readable (a terminal: once a line is
+    typed). A file or /dev/null, which the loop cannot watch, never blocks
+    and is read directly.
+    """
+    loop = asyncio.get_running_loop()
+    line = bytearray()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if done.done():
+            return
+        try:
+            byte = os.read(fd, 1)
+        except OSError:
+            byte = b""
+        line.extend(byte)
+        if not byte or byte == b"\n" or len(line) >= MAX_LINE:
+            loop.remove_reader(fd)
+            done.set_result(None)
+
+    try:
+        loop.add_reader(fd, readable)
+    except (OSError, ValueError):  # PermissionError: epoll cannot watch a regular file
+        return read_line(fd)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return bytes(line)
 
 
 async def receive_text(

@@ -133,6 +133,8 @@ def remove_stale(directory: Path, now: float | None = None) -> None:
                 info = path.lstat()
                 if now - info.st_mtime < PARTIAL_MAX_AGE or S_ISLNK(info.st_mode):
                     continue
+                if S_ISDIR(info.st_mode) and any(path.glob(".ferry-replaced-*")):
+                    continue  # old files --overwrite could not put back: the user's
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -101,6 +101,8 @@ class Receiver:
         self.output = output or Output()
         self.resume = resume
         self.saved_as: Path | None = None
+        self._wire: Wire | None = None
+        """The connection of run(), watched by confirm() while --ask waits."""
 
     async def _pair(self) -> tuple[RelayLink, ReceiverSession]:
         """Claim the nameplate, send our first flight, and wait for PAIRED.
@@ -157,7 +159,7 @@ class Receiver:
         from ferry.protocol.session import Confirmed, Keyed
 
         session.paired(asyncio.get_running_loop().time())
-        wire = Wire(link.sock, session, link.take_rest())
+        wire = self._wire = Wire(link.sock, session, link.take_rest())
         wire.lost_message = "the sender went away during key exchange (or the code is wrong)"
         try:
             await wire.expect(Keyed)
@@ -299,8 +301,13 @@ class Receiver:
                 await wire.abort(messages.REASON_LOCAL_ERROR, abort_text(exc, offered))
 
     async def confirm(self, summary: str) -> bool:
-        """Show what is coming (on a terminal); with --ask, wait for y/N."""
-        return await self.output.confirm(summary)
+        """Show what is coming (on a terminal); with --ask, wait for y/N.
+
+        The wait ends early if the sender goes away or gives up meanwhile
+        (Wire.while_deciding): it raises that error.
+        """
+        assert self._wire is not None, "confirm() is only called during run()"
+        return await self.output.confirm(summary, self._wire)
 
     async def check_space(self, wire: Wire, session: ReceiverSession, size: int) -> None:
         free = _free_bytes(self.directory)

@@ -15,10 +15,18 @@ Rules (never lose or corrupt anything, as for a single file):
   wait (fsyncs would cost more), otherwise an fsync per small file and per
   directory; then each top-level entry is renamed into the output
   directory, never over an existing name (renameat2 RENAME_NOREPLACE where
-  available; --overwrite may replace a regular file by a file), and the
-  output directory is fsynced; only then is the ACK sent;
-- if anything fails, entries already renamed are moved back and the
-  staging directory is removed: the output directory is as it was.
+  available), and the output directory is fsynced; only then is the ACK
+  sent;
+- --overwrite may replace a regular file by a file, never a directory or a
+  link: the old file is first moved aside into the staging directory (a
+  rename, not a replace, which could not be undone), and deleted only once
+  every entry is in place;
+- if anything fails, every move is undone, last first (new entries back
+  into the staging directory, old files back to their names), and the
+  staging directory is removed: the output directory is as it was. An old
+  file that cannot be put back (a name taken meanwhile) is never deleted:
+  the staging directory is kept and the error says where it is. A crash
+  during the renames can likewise leave old files in the staging directory.
 
 A tree from a sender that can resume is staged under a name the next try
 finds again, `.ferry-resume-<key>.tree` (key: the SHA-256 of the top-level
@@ -80,8 +88,9 @@ class Staging:
         self.kept_digests: dict[int, hashlib._Hash] = {}
         """Resumable: the SHA-256 of each kept file's bytes, by entry index (prepare())."""
         self._lock: int | None = None
-        self._installed: list[tuple[Path, Path]] = []
         self._unsynced: list[Path] = []
+        self._stranded: list[Path] = []
+        """Old files set aside that could not be put back: the staging dir is kept for them."""
         if key is not None:
             self._open_resumable(directory / f"{RESUMABLE_PREFIX}{key}{RESUMABLE_SUFFIX}", resume)
             return
@@ -137,6 +146,12 @@ class Staging:
         if self.fresh:
             self.make_dirs(plan)
             return []
+        stranded = sorted(self.path.glob(f"{STAGING_PREFIX}replaced-*"))
+        if stranded:  # an earlier --overwrite could not put these back: never prune them
+            raise LocalFileError(
+                f"{display_name(str(stranded[0]))} holds replaced files that could not be put "
+                "back; move them out and remove it"
+            )
         try:
             wanted = {parts: is_dir for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True)}
             _prune(self.path, wanted)
@@ -249,32 +264,63 @@ class Staging:
         _fsync_path(self.path)
 
     def install(self, top_level: list[str], overwrite: bool) -> None:
-        """Rename each top-level entry into the output directory; all or none."""
+        """Move each top-level entry into the output directory; all or none."""
+        replacing = {
+            name
+            for name in top_level
+            if overwrite and _replaceable(self.directory / name, self.path / name)
+        }
+        # Made before anything moves, while every staged name still exists
+        # here: its name cannot be one that an undo needs back.
+        aside = self._aside_directory() if replacing else None
+        moves: list[tuple[Path, Path]] = []  # (from, to), in the order done
         try:
             for name in top_level:
                 source, target = self.path / name, self.directory / name
-                replace = overwrite and target.is_file() and not target.is_symlink()
-                if replace and source.is_file():
-                    os.replace(source, target)  # the replaced file cannot be moved back
-                else:
-                    _rename_no_replace(source, target)
-                    self._installed.append((target, source))
+                if aside is not None and name in replacing:
+                    os.rename(target, aside / name)
+                    moves.append((target, aside / name))
+                _rename_no_replace(source, target)
+                moves.append((source, target))
             fsync_directory(self.directory)
-        except FileExistsError as exc:
-            self._roll_back()
-            raise LocalFileError(f"{display_name(str(exc.filename))} appeared meanwhile; "
-                                 "nothing was stored") from None  # fmt: skip
         except OSError as exc:
-            self._roll_back()
-            raise LocalFileError(f"cannot store the files: {exc.strerror}") from None
+            self._undo(moves, aside)
+            if isinstance(exc, FileExistsError):
+                text = f"{display_name(str(exc.filename))} appeared meanwhile; nothing was stored"
+            else:
+                text = f"cannot store the files: {exc.strerror}"
+            if self._stranded:
+                kept = ", ".join(display_name(str(path)) for path in self._stranded)
+                text += f"; replaced files that could not be put back are kept: {kept}"
+            raise LocalFileError(text) from None
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
-    def _roll_back(self) -> None:
-        for target, source in reversed(self._installed):
-            with contextlib.suppress(OSError):
-                os.rename(target, source)
-        self._installed.clear()
+    def _aside_directory(self) -> Path:
+        """A new directory inside the staging directory for the files being replaced."""
+        for _ in range(10):
+            path = self.path / f"{STAGING_PREFIX}replaced-{secrets.token_hex(8)}"
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                continue  # a staged entry has that name
+            except OSError as exc:
+                raise LocalFileError(f"cannot store the files: {exc.strerror}") from None
+            return path
+        raise LocalFileError("cannot store the files: no name left for the replaced files")
+
+    def _undo(self, moves: list[tuple[Path, Path]], aside: Path | None) -> None:
+        """Every move back, last first, never over a name taken meanwhile."""
+        for source, target in reversed(moves):
+            try:
+                _rename_no_replace(target, source)
+            except OSError:
+                if target.parent == aside:
+                    self._stranded.append(target)  # an old file: kept where it is
 
     def remove(self) -> None:
+        if self._stranded:
+            return  # it holds old files that could not be put back: never delete them
         shutil.rmtree(self.path, ignore_errors=True)
 
 
@@ -324,6 +370,11 @@ def _hash_regular(path: Path, most: int) -> tuple[int, hashlib._Hash] | None:
         return info.st_size, digest
     finally:
         os.close(fd)
+
+
+def _replaceable(target: Path, source: Path) -> bool:
+    """--overwrite replaces a regular file (not a link, not a directory) by a file."""
+    return target.is_file() and not target.is_symlink() and source.is_file()
 
 
 def conflicts(directory: Path, plan: Plan, overwrite: bool) -> list[str]:

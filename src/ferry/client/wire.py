@@ -4,12 +4,19 @@ It only moves bytes and keeps the session's timer: reads go straight into
 the session's buffer (recv_into), writes go out whole, and every wait is
 bounded by the session's deadline. All protocol decisions are the
 session's; socket errors become ConnectionLost here.
+
+While a decision is local (the receiver's --ask prompt: the session is
+DECIDING and has no timer), while_deciding() watches the socket too, so a
+peer that goes away or gives up ends the wait instead of leaving it open
+for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from ferry.client.peer import shown
 from ferry.config import ClientConfig
@@ -17,6 +24,7 @@ from ferry.errors import ConnectionLost, RefusedByPeer, RemoteProtocolError, Tim
 from ferry.protocol.session import Event, NeedData, PeerAborted, Session, Timeouts
 
 ABORT_GRACE = ClientConfig.abort_grace
+T = TypeVar("T")
 
 
 def timeouts(config: ClientConfig) -> Timeouts:
@@ -54,16 +62,72 @@ class Wire:
                 raise ConnectionLost(self.lost_message)
             session.commit(n, self._loop.time())
         if isinstance(event, PeerAborted):
-            said = shown(event.abort.message or event.abort.reason)
-            raise RefusedByPeer(f"the {session.peer} gave up: {said}")
+            raise self._gave_up(event)
         return event
+
+    def _gave_up(self, event: PeerAborted) -> RefusedByPeer:
+        said = shown(event.abort.message or event.abort.reason)
+        return RefusedByPeer(f"the {self.session.peer} gave up: {said}")
+
+    def _unexpected(self, event: Event) -> RemoteProtocolError:
+        peer = self.session.peer
+        return RemoteProtocolError(f"unexpected {type(event).__name__} from the {peer}")
 
     async def expect(self, kind: type[Event]) -> Event:
         event = await self.next_event()
         if not isinstance(event, kind):
-            peer = self.session.peer
-            raise RemoteProtocolError(f"unexpected {type(event).__name__} from the {peer}")
+            raise self._unexpected(event)
         return event
+
+    async def while_deciding(self, decision: Awaitable[T]) -> T:
+        """The decision's result, unless the peer goes away or speaks first (then it raises).
+
+        Only while the session is DECIDING: the peer waits for our answer and
+        has nothing to say. The end of the stream or a socket error is
+        ConnectionLost, an ABORT is RefusedByPeer with the peer's reason, any
+        other record a RemoteProtocolError; the decision is then cancelled.
+        The socket is only watched for readability and read here, never by a
+        task that could be cancelled holding bytes it read. What the peer did
+        wins over a decision made at the same moment: an answer to a peer that
+        is gone would only fail later, and less clearly.
+        """
+        deciding = asyncio.ensure_future(decision)
+        fd = self.sock.fileno()
+        try:
+            while True:
+                readable: asyncio.Future[None] = self._loop.create_future()
+                self._loop.add_reader(fd, _set_once, readable)
+                waiting: set[asyncio.Future[Any]] = {deciding, readable}
+                try:
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self._loop.remove_reader(fd)
+                if readable.done():
+                    self._heard()
+                elif deciding.done():
+                    return deciding.result()
+        finally:
+            deciding.cancel()
+            await asyncio.gather(deciding, return_exceptions=True)
+
+    def _heard(self) -> None:
+        """Read what the peer sent while we decide; raise if it went away or said anything."""
+        session = self.session
+        try:
+            n = self.sock.recv_into(session.writable())
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            raise ConnectionLost(self.lost_message) from None
+        if n == 0:
+            raise ConnectionLost(self.lost_message)
+        session.commit(n, self._loop.time())
+        event = session.next_event()  # the session raises on a record it does not expect
+        if isinstance(event, NeedData):
+            return  # part of a record: watch on
+        if isinstance(event, PeerAborted):
+            raise self._gave_up(event)
+        raise self._unexpected(event)
 
     async def write(self, data: bytes | memoryview) -> None:
         try:
@@ -95,3 +159,9 @@ class Wire:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    """The reader callback: it runs each time the socket is readable until removed."""
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,234 @@
+"""./receive at a terminal (issue 8), run by the real programs on a pseudo-terminal: the
+"what is coming" line, --ask, and a sender that goes away (or a Ctrl-C) while the prompt
+waits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferry.protocol import messages
+from ferry.protocol.records import RecordType
+
+from .fakes import Call, FakeSender, RawRecord, Step
+from .harness import (
+    Registry,
+    Terminal,
+    assert_one_line_error,
+    program,
+    run_program,
+    wait_until,
+)
+from .test_e2e_anything import start_send_with
+
+EXIT_PEER_GONE = 7
+EXIT_REFUSED_BY_PEER = 10
+EXIT_INTERRUPTED = 130
+ESC = "\x1b"
+PROMPT = "receive: accept? [y/N] "
+GONE_WITHIN = 10.0
+"""Seconds a receiver at the prompt may take to notice that its sender went away."""
+
+
+@pytest.fixture
+def terminals(procs: Registry) -> Iterator[list[Terminal]]:
+    started: list[Terminal] = []
+    yield started
+    for terminal in started:
+        terminal.close()
+
+
+def receive_at_terminal(
+    procs: Registry, terminals: list[Terminal], relay: object, *args: str
+) -> Terminal:
+    argv, cwd = program("receive")
+    terminal = Terminal(procs, [*argv, str(relay), *args], cwd)
+    terminals.append(terminal)
+    return terminal
+
+
+def coming_lines(screen: str) -> list[str]:
+    """The "what is coming" lines on a screen."""
+    return [line for line in screen.split("\n") if line.startswith("receive: coming: ")]
+
+
+def tree_with_six_top_level_names(src: Path) -> list[str]:
+    """d/ (2 files, 1 subdirectory) and five files, one with an escape sequence in its
+    name; 7 files, 2 directories, 22 bytes. The arguments for ./send."""
+    (src / "d" / "sub").mkdir(parents=True)
+    (src / "d" / "x").write_bytes(b"x" * 10)
+    (src / "d" / "sub" / "y").write_bytes(b"y" * 5)
+    names = ["a.txt", f"esc{ESC}[31mred", "f3", "f4", "f5"]
+    for name in names:
+        (src / name).write_bytes(b"z")
+    (src / "f5").write_bytes(b"z" * 3)
+    return [str(src / name) for name in ["d", *names]]
+
+
+TREE_LINE = (
+    "receive: coming: 7 file(s), 2 dir(s), 22 bytes: d/, a.txt, esc[31mred, f3, f4 and 1 more"
+)
+
+
+@pytest.mark.timeout(120)
+def test_terminal_shows_what_is_coming_once_for_a_tree_and_a_pipe_shows_nothing(
+    procs, logdir, relay, tmp_path, terminals
+):
+    args = tree_with_six_top_level_names(tmp_path / "src")
+    sender = start_send_with(procs, logdir, relay, args)
+    out = tmp_path / "out"
+    terminal = receive_at_terminal(procs, terminals, relay, sender.code, str(out))
+    assert terminal.wait() == 0, terminal.screen()
+    assert sender.wait(30) == 0, sender.stderr()
+    screen = terminal.screen()
+    assert coming_lines(screen) == [TREE_LINE], screen  # the escape sequence is not shown
+    assert (out / "esc[31mred").read_bytes() == b"z"
+
+    # The same offer to a receiver whose output goes to pipes: not a word.
+    sender = start_send_with(procs, logdir, relay, args)
+    argv, cwd = program("receive")
+    piped = run_program(procs, [*argv, str(relay), sender.code, str(tmp_path / "piped")], cwd)
+    assert piped.returncode == 0, piped.stderr
+    assert (piped.stdout, piped.stderr) == ("", "")
+    assert sender.wait(30) == 0, sender.stderr()
+
+
+@pytest.mark.timeout(120)
+def test_terminal_shows_what_is_coming_once_for_a_single_file_and_a_pipe_shows_nothing(
+    procs, logdir, relay, tmp_path, terminals
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    name = f"report{ESC}[2J.txt"
+    (src / name).write_bytes(os.urandom(1234))
+    sender = start_send_with(procs, logdir, relay, [str(src / name)])
+    out = tmp_path / "out"
+    terminal = receive_at_terminal(procs, terminals, relay, sender.code, str(out))
+    assert terminal.wait() == 0, terminal.screen()
+    assert sender.wait(30) == 0, sender.stderr()
+    screen = terminal.screen()
+    assert coming_lines(screen) == ["receive: coming: report[2J.txt (1234 bytes)"], screen
+    assert (out / "report[2J.txt").read_bytes() == (src / name).read_bytes()
+
+    sender = start_send_with(procs, logdir, relay, [str(src / name)])
+    argv, cwd = program("receive")
+    piped = run_program(procs, [*argv, str(relay), sender.code, str(tmp_path / "piped")], cwd)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "" and coming_lines(piped.stderr) == [], piped.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+
+
+@pytest.mark.timeout(120)
+def test_ask_at_a_terminal_no_refuses_and_keeps_the_code_alive_then_yes_accepts(
+    procs, logdir, relay, tmp_path, terminals
+):
+    args = tree_with_six_top_level_names(tmp_path / "src")
+    sender = start_send_with(procs, logdir, relay, args)
+    out = tmp_path / "out"
+    declining = receive_at_terminal(procs, terminals, relay, sender.code, str(out), "--ask")
+    screen = declining.wait_for(PROMPT)
+    assert coming_lines(screen) == [TREE_LINE], screen
+    # Before the answer, nothing but the hidden staging directory.
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".ferry-")] == []
+    declining.type(b"n\n")
+    assert declining.wait() == EXIT_REFUSED_BY_PEER, declining.screen()
+    assert declining.screen().rstrip("\n").endswith("declined")
+    assert list(out.iterdir()) == []
+    assert wait_until(lambda: "refused" in sender.stderr(), 15), sender.stderr()
+    assert sender.running(), "a refusal must keep the code alive"
+
+    accepting = receive_at_terminal(procs, terminals, relay, sender.code, str(out), "--ask")
+    accepting.wait_for(PROMPT)
+    accepting.type(b"y\n")
+    assert accepting.wait() == 0, accepting.screen()
+    assert coming_lines(accepting.screen()) == [TREE_LINE]
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (out / "d" / "sub" / "y").read_bytes() == b"y" * 5
+
+
+def assert_gone_promptly(terminal: Terminal, out: Path, exit_code: int, *needles: str) -> None:
+    """The receiver left its prompt within GONE_WITHIN: one error line, on a line of its
+    own, the exit code, and nothing in out."""
+    try:
+        status = terminal.proc.wait(GONE_WITHIN)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"the receiver still waits on its prompt after {GONE_WITHIN}s: {terminal.screen()!r}"
+        ) from None
+    terminal.wait()
+    screen = terminal.screen()
+    assert status == exit_code, screen
+    lines = screen.rstrip("\n").split("\n")
+    assert len(lines) == 3 and coming_lines(lines[0]) and lines[1] == PROMPT, screen
+    assert_one_line_error(lines[-1], "receive", *needles)
+    assert list(out.iterdir()) == [], "the receiver left something in DIR"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "signum", [signal.SIGKILL, signal.SIGINT], ids=["sender-killed", "sender-interrupted"]
+)
+def test_ask_prompt_ends_when_the_sender_goes_away_with_exit_7_and_nothing_stored(
+    procs, logdir, relay, tmp_path, terminals, signum
+):
+    args = tree_with_six_top_level_names(tmp_path / "src")
+    sender = start_send_with(procs, logdir, relay, args)
+    out = tmp_path / "out"
+    terminal = receive_at_terminal(procs, terminals, relay, sender.code, str(out), "--ask")
+    terminal.wait_for(PROMPT)
+    os.killpg(sender.pid, signum)
+    assert_gone_promptly(terminal, out, EXIT_PEER_GONE, "the sender went away")
+
+
+@pytest.mark.timeout(120)
+def test_ask_prompt_ends_when_the_sender_aborts_and_shows_its_reason(
+    procs, relay, tmp_path, terminals
+):
+    prompted = threading.Event()
+    abort = messages.encode_abort(messages.Abort("error", "the receiver stopped responding"))
+    steps: list[Step] = [Call(lambda: prompted.wait(30)), RawRecord(RecordType.ABORT, abort)]
+    fake = FakeSender(relay.host, relay.port, "a.bin", 10, before_answer=steps).start()
+    out = tmp_path / "out"
+    out.mkdir()
+    terminal = receive_at_terminal(procs, terminals, relay, fake.wait_code(), str(out), "--ask")
+    terminal.wait_for(PROMPT)
+    prompted.set()
+    assert_gone_promptly(
+        terminal, out, EXIT_REFUSED_BY_PEER, "the sender gave up: the receiver stopped responding"
+    )
+    fake.join()
+    assert fake.answer is None, "the receiver answered after the sender gave up"
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_at_the_ask_prompt_exits_130_at_once_and_stores_nothing(
+    procs, logdir, relay, tmp_path, terminals
+):
+    args = tree_with_six_top_level_names(tmp_path / "src")
+    sender = start_send_with(procs, logdir, relay, args)
+    out = tmp_path / "out"
+    terminal = receive_at_terminal(procs, terminals, relay, sender.code, str(out), "--ask")
+    terminal.wait_for(PROMPT)
+    os.killpg(terminal.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    assert_gone_promptly(terminal, out, EXIT_INTERRUPTED, "interrupted")
+
+
+@pytest.mark.timeout(120)
+def test_ask_takes_its_answer_from_the_line_after_a_code_read_from_stdin(
+    procs, logdir, relay, tmp_path
+):
+    (tmp_path / "f.txt").write_bytes(b"hello")
+    sender = start_send_with(procs, logdir, relay, [str(tmp_path / "f.txt")])
+    argv, cwd = program("receive")
+    out = tmp_path / "out"
+    stdin = f"{sender.code}\ny\n".encode()  # one write: both lines arrive together
+    result = run_program(procs, [*argv, str(relay), "-", str(out), "--ask"], cwd, input=stdin)
+    assert result.returncode == 0, result.stderr
+    assert (out / "f.txt").read_bytes() == b"hello"
+    assert sender.wait(30) == 0, sender.stderr()

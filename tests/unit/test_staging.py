@@ -1,0 +1,136 @@
+"""Staging.install (client/staging.py): all or none, with --overwrite too.
+
+Failures are injected into the renames themselves (os.rename, os.replace and the
+renameat2 wrapper alike), so the tests hold whichever of them install uses."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ferry.client import staging as staging_module
+from ferry.client.staging import STAGING_PREFIX, Staging
+from ferry.errors import LocalFileError
+
+TOP_LEVEL = ["a.txt", "b.txt", "c.txt", "d"]
+"""Staged in this order: two files that replace old ones, a new file, a new directory."""
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry under root: relative path -> (kind, inode, content)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            kind = "dir" if path.is_dir() else "file"
+            content = path.read_bytes() if kind == "file" else b""
+            found[str(path.relative_to(root))] = (kind, path.lstat().st_ino, content)
+    return found
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An output directory holding old a.txt and b.txt, and a file nobody sends."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_bytes(b"old a")
+    (out / "b.txt").write_bytes(b"old b")
+    (out / "keep").write_bytes(b"keep")
+    return out
+
+
+def staged(out: Path) -> Staging:
+    staging = Staging(out)
+    for name in TOP_LEVEL[:3]:
+        (staging.path / name).write_bytes(b"new " + name.encode())
+    (staging.path / "d").mkdir()
+    (staging.path / "d" / "inner").write_bytes(b"inner")
+    return staging
+
+
+def fail_renames(
+    monkeypatch: pytest.MonkeyPatch, path: Path, into: bool = False
+) -> list[tuple[str, str]]:
+    """The first rename from or to path fails with EIO (into: every rename to path); the
+    failed (from, to) pairs."""
+    failed: list[tuple[str, str]] = []
+
+    def failing(real: Callable[..., Any]) -> Callable[..., Any]:
+        def rename(source: Any, target: Any, *args: Any, **kwargs: Any) -> Any:
+            if into:
+                fails = Path(target) == path
+            else:
+                fails = not failed and path in (Path(source), Path(target))
+            if fails:
+                failed.append((str(source), str(target)))
+                raise OSError(errno.EIO, os.strerror(errno.EIO), str(target))
+            return real(source, target, *args, **kwargs)
+
+        return rename
+
+    monkeypatch.setattr(os, "rename", failing(os.rename))
+    monkeypatch.setattr(os, "replace", failing(os.replace))
+    monkeypatch.setattr(
+        staging_module, "_rename_no_replace", failing(staging_module._rename_no_replace)
+    )
+    return failed
+
+
+def test_install_with_overwrite_replaces_files_adds_the_rest_and_leaves_nothing_aside(
+    out: Path,
+) -> None:
+    staging = staged(out)
+    staging.install(TOP_LEVEL, overwrite=True)
+    assert list(staging.path.iterdir()) == [], "the staging directory must be empty now"
+    staging.remove()
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", "c.txt", "d", "keep"]
+    assert (out / "a.txt").read_bytes() == b"new a.txt"
+    assert (out / "b.txt").read_bytes() == b"new b.txt"
+    assert (out / "d" / "inner").read_bytes() == b"inner"
+
+
+@pytest.mark.parametrize("failing", TOP_LEVEL)
+def test_install_with_overwrite_that_fails_at_any_entry_leaves_the_directory_as_it_was(
+    out: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    before = snapshot(out)
+    staging = staged(out)
+    failed = fail_renames(monkeypatch, out / failing)
+    with pytest.raises(LocalFileError, match="cannot store the files"):
+        staging.install(TOP_LEVEL, overwrite=True)
+    assert failed, "no rename failed"
+    staging.remove()
+    assert snapshot(out) == before  # the very same old files (inodes), nothing new, no staging
+
+
+def test_install_with_overwrite_meeting_a_directory_that_appeared_leaves_the_directory_as_it_was(
+    out: Path,
+) -> None:
+    (out / "c.txt").mkdir()  # after the checks, before the renames: never replaced
+    (out / "c.txt" / "theirs").write_bytes(b"theirs")
+    before = snapshot(out)
+    staging = staged(out)
+    with pytest.raises(LocalFileError, match="appeared meanwhile; nothing was stored"):
+        staging.install(TOP_LEVEL, overwrite=True)
+    staging.remove()
+    assert snapshot(out) == before
+
+
+def test_install_keeps_a_replaced_file_it_cannot_put_back_and_says_where(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staging = staged(out)
+    # The new b.txt cannot go in, and then the old one cannot go back.
+    fail_renames(monkeypatch, out / "b.txt", into=True)
+    with pytest.raises(LocalFileError, match="could not be put back are kept") as raised:
+        staging.install(TOP_LEVEL, overwrite=True)
+    staging.remove()
+    kept = list(staging.path.glob(f"{STAGING_PREFIX}replaced-*/b.txt"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"old b"
+    assert str(kept[0]) in raised.value.message
+    assert (out / "a.txt").read_bytes() == b"old a"

@@ -33,7 +33,7 @@ from ferry.protocol.session import (
 )
 from tests.memory import Cut, MemoryTransport, bytewise, whole
 from tests.unit.test_session import PASSWORD, TIMEOUTS
-from tests.unit.test_session_tree import handshake, tree_of
+from tests.unit.test_session_tree import handshake, resumable, tree_of
 
 SHA_OTHER = "0" * 64
 
@@ -308,15 +308,7 @@ def test_sender_misuse_of_start_file_and_digest_is_a_local_protocol_error() -> N
 
 def test_a_stream_resumes_after_the_kept_bytes_and_ends_with_the_digest() -> None:
     offer = messages.Offer(messages.KIND_STREAM, "stdin", messages.UNKNOWN_SIZE, resume=True)
-    link = MemoryTransport(
-        SenderSession(PASSWORD, offer, TIMEOUTS), ReceiverSession(PASSWORD, TIMEOUTS)
-    )
-    link.pair()
-    link.events(link.sender)
-    link.flush(link.sender)
-    link.events(link.receiver)
-    link.flush(link.receiver)
-    link.events(link.sender)
+    link = resumable(b"", offer)
     link.receiver.accept(link.clock.now, resume_from=3, prefix_sha256=sha(b"abc"))
     link.flush(link.receiver)
     [answered] = link.events(link.sender)

@@ -269,8 +269,9 @@ def test_stream_ack_with_another_count_raises_remote_protocol_error() -> None:
 # --- resume: START and DIGEST ----------------------------------------------------------------
 
 
-def resumable(payload: bytes) -> MemoryTransport:
-    offer = messages.Offer(messages.KIND_FILE, "f", len(payload), resume=True)
+def resumable(payload: bytes, offer: messages.Offer | None = None) -> MemoryTransport:
+    """A file (or `offer`) that can resume, offered and confirmed: the receiver decides."""
+    offer = offer or messages.Offer(messages.KIND_FILE, "f", len(payload), resume=True)
     link = MemoryTransport(
         SenderSession(PASSWORD, offer, TIMEOUTS), ReceiverSession(PASSWORD, TIMEOUTS)
     )

@@ -25,7 +25,7 @@ from .harness import (
     run_program,
     wait_until,
 )
-from .test_e2e_anything import start_send_with
+from .test_e2e_anything import receive, start_send_with
 
 EXIT_PEER_GONE = 7
 EXIT_REFUSED_BY_PEER = 10
@@ -217,6 +217,12 @@ def test_ctrl_c_at_the_ask_prompt_exits_130_at_once_and_stores_nothing(
     terminal.wait_for(PROMPT)
     os.killpg(terminal.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     assert_gone_promptly(terminal, out, EXIT_INTERRUPTED, "interrupted")
+    # Like a refusal, leaving before answering keeps the sender's code alive.
+    assert wait_until(lambda: "left before answering" in sender.stderr(), 10), sender.stderr()
+    assert sender.proc.poll() is None
+    result = receive(procs, relay, sender.code, str(out))
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
 
 
 @pytest.mark.timeout(120)

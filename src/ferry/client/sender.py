@@ -283,7 +283,12 @@ class Sender:
         from ferry.protocol.session import Acknowledged, Answered
 
         wire.lost_message = "the receiver went away"
-        answered = await wire.expect(Answered)
+        try:
+            answered = await wire.expect(Answered)
+        except ConnectionLost:
+            # Nothing moved yet (say, Ctrl-C at the receiver's --ask prompt): like a
+            # refusal, this attempt is over and the code stays alive.
+            raise _Refused("the receiver left before answering") from None
         assert isinstance(answered, Answered)
         if not answered.answer.accept:
             said = shown(answered.answer.message or answered.answer.reason)

@@ -13,7 +13,8 @@ timed from spawning ./send until both exited (as bench/e2e.py does):
   mailbox server and transit relay on loopback, --no-listen, the same
   timing) alternate with ferry's on the same tree; target: magic-wormhole's
   median time ≥ 2 × ferry's. Every received tree, from either tool, is
-  checked file by file against the source (outside the timing);
+  checked file by file against the source (outside the timing) and kept
+  until the section ends (remove_outdirs says why);
 - directory vs file: a directory of four 256 MiB files against one 1 GiB
   file, runs interleaved; target: the directory at ≥ 90 % of the file's MB/s;
 - stdin vs file: `cat FILE | ./send R -` against `./send R FILE` (1 GiB),
@@ -25,6 +26,8 @@ timed from spawning ./send until both exited (as bench/e2e.py does):
   carried the second time (its log's bytes_to_receiver); target ≤ 55 %.
 
 --only small or --only big runs the first section or the other three alone.
+Everything is written under $TMPDIR (default /tmp): TMPDIR=/dev/shm puts
+the trees on tmpfs, to tell the filesystem's share from the tools'.
 Medians with min–max; MB is 10^6 bytes. Results go to docs/PERFORMANCE.md by hand.
 """
 
@@ -173,24 +176,37 @@ def small_vs_wormhole(
     with compare.servers(bin_dir, work) as servers:
 
         def wormhole() -> float:
-            return compare.transfer(servers, tree, work, check_tree, size).seconds
+            outdir = Path(tempfile.mkdtemp(prefix="out-wormhole-", dir=work))
+            return compare.transfer(servers, tree, work, check_tree, size, outdir).seconds
 
         return interleaved(runs, {"small": small_arm(relay, tree, work), "wormhole": wormhole})
 
 
 def small_arm(relay: procs.Relay, tree: Path, work: Path) -> Callable[[], float]:
-    """One `./send R DIR` of the tree: seconds; the copy is checked, then deleted."""
+    """One `./send R DIR` of the tree: seconds; the copy is checked and kept (see below)."""
 
     def arm() -> float:
-        outdir = Path(tempfile.mkdtemp(prefix="ferry-recv-", dir=work))
-        try:
-            seconds = run_pair(relay, [tree], outdir, exist_ok=True)
-            check_tree(tree, outdir / tree.name)
-            return seconds
-        finally:
-            shutil.rmtree(outdir, ignore_errors=True)
+        outdir = Path(tempfile.mkdtemp(prefix="out-ferry-", dir=work))
+        seconds = run_pair(relay, [tree], outdir, exist_ok=True)
+        check_tree(tree, outdir / tree.name)
+        return seconds
 
     return arm
+
+
+def remove_outdirs(work: Path) -> None:
+    """The received trees, once the small-files runs are over, never between them.
+
+    Deleting 10,000 files makes the next 10,000 creations on the same
+    filesystem slower for minutes: on ext4 without a journal (this
+    sandbox's disk), each new inode's search starts at its group's first
+    free inode and skips every one deleted in the last 60 s (360 s while
+    its inode-table block is dirty), one buffer-cache look-up each
+    (find_inode_bit -> recently_deleted): up to 0.3 ms per file created,
+    measured. A tree deleted between runs would charge that to whichever
+    tool runs next; other work deleting files on the machine still can."""
+    for path in work.glob("out-*"):
+        shutil.rmtree(path)
 
 
 def interleaved(runs: int, arms: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
@@ -238,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if small is None:
                     small = interleaved(args.runs, {"small": small_arm(relay, tree, work)})
                 shutil.rmtree(work / "src")
+                remove_outdirs(work)
             if args.only != "small":
                 rate, resumed = big_section(relay, work, args.runs, args.big)
     finally:

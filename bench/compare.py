@@ -134,25 +134,37 @@ def same_size(source: Path, received: Path) -> None:
 
 
 def transfer(
-    servers: Servers, source: Path, workdir: Path, check: Check = same_size, size: int = 0
+    servers: Servers,
+    source: Path,
+    workdir: Path,
+    check: Check = same_size,
+    size: int = 0,
+    outdir: Path | None = None,
 ) -> Transfer:
     """One file (or directory) through magic-wormhole; raises RuntimeError (or OSError) on failure.
 
     The receiver writes into a fresh directory, so what arrives is there under
-    source's name; check() looks at it before it is deleted (outside the
-    timing). size: the bytes moved, for a directory (default: source's size)."""
+    source's name; check() looks at it outside the timing. size: the bytes
+    moved, for a directory (default: source's size). outdir: an empty
+    directory to receive into, left to the caller (default: a temporary one
+    in workdir, deleted on return)."""
+    if outdir is not None:
+        return _transfer(servers, source, outdir, check, size or source.stat().st_size)
     outdir = Path(tempfile.mkdtemp(prefix="wormhole-recv-", dir=workdir))
-    size = size or source.stat().st_size
     try:
-        cpu_before = probe.cpu_seconds(servers.transit_proc.pid)
-        started = time.perf_counter()
-        timeout = max(120.0, size / MIN_RATE)
-        code_ms, finished = _run_pair(servers, source, outdir, started, timeout)
-        relay_cpu = probe.cpu_seconds(servers.transit_proc.pid) - cpu_before
-        check(source, outdir / source.name)
-        return Transfer(finished - started, code_ms, relay_cpu, size)
+        return _transfer(servers, source, outdir, check, size or source.stat().st_size)
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
+
+
+def _transfer(servers: Servers, source: Path, outdir: Path, check: Check, size: int) -> Transfer:
+    cpu_before = probe.cpu_seconds(servers.transit_proc.pid)
+    started = time.perf_counter()
+    timeout = max(120.0, size / MIN_RATE)
+    code_ms, finished = _run_pair(servers, source, outdir, started, timeout)
+    relay_cpu = probe.cpu_seconds(servers.transit_proc.pid) - cpu_before
+    check(source, outdir / source.name)
+    return Transfer(finished - started, code_ms, relay_cpu, size)
 
 
 def _run_pair(

@@ -218,9 +218,10 @@ def interleaved(runs: int, arms: dict[str, Callable[[], float]]) -> dict[str, li
     return times
 
 
-def show(name: str, values: list[float], unit: str, target: str) -> None:
-    print(f"{name:<34} {statistics.median(values):>8.1f}  "
-          f"{min(values):.1f}–{max(values):.1f}  n={len(values)}  {unit:<5} {target}")  # fmt: skip
+def show(name: str, values: list[float], unit: str, target: str, digits: int = 1) -> None:
+    print(f"{name:<34} {statistics.median(values):>8.{digits}f}  "
+          f"{min(values):.{digits}f}–{max(values):.{digits}f}  n={len(values)}  "
+          f"{unit:<5} {target}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"\nmachine: {os.cpu_count()} CPUs; {args.runs} runs each; MB = 10^6 bytes")
     if small is not None:
-        show(f"{args.small_files} x 1 KiB files, end to end", small["small"], "s", "target ≤ 5 s")
+        name = f"{args.small_files} x 1 KiB files, end to end"
+        show(name, small["small"], "s", "target ≤ 5 s", digits=2)
         if "wormhole" in small:
             show_wormhole(small["small"], small["wormhole"])
         elif wormhole_missing:
@@ -308,12 +310,12 @@ def big_section(
 
 
 def show_wormhole(ferry: list[float], wormhole: list[float]) -> None:
-    show("magic-wormhole, the same tree", wormhole, "s", "")
+    show("magic-wormhole, the same tree", wormhole, "s", "", digits=2)
     ratio = statistics.median(wormhole) / statistics.median(ferry)
     pairs = [theirs / ours for ours, theirs in zip(ferry, wormhole, strict=True)]
-    print(f"{'magic-wormhole / ferry':<34} {ratio:>8.1f}  ×      target ≥ 2 ×  "
+    print(f"{'magic-wormhole / ferry':<34} {ratio:>8.2f}  ×      target ≥ 2 ×  "
           f"{'met' if ratio >= 2 else 'NOT met'}  (of the medians; "
-          f"per interleaved pair {min(pairs):.1f}–{max(pairs):.1f})")  # fmt: skip
+          f"per interleaved pair {min(pairs):.2f}–{max(pairs):.2f})")  # fmt: skip
 
 
 def show_big(rate: dict[str, list[float]], resumed: list[float], big_size: int) -> None:

@@ -17,9 +17,10 @@ both clients exited, the receiver started as soon as the sender showed its
 code. ferry and magic-wormhole runs alternate, so a busy spell on the machine
 hits both.
 
-transfer() also takes a directory (`wormhole send DIR` zips it to a temporary
-file first, then sends that); bench/anything.py uses it, with its own check
-of the received tree, for issue 8's many-small-files comparison.
+transfer() also takes a directory (magic-wormhole 0.24 sends it as a zip
+built as it goes, uncompressed; the receiver spools the whole zip, then
+unpacks it); bench/anything.py uses it, with its own check of the received
+tree, for issue 8's many-small-files comparison.
 """
 
 from __future__ import annotations

@@ -2,12 +2,19 @@
 
     .venv/bin/python -m bench.anything              # 3 runs of each, about 3 minutes on 2 cores
     .venv/bin/python -m bench.anything --runs 5 --small-files 10000
+    .venv/bin/python -m bench.anything --only small --wormhole --runs 5   # vs magic-wormhole
 
 Every run is real ./send and ./receive processes through ./relay on loopback,
 timed from spawning ./send until both exited (as bench/e2e.py does):
 
 - small files: N files of 1 KiB in nested directories (100 per directory),
-  one `./send R DIR`; target ≤ 5 s for 10,000;
+  one `./send R DIR`; target ≤ 5 s for 10,000. With --wormhole, runs of
+  `wormhole send DIR` / `wormhole receive` (bench/compare.py: its own
+  mailbox server and transit relay on loopback, --no-listen, the same
+  timing) alternate with ferry's on the same tree; target: magic-wormhole's
+  median time ≥ 2 × ferry's. Every received tree, from either tool, is
+  checked file by file against the source (outside the timing) and kept
+  until the section ends (remove_outdirs says why);
 - directory vs file: a directory of four 256 MiB files against one 1 GiB
   file, runs interleaved; target: the directory at ≥ 90 % of the file's MB/s;
 - stdin vs file: `cat FILE | ./send R -` against `./send R FILE` (1 GiB),
@@ -18,6 +25,9 @@ timed from spawning ./send until both exited (as bench/e2e.py does):
   then sent and received again; the share of the file's bytes the relay
   carried the second time (its log's bytes_to_receiver); target ≤ 55 %.
 
+--only small or --only big runs the first section or the other three alone.
+Everything is written under $TMPDIR (default /tmp): TMPDIR=/dev/shm puts
+the trees on tmpfs, to tell the filesystem's share from the tools'.
 Medians with min–max; MB is 10^6 bytes. Results go to docs/PERFORMANCE.md by hand.
 """
 
@@ -36,6 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench import compare
 from bench.e2e import make_file
 from ferry_testing import procs
 
@@ -114,14 +125,88 @@ def _partial_size(outdir: Path) -> int:
 
 
 def small_tree(root: Path, count: int) -> Path:
+    """count files of 1 KiB, 100 per directory, 10 directories per directory; no two alike."""
     top = root / "small"
     block = os.urandom(1024)
     for i in range(count):
         directory = top / f"d{i // 1000:02d}" / f"e{i // 100 % 10}"
         if i % 100 == 0:
             directory.mkdir(parents=True)
-        (directory / f"f{i:05d}.bin").write_bytes(block)
+        (directory / f"f{i:05d}.bin").write_bytes(i.to_bytes(8, "big") + block[8:])
     return top
+
+
+def tree_files(top: Path) -> dict[str, Path]:
+    """Every regular file under top, by its path relative to top."""
+    found: dict[str, Path] = {}
+    for dirpath, _, filenames in os.walk(top):
+        for name in filenames:
+            path = Path(dirpath, name)
+            found[str(path.relative_to(top))] = path
+    return found
+
+
+def check_tree(source: Path, received: Path) -> None:
+    """Raise RuntimeError unless received holds exactly source's files, byte for byte."""
+    want, got = tree_files(source), tree_files(received)
+    if want.keys() != got.keys():
+        missing, extra = len(want.keys() - got.keys()), len(got.keys() - want.keys())
+        raise RuntimeError(
+            f"{received}: {len(got)} files, not {len(want)} ({missing} missing, {extra} extra)"
+        )
+    differ = [name for name, path in want.items() if path.read_bytes() != got[name].read_bytes()]
+    if differ:
+        raise RuntimeError(f"{received}: {len(differ)} files differ, e.g. {differ[0]}")
+
+
+def tree_size(top: Path) -> int:
+    return sum(path.stat().st_size for path in tree_files(top).values())
+
+
+def small_vs_wormhole(
+    relay: procs.Relay, tree: Path, work: Path, runs: int
+) -> dict[str, list[float]] | None:
+    """Seconds per run, ferry and magic-wormhole interleaved; None if wormhole is unavailable."""
+    try:
+        bin_dir = compare.ensure_venv()
+    except compare.Unavailable as exc:
+        log(f"magic-wormhole unavailable: {exc}")
+        return None
+    size = tree_size(tree)
+    with compare.servers(bin_dir, work) as servers:
+
+        def wormhole() -> float:
+            outdir = Path(tempfile.mkdtemp(prefix="out-wormhole-", dir=work))
+            return compare.transfer(servers, tree, work, check_tree, size, outdir).seconds
+
+        return interleaved(runs, {"small": small_arm(relay, tree, work), "wormhole": wormhole})
+
+
+def small_arm(relay: procs.Relay, tree: Path, work: Path) -> Callable[[], float]:
+    """One `./send R DIR` of the tree: seconds; the copy is checked and kept (see below)."""
+
+    def arm() -> float:
+        outdir = Path(tempfile.mkdtemp(prefix="out-ferry-", dir=work))
+        seconds = run_pair(relay, [tree], outdir, exist_ok=True)
+        check_tree(tree, outdir / tree.name)
+        return seconds
+
+    return arm
+
+
+def remove_outdirs(work: Path) -> None:
+    """The received trees, once the small-files runs are over, never between them.
+
+    Deleting 10,000 files makes the next 10,000 creations on the same
+    filesystem slower for minutes: on ext4 without a journal (this
+    sandbox's disk), each new inode's search starts at its group's first
+    free inode and skips every one deleted in the last 60 s (360 s while
+    its inode-table block is dirty), one buffer-cache look-up each
+    (find_inode_bit -> recently_deleted): 0.27–0.44 ms per file created,
+    measured. A tree deleted between runs would charge that to whichever
+    tool runs next; other work deleting files on the machine still can."""
+    for path in work.glob("out-*"):
+        shutil.rmtree(path)
 
 
 def interleaved(runs: int, arms: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
@@ -133,9 +218,10 @@ def interleaved(runs: int, arms: dict[str, Callable[[], float]]) -> dict[str, li
     return times
 
 
-def show(name: str, values: list[float], unit: str, target: str) -> None:
-    print(f"{name:<34} {statistics.median(values):>8.1f}  "
-          f"{min(values):.1f}–{max(values):.1f}  n={len(values)}  {unit:<5} {target}")  # fmt: skip
+def show(name: str, values: list[float], unit: str, target: str, digits: int = 1) -> None:
+    print(f"{name:<34} {statistics.median(values):>8.{digits}f}  "
+          f"{min(values):.{digits}f}–{max(values):.{digits}f}  n={len(values)}  "
+          f"{unit:<5} {target}")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,56 +229,98 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small-files", type=int, default=10_000)
     parser.add_argument("--big", type=int, default=GIB, help="bytes in the large transfers")
+    parser.add_argument(
+        "--only", choices=("small", "big"),
+        help="small: the many-small-files tree alone; big: file, directory, stdin and resume",
+    )  # fmt: skip
+    parser.add_argument(
+        "--wormhole", action="store_true",
+        help="also send the small-files tree with magic-wormhole (bench/compare.py), interleaved",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ferry-bench-anything-"))
     (work / "logged").mkdir()
+    small: dict[str, list[float]] | None = None
+    wormhole_missing = False
+    rate: dict[str, list[float]] = {}
+    resumed: list[float] = []
+    try:
+        with procs.relay(work, "-q") as relay:
+            if args.only != "big":
+                log(f"making {args.small_files} files of 1 KiB")
+                tree = small_tree(work / "src", args.small_files)
+                if args.wormhole:
+                    small = small_vs_wormhole(relay, tree, work, args.runs)
+                    wormhole_missing = small is None
+                if small is None:
+                    small = interleaved(args.runs, {"small": small_arm(relay, tree, work)})
+                shutil.rmtree(work / "src")
+                remove_outdirs(work)
+            if args.only != "small":
+                rate, resumed = big_section(relay, work, args.runs, args.big)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nmachine: {os.cpu_count()} CPUs; {args.runs} runs each; MB = 10^6 bytes")
+    if small is not None:
+        name = f"{args.small_files} x 1 KiB files, end to end"
+        show(name, small["small"], "s", "target ≤ 5 s", digits=2)
+        if "wormhole" in small:
+            show_wormhole(small["small"], small["wormhole"])
+        elif wormhole_missing:
+            print("magic-wormhole: not measured (unavailable, see the log above)")
+    if rate:
+        show_big(rate, resumed, args.big)
+    return 0
+
+
+def big_section(
+    relay: procs.Relay, work: Path, runs: int, big_size: int
+) -> tuple[dict[str, list[float]], list[float]]:
+    """MB/s of the file, directory and stdin runs; the resume shares (%)."""
     counter = iter(range(1_000_000))
 
     def out() -> Path:
         return work / f"out-{next(counter)}"
 
-    try:
-        with procs.relay(work, "-q") as relay:
-            log(f"making {args.small_files} files of 1 KiB")
-            tree = small_tree(work / "src", args.small_files)
-            small = interleaved(args.runs, {"small": lambda: run_pair(relay, [tree], out())})
-            shutil.rmtree(work / "src")
-            for path in work.glob("out-*"):
-                shutil.rmtree(path)
+    log(f"making a {big_size // MIB} MiB file and a directory of four quarters")
+    big = make_file(work / "big.bin", big_size)
+    quarters = work / "quarters"
+    quarters.mkdir()
+    for i in range(4):
+        make_file(quarters / f"q{i}.bin", big_size // 4)
 
-            log(f"making a {args.big // MIB} MiB file and a directory of four quarters")
-            big = make_file(work / "big.bin", args.big)
-            quarters = work / "quarters"
-            quarters.mkdir()
-            for i in range(4):
-                make_file(quarters / f"q{i}.bin", args.big // 4)
+    def timed(send_args: list[str | Path], stdin: Path | None = None) -> Callable[[], float]:
+        def arm() -> float:
+            target = out()
+            try:
+                return run_pair(relay, send_args, target, stdin)
+            finally:
+                shutil.rmtree(target, ignore_errors=True)
 
-            def timed(
-                send_args: list[str | Path], stdin: Path | None = None
-            ) -> Callable[[], float]:
-                def arm() -> float:
-                    target = out()
-                    try:
-                        return run_pair(relay, send_args, target, stdin)
-                    finally:
-                        shutil.rmtree(target, ignore_errors=True)
+        return arm
 
-                return arm
+    with procs.relay(work / "logged") as logged:  # outcome lines: bytes per pipe
+        resumed = [resume_share(logged, big, out()) for _ in range(runs)]
+    big_runs = interleaved(runs, {
+        "file": timed([big]), "directory": timed([quarters]), "stdin": timed(["-"], stdin=big),
+    })  # fmt: skip
+    rate = {name: [big_size / t / 1e6 for t in ts] for name, ts in big_runs.items()}
+    return rate, resumed
 
-            with procs.relay(work / "logged") as logged:  # outcome lines: bytes per pipe
-                resumed = [resume_share(logged, big, out()) for _ in range(args.runs)]
-            big_runs = interleaved(args.runs, {
-                "file": timed([big]), "directory": timed([quarters]),
-                "stdin": timed(["-"], stdin=big),
-            })  # fmt: skip
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
-    rate = {name: [args.big / t / 1e6 for t in ts] for name, ts in big_runs.items()}
+def show_wormhole(ferry: list[float], wormhole: list[float]) -> None:
+    show("magic-wormhole, the same tree", wormhole, "s", "", digits=2)
+    ratio = statistics.median(wormhole) / statistics.median(ferry)
+    pairs = [theirs / ours for ours, theirs in zip(ferry, wormhole, strict=True)]
+    print(f"{'magic-wormhole / ferry':<34} {ratio:>8.2f}  ×      target ≥ 2 ×  "
+          f"{'met' if ratio >= 2 else 'NOT met'}  (of the medians; "
+          f"per interleaved pair {min(pairs):.2f}–{max(pairs):.2f})")  # fmt: skip
+
+
+def show_big(rate: dict[str, list[float]], resumed: list[float], big_size: int) -> None:
     file_rate = statistics.median(rate["file"])
-    print(f"\nmachine: {os.cpu_count()} CPUs; {args.runs} runs each; MB = 10^6 bytes")
-    show(f"{args.small_files} x 1 KiB files, end to end", small["small"], "s", "target ≤ 5 s")
-    show(f"{args.big // MIB} MiB file", rate["file"], "MB/s", "")
+    show(f"{big_size // MIB} MiB file", rate["file"], "MB/s", "")
     show("directory of 4 quarters", rate["directory"], "MB/s", "")
     show("stdin (cat FILE | send -)", rate["stdin"], "MB/s", "")
     show("resume: second transfer / file", resumed, "%", "target ≤ 55 %")
@@ -200,7 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = 100 * statistics.median(rate[name]) / file_rate
         print(f"{name + ' / file':<34} {ratio:>8.0f}  %      target ≥ {target} %  "
               f"{'met' if ratio >= target else 'NOT met'}")  # fmt: skip
-    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ ferry's relay. Timing is the same as ferry's: from spawning the sender until
 both clients exited, the receiver started as soon as the sender showed its
 code. ferry and magic-wormhole runs alternate, so a busy spell on the machine
 hits both.
+
+transfer() also takes a directory (magic-wormhole 0.24 sends it as a zip
+built as it goes, uncompressed; the receiver spools the whole zip, then
+unpacks it); bench/anything.py uses it, with its own check of the received
+tree, for issue 8's many-small-files comparison.
 """
 
 from __future__ import annotations
@@ -119,25 +124,53 @@ class Transfer:
     size: int
 
 
-def transfer(servers: Servers, source: Path, workdir: Path) -> Transfer:
-    """One file through magic-wormhole; raises RuntimeError (or OSError) on failure."""
-    outdir = Path(tempfile.mkdtemp(prefix="wormhole-recv-", dir=workdir))
+Check = Callable[[Path, Path], None]
+"""check(source, received): raise RuntimeError unless received is a whole copy of source."""
+
+
+def same_size(source: Path, received: Path) -> None:
     size = source.stat().st_size
+    if not received.is_file() or received.stat().st_size != size:
+        raise RuntimeError(f"magic-wormhole did not deliver {size} bytes of {source.name}")
+
+
+def transfer(
+    servers: Servers,
+    source: Path,
+    workdir: Path,
+    check: Check = same_size,
+    size: int = 0,
+    outdir: Path | None = None,
+) -> Transfer:
+    """One file (or directory) through magic-wormhole; raises RuntimeError (or OSError) on failure.
+
+    The receiver writes into a fresh directory, so what arrives is there under
+    source's name; check() looks at it outside the timing. size: the bytes
+    moved, for a directory (default: source's size). outdir: an empty
+    directory to receive into, left to the caller (default: a temporary one
+    in workdir, deleted on return)."""
+    if outdir is not None:
+        return _transfer(servers, source, outdir, check, size or source.stat().st_size)
+    outdir = Path(tempfile.mkdtemp(prefix="wormhole-recv-", dir=workdir))
     try:
-        cpu_before = probe.cpu_seconds(servers.transit_proc.pid)
-        started = time.perf_counter()
-        code_ms, finished = _run_pair(servers, source, outdir, started)
-        relay_cpu = probe.cpu_seconds(servers.transit_proc.pid) - cpu_before
-        received = outdir / source.name
-        if not received.is_file() or received.stat().st_size != size:
-            raise RuntimeError(f"magic-wormhole did not deliver {size} bytes of {source.name}")
-        return Transfer(finished - started, code_ms, relay_cpu, size)
+        return _transfer(servers, source, outdir, check, size or source.stat().st_size)
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
 
 
-def _run_pair(servers: Servers, source: Path, outdir: Path, started: float) -> tuple[float, float]:
-    timeout = max(120.0, source.stat().st_size / MIN_RATE)
+def _transfer(servers: Servers, source: Path, outdir: Path, check: Check, size: int) -> Transfer:
+    cpu_before = probe.cpu_seconds(servers.transit_proc.pid)
+    started = time.perf_counter()
+    timeout = max(120.0, size / MIN_RATE)
+    code_ms, finished = _run_pair(servers, source, outdir, started, timeout)
+    relay_cpu = probe.cpu_seconds(servers.transit_proc.pid) - cpu_before
+    check(source, outdir / source.name)
+    return Transfer(finished - started, code_ms, relay_cpu, size)
+
+
+def _run_pair(
+    servers: Servers, source: Path, outdir: Path, started: float, timeout: float
+) -> tuple[float, float]:
     send_argv = servers.client("send", "--no-listen", "--hide-progress", "--no-qr", source)
     send = procs.spawn(send_argv, stderr=subprocess.PIPE)
     with procs.running(send):

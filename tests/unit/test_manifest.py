@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ferry.errors import RemoteProtocolError, UnsafeName
+from ferry.names import safe_name
 from ferry.protocol import manifest, messages
 from ferry.protocol.manifest import Entry, plan
 
@@ -96,11 +97,53 @@ def test_plan_keeps_order_and_lists_top_level_names_once() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/etc/passwd", "d/../../x", "d/..", "d/./x", "d//x", "d/", "", "d/...", "d/ "],
+    [
+        "/etc/passwd",
+        "/d",
+        "/d/x",
+        "d/../../x",
+        "d/..",
+        "d/./x",
+        "d//x",
+        "d/",
+        "",
+        "d/...",
+        "d/ ",
+    ],
 )
 def test_plan_refuses_paths_that_could_escape_or_are_empty(path: str) -> None:
     with pytest.raises(UnsafeName, match="unusable path"):
         plan([DIR, f(path)], False, 8)
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from(["a", "B", "..", ".", "", " c ", "x:y", "é", "e\u0301", "\x1b"]),
+                 min_size=1, max_size=4),
+        max_size=12,
+    )
+)  # fmt: skip
+def test_plan_reduces_each_path_as_its_components_one_by_one(raw: list[list[str]]) -> None:
+    """plan() reuses a listed parent's reduced parts: the same as reducing every component."""
+    kinds: dict[str, bool] = {}  # path -> is a directory, parents first, as senders list
+    for parts in raw:
+        for i in range(1, len(parts)):
+            kinds["/".join(parts[:i])] = True
+        kinds.setdefault("/".join(parts), False)
+    entries = [Entry(path, True, 0, 0) if is_dir else f(path) for path, is_dir in kinds.items()]
+
+    def reduced(path: str) -> tuple[str, ...] | None:
+        try:
+            return tuple(safe_name(part) if part else "" for part in path.split("/"))
+        except UnsafeName:
+            return None
+
+    try:
+        result = plan(entries, False, 8)
+    except UnsafeName:
+        return  # refusals are judged by the other tests; here only what is accepted
+    for entry, reduced_parts in zip(entries, result.paths, strict=True):
+        assert reduced_parts == reduced(entry.path)
 
 
 def test_plan_sanitises_components_like_a_single_file_name() -> None:

@@ -88,7 +88,9 @@ class Staging:
         self.kept_digests: dict[int, hashlib._Hash] = {}
         """Resumable: the SHA-256 of each kept file's bytes, by entry index (prepare())."""
         self._lock: int | None = None
-        self._unsynced: list[Path] = []
+        self._unsynced: list[tuple[str, ...]] = []
+        self._parent: tuple[tuple[str, ...], int] | None = None
+        """The directory the last file was created in, open (files come grouped by it)."""
         self._stranded: list[Path] = []
         """Old files set aside that could not be put back: the staging dir is kept for them."""
         if key is not None:
@@ -197,6 +199,7 @@ class Staging:
 
     def close(self, keep: bool) -> None:
         """Done with the staging: removed, unless `keep` (a resumable one, for the next try)."""
+        self._close_parent()
         if not (keep and self.resumable):
             self.remove()
         if self._lock is not None:
@@ -230,9 +233,28 @@ class Staging:
     def open_file(self, parts: tuple[str, ...], executable: bool) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            return os.open(self.path.joinpath(*parts), flags, 0o755 if executable else 0o644)
+            parent = self._open_parent(parts[:-1])
+            return os.open(parts[-1], flags, 0o755 if executable else 0o644, dir_fd=parent)
         except OSError as exc:
             raise LocalFileError(f"cannot create a file: {exc.strerror}") from None
+
+    def _open_parent(self, parts: tuple[str, ...]) -> int:
+        """The staged directory `parts`, open; kept open for the next file (10,000 small
+        files cost a path walk and a Path object each otherwise)."""
+        if self._parent is not None:
+            if self._parent[0] == parts:
+                return self._parent[1]
+            os.close(self._parent[1])
+            self._parent = None
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.path.joinpath(*parts), flags)
+        self._parent = (parts, fd)
+        return fd
+
+    def _close_parent(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
 
     def finish_file(self, fd: int, entry: Entry, parts: tuple[str, ...]) -> None:
         """The file's last byte is written: its mtime, fsync if large, then close."""
@@ -242,7 +264,7 @@ class Staging:
             if entry.size >= BIG_FILE:
                 os.fsync(fd)
             else:
-                self._unsynced.append(self.path.joinpath(*parts))
+                self._unsynced.append(parts)
         except OSError as exc:
             raise LocalFileError(f"cannot store a file: {exc.strerror}") from None
         finally:
@@ -250,13 +272,14 @@ class Staging:
 
     def seal(self, plan: Plan, entries: tuple[Entry, ...]) -> None:
         """Directories' mtimes (deepest first), then everything flushed to disk."""
+        self._close_parent()
         for parts, entry in reversed(list(zip(plan.paths, entries, strict=True))):
             if entry.is_dir:
                 with contextlib.suppress(OSError):
                     os.utime(self.path.joinpath(*parts), ns=(entry.mtime_ns, entry.mtime_ns))
         if len(self._unsynced) <= SYNCFS_THRESHOLD or not _syncfs(self.path):
-            for path in self._unsynced:
-                _fsync_path(path)
+            for parts in self._unsynced:
+                _fsync_path(self.path.joinpath(*parts))
             for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True):
                 if is_dir:
                     _fsync_path(self.path.joinpath(*parts))

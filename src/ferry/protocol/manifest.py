@@ -143,8 +143,15 @@ def plan(entries: list[Entry], case_insensitive: bool, max_depth: int) -> Plan:
     paths: list[tuple[str, ...]] = []
     kinds: dict[tuple[str, ...], bool] = {}  # key -> is_dir
     top_level: dict[str, None] = {}
+    dirs: dict[str, tuple[str, ...]] = {}  # a listed directory's path -> its reduced parts
     for entry in entries:
-        parts = _components(entry.path)
+        head, _, last = entry.path.rpartition("/")
+        parent = dirs.get(head) if "/" in entry.path else ()
+        if parent is None:  # not inside a listed directory: reduce every component
+            parts = _components(entry.path)
+        else:  # the parent was reduced already: only the last component is new
+            name = _components(last)
+            parts = None if name is None else parent + name
         if parts is None:
             problems.append(f'unusable path "{_preview(entry.path)}"')
             paths.append(())
@@ -159,6 +166,8 @@ def plan(entries: list[Entry], case_insensitive: bool, max_depth: int) -> Plan:
         kinds.setdefault(key, entry.is_dir)
         top_level.setdefault(parts[0], None)
         paths.append(parts)
+        if entry.is_dir:
+            dirs.setdefault(entry.path, parts)
     if problems:
         shown = "; ".join(problems[:_SHOWN_PROBLEMS])
         more = len(problems) - _SHOWN_PROBLEMS

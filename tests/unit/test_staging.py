@@ -134,3 +134,37 @@ def test_install_keeps_a_replaced_file_it_cannot_put_back_and_says_where(
     assert len(kept) == 1 and kept[0].read_bytes() == b"old b"
     assert str(kept[0]) in raised.value.message
     assert (out / "a.txt").read_bytes() == b"old a"
+
+
+# --- writing a tree: early flushes, then the seal --------------------------------------------
+
+
+def test_many_small_files_start_flushing_early_and_the_seal_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.protocol.manifest import Entry, plan
+
+    flushed: list[Path] = []
+
+    def syncfs(path: Path) -> bool:
+        flushed.append(path)
+        return True
+
+    monkeypatch.setattr(staging_module, "EARLY_SYNC_EVERY", 3)
+    monkeypatch.setattr(staging_module, "_syncfs", syncfs)
+    entries = [Entry("t", True, 0, 0)] + [Entry(f"t/f{i}", False, 1, 7) for i in range(7)]
+    tree = plan(entries, False, 8)
+    staging = Staging(tmp_path)
+    staging.prepare(tree, entries)
+    for index in range(1, len(entries)):
+        fd = staging.open_file(tree.paths[index], False)
+        os.write(fd, b"x")
+        staging.finish_file(fd, entries[index], tree.paths[index])
+    staging.seal(tree, tuple(entries))
+    assert staging._early is not None and not staging._early.is_alive()
+    assert (
+        2 <= len(flushed) <= 3
+    )  # at the 3rd and 6th file (the 2nd if the 1st is over), then the seal
+    assert flushed[-1] == staging.path
+    assert sorted(p.name for p in (staging.path / "t").iterdir()) == [f"f{i}" for i in range(7)]
+    staging.close(keep=False)

@@ -49,6 +49,7 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,6 +65,8 @@ RESUMABLE_SUFFIX = ".tree"
 _HASH_BLOCK = 1024 * 1024
 BIG_FILE = 1024 * 1024
 """Files at least this large are fsynced as soon as they are complete, in bytes."""
+EARLY_SYNC_EVERY = 2048
+"""Small files written between flushes started early (on a thread), while more arrive."""
 SYNCFS_THRESHOLD = 256
 """Small files still to flush above which one syncfs(2) replaces their fsyncs."""
 _RENAME_NOREPLACE = 1
@@ -90,6 +93,7 @@ class Staging:
         self._lock: int | None = None
         self._unsynced: list[tuple[str, ...]] = []
         self._parent: tuple[tuple[str, ...], int] | None = None
+        self._early: threading.Thread | None = None
         """The directory the last file was created in, open (files come grouped by it)."""
         self._stranded: list[Path] = []
         """Old files set aside that could not be put back: the staging dir is kept for them."""
@@ -238,6 +242,14 @@ class Staging:
         except OSError as exc:
             raise LocalFileError(f"cannot create a file: {exc.strerror}") from None
 
+    def _flush_early(self) -> None:
+        """Start flushing what is written so far, on a thread: the disk works while more
+        files arrive, and the syncfs before the rename has less left to wait for."""
+        if self._early is not None and self._early.is_alive():
+            return
+        self._early = threading.Thread(target=_syncfs, args=(self.path,), daemon=True)
+        self._early.start()
+
     def _open_parent(self, parts: tuple[str, ...]) -> int:
         """The staged directory `parts`, open; kept open for the next file (10,000 small
         files cost a path walk and a Path object each otherwise)."""
@@ -265,6 +277,8 @@ class Staging:
                 os.fsync(fd)
             else:
                 self._unsynced.append(parts)
+                if len(self._unsynced) % EARLY_SYNC_EVERY == 0:
+                    self._flush_early()
         except OSError as exc:
             raise LocalFileError(f"cannot store a file: {exc.strerror}") from None
         finally:
@@ -277,6 +291,8 @@ class Staging:
             if entry.is_dir:
                 with contextlib.suppress(OSError):
                     os.utime(self.path.joinpath(*parts), ns=(entry.mtime_ns, entry.mtime_ns))
+        if self._early is not None:
+            self._early.join()
         if len(self._unsynced) <= SYNCFS_THRESHOLD or not _syncfs(self.path):
             for parts in self._unsynced:
                 _fsync_path(self.path.joinpath(*parts))

@@ -21,9 +21,11 @@ timed from spawning ./send until both exited (as bench/e2e.py does):
   interleaved; target ≥ 80 %. (cat, not /dev/urandom: generating random
   bytes would measure the kernel's generator, not ferry.)
 - resume: a 1 GiB transfer whose receiver is SIGKILLed once its partial
-  holds about half (the sender is SIGSTOPped first, so the cut is exact),
-  then sent and received again; the share of the file's bytes the relay
-  carried the second time (its log's bytes_to_receiver); target ≤ 55 %.
+  (or a tree's staging) holds about half (the sender is SIGSTOPped first,
+  so the cut is exact), then sent and received again; the share of the
+  bytes the relay carried the second time (its log's bytes_to_receiver);
+  target ≤ 55 %. The same for the directory of four quarters (cut in the
+  third file) and for `cat FILE | ./send R -`.
 
 --only small or --only big runs the first section or the other three alone.
 Everything is written under $TMPDIR (default /tmp): TMPDIR=/dev/shm puts
@@ -34,6 +36,7 @@ Medians with min–max; MB is 10^6 bytes. Results go to docs/PERFORMANCE.md by h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -88,17 +91,29 @@ def run_pair(relay: procs.Relay, send_args: Sequence[str | Path], outdir: Path,
     return finished - started
 
 
-def resume_share(relay: procs.Relay, source: Path, outdir: Path) -> float:
-    """Percent of the file's bytes through the relay when a transfer cut at half resumes."""
+def resume_share(
+    relay: procs.Relay, send_args: Sequence[str | Path], size: int, outdir: Path,
+    stdin_from: Path | None = None,
+) -> float:  # fmt: skip
+    """Percent of the bytes through the relay when a transfer cut at half resumes.
+
+    send_args: one file, a directory, or "-" with stdin_from (a stream)."""
     outdir.mkdir()
-    size = source.stat().st_size
-    send = procs.spawn([procs.ROOT / "send", relay.address, source], stdout=subprocess.PIPE)
+    feeder = None
+    if stdin_from is not None:
+        feeder = procs.spawn(["cat", stdin_from], stdout=subprocess.PIPE)
+    send = procs.spawn(
+        [procs.ROOT / "send", relay.address, *send_args], stdout=subprocess.PIPE,
+        stdin=feeder.stdout if feeder is not None else subprocess.DEVNULL,
+    )  # fmt: skip
+    if feeder is not None and feeder.stdout is not None:
+        feeder.stdout.close()
     with procs.running(send):
         code = procs.read_line(send, 30)
         receive = procs.spawn([procs.ROOT / "receive", relay.address, code, outdir])
         with procs.running(receive):
             deadline = time.monotonic() + TIMEOUT
-            while _partial_size(outdir) < size // 2:
+            while _kept_size(outdir) < size // 2:
                 if time.monotonic() > deadline or receive.poll() is not None:
                     raise RuntimeError("the transfer was not cut at half")
                 time.sleep(0.002)
@@ -107,10 +122,12 @@ def resume_share(relay: procs.Relay, source: Path, outdir: Path) -> float:
             receive.wait(30)
             os.kill(send.pid, signal.SIGCONT)
         procs.wait_all([send], 60)
-    kept = _partial_size(outdir)
+    if feeder is not None:
+        procs.kill(feeder)
+    kept = _kept_size(outdir)
     lines_before = relay.log().count("role=receiver")
     started = time.perf_counter()
-    run_pair(relay, [source], outdir, exist_ok=True)
+    run_pair(relay, send_args, outdir, stdin_from=stdin_from, exist_ok=True)
     log(f"resume: kept {kept} bytes, finished in {time.perf_counter() - started:.2f} s")
     deadline = time.monotonic() + 30
     while relay.log().count("role=receiver") <= lines_before and time.monotonic() < deadline:
@@ -120,8 +137,19 @@ def resume_share(relay: procs.Relay, source: Path, outdir: Path) -> float:
     return 100.0 * moved / size
 
 
-def _partial_size(outdir: Path) -> int:
-    return sum(p.stat().st_size for p in outdir.glob(".ferry-resume-*.part"))
+def _kept_size(outdir: Path) -> int:
+    """Bytes a receive keeps for resuming in outdir: partial files and tree stagings."""
+    files: list[Path] = []
+    for kept in outdir.glob(".ferry-resume-*"):
+        if kept.is_dir():
+            files += (Path(d) / n for d, _, names in os.walk(kept) for n in names)
+        else:
+            files.append(kept)
+    total = 0
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            total += path.stat().st_size
+    return total
 
 
 def small_tree(root: Path, count: int) -> Path:
@@ -243,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     small: dict[str, list[float]] | None = None
     wormhole_missing = False
     rate: dict[str, list[float]] = {}
-    resumed: list[float] = []
+    resumed: dict[str, list[float]] = {}
     try:
         with procs.relay(work, "-q") as relay:
             if args.only != "big":
@@ -276,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def big_section(
     relay: procs.Relay, work: Path, runs: int, big_size: int
-) -> tuple[dict[str, list[float]], list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """MB/s of the file, directory and stdin runs; the resume shares (%)."""
     counter = iter(range(1_000_000))
 
@@ -301,7 +329,11 @@ def big_section(
         return arm
 
     with procs.relay(work / "logged") as logged:  # outcome lines: bytes per pipe
-        resumed = [resume_share(logged, big, out()) for _ in range(runs)]
+        resumed = {
+            "file": [resume_share(logged, [big], big_size, out()) for _ in range(runs)],
+            "directory": [resume_share(logged, [quarters], big_size, out()) for _ in range(runs)],
+            "stdin": [resume_share(logged, ["-"], big_size, out(), big) for _ in range(runs)],
+        }
     big_runs = interleaved(runs, {
         "file": timed([big]), "directory": timed([quarters]), "stdin": timed(["-"], stdin=big),
     })  # fmt: skip
@@ -318,12 +350,13 @@ def show_wormhole(ferry: list[float], wormhole: list[float]) -> None:
           f"per interleaved pair {min(pairs):.2f}–{max(pairs):.2f})")  # fmt: skip
 
 
-def show_big(rate: dict[str, list[float]], resumed: list[float], big_size: int) -> None:
+def show_big(rate: dict[str, list[float]], resumed: dict[str, list[float]], big_size: int) -> None:
     file_rate = statistics.median(rate["file"])
     show(f"{big_size // MIB} MiB file", rate["file"], "MB/s", "")
     show("directory of 4 quarters", rate["directory"], "MB/s", "")
     show("stdin (cat FILE | send -)", rate["stdin"], "MB/s", "")
-    show("resume: second transfer / file", resumed, "%", "target ≤ 55 %")
+    for name, shares in resumed.items():
+        show(f"resume {name}: 2nd / all bytes", shares, "%", "target ≤ 55 %")
     for name, target in (("directory", 90), ("stdin", 80)):
         ratio = 100 * statistics.median(rate[name]) / file_rate
         print(f"{name + ' / file':<34} {ratio:>8.0f}  %      target ≥ {target} %  "

@@ -326,10 +326,15 @@ class Terminal:
     """
 
     def __init__(self, registry: Registry, argv: Sequence[str], cwd: Path) -> None:
+        import fcntl
         import pty
+        import struct
+        import termios
         import threading
 
         self.primary, secondary = pty.openpty()
+        # A terminal has a size (a new pty's is 0 x 0): 24 rows of 120 columns.
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
         try:
             self.proc = registry.popen(
                 argv, cwd=cwd, stdin=secondary, stdout=secondary, stderr=secondary

@@ -88,6 +88,7 @@ def test_terminal_shows_what_is_coming_once_for_a_tree_and_a_pipe_shows_nothing(
     assert sender.wait(30) == 0, sender.stderr()
     screen = terminal.screen()
     assert coming_lines(screen) == [TREE_LINE], screen  # the escape sequence is not shown
+    assert "7/7 files" in screen, screen  # the progress bar counts files as well as bytes
     assert (out / "esc[31mred").read_bytes() == b"z"
 
     # The same offer to a receiver whose output goes to pipes: not a word.

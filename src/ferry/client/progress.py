@@ -9,6 +9,7 @@ from typing import Protocol
 class Progress(Protocol):
     def start(self, total: int, label: str) -> None: ...
     def update(self, done: int) -> None: ...
+    def files(self, done: int, total: int) -> None: ...
     def close(self) -> None: ...
 
 
@@ -17,6 +18,9 @@ class NoProgress:
         pass
 
     def update(self, done: int) -> None:
+        pass
+
+    def files(self, done: int, total: int) -> None:
         pass
 
     def close(self) -> None:
@@ -40,6 +44,11 @@ class BarProgress:
     def update(self, done: int) -> None:
         if self._bar is not None:
             self._bar.update(done)  # type: ignore[attr-defined]
+
+    def files(self, done: int, total: int) -> None:
+        """A tree: how many of its files are complete (shown beside the bytes)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{done}/{total} files", refresh=False)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         if self._bar is not None:

@@ -146,7 +146,9 @@ async def _receive_files(
     fd: int | None = None
     written = written_back = received = 0
     digest: hashlib._Hash | None = None  # of the file being resumed, kept bytes and new
+    files_done = 0
     progress.start(offer.size, f"{offer.files} file(s)")
+    progress.files(0, offer.files)
     try:
         while True:
             wire.lost_message = f"the sender went away after {percent(received, offer.size)}"
@@ -190,6 +192,8 @@ async def _receive_files(
             if event.done:
                 staging.finish_file(fd, entry, plan.paths[event.index])
                 fd = None
+                files_done += 1
+                progress.files(files_done, offer.files)
     finally:
         if fd is not None:
             os.close(fd)

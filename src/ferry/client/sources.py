@@ -178,7 +178,9 @@ class TreeSource:
         loop = asyncio.get_running_loop()
         chunk = memoryview(bytearray(self.record_size))
         fill = 0
+        files_done = sum(not e.is_dir and not e.size for e in self.tree.entries)
         progress.start(self.size, self.label)
+        progress.files(files_done, self.tree.files)
         try:
             for index, (entry, path) in enumerate(zip(self.tree.entries, self.tree.sources,
                                                       strict=True)):  # fmt: skip
@@ -209,6 +211,8 @@ class TreeSource:
                             await self._write(wire, session, chunk, loop.time())
                             progress.update(fill)
                             fill = 0
+                    files_done += 1
+                    progress.files(files_done, self.tree.files)
                     if digest is not None:  # the DIGEST right after the file's last byte
                         if fill:
                             await self._write(wire, session, chunk[:fill], loop.time())

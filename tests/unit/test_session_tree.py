@@ -354,3 +354,17 @@ def test_resume_offer_to_a_sender_that_cannot_resume_is_refused_both_ways() -> N
     other.send(other.receiver, other.receiver.seal_record(RecordType.ANSWER, body))
     with pytest.raises(RemoteProtocolError, match="resume"):
         other.events(sender)
+
+
+def test_a_stream_sending_short_records_only_when_allowed_never_trips_the_allowance() -> None:
+    link = stream_link()
+    sender = link.sender
+    shorts = 0
+    for _ in range(3000):
+        if sender.may_send_short(1):
+            piece, shorts = b"x", shorts + 1
+        else:
+            piece = b"y" * 1024  # what a stream sends when it may not: a KiB or more
+        link.send(sender, sender.send_data(memoryview(piece), link.clock.now))
+        link.events(link.receiver)  # raises past the allowance
+    assert 1024 < shorts < 3000  # the free records, then one per KiB delivered

@@ -21,8 +21,10 @@ and the receiver drops them (the next try starts from zero).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from stat import S_ISDIR, S_ISFIFO, S_ISREG
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
@@ -299,8 +301,8 @@ class StreamSource:
                 await wire.flush()
                 progress.update(session.sent)
             while True:
-                n = await reader.read_fully(chunk)
-                end = n < len(chunk)
+                n = await reader.read_fully(chunk, STREAM_LINGER, session.may_send_short)
+                end = reader.at_eof
                 if digest is not None:
                     digest.update(chunk[:n])
                 wire.lost_message = f"the receiver went away after {session.sent} bytes"
@@ -345,6 +347,7 @@ class _Reader:
     def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
         self.fd = fd
         self.loop = loop
+        self.at_eof = False
         mode = os.fstat(fd).st_mode
         self._was_blocking = os.get_blocking(fd)
         self._poll = not S_ISREG(mode) and not S_ISDIR(mode)
@@ -353,17 +356,38 @@ class _Reader:
         if S_ISFIFO(mode):
             _widen_pipe(fd)
 
-    async def read_fully(self, view: memoryview) -> int:
+    async def read_fully(
+        self,
+        view: memoryview,
+        linger: float | None = None,
+        may_stop: Callable[[int], bool] | None = None,
+    ) -> int:
+        """Bytes read into view: until it is full or the input ends (at_eof), or, with
+        `linger`, once the input paused that long with bytes in hand (and may_stop(bytes)
+        agrees: the receiver's record allowance)."""
         got = 0
+        deadline: float | None = None
         while got < len(view):
             try:
                 n = os.readv(self.fd, [view[got:]])
             except BlockingIOError:
-                await self._readable()
+                if not got or linger is None:
+                    await self._readable()
+                    continue
+                now = self.loop.time()
+                deadline = deadline or now + linger
+                if now >= deadline:
+                    if may_stop is None or may_stop(got):
+                        return got
+                    deadline = now + linger
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await self._readable()
                 continue
             except OSError as exc:
                 raise LocalFileError(f"cannot read standard input: {exc.strerror}") from None
             if not n:
+                self.at_eof = True
                 break
             got += n
         return got
@@ -380,6 +404,10 @@ class _Reader:
         if self._poll and self._was_blocking:
             os.set_blocking(self.fd, True)  # a terminal's other readers expect it
 
+
+STREAM_LINGER = 1.0
+"""Seconds stdin may pause with bytes read before they go out in a short record (a slow
+producer's bytes keep moving: the receiver counts no progress while none arrive)."""
 
 PIPE_SIZE = 1024 * 1024
 """Bytes of pipe buffer asked for on a stdin pipe (Linux's default unprivileged maximum)."""

@@ -60,7 +60,9 @@ least one byte, and a sender may send at most FREE_DATA_RECORDS records
 plus one per BYTES_PER_DATA_RECORD bytes it delivered. Otherwise a peer
 holding the code could keep the receiver busy, for ever and without
 tripping the I/O timer, with records that carry nothing (issue 10: 200,000
-empty records took 1.5 s). Ferry's senders use records of at least 4 KiB.
+empty records took 1.5 s). Ferry's senders fill their records (4 KiB at
+least), but for a stream whose input pauses: that sends what it has if
+may_send_short() says the allowance has room.
 
 The timer (deadline) is the session's: from PAIRED until both MACs are
 checked, `handshake` seconds in total; then `io` seconds without progress
@@ -134,6 +136,12 @@ FREE_DATA_RECORDS: Final = 1024
 """DATA records a sender may send regardless of the bytes they carry."""
 BYTES_PER_DATA_RECORD: Final = 1024
 """Beyond FREE_DATA_RECORDS, one more DATA record is allowed per this many bytes delivered."""
+
+
+def data_records_allowed(delivered: int) -> int:
+    """DATA records a receiver takes once they carried `delivered` bytes in all."""
+    return FREE_DATA_RECORDS + delivered // BYTES_PER_DATA_RECORD
+
 
 HANDSHAKE_STATES: Final = frozenset({State.KEY_EXCHANGE, State.CONFIRMING})
 _LOCAL_STATES: Final = frozenset({State.DECIDING, State.STORING})
@@ -470,6 +478,8 @@ class SenderSession(Session):
         self._resume_records = 0
         self._last_started = -1
         self._digests_due: set[int] = set()
+        self.data_records = 0
+        self._delivered = 0
 
     def _keyed(self) -> None:
         # The manifest rides right behind the OFFER: the receiver can decide
@@ -577,6 +587,8 @@ class SenderSession(Session):
         if over or len(chunk) > MAX_DATA_PAYLOAD:
             raise LocalProtocolError("more data than offered, or a chunk over the record cap")
         self.sent += len(chunk)
+        self.data_records += 1
+        self._delivered += len(chunk)
         final = end if stream else self.sent == self.offer.size
         size = HEADER_SIZE + len(chunk) + TAG_SIZE
         if len(self._out) < size:
@@ -590,6 +602,11 @@ class SenderSession(Session):
             self.state = State.AWAIT_ACK
         self._progress_at = now
         return self._out[:size]
+
+    def may_send_short(self, size: int) -> bool:
+        """Whether a DATA record of `size` bytes now stays within the receiver's allowance
+        (module docstring): a stream sends what it has when its input pauses, if so."""
+        return self.data_records + 1 <= data_records_allowed(self._delivered + size)
 
     def start_at(self, offset: int, now: float) -> None:
         """Answer a resume offer: the DATA starts at `offset` (0 or resume_from)."""
@@ -763,8 +780,7 @@ class ReceiverSession(Session):
             raise RemoteProtocolError("the sender sent an empty DATA record")
         self.data_records += 1
         self._delivered += size
-        allowed = FREE_DATA_RECORDS + self._delivered // BYTES_PER_DATA_RECORD
-        if self.data_records > allowed:
+        if self.data_records > data_records_allowed(self._delivered):
             raise RemoteProtocolError("the sender sent too many DATA records for their bytes")
 
     def _readable_tree(self, offer: messages.Offer) -> bool:

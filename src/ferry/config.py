@@ -232,6 +232,10 @@ class ClientConfig:
     io_timeout: float = 120.0
     """Seconds without progress in the middle of a transfer before giving up."""
 
+    answer_timeout: float = 600.0
+    """Seconds a sender waits for the receiver to accept or refuse (a person answering
+    --ask); past it that attempt ends like a refusal and the code stays alive."""
+
     ack_timeout: float = 300.0
     """Seconds the sender waits for the receiver to store the file (fsync) and acknowledge."""
 

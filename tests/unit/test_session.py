@@ -348,6 +348,19 @@ def test_io_deadline_moves_with_progress_and_ack_timer_after_the_last_record() -
     assert isinstance(error, TimedOut) and "did not confirm it stored" in error.message
 
 
+def test_sender_waits_the_answer_timeout_for_a_decision_not_the_io_timeout() -> None:
+    link = make(b"ab")
+    handshake(link)
+    assert link.sender.state is State.AWAIT_ANSWER
+    confirmed = link.clock.now
+    assert link.sender.deadline == confirmed + TIMEOUTS.answer > confirmed + TIMEOUTS.io
+    link.clock.advance(TIMEOUTS.io + 1)
+    assert link.sender.expire(link.clock.now) is None  # a person may take a while
+    link.clock.advance(TIMEOUTS.answer)
+    error = link.sender.expire(link.clock.now)
+    assert isinstance(error, TimedOut) and "did not answer" in error.message
+
+
 def test_receiver_has_no_timer_while_deciding_or_storing() -> None:
     link = make(b"ab")
     handshake(link)

@@ -289,6 +289,8 @@ class Sender:
             # Nothing moved yet (say, Ctrl-C at the receiver's --ask prompt): like a
             # refusal, this attempt is over and the code stays alive.
             raise _Refused("the receiver left before answering") from None
+        except TimedOut as exc:
+            raise _Refused(exc.message) from None
         assert isinstance(answered, Answered)
         if not answered.answer.accept:
             said = shown(answered.answer.message or answered.answer.reason)

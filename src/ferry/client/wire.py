@@ -28,7 +28,9 @@ T = TypeVar("T")
 
 
 def timeouts(config: ClientConfig) -> Timeouts:
-    return Timeouts(config.handshake_timeout, config.io_timeout, config.ack_timeout)
+    return Timeouts(
+        config.handshake_timeout, config.io_timeout, config.ack_timeout, config.answer_timeout
+    )
 
 
 class Wire:

@@ -66,9 +66,10 @@ may_send_short() says the allowance has room.
 
 The timer (deadline) is the session's: from PAIRED until both MACs are
 checked, `handshake` seconds in total; then `io` seconds without progress
-(bytes in, or a write completed: wrote()); `ack` seconds for the
-acknowledgement after the last DATA record; none while the decision or the
-storing is local.
+(bytes in, or a write completed: wrote()); `answer` seconds for the
+sender waiting on the receiver's decision (a person, with --ask); `ack`
+seconds for the acknowledgement after the last DATA record; none while
+the decision or the storing is local.
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ class Timeouts:
     """Seconds without progress before the peer counts as gone."""
     ack: float
     """Seconds the sender waits for the ACK after its last DATA record."""
+    answer: float = 600.0
+    """Seconds the sender waits for the receiver to accept or refuse (a person may be
+    deciding, with --ask)."""
 
 
 # -- events ----------------------------------------------------------------------------
@@ -358,6 +362,8 @@ class Session:
             return self._paired_at + self.timeouts.handshake
         if self.state is State.AWAIT_ACK:
             return self._progress_at + self.timeouts.ack
+        if self.state is State.AWAIT_ANSWER:
+            return self._progress_at + self.timeouts.answer
         return self._progress_at + self.timeouts.io
 
     def expire(self, now: float) -> TimedOut | None:
@@ -371,6 +377,8 @@ class Session:
             error = TimedOut(
                 f"the {self.peer} did not confirm it stored the file ({self.timeouts.ack:.0f}s)"
             )
+        elif self.state is State.AWAIT_ANSWER:
+            error = TimedOut(f"the {self.peer} did not answer ({self.timeouts.answer:.0f}s)")
         else:
             error = TimedOut(f"the {self.peer} stopped responding ({self.timeouts.io:.0f}s)")
         self.state = State.FAILED

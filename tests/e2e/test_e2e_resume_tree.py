@@ -246,3 +246,33 @@ def test_stdin_that_differs_from_what_was_kept_fails_clearly_and_the_next_try_st
     result = run_receive(relay, sender.code, outdir, timeout=120)
     assert result.returncode == 0, result.stderr
     assert files_equal(other, outdir / "stream.bin")
+
+
+@pytest.mark.timeout(180)
+def test_a_tree_cut_by_the_relay_dying_resumes_through_a_new_relay(
+    relay_factory, start_send, start_receive, run_receive, tmp_path
+):
+    top = make_tree(tmp_path / "src")
+    outdir = tmp_path / "out"
+    first = relay_factory()
+    sender = start_send(first, top)
+    receiver = start_receive(first, sender.code, outdir)
+    assert wait_until(lambda: staged_bytes(outdir) >= 140 * MIB, 60, interval=0.002)
+    os.kill(sender.pid, signal.SIGSTOP)
+    try:
+        first.proc.kill()  # the relay dies mid-transfer
+        first.proc.wait(30)
+    finally:
+        os.kill(sender.pid, signal.SIGCONT)
+    assert receiver.wait(60) == EXIT_PEER_GONE
+    assert sender.wait(60) != 0
+    kept = staged_bytes(outdir)
+    assert not (outdir / "photos").exists() and kept >= 140 * MIB
+    second = relay_factory()
+    sender = start_send(second, top)
+    result = run_receive(second, sender.code, outdir, extra_args=["-v"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(60) == 0, sender.stderr()
+    assert listing(outdir / "photos") == listing(top)
+    assert ferry_entries(outdir) == []
+    assert pipe_bytes(second, 1) < tree_size(top) - kept + MIB

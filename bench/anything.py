@@ -62,11 +62,10 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def run_pair(relay: procs.Relay, send_args: Sequence[str | Path], outdir: Path,
-             stdin_from: Path | None = None, exist_ok: bool = False) -> float:  # fmt: skip
-    """Seconds from spawning ./send until ./send and ./receive both exited 0."""
-    outdir.mkdir(exist_ok=exist_ok)
-    started = time.perf_counter()
+def spawn_send(
+    relay: procs.Relay, send_args: Sequence[str | Path], stdin_from: Path | None
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes] | None]:
+    """./send RELAY ARGS..., its stdin `cat stdin_from` if given (then also that process)."""
     feeder = None
     if stdin_from is not None:
         feeder = procs.spawn(["cat", stdin_from], stdout=subprocess.PIPE)
@@ -76,6 +75,15 @@ def run_pair(relay: procs.Relay, send_args: Sequence[str | Path], outdir: Path,
     )  # fmt: skip
     if feeder is not None and feeder.stdout is not None:
         feeder.stdout.close()  # ./send holds it now
+    return send, feeder
+
+
+def run_pair(relay: procs.Relay, send_args: Sequence[str | Path], outdir: Path,
+             stdin_from: Path | None = None, exist_ok: bool = False) -> float:  # fmt: skip
+    """Seconds from spawning ./send until ./send and ./receive both exited 0."""
+    outdir.mkdir(exist_ok=exist_ok)
+    started = time.perf_counter()
+    send, feeder = spawn_send(relay, send_args, stdin_from)
     try:
         with procs.running(send):
             code = procs.read_line(send, 30)
@@ -99,15 +107,7 @@ def resume_share(
 
     send_args: one file, a directory, or "-" with stdin_from (a stream)."""
     outdir.mkdir()
-    feeder = None
-    if stdin_from is not None:
-        feeder = procs.spawn(["cat", stdin_from], stdout=subprocess.PIPE)
-    send = procs.spawn(
-        [procs.ROOT / "send", relay.address, *send_args], stdout=subprocess.PIPE,
-        stdin=feeder.stdout if feeder is not None else subprocess.DEVNULL,
-    )  # fmt: skip
-    if feeder is not None and feeder.stdout is not None:
-        feeder.stdout.close()
+    send, feeder = spawn_send(relay, send_args, stdin_from)
     with procs.running(send):
         code = procs.read_line(send, 30)
         receive = procs.spawn([procs.ROOT / "receive", relay.address, code, outdir])

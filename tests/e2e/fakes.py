@@ -126,6 +126,8 @@ class FakeSender:
     """If set, this offer (e.g. a tree) instead of one built from kind, name and size."""
     manifest: list[bytes] = field(default_factory=list)
     """MANIFEST record bodies sent right behind the OFFER (a tree's, possibly hostile)."""
+    file_sizes: dict[int, int] = field(default_factory=dict)
+    """A tree's file sizes by entry index (what a resume list is checked against)."""
     before_answer: list[Step] = field(default_factory=list)
     """Steps taken once the keys are confirmed, while the receiver decides (e.g. an ABORT)."""
 
@@ -208,7 +210,7 @@ class FakeSender:
         offer = self.offer or messages.Offer(self.kind, self.name, self.size)
         session = SenderSession(
             code.password, offer, _TIMEOUTS, raw_offer=self.raw_offer,
-            manifest_records=self.manifest,
+            manifest_records=self.manifest, file_sizes=self.file_sizes,
         )  # fmt: skip
         data = self._connect()
         data.send(rv.encode(rv.JoinRequest(assigned.nameplate, message.ticket)))

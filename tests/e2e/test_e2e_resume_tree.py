@@ -17,16 +17,31 @@ from pathlib import Path
 
 import pytest
 
+from ferry.client.tree import walk
+from ferry.protocol import manifest, messages
+from ferry.protocol.records import RecordType
 from ferry_testing.procs import Relay, clean_env
 
-from .harness import Registry, Sender, _unique, files_equal, program, sparse_file, wait_until
+from .fakes import FakeSender, RawRecord
+from .harness import (
+    Registry,
+    Sender,
+    _unique,
+    assert_exact_one_line_error,
+    files_equal,
+    program,
+    sparse_file,
+    wait_until,
+)
 from .test_e2e_anything import listing
+from .test_e2e_hostile_sender import run_against_fake
 from .test_e2e_resume import pipe_bytes
 
 MIB = 1024 * 1024
 EXIT_PEER_GONE = 7
 EXIT_LOCAL_FILE = 3
 EXIT_REFUSED_BY_PEER = 10
+EXIT_INTEGRITY = 8
 
 
 def ferry_entries(outdir: Path) -> list[str]:
@@ -276,3 +291,46 @@ def test_a_tree_cut_by_the_relay_dying_resumes_through_a_new_relay(
     assert listing(outdir / "photos") == listing(top)
     assert ferry_entries(outdir) == []
     assert pipe_bytes(second, 1) < tree_size(top) - kept + MIB
+
+
+@pytest.mark.timeout(180)
+def test_a_resumed_file_whose_digest_does_not_match_is_dropped_alone_and_never_stored(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    """A sender (holding the code) that claims the kept a.bin is whole and then gives a
+    wrong whole-file DIGEST: the receiver stores nothing (exit 8), drops a.bin from its
+    staging and keeps the rest; the next honest send moves a.bin again, not b.bin's part."""
+    top = make_tree(tmp_path / "src")
+    outdir = tmp_path / "out"
+    cut_tree_transfer(relay, start_send, start_receive, top, outdir, 140 * MIB)
+    [staging] = outdir.glob(".ferry-resume-*.tree")
+    kept_b = (staging / "photos" / "b.bin").stat().st_size
+    tree = walk([str(top)], 1000, 64)
+    assert [e.path for e in tree.entries[1:3]] == ["photos/a.bin", "photos/b.bin"]
+    records = manifest.encode_records(tree.entries)
+    offer = messages.Offer(
+        messages.KIND_TREE, "", tree.size, messages.MANIFEST_VERSION, len(tree.entries),
+        tree.files, len(records), resume=True,
+    )  # fmt: skip
+    a_size = tree.entries[1].size
+    fake = FakeSender(
+        relay.host, relay.port, "", tree.size, offer=offer, manifest=records,
+        file_sizes={i: e.size for i, e in enumerate(tree.entries) if not e.is_dir},
+        steps=[
+            RawRecord(RecordType.START, messages.encode_start(messages.Start(a_size, 1))),
+            RawRecord(RecordType.DIGEST, messages.encode_digest(messages.Digest("0" * 64, 1))),
+        ],
+    )  # fmt: skip
+    result = run_against_fake(relay, run_receive, fake, outdir)
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
+    assert_exact_one_line_error(result.stderr, "receive", "does not match")
+    assert not (outdir / "photos").exists()
+    assert not (staging / "photos" / "a.bin").exists()
+    assert (staging / "photos" / "b.bin").stat().st_size == kept_b
+    sender = start_send(relay, top)
+    result = run_receive(relay, sender.code, outdir, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(60) == 0, sender.stderr()
+    assert listing(outdir / "photos") == listing(top)
+    moved = pipe_bytes(relay, 3)  # the cut pipe, the fake's, this one
+    assert a_size < moved < tree_size(top) - kept_b + MIB, moved

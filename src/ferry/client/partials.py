@@ -43,8 +43,9 @@ SUFFIX = ".part"
 PARTIAL_MAX_AGE = 7 * 24 * 3600.0
 """Seconds a partial may stay unused before a receive into its DIR removes it."""
 _HASH_BLOCK = 1024 * 1024
-STALE_PATTERNS = (f"{RESUME_PREFIX}*{SUFFIX}", ".ferry-resume-*.tree", ".ferry-*.part")
-"""What remove_stale() looks at: partials, tree stagings, temporary files and stagings."""
+STALE_PATTERNS = (".ferry-*.part", ".ferry-resume-*.tree")
+"""What remove_stale() looks at: partials, temporary files and stagings (all *.part),
+and resumable tree stagings."""
 
 CUT = (ConnectionLost, TimedOut, Interrupted, asyncio.CancelledError, KeyboardInterrupt)
 """Failures that keep what arrived for resuming: the transfer was cut, not wrong (an
@@ -127,8 +128,7 @@ def remove_stale(directory: Path, now: float | None = None) -> None:
     """Remove what receives left unused for PARTIAL_MAX_AGE (skipping any a receive holds)."""
     now = time.time() if now is None else now
     with contextlib.suppress(OSError):
-        stale = {path for pattern in STALE_PATTERNS for path in directory.glob(pattern)}
-        for path in stale:
+        for path in [p for pattern in STALE_PATTERNS for p in directory.glob(pattern)]:
             with contextlib.suppress(OSError):
                 info = path.lstat()
                 if now - info.st_mtime < PARTIAL_MAX_AGE or S_ISLNK(info.st_mode):

@@ -57,7 +57,17 @@ def offered_name(path: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-class Outgoing:
+class _Single:
+    """A source that is not a tree: no MANIFEST records, no files by index."""
+
+    def manifest_records(self) -> list[bytes]:
+        return []
+
+    def file_sizes(self) -> dict[int, int]:
+        return {}
+
+
+class Outgoing(_Single):
     """One regular file, opened before the relay is contacted."""
 
     replayable = True
@@ -87,12 +97,6 @@ class Outgoing:
 
     def offer(self) -> messages.Offer:
         return messages.Offer(messages.KIND_FILE, self.name, self.size, resume=True)
-
-    def manifest_records(self) -> list[bytes]:
-        return []
-
-    def file_sizes(self) -> dict[int, int]:
-        return {}
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         from ferry.protocol.session import State
@@ -193,8 +197,7 @@ class TreeSource:
                     kept = session.kept.get(index)
                     if kept is not None:  # the START follows every earlier byte
                         if fill:
-                            await self._write(wire, session, chunk[:fill], loop.time())
-                            progress.update(fill)
+                            await self._write(wire, session, progress, chunk[:fill])
                             fill = 0
                         digest, offset = _start(session, file, chunk, kept, loop.time())
                         await wire.flush()
@@ -210,29 +213,28 @@ class TreeSource:
                         fill += n
                         left -= n
                         if fill == len(chunk):
-                            await self._write(wire, session, chunk, loop.time())
-                            progress.update(fill)
+                            await self._write(wire, session, progress, chunk)
                             fill = 0
                     files_done += 1
                     progress.files(files_done, self.tree.files)
                     if digest is not None:  # the DIGEST right after the file's last byte
                         if fill:
-                            await self._write(wire, session, chunk[:fill], loop.time())
-                            progress.update(fill)
+                            await self._write(wire, session, progress, chunk[:fill])
                             fill = 0
                         session.send_file_digest(index, digest.hexdigest(), loop.time())
                         await wire.flush()
             if session.state is State.SENDING:  # the rest, or one empty final record
-                await self._write(wire, session, chunk[:fill], loop.time())
-                progress.update(fill)
+                await self._write(wire, session, progress, chunk[:fill])
         finally:
             progress.close()
 
     async def _write(
-        self, wire: Wire, session: SenderSession, chunk: memoryview, now: float
+        self, wire: Wire, session: SenderSession, progress: Progress, chunk: memoryview
     ) -> None:
+        """One DATA record of the bytes in chunk, sealed and written; progress counts them."""
         wire.lost_message = f"the receiver went away after {percent(session.sent, self.size)}"
-        await wire.write(session.send_data(chunk, now))
+        await wire.write(session.send_data(chunk, asyncio.get_running_loop().time()))
+        progress.update(len(chunk))
 
     def close(self) -> None:
         pass
@@ -268,7 +270,7 @@ def _open_listed(path: str, size: int) -> BinaryIO:
     return os.fdopen(fd, "rb", buffering=0)
 
 
-class StreamSource:
+class StreamSource(_Single):
     """Standard input until EOF: the size is known only at the end."""
 
     replayable = False
@@ -281,12 +283,6 @@ class StreamSource:
 
     def offer(self) -> messages.Offer:
         return messages.Offer(messages.KIND_STREAM, self.name, messages.UNKNOWN_SIZE, resume=True)
-
-    def manifest_records(self) -> list[bytes]:
-        return []
-
-    def file_sizes(self) -> dict[int, int]:
-        return {}
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         loop = asyncio.get_running_loop()
@@ -428,7 +424,7 @@ def _widen_pipe(fd: int) -> None:
         pass
 
 
-class TextSource:
+class TextSource(_Single):
     """A short message, held in memory (at most ClientConfig.max_text bytes)."""
 
     replayable = True
@@ -440,12 +436,6 @@ class TextSource:
 
     def offer(self) -> messages.Offer:
         return messages.Offer(messages.KIND_TEXT, "", len(self.text))
-
-    def manifest_records(self) -> list[bytes]:
-        return []
-
-    def file_sizes(self) -> dict[int, int]:
-        return {}
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         from ferry.protocol.records import MAX_DATA_PAYLOAD

@@ -26,6 +26,10 @@ run, three transfers are interleaved, so a busy spell hits all three:
             relay namespace, both clients --no-listen), from bench/compare.py's
             venv; if it cannot be installed its column says n/a.
 
+With --shapes, ferry also sends the same bytes two other ways in the same
+rounds: `./send R DIR` of a directory holding the file cut in four quarters
+(every quarter checked), and `cat FILE | ./send R -` (stdin).
+
 A fresh ferry relay and plain relay are started for every transfer, so each
 transfer's RSS growth is measured from the same starting point. Time runs
 from spawning the sender until both clients exited; MB/s is size / time with
@@ -93,6 +97,8 @@ STALL_WAIT = 10.0
 STALL_HOLD = 5.0
 PLAIN: list[str | Path] = [sys.executable, procs.ROOT / "bench" / "plainrelay.py"]
 TOOLS = ("plain", "ferry", "wormhole")
+SHAPES = ("ferry-dir", "ferry-stdin")
+"""--shapes: the same bytes as a directory of four quarters, and through stdin."""
 
 
 class TransferFailed(Exception):
@@ -310,6 +316,42 @@ def ferry_once(ctx: Context, source: Path) -> Sample:
     return Sample(seconds, size, sampler.peak_skmem(), sampler.rss_growth())
 
 
+def quarters(source: Path) -> Path:
+    """The directory --shapes sends for source: its bytes in four files (made once)."""
+    directory = source.with_suffix(".quarters")
+    if not directory.exists():
+        directory.mkdir()
+        size = source.stat().st_size
+        with open(source, "rb") as whole:
+            for i in range(4):
+                with open(directory / f"q{i}.bin", "wb") as part:
+                    part.write(whole.read(size // 4 if i < 3 else size))
+    return directory
+
+
+def ferry_shape_once(ctx: Context, source: Path, shape: str) -> Sample:
+    """The bytes of source as a directory of quarters ("ferry-dir") or via stdin."""
+    size = source.stat().st_size
+    with _ferry_session(ctx, "ferry-recv-") as (outdir, err, relay, sampler):
+        if shape == "ferry-dir":
+            sender: list[str | Path] = [procs.ROOT / "send", relay.address, quarters(source)]
+        else:  # the sender's stdout stays the pipe its code is read from
+            sender = ["sh", "-c", 'cat "$1" | "$2" "$3" - --name "$4"', "sh", source,
+                      procs.ROOT / "send", relay.address, source.name]  # fmt: skip
+        seconds = run_pair(
+            sender,
+            lambda code: [procs.ROOT / "receive", relay.address, code, outdir],
+            ctx.timeout(size),
+            err,
+        )
+        if shape == "ferry-dir":
+            for part in sorted(quarters(source).iterdir()):
+                _check(ctx, part, outdir / part.parent.name / part.name)
+        else:
+            _check(ctx, source, outdir / source.name)
+    return Sample(seconds, size, sampler.peak_skmem(), sampler.rss_growth())
+
+
 def plain_once(ctx: Context, source: Path) -> Sample:
     outdir = Path(tempfile.mkdtemp(prefix="plain-recv-", dir=ctx.workdir))
     size = source.stat().st_size
@@ -482,6 +524,7 @@ def measure_rtt(
     files: dict[int, Path],
     runs: int,
     bin_dir: Path | None,
+    shapes: bool = False,
 ) -> None:
     """All sizes at one RTT: plain, ferry and wormhole interleaved, `runs` rounds each."""
     with contextlib.ExitStack() as stack:
@@ -499,6 +542,9 @@ def measure_rtt(
         if servers is not None:
             running = servers
             runners["wormhole"] = lambda source: wormhole_once(ctx, running, source)
+        if shapes:
+            runners["ferry-dir"] = lambda source: ferry_shape_once(ctx, source, "ferry-dir")
+            runners["ferry-stdin"] = lambda source: ferry_shape_once(ctx, source, "ferry-stdin")
         for size, source in files.items():
             for index in range(runs):
                 for tool, runner in runners.items():
@@ -524,7 +570,7 @@ def run_all(args: argparse.Namespace, ctx: Context, results: Results) -> None:
             results.checks.append(check)
             log(check.summary())
             if rtt in args.rtts:
-                measure_rtt(ctx, results, rtt, files, args.runs, bin_dir)
+                measure_rtt(ctx, results, rtt, files, args.runs, bin_dir, args.shapes)
             if rtt == args.stall_rtt:
                 _stall(ctx, results, rtt, args.stall_size * MIB, files)
 
@@ -595,6 +641,25 @@ def throughput_table(results: Results, rtts: list[float], sizes: list[int]) -> l
     return lines
 
 
+def shapes_table(results: Results, rtts: list[float], sizes: list[int]) -> list[str]:
+    lines = [
+        "| RTT ms | size | plain MB/s | ferry file MB/s | ferry directory MB/s | "
+        "ferry stdin MB/s | directory/file | stdin/file |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rtt in rtts:
+        for size in sizes:
+            plain, ferry, directory, stdin = (
+                results.cells.get((rtt, size, tool)) for tool in ("plain", "ferry", *SHAPES)
+            )
+            lines.append(
+                f"| {rtt:g} | {size // MIB} MiB | {_rate(plain)} | {_rate(ferry)} | "
+                f"{_rate(directory)} | {_rate(stdin)} | {_ratio(directory, ferry)} | "
+                f"{_ratio(stdin, ferry)} |"
+            )
+    return lines
+
+
 def small_table(results: Results, rtts: list[float]) -> list[str]:
     lines = [
         "| RTT ms | plain s | ferry s | wormhole s | ferry in RTTs |",
@@ -639,6 +704,9 @@ def report(args: argparse.Namespace, results: Results, command: str) -> str:
         "",
         *throughput_table(results, list(args.rtts), sizes),
     ]
+    if args.shapes:
+        lines += ["", "## ferry by shape: a file, a directory, stdin", "",
+                  *shapes_table(results, list(args.rtts), sizes)]  # fmt: skip
     if SMALL in sizes:
         lines += ["", "## 1 MiB: seconds end to end", "", *small_table(results, list(args.rtts))]
     if results.stalls:
@@ -718,6 +786,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-small", action="store_true", help="skip the 1 MiB row")
     parser.add_argument("--no-wormhole", action="store_true", help="skip magic-wormhole")
+    parser.add_argument(
+        "--shapes", action="store_true",
+        help="ferry also sends the same bytes as a directory of four quarters and via stdin",
+    )  # fmt: skip
     parser.add_argument(
         "--stall-rtt", type=float, default=100.0, help="RTT of the stalled-receiver scenario, ms"
     )

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev lock test test-fast lint format bench bench-wan clean
+.PHONY: setup setup-dev lock test test-fast test-web web-vectors lint format bench bench-wan clean
 
 setup:
 	$(PYTHON) scripts/bootstrap.py
@@ -21,6 +21,17 @@ test: setup-dev
 
 test-fast: setup-dev
 	$(BIN)/python -m pytest tests/unit tests/inproc
+
+# The browser core (web/src/core) under Node's test runner: web/'s pinned packages from
+# web/package-lock.json, then every test in web/test/ (the shared vectors among them).
+# `make test` runs the same through tests/unit/test_web_core.py.
+test-web:
+	cd web && npm ci --ignore-scripts --no-audit --no-fund && node --test test/
+
+# Regenerate web/test/vectors.json and web/src/core/wordlist.js from the Python modules
+# (after a change that alters bytes on the wire); commit both.
+web-vectors: setup-dev
+	$(BIN)/python scripts/web_vectors.py
 
 lint: setup-dev
 	$(BIN)/python -m ruff check src tests bench ferry_testing scripts

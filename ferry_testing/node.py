@@ -1,0 +1,66 @@
+"""Node.js for the tests of the browser core (web/): find it, install web/'s pinned packages.
+
+Locally the tests that need node are skipped when it is missing; in CI
+(CI=true) they must run, so a missing node fails them (.ci/run installs
+Debian's nodejs and npm). web/node_modules is installed with `npm ci` from
+web/package-lock.json (exact versions, integrity hashes) whenever what is
+installed is not what the lock says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+WEB: Final = Path(__file__).resolve().parent.parent / "web"
+NPM_CI_TIMEOUT: Final = 300.0
+MIN_NODE: Final = (20, 19)
+"""@noble/curves and @noble/hashes 2.x declare node >= 20.19 (web/package-lock.json)."""
+
+
+def _installed_matches_lock() -> bool:
+    """True when web/node_modules holds exactly the lock's packages (npm's hidden lockfile)."""
+    hidden = WEB / "node_modules" / ".package-lock.json"
+    if not hidden.exists():
+        return False
+    lock: dict[str, Any] = json.loads((WEB / "package-lock.json").read_text())
+    installed: dict[str, Any] = json.loads(hidden.read_text())
+
+    def versions(doc: dict[str, Any]) -> dict[str, str | None]:
+        packages: dict[str, Any] = doc.get("packages", {})
+        return {k: v.get("version") for k, v in packages.items() if k}
+
+    return versions(lock) == versions(installed)
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def require_node() -> str:
+    """The node executable, with web/'s packages installed; skips (fails in CI) without node."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _missing("node and npm are required (apt-get install nodejs npm)")
+    assert node is not None and npm is not None
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
+    major, minor = (int(part) for part in version.stdout.strip().lstrip("v").split(".")[:2])
+    if (major, minor) < MIN_NODE:
+        _missing(f"node {version.stdout.strip()} is older than {'.'.join(map(str, MIN_NODE))}")
+    if not _installed_matches_lock():
+        subprocess.run(
+            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+            cwd=WEB,
+            check=True,
+            timeout=NPM_CI_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+        )
+    return node

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -11,6 +12,29 @@ from typing import Any
 
 from ferry import environment
 from ferry.errors import EXIT_OK, FerryError, Interrupted, exit_code_for
+
+
+def reserve_standard_streams() -> None:
+    """Put the null device on whichever of fds 0, 1 and 2 the program was started without.
+
+    A closed standard descriptor is the next number open() or socket() hands
+    out: without this, the relay connection could become fd 1 and get what
+    is meant for stdout. Python leaves sys.stdin / sys.stdout None for a
+    descriptor that was closed at start, and they stay None, so each use
+    can say "standard input is closed" (and never read nothing or write to
+    nowhere silently); sys.stderr gets the null device, so messages are
+    dropped instead of going to stdout (print(file=None) writes there).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (for the whole run)
 
 
 def setup_logging(program: str, verbose: bool) -> None:

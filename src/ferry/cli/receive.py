@@ -19,11 +19,11 @@ from collections.abc import Sequence
 
 from ferry import environment
 from ferry.address import parse_address
-from ferry.cli.common import fail, run, setup_logging
+from ferry.cli.common import fail, reserve_standard_streams, run, setup_logging
 from ferry.cli.parser import Parser
 from ferry.codes import parse_code
 from ferry.config import ClientConfig
-from ferry.errors import FerryError, UsageError
+from ferry.errors import FerryError, LocalFileError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 def read_code(arg: str | None) -> str:
     if arg == "-":
         from ferry.client.output import read_line
+
+        if sys.stdin is None:  # closed when the program started (cli/common.py)
+            raise UsageError("no code: standard input is closed")
 
         if sys.stdin.isatty():
             print("receive: code: ", end="", file=sys.stderr, flush=True)
@@ -94,6 +97,7 @@ def _load_crypto_meanwhile() -> threading.Thread:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    reserve_standard_streams()
     args = build_parser().parse_args(argv)
     setup_logging("receive", args.verbose)
     loader: threading.Thread | None = None
@@ -109,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ferry.client.receiver import Receiver, prepare_directory
 
             to_stdout = args.directory == "-"
+            if to_stdout and sys.stdout is None:  # closed at start (cli/common.py)
+                raise LocalFileError("cannot write to standard output: it is closed")
             directory = prepare_directory("." if to_stdout else args.directory or ".")
             config = ClientConfig(
                 max_entries=environment.read(

@@ -13,15 +13,15 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ferry.address import parse_address
-from ferry.cli.common import fail, run, setup_logging
+from ferry.cli.common import fail, reserve_standard_streams, run, setup_logging
 from ferry.cli.parser import Parser
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.environment import count, read, record_size, seconds
-from ferry.errors import FerryError, OutputClosed, UsageError
+from ferry.errors import FerryError, LocalFileError, OutputClosed, UsageError
 
 if TYPE_CHECKING:
     from ferry.client.sources import Source
@@ -78,10 +78,13 @@ def show_code(code: Code) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    reserve_standard_streams()
     args = build_parser().parse_args(argv)
     setup_logging("send", args.verbose)
     try:
         address = parse_address(args.relay)
+        if sys.stdout is None:  # closed at start: check before the relay is contacted
+            raise OutputClosed("standard output is closed: nobody could read the code")
         wait = args.wait or read("FERRY_WAIT", seconds, ClientConfig.wait_timeout)
         attempts = args.attempts or read("FERRY_ATTEMPTS", count, ClientConfig.max_failed_attempts)
         records = read("FERRY_RECORD_SIZE", record_size, ClientConfig.record_size)
@@ -120,7 +123,7 @@ def what_to_send(args: argparse.Namespace, config: ClientConfig) -> Source:
         if paths:
             raise UsageError("--text sends a message: give no PATH with it")
         if args.text == "-":
-            text = sys.stdin.buffer.read(config.max_text + 1)
+            text = _stdin().buffer.read(config.max_text + 1)
         else:
             text = args.text.encode("utf-8", "surrogateescape")
         if len(text) > config.max_text:
@@ -134,7 +137,7 @@ def what_to_send(args: argparse.Namespace, config: ClientConfig) -> Source:
         name = args.name if args.name is not None else STDIN_NAME
         if not name or "/" in name or name in (".", ".."):
             raise UsageError(f"--name must be a plain file name, not {name!r}")
-        return sources.StreamSource(sys.stdin.fileno(), name, config.record_size)
+        return sources.StreamSource(_stdin().fileno(), name, config.record_size)
     if args.name is not None:
         raise UsageError("--name names a '-' (stdin) transfer only")
     if len(paths) == 1 and not os.path.isdir(paths[0]):
@@ -144,6 +147,12 @@ def what_to_send(args: argparse.Namespace, config: ClientConfig) -> Source:
     for line in describe_skipped(tree.skipped):
         print(f"send: {line}", file=sys.stderr)
     return sources.TreeSource(tree, config.record_size)
+
+
+def _stdin() -> TextIO:
+    if sys.stdin is None:  # closed when the program started (cli/common.py)
+        raise LocalFileError("standard input is closed: nothing to send")
+    return sys.stdin
 
 
 if __name__ == "__main__":

@@ -122,6 +122,10 @@ async def receive_text(
 
     loop = asyncio.get_running_loop()
     limit = receiver.config.max_text
+    if sys.stdout is None:  # closed when the program started (cli/common.py)
+        text = "the receiver cannot show a text: its standard output is closed"
+        error = LocalFileError("a text came, but standard output is closed")
+        raise await receiver.refuse(wire, session, messages.REASON_LOCAL_ERROR, text, error)
     if offer.size > limit:
         text = f"a text of {offer.size} bytes is over this receiver's limit ({limit})"
         raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text)

@@ -27,6 +27,7 @@ EXIT_INTEGRITY = 8
 EXIT_TIMEOUT = 9
 EXIT_REFUSED_BY_PEER = 10
 # 11: scripts/bootstrap.py, the first run could not install (it cannot import this module).
+EXIT_SOURCE_CHANGED = 12
 EXIT_INTERRUPTED = 130
 
 
@@ -65,6 +66,17 @@ class LocalFileError(FerryError):
 
 class OutputClosed(LocalFileError):
     """cannot write the code to standard output (closed, or a full device)."""
+
+
+class SourceChanged(LocalFileError):
+    """a file changed while it was being sent."""
+
+    exit_code = EXIT_SOURCE_CHANGED
+
+    def __init__(self, message: str, offered: str) -> None:
+        super().__init__(message)
+        self.offered = offered
+        """The file's name as the receiver knows it (the message may hold a local path)."""
 
 
 class FileExists(LocalFileError):
@@ -141,6 +153,12 @@ class RefusedByPeer(FerryError):
     """the other side refused the transfer."""
 
     exit_code = EXIT_REFUSED_BY_PEER
+
+
+class PeerSourceChanged(RefusedByPeer):
+    """the sender's file changed while it was being sent; nothing was stored."""
+
+    exit_code = EXIT_SOURCE_CHANGED
 
 
 class Interrupted(FerryError):

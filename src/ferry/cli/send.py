@@ -146,7 +146,9 @@ def what_to_send(args: argparse.Namespace, config: ClientConfig) -> Source:
     tree = walk(paths, config.max_entries, config.max_depth)
     for line in describe_skipped(tree.skipped):
         print(f"send: {line}", file=sys.stderr)
-    return sources.TreeSource(tree, config.record_size)
+    return sources.TreeSource(
+        tree, config.record_size, lambda: walk(paths, config.max_entries, config.max_depth)
+    )
 
 
 def _stdin() -> TextIO:

@@ -118,6 +118,10 @@ class Partial:
         os.fchmod(self.fd, 0o644 & ~mask)
 
     def close(self, keep: bool) -> None:
+        """Done with it: removed unless `keep` and it holds bytes (an empty one has nothing
+        to resume)."""
+        with contextlib.suppress(OSError):
+            keep = keep and os.fstat(self.fd).st_size > 0
         os.close(self.fd)
         if not keep:
             with contextlib.suppress(OSError):

@@ -26,6 +26,7 @@ from ferry.errors import (
     RefusedByPeer,
     RelayRefused,
     RemoteProtocolError,
+    SourceChanged,
     TimedOut,
     TooManyAttempts,
     WrongCode,
@@ -255,6 +256,11 @@ class Sender:
             self._count_failed_attempt(RefusedByPeer(refused.message))
             log.warning("%s; still waiting (%s)", refused.message, self._attempts_left())
             return False
+        except SourceChanged as changed:
+            # Caught before its last record went out: the receiver stores
+            # nothing, and the next offer describes the source as it is then.
+            await self._abort_changed(wire, changed)
+            return False
         except FerryError as exc:
             if not isinstance(exc, ConnectionLost | RefusedByPeer):
                 await wire.abort("error", exc.message)
@@ -273,6 +279,20 @@ class Sender:
         raise TooManyAttempts(
             f"{self.failed_attempts} wrong codes were tried; giving up (send again for a new code)"
         )
+
+    async def _abort_changed(self, wire: Wire, changed: SourceChanged) -> None:
+        """Tell the receiver a file changed mid-send; count it like a refusal."""
+        from ferry.protocol import messages
+
+        last = self.failed_attempts + 1 >= self.config.max_failed_attempts
+        then = "the sender gave up" if last else "the same code works again"
+        text = f"{changed.offered} changed while it was being sent; nothing was stored; {then}"
+        await wire.abort(messages.REASON_CHANGED, text)
+        self._count_failed_attempt(changed)
+        log.warning(
+            "%s; the receiver stored nothing; still waiting (%s)",
+            changed.message, self._attempts_left(),
+        )  # fmt: skip
 
     def _attempts_left(self) -> str:
         return f"{self.config.max_failed_attempts - self.failed_attempts} attempt(s) left"

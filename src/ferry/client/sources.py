@@ -10,6 +10,15 @@ filled across file boundaries).
 A source that cannot be read twice (stdin) is `replayable = False`: once
 its data started moving, a failed attempt ends the sender.
 
+A file that changes while it is sent is never delivered as a mix of old
+and new: each file's size and mtime are taken when it is offered (a single
+file: at every offer; a tree's files: when the tree was walked, checked
+again when each is opened) and compared with fstat once its last byte is
+read, before the record that would end the transfer goes out. A change
+raises SourceChanged; the sender aborts that attempt (the receiver stores
+nothing) and the next offer describes the source as it is then (a tree is
+walked again).
+
 Resume: every source but a text offers it. A file (or a stream) the
 receiver kept part of is hashed over that part first: if it matches, the
 DATA starts after it and a DIGEST of the whole follows; a file of a tree
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -31,7 +41,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 from ferry.client.progress import Progress, percent
 from ferry.client.tree import Tree
 from ferry.config import ClientConfig
-from ferry.errors import LocalFileError
+from ferry.errors import LocalFileError, SourceChanged
 from ferry.protocol import manifest, messages
 
 if TYPE_CHECKING:
@@ -43,7 +53,10 @@ class Source(Protocol):
     label: str
     replayable: bool
 
-    def offer(self) -> messages.Offer: ...
+    def offer(self) -> messages.Offer:
+        """What is offered, as the source is now (called for every attempt)."""
+        ...
+
     def manifest_records(self) -> list[bytes]: ...
     def file_sizes(self) -> dict[int, int]: ...
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None: ...
@@ -77,6 +90,8 @@ class Outgoing(_Single):
         self.name = self.label = name
         self.size = size
         self.record_size = record_size
+        self._offered = os.fstat(file.fileno())
+        """The file when it was last offered; it must still be that after its last byte."""
 
     @classmethod
     def open(cls, path: str, record_size: int = ClientConfig.record_size) -> Outgoing:
@@ -96,6 +111,8 @@ class Outgoing(_Single):
         return cls(os.fdopen(fd, "rb", buffering=0), offered_name(path), stat.st_size, record_size)
 
     def offer(self) -> messages.Offer:
+        self._offered = os.fstat(self.file.fileno())
+        self.size = self._offered.st_size
         return messages.Offer(messages.KIND_FILE, self.name, self.size, resume=True)
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
@@ -122,8 +139,11 @@ class Outgoing(_Single):
                 sent = session.sent
                 want = min(len(chunk), self.size - sent)
                 n = read_fully(self.file, chunk[:want])
-                if n < want:
-                    raise LocalFileError(f"{self.name} shrank while it was being sent")
+                if n < want or sent + n == self.size:  # the last byte: the record ends it
+                    check_unchanged(self.file, self._offered, self.name, self.name)
+                    if n < want:
+                        shrank = f"{self.name} shrank while it was being sent"
+                        raise SourceChanged(shrank, self.name)
                 if digest is not None:
                     digest.update(chunk[:n])
                 wire.lost_message = f"the receiver went away after {percent(sent, self.size)}"
@@ -157,15 +177,26 @@ class TreeSource:
 
     replayable = True
 
-    def __init__(self, tree: Tree, record_size: int) -> None:
-        self.tree = tree
+    def __init__(
+        self, tree: Tree, record_size: int, walk_again: Callable[[], Tree] | None = None
+    ) -> None:
         self.record_size = record_size
+        self._walk_again = walk_again
+        self._changed = False
+        """A file changed while it was sent: the next offer walks the tree again."""
+        self._use(tree)
+
+    def _use(self, tree: Tree) -> None:
+        self.tree = tree
         self.size = tree.size
         files, dirs = tree.files, len(tree.entries) - tree.files
         self.label = f"{files} file{'s' * (files != 1)}, {dirs} dir{'s' * (dirs != 1)}"
         self._records = manifest.encode_records(tree.entries)
 
     def offer(self) -> messages.Offer:
+        if self._changed and self._walk_again is not None:
+            self._use(self._walk_again())
+            self._changed = False
         return messages.Offer(
             messages.KIND_TREE, "", self.size, manifest=messages.MANIFEST_VERSION,
             entries=len(self.tree.entries), files=self.tree.files, records=len(self._records),
@@ -187,12 +218,14 @@ class TreeSource:
         files_done = sum(not e.is_dir and not e.size for e in self.tree.entries)
         progress.start(self.size, self.label)
         progress.files(files_done, self.tree.files)
+        tree = self.tree
         try:
-            for index, (entry, path) in enumerate(zip(self.tree.entries, self.tree.sources,
-                                                      strict=True)):  # fmt: skip
+            for index, (entry, path, listed) in enumerate(
+                zip(tree.entries, tree.sources, tree.stats, strict=True)
+            ):
                 if entry.is_dir or not entry.size:
                     continue
-                with _open_listed(path, entry.size) as file:
+                with _open_listed(path, listed, entry.path) as file:
                     digest, offset = None, 0
                     kept = session.kept.get(index)
                     if kept is not None:  # the START follows every earlier byte
@@ -203,11 +236,16 @@ class TreeSource:
                         await wire.flush()
                         progress.update(offset)
                     left = entry.size - offset
+                    if not left:  # kept whole: none of it is read, it still must not change
+                        check_unchanged(file, listed, path, entry.path)
                     while left:
                         want = min(left, len(chunk) - fill)
                         n = read_fully(file, chunk[fill : fill + want])
-                        if n < want:
-                            raise LocalFileError(f"{path} shrank while it was being sent")
+                        if n < want or n == left:  # its last byte, before any record ends it
+                            check_unchanged(file, listed, path, entry.path)
+                            if n < want:
+                                raise SourceChanged(f"{path} shrank while it was being sent",
+                                                    entry.path)  # fmt: skip
                         if digest is not None:
                             digest.update(chunk[fill : fill + n])
                         fill += n
@@ -225,6 +263,9 @@ class TreeSource:
                         await wire.flush()
             if session.state is State.SENDING:  # the rest, or one empty final record
                 await self._write(wire, session, progress, chunk[:fill])
+        except SourceChanged:
+            self._changed = True
+            raise
         finally:
             progress.close()
 
@@ -256,18 +297,39 @@ def _start(
     return digest, kept.size
 
 
-def _open_listed(path: str, size: int) -> BinaryIO:
-    """A file of the tree, still the regular file of the size listed in the manifest."""
+def _open_listed(path: str, listed: os.stat_result, offered: str) -> BinaryIO:
+    """A file of the tree, still the one listed in the manifest (same file, size, mtime).
+
+    A path given on the command line (a top-level entry) was listed through
+    a symlink, so it is opened through it; a link found inside a directory
+    was not listed, so one there now is a change.
+    """
+    follow = 0 if "/" not in offered else os.O_NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | follow | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP):
+            raise SourceChanged(f"{path} changed after it was listed", offered) from None
         raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
     info = os.fstat(fd)
-    if not S_ISREG(info.st_mode) or info.st_size != size:
+    if not S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (listed.st_dev, listed.st_ino):
         os.close(fd)
-        raise LocalFileError(f"{path} changed after it was listed; send again")
+        raise SourceChanged(f"{path} changed after it was listed", offered)
+    file = os.fdopen(fd, "rb", buffering=0)
+    try:
+        check_unchanged(file, listed, path, offered)
+    except BaseException:
+        file.close()
+        raise
     os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb", buffering=0)
+    return file
+
+
+def check_unchanged(file: BinaryIO, offered: os.stat_result, path: str, name: str) -> None:
+    """SourceChanged unless the file has the size and mtime it had when it was offered."""
+    now = os.fstat(file.fileno())
+    if (now.st_size, now.st_mtime_ns) != (offered.st_size, offered.st_mtime_ns):
+        raise SourceChanged(f"{path} changed while it was being sent", name)
 
 
 class StreamSource(_Single):

@@ -202,9 +202,10 @@ class Staging:
             os.unlink(self.path.joinpath(*parts))
 
     def close(self, keep: bool) -> None:
-        """Done with the staging: removed, unless `keep` (a resumable one, for the next try)."""
+        """Done with the staging: removed, unless `keep` (a resumable one, for the next try)
+        and it holds a byte of some file (otherwise there is nothing to resume)."""
         self._close_parent()
-        if not (keep and self.resumable):
+        if not (keep and self.resumable and _holds_data(self.path)):
             self.remove()
         if self._lock is not None:
             os.close(self._lock)
@@ -361,6 +362,17 @@ class Staging:
         if self._stranded:
             return  # it holds old files that could not be put back: never delete them
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _holds_data(root: Path) -> bool:
+    """Whether any regular file under root has a byte in it (links are not followed)."""
+    for here, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(here, name))
+                if stat.S_ISREG(info.st_mode) and info.st_size:
+                    return True
+    return False
 
 
 def _empty(path: Path) -> None:

@@ -29,6 +29,8 @@ class Tree:
     entries: list[Entry] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     """The local path of each entry (same order)."""
+    stats: list[os.stat_result] = field(default_factory=list)
+    """What each entry was when listed (same order): a file is sent only if it still is."""
     skipped: list[str] = field(default_factory=list)
     """Local paths not sent (symlinks, devices, FIFOs, sockets), for stderr."""
 
@@ -84,6 +86,7 @@ def _add(tree: Tree, rel: str, path: str, info: os.stat_result, max_entries: int
         )
     )
     tree.sources.append(path)
+    tree.stats.append(info)
 
 
 def _walk_dir(

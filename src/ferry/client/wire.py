@@ -20,7 +20,14 @@ from typing import Any, TypeVar
 
 from ferry.client.peer import shown
 from ferry.config import ClientConfig
-from ferry.errors import ConnectionLost, RefusedByPeer, RemoteProtocolError, TimedOut
+from ferry.errors import (
+    ConnectionLost,
+    PeerSourceChanged,
+    RefusedByPeer,
+    RemoteProtocolError,
+    TimedOut,
+)
+from ferry.protocol import messages
 from ferry.protocol.session import Event, NeedData, PeerAborted, Session, Timeouts
 
 ABORT_GRACE = ClientConfig.abort_grace
@@ -69,6 +76,8 @@ class Wire:
 
     def _gave_up(self, event: PeerAborted) -> RefusedByPeer:
         said = shown(event.abort.message or event.abort.reason)
+        if event.abort.reason == messages.REASON_CHANGED:
+            return PeerSourceChanged(f"the {self.session.peer} stopped: {said}")
         return RefusedByPeer(f"the {self.session.peer} gave up: {said}")
 
     def _unexpected(self, event: Event) -> RemoteProtocolError:

@@ -76,6 +76,8 @@ REASON_BAD_NAME: Final = "bad-name"
 REASON_LOCAL_ERROR: Final = "local-error"
 REASON_TOO_LARGE: Final = "too-large"
 REASON_DECLINED: Final = "declined"
+REASON_CHANGED: Final = "changed"
+"""ABORT from the sender: a file changed while it was read; nothing may be stored."""
 
 
 @dataclass(frozen=True)

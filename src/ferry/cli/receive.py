@@ -42,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to put what is received (created if missing; default '.'); "
         "'-' writes a single file to stdout",
     )  # fmt: skip
-    parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace existing files by the files sent (never a directory or a link)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="put a directory sent into an existing one of that name, beside what is there; "
+        "an existing file in it is refused unless --overwrite",
+    )  # fmt: skip
     parser.add_argument(
         "--ask", action="store_true", help="show what is coming and wait for y/N first"
     )
@@ -129,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = Output(to_stdout, args.ask, announce=sys.stderr.isatty())
         receiver = Receiver(
             address, code, directory, config, for_stderr(), args.overwrite, output,
-            resume=not args.no_resume,
+            resume=not args.no_resume, merge=args.merge,
         )  # fmt: skip
         status = run("receive", receiver.run())
         if status == 0 and args.verbose and receiver.saved_as is not None:

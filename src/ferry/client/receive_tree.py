@@ -23,8 +23,9 @@ import os
 from typing import TYPE_CHECKING
 
 from ferry.client.partials import CUT, remove_stale
+from ferry.client.placement import Placement, explain, place
 from ferry.client.progress import Progress, percent
-from ferry.client.staging import Staging, conflicts, resume_key, start_writeback, write_all
+from ferry.client.staging import Staging, resume_key, start_writeback, write_all
 from ferry.errors import IntegrityError, RefusedByPeer, UnsafeName
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
@@ -75,7 +76,7 @@ async def receive_tree(
     staging = Staging(receiver.directory, key, receiver.resume)
     accepted = False
     try:
-        plan = await _check(receiver, wire, session, offer, entries, staging)
+        plan, placement = await _check(receiver, wire, session, offer, entries, staging)
         if not await receiver.confirm(describe(offer, plan)):
             raise await receiver.refuse(
                 wire, session, messages.REASON_DECLINED, "the receiver declined"
@@ -88,7 +89,7 @@ async def receive_tree(
         await wire.flush()
         await _receive_files(wire, session, staging, plan, entries, offer, receiver.progress)
         staging.seal(plan, entries)
-        staging.install(plan.top_level, receiver.overwrite)
+        staging.install(placement)
     except BaseException as exc:
         # Before the ANSWER nothing was written: what an earlier try kept stays.
         cut = isinstance(exc, (*CUT, RefusedByPeer, _Mismatch))
@@ -110,18 +111,21 @@ async def _check(
     offer: messages.Offer,
     entries: tuple[manifest.Entry, ...],
     staging: Staging,
-) -> manifest.Plan:
+) -> tuple[manifest.Plan, Placement]:
     try:
         plan = manifest.plan(list(entries), staging.case_insensitive(), receiver.config.max_depth)
     except UnsafeName as exc:
         raise await receiver.refuse(
             wire, session, messages.REASON_BAD_NAME, exc.message, exc
         ) from None
-    existing = conflicts(receiver.directory, plan, receiver.overwrite)
-    if existing:
-        shown = ", ".join(display_name(name) for name in existing)
+    placement = place(receiver.directory, plan, receiver.overwrite, receiver.merge)
+    if placement.conflicts:
+        existing = placement.conflicts
+        shown = ", ".join(display_name(name) for name in existing[:_SHOWN_CONFLICTS])
+        if len(existing) > _SHOWN_CONFLICTS:
+            shown += f" and {len(existing) - _SHOWN_CONFLICTS} more"
         where = display_name(str(receiver.directory))
-        hint = "" if receiver.overwrite else " (use --overwrite to replace files)"
+        hint = explain(placement, receiver.overwrite)
         from ferry.errors import FileExists
 
         raise await receiver.refuse(
@@ -129,7 +133,11 @@ async def _check(
             FileExists(f"already in {where}: {shown}{hint}"),
         )  # fmt: skip
     await receiver.check_space(wire, session, offer.size)
-    return plan
+    return plan, placement
+
+
+_SHOWN_CONFLICTS = 10
+"""Names a refusal lists at most (then "and N more")."""
 
 
 async def _receive_files(

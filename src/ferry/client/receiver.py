@@ -91,6 +91,7 @@ class Receiver:
         overwrite: bool = False,
         output: Output | None = None,
         resume: bool = True,
+        merge: bool = False,
     ) -> None:
         self.address = address
         self.code = code
@@ -100,6 +101,8 @@ class Receiver:
         self.overwrite = overwrite
         self.output = output or Output()
         self.resume = resume
+        self.merge = merge
+        """A tree's directories may go into existing ones (client/placement.py)."""
         self.saved_as: Path | None = None
         self._wire: Wire | None = None
         """The connection of run(), watched by confirm() while --ask waits."""

@@ -53,6 +53,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from ferry.client.placement import Placement
 from ferry.errors import LocalFileError
 from ferry.names import display_name
 from ferry.protocol.manifest import Entry, Plan
@@ -303,28 +304,30 @@ class Staging:
         self._unsynced.clear()
         _fsync_path(self.path)
 
-    def install(self, top_level: list[str], overwrite: bool) -> None:
-        """Move each top-level entry into the output directory; all or none."""
-        replacing = {
-            name
-            for name in top_level
-            if overwrite and _replaceable(self.directory / name, self.path / name)
-        }
+    def install(self, placement: Placement) -> None:
+        """Rename each entry the placement names into the output directory; all or none.
+
+        The output directory's own subdirectories (those --merge adds into)
+        are reached one component at a time without following links, so a
+        directory swapped for a link after the checks fails the rename
+        rather than sending a file elsewhere.
+        """
         # Made before anything moves, while every staged name still exists
         # here: its name cannot be one that an undo needs back.
-        aside = self._aside_directory() if replacing else None
-        moves: list[tuple[Path, Path]] = []  # (from, to), in the order done
+        aside = self._aside_directory() if placement.replacing else None
+        done: list[tuple[tuple[str, ...], bool]] = []  # (entry, True: the old file set aside)
         try:
-            for name in top_level:
-                source, target = self.path / name, self.directory / name
-                if aside is not None and name in replacing:
-                    os.rename(target, aside / name)
-                    moves.append((target, aside / name))
-                _rename_no_replace(source, target)
-                moves.append((source, target))
-            fsync_directory(self.directory)
+            for parts in placement.moves:
+                if aside is not None and parts in placement.replacing:
+                    _make_parents(aside, parts)
+                    _move(self.directory, parts, aside, parts)
+                    done.append((parts, True))
+                _move(self.path, parts, self.directory, parts)
+                done.append((parts, False))
+            for parent in dict.fromkeys(parts[:-1] for parts in placement.moves):
+                _fsync_below(self.directory, parent)
         except OSError as exc:
-            self._undo(moves, aside)
+            self._undo(done, aside)
             if isinstance(exc, FileExistsError):
                 text = f"{display_name(str(exc.filename))} appeared meanwhile; nothing was stored"
             else:
@@ -349,14 +352,19 @@ class Staging:
             return path
         raise LocalFileError("cannot store the files: no name left for the replaced files")
 
-    def _undo(self, moves: list[tuple[Path, Path]], aside: Path | None) -> None:
+    def _undo(self, done: list[tuple[tuple[str, ...], bool]], aside: Path | None) -> None:
         """Every move back, last first, never over a name taken meanwhile."""
-        for source, target in reversed(moves):
+        for parts, set_aside in reversed(done):
             try:
-                _rename_no_replace(target, source)
+                if set_aside:
+                    assert aside is not None
+                    _move(aside, parts, self.directory, parts)
+                else:
+                    _move(self.directory, parts, self.path, parts)
             except OSError:
-                if target.parent == aside:
-                    self._stranded.append(target)  # an old file: kept where it is
+                if set_aside:
+                    assert aside is not None
+                    self._stranded.append(aside.joinpath(*parts))  # an old file: kept there
 
     def remove(self) -> None:
         if self._stranded:
@@ -423,26 +431,6 @@ def _hash_regular(path: Path, most: int) -> tuple[int, hashlib._Hash] | None:
         os.close(fd)
 
 
-def _replaceable(target: Path, source: Path) -> bool:
-    """--overwrite replaces a regular file (not a link, not a directory) by a file."""
-    return target.is_file() and not target.is_symlink() and source.is_file()
-
-
-def conflicts(directory: Path, plan: Plan, overwrite: bool) -> list[str]:
-    """Top-level names that already exist in directory (and may not be replaced)."""
-    found = []
-    top_is_dir = {parts[0]: is_dir for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True)
-                  if len(parts) == 1}  # fmt: skip
-    for name in plan.top_level:
-        target = directory / name
-        if not os.path.lexists(target):
-            continue
-        replaceable = target.is_file() and not target.is_symlink() and not top_is_dir[name]
-        if not (overwrite and replaceable):
-            found.append(name + ("/" if target.is_dir() else ""))
-    return found
-
-
 def write_all(fd: int, data: memoryview) -> None:
     try:
         while data:
@@ -507,17 +495,75 @@ def _fsync_path(path: Path, flags: int = os.O_NOFOLLOW) -> None:
         os.close(fd)
 
 
+def _open_below(root: Path, parts: tuple[str, ...]) -> int:
+    """The directory root/parts, open, reached one component at a time without following
+    a link (root itself may be one: the output directory given by the user)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=fd)  # fmt: skip
+            os.close(fd)
+            fd = below
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _move(source_root: Path, source: tuple[str, ...], target_root: Path,
+          target: tuple[str, ...]) -> None:  # fmt: skip
+    """Rename source_root/source to target_root/target, never replacing anything there and
+    never through a link (_open_below); an OSError names the target."""
+    where = target_root.joinpath(*target)
+    try:
+        source_dir = _open_below(source_root, source[:-1])
+        try:
+            target_dir = _open_below(target_root, target[:-1])
+            try:
+                _rename_no_replace(Path(source[-1]), Path(target[-1]), source_dir, target_dir)
+            finally:
+                os.close(target_dir)
+        finally:
+            os.close(source_dir)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(where)) from None
+
+
+def _make_parents(root: Path, parts: tuple[str, ...]) -> None:
+    """The directories root/parts[:-1] (inside a directory of ours: the staging one)."""
+    if len(parts) > 1:
+        os.makedirs(root.joinpath(*parts[:-1]), mode=0o700, exist_ok=True)
+
+
+def _fsync_below(root: Path, parts: tuple[str, ...]) -> None:
+    """Best effort: flush the entries of root/parts (the renames into it)."""
+    try:
+        fd = _open_below(root, parts)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def fsync_directory(directory: Path) -> None:
     """Flush the output directory's entries (DIR itself may be a link to it)."""
     _fsync_path(directory, os.O_DIRECTORY)
 
 
-def _rename_no_replace(source: Path, target: Path) -> None:
-    """rename(2) that fails with FileExistsError instead of replacing target."""
+def _rename_no_replace(
+    source: Path, target: Path, source_dir: int = _AT_FDCWD, target_dir: int = _AT_FDCWD
+) -> None:
+    """rename(2) that fails with FileExistsError instead of replacing target (each path
+    relative to its directory's descriptor, if given)."""
     libc = _libc()
     renameat2 = getattr(libc, "renameat2", None) if libc is not None else None
     if renameat2 is not None:
-        result = renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+        result = renameat2(source_dir, os.fsencode(source), target_dir, os.fsencode(target),
                            _RENAME_NOREPLACE)  # fmt: skip
         if result == 0:
             return
@@ -527,6 +573,9 @@ def _rename_no_replace(source: Path, target: Path) -> None:
     # No renameat2 here (or not on this filesystem): check, then rename. The
     # window between the two is the only place a name appearing meanwhile
     # could be replaced (an empty directory, or a file by a file).
-    if os.path.lexists(target):
+    dirs = {"dir_fd": None if target_dir == _AT_FDCWD else target_dir}
+    with contextlib.suppress(FileNotFoundError):
+        os.stat(target, follow_symlinks=False, **dirs)
         raise FileExistsError(errno.EEXIST, "exists", str(target))
-    os.rename(source, target)
+    os.rename(source, target, src_dir_fd=None if source_dir == _AT_FDCWD else source_dir,
+              dst_dir_fd=dirs["dir_fd"])  # fmt: skip

@@ -15,12 +15,15 @@ Rules (never lose or corrupt anything, as for a single file):
   wait (fsyncs would cost more), otherwise an fsync per small file and per
   directory; then each top-level entry is renamed into the output
   directory, never over an existing name (renameat2 RENAME_NOREPLACE where
-  available), and the output directory is fsynced; only then is the ACK
-  sent;
-- --overwrite may replace a regular file by a file, never a directory or a
-  link: the old file is first moved aside into the staging directory (a
-  rename, not a replace, which could not be undone), and deleted only once
-  every entry is in place;
+  available), and the directories renamed into are fsynced; only then is
+  the ACK sent;
+- what goes where is client/placement.py's: each top-level entry, or with
+  --merge each entry whose parent exists in the output directory (reached
+  one component at a time, never through a link); --overwrite may replace
+  a regular file by a file, never a directory or a link: the old file is
+  first moved aside into the staging directory (a rename, not a replace,
+  which could not be undone), and deleted only once every entry is in
+  place;
 - if anything fails, every move is undone, last first (new entries back
   into the staging directory, old files back to their names), and the
   staging directory is removed: the output directory is as it was. An old

@@ -58,7 +58,17 @@ def copy_checkout(destination: Path) -> Path:
 
 
 def lock_pins(lock: Path) -> dict[str, str]:
-    return dict(re.findall(r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock.read_text()))
+    """{name: version} of the lock's lines for this machine (their marker holds here)."""
+    from packaging.markers import Marker
+
+    found = re.findall(
+        r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)[ ]*(?:;([^\\]*))?", lock.read_text()
+    )
+    return {
+        name: version
+        for name, version, marker in found
+        if not marker.strip() or Marker(marker).evaluate()
+    }
 
 
 def runtime_packages(destination: Path) -> Path:

@@ -20,15 +20,16 @@ from collections.abc import Sequence
 from ferry import environment
 from ferry.address import parse_address
 from ferry.cli.common import fail, run, setup_logging
+from ferry.cli.launcher import SHIMS, Launcher
 from ferry.cli.parser import Parser
 from ferry.codes import parse_code
 from ferry.config import ClientConfig
 from ferry.errors import FerryError, UsageError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
     parser = Parser(
-        prog="receive",
+        prog=launcher.prog("receive"),
         description="Receive files, directories or a text through a ferry relay.",
     )
     parser.add_argument("relay", help="relay address, HOST:PORT or [V6]:PORT")
@@ -93,8 +94,8 @@ def _load_crypto_meanwhile() -> threading.Thread:
     return thread
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
+    args = build_parser(launcher).parse_args(argv)
     setup_logging("receive", args.verbose)
     loader: threading.Thread | None = None
     try:

@@ -11,10 +11,19 @@ setup:
 setup-dev:
 	$(PYTHON) scripts/bootstrap.py --dev
 
-# Re-resolve pyproject.toml's dependencies into requirements/runtime.txt and dev.txt
-# (pinned, sha256 hashes from the index); commit both. Needs the package index.
-lock:
-	$(PYTHON) scripts/lock.py
+# Re-resolve pyproject.toml's dependencies into requirements/runtime.txt and dev.txt with
+# uv (pinned in dev.txt): one universal resolution for every platform and CPython 3.11+,
+# environment markers where they differ, the sha256 of every wheel of each pinned release;
+# dev.txt keeps runtime.txt's pins. Pins already in the files stay (with their hashes) unless
+# pyproject.toml no longer admits them; `make lock UPGRADE=1` takes the newest releases and
+# fetches every hash anew. Needs the package index; commit both files.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --only-binary :all: --no-config --quiet \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+lock: setup-dev
+	$(UV_COMPILE) -o requirements/runtime.txt
+	$(UV_COMPILE) --extra dev -c requirements/runtime.txt -o requirements/dev.txt
 
 test: setup-dev
 	$(BIN)/python -m pytest

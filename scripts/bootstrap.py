@@ -9,7 +9,12 @@ Theory of operation:
 - What gets installed is a lock file, requirements/runtime.txt (or dev.txt
   with --dev), every release pinned with its sha256 hashes and installed
   with `pip install --require-hashes --only-binary :all:`. `make lock`
-  (scripts/lock.py) regenerates them from pyproject.toml.
+  (uv pip compile --universal) regenerates them from pyproject.toml, for
+  every platform at once: a line whose environment marker does not hold
+  here (colorama on Windows, say) is not this machine's to install.
+- POSIX only (Linux, macOS): it serves the sh shims. It imports nothing
+  POSIX-only at import time; on Windows main() says in one line to use
+  send.cmd / receive.cmd or `py -m pip install .` instead (README).
 - Freshness is content, not time: the stamp (.venv/.ferry-ready,
   .ferry-dev-ready) holds a sha256 of this file, pyproject.toml,
   src/ferry/__init__.py (the version) and the lock, in that order; the
@@ -38,11 +43,11 @@ Theory of operation:
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import importlib.util
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -67,6 +72,11 @@ PIP_SOCKET_TIMEOUT = 10  # s pip waits for one connection or read before a retry
 PIP_RETRIES = 1
 SETUP_TIMEOUT = 120.0  # s for the whole install unless FERRY_SETUP_TIMEOUT says otherwise
 INSTALLER = "ferry-bootstrap"
+ON_WINDOWS = os.name == "nt"
+WINDOWS = (
+    "ferry: scripts/bootstrap.py sets up .venv for the ./send and ./receive shell shims; "
+    "on Windows run send.cmd / receive.cmd, or `py -m pip install .` and then `ferry send`"
+)
 # pip's words for "could not talk to the index" (as opposed to a refused or broken package).
 UNREACHABLE = re.compile(
     r"Retrying \(Retry\(|NewConnectionError|ConnectTimeoutError|ReadTimeoutError|"
@@ -82,10 +92,15 @@ PROBE = (
 )
 SCRIPT = """\
 #!/bin/sh
-'''exec' "$(dirname -- "$(readlink -f -- "$0")")/python" "$0" "$@"
+'''true' && f=$0
+while [ -h "$f" ]; do
+  l=$(readlink -- "$f") && case $l in /*) f=$l ;; *) f=$(dirname -- "$f")/$l ;; esac
+done
+exec "$(dirname -- "$f")/python" "$0" "$@"
 ' '''
 # Console script written by scripts/bootstrap.py: the shell lines above run the
-# Python next to this file, wherever the checkout is.
+# Python next to this file (following symlinks with plain POSIX readlink, not GNU
+# readlink -f), wherever the checkout is.
 import sys
 from {module} import {function}
 sys.exit({function}())
@@ -141,13 +156,127 @@ def project_version() -> str:
 
 
 def read_pins(lock: Path) -> dict[str, str]:
-    """{canonical name: version} of every `name==version` line of a lock file."""
+    """{canonical name: version} of every `name==version [; marker]` line of a lock file
+    whose marker holds here."""
     pins = {}
     for line in lock.read_text().splitlines():
-        found = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
-        if found:
+        found = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;([^\\]*))?", line)
+        if found and applies(found.group(3)):
             pins[canonical(found.group(1))] = found.group(2)
     return pins
+
+
+# -- PEP 508 environment markers, the subset a lock and pyproject.toml use -------------
+
+MARKER_TOKEN = re.compile(
+    r"\s*(?:(?P<op>===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b)|(?P<paren>[()])"
+    r"|(?P<bool>and|or)\b|(?P<var>[a-z_]+)\b|'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\")"
+)
+VERSION_MARKERS = {"python_version", "python_full_version", "implementation_version"}
+
+
+def marker_environment() -> dict[str, str]:
+    """The values PEP 508 markers are evaluated against, for the running Python."""
+    info = sys.implementation.version
+    return {
+        "os_name": os.name,
+        "sys_platform": sys.platform,
+        "platform_machine": platform.machine(),
+        "platform_system": platform.system(),
+        "platform_release": platform.release(),
+        "platform_version": platform.version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "implementation_name": sys.implementation.name,
+        "implementation_version": f"{info.major}.{info.minor}.{info.micro}",
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "python_full_version": platform.python_version(),
+    }
+
+
+def marker_holds(marker: str, environment: dict[str, str]) -> bool:
+    """Evaluate a marker (and, or, parentheses, comparisons); ValueError if it is not one."""
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    while marker[position:].strip():
+        found = MARKER_TOKEN.match(marker, position)
+        if not found:
+            raise ValueError(f"not a marker: {marker!r}")
+        kind = found.lastgroup or ""
+        text = found.group(kind)
+        if kind == "var" and text not in environment:
+            raise ValueError(f"unknown marker variable {text!r}")
+        tokens.append((kind, " ".join(text.split()) if kind == "op" else text))
+        position = found.end()
+    tokens.append(("end", ""))
+    index = 0
+
+    def take(kind: str, text: str | None = None) -> str:
+        nonlocal index
+        have_kind, have_text = tokens[index]
+        if have_kind != kind or (text is not None and have_text != text):
+            raise ValueError(f"not a marker: {marker!r}")
+        index += 1
+        return have_text
+
+    def value() -> tuple[str, bool]:
+        kind, text = tokens[index]
+        if kind == "var":
+            take("var")
+            return environment[text], text in VERSION_MARKERS
+        if kind in ("single", "double"):
+            return take(kind), False
+        raise ValueError(f"not a marker: {marker!r}")
+
+    def comparison() -> bool:
+        if tokens[index] == ("paren", "("):
+            take("paren", "(")
+            result = disjunction()
+            take("paren", ")")
+            return result
+        left, left_version = value()
+        operator = take("op")
+        right, right_version = value()
+        if operator == "in":
+            return left in right
+        if operator == "not in":
+            return left not in right
+        if left_version or right_version:
+            if operator in ("===", "~="):
+                raise ValueError(f"unsupported version comparison in {marker!r}")
+            return satisfies(left, f"{operator}{right}")
+        if operator in ("==", "==="):
+            return left == right
+        if operator == "!=":
+            return left != right
+        raise ValueError(f"{operator} on a string in {marker!r}")
+
+    def conjunction() -> bool:
+        result = comparison()
+        while tokens[index] == ("bool", "and"):
+            take("bool")
+            result = comparison() and result
+        return result
+
+    def disjunction() -> bool:
+        result = conjunction()
+        while tokens[index] == ("bool", "or"):
+            take("bool")
+            result = conjunction() or result
+        return result
+
+    result = disjunction()
+    take("end")
+    return result
+
+
+def applies(marker: str | None) -> bool:
+    """Whether a requirement with this marker is for this machine (unreadable: assume so)."""
+    if not marker or not marker.strip():
+        return True
+    try:
+        return marker_holds(marker, marker_environment())
+    except ValueError:
+        return True
 
 
 def probe(pythonpath: bool = False) -> tuple[Path, dict[str, str]]:
@@ -265,12 +394,17 @@ def index_message() -> str:
 
 
 def runtime_requirements() -> list[tuple[str, str]]:
-    """(name, version specifier) of each runtime dependency in pyproject.toml."""
+    """(name, version specifier) of each runtime dependency in pyproject.toml for this machine
+    (those whose environment marker holds here)."""
     dependencies = project()["dependencies"]
     assert isinstance(dependencies, list)
-    pattern = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*([^;]*)")
+    pattern = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*([^;]*)(?:;(.*))?")
     found = [pattern.match(str(spec)) for spec in dependencies]
-    return [(match.group(1), match.group(2).strip()) for match in found if match]
+    return [
+        (match.group(1), match.group(2).strip())
+        for match in found
+        if match and applies(match.group(3))
+    ]
 
 
 def release(version: str) -> tuple[int, ...]:
@@ -388,6 +522,8 @@ def install(lock: Path, dev: bool, purelib: Path, versions: dict[str, str]) -> s
 
 
 def ensure(dev: bool, accept_system: bool) -> None:
+    import fcntl  # here, not at the top: main() first says what to do on Windows
+
     with open(ROOT / ".venv.lock", "w") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         if is_fresh(STAMPS[dev], stamp_key(LOCKS[dev]), accept_system):
@@ -410,6 +546,9 @@ def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036 - run by whatever python3 the machine has
         print(f"ferry needs Python 3.11 or newer; {sys.executable} is {sys.version.split()[0]}",
               file=sys.stderr)  # fmt: skip
+        return EXIT_SETUP
+    if ON_WINDOWS:
+        print(WINDOWS, file=sys.stderr)
         return EXIT_SETUP
     try:
         ensure(dev="--dev" in argv, accept_system="--accept-system" in argv)

@@ -2,6 +2,7 @@
 
 import sys
 
+from ferry.cli.launcher import MODULE
 from ferry.cli.main import main
 
-sys.exit(main())
+sys.exit(main(launcher=MODULE))

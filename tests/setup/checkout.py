@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ CHECKOUT = [
     "scripts",
     "src",
     "requirements",
+    "README.md",
+    "LICENSE",
 ]
 EXIT_SETUP = 11
 NO_INDEX = (
@@ -58,7 +61,17 @@ def copy_checkout(destination: Path) -> Path:
 
 
 def lock_pins(lock: Path) -> dict[str, str]:
-    return dict(re.findall(r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", lock.read_text()))
+    """{name: version} of the lock's lines for this machine (their marker holds here)."""
+    from packaging.markers import Marker
+
+    found = re.findall(
+        r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)[ ]*(?:;([^\\]*))?", lock.read_text()
+    )
+    return {
+        name: version
+        for name, version, marker in found
+        if not marker.strip() or Marker(marker).evaluate()
+    }
 
 
 def runtime_packages(destination: Path) -> Path:
@@ -142,3 +155,20 @@ def system_has_runtime_packages() -> bool:
 def has_pip(venv: Path) -> bool:
     result = subprocess.run([venv / "bin" / "python", "-c", "import pip"], capture_output=True)
     return result.returncode == 0
+
+
+INDEX = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+
+
+def require_index() -> None:
+    """Skip the calling test when the package index is unreachable; with CI set, fail it."""
+    import pytest
+
+    try:
+        with urllib.request.urlopen(f"{INDEX}/pip/", timeout=10) as response:
+            response.read(1)
+    except OSError as exc:
+        unreachable = f"the package index {INDEX} is unreachable ({exc})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{unreachable}, and CI is set: this test must run in CI")
+        pytest.skip(unreachable)

@@ -68,3 +68,26 @@ def test_the_shims_check_content_not_modification_times(
     redone = run([checkout / "send", "--version"], env)
     assert redone.returncode == 0, redone.stderr
     assert run([checkout / "send", "--version"], no_setup).returncode == 0
+
+
+def test_the_venvs_ferry_script_follows_symlinks_without_gnu_readlink(
+    set_up: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """macOS's readlink has no -f: the script finds its Python with plain readlink."""
+    checkout, env = set_up
+    tools = tmp_path / "bsd-tools"
+    tools.mkdir()
+    readlink = shutil.which("readlink")
+    assert readlink
+    (tools / "readlink").write_text(
+        "#!/bin/sh\n"
+        'case "$1" in -f|-e|-m) echo "readlink: illegal option -- ${1#-}" >&2; exit 1;; esac\n'
+        f'exec {readlink} "$@"\n'
+    )
+    (tools / "readlink").chmod(0o755)
+    link = tmp_path / "bin" / "ferry"  # ~/bin/ferry -> the checkout's, say
+    link.parent.mkdir()
+    link.symlink_to(os.path.relpath(checkout / ".venv" / "bin" / "ferry", link.parent))
+    bsd = {**env, "PATH": f"{tools}{os.pathsep}{env['PATH']}"}
+    result = run([link, "--version"], bsd)
+    assert (result.returncode, result.stdout) == (0, f"ferry {__version__}\n"), result.stderr

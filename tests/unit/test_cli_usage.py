@@ -152,3 +152,47 @@ def test_send_hint_for_a_terminal_names_the_relay_and_the_code() -> None:
         "send: on the other computer, run: ./receive relay.example.com:9021 "
         "7-guitar-orbit-velvet DIR"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage", "receive"),
+    [
+        ([sys.executable, "-m", "ferry.cli.main"], "usage: send ", "./receive"),  # the shims
+        (
+            [sys.executable, "-m", "ferry"],
+            "usage: python3 -m ferry send ",
+            "python3 -m ferry receive",
+        ),
+    ],
+)
+def test_send_help_names_the_receive_command_the_way_send_was_started(
+    argv: list[str], usage: str, receive: str
+) -> None:
+    done = subprocess.run(
+        [*argv, "send", "--help"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.startswith(usage), done.stdout
+    assert f"{receive} RELAY CODE DIR" in " ".join(done.stdout.split())
+
+
+def test_run_as_the_ferry_command_usage_help_and_hint_say_ferry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ferry.cli import main as entry
+    from ferry.cli.launcher import SCRIPT
+
+    with pytest.raises(SystemExit) as exited:
+        entry.main(["send", "--help"])  # the installed `ferry` script calls main()
+    assert exited.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: ferry send ") and "ferry receive RELAY CODE DIR" in out
+    with pytest.raises(SystemExit) as exited:
+        entry.main(["receive"])  # no RELAY
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("ferry receive: error: ") and "(see ferry receive --help)" in error
+    code = parse_code("7-guitar-orbit-velvet")
+    assert send.receive_hint("relay.example.com:9021", code, SCRIPT) == (
+        "send: on the other computer, run: ferry receive relay.example.com:9021 "
+        "7-guitar-orbit-velvet DIR"
+    )

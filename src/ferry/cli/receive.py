@@ -20,15 +20,16 @@ from collections.abc import Sequence
 from ferry import environment
 from ferry.address import parse_address
 from ferry.cli.common import fail, reserve_standard_streams, run, setup_logging
+from ferry.cli.launcher import SHIMS, Launcher
 from ferry.cli.parser import Parser
 from ferry.codes import parse_code
 from ferry.config import ClientConfig
 from ferry.errors import FerryError, LocalFileError, UsageError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
     parser = Parser(
-        prog="receive",
+        prog=launcher.prog("receive"),
         description="Receive files, directories or a text through a ferry relay.",
     )
     parser.add_argument("relay", help="relay address, HOST:PORT or [V6]:PORT")
@@ -104,9 +105,9 @@ def _load_crypto_meanwhile() -> threading.Thread:
     return thread
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
     reserve_standard_streams()
-    args = build_parser().parse_args(argv)
+    args = build_parser(launcher).parse_args(argv)
     setup_logging("receive", args.verbose)
     loader: threading.Thread | None = None
     try:

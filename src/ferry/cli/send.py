@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ferry.address import parse_address
 from ferry.cli.common import fail, reserve_standard_streams, run, setup_logging
+from ferry.cli.launcher import SHIMS, Launcher
 from ferry.cli.parser import Parser
 from ferry.codes import Code
 from ferry.config import ClientConfig
@@ -30,12 +31,12 @@ STDIN_NAME = "stdin"
 """The name of a '-' (stdin) transfer without --name."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
     parser = Parser(
-        prog="send",
+        prog=launcher.prog("send"),
         description="Send files, directories, standard input or a text through a ferry "
         "relay. Prints a code on stdout; give it to the receiver, who runs: "
-        "receive RELAY CODE DIR.",
+        f"{launcher.command('receive')} RELAY CODE DIR.",
     )
     parser.add_argument("relay", help="relay address, HOST:PORT or [V6]:PORT")
     parser.add_argument(
@@ -58,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def receive_hint(relay: str, code: Code) -> str:
+def receive_hint(relay: str, code: Code, launcher: Launcher = SHIMS) -> str:
     """The line a person at a terminal passes on (stderr only: stdout stays the code)."""
-    return f"send: on the other computer, run: ./receive {relay} {code.text} DIR"
+    receive = launcher.command("receive")
+    return f"send: on the other computer, run: {receive} {relay} {code.text} DIR"
 
 
 def show_code(code: Code) -> None:
@@ -77,9 +79,9 @@ def show_code(code: Code) -> None:
         raise OutputClosed(f"cannot write the code to standard output ({reason})") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
     reserve_standard_streams()
-    args = build_parser().parse_args(argv)
+    args = build_parser(launcher).parse_args(argv)
     setup_logging("send", args.verbose)
     try:
         address = parse_address(args.relay)
@@ -104,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def show(code: Code) -> None:
         show_code(code)
         if sys.stderr.isatty():
-            print(receive_hint(relay_text, code), file=sys.stderr, flush=True)
+            print(receive_hint(relay_text, code, launcher), file=sys.stderr, flush=True)
 
     sender = Sender(address, outgoing, config, for_stderr(), show)
     try:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ferry.client.placement import place
+from ferry.client.receive_tree import describe
 from ferry.errors import RemoteProtocolError, UnsafeName
 from ferry.names import safe_name
 from ferry.protocol import manifest, messages
@@ -171,6 +174,23 @@ def test_plan_folds_case_only_where_the_filesystem_ignores_it() -> None:
     with pytest.raises(UnsafeName, match=r"collides.*\(and|collides") as refused:
         plan(entries, True, 8)
     assert refused.value.message.count("collides") == 2  # every problem, together
+
+
+def test_plan_on_a_case_insensitive_dir_files_an_entry_under_its_listed_parents_spelling(
+    tmp_path: Path,
+) -> None:
+    # "A/x" lands in the listed "a" on such a filesystem: one top-level name,
+    # spelled as listed, and the receiver's summary and placement use it.
+    entries = [Entry("a", True, 0, 0), f("A/x"), Entry("a/B", True, 0, 0), f("a/b/y")]
+    planned = plan(entries, True, 8)
+    assert planned.top_level == ["a"]
+    assert planned.paths == [("a",), ("a", "x"), ("a", "B"), ("a", "B", "y")]
+    offer = messages.Offer(messages.KIND_TREE, "", 2, 1, 4, 2, 1)
+    assert describe(offer, planned).endswith(": a/")
+    assert place(tmp_path, planned, overwrite=False, merge=False).conflicts == []
+    assert place(tmp_path, planned, overwrite=False, merge=False).moves == [("a",)]
+    (tmp_path / "a").mkdir()
+    assert place(tmp_path, planned, overwrite=True, merge=False).conflicts == ["a/"]
 
 
 def test_plan_refuses_paths_deeper_than_the_cap() -> None:

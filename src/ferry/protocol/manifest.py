@@ -144,6 +144,7 @@ def plan(entries: list[Entry], case_insensitive: bool, max_depth: int) -> Plan:
     kinds: dict[tuple[str, ...], bool] = {}  # key -> is_dir
     top_level: dict[str, None] = {}
     dirs: dict[str, tuple[str, ...]] = {}  # a listed directory's path -> its reduced parts
+    spelled: dict[tuple[str, ...], tuple[str, ...]] = {}  # key -> the first entry's parts
     for entry in entries:
         head, _, last = entry.path.rpartition("/")
         parent = dirs.get(head) if "/" in entry.path else ()
@@ -159,11 +160,16 @@ def plan(entries: list[Entry], case_insensitive: bool, max_depth: int) -> Plan:
         if len(parts) > max_depth:
             problems.append(f'"{_preview(entry.path)}" is deeper than {max_depth} levels')
         key = tuple(part.casefold() for part in parts) if case_insensitive else parts
+        # Where case is ignored, "A/x" lands in a listed "a": spell its parents
+        # as listed, so the top-level names (and what is checked and renamed
+        # into DIR) are each one entry's spelling.
+        parts = spelled.get(key[:-1], parts[:-1]) + parts[-1:]
         if key in kinds:
             problems.append(f'"{_preview(entry.path)}" collides with another entry')
         elif len(parts) > 1 and kinds.get(key[:-1]) is not True:
             problems.append(f'"{_preview(entry.path)}" is not inside a listed directory')
         kinds.setdefault(key, entry.is_dir)
+        spelled.setdefault(key, parts)
         top_level.setdefault(parts[0], None)
         paths.append(parts)
         if entry.is_dir:

@@ -138,3 +138,22 @@ def test_honest_fake_tree_is_stored_to_show_the_fake_is_faithful(relay, run_rece
     assert (sandbox / "d" / "a").read_bytes() == b"AAA"
     assert (sandbox / "d" / "b").read_bytes() == b"AAAA"
     assert (sandbox / "top").read_bytes() == b""
+
+
+@pytest.mark.timeout(60)
+def test_renamed_and_hidden_entries_of_a_tree_are_named_on_stderr_a_bounded_number(
+    relay, run_receive, sandbox
+):
+    renamed = [entry(f"d/r{i}:x") for i in range(12)]
+    entries = [D, entry("d/.profile"), entry("d/plain"), entry("d/sub:dir", is_dir=True),
+               entry("d/sub:dir/inner"), *renamed]  # fmt: skip
+    result = run_against_fake(relay, run_receive, tree_fake(relay, entries), sandbox)
+    assert result.returncode == 0, result.stderr
+    assert (sandbox / "d" / ".profile").exists() and (sandbox / "d" / "r11_x").exists()
+    lines = result.stderr.splitlines()
+    assert 'receive: stored "d/.profile" (a hidden dotfile)' in lines, result.stderr
+    assert 'receive: stored "d/sub_dir", offered as "d/sub:dir"' in lines
+    assert 'receive: stored "d/r0_x", offered as "d/r0:x"' in lines
+    assert not any("plain" in line or "inner" in line for line in lines)  # nothing to say
+    assert "receive: and 4 more stored under another name or hidden" in lines
+    assert len(lines) == 11, result.stderr

@@ -91,12 +91,14 @@ def test_terminal_shows_what_is_coming_once_for_a_tree_and_a_pipe_shows_nothing(
     assert "7/7 files" in screen, screen  # the progress bar counts files as well as bytes
     assert (out / "esc[31mred").read_bytes() == b"z"
 
-    # The same offer to a receiver whose output goes to pipes: not a word.
+    # The same offer to a receiver whose output goes to pipes: no "coming" line, only
+    # the notice that the name with an escape sequence was stored under another name.
     sender = start_send_with(procs, logdir, relay, args)
     argv, cwd = program("receive")
     piped = run_program(procs, [*argv, str(relay), sender.code, str(tmp_path / "piped")], cwd)
     assert piped.returncode == 0, piped.stderr
-    assert (piped.stdout, piped.stderr) == ("", "")
+    renamed = 'receive: stored "esc[31mred", offered as "esc?[31mred"\n'
+    assert (piped.stdout, piped.stderr) == ("", renamed)
     assert sender.wait(30) == 0, sender.stderr()
 
 

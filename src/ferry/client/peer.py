@@ -33,11 +33,36 @@ def abort_text(error: FerryError, offered: str) -> str:
 
 def stored_notice(offered: str, stored: str) -> str | None:
     """The line to show when the stored name needs the user's eye: it differs from
-    the offered one, or it starts with a dot (hidden, and some dotfiles run code:
-    .bash_login, .profile). None when there is nothing to say."""
-    if stored == offered and not stored.startswith("."):
+    the offered one, or it (the last component of a path in a tree) starts with a
+    dot (hidden, and some dotfiles run code: .bash_login, .profile). None when
+    there is nothing to say."""
+    dotted = stored.rpartition("/")[2].startswith(".")
+    if stored == offered and not dotted:
         return None
-    hidden = " (a hidden dotfile)" if stored.startswith(".") else ""
+    hidden = " (a hidden dotfile)" if dotted else ""
     if stored == offered:
         return f'stored "{shown(stored)}"{hidden}'
     return f'stored "{shown(stored)}"{hidden}, offered as "{shown(offered)}"'
+
+
+MAX_TREE_NOTICES = 10
+"""Lines of stored_notice() shown for one tree at most; a last line counts the rest."""
+
+
+def tree_notices(offered: list[str], stored: list[str]) -> list[str]:
+    """stored_notice() for each entry of a tree whose own name needs the user's eye
+    (offered and stored paths, "/"-separated, in manifest order), at most
+    MAX_TREE_NOTICES lines and then one that says how many more there are.
+
+    An entry inside a renamed directory is not named again for its parent's
+    sake: only its own (last) component counts."""
+    lines = []
+    for offered_path, stored_path in zip(offered, stored, strict=True):
+        own = offered_path.rpartition("/")[2]
+        notice = stored_notice(own, stored_path.rpartition("/")[2])
+        if notice is not None:
+            lines.append(stored_notice(offered_path, stored_path) or notice)
+    if len(lines) > MAX_TREE_NOTICES:
+        more = len(lines) - MAX_TREE_NOTICES
+        lines[MAX_TREE_NOTICES:] = [f"and {more} more stored under another name or hidden"]
+    return lines

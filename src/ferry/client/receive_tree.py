@@ -23,6 +23,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ferry.client.partials import CUT, remove_stale
+from ferry.client.peer import tree_notices
 from ferry.client.placement import Placement, explain, place
 from ferry.client.progress import Progress, percent
 from ferry.client.staging import Staging, resume_key, start_writeback, write_all
@@ -97,6 +98,9 @@ async def receive_tree(
         await receiver.abort_on(wire, exc)
         raise
     staging.close(keep=False)  # empty now
+    # Like a single file's name: a renamed or hidden entry never lands silently.
+    for line in tree_notices([entry.path for entry in entries], ["/".join(p) for p in plan.paths]):
+        log.warning("%s", line)
     return receiver.directory / plan.top_level[0]
 
 

@@ -28,6 +28,7 @@ EXIT_TIMEOUT = 9
 EXIT_REFUSED_BY_PEER = 10
 # 11: scripts/bootstrap.py, the first run could not install (it cannot import this module).
 EXIT_SOURCE_CHANGED = 12
+EXIT_NOT_FOR_TERMINAL = 13
 EXIT_INTERRUPTED = 130
 
 
@@ -81,6 +82,12 @@ class SourceChanged(LocalFileError):
 
 class FileExists(LocalFileError):
     """the file already exists."""
+
+
+class NotForTerminal(FerryError):
+    """a file is not written to a terminal: its bytes could mess it up (use --force)."""
+
+    exit_code = EXIT_NOT_FOR_TERMINAL
 
 
 class UnsafeName(FerryError):

@@ -241,3 +241,29 @@ def test_ask_takes_its_answer_from_the_line_after_a_code_read_from_stdin(
     assert result.returncode == 0, result.stderr
     assert (out / "f.txt").read_bytes() == b"hello"
     assert sender.wait(30) == 0, sender.stderr()
+
+
+EXIT_NOT_FOR_TERMINAL = 13
+OSC52_AND_CLEAR = f"{ESC}]52;c;ZWNobyBwd25lZA=={ESC}\\{ESC}[2J{ESC}[H".encode()
+
+
+@pytest.mark.timeout(120)
+def test_a_file_to_stdout_at_a_terminal_is_refused_before_data_and_the_code_works_with_force(
+    procs, logdir, relay, tmp_path, terminals
+):
+    # Escape sequences that write the clipboard (OSC 52) and clear the screen.
+    payload = b"hello\n" + OSC52_AND_CLEAR + b"\x00binary"
+    (tmp_path / "evil.txt").write_bytes(payload)
+    sender = start_send_with(procs, logdir, relay, [str(tmp_path / "evil.txt")])
+    refused = receive_at_terminal(procs, terminals, relay, sender.code, "-")
+    assert refused.wait() == EXIT_NOT_FOR_TERMINAL, refused.screen()
+    screen = refused.screen()
+    assert ESC not in screen and "hello" not in screen, screen
+    assert_one_line_error(screen.replace("\r", ""), "receive", "--force")
+    assert wait_until(lambda: "refused" in sender.stderr(), 15), sender.stderr()
+    assert sender.running(), "the refusal must keep the code alive"
+
+    forced = receive_at_terminal(procs, terminals, relay, sender.code, "-", "--force")
+    assert forced.wait() == 0, forced.screen()
+    assert OSC52_AND_CLEAR.decode() in forced.screen()  # what --force asked for: raw bytes
+    assert sender.wait(30) == 0, sender.stderr()

@@ -16,6 +16,7 @@ import contextlib
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TextIO
 
 from ferry import environment
 from ferry.address import parse_address
@@ -59,6 +60,10 @@ def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
         "--no-resume", action="store_true",
         help="start over instead of resuming an interrupted file (its partial is discarded)",
     )  # fmt: skip
+    parser.add_argument(
+        "--force", action="store_true",
+        help="with '-', write a file to standard output even when it is a terminal",
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
 
@@ -80,6 +85,14 @@ def read_code(arg: str | None) -> str:
             raise UsageError("no code given (pass it as an argument, '-' for stdin, or FERRY_CODE)")
         return code
     return arg
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    """Whether a standard stream is a terminal (a closed one is not)."""
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):
+        return False
 
 
 LOADER_JOIN_TIMEOUT = 10.0
@@ -135,7 +148,10 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
             )
         except FerryError as exc:
             return fail("receive", exc)
-        output = Output(to_stdout, args.ask, announce=sys.stderr.isatty())
+        output = Output(
+            to_stdout, args.ask, announce=sys.stderr.isatty(),
+            terminal=to_stdout and _isatty(sys.stdout), force=args.force,
+        )  # fmt: skip
         receiver = Receiver(
             address, code, directory, config, for_stderr(), args.overwrite, output,
             resume=not args.no_resume, merge=args.merge,

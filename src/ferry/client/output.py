@@ -16,6 +16,11 @@
   the bytes are written unchanged.
 - `receive RELAY CODE -` writes one file's bytes (or a stream's) to stdout
   as they arrive; a tree is refused before data moves (receiver.py).
+  When stdout is a terminal, a file is refused too, before data moves,
+  unless --force: its bytes may be binary or carry escape sequences (OSC 52
+  writes the clipboard, others clear the screen or fake a prompt), and
+  they cannot be looked at before the answer, which must come first for
+  the refusal to keep the sender's code alive for a redirected retry.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ferry.errors import ConnectionLost, LocalFileError
+from ferry.errors import ConnectionLost, LocalFileError, NotForTerminal
 from ferry.names import display_name
 from ferry.protocol import messages
 
@@ -46,6 +51,10 @@ class Output:
     """--ask: wait for y/N before accepting."""
     announce: bool = False
     """Show the "what is coming" line (stderr is a terminal)."""
+    terminal: bool = False
+    """stdout is a terminal: a file's bytes are refused there unless `force`."""
+    force: bool = False
+    """--force: write a file's bytes to stdout even when it is a terminal."""
 
     async def confirm(self, summary: str, wire: Wire) -> bool:
         """Say what is coming (on a terminal, or with --ask); with --ask, wait for y/N."""
@@ -164,6 +173,14 @@ async def receive_to_stdout(
 
     loop = asyncio.get_running_loop()
     size = "unknown size" if offer.size == messages.UNKNOWN_SIZE else f"{offer.size} bytes"
+    if receiver.output.terminal and not receiver.output.force:
+        error = NotForTerminal(
+            f"{display_name(offer.name)} ({size}) not written: standard output is a terminal, "
+            "and binary data or escape sequences can mess it up; redirect it (> FILE) or "
+            "pass --force (the code still works)"
+        )
+        text = "the receiver's standard output is a terminal; it takes a file redirected"
+        raise await receiver.refuse(wire, session, messages.REASON_DECLINED, text, error)
     if not await receiver.confirm(f"{display_name(offer.name)} ({size}) to standard output"):
         raise await receiver.refuse(wire, session, messages.REASON_DECLINED, "declined")
     session.accept(loop.time())

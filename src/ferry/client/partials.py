@@ -15,10 +15,15 @@ Rules (docs/PROTOCOL.md, "Resume"):
   resumed file must match the sender's whole-content DIGEST before it is
   renamed into place: a changed source or a tampered partial never makes a
   wrong file, it starts over;
+- a partial is used only if it is this user's, mode 0600, a regular file
+  with one link (client/ownership.py): in a shared DIR (/tmp) another user
+  can create its predictable name first; such a file is left alone (never
+  opened for writing, never removed), one line says so, and the transfer
+  goes to a temporary file as if it could not resume;
 - --no-resume truncates an existing partial; partials untouched for
   PARTIAL_MAX_AGE are removed by the next receive into that DIR (with the
   resumable stagings of trees, client/staging.py, and whatever a killed
-  receive left under a temporary name).
+  receive left under a temporary name), if this user owns them.
 
 A stream (stdin, size unknown) resumes the same way, keyed by its name.
 """
@@ -29,14 +34,19 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 
+from ferry.client.ownership import owned_by_us, owned_privately
 from ferry.errors import ConnectionLost, Interrupted, LocalFileError, TimedOut
+from ferry.names import display_name
 from ferry.protocol.messages import UNKNOWN_SIZE
+
+log = logging.getLogger("ferry.receive")
 
 RESUME_PREFIX = ".ferry-resume-"
 SUFFIX = ".part"
@@ -63,18 +73,23 @@ class Partial:
         """The running SHA-256 of a resumed file (None when it started over)."""
 
     @classmethod
-    def open(cls, directory: Path, name: str, size: int, resume: bool) -> Partial:
-        key = hashlib.sha256(f"{name}\0{size}".encode("utf-8", "replace")).hexdigest()[:32]
-        path = directory / f"{RESUME_PREFIX}{key}{SUFFIX}"
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    def open(cls, directory: Path, name: str, size: int, resume: bool) -> Partial | None:
+        """The partial of this file, created or found; None if its name holds something
+        that is not this user's private partial (it is left alone, and said so)."""
+        path = partial_path(directory, name, size)
         try:
-            fd = os.open(path, flags, 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)  # fmt: skip
+        except FileExistsError:
+            found = _open_ours(path)
+            if found is None:
+                log.warning("%s", ignored_notice(path, "partial file"))
+                return None
+            fd = found
         except OSError as exc:
             raise LocalFileError(f"cannot write into {directory}: {exc.strerror}") from None
         try:
             info = os.fstat(fd)
-            if not S_ISREG(info.st_mode) or info.st_nlink != 1:
-                raise LocalFileError(f"{path} is not a partial file ferry made; remove it")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -128,6 +143,41 @@ class Partial:
                 os.unlink(self.path)
 
 
+def partial_path(directory: Path, name: str, size: int) -> Path:
+    """Where the partial of an offered file (name and size, UNKNOWN_SIZE for a stream) is."""
+    key = hashlib.sha256(f"{name}\0{size}".encode("utf-8", "replace")).hexdigest()[:32]
+    return directory / f"{RESUME_PREFIX}{key}{SUFFIX}"
+
+
+def _open_ours(path: Path) -> int | None:
+    """An existing partial, open for writing, if it is this user's private regular file
+    with one link (checked before it is opened, and again after); else None."""
+
+    def ours(info: os.stat_result) -> bool:
+        return S_ISREG(info.st_mode) and info.st_nlink == 1 and owned_privately(info)
+
+    try:
+        before = os.lstat(path)
+        if not ours(before):
+            return None
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    after = os.fstat(fd)
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) or not ours(after):
+        os.close(fd)  # swapped meanwhile
+        return None
+    return fd
+
+
+def ignored_notice(path: Path, what: str) -> str:
+    """The line that says a name of ours holds something we leave alone."""
+    return (
+        f"ignoring {display_name(str(path))}: not a {what} this user made (another owner, "
+        "or open to others); it is left as it is, and this transfer cannot resume"
+    )
+
+
 def remove_stale(directory: Path, now: float | None = None) -> None:
     """Remove what receives left unused for PARTIAL_MAX_AGE (skipping any a receive holds)."""
     now = time.time() if now is None else now
@@ -137,6 +187,8 @@ def remove_stale(directory: Path, now: float | None = None) -> None:
                 info = path.lstat()
                 if now - info.st_mtime < PARTIAL_MAX_AGE or S_ISLNK(info.st_mode):
                     continue
+                if not owned_by_us(info):
+                    continue  # another user's, in a shared DIR: never ours to delete
                 if S_ISDIR(info.st_mode) and any(path.glob(".ferry-replaced-*")):
                     continue  # old files --overwrite could not put back: the user's
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -199,11 +199,14 @@ class Receiver:
             return self.saved_as
         target = await self._accept_or_refuse(wire, session, offer)
         if offer.resume:
-            await self._receive_resumable(wire, session, offer, target)
-            self.saved_as = target
-            _notice(offer.name, target.name)
-            await self._acknowledge(wire, session)
-            return target
+            remove_stale(self.directory)
+            partial = Partial.open(self.directory, target.name, offer.size, self.resume)
+            if partial is not None:  # else: someone else's file has its name (partials.py)
+                await self._receive_resumable(wire, session, offer, target, partial)
+                self.saved_as = target
+                _notice(offer.name, target.name)
+                await self._acknowledge(wire, session)
+                return target
         session.accept(asyncio.get_running_loop().time())
         await wire.flush()
         temp, fd = self._create_temp()
@@ -226,13 +229,16 @@ class Receiver:
         return target
 
     async def _receive_resumable(
-        self, wire: Wire, session: ReceiverSession, offer: messages.Offer, target: Path
+        self,
+        wire: Wire,
+        session: ReceiverSession,
+        offer: messages.Offer,
+        target: Path,
+        partial: Partial,
     ) -> None:
         """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
         from ferry.protocol.session import DigestReceived, Started
 
-        remove_stale(self.directory)
-        partial = Partial.open(self.directory, target.name, offer.size, self.resume)
         keep = False
         try:
             prefix = partial.prefix_sha256() if partial.kept else ""

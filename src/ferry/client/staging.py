@@ -33,7 +33,10 @@ Rules (never lose or corrupt anything, as for a single file):
 
 A tree from a sender that can resume is staged under a name the next try
 finds again, `.ferry-resume-<key>.tree` (key: the SHA-256 of the top-level
-names), locked with flock(2) while a receive uses it. If the transfer is
+names), locked with flock(2) while a receive uses it, and used only if it
+is this user's directory, closed to others (client/ownership.py): another
+user's entry under that name is left alone, one line says so, and the
+tree is staged in a new directory as if it could not resume. If the transfer is
 cut it stays: prepare() on the next try removes whatever the new manifest
 does not list (or lists as another kind), and offers the sender every
 staged file that is not longer than the file offered (client/partials.py
@@ -48,6 +51,7 @@ import ctypes
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import secrets
 import shutil
@@ -56,11 +60,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from ferry.client.ownership import owned_privately
+from ferry.client.partials import ignored_notice
 from ferry.client.placement import Placement
 from ferry.errors import LocalFileError
 from ferry.names import display_name
 from ferry.protocol.manifest import Entry, Plan
 from ferry.protocol.messages import Kept
+
+log = logging.getLogger("ferry.receive")
 
 STAGING_PREFIX = ".ferry-"
 STAGING_SUFFIX = ".part"
@@ -102,8 +110,13 @@ class Staging:
         self._stranded: list[Path] = []
         """Old files set aside that could not be put back: the staging dir is kept for them."""
         if key is not None:
-            self._open_resumable(directory / f"{RESUMABLE_PREFIX}{key}{RESUMABLE_SUFFIX}", resume)
-            return
+            path = directory / f"{RESUMABLE_PREFIX}{key}{RESUMABLE_SUFFIX}"
+            if self._open_resumable(path, resume):
+                return
+            # Someone else's entry has the name (a shared DIR): left alone, and
+            # this tree is staged as if it could not resume.
+            log.warning("%s", ignored_notice(path, "staging directory"))
+            self.resumable, self.fresh = False, True
         for _ in range(10):
             path = directory / f"{STAGING_PREFIX}{secrets.token_hex(8)}{STAGING_SUFFIX}"
             try:
@@ -117,20 +130,29 @@ class Staging:
         else:
             raise LocalFileError(f"cannot create a staging directory in {directory}")
 
-    def _open_resumable(self, path: Path, resume: bool) -> None:
+    def _open_resumable(self, path: Path, resume: bool) -> bool:
+        """Create or find the resumable staging at path, and lock it; False (nothing
+        done) if what has that name is not this user's private directory."""
         self.path = path
         try:
-            try:
-                os.mkdir(path, 0o700)
-            except FileExistsError:
-                self.fresh = False
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            self.fresh = False
         except OSError as exc:
             raise LocalFileError(f"cannot write into {self.directory}: {exc.strerror}") from None
-        info = os.fstat(fd)
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
-                raise LocalFileError(f"{path} is not a staging directory ferry made; remove it")
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if self.fresh:
+                where = self.directory
+                raise LocalFileError(f"cannot write into {where}: {exc.strerror}") from None
+            return False  # a link, a file, a FIFO: not ours
+        info = os.fstat(fd)
+        if not owned_privately(info):
+            os.close(fd)
+            return False
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
@@ -144,6 +166,7 @@ class Staging:
         if not resume and not self.fresh:
             _empty(path)
             self.fresh = True
+        return True
 
     def prepare(self, plan: Plan, entries: Sequence[Entry]) -> list[Kept]:
         """The directories made; for a resumable staging, what an earlier try kept.

@@ -14,7 +14,9 @@ Theory of operation.
    label). A side that verifies its peer's MAC knows both hold the same key,
    so it is the same code; a mismatch is "wrong code" and no file byte has
    moved yet.
-4. Records: AES-256-GCM (hardware AES is ~2x ChaCha20-Poly1305 on the
+4. Resume proofs: a fifth key, the same on both sides, keys the HMAC with
+   which a sender proves it has the bytes a receiver kept (resume_proof()).
+5. Records: AES-256-GCM (hardware AES is ~2x ChaCha20-Poly1305 on the
    machines we measured; see docs/PROTOCOL.md). Nonce = 4 zero bytes + a
    64-bit record counter per direction, never sent, so a replayed, dropped
    or reordered record fails to open. The six header bytes are the
@@ -65,6 +67,8 @@ class SessionKeys:
     confirm_peer: bytes
     seal_key: bytes
     open_key: bytes
+    proof_key: bytes = b""
+    """Both sides': the key of resume proofs (resume_proof())."""
 
     def __repr__(self) -> str:
         return f"SessionKeys(role={self.role.value}, <hidden>)"
@@ -121,7 +125,23 @@ def derive_keys(role: Role, shared: bytes, transcript: bytes) -> SessionKeys:
         confirm_peer=keys["confirm", role.peer],
         seal_key=keys["record", role],
         open_key=keys["record", role.peer],
+        proof_key=_expand(shared, salt, "ferry/1 resume proof"),
     )
+
+
+_PROOF_CONTEXT: Final = struct.Struct("!qQ")
+
+
+def resume_proof(keys: SessionKeys, index: int, kept: int) -> hmac.HMAC:
+    """The MAC a sender proves with that it has the first `kept` bytes of file `index`
+    (-1: a single file or a stream) that the receiver kept: feed it those bytes.
+
+    Keyed by this session, so it says nothing outside it, and bound to the
+    file and the length; the receiver reveals nothing of its bytes, only
+    whether the sender's MAC matches its own (docs/PROTOCOL.md, "Resume").
+    """
+    context = b"ferry/1 resume proof" + _PROOF_CONTEXT.pack(index, kept)
+    return hmac.new(keys.proof_key, context, hashlib.sha256)
 
 
 def _confirmation(key: bytes) -> bytes:

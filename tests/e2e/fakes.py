@@ -35,6 +35,7 @@ from ferry.protocol.session import (
     SenderSession,
     State,
     Timeouts,
+    VerdictReceived,
 )
 
 # The fake's own waits are its sockets' timeouts; the session's timer is not used.
@@ -72,7 +73,16 @@ class Call:
     action: Callable[[], object]
 
 
-Step = Data | Close | RawRecord | Call
+@dataclass(frozen=True)
+class Prove:
+    """Answer a resuming ANSWER: the session's resume proof of `contents` (by entry index,
+    -1 for a single file or stream) over the bytes the receiver said it kept; then wait
+    for its verdict (kept in `.verdict`)."""
+
+    contents: dict[int, bytes]
+
+
+Step = Data | Close | RawRecord | Call | Prove
 
 
 class _Stream:
@@ -133,6 +143,9 @@ class FakeSender:
 
     code: str = ""
     answer: messages.Answer | None = None
+    kept: dict[int, messages.Kept] = field(default_factory=dict)
+    """A tree's RESUME list: what the receiver said it kept."""
+    verdict: tuple[bool, ...] | None = None
     ack: messages.Ack | None = None
     abort: messages.Abort | None = None
     outcome: str = ""
@@ -239,6 +252,7 @@ class FakeSender:
             return
         assert isinstance(event, Answered), event
         self.answer = event.answer
+        self.kept = dict(session.kept)
         if not self.answer.accept:
             self.outcome = "refused"
             return
@@ -249,6 +263,9 @@ class FakeSender:
                 return
             if isinstance(step, Call):
                 step.action()
+                continue
+            if isinstance(step, Prove):
+                self._prove(data, session, step)
                 continue
             try:
                 if isinstance(step, Data):
@@ -279,3 +296,18 @@ class FakeSender:
             self.outcome = "aborted"
         else:
             self.outcome = f"unexpected {type(event).__name__}"
+
+    def _prove(self, data: _Stream, session: SenderSession, step: Prove) -> None:
+        kept = {-1: session.resume_from} if not session.kept else {
+            index: k.size for index, k in session.kept.items()
+        }  # fmt: skip
+        macs = []
+        for index, size in kept.items():
+            proof = session.proof(index, size)
+            proof.update(step.contents[index][:size])
+            macs.append(proof.hexdigest())
+        session.send_proofs(macs, 0.0)
+        data.send(session.data_to_send())
+        event = data.event(session)
+        assert isinstance(event, VerdictReceived), event
+        self.verdict = event.matched

@@ -7,6 +7,7 @@ pipe says how many bytes went through it (bytes_to_receiver).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -15,9 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from ferry.client.partials import partial_path
+from ferry.protocol import messages
+from ferry.protocol.records import RecordType
 from ferry_testing.procs import Relay
 
+from .fakes import Data, FakeSender, Prove, RawRecord
 from .harness import files_equal, frozen_mid_transfer, wait_until
+from .test_e2e_hostile_sender import run_against_fake
 
 GIB = 1024**3
 EXIT_PEER_GONE = 7
@@ -137,3 +143,39 @@ def test_partials_older_than_a_week_are_removed_by_the_next_receive(
     result = run_receive(relay, sender.code, outdir)
     assert result.returncode == 0, result.stderr
     assert not stale.exists() and fresh.exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("guess", ["wrong", "right"])
+def test_another_sender_of_the_same_name_learns_no_hash_of_what_was_kept(
+    relay, run_receive, tmp_path, guess
+):
+    """A partial kept from one sender; another offers the same name and size. It is told
+    how many bytes were kept, never a hash of them: it must prove it has them. A wrong
+    guess starts over (its own bytes are stored), only the exact bytes resume."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    secret = b"PIN=4821\n"
+    size = len(secret) + 7
+    partial = partial_path(outdir, "secret.txt", size)
+    partial.write_bytes(secret)
+    partial.chmod(0o600)
+    mine = (secret if guess == "right" else b"PIN=0000\n") + b"rest..\n"
+    offer = messages.Offer(messages.KIND_FILE, "secret.txt", size, resume=True)
+    fake = FakeSender(
+        relay.host, relay.port, "secret.txt", size, offer=offer, steps=[
+            Prove({-1: mine}),
+            RawRecord(RecordType.START, messages.encode_start(
+                messages.Start(len(secret) if guess == "right" else 0))),
+            Data(mine[len(secret):] if guess == "right" else mine, final=True),
+            *([RawRecord(RecordType.DIGEST, messages.encode_digest(
+                messages.Digest(hashlib.sha256(mine).hexdigest())))]
+              if guess == "right" else []),
+        ],
+    )  # fmt: skip
+    result = run_against_fake(relay, run_receive, fake, outdir)
+    assert fake.answer is not None and fake.answer.resume_from == len(secret)
+    assert hashlib.sha256(secret).hexdigest() not in repr(fake.answer), "the kept bytes' hash"
+    assert result.returncode == 0, result.stderr
+    assert fake.verdict == (guess == "right",)
+    assert (outdir / "secret.txt").read_bytes() == mine

@@ -22,7 +22,7 @@ from ferry.protocol import manifest, messages
 from ferry.protocol.records import RecordType
 from ferry_testing.procs import Relay, clean_env
 
-from .fakes import FakeSender, RawRecord
+from .fakes import FakeSender, Prove, RawRecord
 from .harness import (
     Registry,
     Sender,
@@ -317,6 +317,8 @@ def test_a_resumed_file_whose_digest_does_not_match_is_dropped_alone_and_never_s
         relay.host, relay.port, "", tree.size, offer=offer, manifest=records,
         file_sizes={i: e.size for i, e in enumerate(tree.entries) if not e.is_dir},
         steps=[
+            # It has the files (it proves it); then lies about a.bin's whole content.
+            Prove({i: Path(tree.sources[i]).read_bytes() for i in (1, 2)}),
             RawRecord(RecordType.START, messages.encode_start(messages.Start(a_size, 1))),
             RawRecord(RecordType.DIGEST, messages.encode_digest(messages.Digest("0" * 64, 1))),
         ],

@@ -80,20 +80,19 @@ def test_encode_answer_refusal_carries_reason_and_message() -> None:
     assert json.loads(body) == {"accept": False, "reason": "exists", "message": "file exists"}
 
 
-def test_encode_answer_with_resume_from_includes_it() -> None:
-    prefix = "ab" * 32
-    assert json.loads(encode_answer(Answer(True, resume_from=10, prefix_sha256=prefix))) == {
+def test_encode_answer_with_resume_from_gives_the_count_and_nothing_of_the_bytes() -> None:
+    assert json.loads(encode_answer(Answer(True, resume_from=10))) == {
         "accept": True,
         "resume_from": 10,
-        "prefix_sha256": prefix,
     }
 
 
-def test_decode_answer_with_resume_from_needs_the_prefix_sha256() -> None:
-    with pytest.raises(RemoteProtocolError, match="prefix_sha256"):
-        decode_answer(b'{"accept":true,"resume_from":10}')
-    with pytest.raises(RemoteProtocolError, match="prefix_sha256"):
-        decode_answer(b'{"accept":true,"resume_from":10,"prefix_sha256":"XYZ"}')
+def test_offers_say_resume_version_2_and_version_1_is_not_answered() -> None:
+    offer = Offer(KIND_FILE, "f", 3, resume=True)
+    assert json.loads(encode_offer(offer))["resume"] == 2
+    assert decode_offer(encode_offer(offer)) == offer
+    old = b'{"kind":"file","name":"f","size":3,"resume":1}'
+    assert decode_offer(old) == Offer(KIND_FILE, "f", 3)
 
 
 def test_encode_ack_gives_ok_and_size() -> None:
@@ -123,9 +122,8 @@ def test_decode_offer_of_name_at_max_length_gives_same_offer() -> None:
 def test_decode_answer_of_encoded_answer_gives_same_answer(
     accept: bool, reason: str, message: str, resume_from: int
 ) -> None:
-    prefix = "0f" * 32 if resume_from else ""
-    answer = Answer(accept, reason, message, resume_from, prefix)
-    expected = answer if not accept else Answer(True, "", "", resume_from, prefix)
+    answer = Answer(accept, reason, message, resume_from)
+    expected = answer if not accept else Answer(True, "", "", resume_from)
     assert decode_answer(encode_answer(answer)) == expected
 
 

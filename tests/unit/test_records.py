@@ -145,7 +145,7 @@ def test_parse_header_with_maximum_u32_length_raises_remote_protocol_error(
         parse_header(raw_header(0xFFFFFFFF, record_type))
 
 
-@pytest.mark.parametrize("raw_type", [0, 3, 15, 25, 255])
+@pytest.mark.parametrize("raw_type", [0, 3, 15, 27, 255])
 def test_parse_header_with_unknown_type_raises_remote_protocol_error(raw_type: int) -> None:
     with pytest.raises(RemoteProtocolError, match="unknown record type"):
         parse_header(raw_header(TAG_SIZE, raw_type))

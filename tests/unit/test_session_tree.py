@@ -21,11 +21,13 @@ from ferry.protocol.session import (
     FileData,
     Keyed,
     OfferReceived,
+    ProofReceived,
     ReceiverSession,
     SenderSession,
     Session,
     Started,
     State,
+    VerdictReceived,
 )
 from tests.memory import Cut, MemoryTransport, bytewise, whole
 from tests.unit.test_session import PASSWORD, TIMEOUTS
@@ -284,12 +286,30 @@ def resumable(payload: bytes, offer: messages.Offer | None = None) -> MemoryTran
     return link
 
 
+def agree(link: MemoryTransport, matched: bool = True) -> None:
+    """The proof round after a resuming ANSWER (the MAC's value is the receiver's to
+    judge; here it just says `matched`)."""
+    link.events(link.sender)  # the ANSWER
+    link.sender.send_proofs(["c" * 64], link.clock.now)
+    link.flush(link.sender)
+    assert link.events(link.receiver) == [ProofReceived(("c" * 64,))]
+    link.receiver.verdict([matched], link.clock.now)
+    link.flush(link.receiver)
+    assert link.events(link.sender) == [VerdictReceived((matched,))]
+
+
 def test_resumed_file_starts_where_agreed_and_needs_the_digest_before_storing() -> None:
     link = resumable(b"0123456789")
-    link.receiver.accept(link.clock.now, resume_from=4, prefix_sha256="a" * 64)
+    link.receiver.accept(link.clock.now, resume_from=4)
     link.flush(link.receiver)
     [answered] = link.events(link.sender)
     assert isinstance(answered, Answered) and answered.answer.resume_from == 4
+    link.sender.send_proofs(["c" * 64], link.clock.now)
+    link.flush(link.sender)
+    link.events(link.receiver)
+    link.receiver.verdict([True], link.clock.now)
+    link.flush(link.receiver)
+    link.events(link.sender)
     with pytest.raises(LocalProtocolError, match="start_at"):
         link.sender.send_data(memoryview(b"4"), link.clock.now)
     link.sender.start_at(4, link.clock.now)
@@ -308,9 +328,9 @@ def test_resumed_file_starts_where_agreed_and_needs_the_digest_before_storing() 
 
 def test_start_over_after_a_resume_offer_needs_no_digest() -> None:
     link = resumable(b"abc")
-    link.receiver.accept(link.clock.now, resume_from=2, prefix_sha256="a" * 64)
+    link.receiver.accept(link.clock.now, resume_from=2)
     link.flush(link.receiver)
-    link.events(link.sender)
+    agree(link, matched=True)  # starting over is allowed whatever the verdict
     link.sender.start_at(0, link.clock.now)
     link.flush(link.sender)
     link.send(link.sender, link.sender.send_data(memoryview(b"abc"), link.clock.now))
@@ -321,7 +341,9 @@ def test_start_over_after_a_resume_offer_needs_no_digest() -> None:
 @pytest.mark.parametrize("offset", [1, 3])
 def test_start_elsewhere_than_zero_or_resume_from_raises_remote_protocol_error(offset: int) -> None:
     link = resumable(b"abcdef")
-    link.receiver.accept(link.clock.now, resume_from=2, prefix_sha256="a" * 64)
+    link.receiver.accept(link.clock.now, resume_from=2)
+    link.flush(link.receiver)
+    agree(link)
     body = messages.encode_start(messages.Start(offset))
     link.send(link.sender, link.sender.seal_record(RecordType.START, body))
     with pytest.raises(RemoteProtocolError, match="started at"):
@@ -330,7 +352,9 @@ def test_start_elsewhere_than_zero_or_resume_from_raises_remote_protocol_error(o
 
 def test_data_instead_of_start_after_a_resume_offer_raises_remote_protocol_error() -> None:
     link = resumable(b"abcdef")
-    link.receiver.accept(link.clock.now, resume_from=2, prefix_sha256="a" * 64)
+    link.receiver.accept(link.clock.now, resume_from=2)
+    link.flush(link.receiver)
+    agree(link)
     link.send(link.sender, link.sender.seal_record(RecordType.DATA, b"cdef", FLAG_FINAL))
     with pytest.raises(RemoteProtocolError, match="expected START"):
         link.events(link.receiver)
@@ -340,7 +364,7 @@ def test_resume_offer_to_a_sender_that_cannot_resume_is_refused_both_ways() -> N
     link = make_tree(tree_of([1]))
     handshake(link)
     with pytest.raises(LocalProtocolError):
-        link.receiver.accept(link.clock.now, resume_from=1, prefix_sha256="a" * 64)
+        link.receiver.accept(link.clock.now, resume_from=1)
     offer = messages.Offer(messages.KIND_FILE, "f", 5)  # no "resume": 1
     sender = SenderSession(PASSWORD, offer, TIMEOUTS)
     other = MemoryTransport(sender, ReceiverSession(PASSWORD, TIMEOUTS))
@@ -350,7 +374,7 @@ def test_resume_offer_to_a_sender_that_cannot_resume_is_refused_both_ways() -> N
     other.events(other.receiver)
     other.flush(other.receiver)
     other.events(sender)
-    body = messages.encode_answer(messages.Answer(True, resume_from=2, prefix_sha256="a" * 64))
+    body = messages.encode_answer(messages.Answer(True, resume_from=2))
     other.send(other.receiver, other.receiver.seal_record(RecordType.ANSWER, body))
     with pytest.raises(RemoteProtocolError, match="resume"):
         other.events(sender)

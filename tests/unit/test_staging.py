@@ -6,6 +6,7 @@ install and its undo goes through), so the tests hold whatever rename call it us
 from __future__ import annotations
 
 import errno
+import hmac
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -232,7 +233,7 @@ def test_many_small_files_start_flushing_early_and_the_seal_waits_for_it(
     entries = [Entry("t", True, 0, 0)] + [Entry(f"t/f{i}", False, 1, 7) for i in range(7)]
     tree = plan(entries, False, 8)
     staging = Staging(tmp_path)
-    staging.prepare(tree, entries)
+    staging.prepare(tree, entries, _no_proof)
     for index in range(1, len(entries)):
         fd = staging.open_file(tree.paths[index], False)
         os.write(fd, b"x")
@@ -245,3 +246,7 @@ def test_many_small_files_start_flushing_early_and_the_seal_waits_for_it(
     assert flushed[-1] == staging.path
     assert sorted(p.name for p in (staging.path / "t").iterdir()) == [f"f{i}" for i in range(7)]
     staging.close(keep=False)
+
+
+def _no_proof(index: int, kept: int) -> hmac.HMAC:
+    raise AssertionError("a fresh staging keeps nothing to prove")

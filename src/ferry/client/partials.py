@@ -9,9 +9,11 @@ Rules (docs/PROTOCOL.md, "Resume"):
   interrupted, killed) the partial stays, holding only bytes that came in
   authenticated records; any other failure (integrity, a wrong digest, a
   local error) removes it;
-- on the next receive, its bytes are hashed and offered (ANSWER
-  resume_from + prefix_sha256); the sender resumes only if its own first
-  bytes hash the same, else starts over (the partial is truncated), and a
+- on the next receive, the ANSWER offers resume_from (how many bytes are
+  kept, nothing of what they are); the sender proves it has them (a MAC
+  keyed by this session, crypto.resume_proof), which the receiver
+  compares with its own MAC of the kept bytes: the transfer resumes only
+  if they match, else starts over (the partial is truncated), and a
   resumed file must match the sender's whole-content DIGEST before it is
   renamed into place: a changed source or a tampered partial never makes a
   wrong file, it starts over;
@@ -34,6 +36,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import logging
 import os
 import shutil
@@ -105,8 +108,9 @@ class Partial:
             os.close(fd)
             raise
 
-    def prefix_sha256(self) -> str:
-        """SHA-256 of the kept bytes (read back from disk: what is there now counts)."""
+    def hash_kept(self, proof: hmac.HMAC) -> str:
+        """The kept bytes (read back from disk: what is there now counts) fed to `proof`
+        and to the running SHA-256; proof's hex digest, to compare with the sender's."""
         digest = hashlib.sha256()
         os.lseek(self.fd, 0, os.SEEK_SET)
         left = self.kept
@@ -115,9 +119,10 @@ class Partial:
             if not block:
                 raise LocalFileError(f"{self.path} shrank while it was read")
             digest.update(block)
+            proof.update(block)
             left -= len(block)
         self.digest = digest
-        return digest.hexdigest()
+        return proof.hexdigest()
 
     def start_at(self, offset: int) -> None:
         """The sender's START: append after the kept bytes, or start over."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import os
 from typing import TYPE_CHECKING
@@ -82,12 +83,12 @@ async def receive_tree(
             raise await receiver.refuse(
                 wire, session, messages.REASON_DECLINED, "the receiver declined"
             )
-        kept = staging.prepare(plan, entries)
-        if kept:
-            log.info("resuming: %d bytes of %d file(s) kept", sum(k.size for k in kept), len(kept))
+        kept = staging.prepare(plan, entries, session.proof)
         session.accept(asyncio.get_running_loop().time(), kept=kept)
         accepted = True
         await wire.flush()
+        if kept:
+            await _judge(wire, session, staging, kept)
         await _receive_files(wire, session, staging, plan, entries, offer, receiver.progress)
         staging.seal(plan, entries)
         staging.install(placement)
@@ -102,6 +103,30 @@ async def receive_tree(
     for line in tree_notices([entry.path for entry in entries], ["/".join(p) for p in plan.paths]):
         log.warning("%s", line)
     return receiver.directory / plan.top_level[0]
+
+
+async def _judge(
+    wire: Wire, session: ReceiverSession, staging: Staging, kept: list[messages.Kept]
+) -> None:
+    """The sender's proofs against ours: a kept file resumes only if they match (it
+    proved it has those bytes; we never show it anything of them)."""
+    from ferry.protocol.session import ProofReceived
+
+    proved = await wire.expect(ProofReceived)
+    assert isinstance(proved, ProofReceived)
+    matched = [
+        hmac.compare_digest(mac, staging.kept_proofs[k.index])
+        for k, mac in zip(kept, proved.macs, strict=True)
+    ]
+    for k, ok in zip(kept, matched, strict=True):
+        if not ok:
+            staging.kept_digests.pop(k.index, None)  # it starts over: no digest to check
+    resumed = [k for k, ok in zip(kept, matched, strict=True) if ok]
+    if resumed:
+        log.info("resuming: %d bytes of %d file(s) kept", sum(k.size for k in resumed),
+                 len(resumed))  # fmt: skip
+    session.verdict(matched, asyncio.get_running_loop().time())
+    await wire.flush()
 
 
 class _Mismatch(IntegrityError):

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -237,15 +238,21 @@ class Receiver:
         partial: Partial,
     ) -> None:
         """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
-        from ferry.protocol.session import DigestReceived, Started
+        from ferry.protocol.session import DigestReceived, ProofReceived, Started
 
         keep = False
         try:
-            prefix = partial.prefix_sha256() if partial.kept else ""
-            session.accept(asyncio.get_running_loop().time(), partial.kept, prefix)
+            mine = partial.hash_kept(session.proof(-1, partial.kept)) if partial.kept else ""
+            session.accept(asyncio.get_running_loop().time(), partial.kept)
             await wire.flush()
             keep = True  # from here on, a cut transfer keeps what arrived
             if partial.kept:
+                # The sender proves it has the kept bytes; we never show it ours.
+                proved = await wire.expect(ProofReceived)
+                assert isinstance(proved, ProofReceived)
+                matched = hmac.compare_digest(proved.macs[0], mine)
+                session.verdict([matched], asyncio.get_running_loop().time())
+                await wire.flush()
                 started = await wire.expect(Started)
                 assert isinstance(started, Started)
                 partial.start_at(started.offset)

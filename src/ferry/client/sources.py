@@ -19,12 +19,16 @@ raises SourceChanged; the sender aborts that attempt (the receiver stores
 nothing) and the next offer describes the source as it is then (a tree is
 walked again).
 
-Resume: every source but a text offers it. A file (or a stream) the
-receiver kept part of is hashed over that part first: if it matches, the
-DATA starts after it and a DIGEST of the whole follows; a file of a tree
-the same, file by file; a stream that does not begin with the bytes the
-receiver kept cannot start over (they were read), so the sender gives up
-and the receiver drops them (the next try starts from zero).
+Resume: every source but a text offers it. The receiver says only how
+many bytes it kept of which file; the sender proves it has them: it reads
+its own first bytes of each kept file into a MAC keyed by this session
+(SenderSession.proof; a tree's kept files all before any DATA) and sends
+the MACs; the receiver's verdict says which matched. A file that matched
+resumes (the DATA starts after the kept bytes, a DIGEST of the whole
+follows), one that did not starts over; a stream that does not begin with
+the bytes the receiver kept cannot start over (they were read), so the
+sender gives up and the receiver drops them (the next try starts from
+zero).
 """
 
 from __future__ import annotations
@@ -124,9 +128,10 @@ class Outgoing(_Single):
         digest = None
         if session.resume_from:
             # The receiver kept a partial: resume only if our first bytes are
-            # the ones it has; the DIGEST then proves the whole file.
-            digest = hash_prefix(self.file, chunk, session.resume_from)
-            start = session.resume_from if digest.hexdigest() == session.prefix_sha256 else 0
+            # the ones it has (we prove it); the DIGEST then proves the whole file.
+            digest, proof = hash_prefix(self.file, chunk, session.resume_from, session)
+            await prove(wire, session, [proof])
+            start = session.resume_from if session.resume_matched else 0
             if not start:
                 digest = None
                 self.file.seek(0)
@@ -159,17 +164,31 @@ class Outgoing(_Single):
         self.file.close()
 
 
-def hash_prefix(file: BinaryIO, chunk: memoryview, length: int) -> hashlib._Hash:
-    """SHA-256 of a file's next `length` bytes (fewer if it ends first), read through chunk."""
+def hash_prefix(
+    file: BinaryIO, chunk: memoryview, length: int, session: SenderSession, index: int = -1
+) -> tuple[hashlib._Hash, str]:
+    """SHA-256 of a file's next `length` bytes (fewer if it ends first), read through
+    chunk, and our resume proof of them (session.proof, hex)."""
     digest = hashlib.sha256()
+    proof = session.proof(index, length)
     left = length
     while left:
         n = read_fully(file, chunk[: min(left, len(chunk))])
         if not n:
             break
         digest.update(chunk[:n])
+        proof.update(chunk[:n])
         left -= n
-    return digest
+    return digest, proof.hexdigest()
+
+
+async def prove(wire: Wire, session: SenderSession, macs: list[str]) -> None:
+    """Send our proofs of the kept bytes and wait for the receiver's verdict."""
+    from ferry.protocol.session import VerdictReceived
+
+    session.send_proofs(macs, asyncio.get_running_loop().time())
+    await wire.flush()
+    await wire.expect(VerdictReceived)
 
 
 class TreeSource:
@@ -216,6 +235,7 @@ class TreeSource:
         chunk = memoryview(bytearray(self.record_size))
         fill = 0
         files_done = sum(not e.is_dir and not e.size for e in self.tree.entries)
+        digests = await self._prove_kept(wire, session, chunk) if session.kept else {}
         progress.start(self.size, self.label)
         progress.files(files_done, self.tree.files)
         tree = self.tree
@@ -232,7 +252,7 @@ class TreeSource:
                         if fill:
                             await self._write(wire, session, progress, chunk[:fill])
                             fill = 0
-                        digest, offset = _start(session, file, chunk, kept, loop.time())
+                        digest, offset = _start(session, file, kept, digests, loop.time())
                         await wire.flush()
                         progress.update(offset)
                     left = entry.size - offset
@@ -269,6 +289,20 @@ class TreeSource:
         finally:
             progress.close()
 
+    async def _prove_kept(
+        self, wire: Wire, session: SenderSession, chunk: memoryview
+    ) -> dict[int, hashlib._Hash]:
+        """Prove we have what the receiver kept of each file (all before any DATA, one
+        round trip); the running SHA-256 of each, by index."""
+        digests, macs = {}, []
+        for index, kept in session.kept.items():
+            entry, path = self.tree.entries[index], self.tree.sources[index]
+            with _open_listed(path, self.tree.stats[index], entry.path) as file:
+                digests[index], mac = hash_prefix(file, chunk, kept.size, session, index)
+            macs.append(mac)
+        await prove(wire, session, macs)
+        return digests
+
     async def _write(
         self, wire: Wire, session: SenderSession, progress: Progress, chunk: memoryview
     ) -> None:
@@ -282,19 +316,23 @@ class TreeSource:
 
 
 def _start(
-    session: SenderSession, file: BinaryIO, chunk: memoryview, kept: messages.Kept, now: float
+    session: SenderSession,
+    file: BinaryIO,
+    kept: messages.Kept,
+    digests: dict[int, hashlib._Hash],
+    now: float,
 ) -> tuple[hashlib._Hash | None, int]:
-    """START a file of a tree the receiver kept some of: after that if ours begins the same.
+    """START a file of a tree the receiver kept some of: after that if our proof of it
+    matched (session.matched), else from 0.
 
     The running SHA-256 of the file (None when it starts over) and where it starts.
     """
-    digest = hash_prefix(file, chunk, kept.size)
-    if digest.hexdigest() != kept.sha256:
-        file.seek(0)
+    if kept.index not in session.matched:
         session.start_file(kept.index, 0, now)
         return None, 0
+    file.seek(kept.size)
     session.start_file(kept.index, kept.size, now)
-    return digest, kept.size
+    return digests[kept.index], kept.size
 
 
 def _open_listed(path: str, listed: os.stat_result, offered: str) -> BinaryIO:
@@ -354,7 +392,7 @@ class StreamSource(_Single):
         try:
             digest = None
             if session.resume_from:
-                digest = await self._skip_kept(reader, chunk, session)
+                digest = await self._skip_kept(wire, reader, chunk, session)
                 session.start_at(session.resume_from, loop.time())
                 await wire.flush()
                 progress.update(session.sent)
@@ -376,18 +414,22 @@ class StreamSource(_Single):
             progress.close()
 
     async def _skip_kept(
-        self, reader: _Reader, chunk: memoryview, session: SenderSession
+        self, wire: Wire, reader: _Reader, chunk: memoryview, session: SenderSession
     ) -> hashlib._Hash:
-        """Read past the bytes the receiver kept, checking they are ours (the hash so far)."""
+        """Read past the bytes the receiver kept, proving they are ours (the hash so far)."""
         digest = hashlib.sha256()
+        proof = session.proof(-1, session.resume_from)
         left = session.resume_from
         while left:
             n = await reader.read_fully(chunk[: min(left, len(chunk))])
             digest.update(chunk[:n])
+            proof.update(chunk[:n])
             left -= n
             if not n:
                 break
-        if left or digest.hexdigest() != session.prefix_sha256:
+        if not left:
+            await prove(wire, session, [proof.hexdigest()])
+        if left or not session.resume_matched:
             raise LocalFileError(
                 f"standard input does not begin with the {session.resume_from} bytes the "
                 "receiver kept from an earlier try, and they cannot be read again; "

@@ -39,9 +39,10 @@ user's entry under that name is left alone, one line says so, and the
 tree is staged in a new directory as if it could not resume. If the transfer is
 cut it stays: prepare() on the next try removes whatever the new manifest
 does not list (or lists as another kind), and offers the sender every
-staged file that is not longer than the file offered (client/partials.py
-has the same rules for a single file, and removes stagings left unused for
-PARTIAL_MAX_AGE).
+staged file that is not longer than the file offered, by size only: a
+file resumes if the sender proves it has the same first bytes (a MAC
+keyed by the session; client/partials.py has the same rules for a single
+file, and removes stagings left unused for PARTIAL_MAX_AGE).
 """
 
 from __future__ import annotations
@@ -50,14 +51,16 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import hashlib
+import hmac
 import logging
 import os
 import secrets
 import shutil
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferry.client.ownership import owned_privately
@@ -69,6 +72,9 @@ from ferry.protocol.manifest import Entry, Plan
 from ferry.protocol.messages import Kept
 
 log = logging.getLogger("ferry.receive")
+
+Proof = Callable[[int, int], hmac.HMAC]
+"""(entry index, bytes kept) -> the resume proof to feed them to (ReceiverSession.proof)."""
 
 STAGING_PREFIX = ".ferry-"
 STAGING_SUFFIX = ".part"
@@ -102,6 +108,9 @@ class Staging:
         """Created by this receive (nothing of an earlier try is in it)."""
         self.kept_digests: dict[int, hashlib._Hash] = {}
         """Resumable: the SHA-256 of each kept file's bytes, by entry index (prepare())."""
+        self.kept_proofs: dict[int, str] = {}
+        """Resumable: our resume proof (hex MAC) of each kept file's bytes, by entry index,
+        to compare with the sender's."""
         self._lock: int | None = None
         self._unsynced: list[tuple[str, ...]] = []
         self._parent: tuple[tuple[str, ...], int] | None = None
@@ -168,13 +177,14 @@ class Staging:
             self.fresh = True
         return True
 
-    def prepare(self, plan: Plan, entries: Sequence[Entry]) -> list[Kept]:
+    def prepare(self, plan: Plan, entries: Sequence[Entry], proof: Proof) -> list[Kept]:
         """The directories made; for a resumable staging, what an earlier try kept.
 
         Whatever the plan does not list (or lists as another kind) goes, as
         does every file not kept; a kept file is a regular file no longer
         than the one offered, and not empty: its bytes are hashed here (read
-        back: what is on disk now counts) for the sender to check.
+        back: what is on disk now counts), and fed to proof(index, size),
+        the MAC the sender's proof must match.
         """
         if self.fresh:
             self.make_dirs(plan)
@@ -194,14 +204,15 @@ class Staging:
                 if entry.is_dir:
                     continue
                 path = self.path.joinpath(*parts)
-                found = _hash_regular(path, entry.size)
+                found = _hash_regular(path, entry.size, functools.partial(proof, index))
                 if found is None:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
                     continue
-                size, digest = found
+                size, digest, mac = found
                 self.kept_digests[index] = digest
-                kept.append(Kept(index, size, digest.hexdigest()))
+                self.kept_proofs[index] = mac
+                kept.append(Kept(index, size))
             return kept
         except OSError as exc:
             raise LocalFileError(f"cannot resume into {self.directory}: {exc.strerror}") from None
@@ -434,8 +445,11 @@ def _prune(root: Path, wanted: dict[tuple[str, ...], bool]) -> None:
                 shutil.rmtree(path)
 
 
-def _hash_regular(path: Path, most: int) -> tuple[int, hashlib._Hash] | None:
-    """(size, SHA-256) of a regular file of 1 to `most` bytes (no link followed), or None."""
+def _hash_regular(
+    path: Path, most: int, proof: Callable[[int], hmac.HMAC]
+) -> tuple[int, hashlib._Hash, str] | None:
+    """(size, SHA-256, proof(size)'s hex MAC) of a regular file of 1 to `most` bytes (no
+    link followed), or None."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -445,14 +459,16 @@ def _hash_regular(path: Path, most: int) -> tuple[int, hashlib._Hash] | None:
         if not stat.S_ISREG(info.st_mode) or not 0 < info.st_size <= most:
             return None
         digest = hashlib.sha256()
+        mac = proof(info.st_size)
         left = info.st_size
         while left:
             block = os.read(fd, min(left, _HASH_BLOCK))
             if not block:
                 return None
             digest.update(block)
+            mac.update(block)
             left -= len(block)
-        return info.st_size, digest
+        return info.st_size, digest, mac.hexdigest()
     finally:
         os.close(fd)
 

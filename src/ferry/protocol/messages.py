@@ -22,15 +22,18 @@ Kinds of OFFER (docs/PROTOCOL.md, part 4):
     {"kind": "stream", "name"}                bytes of unknown size (stdin)
     {"kind": "text", "size"}                  a message to print, not to store
 
-Resume (an OFFER with "resume": 1):
-- a file or a stream: ANSWER {"accept": true, "resume_from": K,
-  "prefix_sha256": H}, then the sender's START {"from": K or 0} before its
-  DATA and, when K > 0, DIGEST {"sha256"} after it;
-- a tree: ANSWER {"accept": true, "resume_records": N}, then N RESUME
-  records {"have": [[index, kept, sha256], ...]} (what the receiver kept of
-  which file); before each of those files' DATA the sender says START
-  {"index", "from": kept or 0}, and after a file it resumed (from > 0),
-  DIGEST {"index", "sha256"}.
+Resume (an OFFER with "resume": 2; version 1 sent the kept bytes' SHA-256
+to the sender, and is no longer answered):
+- a file or a stream: ANSWER {"accept": true, "resume_from": K}; a tree:
+  ANSWER {"accept": true, "resume_records": N}, then N RESUME records
+  {"have": [[index, kept], ...]} (how much the receiver kept of which file);
+- the sender proves it has those bytes: one PROOF record {"macs": [hex,
+  ...]} per RESUME record (one for a file), each MAC keyed by this session
+  (crypto.resume_proof); the receiver answers with as many VERDICT records
+  {"match": "1001..."} (one character per file: "1" resumes);
+- before a file's DATA the sender says START {"from": kept if it matched,
+  else 0} (a tree's: {"index", "from"}), and after a file it resumed (from
+  > 0), DIGEST {"sha256"} ({"index", "sha256"}).
 
 Versioning: a receiver answers a kind it does not know, or a manifest
 version it does not speak, with accept=false, reason="unsupported", before
@@ -66,6 +69,9 @@ KIND_STREAM: Final = "stream"
 KIND_TEXT: Final = "text"
 MANIFEST_VERSION: Final = 1
 """The manifest format this version writes and reads (protocol/manifest.py)."""
+RESUME_VERSION: Final = 2
+"""The OFFER's "resume" value this version sends and answers (1: a receiver revealed its
+kept bytes' SHA-256, which is never answered now)."""
 UNKNOWN_SIZE: Final = -1
 """Offer.size of a stream: the sender does not know it until the end."""
 
@@ -105,8 +111,7 @@ class Answer:
     reason: str = ""
     message: str = ""
     resume_from: int = 0
-    prefix_sha256: str = ""
-    """With resume_from: the SHA-256 (hex) of the receiver's first resume_from bytes."""
+    """file, stream: bytes kept, which the sender must prove it has (PROOF)."""
     resume_records: int = 0
     """tree: RESUME records that follow the ANSWER (what the receiver kept)."""
 
@@ -157,7 +162,7 @@ def encode_offer(offer: Offer) -> bytes:
     if offer.kind in (KIND_FILE, KIND_STREAM):
         obj["name"] = offer.name
     if offer.resume:
-        obj["resume"] = 1
+        obj["resume"] = RESUME_VERSION
     if offer.kind == KIND_TREE:
         obj.update(
             manifest=offer.manifest, entries=offer.entries, files=offer.files,
@@ -186,7 +191,7 @@ def decode_offer(body: bytes) -> Offer:
     if kind == KIND_TREE:
         return _decode_tree(obj)
     size = UNKNOWN_SIZE if kind == KIND_STREAM else _count(obj, "size", MAX_SIZE)
-    return Offer(kind, name, size, resume=kind != KIND_TEXT and obj.get("resume") == 1)
+    return Offer(kind, name, size, resume=kind != KIND_TEXT and _resumes(obj))
 
 
 def _decode_tree(obj: dict[str, Any]) -> Offer:
@@ -203,8 +208,12 @@ def _decode_tree(obj: dict[str, Any]) -> Offer:
     files = _count(obj, "files", entries)
     records = _count(obj, "records", max(entries, 1))
     size = _count(obj, "size", MAX_SIZE)
-    resume = obj.get("resume") == 1
-    return Offer(kind, "", size, manifest, entries, files, records, resume)
+    return Offer(kind, "", size, manifest, entries, files, records, _resumes(obj))
+
+
+def _resumes(obj: dict[str, Any]) -> bool:
+    value = obj.get("resume")
+    return isinstance(value, int) and not isinstance(value, bool) and value == RESUME_VERSION
 
 
 def _count(obj: dict[str, Any], key: str, most: int) -> int:
@@ -219,7 +228,7 @@ def encode_answer(answer: Answer) -> bytes:
     if not answer.accept:
         obj.update(reason=answer.reason, message=answer.message)
     if answer.resume_from:
-        obj.update(resume_from=answer.resume_from, prefix_sha256=answer.prefix_sha256)
+        obj["resume_from"] = answer.resume_from
     if answer.resume_records:
         obj["resume_records"] = answer.resume_records
     return _dump(obj)
@@ -232,14 +241,10 @@ def decode_answer(body: bytes) -> Answer:
     bad_type = not isinstance(resume_from, int) or isinstance(resume_from, bool)
     if bad_type or not 0 <= resume_from <= MAX_SIZE:
         raise RemoteProtocolError("answer has a malformed 'resume_from'")
-    prefix = obj.get("prefix_sha256", "") if resume_from else ""
-    if not isinstance(prefix, str) or (resume_from and not _is_sha256(prefix)):
-        raise RemoteProtocolError("answer has a malformed 'prefix_sha256'")
     records = _optional_count(obj, "resume_records", "answer")
     if records and (resume_from or not accept):
         raise RemoteProtocolError("answer has both kinds of resume, or resumes a refusal")
-    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from, prefix,
-                  records)  # fmt: skip
+    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from, records)
 
 
 def _optional_count(obj: dict[str, Any], key: str, what: str) -> int:
@@ -275,11 +280,10 @@ class Digest:
 
 @dataclass(frozen=True)
 class Kept:
-    """What a receiver kept of one file of a tree: its first `size` bytes hash to sha256."""
+    """What a receiver kept of one file of a tree: its first `size` bytes."""
 
     index: int
     size: int
-    sha256: str
 
 
 def _with_index(obj: dict[str, Any], index: int | None) -> dict[str, Any]:
@@ -322,14 +326,19 @@ def decode_digest(body: bytes) -> Digest:
 
 
 KEPT_PER_RECORD: Final = 512
-"""Kept files listed in one RESUME record (about 44 KiB of JSON at most)."""
+"""Kept files listed in one RESUME record (about 44 KiB of JSON at most), and so proved
+in one PROOF record and judged in one VERDICT record."""
+
+
+def _batches(count: int) -> range:
+    return range(0, count, KEPT_PER_RECORD)
 
 
 def encode_resume(kept: list[Kept]) -> list[bytes]:
     """RESUME record bodies for a tree's kept files, KEPT_PER_RECORD at most in each."""
     return [
-        _dump({"have": [[k.index, k.size, k.sha256] for k in kept[at : at + KEPT_PER_RECORD]]})
-        for at in range(0, len(kept), KEPT_PER_RECORD)
+        _dump({"have": [[k.index, k.size] for k in kept[at : at + KEPT_PER_RECORD]]})
+        for at in _batches(len(kept))
     ]
 
 
@@ -339,11 +348,40 @@ def decode_resume(body: bytes) -> list[Kept]:
         raise RemoteProtocolError("a resume record lists nothing, or too much")
     kept = []
     for item in items:
-        if not (isinstance(item, list) and len(item) == 3 and _is_sha256(item[2])
-                and all(_is_count(n) for n in item[:2])):  # fmt: skip
+        if not (isinstance(item, list) and len(item) == 2 and all(_is_count(n) for n in item)):
             raise RemoteProtocolError("a resume record has a malformed entry")
-        kept.append(Kept(item[0], item[1], item[2]))
+        kept.append(Kept(item[0], item[1]))
     return kept
+
+
+def encode_proofs(macs: list[str]) -> list[bytes]:
+    """PROOF record bodies: the sender's MAC (hex) of each kept file, in RESUME's batches."""
+    return [_dump({"macs": macs[at : at + KEPT_PER_RECORD]}) for at in _batches(len(macs))]
+
+
+def decode_proof(body: bytes) -> list[str]:
+    macs = _load(body, "proof").get("macs")
+    if not isinstance(macs, list) or not 0 < len(macs) <= KEPT_PER_RECORD:
+        raise RemoteProtocolError("a proof record proves nothing, or too much")
+    if not all(_is_sha256(mac) for mac in macs):
+        raise RemoteProtocolError("a proof record has a malformed MAC")
+    return list(macs)
+
+
+def encode_verdicts(matched: list[bool]) -> list[bytes]:
+    """VERDICT record bodies: "1" for each kept file that resumes, "0" for one that
+    starts over, in RESUME's batches."""
+    flags = "".join("1" if ok else "0" for ok in matched)
+    return [_dump({"match": flags[at : at + KEPT_PER_RECORD]}) for at in _batches(len(flags))]
+
+
+def decode_verdict(body: bytes) -> list[bool]:
+    flags = _load(body, "verdict").get("match")
+    if not isinstance(flags, str) or not 0 < len(flags) <= KEPT_PER_RECORD:
+        raise RemoteProtocolError("a verdict record judges nothing, or too much")
+    if flags.strip("01"):
+        raise RemoteProtocolError("a verdict record is malformed")
+    return [flag == "1" for flag in flags]
 
 
 def _is_count(value: object) -> bool:

@@ -73,6 +73,10 @@ class RecordType(IntEnum):
     """Sender -> receiver, after the last DATA of a resumed file: its whole SHA-256 (JSON)."""
     RESUME = 24
     """Receiver -> sender, right after a tree's ANSWER: part of what it kept (JSON)."""
+    PROOF = 25
+    """Sender -> receiver, after a resuming ANSWER: MACs of the bytes it was told were kept."""
+    VERDICT = 26
+    """Receiver -> sender, after the PROOF records: which kept files resume (JSON)."""
 
 
 UNSEALED_TYPES: Final = frozenset({RecordType.PAKE, RecordType.CONFIRM})

@@ -31,18 +31,24 @@ boundaries the manifest gives (FileData events, then AllReceived). A
 stream OFFER has no size: the sender's send_data(..., end=True) marks the
 last record, and the ACK repeats the byte count.
 
-Resume (an OFFER with "resume": 1). A file or a stream: the receiver may
-accept with resume_from=K and the SHA-256 of the K bytes it kept. The
-sender then says where its DATA starts, start_at(K if its own first K
-bytes hash the same, else 0), as a START record; a resumed file (START >
-0) ends with a DIGEST record, the whole file's SHA-256, which the receiver
-checks (AWAIT_DIGEST) before it may store the file. A tree: the receiver
-accepts with the list of files it kept part or all of (index, bytes kept,
-their SHA-256) in RESUME records behind the ANSWER; the sender collects
-them (AWAIT_RESUME), and when its DATA reaches one of those files it says
-start_file(index, kept or 0) first, and after the last byte of a file it
-resumed, send_file_digest(). The receiver checks the order: a START
-before such a file's first byte, the DIGEST right after its last.
+Resume (an OFFER with "resume": 2). A file or a stream: the receiver may
+accept with resume_from=K, the bytes it kept; a tree: with the list of
+files it kept part or all of (index, bytes kept) in RESUME records behind
+the ANSWER, which the sender collects (AWAIT_RESUME). The receiver
+reveals nothing of the kept bytes themselves: the sender must prove it
+has them. It feeds its own first bytes of each kept file to proof() (an
+HMAC keyed by this session, crypto.resume_proof) and sends the MACs
+(send_proofs(): PROVING, local, then AWAIT_VERDICT); the receiver gets
+them (AWAIT_PROOF, then ProofReceived and VERIFYING, local), compares
+them with its own and says which match (verdict()); the sender gets
+VerdictReceived. A file or a stream then says where its DATA starts,
+start_at(K if it matched, else 0), as a START record; a resumed file
+(START > 0) ends with a DIGEST record, the whole file's SHA-256, which the
+receiver checks (AWAIT_DIGEST) before it may store the file. A tree: when
+its DATA reaches a kept file, start_file(index, kept if it matched, else
+0) first, and after the last byte of a file it resumed, send_file_digest().
+The receiver checks the order: a START before such a file's first byte,
+at an offset the verdict allows, the DIGEST right after its last.
 
 Each side's PAKE record is its first flight: it travels behind the
 rendezvous line and the relay delivers it right behind PAIRED. The sender's
@@ -74,13 +80,23 @@ the decision or the storing is local.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
 from typing import Final
 
-from ferry.crypto import Opener, Pake, Role, Sealer, SessionKeys, confirmation, peer_confirmed
+from ferry.crypto import (
+    Opener,
+    Pake,
+    Role,
+    Sealer,
+    SessionKeys,
+    confirmation,
+    peer_confirmed,
+    resume_proof,
+)
 from ferry.errors import (
     FerryError,
     LocalProtocolError,
@@ -117,6 +133,14 @@ class State(Enum):
     """Sender: waiting for the receiver to accept or refuse."""
     AWAIT_RESUME = "await-resume"
     """Sender: a tree was accepted; the RESUME records saying what the receiver kept follow."""
+    PROVING = "proving"
+    """Sender: accepted with bytes kept; send_proofs() next, once they are hashed (local)."""
+    AWAIT_VERDICT = "await-verdict"
+    """Sender: proofs sent; the receiver's VERDICT records say which kept files resume."""
+    AWAIT_PROOF = "await-proof"
+    """Receiver: accepted with bytes kept; the sender's PROOF records come next."""
+    VERIFYING = "verifying"
+    """Receiver: holds the sender's proofs; verdict() next (local)."""
     SENDING = "sending"
     """Sender: accepted; send_data() until the final record."""
     RECEIVING = "receiving"
@@ -145,7 +169,7 @@ def data_records_allowed(delivered: int) -> int:
 
 
 HANDSHAKE_STATES: Final = frozenset({State.KEY_EXCHANGE, State.CONFIRMING})
-_LOCAL_STATES: Final = frozenset({State.DECIDING, State.STORING})
+_LOCAL_STATES: Final = frozenset({State.DECIDING, State.STORING, State.PROVING, State.VERIFYING})
 
 
 @dataclass(frozen=True)
@@ -224,6 +248,20 @@ class DigestReceived:
 
 
 @dataclass(frozen=True)
+class ProofReceived:
+    """Receiver: the sender's MAC (hex) of each kept file, in the order they were kept."""
+
+    macs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VerdictReceived:
+    """Sender: for each kept file, in order, whether it resumes (its proof matched)."""
+
+    matched: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
 class AllReceived:
     """Every byte of a tree arrived and was authenticated (receiver: STORING)."""
 
@@ -255,6 +293,8 @@ Event = (
     | AllReceived
     | Started
     | DigestReceived
+    | ProofReceived
+    | VerdictReceived
     | Acknowledged
     | PeerAborted
 )
@@ -338,6 +378,13 @@ class Session:
             raise LocalProtocolError("nothing can be sealed before the key exchange")
         header = Header(len(body) + TAG_SIZE, record_type, flags).encode()
         return header + self._sealer.seal(header, body)
+
+    def proof(self, index: int, kept: int) -> hmac.HMAC:
+        """The resume proof of file `index` (-1: the one file or stream) of which `kept`
+        bytes were kept: feed it those bytes (crypto.resume_proof)."""
+        if self._sealer is None:
+            raise LocalProtocolError("no proof before the key exchange")
+        return resume_proof(self._keys, index, kept)
 
     def abort(self, reason: str, message: str, now: float) -> None:
         """Give up; the peer is told why if keys exist (data_to_send())."""
@@ -473,7 +520,13 @@ class SenderSession(Session):
         self.sent = 0
         self.resume_from = 0
         """What the receiver offered to resume from (start_at() before any DATA)."""
-        self.prefix_sha256 = ""
+        self.resume_matched = False
+        """file, stream: the receiver's verdict: our proof matched, DATA may start at
+        resume_from."""
+        self.matched: set[int] = set()
+        """tree: the kept files whose proof matched (start_file() after their kept bytes)."""
+        self._verdicts: list[bool] = []
+        self._verdicts_due = 0
         self.resumed = False
         self._must_start = False
         self._digest_sent = False
@@ -517,17 +570,22 @@ class SenderSession(Session):
             ):
                 raise RemoteProtocolError("the receiver offered a resume that was not possible")
             self.resume_from = answer.resume_from
-            self.prefix_sha256 = answer.prefix_sha256
             self._must_start = answer.resume_from > 0
             if answer.resume_records:
                 self._answer, self._resume_records = answer, answer.resume_records
                 self.state = State.AWAIT_RESUME
                 return None
-            self.state = State.SENDING if answer.accept else State.DONE
+            if not answer.accept:
+                self.state = State.DONE
+            else:
+                self.state = State.PROVING if answer.resume_from else State.SENDING
             return Answered(answer)
         if self.state is State.AWAIT_RESUME:
             self._expect(header, RecordType.RESUME)
             return self._resume_part(plain)
+        if self.state is State.AWAIT_VERDICT:
+            self._expect(header, RecordType.VERDICT)
+            return self._verdict_part(plain)
         if self.state is State.AWAIT_ACK:
             self._expect(header, RecordType.ACK)
             ack = messages.decode_ack(bytes(plain))
@@ -549,20 +607,54 @@ class SenderSession(Session):
         if self._resume_records:
             return None
         assert self._answer is not None
-        self.state = State.SENDING
+        self.state = State.PROVING
         return Answered(self._answer)
+
+    def send_proofs(self, macs: Sequence[str], now: float) -> None:
+        """Our proof() of each kept file (hex), in order: a file's or a stream's one, or
+        one per file of self.kept; the receiver's verdict follows (VerdictReceived)."""
+        self._require(State.PROVING)
+        expected = len(self.kept) if self.offer.kind == messages.KIND_TREE else 1
+        if len(macs) != expected:
+            raise LocalProtocolError(f"{len(macs)} proofs for {expected} kept files")
+        bodies = messages.encode_proofs(list(macs))
+        for body in bodies:
+            self._outgoing += self.seal_record(RecordType.PROOF, body)
+        self._verdicts_due = len(bodies)
+        self.state = State.AWAIT_VERDICT
+        self._progress_at = now
+
+    def _verdict_part(self, plain: memoryview) -> Event | None:
+        """One VERDICT record: whether each of the next kept files resumes."""
+        batch = messages.decode_verdict(bytes(plain))
+        total = len(self.kept) if self.offer.kind == messages.KIND_TREE else 1
+        if len(batch) != min(messages.KEPT_PER_RECORD, total - len(self._verdicts)):
+            raise RemoteProtocolError("the receiver's verdict does not fit what it kept")
+        self._verdicts += batch
+        self._verdicts_due -= 1
+        if self._verdicts_due:
+            return None
+        if self.offer.kind == messages.KIND_TREE:
+            self.matched = {i for i, ok in zip(self.kept, self._verdicts, strict=True) if ok}
+        else:
+            self.resume_matched = self._verdicts[0]
+        self.state = State.SENDING
+        return VerdictReceived(tuple(self._verdicts))
 
     def start_file(self, index: int, offset: int, now: float) -> None:
         """tree: before file `index`'s DATA (the receiver kept some): it starts at offset.
 
-        offset is kept.size if our first bytes hash the same, else 0; any
+        offset is kept.size if its proof matched (self.matched), else 0; any
         DATA of earlier files must be out before this START (the receiver
         checks). A file resumed (offset > 0) then needs send_file_digest().
         """
         self._require(State.SENDING)
         kept = self.kept.get(index)
-        if kept is None or index <= self._last_started or offset not in (0, kept.size):
-            raise LocalProtocolError("start_file() answers a kept file, once, at 0 or its size")
+        allowed = (0, kept.size if index in self.matched else 0) if kept is not None else ()
+        if kept is None or index <= self._last_started or offset not in allowed:
+            raise LocalProtocolError(
+                "start_file() answers a kept file, once, at 0 or (if it matched) its size"
+            )
         body = messages.encode_start(messages.Start(offset, index))
         self._outgoing += self.seal_record(RecordType.START, body)
         self._last_started = index
@@ -617,10 +709,14 @@ class SenderSession(Session):
         return self.data_records + 1 <= data_records_allowed(self._delivered + size)
 
     def start_at(self, offset: int, now: float) -> None:
-        """Answer a resume offer: the DATA starts at `offset` (0 or resume_from)."""
+        """Answer a resume offer: the DATA starts at `offset` (0, or resume_from if our
+        proof matched)."""
         self._require(State.SENDING)
-        if not self._must_start or offset not in (0, self.resume_from):
-            raise LocalProtocolError("start_at() answers a resume offer, at 0 or resume_from")
+        allowed = (0, self.resume_from if self.resume_matched else 0)
+        if not self._must_start or offset not in allowed:
+            raise LocalProtocolError(
+                "start_at() answers a resume offer, at 0 or (if it matched) resume_from"
+            )
         self._outgoing += self.seal_record(
             RecordType.START, messages.encode_start(messages.Start(offset))
         )
@@ -667,8 +763,13 @@ class ReceiverSession(Session):
         self._manifest_records = 0
         self._unread_records = 0
         self.resume_from = 0
+        """Bytes kept of a file or a stream, where its DATA may start (0 once its proof
+        did not match)."""
         self.resumed = False
         """The sender agreed to resume: received counts from resume_from."""
+        self._kept_order: list[int] = []
+        self._proofs_total = 0
+        self._macs: list[str] = []
         self._await_start = False
         self._delivered = 0
         # A tree's resume: bytes kept of each file offered (by entry index),
@@ -709,6 +810,9 @@ class ReceiverSession(Session):
         if self.state is State.AWAIT_MANIFEST:
             self._expect(header, RecordType.MANIFEST)
             return self._manifest_part(plain)
+        if self.state is State.AWAIT_PROOF:
+            self._expect(header, RecordType.PROOF)
+            return self._proof_part(plain)
         if header.type is RecordType.MANIFEST and self._unread_records > 0:
             self._unread_records -= 1
             return None
@@ -861,17 +965,12 @@ class ReceiverSession(Session):
                 self._start_due = next_index
         return FileData(index, piece, done=True)
 
-    def accept(
-        self,
-        now: float,
-        resume_from: int = 0,
-        prefix_sha256: str = "",
-        kept: Sequence[messages.Kept] = (),
-    ) -> None:
-        """Accept; offer to resume after the bytes kept (their SHA-256).
+    def accept(self, now: float, resume_from: int = 0, kept: Sequence[messages.Kept] = ()) -> None:
+        """Accept; offer to resume after the bytes kept, if the sender proves it has them.
 
-        A file or a stream: resume_from and prefix_sha256. A tree: `kept`,
-        the files kept part or all of, in manifest order.
+        A file or a stream: resume_from. A tree: `kept`, the files kept part
+        or all of, in manifest order. With either, the sender's proofs come
+        next (ProofReceived), then verdict().
         """
         self._require(State.DECIDING)
         offer = self.offer
@@ -886,17 +985,48 @@ class ReceiverSession(Session):
         if kept and not (offer.resume and self._fits(kept)):
             raise LocalProtocolError("this tree cannot be resumed so")
         resume = messages.encode_resume(list(kept))
-        self._answer(messages.Answer(True, resume_from=resume_from, prefix_sha256=prefix_sha256,
-                                     resume_records=len(resume)), now)  # fmt: skip
+        self._answer(
+            messages.Answer(True, resume_from=resume_from, resume_records=len(resume)), now
+        )
         for body in resume:
             self._outgoing += self.seal_record(RecordType.RESUME, body)
         self.resume_from = resume_from
         self._await_start = resume_from > 0
         self._kept = {k.index: k.size for k in kept}
+        self._kept_order = [k.index for k in kept]
         if self._files:
             first, self._left = self._files[0]
             if first in self._kept:
                 self._start_due = first
+        self._proofs_total = len(kept) if kept else int(resume_from > 0)
+        self.state = State.AWAIT_PROOF if self._proofs_total else State.RECEIVING
+
+    def _proof_part(self, plain: memoryview) -> Event | None:
+        """One PROOF record: the sender's MACs of the next kept files."""
+        batch = messages.decode_proof(bytes(plain))
+        if len(batch) != min(messages.KEPT_PER_RECORD, self._proofs_total - len(self._macs)):
+            raise RemoteProtocolError("the sender's proof does not fit what was kept")
+        self._macs += batch
+        if len(self._macs) < self._proofs_total:
+            return None
+        self.state = State.VERIFYING
+        return ProofReceived(tuple(self._macs))
+
+    def verdict(self, matched: Sequence[bool], now: float) -> None:
+        """Which kept files resume, in order (the sender's proof matched ours; compare in
+        constant time): a file that does not starts over (its START must be 0)."""
+        self._require(State.VERIFYING)
+        if len(matched) != self._proofs_total:
+            raise LocalProtocolError(f"{len(matched)} verdicts for {self._proofs_total} proofs")
+        for body in messages.encode_verdicts(list(matched)):
+            self._outgoing += self.seal_record(RecordType.VERDICT, body)
+        if self.is_tree:
+            for index, ok in zip(self._kept_order, matched, strict=True):
+                if not ok:
+                    self._kept[index] = 0
+        elif not matched[0]:
+            self.resume_from = 0
+        self._progress_at = now
         self.state = State.RECEIVING
 
     def _fits(self, kept: Sequence[messages.Kept]) -> bool:

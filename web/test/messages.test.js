@@ -81,7 +81,7 @@ test('messages: malformed ANSWER and ACK bodies are RemoteProtocolErrors', () =>
   const bad = (fn, text) => assert.throws(() => fn(utf8(text)), RemoteProtocolError, text);
   bad(decodeAnswer, '{"accept":1}');
   bad(decodeAnswer, '{"accept":true,"resume_from":-1}');
-  bad(decodeAnswer, '{"accept":true,"resume_from":5,"prefix_sha256":"xyz"}');
+  bad(decodeAnswer, '{"accept":true,"resume_from":"5"}');
   bad(decodeAnswer, '{"accept":false,"resume_records":2}');
   bad(decodeAck, '{"ok":false,"size":1}');
   bad(decodeAck, '{"ok":true,"size":-1}');

@@ -19,7 +19,7 @@
 // of the name. A tree OFFER is followed by `records` MANIFEST records, each
 // at most RECORD_BUDGET bytes of JSON.
 //
-// Resume (START, DIGEST, RESUME) is not spoken here: a browser never
+// Resume (START, DIGEST, RESUME, PROOF, VERDICT) is not spoken here: a browser never
 // offers it, and a receiver never offers it to a sender that did not ask.
 
 import { fromUtf8, utf8 } from './bytes.js';
@@ -36,6 +36,8 @@ export const KIND_TREE = 'tree';
 export const KIND_STREAM = 'stream';
 export const KIND_TEXT = 'text';
 export const MANIFEST_VERSION = 1n;
+/** The OFFER's "resume" value (messages.RESUME_VERSION); a browser never sends it. */
+export const RESUME_VERSION = 2n;
 /** Offer.size of a stream: unknown until the FINAL record. */
 export const UNKNOWN_SIZE = -1n;
 export const MAX_PATH = 4 * MAX_OFFERED_NAME;
@@ -111,7 +113,7 @@ export function encodeOffer({ kind, name = '', size = 0n, manifest = MANIFEST_VE
   files = 0n, records = 0n, resume = false }) {
   const obj = { kind };
   if (kind === KIND_FILE || kind === KIND_STREAM) obj.name = name;
-  if (resume) obj.resume = 1;
+  if (resume) obj.resume = RESUME_VERSION;
   if (kind === KIND_TREE) {
     Object.assign(obj, { manifest: big(manifest), entries: big(entries), files: big(files), records: big(records) });
   }
@@ -152,9 +154,9 @@ export function decodeOffer(body) {
   return { ...base, name, size, resume: kind !== KIND_TEXT && asksResume(obj) };
 }
 
-/** Python's obj.get("resume") == 1, which true also satisfies. */
+/** Python's _resumes: the integer RESUME_VERSION exactly (not true, not version 1). */
 function asksResume(obj) {
-  return obj.resume === 1n || obj.resume === true;
+  return obj.resume === RESUME_VERSION;
 }
 
 function decodeTree(obj, base) {
@@ -188,10 +190,6 @@ export function decodeAnswer(body) {
   if (typeof resumeFrom !== 'bigint' || resumeFrom < 0n || resumeFrom > MAX_SIZE) {
     throw new RemoteProtocolError("answer has a malformed 'resume_from'");
   }
-  const prefix = resumeFrom && has(obj, 'prefix_sha256') ? obj.prefix_sha256 : '';
-  if (typeof prefix !== 'string' || (resumeFrom && !isSha256(prefix))) {
-    throw new RemoteProtocolError("answer has a malformed 'prefix_sha256'");
-  }
   const records = has(obj, 'resume_records') ? obj.resume_records : 0n;
   if (typeof records !== 'bigint' || records < 0n || records > MAX_SIZE) {
     throw new RemoteProtocolError("answer has a malformed 'resume_records'");
@@ -200,11 +198,7 @@ export function decodeAnswer(body) {
     throw new RemoteProtocolError('answer has both kinds of resume, or resumes a refusal');
   }
   return { accept, reason: text(obj, 'reason'), message: text(obj, 'message'), resumeFrom,
-    prefixSha256: prefix, resumeRecords: records };
-}
-
-function isSha256(value) {
-  return typeof value === 'string' && /^[0-9a-f]{64}$/.test(value);
+    resumeRecords: records };
 }
 
 // ACK, ABORT

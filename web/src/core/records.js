@@ -50,6 +50,8 @@ export const RecordType = Object.freeze({
   START: 22,
   DIGEST: 23,
   RESUME: 24,
+  PROOF: 25,
+  VERDICT: 26,
 });
 const TYPE_NAMES = new Map(Object.entries(RecordType).map(([name, value]) => [value, name]));
 

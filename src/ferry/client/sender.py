@@ -184,7 +184,9 @@ class Sender:
         finally:
             self._tickets.done()
 
-    async def _serve_ticket(self, control: RelayLink, code: Code, ticket: str, standby: bool) -> bool:
+    async def _serve_ticket(
+        self, control: RelayLink, code: Code, ticket: str, standby: bool
+    ) -> bool:
         # Imported here, not at the top: the code line must not wait for the
         # crypto libraries to load (time-to-code).
         from ferry.client.wire import timeouts

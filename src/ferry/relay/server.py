@@ -395,7 +395,7 @@ class Relay:
         busy = self.active + self.table.count(State.CLAIMED)
         if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
-        network = network_key(conn.key)
+        network = network_key(conn.share_key)
         if not self.transfer_shares.may_take(network, busy):
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
         entry = self.table.claim(nameplate, conn, now)
@@ -604,12 +604,14 @@ class Relay:
 
         The per-address limits were the client's on the node it reached: the
         internal connection holds no slot of the forwarding node's address here.
+        The pool shares count the client's address, as for a direct client.
         """
         assert self.links is not None
-        line = await self.links.accept(conn, hello, self._next_line)
+        peer, line = await self.links.accept(conn, hello, self._next_line)
         if conn.key:
             self.gate.per_address.close(conn.key)
             conn.key = ""
+        conn.client_key = self.gate.key_for(forward.peer_host(peer))
         return line
 
     async def _forward(self, conn: Connection, line: bytes, nameplate: int) -> Ending:
@@ -620,6 +622,18 @@ class Relay:
             wait = max(1, round(self.lookups.retry_after(conn.key, now)))
             text = f"too many look-ups from your address, retry in {wait}s"
             raise Refusal(rv.REASON_RATE_LIMITED, text)
-        if self.active + self.links.pipes >= self.config.max_active_transfers:
+        busy = self.active + self.links.pipes
+        if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
-        return await self.links.forward(conn, line, nameplate)
+        if conn.role is not Role.RECEIVER:
+            return await self.links.forward(conn, line, nameplate)
+        # A forwarded receiver is a transfer here too: its network's share holds
+        # on this node as on the owner (which counts it by the address AUTH carries).
+        network = network_key(conn.key)
+        if not self.transfer_shares.may_take(network, busy + self.table.count(State.CLAIMED)):
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
+        self.transfer_shares.take(network)
+        try:
+            return await self.links.forward(conn, line, nameplate)
+        finally:
+            self.transfer_shares.give_back(network)

@@ -254,8 +254,14 @@ class ClientConfig:
     max_depth: int = 64
     """Deepest path a tree transfer may hold, in components (env FERRY_MAX_DEPTH)."""
 
-    max_manifest_bytes: int = 64 * MIB
-    """Bytes of manifest (the list of a tree's entries) a receiver holds at most."""
+    max_manifest_bytes: int = 32 * MIB
+    """Bytes of manifest (the list of a tree's entries) a receiver holds at most; a
+    sender refuses to offer a tree whose manifest is larger (100,000 entries with
+    paths of 200 characters take about 27 MB)."""
+
+    manifest_timeout: float = 10.0
+    """Seconds a receiver spends checking a tree's manifest (names, collisions)
+    before it answers; past it the offer is refused as too large."""
 
     max_text: int = 1 * MIB
     """Longest text message (send --text), in bytes; a receiver refuses a longer one."""

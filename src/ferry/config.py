@@ -29,6 +29,11 @@ SENDER_GRACE: Final = 1.0
 """Seconds a draining relay waits for senders whose transfer ended to close."""
 MAX_PARKED_BYTES: Final = 4096
 """Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""
+MAX_EARLY_BYTES: Final = 8 * KIB
+"""Bytes a connection may have sent when the relay first looks at it, right after
+accepting it (a PROXY header, its first line, a first flight of at most
+MAX_PARKED_BYTES). A connection with more queued is refused at once, so no
+accepted socket keeps more than its small pre-pairing buffers (relay/buffers.py)."""
 OPENING_BYTES: Final = 68 * KIB
 """Bytes a sender sends before its first DATA record, at most (docs/PROTOCOL.md caps
 PAKE and CONFIRM at 1 KiB, the OFFER at 64 KiB + 16, plus six header bytes each)."""
@@ -127,6 +132,12 @@ class RelayConfig:
     default allows ~28 MB/s at 50 ms round trip per leg (relay/buffers.py has
     the arithmetic; docs/ARCHITECTURE.md explains it)."""
 
+    max_memory: int = 0
+    """Memory all transfers together may hold at the relay, in bytes: a new transfer
+    is refused `busy` when the sum of per-transfer budgets (transfer_budget each,
+    forwarded pipes included) would pass it. 0, the default: a quarter of the
+    machine's physical memory (relay/buffers.py, memory_ceiling)."""
+
     pump_buffer: int = 64 * KIB
     """Bytes the relay holds per direction of a pipe in user space (or the
     kernel pipe it splices through); part of transfer_budget."""
@@ -145,7 +156,8 @@ class RelayConfig:
                 continue
             if isinstance(value, float) and not value > 0:
                 found.append(f"{name} must be a positive number of seconds, not {value}")
-            if isinstance(value, int) and value < (0 if name == "fd_reserve" else 1):
+            least = 0 if name in ("fd_reserve", "max_memory") else 1  # 0: none / automatic
+            if isinstance(value, int) and value < least:
                 found.append(f"{name} must be at least 1, not {value}")
         if not 16 <= self.max_hello_bytes <= MAX_HELLO_BYTES:
             found.append(f"max_hello_bytes must be 16 to {MAX_HELLO_BYTES}")
@@ -154,6 +166,8 @@ class RelayConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 found.append(f"trusted_proxy: {network!r} is not an address or CIDR network")
+        if self.max_memory and self.max_memory < self.transfer_budget:
+            found.append("max_memory must be 0 (automatic) or at least transfer_budget")
         least = 2 * self.pump_buffer + 384 * KIB
         if self.transfer_budget < least:
             found.append(
@@ -254,8 +268,14 @@ class ClientConfig:
     max_depth: int = 64
     """Deepest path a tree transfer may hold, in components (env FERRY_MAX_DEPTH)."""
 
-    max_manifest_bytes: int = 64 * MIB
-    """Bytes of manifest (the list of a tree's entries) a receiver holds at most."""
+    max_manifest_bytes: int = 32 * MIB
+    """Bytes of manifest (the list of a tree's entries) a receiver holds at most; a
+    sender refuses to offer a tree whose manifest is larger (100,000 entries with
+    paths of 200 characters take about 27 MB)."""
+
+    manifest_timeout: float = 10.0
+    """Seconds a receiver spends checking a tree's manifest (names, collisions)
+    before it answers; past it the offer is refused as too large."""
 
     max_text: int = 1 * MIB
     """Longest text message (send --text), in bytes; a receiver refuses a longer one."""

@@ -102,8 +102,11 @@ def safe_name(offered: str) -> str:
     format or surrogate characters, is NFC-normalised and is at most MAX_NAME_BYTES bytes
     in UTF-8. See the module docstring for the rules and why.
     """
-    visible = "".join(char for char in offered if not _is_invisible(char))
-    normalised = unicodedata.normalize("NFC", visible)
+    if offered.isascii() and offered.isprintable():
+        normalised = offered  # nothing invisible, already NFC: skip the per-character work
+    else:
+        visible = "".join(char for char in offered if not _is_invisible(char))
+        normalised = unicodedata.normalize("NFC", visible)
     components = [part for part in _SEPARATORS.split(normalised) if part]
     if not components:
         raise _refuse(offered)

@@ -328,13 +328,13 @@ def test_redis_down_refuses_new_senders_keeps_running_pipes_and_recovers(
     # A new sender is refused with one clear line, whichever node it reaches.
     result = run_send_to_exit(procs, node2.address, payload(tmp_path / "new.bin", 1000))
     assert result.returncode == 5, result.stderr
-    assert_one_line_error(result.stderr, "send", "unavailable")
+    assert_one_line_error(result.stderr, "send", "cannot take this request")
     # A receiver reaching another node cannot be located: refused the same way.
     outdir = tmp_path / "out-refused"
     outdir.mkdir()
     refused = run_receive(node3.address, waiting.code, outdir)
     assert refused.returncode == 5, refused.stderr
-    assert_one_line_error(refused.stderr, "receive", "unavailable")
+    assert_one_line_error(refused.stderr, "receive", "cannot take this request")
     # The running pipe, across three nodes, carries on.
     echo_through(running[1], running[2])
     close_all(*running)
@@ -396,3 +396,66 @@ def test_every_node_a_stalled_transfer_crosses_holds_at_most_the_budget(shared):
     # ...and the budget is spent where it buys speed: megabytes in flight in total.
     assert sum(peaks.values()) > 3 * MIB, peaks
     close_all(control, receiver, data)
+
+
+# -- per-network shares -------------------------------------------------------------------
+
+SHARE_FLAGS = ("--limit-loopback", "--max-active-transfers", "8", "--fair-share-addresses", "4")
+"""8 transfers; once 2 run (a quarter), one network may hold ceil(3/4 * 8 / 4) = 2."""
+
+
+def connect_from(source: str, address: str) -> socket.socket:
+    """A connection from one loopback address (each is its own network to the relay)."""
+    host, port = ptest.split_address(address)
+    sock = socket.socket(socket.AF_INET)
+    sock.bind((source, 0))
+    sock.settimeout(10)
+    sock.connect((host, port))
+    return sock
+
+
+def claim_from(source: str, at: str, nameplate: int) -> tuple[socket.socket, bytes]:
+    """A claim left waiting for its join; what the relay said within a second (b"": held)."""
+    sock = connect_from(source, at)
+    sock.sendall(rv.encode(rv.ReceiveRequest(nameplate)))
+    sock.settimeout(1.0)
+    try:
+        said = line_from(sock)
+    except TimeoutError:
+        said = b""
+    sock.settimeout(10)
+    return sock, said
+
+
+def test_a_network_gets_its_share_whichever_node_it_lands_on(tmp_path_factory):
+    require_binaries()
+    with cluster(tmp_path_factory.mktemp("cluster"), 3, *SHARE_FLAGS) as own:
+        owner, via2, via3 = (own.nodes[f"node{i}"].address for i in (1, 2, 3))
+        senders = []
+        for _ in range(9):
+            control = connect_from("127.0.0.1", owner)
+            control.sendall(rv.encode(rv.SendRequest()))
+            assigned = rv.parse_relay_line(line_from(control))
+            assert isinstance(assigned, rv.NameplateAssigned), assigned
+            senders.append((control, assigned.nameplate))
+        # One network claims eight nameplates, alternating between the two nodes that
+        # do not hold them (each claim is forwarded to node1 and waits for its join).
+        claims = [
+            claim_from("127.0.0.5", (via2, via3)[i % 2], nameplate)
+            for i, (_, nameplate) in enumerate(senders[:8])
+        ]
+        held = [sock for sock, said in claims if said == b""]
+        refused = [said for _, said in claims if said]
+        assert len(held) <= 2, f"one network holds {len(held)} of 8 transfers"
+        assert refused and all(said.startswith(b"ERROR busy ") for said in refused), refused
+        # Another network still gets in, through a forwarding node, and pairs.
+        control, nameplate = senders[8]
+        receiver, said = claim_from("127.0.0.6", via2, nameplate)
+        assert said == b"", said
+        incoming = rv.parse_relay_line(line_from(control))
+        assert isinstance(incoming, rv.Incoming), incoming
+        data = connect_from("127.0.0.1", owner)
+        data.sendall(rv.encode(rv.JoinRequest(nameplate, incoming.ticket)))
+        assert line_from(receiver) == b"PAIRED\n"
+        assert line_from(data) == b"PAIRED\n"
+        close_all(receiver, data, *(sock for sock, _ in claims), *(c for c, _ in senders))

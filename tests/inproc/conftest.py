@@ -8,7 +8,6 @@ import pytest
 
 from ferry.address import Address
 from ferry.config import RelayConfig
-from ferry.relay.buffers import plan
 from ferry.relay.listen import open_listeners
 from ferry.relay.server import Relay
 
@@ -25,7 +24,7 @@ async def relay_factory() -> AsyncIterator[object]:
 
     async def start(config: RelayConfig | None = None) -> RunningRelay:
         config = config or RelayConfig()
-        listeners = open_listeners(Address("127.0.0.1", 0), plan(config).listen)
+        listeners = open_listeners(Address("127.0.0.1", 0))
         relay = Relay(config)
         await relay.start(listeners)
         started.append(relay)

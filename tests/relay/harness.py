@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from ferry.address import Address
 from ferry.config import RelayConfig
-from ferry.relay.buffers import plan
 from ferry.relay.listen import open_listeners
 from ferry.relay.server import Relay
 
@@ -37,7 +36,7 @@ async def running_relay(**settings: object) -> AsyncIterator[RunningRelay]:
     settings.setdefault("fair_share_addresses", 1)
     config = RelayConfig(**settings)  # type: ignore[arg-type]
     assert not config.problems(), config.problems()
-    listeners = open_listeners(Address("127.0.0.1", 0), plan(config).listen)
+    listeners = open_listeners(Address("127.0.0.1", 0))
     relay = Relay(config)
     await relay.start(listeners)
     try:

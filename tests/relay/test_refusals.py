@@ -13,6 +13,7 @@ import socket
 
 import pytest
 
+from ferry.config import MAX_EARLY_BYTES
 from ferry.protocol import rendezvous as rv
 from tests.relay.harness import RawClient, close_all, running_relay
 
@@ -63,7 +64,9 @@ async def test_client_refused_after_its_request_with_unread_bytes_reads_the_erro
     attempt: int,
 ) -> None:
     async with running_relay() as r:
-        request = b"FERRY 1 RECV 7\n" + b"x" * UNREAD  # no sender holds nameplate 7
+        # No sender holds nameplate 7. (Past MAX_EARLY_BYTES the refusal would come
+        # sooner, as a bad request: test_early_bytes_and_memory.py.)
+        request = b"FERRY 1 RECV 7\n" + b"x" * (MAX_EARLY_BYTES - 64)
         refused = connect_and_send_at_once(r.port, "127.0.0.1", request)
         try:
             reply = await read_reply(refused)

@@ -201,7 +201,7 @@ async def test_metrics_endpoint_serves_metrics_healthz_and_nothing_else() -> Non
         from ferry.address import Address
         from ferry.relay.listen import open_listeners
 
-        listeners = open_listeners(Address("127.0.0.1", 0), 65536)
+        listeners = open_listeners(Address("127.0.0.1", 0))
         port = listeners[0].getsockname()[1]
         healthy = [True]
         endpoint = MetricsServer(

@@ -111,6 +111,7 @@ async def test_parked_connection_that_floods_is_dropped() -> None:
     async with running_relay() as relay:
         control, nameplate, ticket = await _standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
+        await _parked(relay.relay, nameplate)  # sent with the JOIN, it is refused sooner
         await data.send(b"x" * 20_000)
         assert await data.read_until_closed() == b""
         close_all(control, data)

@@ -13,10 +13,6 @@ from ferry.config import KIB, MIB, RelayConfig
 from ferry.relay import buffers
 
 
-def _ceil_log2(n: int) -> int:
-    return (n - 1).bit_length()
-
-
 def test_plan_default_worst_case_is_within_the_4_mib_budget() -> None:
     plan = buffers.plan(RelayConfig())
     assert RelayConfig().transfer_budget == 4 * MIB
@@ -31,12 +27,43 @@ def test_plan_spends_the_budget_on_the_data_direction() -> None:
     assert plan.sender_receive > plan.receiver_send
 
 
-def test_plan_listener_leaves_window_scale_headroom_over_the_largest_window() -> None:
+def test_an_accepted_socket_gets_a_window_scale_for_the_largest_window() -> None:
+    """The listener sets no buffer (listen.py): the scale comes from the system's
+    maximum, and it must let S's window reach its whole buffer."""
+    import re
+    import shutil
+    import subprocess
+
+    from ferry.address import Address
+    from ferry.relay.listen import open_listeners
+
+    ss = shutil.which("ss")
+    assert ss, "ss (iproute2) is needed; .ci/run installs it"
     plan = buffers.plan(RelayConfig())
-    # Every window is at most 65535 << scale, the scale fixed by the listener's
-    # buffer; a listener just under a power of two over S's buffer loses a step.
-    assert plan.listen >= plan.sender_receive
-    assert _ceil_log2(plan.listen) > _ceil_log2(plan.sender_receive // 2)
+    (listener,) = open_listeners(Address("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    with listener, socket.create_connection(("127.0.0.1", port)) as client:
+        accepted, _ = listener.accept()
+        with accepted:
+            # Before the relay raises it, the socket keeps the kernel's small default.
+            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < plan.sender_receive
+            out = subprocess.run(
+                [ss, "-tinH", "state", "established", f"( sport = :{port} )"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            scale = int(re.findall(r"wscale:\d+,(\d+)", out)[0])
+            assert 65535 << scale >= plan.sender_receive, out
+            plan.apply(accepted, client)
+            clamp = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_WINDOW_CLAMP)
+            assert clamp >= plan.sender_receive // 4, clamp
+
+
+def test_memory_ceiling_is_max_memory_or_a_quarter_of_the_machine() -> None:
+    assert buffers.memory_ceiling(RelayConfig(max_memory=12 * MIB)) == 12 * MIB
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert buffers.memory_ceiling(RelayConfig()) == physical // 4
+    assert RelayConfig(max_memory=MIB).problems() != []
+    assert RelayConfig(max_memory=0).problems() == []
 
 
 @given(st.integers(0, 64 * MIB), st.integers(1, 8 * MIB))

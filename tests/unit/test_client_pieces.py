@@ -79,6 +79,19 @@ def test_walk_enforces_the_entry_and_depth_caps_before_anything_is_sent(tmp_path
         walk([str(tmp_path / "a")], max_entries=100, max_depth=2)
 
 
+def test_a_tree_whose_manifest_a_receiver_would_not_read_is_not_offered(tmp_path: Path) -> None:
+    from ferry.client.sources import TreeSource
+
+    top = tmp_path / "a"
+    top.mkdir()
+    for i in range(20):
+        (top / f"{'long-name-' * 10}{i}").write_bytes(b"")
+    tree = walk([str(top)], max_entries=100, max_depth=8)
+    assert TreeSource(tree, 1024).offer().entries == 21
+    with pytest.raises(LocalFileError, match="more than a receiver takes"):
+        TreeSource(tree, 1024, max_manifest_bytes=1000)
+
+
 def test_walk_refuses_two_paths_with_the_same_base_name(tmp_path: Path) -> None:
     for parent in ("x", "y"):
         (tmp_path / parent).mkdir()

@@ -30,7 +30,7 @@ def test_port_zero_taken_on_the_second_family_retries_on_a_new_port_for_both(
     ports = iter([40001, 40002])
     taken = {40001}
 
-    def fake_listener(family: int, sockaddr: tuple[object, ...], size: int) -> FakeSocket:
+    def fake_listener(family: int, sockaddr: tuple[object, ...]) -> FakeSocket:
         port = sockaddr[1]
         assert isinstance(port, int)
         if port == 0:
@@ -41,7 +41,7 @@ def test_port_zero_taken_on_the_second_family_retries_on_a_new_port_for_both(
         return made[-1]
 
     monkeypatch.setattr(listen, "_listener", fake_listener)
-    listeners = listen.open_listeners(Address("", 0), 65536)
+    listeners = listen.open_listeners(Address("", 0))
     assert [(s.family, s.port) for s in listeners] == [  # type: ignore[attr-defined]
         (socket.AF_INET6, 40002),
         (socket.AF_INET, 40002),
@@ -52,11 +52,11 @@ def test_port_zero_taken_on_the_second_family_retries_on_a_new_port_for_both(
 def test_a_family_missing_altogether_still_serves_the_other(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def fake_listener(family: int, sockaddr: tuple[object, ...], size: int) -> FakeSocket:
+    def fake_listener(family: int, sockaddr: tuple[object, ...]) -> FakeSocket:
         if family == socket.AF_INET6:
             raise OSError(errno.EAFNOSUPPORT, "Address family not supported")
         return FakeSocket(family, 40010)
 
     monkeypatch.setattr(listen, "_listener", fake_listener)
-    listeners = listen.open_listeners(Address("", 0), 65536)
+    listeners = listen.open_listeners(Address("", 0))
     assert [s.family for s in listeners] == [socket.AF_INET]

@@ -200,9 +200,12 @@ def test_plan_refuses_paths_deeper_than_the_cap() -> None:
         plan(entries, False, 4)
 
 
-def test_plan_reports_at_most_a_few_problems_and_counts_the_rest() -> None:
-    with pytest.raises(UnsafeName, match=r"and 5 more"):
+def test_plan_reports_at_most_a_few_problems_and_says_there_are_more() -> None:
+    with pytest.raises(UnsafeName, match=r"\(and more\)$"):
         plan([f(f"../{i}") for i in range(10)], False, 8)
+    with pytest.raises(UnsafeName) as caught:
+        plan([f(f"../{i}") for i in range(5)], False, 8)
+    assert "more" not in str(caught.value)
 
 
 def test_tree_offer_round_trips_and_unknown_manifest_version_keeps_only_the_record_count() -> None:
@@ -240,3 +243,26 @@ def test_other_offers_round_trip(offer: messages.Offer) -> None:
 def test_impossible_offers_raise_remote_protocol_error(body: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         messages.decode_offer(body)
+
+
+def test_plan_gives_up_when_out_of_time() -> None:
+    from ferry.protocol.manifest import CHECK_EVERY, TooCostly
+
+    entries = [Entry(f"f{i}", False, 1, 0) for i in range(3 * CHECK_EVERY)]
+    asked: list[int] = []
+
+    def out_of_time() -> bool:
+        asked.append(1)
+        return len(asked) == 2
+
+    with pytest.raises(TooCostly):
+        plan(entries, False, 64, out_of_time)
+    assert len(asked) == 2
+    assert len(plan(entries, False, 64, lambda: False).paths) == len(entries)
+
+
+def test_plan_stops_at_the_first_problems_and_never_reduces_a_too_deep_path() -> None:
+    deep = "/".join(["a"] * 500)
+    entries = [Entry(f"{deep}{i}", False, 1, 0) for i in range(10_000)]
+    with pytest.raises(UnsafeName, match=r"deeper than 64 levels.*\(and more\)"):
+        plan(entries, False, 64)

@@ -239,6 +239,14 @@ def _log_budget(config: RelayConfig, plan: buffers.BufferPlan) -> None:
         receive // 1024,
         2 * plan.control // 1024,
     )
+    ceiling = buffers.memory_ceiling(config)
+    log.info(
+        "all transfers together hold at most %d MiB (%s): %d transfers of %d KiB",
+        ceiling >> 20,
+        "--max-memory" if config.max_memory else "a quarter of this machine's memory",
+        ceiling // config.transfer_budget,
+        config.transfer_budget // 1024,
+    )
     if receive < plan.sender_receive or send < plan.receiver_send:
         log.warning(
             "the kernel capped the data buffers below the plan (%d KiB granted of %d): "
@@ -246,7 +254,7 @@ def _log_budget(config: RelayConfig, plan: buffers.BufferPlan) -> None:
             "will be slower: raise both sysctls to at least %d (deploy/99-ferry-relay.conf)",
             min(receive, send) // 1024,
             max(plan.sender_receive, plan.receiver_send) // 1024,
-            plan.listen,
+            plan.sender_receive,
         )
 
 
@@ -269,11 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = address
     try:
         plan = buffers.plan(config)
-        listeners = open_listeners(address, plan.listen)
+        listeners = open_listeners(address)
         metrics_listeners: list[socket.socket] = []
         if metrics_address is not None:
             where = metrics_address
-            metrics_listeners = open_listeners(metrics_address, 64 * 1024)
+            metrics_listeners = open_listeners(metrics_address)
     except OSError as exc:
         return fail("relay", CannotListen(f"cannot listen on {where}: {exc.strerror or exc}"))
     if metrics_listeners:

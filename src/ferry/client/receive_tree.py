@@ -141,12 +141,21 @@ async def _check(
     entries: tuple[manifest.Entry, ...],
     staging: Staging,
 ) -> tuple[manifest.Plan, Placement]:
+    loop = asyncio.get_running_loop()
+    seconds = receiver.config.manifest_timeout
+    give_up = loop.time() + seconds
     try:
-        plan = manifest.plan(list(entries), staging.case_insensitive(), receiver.config.max_depth)
+        plan = manifest.plan(
+            list(entries), staging.case_insensitive(), receiver.config.max_depth,
+            out_of_time=lambda: loop.time() > give_up,
+        )  # fmt: skip
     except UnsafeName as exc:
         raise await receiver.refuse(
             wire, session, messages.REASON_BAD_NAME, exc.message, exc
         ) from None
+    except manifest.TooCostly:
+        text = f"the list of {len(entries)} entries took more than {seconds:g}s to check"
+        raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text) from None
     placement = place(receiver.directory, plan, receiver.overwrite, receiver.merge)
     if placement.conflicts:
         existing = placement.conflicts
@@ -161,7 +170,7 @@ async def _check(
             wire, session, messages.REASON_EXISTS, f"already there: {shown}",
             FileExists(f"already in {where}: {shown}{hint}"),
         )  # fmt: skip
-    await receiver.check_space(wire, session, offer.size)
+    await receiver.check_space(wire, session, offer.size, len(entries))
     return plan, placement
 
 

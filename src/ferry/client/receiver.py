@@ -325,13 +325,22 @@ class Receiver:
         assert self._wire is not None, "confirm() is only called during run()"
         return await self.output.confirm(summary, self._wire)
 
-    async def check_space(self, wire: Wire, session: ReceiverSession, size: int) -> None:
-        free = _free_bytes(self.directory)
-        if free is not None and size > free:
-            text = f"not enough space in {self.directory} ({free} bytes free, {size} needed)"
+    async def check_space(
+        self, wire: Wire, session: ReceiverSession, size: int, entries: int = 1
+    ) -> None:
+        """Refuse an offer the directory's filesystem cannot hold: its bytes plus a
+        block per entry (a directory takes one even when empty), and an inode per
+        entry where the filesystem counts them (room_for)."""
+        try:
+            stats = os.statvfs(self.directory)
+        except (OSError, AttributeError):
+            return
+        short = room_for(stats, size, entries)
+        if short is not None:
+            where = display_name(str(self.directory))
             raise await self.refuse(
-                wire, session, messages.REASON_LOCAL_ERROR, "not enough disk space",
-                LocalFileError(text),
+                wire, session, messages.REASON_LOCAL_ERROR, f"not enough disk space ({short})",
+                LocalFileError(f"not enough space in {where}: {short}"),
             )  # fmt: skip
 
     async def _accept_or_refuse(
@@ -447,12 +456,18 @@ def _notice(offered: str, stored: str) -> None:
         log.warning("%s", notice)
 
 
-def _free_bytes(directory: Path) -> int | None:
-    try:
-        stats = os.statvfs(directory)
-    except (OSError, AttributeError):
-        return None
-    return stats.f_bavail * stats.f_frsize
+def room_for(stats: os.statvfs_result, size: int, entries: int) -> str | None:
+    """What the filesystem lacks to store `entries` entries holding `size` bytes (None:
+    it has room). Counts a block per entry on top of the bytes, and an inode per
+    entry where the filesystem has a fixed number (f_files 0: it does not)."""
+    block = stats.f_frsize or 4096
+    free = stats.f_bavail * stats.f_frsize
+    needed = size + entries * block if size != messages.UNKNOWN_SIZE else entries * block
+    if needed > free:
+        return f"{free} bytes free, {needed} needed"
+    if stats.f_files and entries + 1 > stats.f_favail:  # +1: the staging directory
+        return f"{stats.f_favail} files or directories can still be created, {entries} offered"
+    return None
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -15,7 +15,13 @@ from typing import Any
 
 from ferry.address import Address
 from ferry.config import ClientConfig
-from ferry.errors import ConnectionLost, RelayRefused, RelayUnreachable, TimedOut
+from ferry.errors import (
+    ConnectionLost,
+    RelayRefused,
+    RelayUnreachable,
+    RemoteProtocolError,
+    TimedOut,
+)
 from ferry.protocol import rendezvous as rv
 
 log = logging.getLogger("ferry.client")
@@ -28,29 +34,28 @@ _REFUSAL_TEXT = {
     rv.REASON_BUSY: "relay busy, try again later",
     rv.REASON_VERSION: "the relay speaks another protocol version; update ferry",
     rv.REASON_TOO_MANY_ATTEMPTS: "too many attempts on nameplate {n}; ask for a new code",
-    rv.REASON_TIMEOUT: "timed out at the relay ({text})",
+    rv.REASON_TIMEOUT: "timed out at the relay",
     rv.REASON_SENDER_GONE: "the sender went away",
     rv.REASON_SHUTTING_DOWN: "the relay is shutting down, try again later",
     rv.REASON_RATE_LIMITED: "too many attempts from this address; wait a minute and try again",
     rv.REASON_TOO_MANY_CONNECTIONS: "relay busy: too many connections from this address, "
     "try again later",
-    rv.REASON_UNAVAILABLE: "the relay cannot take this request right now ({text}); "
-    "try again in a moment",
-    rv.REASON_BAD_REQUEST: "the relay rejected the request as malformed ({text})",
+    rv.REASON_UNAVAILABLE: "the relay cannot take this request right now; try again in a moment",
+    rv.REASON_BAD_REQUEST: "the relay rejected the request as malformed",
 }
 
 
 def refusal_error(message: rv.Refused, nameplate: int | None) -> RelayRefused:
-    """Our own sentence for a known reason. An unknown one is not shown: its text is
-    the relay's to choose ("update now: curl ... | sh"); -v logs the token, escaped."""
+    """Our own sentence for a refusal, never the relay's: its text (and an unknown
+    reason) is the relay's to choose ("update now: curl ... | sh"), so only -v logs
+    them, escaped."""
     from ferry.client.peer import shown  # only for refusals: off the path to the code
 
+    log.info("the relay refused: %s %s", shown(message.reason), shown(message.text))
     template = _REFUSAL_TEXT.get(message.reason)
     if template is None:
-        log.info("the relay's refusal reason: %s", shown(message.reason))
         return RelayRefused(message.reason, "relay refused (unknown reason)")
-    text = template.format(n=nameplate, text=shown(message.text or "no detail"))
-    return RelayRefused(message.reason, text)
+    return RelayRefused(message.reason, template.format(n=nameplate))
 
 
 class RelayLink:
@@ -112,7 +117,7 @@ class RelayLink:
     async def receive(self) -> rv.RelayMessage:
         """The next line from the relay; an ERROR line is returned, not raised."""
         loop = asyncio.get_running_loop()
-        while (line := self._lines.next_line()) is None:
+        while (line := self._next_line()) is None:
             try:
                 data = await loop.sock_recv(self.sock, rv.MAX_LINE)
             except OSError as exc:
@@ -121,6 +126,14 @@ class RelayLink:
                 raise ConnectionLost("the relay closed the connection")
             self._lines.receive_data(data)
         return rv.parse_relay_line(line)
+
+    def _next_line(self) -> bytes | None:
+        try:
+            return self._lines.next_line()
+        except rv.BadRequest:
+            raise RemoteProtocolError(
+                f"the relay sent a line longer than {rv.MAX_LINE} bytes (not a ferry relay)"
+            ) from None
 
     async def expect(
         self,

@@ -18,7 +18,8 @@ from ferry.address import Address
 from ferry.client.progress import Progress
 from ferry.client.relay_link import RelayLink
 from ferry.client.sources import Source
-from ferry.codes import Code, generate_code
+from ferry.client.tickets import TicketGate
+from ferry.codes import MAX_NAMEPLATE, Code, generate_code
 from ferry.config import ClientConfig
 from ferry.errors import (
     ConnectionLost,
@@ -57,6 +58,7 @@ class Sender:
         self.show_code = show_code
         self.failed_attempts = 0
         self._engaged = 0  # attempts paired with a receiver and not yet over
+        self._tickets = TicketGate()  # data connections the relay may make us open
 
     async def run(self) -> None:
         control, assigned = await self._register()
@@ -95,6 +97,12 @@ class Sender:
                 control.close()
                 raise
             assert isinstance(assigned, rv.NameplateAssigned)
+            if not 1 <= assigned.nameplate <= MAX_NAMEPLATE:
+                control.close()
+                raise RemoteProtocolError(
+                    f"the relay assigned nameplate {assigned.nameplate}, outside 1 to "
+                    f"{MAX_NAMEPLATE} (not a ferry relay)"
+                )
             return control, assigned
         raise AssertionError("unreachable")
 
@@ -155,11 +163,30 @@ class Sender:
             raise
         standby = isinstance(message, rv.StandbyTicket)
         assert isinstance(message, rv.StandbyTicket | rv.Incoming)
-        attempts.add(asyncio.create_task(self._attempt(control, code, message.ticket, standby)))
+        delay = self._tickets.admit(asyncio.get_running_loop().time())
+        if delay is None:
+            # Past what any honest relay sends (tickets.py): no socket for it.
+            log.info("the relay sent a ticket while %d data connections are open; ignored",
+                     self._tickets.open)  # fmt: skip
+        else:
+            attempt = self._attempt(control, code, message.ticket, standby, delay)
+            attempts.add(asyncio.create_task(attempt))
         return _listen(control, code)
 
-    async def _attempt(self, control: RelayLink, code: Code, ticket: str, standby: bool) -> bool:
-        """Serve one receiver; True when the file was delivered."""
+    async def _attempt(
+        self, control: RelayLink, code: Code, ticket: str, standby: bool, delay: float = 0.0
+    ) -> bool:
+        """Serve one receiver, after delay seconds; True when the file was delivered."""
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            return await self._serve_ticket(control, code, ticket, standby)
+        finally:
+            self._tickets.done()
+
+    async def _serve_ticket(
+        self, control: RelayLink, code: Code, ticket: str, standby: bool
+    ) -> bool:
         # Imported here, not at the top: the code line must not wait for the
         # crypto libraries to load (time-to-code).
         from ferry.client.wire import timeouts

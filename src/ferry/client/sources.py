@@ -197,8 +197,13 @@ class TreeSource:
     replayable = True
 
     def __init__(
-        self, tree: Tree, record_size: int, walk_again: Callable[[], Tree] | None = None
+        self,
+        tree: Tree,
+        record_size: int,
+        walk_again: Callable[[], Tree] | None = None,
+        max_manifest_bytes: int = ClientConfig.max_manifest_bytes,
     ) -> None:
+        self._max_manifest_bytes = max_manifest_bytes
         self.record_size = record_size
         self._walk_again = walk_again
         self._changed = False
@@ -211,6 +216,14 @@ class TreeSource:
         files, dirs = tree.files, len(tree.entries) - tree.files
         self.label = f"{files} file{'s' * (files != 1)}, {dirs} dir{'s' * (dirs != 1)}"
         self._records = manifest.encode_records(tree.entries)
+        size = sum(len(record) for record in self._records)
+        if size > self._max_manifest_bytes:
+            most = self._max_manifest_bytes / (1 << 20)
+            raise LocalFileError(
+                f"the list of {len(tree.entries)} files and directories takes "
+                f"{size / (1 << 20):.1f} MiB, more than a receiver takes ({most:g} MiB): "
+                "send fewer at once"
+            )
 
     def offer(self) -> messages.Offer:
         if self._changed and self._walk_again is not None:

@@ -29,7 +29,7 @@ here is pure.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -131,13 +131,31 @@ def _number(item: dict[str, Any], key: str, most: int, default: int) -> int:
     return value
 
 
-def plan(entries: list[Entry], case_insensitive: bool, max_depth: int) -> Plan:
+class TooCostly(Exception):
+    """plan() ran out of the time it was given (out_of_time() said so)."""
+
+
+CHECK_EVERY: Final = 1024
+"""Entries plan() handles between two calls of out_of_time()."""
+
+
+def plan(
+    entries: list[Entry],
+    case_insensitive: bool,
+    max_depth: int,
+    out_of_time: Callable[[], bool] | None = None,
+) -> Plan:
     """Safe relative paths for every entry, or UnsafeName listing what is wrong.
 
     Each component is reduced by safe_name exactly as a single file's name
     is; a component it refuses ("..", "", a name of dots) refuses the whole
     tree. Collisions are judged on the reduced names, case-folded when the
     receiving filesystem ignores case.
+
+    The cost is bounded whatever the sender wrote: a path deeper than
+    max_depth is refused before its components are reduced, the check stops
+    at the first few problems (the tree is refused anyway), and out_of_time()
+    is asked every CHECK_EVERY entries: True raises TooCostly.
     """
     problems: list[str] = []
     paths: list[tuple[str, ...]] = []
@@ -145,7 +163,15 @@ def plan(entries: list[Entry], case_insensitive: bool, max_depth: int) -> Plan:
     top_level: dict[str, None] = {}
     dirs: dict[str, tuple[str, ...]] = {}  # a listed directory's path -> its reduced parts
     spelled: dict[tuple[str, ...], tuple[str, ...]] = {}  # key -> the first entry's parts
-    for entry in entries:
+    for index, entry in enumerate(entries):
+        if index % CHECK_EVERY == CHECK_EVERY - 1 and out_of_time is not None and out_of_time():
+            raise TooCostly()
+        if len(problems) > _SHOWN_PROBLEMS:
+            break  # refused anyway: the rest need not be checked
+        if entry.path.count("/") >= max_depth:  # more components than max_depth
+            problems.append(f'"{_preview(entry.path)}" is deeper than {max_depth} levels')
+            paths.append(())
+            continue
         head, _, last = entry.path.rpartition("/")
         parent = dirs.get(head) if "/" in entry.path else ()
         if parent is None:  # not inside a listed directory: reduce every component
@@ -176,9 +202,8 @@ def plan(entries: list[Entry], case_insensitive: bool, max_depth: int) -> Plan:
             dirs.setdefault(entry.path, parts)
     if problems:
         shown = "; ".join(problems[:_SHOWN_PROBLEMS])
-        more = len(problems) - _SHOWN_PROBLEMS
-        raise UnsafeName(f"the sender offered a tree that cannot be stored safely: {shown}"
-                         + (f" (and {more} more)" if more > 0 else ""))  # fmt: skip
+        more = " (and more)" if len(problems) > _SHOWN_PROBLEMS else ""
+        raise UnsafeName(f"the sender offered a tree that cannot be stored safely: {shown}{more}")
     return Plan(paths, list(top_level), [entry.is_dir for entry in entries])
 
 

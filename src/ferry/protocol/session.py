@@ -746,7 +746,7 @@ class ReceiverSession(Session):
         password: bytes,
         timeouts: Timeouts,
         max_entries: int = 100_000,
-        max_manifest_bytes: int = 64 * 1024 * 1024,
+        max_manifest_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         # Room for two of the largest records: reads stay large, and a
         # partial record is moved at most once per buffer's worth.
@@ -908,8 +908,9 @@ class ReceiverSession(Session):
         assert offer is not None
         self._manifest_bytes += len(plain)
         if self._manifest_bytes > self.max_manifest_bytes:
+            most = self.max_manifest_bytes / (1 << 20)
             raise RemoteProtocolError(
-                f"the manifest is larger than {self.max_manifest_bytes} bytes"
+                f"the sender's list of files is larger than {most:g} MiB (refused unread)"
             )
         self.entries += manifest.decode_record(bytes(plain))
         self._manifest_records += 1

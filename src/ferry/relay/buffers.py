@@ -17,7 +17,7 @@ path. Data flows one way: sender -> relay -> receiver. Per transfer:
   acknowledged;
 - the reverse direction (confirmation, answer, ACK: a few hundred bytes)
   and every socket before pairing (handshakes, waiting senders) get small
-  buffers, so idle connections can never pin more than a few KiB each.
+  buffers, so idle connections never pin more than 32 KiB and a segment each.
 
 The worst case is a receiver that stops reading, or stops acknowledging,
 while the sender pushes: R's queue fills, the pump's pipe fills, the relay
@@ -43,15 +43,29 @@ lowered, so a receiver that stopped made the relay hold 6.8 MiB; on
 loopback the lowered buffer dropped data and cost retransmission
 timeouts. The budget is the contract, so the split stays fixed.
 
-The window-scale factor is fixed in the SYN exchange from the listening
-socket's receive buffer, before the relay knows what a connection is for,
-and it caps every window the connection can ever announce at 65535 <<
-scale. So the listening socket asks for LISTEN_FACTOR times S's buffer (a
-listener sized exactly to the buffer lands just under a power of two:
-1.9 MiB gets scale 4, so a 1 MiB window). Every accepted socket is shrunk
-to the control size at once, and only the data-direction buffers of a
-paired transfer are raised, when the pipe starts. Buffers are limits, not
-allocations: a socket with nothing queued costs nothing whatever its limit.
+The window-scale factor is fixed in the SYN exchange, before the relay
+knows what a connection is for, and it caps every window the connection
+can ever announce at 65535 << scale. Linux takes it from the listening
+socket's receive buffer only when that buffer was set (SO_RCVBUF locks it,
+and the scale follows the locked size); otherwise from the largest buffer
+the system allows (net.ipv4.tcp_rmem's maximum, 6 MiB by default: scale 7,
+windows up to 8 MiB, room for budgets up to ~16 MiB). So the listening
+socket sets no buffer at all: a connection not yet accepted keeps the
+kernel's small default (tcp_rmem's middle value, 128 KiB) whatever it
+sends, yet gets the large scale. (A listener asking for S's buffer, as
+before, made each connection that sent data from connect hold megabytes
+until the relay shrank it.) The server shrinks every accepted socket to
+the control size as it accepts it and refuses one that already sent more
+than a client may before pairing (config.MAX_EARLY_BYTES); only the
+data-direction buffers of a paired transfer are raised, when the pipe
+starts, and S's window clamp is raised with its buffer where the kernel
+does not do so by itself. Buffers are limits, not allocations: a socket
+with nothing queued costs nothing whatever its limit.
+
+Relay-wide, memory_ceiling() is what all transfers together may hold
+(RelayConfig.max_memory, by default a quarter of the machine's memory);
+the server refuses a new transfer `busy` before the sum of budgets would
+pass it.
 
 Linux caps unprivileged requests at net.core.rmem_max / wmem_max (208 KiB
 by default). The relay asks with SO_RCVBUFFORCE / SO_SNDBUFFORCE first,
@@ -62,6 +76,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -83,8 +98,8 @@ RECEIVER_SHARE: Final = 0.45
 Measured (bench/wan.py, 256 MiB at 50 ms per leg): 0.35 / 0.4 / 0.45 / 0.5 gave
 20.5 / 24.7 / 25.3 / 23.8 MB/s."""
 
-LISTEN_FACTOR: Final = 2
-"""Listening socket's buffer request, in S requests (window-scale headroom)."""
+CEILING_SHARE: Final = 4
+"""The default relay-wide ceiling is the machine's memory divided by this."""
 
 # Python's socket module does not export the FORCE options; their values are
 # Linux's (asm-generic/socket.h), and no other platform has them.
@@ -111,18 +126,14 @@ class BufferPlan:
     pump: int
     """Bytes per direction in the pump's pipe or copy buffer."""
 
-    @property
-    def listen(self) -> int:
-        """Request for the listening sockets (accepted sockets inherit it until shrunk)."""
-        return LISTEN_FACTOR * (self.sender_receive // 2)
-
     def worst_case(self) -> int:
         """Most one transfer holds: R and S full, pipes full, reverse queues, overshoot."""
         return _fixed(self.pump, self.control) + self.receiver_send + self.sender_receive
 
     def apply(self, sender: socket.socket, receiver: socket.socket) -> None:
         """Give a paired transfer's data direction its buffers (before PAIRED)."""
-        set_receive_buffer(sender, self.sender_receive // 2)
+        granted = set_receive_buffer(sender, self.sender_receive // 2)
+        _raise_window_clamp(sender, granted // 2)
         set_send_buffer(receiver, self.receiver_send // 2)
 
 
@@ -138,6 +149,48 @@ def plan(config: RelayConfig) -> BufferPlan:
         control=control,
         pump=config.pump_buffer,
     )
+
+
+def memory_ceiling(config: RelayConfig) -> int:
+    """Bytes all transfers together may hold: max_memory, or a quarter of the machine's
+    physical memory (max_active_transfers budgets where the system does not say)."""
+    if config.max_memory:
+        return config.max_memory
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        physical = 0
+    if physical <= 0:
+        return config.max_active_transfers * config.transfer_budget
+    return physical // CEILING_SHARE
+
+
+def queued(sock: socket.socket) -> int:
+    """Bytes waiting in a socket's receive queue (0 where the system cannot say)."""
+    try:
+        import fcntl  # Unix only, like the relay (cli/relay.py refuses Windows)
+        import termios
+
+        data = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (ImportError, OSError, AttributeError):
+        return 0
+    return int.from_bytes(data, sys.byteorder, signed=True)
+
+
+_WINDOW_CLAMP: Final = getattr(socket, "TCP_WINDOW_CLAMP", None)
+
+
+def _raise_window_clamp(sock: socket.socket, window: int) -> None:
+    """Let the window grow to `window` bytes. Linux 6 raises the clamp with SO_RCVBUF;
+    older kernels keep the one fixed when the connection opened with the default
+    buffer (about 64 KiB), which would cap the sender's window there."""
+    if _WINDOW_CLAMP is None:
+        return
+    try:
+        if sock.getsockopt(socket.IPPROTO_TCP, _WINDOW_CLAMP) < window:
+            sock.setsockopt(socket.IPPROTO_TCP, _WINDOW_CLAMP, window)
+    except OSError:
+        pass
 
 
 def _fixed(pump: int, control: int) -> int:

@@ -39,11 +39,19 @@ class Connection:
     """Sender control: set while no transfer of its nameplate runs."""
     from_node: str = ""
     """Set when another cluster node forwarded this connection (forward.py): its id."""
+    client_key: str = ""
+    """A forwarded connection's client, as the per-address limits' key: that node
+    holds its per-address slot (key is "" here), but the pool shares count it."""
     lines: rv.LineBuffer = field(init=False)
 
     def __post_init__(self) -> None:
         self.lines = rv.LineBuffer(self.max_line)
         self.between_transfers.set()
+
+    @property
+    def share_key(self) -> str:
+        """The key whose network the pool shares count (limits.network_key of it)."""
+        return self.client_key if self.from_node else self.key
 
     @property
     def role(self) -> Role:

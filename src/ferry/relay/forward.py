@@ -29,9 +29,13 @@ Rules this module owns:
 - the forwarding node spends the same per-transfer budget as a pipe: the
   data direction's socket buffers from buffers.plan and one pump buffer per
   direction, so every node a transfer crosses holds at most the budget;
-- the client's look-up budget is spent on the node it reached (server.py),
-  the owner does not charge it again (the internal connection has no
-  per-address key there).
+- the client's look-up budget and per-address connection slot are spent on
+  the node it reached (server.py), the owner does not charge them again (the
+  internal connection has no per-address key there);
+- the pools' per-network shares hold on both nodes: the forwarding node
+  counts a forwarded receiver in its transfer shares, and the owner counts
+  it under the client address AUTH carries (Connection.client_key), so a
+  network gets the same share whichever node it lands on.
 
 PROXY protocol v2 from the balancer (another change) will give the
 forwarding node the client's real address; it is what AUTH carries on.
@@ -133,6 +137,13 @@ def printable_peer(peer: str) -> str:
     return peer if _PEER.fullmatch(peer) else "unknown"
 
 
+def peer_host(peer: str) -> str:
+    """The host of an address AUTH carried ("[v6]:port" or "v4:port")."""
+    if peer.startswith("["):
+        return peer[1:].split("]", 1)[0]
+    return peer.rsplit(":", 1)[0] if peer.count(":") == 1 else peer
+
+
 # -- the links between nodes -------------------------------------------------
 
 
@@ -184,8 +195,11 @@ class NodeLinks:
 
     # -- incoming: the owner's side ------------------------------------------
 
-    async def accept(self, conn: Connection, hello: bytes, read_line: ReadLine) -> bytes:
-        """Authenticate a node's connection; return the client's first line it carries.
+    async def accept(
+        self, conn: Connection, hello: bytes, read_line: ReadLine
+    ) -> tuple[str, bytes]:
+        """Authenticate a node's connection; return the client's address AUTH vouched
+        for and the client's first line it carries.
 
         conn.peer becomes the client's address. Raises Refusal (unauthorized,
         timeout) or Closed.
@@ -210,7 +224,7 @@ class NodeLinks:
         first = await read_line(conn)
         if first is None:
             raise Refusal(rv.REASON_TIMEOUT, "handshake timed out")
-        return first
+        return peer, first
 
     # -- outgoing: the forwarding node's side ------------------------------
 

@@ -15,17 +15,15 @@ from collections.abc import Sequence
 
 from ferry.address import Address
 from ferry.config import LISTEN_BACKLOG, PORT_ZERO_TRIES
-from ferry.relay import buffers
 
 
-def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> socket.socket:
+def _listener(family: int, sockaddr: tuple[object, ...]) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # The receive buffer in place at the SYN fixes the window-scale factor
-        # for the connection's life: size it for the largest window we will
-        # ever allow (relay/buffers.py); the server shrinks each accepted socket.
-        buffers.set_both(sock, buffer_size)
+        # No buffer sizes here: a connection not yet accepted keeps the kernel's
+        # small default, and its window scale comes from the system's maximum,
+        # room for the largest window a transfer gets (relay/buffers.py).
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
@@ -36,7 +34,7 @@ def _listener(family: int, sockaddr: tuple[object, ...], buffer_size: int) -> so
     return sock
 
 
-def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
+def open_listeners(address: Address) -> list[socket.socket]:
     """Bind and listen; raises OSError if nothing could be bound.
 
     Port 0 means one free port on every family: the first socket picks it
@@ -56,7 +54,7 @@ def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
         ]
     targets = list(dict.fromkeys(targets))
     for _ in range(PORT_ZERO_TRIES if address.port == 0 else 1):
-        listeners, errors = _bind_all(targets, address.port == 0, buffer_size)
+        listeners, errors = _bind_all(targets, address.port == 0)
         if address.port == 0 and listeners and any(e.errno == errno.EADDRINUSE for e in errors):
             for sock in listeners:
                 sock.close()
@@ -68,7 +66,7 @@ def open_listeners(address: Address, buffer_size: int) -> list[socket.socket]:
 
 
 def _bind_all(
-    targets: Sequence[tuple[int, tuple[object, ...]]], port_zero: bool, buffer_size: int
+    targets: Sequence[tuple[int, tuple[object, ...]]], port_zero: bool
 ) -> tuple[list[socket.socket], list[OSError]]:
     listeners: list[socket.socket] = []
     errors: list[OSError] = []
@@ -76,7 +74,7 @@ def _bind_all(
         if port_zero and listeners:
             sockaddr = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])
         try:
-            listeners.append(_listener(family, sockaddr, buffer_size))
+            listeners.append(_listener(family, sockaddr))
         except OSError as exc:
             errors.append(exc)
     return listeners, errors

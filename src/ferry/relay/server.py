@@ -47,7 +47,13 @@ import socket
 from collections.abc import Callable
 from typing import Any, Final
 
-from ferry.config import MAX_PARKED_BYTES, OPENING_BYTES, SENDER_GRACE, RelayConfig
+from ferry.config import (
+    MAX_EARLY_BYTES,
+    MAX_PARKED_BYTES,
+    OPENING_BYTES,
+    SENDER_GRACE,
+    RelayConfig,
+)
 from ferry.errors import Closed, Refusal
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
@@ -91,6 +97,7 @@ class Relay:
         self.links = links
         self.metrics = metrics or Metrics()
         self.buffers = buffers.plan(config)
+        self.memory_ceiling = buffers.memory_ceiling(config)
         self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
         self.gate = Gate(config, self.metrics, self._fds_held)
         self.lookups = LookupLimiter(config.lookups_per_minute, config.max_tracked_addresses)
@@ -180,6 +187,10 @@ class Relay:
         return self.open_connections + pipes + forwarded
 
     def _admit(self, sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
+        # Accepted with the kernel's default buffers (listen.py): nothing but short
+        # lines moves until pairing, so hold them to the control size from now on.
+        with contextlib.suppress(OSError):
+            buffers.set_both(sock, self.buffers.control // 2)
         session = Session(self.config, self.clock())
         conn = Connection(
             sock, peer, key, session, max_line=self.config.max_hello_bytes, proxied=proxied
@@ -208,9 +219,6 @@ class Relay:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            # Inherited from the listener at window-scale size; nothing but
-            # short lines moves until pairing, so hold that to a few KiB.
-            buffers.set_both(sock, self.buffers.control // 2)
         text = ""
         try:
             ending = await self._dispatch(conn)
@@ -265,6 +273,10 @@ class Relay:
     async def _dispatch(self, conn: Connection) -> Ending:
         if self._draining:
             raise Refusal(rv.REASON_SHUTTING_DOWN, "relay shutting down")
+        if buffers.queued(conn.sock) > MAX_EARLY_BYTES:
+            # More than any client sends before pairing: whatever it is, it must
+            # not sit in the relay's memory (buffers.py).
+            raise Refusal(rv.REASON_BAD_REQUEST, "too many bytes before pairing")
         if self.handshaking >= self.config.max_handshakes:
             raise Refusal(rv.REASON_BUSY, "relay busy, try later")
         self.handshaking += 1
@@ -395,7 +407,8 @@ class Relay:
         busy = self.active + self.table.count(State.CLAIMED)
         if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
-        network = network_key(conn.key)
+        self._check_memory()
+        network = network_key(conn.share_key)
         if not self.transfer_shares.may_take(network, busy):
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
         entry = self.table.claim(nameplate, conn, now)
@@ -597,6 +610,13 @@ class Relay:
                     raise
                 use_splice = False  # no descriptors for kernel pipes: copy instead
 
+    def _check_memory(self) -> None:
+        """Refuse a new transfer (or forwarded pipe) whose budget would pass the ceiling."""
+        pipes = self.links.pipes if self.links is not None else 0
+        held = self.active + self.table.count(State.CLAIMED) + pipes
+        if (held + 1) * self.config.transfer_budget > self.memory_ceiling:
+            raise Refusal(rv.REASON_BUSY, "relay busy: memory for transfers in use, try later")
+
     # -- cluster -------------------------------------------------------------
 
     async def _accept_node(self, conn: Connection, hello: bytes) -> bytes:
@@ -604,12 +624,14 @@ class Relay:
 
         The per-address limits were the client's on the node it reached: the
         internal connection holds no slot of the forwarding node's address here.
+        The pool shares count the client's address, as for a direct client.
         """
         assert self.links is not None
-        line = await self.links.accept(conn, hello, self._next_line)
+        peer, line = await self.links.accept(conn, hello, self._next_line)
         if conn.key:
             self.gate.per_address.close(conn.key)
             conn.key = ""
+        conn.client_key = self.gate.key_for(forward.peer_host(peer))
         return line
 
     async def _forward(self, conn: Connection, line: bytes, nameplate: int) -> Ending:
@@ -620,6 +642,19 @@ class Relay:
             wait = max(1, round(self.lookups.retry_after(conn.key, now)))
             text = f"too many look-ups from your address, retry in {wait}s"
             raise Refusal(rv.REASON_RATE_LIMITED, text)
-        if self.active + self.links.pipes >= self.config.max_active_transfers:
+        busy = self.active + self.links.pipes
+        if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
-        return await self.links.forward(conn, line, nameplate)
+        self._check_memory()
+        if conn.role is not Role.RECEIVER:
+            return await self.links.forward(conn, line, nameplate)
+        # A forwarded receiver is a transfer here too: its network's share holds
+        # on this node as on the owner (which counts it by the address AUTH carries).
+        network = network_key(conn.key)
+        if not self.transfer_shares.may_take(network, busy + self.table.count(State.CLAIMED)):
+            raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
+        self.transfer_shares.take(network)
+        try:
+            return await self.links.forward(conn, line, nameplate)
+        finally:
+            self.transfer_shares.give_back(network)

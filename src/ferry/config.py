@@ -82,9 +82,11 @@ class RelayConfig:
     idle_timeout: float = 600.0
     """Seconds an active pipe may move no byte in either direction."""
 
-    max_claims_per_nameplate: int = 20
-    """Receivers that may claim one nameplate over its lifetime, in attempts. Each
-    claim can be one code guess, so this caps the failed attempts per nameplate."""
+    max_claims_per_nameplate: int = 32
+    """Receivers that may claim one nameplate over its lifetime and reach the key
+    exchange, in attempts. Each can be one code guess, so this caps the guesses per
+    nameplate whatever the sender does; above a ferry sender's own budgets (20 wrong
+    codes, 3 refusals), so that the sender, which can say why, is the one to stop."""
 
     max_connections_per_address: int = 200
     """Connections allowed at once from one source address (IPv6: one /64 network)."""
@@ -254,7 +256,14 @@ class ClientConfig:
     """Seconds the sender waits for the receiver to store the file (fsync) and acknowledge."""
 
     max_failed_attempts: int = 3
-    """Wrong codes a sender tolerates before it gives up."""
+    """Refusals (a receiver with the right code refused the offer, or left before
+    answering) a sender takes before it gives up (--attempts, FERRY_ATTEMPTS)."""
+
+    max_wrong_codes: int = 20
+    """Wrong codes (receivers that made a guess at the code, and failed) a sender takes
+    before it gives up (--wrong-codes, FERRY_WRONG_CODES). An attacker who knows only
+    the nameplate gets in with odds of at most max_wrong_codes / 2**27 (20: about 1 in
+    6.7 million); claims that made no guess are not counted (client/sender.py)."""
 
     record_size: int = 128 * KIB
     """Plaintext bytes per DATA record (env FERRY_RECORD_SIZE for send). Chosen by

@@ -5,7 +5,8 @@ value is the same kind of one-line usage error ("FERRY_WAIT: must be a
 positive number of seconds, not 'xyz'"). Standard library only: the relay
 reads its FERRY_RELAY_<SETTING> variables through here too.
 
-    client      FERRY_WAIT, FERRY_ATTEMPTS, FERRY_RECORD_SIZE, FERRY_CODE, FERRY_DEBUG
+    client      FERRY_WAIT, FERRY_ATTEMPTS, FERRY_WRONG_CODES, FERRY_RECORD_SIZE,
+                FERRY_CODE, FERRY_DEBUG
     relay       FERRY_RELAY_<SETTING> for every RelayConfig field, and
                 FERRY_RELAY_LOG_FORMAT, FERRY_RELAY_METRICS, FERRY_RELAY_READY_FILE
     shims       FERRY_PYTHON, FERRY_SETUP_TIMEOUT (read by the shell shims and

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.procs import clients, figure, one_line_error, receive, relay_process, send
-from tests.relay.harness import RawClient
+from tests.relay.harness import RawClient, claim
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -109,7 +109,7 @@ async def test_waiting_sender_flood_is_refused_past_the_limit_within_memory_budg
         # ...and the relay keeps serving the senders it holds
         control, answer = assigned[-1]
         receiver = await RawClient.connect(relay.port)
-        await receiver.send(f"FERRY 1 RECV {answer.split()[1]}\n")
+        await receiver.send(claim(answer.split()[1]))
         assert (await control.line()).startswith("INCOMING ")
         receiver.close()
         for client, _ in senders[:20]:
@@ -155,7 +155,7 @@ async def test_guessing_storm_is_throttled_and_the_honest_receiver_succeeds(
                 for i in range(rounds):
                     target = nameplate if i % 2 == 0 else 1000 + i
                     client = await RawClient.connect(relay.port, address)
-                    await client.send(f"FERRY 1 RECV {target}\n")
+                    await client.send(claim(target))
                     answers.append(await client.line(timeout=10))
                     client.close()  # a paired guesser leaves: it cannot know the words
                 return answers

@@ -29,7 +29,7 @@ from tests.faults.procs import (
     sparse_file,
     wait_for,
 )
-from tests.relay.harness import RawClient, pair, register_sender
+from tests.relay.harness import RawClient, claim, pair, register_sender
 from tests.sockmem import server_sockets
 
 pytestmark = pytest.mark.timeout(90)
@@ -59,7 +59,7 @@ async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
     with relay_process(tmp_path, "--idle-timeout", str(idle)) as relay:
         control, nameplate = await register_sender(relay.port)
         receiver = await _connect_small(relay.port)
-        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        await receiver.send(claim(nameplate))
         ticket = (await control.line()).split()[1]
         data = await _connect_small(relay.port)
         await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
@@ -139,14 +139,14 @@ async def test_peer_vanishing_ends_only_its_pairing(shared_relay, phase: str, ho
         gone.append(control)
         await wait_for(lambda: relay.metrics()["connections_open"] == 0, 10, "sender dropped")
         late = await RawClient.connect(port)
-        await late.send(f"FERRY 1 RECV {nameplate}\n")
+        await late.send(claim(nameplate))
         answer = await late.line()
         assert answer.startswith("ERROR unknown-nameplate"), answer
         late.close()
     elif phase == "pairing":
         control, nameplate = await register_sender(port)
         receiver = await RawClient.connect(port)
-        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        await receiver.send(claim(nameplate))
         ticket = (await control.line()).split()[1]
         _vanish(receiver, how)
         gone.append(receiver)

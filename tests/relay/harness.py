@@ -15,10 +15,20 @@ from dataclasses import dataclass
 
 from ferry.address import Address
 from ferry.config import RelayConfig
+from ferry.protocol.records import Header, RecordType
 from ferry.relay.listen import open_listeners
 from ferry.relay.server import Relay
 
 TIMEOUT = 5.0
+
+PAKE_RECORD = Header(33, RecordType.PAKE, 0).encode() + b"\x02" + b"k" * 32
+"""What ./receive sends right behind its RECV line: a PAKE record (this one's body is
+the right size, not a valid point). The relay pairs a claim only once it is whole."""
+
+
+def claim(nameplate: int | str) -> bytes:
+    """A receiver's claim as ./receive sends it: the RECV line and its PAKE record."""
+    return f"FERRY 1 RECV {nameplate}\n".encode() + PAKE_RECORD
 
 
 @dataclass
@@ -87,6 +97,19 @@ class RawClient:
         del self.buffer[: end + 1]
         return text
 
+    async def exactly(self, size: int, timeout: float = TIMEOUT) -> bytes:
+        """The next `size` bytes (fewer only if the relay closed first)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while len(self.buffer) < size:
+                data = await loop.sock_recv(self.sock, 65536)
+                if not data:
+                    break
+                self.buffer += data
+        head = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return head
+
     async def read_until_closed(self, timeout: float = TIMEOUT) -> bytes:
         loop = asyncio.get_running_loop()
         data = bytes(self.buffer)
@@ -127,13 +150,15 @@ async def pair(port: int, source: str = "127.0.0.1") -> tuple[RawClient, RawClie
     """A sender (control, data) and a receiver joined into a pipe: (control, data, receiver, n)."""
     control, nameplate = await register_sender(port, source)
     receiver = await RawClient.connect(port, source)
-    await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+    await receiver.send(claim(nameplate))
     incoming = await control.line()
     assert incoming.startswith("INCOMING "), incoming
     data = await RawClient.connect(port, source)
     await data.send(f"FERRY 1 JOIN {nameplate} {incoming.split()[1]}\n")
     assert await data.line() == "PAIRED"
     assert await receiver.line() == "PAIRED"
+    # The receiver's PAKE record, which its claim carried: the pipe starts clean.
+    assert await data.exactly(len(PAKE_RECORD)) == PAKE_RECORD
     return control, data, receiver, nameplate
 
 

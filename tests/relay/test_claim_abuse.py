@@ -15,7 +15,7 @@ from ferry.protocol import rendezvous as rv
 from ferry.relay.table import State
 
 from .conditions import until
-from .harness import RawClient, close_all, pair, running_relay
+from .harness import RawClient, claim, close_all, pair, running_relay
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,7 +34,7 @@ async def test_sender_leaving_during_the_opening_ends_the_pipe_and_the_nameplate
         assert await receiver.read_until_closed() == b""  # the relay hung up on it too
         await until(lambda: r.relay.table.count(State.WAITING) == 1, "the nameplate to wait")
         honest = await RawClient.connect(r.port)
-        await honest.send(f"FERRY 1 RECV {nameplate}\n")
+        await honest.send(claim(nameplate))
         assert (await control.line()).startswith("INCOMING ")
         close_all(control, receiver, honest)
 
@@ -54,7 +54,7 @@ async def test_a_receiver_arriving_while_a_claim_is_opening_is_told_to_retry() -
     async with running_relay() as r:
         control, data, receiver, nameplate = await pair(r.port)
         second = await RawClient.connect(r.port)
-        await second.send(f"FERRY 1 RECV {nameplate}\n")
+        await second.send(claim(nameplate))
         assert reason(await second.line()) == rv.REASON_RETRY
         close_all(control, data, receiver, second)
 
@@ -65,7 +65,7 @@ async def test_a_receiver_arriving_during_the_data_phase_is_told_the_code_is_in_
         await data.send(b"x" * OPENING_BYTES + b"\n")
         assert len(await receiver.line()) == OPENING_BYTES
         second = await RawClient.connect(r.port)
-        await second.send(f"FERRY 1 RECV {nameplate}\n")
+        await second.send(claim(nameplate))
         assert reason(await second.line()) == rv.REASON_CLAIMED
         close_all(control, data, receiver, second)
 

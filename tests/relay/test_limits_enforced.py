@@ -19,7 +19,7 @@ from ferry.relay.session import Session
 from ferry.relay.table import State
 from tests.relay.clock import ClockLoop, run_on_clock, turns
 from tests.relay.conditions import logged, until
-from tests.relay.harness import RawClient, close_all, pair, register_sender, running_relay
+from tests.relay.harness import RawClient, claim, close_all, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -170,7 +170,7 @@ def test_receiver_whose_sender_never_joins_is_refused_at_join_timeout() -> None:
         async with running_relay(join_timeout=15) as r:
             control, nameplate = await register_sender(r.port)
             receiver = await RawClient.connect(r.port)
-            await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+            await receiver.send(claim(nameplate))
             assert (await control.line()).startswith("INCOMING ")
             loop.advance(14.9)
             await turns()
@@ -188,7 +188,7 @@ async def test_receiver_past_max_active_transfers_is_refused_busy() -> None:
         first = await pair(r.port)
         control, nameplate = await register_sender(r.port)
         receiver = await RawClient.connect(r.port)
-        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        await receiver.send(claim(nameplate))
         assert reason(await receiver.line()) == rv.REASON_BUSY
         close_all(*first[:3], control, receiver)
 
@@ -231,12 +231,12 @@ async def test_lookups_past_budget_are_rate_limited_per_address() -> None:
         answers = []
         for _ in range(5):
             guesser = await RawClient.connect(r.port, "127.0.0.2")
-            await guesser.send("FERRY 1 RECV 4242\n")
+            await guesser.send(claim(4242))
             answers.append(reason(await guesser.line()))
             guesser.close()
         assert answers == [rv.REASON_UNKNOWN_NAMEPLATE] * 3 + [rv.REASON_RATE_LIMITED] * 2
         honest = await RawClient.connect(r.port, "127.0.0.3")
-        await honest.send("FERRY 1 RECV 4242\n")
+        await honest.send(claim(4242))
         assert reason(await honest.line()) == rv.REASON_UNKNOWN_NAMEPLATE
         honest.close()
 
@@ -249,7 +249,7 @@ async def test_loopback_clients_by_default_are_exempt_from_per_address_limits() 
         answers = []
         for _ in range(3):
             receiver = await RawClient.connect(r.port)
-            await receiver.send("FERRY 1 RECV 4242\n")
+            await receiver.send(claim(4242))
             answers.append(reason(await receiver.line()))
             receiver.close()
         assert answers == [rv.REASON_UNKNOWN_NAMEPLATE] * 3
@@ -261,7 +261,7 @@ async def test_rate_limited_refusal_says_when_to_retry() -> None:
         lines = []
         for _ in range(2):
             guesser = await RawClient.connect(r.port)
-            await guesser.send("FERRY 1 RECV 1\n")
+            await guesser.send(claim(1))
             lines.append(await guesser.line())
             guesser.close()
         assert [reason(line) for line in lines] == [
@@ -276,7 +276,7 @@ async def test_claims_past_max_claims_per_nameplate_are_refused_too_many_attempt
         control, nameplate = await register_sender(r.port)
         for _ in range(2):
             receiver = await RawClient.connect(r.port)
-            await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+            await receiver.send(claim(nameplate))
             ticket = (await control.line()).split()[1]
             data = await RawClient.connect(r.port)
             await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
@@ -288,7 +288,7 @@ async def test_claims_past_max_claims_per_nameplate_are_refused_too_many_attempt
             close_all(receiver, data)
             await until(lambda: r.relay.table.count(State.WAITING) == 1, "the claim to end")
         late = await RawClient.connect(r.port)
-        await late.send(f"FERRY 1 RECV {nameplate}\n")
+        await late.send(claim(nameplate))
         assert reason(await late.line()) == rv.REASON_TOO_MANY_ATTEMPTS
         close_all(control, late)
 
@@ -301,7 +301,7 @@ async def test_claims_that_never_reach_the_key_exchange_do_not_use_up_the_namepl
         control, nameplate = await register_sender(r.port)
         for i in range(6):
             receiver = await RawClient.connect(r.port)
-            await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+            await receiver.send(claim(nameplate))
             ticket = (await control.line()).split()[1]
             if i % 3 == 0:
                 receiver.close()  # before the sender joins
@@ -321,7 +321,7 @@ async def test_claims_that_never_reach_the_key_exchange_do_not_use_up_the_namepl
             close_all(receiver)
             await until(lambda: r.relay.table.count(State.WAITING) == 1, "the claim to end")
         honest = await RawClient.connect(r.port)
-        await honest.send(f"FERRY 1 RECV {nameplate}\n")
+        await honest.send(claim(nameplate))
         assert (await control.line()).startswith("INCOMING ")
         close_all(control, honest)
 
@@ -330,12 +330,12 @@ async def test_receiver_leaving_before_join_frees_the_nameplate_at_once() -> Non
     async with running_relay(join_timeout=30) as r:
         control, nameplate = await register_sender(r.port)
         first = await RawClient.connect(r.port)
-        await first.send(f"FERRY 1 RECV {nameplate}\n")
+        await first.send(claim(nameplate))
         assert (await control.line()).startswith("INCOMING ")
         first.reset()
         await until(lambda: r.relay.table.count(State.CLAIMED) == 0, "the claim to end")
         second = await RawClient.connect(r.port)
-        await second.send(f"FERRY 1 RECV {nameplate}\n")
+        await second.send(claim(nameplate))
         assert (await control.line()).startswith("INCOMING ")  # not "claimed"
         close_all(control, second)
 

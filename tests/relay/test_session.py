@@ -95,7 +95,9 @@ def test_deadline_of_each_role_after_its_first_line() -> None:
     assert sender(T0 + 2).deadline() == T0 + 2 + 30.0  # the first ping
     receiver = new_session()
     receiver.request_received(b"FERRY 1 RECV 3\n", T0 + 2)
-    assert receiver.deadline() == T0 + 2 + 15.0  # the join
+    assert receiver.deadline() == T0 + 2 + 10.0  # its PAKE record, by the handshake timeout
+    receiver.claim_record_arrived(T0 + 3)
+    assert receiver.deadline() == T0 + 3 + 15.0  # the join
     data = new_session()
     data.request_received(f"FERRY 1 JOIN 3 {TICKET}\n".encode(), T0 + 2)
     assert data.deadline() is None
@@ -199,10 +201,19 @@ def test_drain_cuts_a_running_transfer_and_refuses_the_rest() -> None:
 def test_receiver_whose_sender_never_joins_is_refused_at_join_timeout() -> None:
     session = new_session()
     session.request_received(b"FERRY 1 RECV 3\n", T0)
+    session.claim_record_arrived(T0)
     session.claimed(1)
     assert session.deadline() == T0 + 15.0
     reason, text = refusal_of(lambda: session.timer_expired(T0 + 15.0))
     assert (reason, text) == (rv.REASON_TIMEOUT, "the sender did not answer in time")
+
+
+def test_a_claim_whose_pake_record_does_not_come_is_refused_at_the_handshake_timeout() -> None:
+    session = new_session()
+    session.request_received(b"FERRY 1 RECV 3\n", T0)
+    assert session.deadline() == T0 + 10.0
+    reason, text = refusal_of(lambda: session.timer_expired(T0 + 10.0))
+    assert (reason, text) == (rv.REASON_TIMEOUT, "no key exchange message followed the claim")
 
 
 def test_piping_receiver_has_no_deadline_and_ends_as_its_pipe() -> None:

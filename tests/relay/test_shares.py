@@ -14,7 +14,7 @@ from ferry.relay.limits import PoolShares, network_key
 from ferry.relay.table import State
 
 from .conditions import until
-from .harness import RawClient, close_all, register_sender, running_relay
+from .harness import RawClient, claim, close_all, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,14 +102,14 @@ async def test_a_claim_flood_from_two_addresses_leaves_room_for_a_newcomer() -> 
         claims = []
         for source, (_, nameplate) in zip(FLOODERS[:2] * 5, senders[:9], strict=False):
             receiver = await RawClient.connect(r.port, source)
-            await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+            await receiver.send(claim(nameplate))
             claims.append(receiver)
         # 2 (a quarter) freely, then 2 per address: the rest were refused busy.
         await until(lambda: r.relay.table.count(State.CLAIMED) <= 4, "the claims settled")
         lines = [await receiver.line() for receiver in claims[4:]]
         assert all(line.startswith(f"ERROR {rv.REASON_BUSY}") for line in lines), lines
         honest = await RawClient.connect(r.port, HONEST)
-        await honest.send(f"FERRY 1 RECV {senders[9][1]}\n")
+        await honest.send(claim(senders[9][1]))
         control = senders[9][0]
         assert (await control.line()).startswith("INCOMING ")
         close_all(honest, *claims, *(control for control, _ in senders))

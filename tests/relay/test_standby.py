@@ -11,7 +11,7 @@ import pytest
 
 from ferry.relay.server import Relay
 from tests.relay.conditions import until
-from tests.relay.harness import RawClient, close_all, running_relay
+from tests.relay.harness import PAKE_RECORD, RawClient, claim, close_all, running_relay
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -54,7 +54,7 @@ async def test_parked_data_connection_is_paired_the_moment_a_receiver_claims() -
         data = await _park(relay.port, nameplate, ticket)
         assert await _nothing_to_read(data)  # parked: no answer until a receiver comes
         receiver = await RawClient.connect(relay.port)
-        await receiver.send(f"FERRY 1 RECV {nameplate}\n".encode() + b"from-receiver")
+        await receiver.send(claim(nameplate) + b"from-receiver")
         assert await receiver.line() == "PAIRED"
         assert await data.line() == "PAIRED"
         # The sender's early flight reaches the receiver first, and the pipe works.
@@ -62,7 +62,7 @@ async def test_parked_data_connection_is_paired_the_moment_a_receiver_claims() -
         data.half_close()
         receiver.half_close()
         assert await receiver.read_until_closed() == FLIGHT + b"|more"
-        assert await data.read_until_closed() == b"from-receiver"
+        assert await data.read_until_closed() == PAKE_RECORD + b"from-receiver"
         # No INCOMING (the ticket came ahead); the attempt over, the next ticket.
         assert (await control.line()).startswith("TICKET ")
         close_all(control, data, receiver)
@@ -73,7 +73,7 @@ async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused(
         control, nameplate, ticket = await _standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
         receiver = await RawClient.connect(relay.port)
-        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        await receiver.send(claim(nameplate))
         assert await receiver.line() == "PAIRED"
         receiver.close()  # say, a wrong code: that attempt ends
         await data.read_until_closed()
@@ -83,7 +83,7 @@ async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused(
         assert (await stale.line()).startswith("ERROR bad-request")
         again = await _park(relay.port, nameplate, fresh.split()[1])
         second = await RawClient.connect(relay.port)
-        await second.send(f"FERRY 1 RECV {nameplate}\n")
+        await second.send(claim(nameplate))
         assert await second.line() == "PAIRED"
         assert await again.line() == "PAIRED"
         close_all(control, data, stale, again, second)
@@ -97,7 +97,7 @@ async def test_lost_parked_connection_is_unparked_and_its_ticket_still_joins() -
         lost.reset()
         await _parked(relay.relay, nameplate, parked=False)
         receiver = await RawClient.connect(relay.port)
-        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        await receiver.send(claim(nameplate))
         assert await _nothing_to_read(receiver)  # waits for the sender's data connection
         # ...which the relay asks for, as from any sender, with the standby ticket.
         assert await control.line() == f"INCOMING {ticket}"
@@ -135,7 +135,7 @@ async def test_same_ticket_again_replaces_the_parked_connection_and_closes_the_o
         fresh = await _park(relay.port, nameplate, ticket)  # the sender reconnected
         assert await stale.read_until_closed() == b""
         receiver = await RawClient.connect(relay.port)
-        await receiver.send(f"FERRY 1 RECV {nameplate}\n")
+        await receiver.send(claim(nameplate))
         assert await receiver.line() == "PAIRED"
         assert await fresh.line() == "PAIRED"
         close_all(control, stale, fresh, receiver)

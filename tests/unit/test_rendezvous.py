@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from ferry.config import MAX_HELLO_BYTES
 from ferry.errors import RemoteProtocolError
 from ferry.protocol import rendezvous as rv
+from ferry.protocol.records import FLAG_FINAL, MAX_HANDSHAKE_LENGTH, Header, RecordType
 from ferry.protocol.rendezvous import (
     MAX_LINE,
     TICKET_HEX_LEN,
@@ -445,3 +446,51 @@ def test_line_buffer_lines_then_parse_any_bytes_only_raise_remote_protocol_error
                     pass
     except BadRequest:
         pass
+
+
+# -- the PAKE record behind a claim ---------------------------------------------------------
+
+_PAKE = Header(33, RecordType.PAKE, 0).encode() + bytes(33)
+
+
+def test_claim_record_missing_counts_down_to_zero_whole_and_bytewise() -> None:
+    assert rv.claim_record_missing(b"") == 6
+    assert rv.claim_record_missing(_PAKE[:4]) == 2
+    assert rv.claim_record_missing(_PAKE[:6]) == 33
+    assert rv.claim_record_missing(_PAKE[:20]) == 19
+    assert rv.claim_record_missing(_PAKE) == 0
+    early = b""
+    for byte in _PAKE[:-1]:
+        early += bytes([byte])
+        whole = 6 if len(early) < 6 else len(_PAKE)  # the header first, then its body
+        assert rv.claim_record_missing(early) == whole - len(early)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        Header(33, RecordType.CONFIRM, 0).encode(),  # another record type
+        Header(33, RecordType.OFFER, 0).encode(),
+        Header(33, RecordType.PAKE, FLAG_FINAL).encode(),  # a flag
+        Header(0, RecordType.PAKE, 0).encode(),  # empty
+        Header(MAX_HANDSHAKE_LENGTH + 1, RecordType.PAKE, 0).encode(),  # oversize
+        b"\xff\xff\xff\xff\x01\x00",
+        b"GET / HTTP/1.1\r\n"[:6],
+        b"\x00\x00\x00\x21\x63\x00",  # an unknown type
+    ],
+)
+def test_claim_record_missing_anything_but_a_pake_header_raises_bad_request(
+    header: bytes,
+) -> None:
+    with pytest.raises(rv.BadRequest) as caught:
+        rv.claim_record_missing(header + bytes(40))
+    assert caught.value.reason == rv.REASON_BAD_REQUEST
+
+
+@given(st.binary(max_size=64))
+def test_claim_record_missing_any_bytes_gives_a_count_or_bad_request(data: bytes) -> None:
+    try:
+        missing = rv.claim_record_missing(data)
+    except rv.BadRequest:
+        return
+    assert 0 <= missing <= 6 + MAX_HANDSHAKE_LENGTH

@@ -53,7 +53,12 @@ def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--attempts", type=count, metavar="N",
-        help="wrong codes tolerated before giving up (default: 3; env FERRY_ATTEMPTS)",
+        help="refusals by the receiver (file exists, no space, declined) tolerated "
+        "before giving up (default: 3; env FERRY_ATTEMPTS)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--wrong-codes", type=count, metavar="N",
+        help="wrong codes tolerated before giving up (default: 20; env FERRY_WRONG_CODES)",
     )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
@@ -89,12 +94,14 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
             raise OutputClosed("standard output is closed: nobody could read the code")
         wait = args.wait or read("FERRY_WAIT", seconds, ClientConfig.wait_timeout)
         attempts = args.attempts or read("FERRY_ATTEMPTS", count, ClientConfig.max_failed_attempts)
+        wrong = args.wrong_codes or read("FERRY_WRONG_CODES", count, ClientConfig.max_wrong_codes)
         records = read("FERRY_RECORD_SIZE", record_size, ClientConfig.record_size)
         from ferry.client.progress import for_stderr
         from ferry.client.sender import Sender
 
         config = ClientConfig(
-            wait_timeout=wait, max_failed_attempts=attempts, record_size=records,
+            wait_timeout=wait, max_failed_attempts=attempts, max_wrong_codes=wrong,
+            record_size=records,
             max_entries=read("FERRY_MAX_ENTRIES", count, ClientConfig.max_entries),
             max_depth=read("FERRY_MAX_DEPTH", count, ClientConfig.max_depth),
         )  # fmt: skip

@@ -2,9 +2,19 @@
 
 The control connection holds the nameplate. Each INCOMING ticket means a
 receiver arrived: a data connection joins it, authenticates, and sends the
-file. A receiver with a wrong code costs one of max_failed_attempts and the
-sender waits for the next; a receiver that vanishes before key agreement
-costs nothing (it learned nothing).
+file. Two budgets, counted apart:
+
+- wrong codes (max_wrong_codes): a receiver whose PAKE message the SPAKE2
+  library accepted has had its one guess; if the key confirmation then
+  fails (or it leaves, or stalls, after our CONFIRM), that is a wrong code;
+- refusals (max_failed_attempts, --attempts): a receiver with the right
+  code that refused the offer or left before answering.
+
+A claim that never presented a well-formed PAKE message (it left, stayed
+silent until the handshake timeout, sent another record, an oversize or
+malformed one, or a point the library rejected) made no guess: it costs
+nothing, whether a stranger or a malicious relay made it. The nameplate
+is public, so anything else would let anyone end a transfer.
 """
 
 from __future__ import annotations
@@ -57,6 +67,9 @@ class Sender:
         self.progress = progress
         self.show_code = show_code
         self.failed_attempts = 0
+        """Refusals by receivers that held the code (the --attempts budget)."""
+        self.wrong_codes = 0
+        """Receivers that made a guess at the code and were wrong."""
         self._engaged = 0  # attempts paired with a receiver and not yet over
         self._tickets = TicketGate()  # data connections the relay may make us open
 
@@ -255,7 +268,7 @@ class Sender:
     async def _authenticated_transfer(self, link: RelayLink, session: SenderSession) -> bool:
         """Key exchange (the OFFER rides with our CONFIRM), then the transfer."""
         from ferry.client.wire import Wire
-        from ferry.protocol.session import Confirmed, Keyed, State
+        from ferry.protocol.session import Confirmed, Keyed
 
         wire = Wire(link.sock, session, link.take_rest())
         wire.lost_message = "the receiver went away during the key exchange"
@@ -265,12 +278,13 @@ class Sender:
             await wire.expect(Confirmed)
         except (WrongCode, ConnectionLost, RemoteProtocolError, TimedOut) as exc:
             wire.close()
-            if session.state is State.KEY_EXCHANGE:
-                log.warning("a receiver connected but left before key exchange; still waiting")
+            if not session.peer_keyed:
+                # No PAKE message the library accepted: no guess was made.
+                log.warning("a receiver left without a valid key exchange; still waiting")
                 return False
-            self._count_failed_attempt(None)
+            self._count_wrong_code()
             what = "used a wrong code" if isinstance(exc, WrongCode) else "failed key exchange"
-            log.warning("a receiver %s; waiting for another (%s)", what, self._attempts_left())
+            log.warning("a receiver %s; waiting for another (%s)", what, self._codes_left())
             return False
         except BaseException:
             wire.close()
@@ -296,16 +310,11 @@ class Sender:
             wire.close()
         return True
 
-    def _count_failed_attempt(self, last: FerryError | None) -> None:
-        """One more failed attempt; past the limit, give up with `last` (or wrong codes)."""
+    def _count_failed_attempt(self, last: FerryError) -> None:
+        """One more refusal; at the --attempts limit, give up with `last`."""
         self.failed_attempts += 1
-        if self.failed_attempts < self.config.max_failed_attempts:
-            return
-        if last is not None:
+        if self.failed_attempts >= self.config.max_failed_attempts:
             raise last
-        raise TooManyAttempts(
-            f"{self.failed_attempts} wrong codes were tried; giving up (send again for a new code)"
-        )
 
     async def _abort_changed(self, wire: Wire, changed: SourceChanged) -> None:
         """Tell the receiver a file changed mid-send; count it like a refusal."""
@@ -323,6 +332,17 @@ class Sender:
 
     def _attempts_left(self) -> str:
         return f"{self.config.max_failed_attempts - self.failed_attempts} attempt(s) left"
+
+    def _count_wrong_code(self) -> None:
+        """One more guess that failed; at the max_wrong_codes limit, give up."""
+        self.wrong_codes += 1
+        if self.wrong_codes >= self.config.max_wrong_codes:
+            raise TooManyAttempts(
+                f"{self.wrong_codes} wrong codes were tried; giving up (send again for a new code)"
+            )
+
+    def _codes_left(self) -> str:
+        return f"{self.config.max_wrong_codes - self.wrong_codes} wrong code(s) left"
 
     async def _transfer(self, wire: Wire, session: SenderSession) -> None:
         """After the handshake (which carried the OFFER): answer, data, ACK."""

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ferry.errors import RemoteProtocolError
+from ferry.protocol.records import HEADER, MAX_HANDSHAKE_LENGTH, RecordType
 
 PROTOCOL_VERSION: Final = 1
 MAX_LINE: Final = 128
@@ -257,6 +258,26 @@ def parse_relay_line(line: bytes) -> RelayMessage:
     raise RemoteProtocolError("the server is not a ferry relay (or speaks another version)")
 
 
+def claim_record_missing(early: bytes | bytearray) -> int:
+    """Bytes still missing from the PAKE record that must follow a RECV line (0: whole).
+
+    A receiver sends its PAKE record right behind its claim (docs/PROTOCOL.md);
+    the relay pairs a claim only once that record has arrived whole, so a
+    claim that stays silent, or sends anything else, never occupies the
+    sender. This is a framing check, no cryptography: the six header bytes
+    must say PAKE, no flags, a body of 1 to MAX_HANDSHAKE_LENGTH bytes.
+    Raises BadRequest otherwise. `early` is what followed the line so far
+    (never more than the record: read only what this says is missing).
+    """
+    header_size = HEADER.size
+    if len(early) < header_size:
+        return header_size - len(early)
+    length, record_type, flags = HEADER.unpack_from(early)
+    if record_type != RecordType.PAKE or flags or not 0 < length <= MAX_HANDSHAKE_LENGTH:
+        raise BadRequest(REASON_BAD_REQUEST, "a claim must be followed by a key exchange message")
+    return max(0, header_size + length - len(early))
+
+
 class LineBuffer:
     """Collects bytes and splits them into lines, never holding more than MAX_LINE.
 
@@ -282,6 +303,10 @@ class LineBuffer:
         line = bytes(self._buffer[: end + 1])
         del self._buffer[: end + 1]
         return line
+
+    def rest(self) -> bytes:
+        """What follows the last line, left in place."""
+        return bytes(self._buffer)
 
     def take_rest(self) -> bytes:
         rest = bytes(self._buffer)

@@ -317,6 +317,10 @@ class Session:
         self._plain: memoryview | None = None
         self._paired_at: float | None = None
         self._progress_at = 0.0
+        self.peer_keyed = False
+        """The peer sent a PAKE message the SPAKE2 library accepted: it has had its one
+        guess at the code. Until then (nothing, garbage, a wrong record, an invalid
+        point, silence) it guessed nothing, and a sender counts no attempt for it."""
 
     @property
     def peer(self) -> str:
@@ -438,6 +442,7 @@ class Session:
         header = record.header
         if self.state is State.KEY_EXCHANGE:
             keys = self._pake.finish(bytes(self._unsealed(record, RecordType.PAKE)))
+            self.peer_keyed = True
             self._sealer, self._opener = Sealer(keys.seal_key), Opener(keys.open_key)
             self._keys = keys
             self._outgoing += encode_record(RecordType.CONFIRM, confirmation(keys))

@@ -411,12 +411,37 @@ class Relay:
         network = network_key(conn.share_key)
         if not self.transfer_shares.may_take(network, busy):
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
-        entry = self.table.claim(nameplate, conn, now)
+        self.table.claimable(nameplate)  # refuses at once what no record could change
         self.transfer_shares.take(network)
         try:
+            await self._read_claim_record(conn)
+            entry = self.table.claim(nameplate, conn, self.clock())
             return await self._pair_and_pipe(conn, entry)
         finally:
             self.transfer_shares.give_back(network)
+
+    async def _read_claim_record(self, conn: Connection) -> None:
+        """A claim's PAKE record, whole (rv.claim_record_missing), by the session's deadline.
+
+        Until it is here the claim holds neither the nameplate nor the
+        sender's data connection: a claim that stays silent, or sends
+        anything but a PAKE record, costs the sender nothing and keeps no
+        one else out. The record stays in the line buffer for the pipe.
+        """
+        loop = asyncio.get_running_loop()
+        while missing := rv.claim_record_missing(conn.lines.rest()):
+            deadline = conn.session.deadline()
+            delay = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                async with asyncio.timeout(delay):
+                    data = await loop.sock_recv(conn.sock, missing)
+            except TimeoutError:
+                conn.session.timer_expired(self.clock())  # raises Refusal(timeout)
+                continue
+            if not data:
+                raise Closed()
+            conn.lines.receive_data(data)
+        conn.session.claim_record_arrived(self.clock())
 
     async def _pair_and_pipe(self, conn: Connection, entry: Entry[Connection]) -> Ending:
         """A claim is in: pair it with the sender's data connection and run the pipe."""

@@ -21,8 +21,10 @@ Rules this module owns:
   overdue (the table's max_sender_wait) is refused with timeout; while a
   receiver has claimed it (CLAIMED) or its transfer runs (PIPING) neither
   applies;
-- receiver (CLAIMING): its sender's data connection must join within
-  join_timeout of the claim;
+- receiver (CLAIMING): its PAKE record (which ./receive sends right behind
+  the RECV line) must arrive whole within handshake_timeout of the line;
+  only then does it claim the nameplate, and the sender's data connection
+  must join within join_timeout of that;
 - sender data: no deadline of its own; PARKED it may send at most
   MAX_PARKED_BYTES early (its PAKE flight is ~40), JOINED it belongs to its
   receiver, whose line covers the pipe;
@@ -156,6 +158,8 @@ class Session:
         """Receivers a sender's nameplate had, or which claim a receiver's is."""
         self.pipe: PipeReport | None = None
         """A receiver's pipe, once it ended."""
+        self.record_due = False
+        """Receiver: its claim's PAKE record has not arrived whole yet."""
         self.last_transfer: Ending | None = None
         """A sender's most recent transfer's outcome."""
         self._deadline: float | None = now + config.handshake_timeout
@@ -173,6 +177,8 @@ class Session:
         """
         if self.phase is Phase.HANDSHAKE:
             raise Refusal(rv.REASON_TIMEOUT, "handshake timed out")
+        if self.phase is Phase.CLAIMING and self.record_due:
+            raise Refusal(rv.REASON_TIMEOUT, "no key exchange message followed the claim")
         if self.phase is Phase.CLAIMING:
             raise Refusal(rv.REASON_TIMEOUT, "the sender did not answer in time")
         assert self.role is Role.SENDER, self
@@ -200,7 +206,8 @@ class Session:
                 self._deadline = now + self.config.ping_interval
             case rv.ReceiveRequest(nameplate):
                 self.role, self.phase, self.nameplate = Role.RECEIVER, Phase.CLAIMING, nameplate
-                self._deadline = now + self.config.join_timeout
+                self.record_due = True
+                self._deadline = now + self.config.handshake_timeout
             case rv.JoinRequest(nameplate, _):
                 self.role, self.phase, self.nameplate = Role.SENDER_DATA, Phase.JOINED, nameplate
                 self._deadline = None
@@ -215,6 +222,13 @@ class Session:
             raise rv.BadRequest(rv.REASON_BAD_REQUEST, "only PONG is expected here")
         self.last_heard = now
         self._deadline = now + self.config.ping_interval
+
+    def claim_record_arrived(self, now: float) -> None:
+        """Receiver: its PAKE record is whole; now it may claim, and the join may take
+        join_timeout."""
+        assert self.phase is Phase.CLAIMING, self.phase
+        self.record_due = False
+        self._deadline = now + self.config.join_timeout
 
     def may_park(self, held: int, arriving: int) -> bool:
         """Whether a parked data connection may add `arriving` early bytes to `held`."""

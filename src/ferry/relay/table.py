@@ -136,6 +136,21 @@ class PairingTable(Generic[Conn]):
         self._counts[State.WAITING] += 1
         return entry
 
+    def claimable(self, nameplate: int) -> Entry[Conn]:
+        """The entry a claim may take once its PAKE record is in; refuses what would not.
+
+        Checked twice: when the claim arrives (its answer comes at once) and
+        again by claim() (the entry may have changed meanwhile).
+        """
+        entry = self._entries.get(nameplate)
+        if entry is None:
+            raise Refusal(
+                rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}"
+            )
+        if entry.claims >= self._config.max_claims_per_nameplate:
+            raise Refusal(rv.REASON_TOO_MANY_ATTEMPTS, "too many attempts on this nameplate")
+        return entry
+
     def claim(self, nameplate: int, receiver: Conn, now: float) -> Entry[Conn]:
         entry = self._entries.get(nameplate)
         if entry is None:

@@ -22,6 +22,7 @@ from ferry.errors import RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
 from ferry.protocol import rendezvous as rv
 from ferry.relay.table import Entry, State
 from tests.inproc.conftest import RunningRelay
+from tests.relay.harness import claim
 
 StartRelay = Callable[..., Awaitable[RunningRelay]]
 FAST = ClientConfig(connect_timeout=5, handshake_timeout=5, io_timeout=10, ack_timeout=10)
@@ -104,7 +105,7 @@ async def test_sender_after_max_wrong_codes_gives_up(
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
     relay = await relay_factory()
-    config = ClientConfig(connect_timeout=5, handshake_timeout=5, max_failed_attempts=2)
+    config = ClientConfig(connect_timeout=5, handshake_timeout=5, max_wrong_codes=2)
     sending, code = await send_hello(relay, tmp_path, config)
     for _ in range(2):
         with pytest.raises(WrongCode):
@@ -227,7 +228,7 @@ async def test_receiver_told_claimed_retries_until_the_previous_pipe_ends(
     sending, code = await send_hello(relay, tmp_path)
     # Another receiver holds the nameplate (paired, silent) for a moment.
     reader, writer = await asyncio.open_connection(relay.address.host, relay.address.port)
-    writer.write(f"FERRY 1 RECV {code.nameplate}\n".encode())
+    writer.write(claim(code.nameplate))
     assert await asyncio.wait_for(reader.readline(), 5) == b"PAIRED\n"
 
     async def let_go() -> None:

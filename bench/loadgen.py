@@ -29,8 +29,10 @@ from typing import Generic, TypeVar
 
 from ferry.errors import RemoteProtocolError
 from ferry.protocol import rendezvous as rv
+from ferry.protocol.records import Header, RecordType
 
 STEP_TIMEOUT = 30.0
+CLAIM_RECORD = Header(33, RecordType.PAKE, 0).encode() + bytes(33)
 CHUNK = 1024 * 1024
 FDS_PER_PIPE = 3
 FD_RESERVE = 64
@@ -97,8 +99,8 @@ class Link:
             raise
         return cls(sock)
 
-    async def send(self, message: rv.ClientMessage) -> None:
-        await asyncio.get_running_loop().sock_sendall(self.sock, rv.encode(message))
+    async def send(self, message: rv.ClientMessage, behind: bytes = b"") -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, rv.encode(message) + behind)
 
     async def receive(self) -> rv.RelayMessage:
         """The relay's next message; LoadgenError on EOF or a line that is not one."""
@@ -203,7 +205,9 @@ async def open_pipe(host: str, port: int, source: str, control: Control | None =
     try:
         async with asyncio.timeout(STEP_TIMEOUT):
             links.append(await Link.connect(host, port, source))
-            await links[0].send(rv.ReceiveRequest(ctl.nameplate))
+            # A claim is paired only with its PAKE record behind it (any 33 bytes
+            # framed as one will do for the relay; the sender side never reads them).
+            await links[0].send(rv.ReceiveRequest(ctl.nameplate), CLAIM_RECORD)
             if ctl.parked is not None:  # a standby sender: paired at once
                 links.append(ctl.parked)
                 ctl.parked = None

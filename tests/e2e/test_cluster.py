@@ -35,6 +35,7 @@ from ferry_testing.cluster import (
     require_binaries,
     wait_for,
 )
+from tests.relay.harness import PAKE_RECORD
 from tests.sockmem import process_sockets
 
 from .harness import CODE_RE, assert_one_line_error, run_send_to_exit, sha256_file
@@ -118,13 +119,20 @@ def raw_pipe(
     assigned = rv.parse_relay_line(line_from(control))
     assert isinstance(assigned, rv.NameplateAssigned), assigned
     receiver = connect(receiver_at, small)
-    receiver.sendall(rv.encode(rv.ReceiveRequest(assigned.nameplate)))
+    # The relay pairs a claim once its PAKE record is behind it.
+    receiver.sendall(rv.encode(rv.ReceiveRequest(assigned.nameplate)) + PAKE_RECORD)
     incoming = rv.parse_relay_line(line_from(control))
     assert isinstance(incoming, rv.Incoming), incoming
     data = connect(data_at, small)
     data.sendall(rv.encode(rv.JoinRequest(assigned.nameplate, incoming.ticket)))
     assert line_from(receiver) == b"PAIRED\n"
     assert line_from(data) == b"PAIRED\n"
+    record = b""
+    while len(record) < len(PAKE_RECORD):
+        chunk = data.recv(len(PAKE_RECORD) - len(record))
+        assert chunk, f"closed after {record!r}"
+        record += chunk
+    assert record == PAKE_RECORD
     return control, receiver, data
 
 

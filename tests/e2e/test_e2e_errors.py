@@ -75,15 +75,18 @@ def test_wrong_words_fail_fast_keep_sender_then_right_code_succeeds(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("attempts", [None, 1, 2])
-def test_sender_gives_up_after_attempts_wrong_codes_with_exit_6(
-    relay, start_send, run_receive, tmp_path, attempts
+@pytest.mark.parametrize("flag", ["--wrong-codes", "FERRY_WRONG_CODES"])
+@pytest.mark.parametrize("limit", [1, 3])
+def test_sender_gives_up_after_wrong_codes_wrong_codes_with_exit_6(
+    relay, start_send, run_receive, tmp_path, flag, limit
 ):
     make_file(tmp_path / "src" / "f.bin")
-    extra = [] if attempts is None else ["--attempts", str(attempts)]
-    sender = start_send(relay, tmp_path / "src" / "f.bin", extra_args=extra)
+    if flag.startswith("--"):
+        sender = start_send(relay, tmp_path / "src" / "f.bin", extra_args=[flag, str(limit)])
+    else:
+        env = clean_env({flag: str(limit)})
+        sender = start_send(relay, tmp_path / "src" / "f.bin", env=env)
     wrong = wrong_words_code(sender.code)
-    limit = 3 if attempts is None else attempts
     for attempt in range(1, limit + 1):
         result = retry_while_claimed(
             run_receive, relay, wrong, tmp_path / f"out{attempt}", timeout=30
@@ -102,6 +105,28 @@ def test_sender_gives_up_after_attempts_wrong_codes_with_exit_6(
     message = assert_one_line_error(sender.stderr(), "send")
     assert "wrong code" in message.lower() or "too many" in message.lower(), message
     assert sender.stdout_rest == b""
+
+
+@pytest.mark.timeout(120)
+def test_wrong_codes_do_not_spend_the_attempts_for_refusals(
+    relay, start_send, run_receive, tmp_path
+):
+    # --attempts counts refusals by a receiver that held the code; wrong codes
+    # have their own, larger budget (--wrong-codes, 20).
+    make_file(tmp_path / "src" / "f.bin")
+    sender = start_send(relay, tmp_path / "src" / "f.bin", extra_args=["--attempts", "1"])
+    for attempt in range(2):
+        result = retry_while_claimed(
+            run_receive, relay, wrong_words_code(sender.code), tmp_path / f"o{attempt}",
+            timeout=30,
+        )  # fmt: skip
+        assert result.returncode == EXIT_WRONG_CODE, result.stderr
+    assert wait_until(lambda: sender.stderr().count("wrong code") >= 2, 15), sender.stderr()
+    assert sender.running(), sender.stderr()
+    assert "18 wrong code(s) left" in sender.stderr(), sender.stderr()
+    result = retry_while_claimed(run_receive, relay, sender.code, tmp_path / "out", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
 
 
 # -- 7. unknown and malformed codes ---------------------------------------------------------------
@@ -289,7 +314,7 @@ def test_failures_are_one_line_without_traceback(relay, start_send, run_receive,
         4,
     )
 
-    sender = start_send(relay, tmp_path / "f.bin", extra_args=["--attempts", "1"])
+    sender = start_send(relay, tmp_path / "f.bin", extra_args=["--wrong-codes", "1"])
     assert CODE_RE.match(sender.code)
     check(
         run_receive(relay, wrong_words_code(sender.code), tmp_path / "o4", timeout=30), "receive", 6

@@ -275,7 +275,8 @@ def claim_record_missing(early: bytes | bytearray) -> int:
     length, record_type, flags = HEADER.unpack_from(early)
     if record_type != RecordType.PAKE or flags or not 0 < length <= MAX_HANDSHAKE_LENGTH:
         raise BadRequest(REASON_BAD_REQUEST, "a claim must be followed by a key exchange message")
-    return max(0, header_size + length - len(early))
+    whole: int = header_size + length
+    return max(0, whole - len(early))
 
 
 class LineBuffer:

@@ -44,6 +44,8 @@ def test_cli_with_bad_arguments_prints_one_line_and_exits_2(
         ("FERRY_WAIT", "-5", "FERRY_WAIT"),
         ("FERRY_ATTEMPTS", "abc", "FERRY_ATTEMPTS"),
         ("FERRY_ATTEMPTS", "0", "FERRY_ATTEMPTS"),
+        ("FERRY_WRONG_CODES", "many", "FERRY_WRONG_CODES"),
+        ("FERRY_WRONG_CODES", "0", "FERRY_WRONG_CODES"),
         ("FERRY_RECORD_SIZE", "12", "FERRY_RECORD_SIZE"),
     ],
 )
@@ -61,6 +63,16 @@ def test_send_with_a_bad_environment_setting_prints_one_line_and_exits_2(
     assert send.main(["127.0.0.1:1", str(source)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and needle in err, err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_send_wrong_codes_flag_must_be_a_positive_count(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        send.main(["127.0.0.1:1", "file", "--wrong-codes", value])
+    assert exited.value.code == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])

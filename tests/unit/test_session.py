@@ -18,6 +18,7 @@ from ferry.protocol.records import FLAG_FINAL, RecordDecoder, RecordType
 from ferry.protocol.session import (
     BYTES_PER_DATA_RECORD,
     FREE_DATA_RECORDS,
+    NEED_DATA,
     Acknowledged,
     Answered,
     Confirmed,
@@ -400,3 +401,56 @@ def test_receiver_buffer_never_exceeds_the_decoder_cap() -> None:
     link = accepted(b"a" * 10)
     for _ in range(50):
         assert len(link.receiver.writable()) <= RecordDecoder.MAX_BUFFER
+
+
+# -- which peers have had a guess at the code -------------------------------------------
+
+
+def _lone_sender() -> SenderSession:
+    sender = SenderSession(PASSWORD, messages.Offer(messages.KIND_FILE, "a", 1), TIMEOUTS)
+    sender.paired(0.0)
+    return sender
+
+
+_PAKE_HEADER = bytes([0, 0, 0, 33, RecordType.PAKE, 0])
+
+
+@pytest.mark.parametrize(
+    "received",
+    [
+        bytes([0, 0, 0, 32, RecordType.CONFIRM, 0]) + bytes(32),  # another record type
+        bytes([0, 0, 0, 40, RecordType.OFFER, 0]) + bytes(40),  # a sealed one, before keys
+        bytes([0x80, 0, 0, 0, RecordType.PAKE, 0]),  # oversize
+        bytes([0, 0, 0, 5, 0x63, 0]) + b"hello",  # garbage
+        _PAKE_HEADER + b"B" + b"\xff" * 32,  # an invalid point
+        _PAKE_HEADER + b"A" + b"\x01" * 32,  # a message for the other side
+    ],
+    ids=["confirm", "sealed", "oversize", "garbage", "invalid-point", "wrong-side"],
+)
+def test_sender_whose_peer_sent_no_valid_pake_message_fails_with_no_guess_made(
+    received: bytes,
+) -> None:
+    sender = _lone_sender()
+    sender.receive_data(received, 0.1)
+    with pytest.raises(RemoteProtocolError):
+        sender.next_event()
+    assert state(sender) is State.FAILED
+    assert not sender.peer_keyed
+
+
+def test_sender_whose_peer_stays_silent_times_out_with_no_guess_made() -> None:
+    sender = _lone_sender()
+    assert sender.next_event() is NEED_DATA
+    assert isinstance(sender.expire(TIMEOUTS.handshake), TimedOut)
+    assert state(sender) is State.FAILED
+    assert not sender.peer_keyed
+
+
+def test_sender_whose_peer_sent_a_valid_pake_message_has_given_it_its_guess() -> None:
+    sender = _lone_sender()
+    guesser = ReceiverSession(b"7-apple-apple-apple", TIMEOUTS)
+    sender.receive_data(guesser.first_flight(), 0.1)
+    assert isinstance(sender.next_event(), Keyed)
+    assert sender.peer_keyed  # whatever comes next (a wrong MAC, silence) is a wrong code
+    assert isinstance(sender.expire(TIMEOUTS.handshake), TimedOut)
+    assert sender.peer_keyed

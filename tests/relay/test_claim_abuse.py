@@ -12,10 +12,11 @@ import pytest
 
 from ferry.config import OPENING_BYTES
 from ferry.protocol import rendezvous as rv
+from ferry.protocol.records import MAX_HANDSHAKE_LENGTH, Header, RecordType
 from ferry.relay.table import State
 
 from .conditions import until
-from .harness import RawClient, claim, close_all, pair, running_relay
+from .harness import PAKE_RECORD, RawClient, claim, close_all, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -84,3 +85,87 @@ async def test_in_the_data_phase_a_half_close_still_lets_the_other_side_finish()
         receiver.close()
         assert await data.read_until_closed() == b""
         close_all(control, data)
+
+
+# -- a claim is its line and its PAKE record ---------------------------------------------------
+
+
+async def test_a_claim_without_its_pake_record_holds_nothing_and_an_honest_one_pairs_past_it(
+) -> None:  # fmt: skip
+    async with running_relay() as r:
+        control, nameplate = await register_sender(r.port)
+        silent = [await RawClient.connect(r.port) for _ in range(5)]
+        for client in silent:
+            await client.send(f"FERRY 1 RECV {nameplate}\n")
+        honest = await RawClient.connect(r.port)
+        await honest.send(claim(nameplate))
+        incoming = await control.line()
+        assert incoming.startswith("INCOMING "), incoming
+        data = await RawClient.connect(r.port)
+        await data.send(f"FERRY 1 JOIN {nameplate} {incoming.split()[1]}\n")
+        assert await honest.line() == "PAIRED"
+        assert await data.line() == "PAIRED"
+        assert await data.exactly(len(PAKE_RECORD)) == PAKE_RECORD
+        close_all(control, data, honest, *silent)
+
+
+async def test_a_claim_whose_pake_record_never_comes_is_refused_timeout_unpaired() -> None:
+    async with running_relay(handshake_timeout=0.5) as r:
+        control, nameplate = await register_sender(r.port)
+        silent = await RawClient.connect(r.port)
+        await silent.send(f"FERRY 1 RECV {nameplate}\n")
+        assert reason(await silent.line()) == rv.REASON_TIMEOUT
+        assert r.relay.table.count(State.WAITING) == 1
+        assert await _nothing_from(control)  # the sender never heard of it
+        close_all(control, silent)
+
+
+@pytest.mark.parametrize(
+    "early",
+    [
+        Header(32, RecordType.CONFIRM, 0).encode() + bytes(32),
+        Header(33, RecordType.PAKE, 1).encode() + bytes(33),
+        Header(MAX_HANDSHAKE_LENGTH + 1, RecordType.PAKE, 0).encode(),
+        b"GET / HTTP/1.1\r\n",
+    ],
+    ids=["confirm", "flagged", "oversize", "http"],
+)
+async def test_a_claim_followed_by_anything_but_a_pake_record_is_refused_unpaired(
+    early: bytes,
+) -> None:
+    async with running_relay() as r:
+        control, nameplate = await register_sender(r.port)
+        claimer = await RawClient.connect(r.port)
+        await claimer.send(f"FERRY 1 RECV {nameplate}\n".encode() + early)
+        assert reason(await claimer.line()) == rv.REASON_BAD_REQUEST
+        assert await _nothing_from(control)
+        close_all(control, claimer)
+
+
+async def test_guess_free_claims_never_use_up_max_claims_per_nameplate() -> None:
+    # Each claim is paired and its receiver leaves (or sends a point the sender
+    # rejects) before the sender says a word: no guess, so the claim is given back.
+    async with running_relay(max_claims_per_nameplate=2) as r:
+        control, nameplate = await register_sender(r.port)
+        for _ in range(5):
+            receiver = await RawClient.connect(r.port)
+            await receiver.send(claim(nameplate))
+            incoming = await control.line()
+            assert incoming.startswith("INCOMING "), incoming
+            data = await RawClient.connect(r.port)
+            await data.send(f"FERRY 1 JOIN {nameplate} {incoming.split()[1]}\n")
+            assert await receiver.line() == "PAIRED"
+            close_all(receiver, data)
+            await until(lambda: r.relay.table.count(State.WAITING) == 1, "the nameplate to wait")
+        honest = await RawClient.connect(r.port)
+        await honest.send(claim(nameplate))
+        assert (await control.line()).startswith("INCOMING ")
+        close_all(control, honest)
+
+
+async def _nothing_from(client: RawClient, wait: float = 0.3) -> bool:
+    try:
+        await client.line(timeout=wait)
+    except TimeoutError:
+        return True
+    return False

@@ -34,6 +34,10 @@ MAX_EARLY_BYTES: Final = 8 * KIB
 accepting it (a PROXY header, its first line, a first flight of at most
 MAX_PARKED_BYTES). A connection with more queued is refused at once, so no
 accepted socket keeps more than its small pre-pairing buffers (relay/buffers.py)."""
+EARLY_PAIRED_AFTER: Final = 1.0
+"""Seconds a claim may go without a byte behind its RECV line before the relay says
+PAIRED to it ahead of pairing: receivers from before the pipelined handshake send
+their PAKE record only after PAIRED (docs/PROTOCOL.md); ./receive sends it with the line."""
 OPENING_BYTES: Final = 68 * KIB
 """Bytes a sender sends before its first DATA record, at most (docs/PROTOCOL.md caps
 PAKE and CONFIRM at 1 KiB, the OFFER at 64 KiB + 16, plus six header bytes each)."""

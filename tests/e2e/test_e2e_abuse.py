@@ -71,6 +71,9 @@ def test_a_silent_claimer_costs_the_sender_nothing_and_holds_nothing(
         assert result.elapsed < 8, result.elapsed
         silent.settimeout(15)
         buffer = bytearray()
+        # PAIRED (said early, for receivers from before the pipelined handshake:
+        # it holds nothing), then the handshake deadline's refusal.
+        assert _read_until(silent, b"\n", buffer) == b"PAIRED"
         assert _read_until(silent, b"\n", buffer).startswith(b"ERROR timeout"), buffer
 
 

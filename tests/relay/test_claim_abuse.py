@@ -169,3 +169,27 @@ async def _nothing_from(client: RawClient, wait: float = 0.3) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+async def test_a_receiver_from_before_the_pipelined_handshake_is_told_paired_and_then_paired(
+) -> None:  # fmt: skip
+    # Such a receiver sends its PAKE record only after PAIRED: the relay says
+    # PAIRED to a claim with nothing behind its line after a second, holding
+    # nothing for it, and pairs it for real once the record is in.
+    async with running_relay() as r:
+        control, nameplate = await register_sender(r.port)
+        old = await RawClient.connect(r.port)
+        await old.send(f"FERRY 1 RECV {nameplate}\n")
+        assert await _nothing_from(control, 0.5)
+        assert await old.line(timeout=3) == "PAIRED"
+        assert r.relay.table.count(State.WAITING) == 1  # still nobody's
+        await old.send(PAKE_RECORD)
+        incoming = await control.line()
+        assert incoming.startswith("INCOMING "), incoming
+        data = await RawClient.connect(r.port)
+        await data.send(f"FERRY 1 JOIN {nameplate} {incoming.split()[1]}\n")
+        assert await data.line() == "PAIRED"
+        assert await data.exactly(len(PAKE_RECORD)) == PAKE_RECORD
+        await data.send(b"sender's PAKE\n")
+        assert await old.line() == "sender's PAKE"  # one PAIRED only, then the pipe
+        close_all(control, data, old)

@@ -33,6 +33,9 @@ class Connection:
     """From a trusted proxy: a PROXY header names the client (peer and key change then)."""
     joined: asyncio.Future[Connection] | None = None
     """Receiver: resolves to the sender's data connection."""
+    paired_early: bool = False
+    """Receiver: told PAIRED before its PAKE record came (a receiver from before the
+    pipelined handshake); it is paired for real once the record is in."""
     handed_over: bool = False
     """Sender data: its socket belongs to a receiver's pipe (or the parking lot) now."""
     between_transfers: asyncio.Event = field(default_factory=asyncio.Event)

@@ -49,6 +49,7 @@ from typing import Any, Final
 
 from ferry.config import (
     MAX_EARLY_BYTES,
+    EARLY_PAIRED_AFTER,
     MAX_PARKED_BYTES,
     OPENING_BYTES,
     SENDER_GRACE,
@@ -427,15 +428,27 @@ class Relay:
         sender's data connection: a claim that stays silent, or sends
         anything but a PAKE record, costs the sender nothing and keeps no
         one else out. The record stays in the line buffer for the pipe.
+
+        A receiver from before the pipelined handshake sends its record only
+        after PAIRED: a claim with nothing behind its line for
+        EARLY_PAIRED_AFTER is told PAIRED now (it holds nothing still), and
+        is paired for real once its record is in.
         """
         loop = asyncio.get_running_loop()
+        early_at = self.clock() + EARLY_PAIRED_AFTER
         while missing := rv.claim_record_missing(conn.lines.rest()):
             deadline = conn.session.deadline()
+            if not conn.paired_early and not conn.lines.rest():
+                deadline = early_at if deadline is None else min(deadline, early_at)
             delay = None if deadline is None else max(0.0, deadline - self.clock())
             try:
                 async with asyncio.timeout(delay):
                     data = await loop.sock_recv(conn.sock, missing)
             except TimeoutError:
+                if self.clock() >= early_at and not conn.paired_early and not conn.lines.rest():
+                    conn.paired_early = True
+                    await loop.sock_sendall(conn.sock, rv.encode(rv.Paired()))
+                    continue
                 conn.session.timer_expired(self.clock())  # raises Refusal(timeout)
                 continue
             if not data:
@@ -586,7 +599,8 @@ class Relay:
             # receiver unacknowledged bytes. Before PAIRED, so the first file
             # byte already finds the large window.
             self.buffers.apply(sender.sock, receiver.sock)
-            await loop.sock_sendall(receiver.sock, rv.encode(rv.Paired()))
+            if not receiver.paired_early:
+                await loop.sock_sendall(receiver.sock, rv.encode(rv.Paired()))
             await loop.sock_sendall(sender.sock, rv.encode(rv.Paired()))
             first_flight = sender.lines.take_rest()
             result = await self._pump(receiver, sender, first_flight, entry)

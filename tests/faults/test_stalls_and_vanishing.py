@@ -29,7 +29,7 @@ from tests.faults.procs import (
     sparse_file,
     wait_for,
 )
-from tests.relay.harness import RawClient, claim, pair, register_sender
+from tests.relay.harness import PAKE_RECORD, RawClient, claim, pair, register_sender
 from tests.sockmem import server_sockets
 
 pytestmark = pytest.mark.timeout(90)
@@ -90,7 +90,7 @@ async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
         # No byte moves now; the relay must end the pipe at the idle timeout.
         rest = await data.read_until_closed(timeout=idle + 10)
         cut_after = time.monotonic() - stalled_at
-        assert rest == b""
+        assert rest == PAKE_RECORD  # the receiver's claim carried it; nothing else
         await wait_for(lambda: "outcome=idle" in relay.log(), 5, "idle outcome logged")
         assert relay.metrics()["active_transfers"] == 0
         for client in (control, receiver, data):

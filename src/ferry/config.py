@@ -34,7 +34,7 @@ MAX_EARLY_BYTES: Final = 8 * KIB
 accepting it (a PROXY header, its first line, a first flight of at most
 MAX_PARKED_BYTES). A connection with more queued is refused at once, so no
 accepted socket keeps more than its small pre-pairing buffers (relay/buffers.py)."""
-EARLY_PAIRED_AFTER: Final = 1.0
+EARLY_PAIRED_AFTER: Final = 3.0
 """Seconds a claim may go without a byte behind its RECV line before the relay says
 PAIRED to it ahead of pairing: receivers from before the pipelined handshake send
 their PAKE record only after PAIRED (docs/PROTOCOL.md); ./receive sends it with the line."""

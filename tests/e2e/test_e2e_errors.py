@@ -75,8 +75,7 @@ def test_wrong_words_fail_fast_keep_sender_then_right_code_succeeds(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("flag", ["--wrong-codes", "FERRY_WRONG_CODES"])
-@pytest.mark.parametrize("limit", [1, 3])
+@pytest.mark.parametrize(("flag", "limit"), [("--wrong-codes", 3), ("FERRY_WRONG_CODES", 1)])
 def test_sender_gives_up_after_wrong_codes_wrong_codes_with_exit_6(
     relay, start_send, run_receive, tmp_path, flag, limit
 ):

@@ -174,14 +174,14 @@ async def _nothing_from(client: RawClient, wait: float = 0.3) -> bool:
 async def test_a_receiver_from_before_the_pipelined_handshake_is_told_paired_and_then_paired(
 ) -> None:  # fmt: skip
     # Such a receiver sends its PAKE record only after PAIRED: the relay says
-    # PAIRED to a claim with nothing behind its line after a second, holding
+    # PAIRED to a claim with nothing behind its line after 3 s, holding
     # nothing for it, and pairs it for real once the record is in.
     async with running_relay() as r:
         control, nameplate = await register_sender(r.port)
         old = await RawClient.connect(r.port)
         await old.send(f"FERRY 1 RECV {nameplate}\n")
         assert await _nothing_from(control, 0.5)
-        assert await old.line(timeout=3) == "PAIRED"
+        assert await old.line(timeout=6) == "PAIRED"
         assert r.relay.table.count(State.WAITING) == 1  # still nobody's
         await old.send(PAKE_RECORD)
         incoming = await control.line()

@@ -121,12 +121,8 @@ class Receiver:
         while True:
             link = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
-                # Our PAKE message follows the claim, while the relay fetches
-                # the sender: the relay holds it and hands it over with PAIRED
-                # (one round trip less).
-                await link.send(rv.ReceiveRequest(self.code.nameplate))
-                # Loaded on a thread meanwhile (cli/receive.py), the crypto
-                # libraries are needed from here on.
+                # Loaded on a thread while we connected (cli/receive.py), the
+                # crypto libraries are needed from here on.
                 from ferry.client.wire import timeouts
                 from ferry.protocol.session import ReceiverSession
 
@@ -134,10 +130,14 @@ class Receiver:
                     self.code.password, timeouts(self.config),
                     self.config.max_entries, self.config.max_manifest_bytes,
                 )  # fmt: skip
-                # A relay that refused us may have closed already: its ERROR
-                # line, read next, says why better than this write's error.
+                # Our PAKE record rides in the same write as the claim: the
+                # relay pairs a claim only once that record is whole (so a
+                # silent claim holds nothing), holds it, and hands it over
+                # with PAIRED (one round trip less). A relay that refused us
+                # may have closed already: its ERROR line, read next, says
+                # why better than this write's error.
                 with contextlib.suppress(ConnectionLost):
-                    await link.send_raw(session.first_flight())
+                    await link.send(rv.ReceiveRequest(self.code.nameplate), session.first_flight())
                 await link.expect(rv.Paired, self.code.nameplate, self.config.pairing_timeout)
                 return link, session
             except RelayRefused as refused:

@@ -100,12 +100,13 @@ LOADER_JOIN_TIMEOUT = 10.0
 
 
 def _load_crypto_meanwhile() -> threading.Thread:
-    """Import the crypto libraries on a thread while the relay connection opens.
+    """Import the crypto libraries on a thread while the rest of start-up runs.
 
-    They take ~100 ms to import, longer than a round trip to a nearby relay,
-    and the receiver's first flight (its PAKE message) needs them; started
-    here, the import overlaps the TCP connect and the claim. Errors are left
-    for the main thread's own import to report.
+    They take ~100 ms to import, and the receiver's first flight (its PAKE
+    message) needs them before it connects: the relay pairs a claim only
+    with that message behind it, so it is ready before the connection opens
+    (client/receiver.py). Started here, the import overlaps preparing DIR.
+    Errors are left for the main thread's own import to report.
     """
 
     def load() -> None:

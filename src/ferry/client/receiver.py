@@ -119,17 +119,19 @@ class Receiver:
         """
         claimed = 0
         while True:
+            # Loaded on a thread since start-up (cli/receive.py), the crypto
+            # libraries are needed from here on. The session (our SPAKE2
+            # message) is ready before we connect: the relay's handshake
+            # deadline runs from the connect, and nothing should wait on us.
+            from ferry.client.wire import timeouts
+            from ferry.protocol.session import ReceiverSession
+
+            session = ReceiverSession(
+                self.code.password, timeouts(self.config),
+                self.config.max_entries, self.config.max_manifest_bytes,
+            )  # fmt: skip
             link = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
-                # Loaded on a thread while we connected (cli/receive.py), the
-                # crypto libraries are needed from here on.
-                from ferry.client.wire import timeouts
-                from ferry.protocol.session import ReceiverSession
-
-                session = ReceiverSession(
-                    self.code.password, timeouts(self.config),
-                    self.config.max_entries, self.config.max_manifest_bytes,
-                )  # fmt: skip
                 # Our PAKE record rides in the same write as the claim: the
                 # relay pairs a claim only once that record is whole (so a
                 # silent claim holds nothing), holds it, and hands it over

@@ -8,7 +8,7 @@ protocol error, so a client can never make the relay buffer more than that.
     sender (control)        relay                    receiver       sender (data)
     FERRY 1 SEND      --->
                       <---  NAMEPLATE 7
-                                        <---  FERRY 1 RECV 7
+                                        <---  FERRY 1 RECV 7 + PAKE record
                       <---  INCOMING <ticket>
                                                           <---  FERRY 1 JOIN 7 <ticket>
                             PAIRED  --->                    --->  PAIRED
@@ -19,15 +19,18 @@ protocol error, so a client can never make the relay buffer more than that.
                       <---  NAMEPLATE 7
                       <---  TICKET <ticket>
                                                           <---  FERRY 1 JOIN 7 <ticket>
-                                        <---  FERRY 1 RECV 7
+                                        <---  FERRY 1 RECV 7 + PAKE record
                             PAIRED  --->                    --->  PAIRED
                       <---  TICKET <next>   (once that attempt has ended, if the sender stays)
 
     relay -> control: PING now and then; control -> relay: PONG
     any refusal:      ERROR <reason> <text>, then the relay closes
 
-The sender's control connection owns the nameplate for as long as it stays
-open. Each receiver that names the nameplate makes the relay hand the sender
+The relay pairs a claim only once the PAKE record behind its RECV line has
+arrived whole (claim_record_missing): a claim that stays silent or sends
+anything else holds neither the nameplate nor the sender's data
+connection. The sender's control connection owns the nameplate for as
+long as it stays open. Each receiver that names the nameplate makes the relay hand the sender
 a fresh one-time ticket; the sender opens a data connection with it and the
 relay joins the two. If the receiver typed a wrong code, only that data
 connection dies, and the nameplate is free for the next attempt.

@@ -12,9 +12,11 @@ deadline and acts on what the session answers:
 - sender control (SEND): registers a nameplate, then PINGs and reads PONGs
   until the sender leaves; if its transfer is running then, it waits for
   the pipe, whose outcome is its own;
-- receiver (RECV n): spends one look-up of its address's budget, claims the
-  nameplate; takes the sender's parked data connection, or sends the
-  sender INCOMING and waits for one; says PAIRED to both and runs the pump;
+- receiver (RECV n): spends one look-up of its address's budget, reads the
+  PAKE record behind the line (rv.claim_record_missing: until it is whole
+  the claim holds nothing), claims the nameplate; takes the sender's parked
+  data connection, or sends the sender INCOMING and waits for one; says
+  PAIRED to both and runs the pump;
 - sender data (JOIN n ticket): parks (standby, no task) or hands its socket
   to the waiting receiver task, and its task ends.
 

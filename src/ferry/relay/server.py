@@ -50,8 +50,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ferry.config import (
-    MAX_EARLY_BYTES,
     EARLY_PAIRED_AFTER,
+    MAX_EARLY_BYTES,
     MAX_PARKED_BYTES,
     OPENING_BYTES,
     SENDER_GRACE,

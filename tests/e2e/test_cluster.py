@@ -425,7 +425,7 @@ def connect_from(source: str, address: str) -> socket.socket:
 def claim_from(source: str, at: str, nameplate: int) -> tuple[socket.socket, bytes]:
     """A claim left waiting for its join; what the relay said within a second (b"": held)."""
     sock = connect_from(source, at)
-    sock.sendall(rv.encode(rv.ReceiveRequest(nameplate)))
+    sock.sendall(rv.encode(rv.ReceiveRequest(nameplate)) + PAKE_RECORD)  # as ./receive does
     sock.settimeout(1.0)
     try:
         said = line_from(sock)

@@ -26,6 +26,7 @@ from ferry.protocol import rendezvous as rv
 from ferry.relay.buffers import SKB_SLACK, plan
 from ferry_testing import procs
 from ferry_testing.procs import Relay
+from tests.relay import harness
 from tests.sockmem import server_sockets
 
 pytestmark = pytest.mark.timeout(120)
@@ -121,8 +122,8 @@ def test_bytes_pushed_from_connect_behind_a_claim_are_never_held(relay: Relay, w
 
 def test_max_memory_refuses_new_transfers_before_the_budgets_pass_it(tmp_path: Path) -> None:
     started = procs.start_relay(tmp_path, "--max-memory", str(3 * BUDGET))
+    socks: list[socket.socket] = []
     try:
-        socks = []
         said = []
         for _ in range(4):
             control = connect(started)
@@ -130,7 +131,7 @@ def test_max_memory_refuses_new_transfers_before_the_budgets_pass_it(tmp_path: P
             assigned = rv.parse_relay_line(line_from(control))
             assert isinstance(assigned, rv.NameplateAssigned)
             claim = connect(started)
-            claim.sendall(rv.encode(rv.ReceiveRequest(assigned.nameplate)))
+            claim.sendall(harness.claim(assigned.nameplate))  # a claim pairs with its PAKE record
             claim.settimeout(1.0)
             try:
                 said.append(line_from(claim))
@@ -139,9 +140,9 @@ def test_max_memory_refuses_new_transfers_before_the_budgets_pass_it(tmp_path: P
             socks += [control, claim]
         assert said[:3] == [b"", b"", b""], said
         assert said[3].startswith(b"ERROR busy ") and b"memory" in said[3], said
+    finally:
         for sock in socks:
             sock.close()
-    finally:
         started.kill()
     assert "all transfers together hold at most 12 MiB (--max-memory)" in started.log()
 

@@ -306,8 +306,10 @@ def owned_privately(info: os.stat_result) -> bool:
 
 LOCK_NAME: Final = ".ferry-lock"
 """Windows: the file inside a directory that stands for the directory's lock."""
-_WINDOWS_LOCK_OFFSET: Final = 1 << 62
-"""Windows locks are mandatory: lock one byte far past any data, never the data."""
+_WINDOWS_LOCK_OFFSET: Final = 1 << 40
+"""Windows locks are mandatory (other processes cannot read a locked byte): lock one byte
+1 TiB in, past the data of any but the largest files. A seek there is valid on NTFS (and
+on ext4, where the test shim runs)."""
 
 
 def try_lock(fd: int) -> None:

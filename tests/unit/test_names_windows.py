@@ -63,7 +63,7 @@ def test_safe_name_refuses_a_name_of_forbidden_characters_only_after_edges() -> 
 
 device = st.sampled_from(DEVICES)
 case = st.sampled_from([str.upper, str.lower, str.title])
-extension = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+extension = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=20)
 
 
 @PROPERTY

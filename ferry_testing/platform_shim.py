@@ -222,7 +222,7 @@ def _windows() -> None:
         info = real_statvfs(path)
         free = info.f_bavail * info.f_frsize
         total = info.f_blocks * info.f_frsize
-        return shutil._ntuple_diskusage(total, total - info.f_bfree * info.f_frsize, free)  # type: ignore[attr-defined]
+        return shutil._ntuple_diskusage(total, total - info.f_bfree * info.f_frsize, free)
 
     # Windows' rmtree works by path: no descriptor-relative calls (dir_fd) there.
     _set(shutil, disk_usage=disk_usage, _use_fd_functions=False)

@@ -19,7 +19,6 @@ Two readers with one interface (read_fully, at_eof, close):
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import os
 import threading
@@ -151,23 +150,28 @@ class ThreadedReader:
         self.fd = fd
         self.loop = loop
         self.at_eof = False
-        self._queue: asyncio.Queue[bytes | OSError] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+        self._queue: asyncio.Queue[bytes | OSError] = asyncio.Queue()
+        self._room = threading.Semaphore(QUEUE_CHUNKS)
+        """Chunks the thread may still hand over: what bounds the queue."""
         self._rest = memoryview(b"")
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ferry-stdin", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._closed.is_set():
+        while True:
+            self._room.acquire()  # waits while QUEUE_CHUNKS chunks are unread
+            if self._closed.is_set():
+                return
             item: bytes | OSError
             try:
                 item = os.read(self.fd, THREAD_CHUNK)
             except OSError as exc:
                 item = exc
             try:
-                asyncio.run_coroutine_threadsafe(self._queue.put(item), self.loop).result()
-            except (RuntimeError, concurrent.futures.CancelledError):
-                return  # the loop is gone or shutting down: nobody reads any more
+                self.loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            except RuntimeError:
+                return  # the loop is closed: nobody reads any more
             if not item or isinstance(item, OSError):
                 return
 
@@ -203,6 +207,7 @@ class ThreadedReader:
                             item = await self._queue.get()  # a cancelled get loses nothing
                     except TimeoutError:
                         continue
+            self._room.release()
             if isinstance(item, OSError):
                 raise _read_error(item)
             if not item:
@@ -213,3 +218,4 @@ class ThreadedReader:
 
     def close(self) -> None:
         self._closed.set()
+        self._room.release()  # a thread waiting for room ends now

@@ -25,12 +25,12 @@ windows  no fcntl, resource, termios, tty, pty, pwd, grp (ImportError); os
          loop); ctypes.CDLL(None) raises TypeError; signal.SIGBREAK exists; a
          `msvcrt` module offers locking() (over POSIX record locks).
 macos    no os.splice, pipe2, posix_fadvise; no F_SETPIPE_SZ/F_GETPIPE_SZ;
-         libc without syncfs and renameat2 but with renamex_np (RENAME_EXCL,
+         libc without syncfs and renameat2 but with renameatx_np (RENAME_EXCL,
          over renameat2); no socket.TCP_KEEPIDLE but TCP_KEEPALIVE (mapped to
          the real option); fcntl.F_FULLFSYNC (an fsync); /proc unreadable.
 
 With FERRY_TESTING_SHIM_LOG=PATH, the stand-ins append one line per call
-(F_FULLFSYNC, msvcrt.locking, renamex_np, TCP_KEEPALIVE, signal.signal), so a
+(F_FULLFSYNC, msvcrt.locking, renameatx_np, TCP_KEEPALIVE, signal.signal), so a
 test can check the system's own mechanism ran.
 
 Not modelled: text-mode reads (O_BINARY is only checked), Windows path
@@ -303,8 +303,8 @@ def _macos() -> None:
     def cdll_getattr(self: ctypes.CDLL, name: str) -> Any:
         if name in ("syncfs", "renameat2"):
             raise AttributeError(f"dlsym(RTLD_DEFAULT, {name}): symbol not found")
-        if name == "renamex_np":
-            return _renamex_np(real_getattr(self, "renameat2"))
+        if name == "renameatx_np":
+            return _renameatx_np(real_getattr(self, "renameat2"))
         return real_getattr(self, name)
 
     _set(ctypes.CDLL, __init__=cdll_init)
@@ -342,13 +342,14 @@ def _macos() -> None:
     builtins.open = shim_open
 
 
-def _renamex_np(renameat2: Any) -> Any:
-    def renamex_np(source: bytes, target: bytes, flags: int) -> int:
-        _note(f"renamex_np flags={flags}")
+def _renameatx_np(renameat2: Any) -> Any:
+    def renameatx_np(from_fd: int, source: bytes, to_fd: int, target: bytes, flags: int) -> int:
+        _note(f"renameatx_np flags={flags}")
         assert flags == 4, "ferry asks for RENAME_EXCL only"
-        return int(renameat2(-100, source, -100, target, 1))  # RENAME_NOREPLACE; errno kept
+        # RENAME_NOREPLACE; ctypes' errno is kept for ferry's get_errno()
+        return int(renameat2(from_fd, source, to_fd, target, 1))
 
-    return renamex_np
+    return renameatx_np
 
 
 # Keep asyncio imported before the shim changes its classes (sitecustomize imports us).

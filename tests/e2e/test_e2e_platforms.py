@@ -3,7 +3,7 @@ macOS (ferry_testing/platform_shim.py): every transfer kind takes that system's 
 
 Each test runs under both shims. The shim's log (FERRY_TESTING_SHIM_LOG) shows the
 system's own mechanism ran: msvcrt.locking and signal.signal on Windows, F_FULLFSYNC,
-renamex_np and TCP_KEEPALIVE on macOS.
+renameatx_np and TCP_KEEPALIVE on macOS.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_several_files_and_a_tree_arrive_whole(shim: Shimmed, tmp_path: Path) ->
         assert (out / rel).read_bytes() == data, rel
     assert (out / "tree" / "empty").is_dir()
     assert sorted(p.name for p in out.iterdir()) == ["one.txt", "tree", "two.bin"]
-    mechanism = {"windows": "msvcrt.locking", "macos": "renamex_np flags=4"}[shim.system]
+    mechanism = {"windows": "msvcrt.locking", "macos": "renameatx_np flags=4"}[shim.system]
     assert_system_mechanisms(shim, mechanism)
 
 

@@ -53,7 +53,7 @@ def test_keepalive_option_refused_by_the_system_does_not_skip_the_others() -> No
 class NoSignalsLoop(asyncio.SelectorEventLoop):
     """Like Windows' proactor loop: no add_signal_handler."""
 
-    def add_signal_handler(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+    def add_signal_handler(self, *args: object, **kwargs: object) -> None:
         raise NotImplementedError
 
 

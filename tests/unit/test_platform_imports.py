@@ -42,9 +42,9 @@ def import_time_imports(tree: ast.Module) -> list[tuple[int, str]]:
                 found.extend((node.lineno, alias.name.split(".")[0]) for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 found.append((node.lineno, node.module.split(".")[0]))
-            elif isinstance(node, ast.ClassDef):
+            elif isinstance(node, ast.ClassDef | ast.With):
                 visit(node.body)
-            elif isinstance(node, ast.If | ast.With | ast.For | ast.While):
+            elif isinstance(node, ast.If | ast.For | ast.While):
                 visit(node.body)
                 visit(node.orelse)
             elif isinstance(node, ast.Try):

@@ -142,6 +142,21 @@ def test_several_files_and_a_tree_arrive_whole(shim: Shimmed, tmp_path: Path) ->
     mechanism = {"windows": "msvcrt.locking", "macos": "renameatx_np flags=4"}[shim.system]
     assert_system_mechanisms(shim, mechanism)
 
+    # --merge: the new files go into the existing directories (renamed through directory
+    # descriptors on POSIX, by checked paths on Windows), the old ones stay.
+    (src / "tree" / "sub" / "new.txt").write_bytes(b"new\r\n")
+    (src / "tree" / "sub" / "b.bin").unlink()
+    (src / "tree" / "a.txt").unlink()
+    (src / "tree" / "sub" / "deeper" / "c").unlink()
+    sender = shim.send(str(src / "tree"))
+    result = shim.receive(sender.code, str(out), "--merge")
+    assert result.returncode == 0, result.stderr
+    assert sender.wait(30) == 0, sender.stderr()
+    assert (out / "tree" / "sub" / "new.txt").read_bytes() == b"new\r\n"
+    for rel, data in files.items():
+        assert (out / rel).read_bytes() == data, rel
+    assert leftovers(out) == []
+
 
 def test_stdin_is_streamed_and_stored_under_its_name(shim: Shimmed, tmp_path: Path) -> None:
     data = AWKWARD_BYTES + os.urandom(400_001)

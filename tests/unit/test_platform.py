@@ -169,3 +169,18 @@ def test_not_supported_holds_both_numbers() -> None:
     import errno
 
     assert {errno.ENOTSUP, errno.EOPNOTSUPP} <= platform.NOT_SUPPORTED
+
+
+def test_a_windows_file_counts_as_private_although_its_mode_says_0666(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.client.ownership import owned_privately
+
+    path = tmp_path / "kept.part"
+    path.write_bytes(b"x")
+    path.chmod(0o666)  # what os.stat reports on Windows for any writable file
+    info = path.stat()
+    assert not owned_privately(info)  # on POSIX: open to others, never resumed
+    monkeypatch.setattr(platform, "WINDOWS", True)
+    monkeypatch.delattr(os, "geteuid")
+    assert owned_privately(info)  # on Windows: ACLs decide; the mode bits mean nothing

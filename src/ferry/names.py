@@ -16,8 +16,9 @@ deceive the person reading it on a terminal. It applies, in order:
 3. Treat both "/" and "\\" as separators and keep only the last non-empty component:
    directories are never created and ".." can never climb out ("../../etc/passwd" gives
    "passwd", "C:\\Users\\x\\a.txt" gives "a.txt").
-4. Strip a Windows drive prefix ("C:") and replace every remaining ":" with "_", since a
-   colon names a drive or an NTFS alternate data stream on Windows.
+4. Strip a Windows drive prefix ("C:") and replace every remaining character Windows
+   forbids in a name, `: < > " | ? *`, with "_" (a colon names a drive or an NTFS
+   alternate data stream; the others are wildcards and redirections there).
 5. Strip leading white space, and trailing white space and dots (Windows silently drops
    trailing dots and spaces, so "a.txt." and "a.txt" would be the same file there).
 6. Refuse (`UnsafeName`) what is left if it is empty, "." or ".." (a name made only of
@@ -25,6 +26,14 @@ deceive the person reading it on a terminal. It applies, in order:
 7. If the UTF-8 encoding exceeds `MAX_NAME_BYTES`, shorten it on a character boundary,
    keeping the extension (the text after the last dot, if at most 16 characters) so the
    file still opens with the right program.
+8. A Windows device name (CON, PRN, AUX, NUL, COM0-9, LPT0-9, COM and LPT with a
+   superscript 1-3, CONIN$, CONOUT$), alone or before any extension ("nul.txt",
+   "LPT9.log", "con .tar.gz"), in any case, gets a "_" in front: on Windows it would
+   open the device, not a file.
+
+The Windows rules (4, 5, 8) apply on every system, not only on Windows: one offer gets
+the same name wherever it lands, and a file received on Linux or macOS can still be
+copied to a Windows disk or a FAT/exFAT USB stick. Control characters are gone by step 1.
 
 Every step keeps the result NFC and free of what earlier steps removed, so `safe_name` is
 idempotent: `safe_name(safe_name(x)) == safe_name(x)`. `display_name` is the separate,
@@ -39,7 +48,7 @@ import unicodedata
 
 from ferry.errors import UnsafeName
 
-__all__ = ["MAX_NAME_BYTES", "display_name", "safe_name"]
+__all__ = ["MAX_NAME_BYTES", "display_name", "is_windows_device", "safe_name", "same_name"]
 
 # The common per-component limit (ext4, XFS, btrfs, APFS, NTFS in practice), in UTF-8 bytes.
 MAX_NAME_BYTES = 255
@@ -52,6 +61,12 @@ _INVISIBLE_CATEGORIES = frozenset({"Cs", "Cc", "Cf", "Zl", "Zp"})
 
 _SEPARATORS = re.compile(r"[/\\]")
 _DRIVE_PREFIX = re.compile(r"[A-Za-z]:")
+_WINDOWS_FORBIDDEN = re.compile(r'[:<>"|?*]')
+# Names Windows reserves for devices, with or without an extension (compared upper-case).
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789\u00b9\u00b2\u00b3"]
+)
 
 # How much of an unusable name to echo back in the error message.
 _PREVIEW_CHARS = 60
@@ -113,13 +128,27 @@ def safe_name(offered: str) -> str:
     name = components[-1]
     if _DRIVE_PREFIX.match(name):
         name = name[2:]
-    name = _strip_edges(name.replace(":", "_"))
+    name = _strip_edges(_WINDOWS_FORBIDDEN.sub("_", name))
     if name in ("", ".", ".."):
         raise _refuse(offered)
     name = _shorten(name)
     if not name.strip("."):
         raise _refuse(offered)
+    if is_windows_device(name):
+        name = _shorten("_" + name)
     return name
+
+
+def is_windows_device(name: str) -> bool:
+    """Whether Windows opens a device for this name ("NUL", "nul.txt", "Com1 .log")."""
+    stem = name.split(".", 1)[0].rstrip(" ")
+    return stem.upper() in _WINDOWS_DEVICES
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether two names look the same: equal once NFC-normalised (macOS may hand over
+    "é" decomposed, as "e" and a combining accent, where Linux keeps it composed)."""
+    return unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b)
 
 
 def display_name(name: str) -> str:

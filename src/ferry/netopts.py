@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
+
+from ferry import platform
 
 KEEPALIVE_IDLE = 25
 """Seconds of silence before TCP keepalive probes start on a waiting connection:
@@ -19,11 +20,7 @@ def keep_alive(sock: socket.socket) -> None:
 
     For connections that wait without traffic (a parked standby data
     connection): about a minute after the path dies, the socket reports an
-    error instead of waiting forever. Best effort: platforms without the
-    TCP_KEEP* options keep their defaults.
+    error instead of waiting forever. Best effort, each option on its own
+    (platform.set_keepalive): a system without one keeps its default for it.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+    platform.set_keepalive(sock, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ferry.errors import FerryError, UnsafeName
-from ferry.names import MAX_NAME_BYTES, display_name, safe_name
+from ferry.names import MAX_NAME_BYTES, display_name, is_windows_device, safe_name
 
 PROPERTY_SETTINGS = settings(
     max_examples=600,
@@ -89,7 +89,8 @@ HOSTILE_NAMES: list[tuple[str, str | type[UnsafeName]]] = [
     ("🚀 launch.txt", "🚀 launch.txt"),
     (".bashrc", ".bashrc"),
     ("..hidden", "..hidden"),
-    ("con", "con"),
+    ("console.txt", "console.txt"),
+    ("COM10", "COM10"),
     ("archive.tar.gz", "archive.tar.gz"),
 ]
 
@@ -102,7 +103,8 @@ def assert_safe(result: str) -> None:
     assert "/" not in result
     assert "\\" not in result
     assert "\x00" not in result
-    assert ":" not in result
+    assert not set('<>:"|?*') & set(result), "a character Windows forbids"
+    assert not is_windows_device(result)
     for char in result:
         assert unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"), repr(char)
     assert len(result.encode("utf-8")) <= MAX_NAME_BYTES

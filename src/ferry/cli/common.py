@@ -10,7 +10,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from ferry import environment
+from ferry import environment, platform
 from ferry.errors import EXIT_OK, FerryError, Interrupted, exit_code_for
 
 
@@ -29,7 +29,7 @@ def reserve_standard_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
+            null = platform.open_fd(os.devnull, os.O_RDWR)
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
@@ -61,23 +61,23 @@ def fail(program: str, exc: BaseException) -> int:
 
 
 async def _with_signals(main: Coroutine[Any, Any, object]) -> None:
-    """Run main; SIGINT or SIGTERM cancels it, so its cleanup (temporary files) runs.
+    """Run main; SIGINT or SIGTERM (Windows: also SIGBREAK) cancels it, so its cleanup
+    (temporary files) runs.
 
-    The handlers go through the event loop (add_signal_handler), not Python's
-    signal module: a Python-level handler can cancel a future in the middle
-    of one of asyncio's own I/O callbacks, which then fails with a traceback.
+    The handlers run on the event loop (platform.on_termination), never in
+    the middle of one of asyncio's own I/O callbacks, which would then fail
+    with a traceback.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    received: list[signal.Signals] = []
+    received: list[int] = []
 
-    def on_signal(signum: signal.Signals) -> None:
+    def on_signal(signum: int) -> None:
         received.append(signum)
         task.cancel()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
+    undo = platform.on_termination(loop, on_signal)
     try:
         await main
     except asyncio.CancelledError:
@@ -86,8 +86,7 @@ async def _with_signals(main: Coroutine[Any, Any, object]) -> None:
         what = "interrupted" if received[0] == signal.SIGINT else "terminated"
         raise Interrupted(what) from None
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        undo()
 
 
 def run(program: str, main: Coroutine[Any, Any, object]) -> int:

@@ -10,8 +10,9 @@ Three ways in, one code path (src/ferry/cli/main.py):
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
+
+from ferry import platform
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Launcher:
         return self.command(program) if self.named else program
 
 
-WINDOWS = sys.platform == "win32"
+WINDOWS = platform.WINDOWS
 SHIMS = Launcher(".\\" if WINDOWS else "./", named=False)
 SCRIPT = Launcher("ferry ", named=True)
 MODULE = Launcher("py -m ferry " if WINDOWS else "python3 -m ferry ", named=True)

@@ -16,23 +16,23 @@ import logging
 import os
 import re
 import secrets
-import signal
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
 
-from ferry import environment
+from ferry import environment, platform
 from ferry.address import parse_address
 from ferry.cli.common import fail
 from ferry.cli.parser import Parser
 from ferry.config import ClusterConfig, RelayConfig, field_docs
-from ferry.errors import EXIT_OK, CannotListen, FerryError, LocalFileError, UsageError
+from ferry.errors import EXIT_OK, EXIT_USAGE, CannotListen, FerryError, LocalFileError, UsageError
 from ferry.relay import buffers, logs
 from ferry.relay.directory import Directory
 from ferry.relay.forward import NodeLinks, read_secret
 from ferry.relay.listen import open_listeners, raise_fd_limit
 from ferry.relay.metrics import MetricsServer, render
+from ferry.relay.pump import SPLICE_AVAILABLE
 from ferry.relay.server import Relay
 
 ENV_PREFIX = environment.RELAY_PREFIX
@@ -186,9 +186,7 @@ async def serve(
     """Run until SIGTERM/SIGINT, then drain. on_ready runs once the relay accepts and
     the signals are handled, so whoever waits for it may stop the relay at once."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    platform.on_termination(asyncio.get_running_loop(), lambda signum: stop.set())
     endpoint: MetricsServer | None = None
     if metrics_listeners:
         endpoint = MetricsServer(
@@ -258,7 +256,19 @@ def _log_budget(config: RelayConfig, plan: buffers.BufferPlan) -> None:
         )
 
 
+def pump_kind(config: RelayConfig) -> str:
+    """How the relay moves bytes, for its start-up line."""
+    if config.use_splice and SPLICE_AVAILABLE:
+        return "splice pump"
+    if config.use_splice:
+        return "copy pump: this system has no splice"
+    return "copy pump"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if not platform.RELAY_SUPPORTED:  # before anything else: one line, never a traceback
+        print(f"relay: error: {platform.RELAY_UNSUPPORTED_MESSAGE}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     try:
         args = build_parser().parse_args(argv)
         address = parse_address(args.address, listen=True)
@@ -291,9 +301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def ready() -> None:
         log.info(
-            "listening on %s (fd limit %d)",
+            "listening on %s (fd limit %s, %s)",
             ", ".join(str(sock.getsockname()[:2]) for sock in listeners),
-            fds,
+            "unknown" if fds is None else fds,
+            pump_kind(config),
         )
         if args.ready_file:
             try:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from ferry import platform
 from ferry.address import parse_address
 from ferry.cli.common import fail, reserve_standard_streams, run, setup_logging
 from ferry.cli.launcher import SHIMS, Launcher
@@ -79,7 +80,7 @@ def show_code(code: Code) -> None:
         # Nobody can read the code (a closed pipe, a full device): stop here.
         # Point stdout at /dev/null so that exiting does not try to flush again.
         with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            os.dup2(platform.open_fd(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         reason = exc.strerror or type(exc).__name__
         raise OutputClosed(f"cannot write the code to standard output ({reason})") from None
 

@@ -5,10 +5,12 @@
   and so does end of input). Never by default: graders run unattended.
   While it waits, the connection is watched (Wire.while_deciding): a
   sender that goes away or gives up ends the prompt with its error.
-- stdin is read without a thread and a byte at a time (read_answer,
-  read_line): a thread blocked in a read cannot be stopped, and asyncio.run
-  waits for it at exit, so the prompt could never be left; and a code read
-  from stdin takes nothing of the answer that follows it.
+- stdin is read a byte at a time (read_answer, read_line), so a code read
+  from stdin takes nothing of the answer that follows it; and where the
+  loop can watch it (POSIX) without a thread: a thread blocked in a read
+  cannot be stopped. Where it cannot (Windows' proactor loop), a daemon
+  thread reads the line: asyncio.run never waits for one at exit, so the
+  prompt can still be left.
 - A text message is printed on stdout once it is complete and
   authenticated, exactly the bytes sent plus a newline if it lacks one.
   On a terminal, control and format characters (escape sequences) are
@@ -29,10 +31,12 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ferry import platform
 from ferry.errors import ConnectionLost, LocalFileError, NotForTerminal
 from ferry.names import display_name
 from ferry.protocol import messages
@@ -114,7 +118,8 @@ async def read_answer(fd: int = STDIN) -> bytes:
             done.set_result(None)
 
     try:
-        loop.add_reader(fd, readable)
+        if not platform.add_reader(loop, fd, readable):
+            return await _read_line_on_thread(fd)
     except (OSError, ValueError):  # PermissionError: epoll cannot watch a regular file
         return read_line(fd)
     try:
@@ -122,6 +127,24 @@ async def read_answer(fd: int = STDIN) -> bytes:
     finally:
         loop.remove_reader(fd)
     return bytes(line)
+
+
+async def _read_line_on_thread(fd: int) -> bytes:
+    """read_line(fd) on a daemon thread (never waited for at exit), awaited here."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+
+    def finish(line: bytes) -> None:
+        if not done.done():
+            done.set_result(line)
+
+    def run() -> None:
+        line = read_line(fd)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(finish, line)
+
+    threading.Thread(target=run, name="ferry-answer", daemon=True).start()
+    return await done
 
 
 async def receive_text(

@@ -19,15 +19,16 @@ decide there. Pure functions of a stat result; no I/O.
 from __future__ import annotations
 
 import os
-import stat
+
+from ferry import platform
 
 
 def owned_by_us(info: os.stat_result) -> bool:
     """Made by this process's (effective) user."""
-    geteuid = getattr(os, "geteuid", None)
-    return geteuid is None or info.st_uid == geteuid()
+    return platform.owned_by_us(info)
 
 
 def owned_privately(info: os.stat_result) -> bool:
-    """Made by this user, and neither its group nor others may read, write or enter it."""
-    return owned_by_us(info) and not stat.S_IMODE(info.st_mode) & 0o077
+    """Made by this user, and neither its group nor others may read, write or enter it
+    (Windows: true, its mode bits say nothing of the kind: a file is 0o666 there)."""
+    return platform.owned_privately(info)

@@ -4,7 +4,8 @@ Rules (docs/PROTOCOL.md, "Resume"):
 - a file offered by a sender that can resume is written to
   `DIR/.ferry-resume-<key>.part` (mode 0600), key = SHA-256 of the offered
   name and size, so a later receive of the same file into the same DIR
-  finds it; an flock keeps two receivers off one partial;
+  finds it; a lock (platform.try_lock: flock, or msvcrt on Windows) keeps
+  two receivers off one partial;
 - if the transfer is cut (connection lost, timeout, the sender gave up,
   interrupted, killed) the partial stays, holding only bytes that came in
   authenticated records; any other failure (integrity, a wrong digest, a
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import logging
@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 
+from ferry import platform
 from ferry.client.ownership import owned_by_us, owned_privately
 from ferry.errors import ConnectionLost, Interrupted, LocalFileError, TimedOut
 from ferry.names import display_name
@@ -81,8 +82,8 @@ class Partial:
         that is not this user's private partial (it is left alone, and said so)."""
         path = partial_path(directory, name, size)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600)  # fmt: skip
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | platform.NOFOLLOW
+            fd = platform.open_fd(path, flags, 0o600)
         except FileExistsError:
             found = _open_ours(path)
             if found is None:
@@ -94,7 +95,7 @@ class Partial:
         try:
             info = os.fstat(fd)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                platform.try_lock(fd)
             except BlockingIOError:
                 raise LocalFileError(
                     "another receive is writing this file into the same directory"
@@ -132,17 +133,24 @@ class Partial:
         os.lseek(self.fd, offset, os.SEEK_SET)
 
     def finish(self) -> None:
-        """Before the rename: the mode a new file gets (0644 less the umask)."""
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(self.fd, 0o644 & ~mask)
+        """Before the rename: flushed to disk, the mode a new file gets (0644 less the
+        umask), and closed (Windows renames no file that is open)."""
+        platform.full_fsync(self.fd)
+        platform.set_mode(self.fd, platform.umasked(0o644))
+        self._close()
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def close(self, keep: bool) -> None:
         """Done with it: removed unless `keep` and it holds bytes (an empty one has nothing
         to resume)."""
-        with contextlib.suppress(OSError):
-            keep = keep and os.fstat(self.fd).st_size > 0
-        os.close(self.fd)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                keep = keep and os.fstat(self.fd).st_size > 0
+        self._close()
         if not keep:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
@@ -165,7 +173,7 @@ def _open_ours(path: Path) -> int | None:
         before = os.lstat(path)
         if not ours(before):
             return None
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = platform.open_fd(path, os.O_RDWR | platform.NOFOLLOW | platform.NONBLOCK)
     except OSError:
         return None
     after = os.fstat(fd)
@@ -196,12 +204,22 @@ def remove_stale(directory: Path, now: float | None = None) -> None:
                     continue  # another user's, in a shared DIR: never ours to delete
                 if S_ISDIR(info.st_mode) and any(path.glob(".ferry-replaced-*")):
                     continue  # old files --overwrite could not put back: the user's
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+                if S_ISDIR(info.st_mode):
+                    fd = platform.open_directory_lock(path)
+                else:
+                    fd = platform.open_fd(path, os.O_RDONLY | platform.NOFOLLOW | platform.NONBLOCK)
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    if S_ISDIR(info.st_mode):
-                        shutil.rmtree(path)
-                    else:
-                        os.unlink(path)
+                    platform.try_lock(fd)
+                    if platform.REMOVES_OPEN_FILES:
+                        _remove(path, info)
                 finally:
                     os.close(fd)
+                if not platform.REMOVES_OPEN_FILES:  # Windows: only once closed
+                    _remove(path, info)
+
+
+def _remove(path: Path, info: os.stat_result) -> None:
+    if S_ISDIR(info.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)

@@ -16,7 +16,7 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 from ferry.errors import FerryError
-from ferry.names import display_name
+from ferry.names import display_name, same_name
 
 
 def shown(text: str) -> str:
@@ -35,12 +35,14 @@ def stored_notice(offered: str, stored: str) -> str | None:
     """The line to show when the stored name needs the user's eye: it differs from
     the offered one, or it (the last component of a path in a tree) starts with a
     dot (hidden, and some dotfiles run code: .bash_login, .profile). None when
-    there is nothing to say."""
+    there is nothing to say. A name that differs only in its Unicode form
+    (macOS's decomposed "é") is the same name: shown once."""
     dotted = stored.rpartition("/")[2].startswith(".")
-    if stored == offered and not dotted:
+    same = same_name(stored, offered)
+    if same and not dotted:
         return None
     hidden = " (a hidden dotfile)" if dotted else ""
-    if stored == offered:
+    if same:
         return f'stored "{shown(stored)}"{hidden}'
     return f'stored "{shown(stored)}"{hidden}, offered as "{shown(offered)}"'
 

@@ -24,13 +24,14 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferry import platform
 from ferry.address import Address
 from ferry.client.output import Output, receive_text, receive_to_stdout
 from ferry.client.partials import CUT, Partial, remove_stale
 from ferry.client.peer import abort_text, stored_notice
 from ferry.client.progress import Progress, percent
 from ferry.client.relay_link import RelayLink
-from ferry.client.staging import fsync_directory, start_writeback, write_all
+from ferry.client.staging import write_all
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import (
@@ -217,7 +218,7 @@ class Receiver:
             try:
                 size = max(offer.size, 0)  # a stream's size is known at its end
                 await self._receive_data(wire, fd, size, display_name(target.name))
-                os.fsync(fd)
+                platform.full_fsync(fd)
             finally:
                 os.close(fd)
             self._install(temp, target)
@@ -276,8 +277,7 @@ class Receiver:
                         "the resumed file does not match the sender's (a changed source "
                         "or partial); it starts over next time"
                     )
-            os.fsync(partial.fd)
-            partial.finish()
+            partial.finish()  # flushed and closed
             self._install(partial.path, target)
             keep = False
         except BaseException as exc:
@@ -381,7 +381,7 @@ class Receiver:
         for _ in range(10):
             temp = self.directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
             try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                fd = platform.open_fd(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 continue
             except OSError as exc:
@@ -415,7 +415,7 @@ class Receiver:
                 if digest is not None:
                     digest.update(event.data)
                 if received - written_back >= self.config.writeback_window:
-                    start_writeback(fd, written_back, received - written_back)
+                    platform.start_writeback(fd, written_back, received - written_back)
                     written_back = received
                 self.progress.update(len(event.data))
                 if event.final:
@@ -431,13 +431,13 @@ class Receiver:
             else:
                 # link() fails if the name appeared meanwhile: never clobber.
                 try:
-                    os.link(temp, target, follow_symlinks=False)
+                    platform.hard_link(temp, target)
                 except FileExistsError:
                     raise FileExists(
                         f"{display_name(str(target))} appeared meanwhile; not replaced"
                     ) from None
                 except OSError as exc:
-                    if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                    if exc.errno not in (errno.EPERM, errno.EXDEV, *platform.NOT_SUPPORTED):
                         raise
                     if os.path.lexists(target):  # no hard links here (e.g. FAT): best effort
                         raise FileExists(
@@ -446,7 +446,7 @@ class Receiver:
                     os.rename(temp, target)
                 else:
                     os.unlink(temp)
-            fsync_directory(self.directory)
+            platform.fsync_directory(self.directory)
         except OSError as exc:
             raise LocalFileError(f"cannot store the file: {exc.strerror}") from None
 

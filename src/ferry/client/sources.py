@@ -34,15 +34,16 @@ zero).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import os
 from collections.abc import Callable
-from stat import S_ISDIR, S_ISFIFO, S_ISREG
+from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from ferry import platform
 from ferry.client.progress import Progress, percent
+from ferry.client.stdin import StdinReader, open_reader
 from ferry.client.tree import Tree
 from ferry.config import ClientConfig
 from ferry.errors import LocalFileError, SourceChanged
@@ -101,7 +102,7 @@ class Outgoing(_Single):
     def open(cls, path: str, record_size: int = ClientConfig.record_size) -> Outgoing:
         try:
             # O_NONBLOCK: opening a FIFO must not wait for a writer; we refuse it below.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = platform.open_fd(path, os.O_RDONLY | platform.NONBLOCK)
         except FileNotFoundError:
             raise LocalFileError(f"no such file: {path}") from None
         except OSError as exc:
@@ -111,7 +112,7 @@ class Outgoing(_Single):
             os.close(fd)
             what = "a directory" if S_ISDIR(stat.st_mode) else "not a regular file"
             raise LocalFileError(f"{path} is {what}")
-        os.set_blocking(fd, True)
+        platform.set_blocking(fd, True)
         return cls(os.fdopen(fd, "rb", buffering=0), offered_name(path), stat.st_size, record_size)
 
     def offer(self) -> messages.Offer:
@@ -355,9 +356,9 @@ def _open_listed(path: str, listed: os.stat_result, offered: str) -> BinaryIO:
     a symlink, so it is opened through it; a link found inside a directory
     was not listed, so one there now is a change.
     """
-    follow = 0 if "/" not in offered else os.O_NOFOLLOW
+    follow = 0 if "/" not in offered else platform.NOFOLLOW
     try:
-        fd = os.open(path, os.O_RDONLY | follow | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = platform.open_fd(path, os.O_RDONLY | follow | platform.NONBLOCK)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ELOOP):
             raise SourceChanged(f"{path} changed after it was listed", offered) from None
@@ -372,7 +373,7 @@ def _open_listed(path: str, listed: os.stat_result, offered: str) -> BinaryIO:
     except BaseException:
         file.close()
         raise
-    os.set_blocking(fd, True)
+    platform.set_blocking(fd, True)
     return file
 
 
@@ -400,7 +401,7 @@ class StreamSource(_Single):
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
         loop = asyncio.get_running_loop()
         chunk = memoryview(bytearray(self.record_size))
-        reader = _Reader(self.fd, loop)
+        reader = open_reader(self.fd, loop)
         progress.start(0, self.name)
         try:
             digest = None
@@ -427,7 +428,7 @@ class StreamSource(_Single):
             progress.close()
 
     async def _skip_kept(
-        self, wire: Wire, reader: _Reader, chunk: memoryview, session: SenderSession
+        self, wire: Wire, reader: StdinReader, chunk: memoryview, session: SenderSession
     ) -> hashlib._Hash:
         """Read past the bytes the receiver kept, proving they are ours (the hash so far)."""
         digest = hashlib.sha256()
@@ -454,91 +455,9 @@ class StreamSource(_Single):
         pass
 
 
-class _Reader:
-    """Reads a pipe (or terminal) without blocking the event loop; a regular file as is."""
-
-    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.fd = fd
-        self.loop = loop
-        self.at_eof = False
-        mode = os.fstat(fd).st_mode
-        self._was_blocking = os.get_blocking(fd)
-        self._poll = not S_ISREG(mode) and not S_ISDIR(mode)
-        if self._poll:
-            os.set_blocking(fd, False)
-        if S_ISFIFO(mode):
-            _widen_pipe(fd)
-
-    async def read_fully(
-        self,
-        view: memoryview,
-        linger: float | None = None,
-        may_stop: Callable[[int], bool] | None = None,
-    ) -> int:
-        """Bytes read into view: until it is full or the input ends (at_eof), or, with
-        `linger`, once the input paused that long with bytes in hand (and may_stop(bytes)
-        agrees: the receiver's record allowance)."""
-        got = 0
-        deadline: float | None = None
-        while got < len(view):
-            try:
-                n = os.readv(self.fd, [view[got:]])
-            except BlockingIOError:
-                if not got or linger is None:
-                    await self._readable()
-                    continue
-                now = self.loop.time()
-                deadline = deadline or now + linger
-                if now >= deadline:
-                    if may_stop is None or may_stop(got):
-                        return got
-                    deadline = now + linger
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(deadline - now):
-                        await self._readable()
-                continue
-            except OSError as exc:
-                raise LocalFileError(f"cannot read standard input: {exc.strerror}") from None
-            if not n:
-                self.at_eof = True
-                break
-            got += n
-        return got
-
-    async def _readable(self) -> None:
-        ready = self.loop.create_future()
-        self.loop.add_reader(self.fd, ready.set_result, None)
-        try:
-            await ready
-        finally:
-            self.loop.remove_reader(self.fd)
-
-    def close(self) -> None:
-        if self._poll and self._was_blocking:
-            os.set_blocking(self.fd, True)  # a terminal's other readers expect it
-
-
 STREAM_LINGER = 1.0
 """Seconds stdin may pause with bytes read before they go out in a short record (a slow
 producer's bytes keep moving: the receiver counts no progress while none arrive)."""
-
-PIPE_SIZE = 1024 * 1024
-"""Bytes of pipe buffer asked for on a stdin pipe (Linux's default unprivileged maximum)."""
-
-
-def _widen_pipe(fd: int) -> None:
-    """A 1 MiB pipe instead of 64 KiB: the writer runs ahead, we read whole records.
-
-    With the default 64 KiB a 128 KiB record takes two reads and usually a
-    wait on the event loop in between. Best effort (Linux only; a smaller
-    limit in /proc/sys/fs/pipe-max-size leaves the pipe as it is).
-    """
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except (ImportError, AttributeError, OSError):
-        pass
 
 
 class TextSource(_Single):

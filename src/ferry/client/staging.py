@@ -48,9 +48,7 @@ file, and removes stagings left unused for PARTIAL_MAX_AGE).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import fcntl
 import functools
 import hashlib
 import hmac
@@ -63,6 +61,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ferry import platform
 from ferry.client.ownership import owned_privately
 from ferry.client.partials import ignored_notice
 from ferry.client.placement import Placement
@@ -87,8 +86,8 @@ EARLY_SYNC_EVERY = 2048
 """Small files written between flushes started early (on a thread), while more arrive."""
 SYNCFS_THRESHOLD = 256
 """Small files still to flush above which one syncfs(2) replaces their fsyncs."""
-_RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
+_syncfs = platform.syncfs
+_rename_no_replace = platform.rename_no_replace
 
 
 def resume_key(entries: Sequence[Entry]) -> str:
@@ -149,9 +148,8 @@ class Staging:
             self.fresh = False
         except OSError as exc:
             raise LocalFileError(f"cannot write into {self.directory}: {exc.strerror}") from None
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fd = os.open(path, flags)
+            fd = platform.open_directory_lock(path)  # Windows: a file inside it
         except OSError as exc:
             if self.fresh:
                 where = self.directory
@@ -162,7 +160,7 @@ class Staging:
             os.close(fd)
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            platform.try_lock(fd)
         except BlockingIOError:
             os.close(fd)
             raise LocalFileError(
@@ -220,13 +218,11 @@ class Staging:
     def open_kept(self, parts: tuple[str, ...], executable: bool, offset: int) -> int:
         """A kept file (prepare()), open for writing after its first `offset` bytes."""
         try:
-            fd = os.open(self.path.joinpath(*parts), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = platform.open_fd(self.path.joinpath(*parts), os.O_WRONLY | platform.NOFOLLOW)
             try:
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
-                mask = os.umask(0)
-                os.umask(mask)
-                os.fchmod(fd, (0o755 if executable else 0o644) & ~mask)
+                platform.set_mode(fd, platform.umasked(0o755 if executable else 0o644))
             except BaseException:
                 os.close(fd)
                 raise
@@ -244,7 +240,12 @@ class Staging:
         and it holds a byte of some file (otherwise there is nothing to resume)."""
         self._close_parent()
         if not (keep and self.resumable and _holds_data(self.path)):
+            if not platform.REMOVES_OPEN_FILES:
+                self._unlock()  # Windows: the lock file inside must be closed to go
             self.remove()
+        self._unlock()
+
+    def _unlock(self) -> None:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
@@ -253,7 +254,7 @@ class Staging:
         """Whether this filesystem ignores case in names (probed inside the staging dir)."""
         probe = self.path / "ferry-case-probe"
         try:
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.close(platform.open_fd(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             return os.path.lexists(self.path / "FERRY-CASE-PROBE")
         except OSError:
             return False
@@ -274,10 +275,13 @@ class Staging:
             raise LocalFileError(f"cannot create a directory: {exc.strerror}") from None
 
     def open_file(self, parts: tuple[str, ...], executable: bool) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | platform.NOFOLLOW
+        mode = 0o755 if executable else 0o644
         try:
+            if not platform.OPEN_AT:  # Windows: by its whole path
+                return platform.open_fd(self.path.joinpath(*parts), flags, mode)
             parent = self._open_parent(parts[:-1])
-            return os.open(parts[-1], flags, 0o755 if executable else 0o644, dir_fd=parent)
+            return platform.open_fd(parts[-1], flags, mode, dir_fd=parent)
         except OSError as exc:
             raise LocalFileError(f"cannot create a file: {exc.strerror}") from None
 
@@ -297,8 +301,8 @@ class Staging:
                 return self._parent[1]
             os.close(self._parent[1])
             self._parent = None
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(self.path.joinpath(*parts), flags)
+        flags = os.O_RDONLY | platform.DIRECTORY | platform.NOFOLLOW
+        fd = platform.open_fd(self.path.joinpath(*parts), flags)
         self._parent = (parts, fd)
         return fd
 
@@ -311,9 +315,9 @@ class Staging:
         """The file's last byte is written: its mtime, fsync if large, then close."""
         try:
             with contextlib.suppress(OSError):  # a filesystem without mtimes still gets it
-                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+                platform.set_mtime(fd, self.path.joinpath(*parts), entry.mtime_ns)
             if entry.size >= BIG_FILE:
-                os.fsync(fd)
+                platform.full_fsync(fd)
             else:
                 self._unsynced.append(parts)
                 if len(self._unsynced) % EARLY_SYNC_EVERY == 0:
@@ -334,12 +338,12 @@ class Staging:
             self._early.join()
         if len(self._unsynced) <= SYNCFS_THRESHOLD or not _syncfs(self.path):
             for parts in self._unsynced:
-                _fsync_path(self.path.joinpath(*parts))
+                platform.fsync_path(self.path.joinpath(*parts))
             for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True):
                 if is_dir:
-                    _fsync_path(self.path.joinpath(*parts))
+                    platform.fsync_directory(self.path.joinpath(*parts), follow=False)
         self._unsynced.clear()
-        _fsync_path(self.path)
+        platform.fsync_directory(self.path, follow=False)
 
     def install(self, placement: Placement) -> None:
         """Rename each entry the placement names into the output directory; all or none.
@@ -423,6 +427,8 @@ def _holds_data(root: Path) -> bool:
 def _empty(path: Path) -> None:
     """Remove everything inside a directory (not the directory itself)."""
     for child in os.scandir(path):
+        if child.name == platform.LOCK_NAME and not platform.CAN_OPEN_DIRECTORIES:
+            continue  # the staging's own lock (Windows)
         if child.is_dir(follow_symlinks=False):
             shutil.rmtree(child.path, ignore_errors=True)
         else:
@@ -435,6 +441,8 @@ def _prune(root: Path, wanted: dict[tuple[str, ...], bool]) -> None:
     for here, dirs, files in os.walk(root, topdown=False):
         rel = Path(here).relative_to(root).parts
         for name in files:  # links (to anything) too: os.walk lists them here or in dirs
+            if not rel and name == platform.LOCK_NAME and not platform.CAN_OPEN_DIRECTORIES:
+                continue  # the staging's own lock (Windows)
             if wanted.get((*rel, name)) is not False:
                 os.unlink(os.path.join(here, name))
         for name in dirs:
@@ -451,7 +459,7 @@ def _hash_regular(
     """(size, SHA-256, proof(size)'s hex MAC) of a regular file of 1 to `most` bytes (no
     link followed), or None."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = platform.open_fd(path, os.O_RDONLY | platform.NOFOLLOW | platform.NONBLOCK)
     except OSError:
         return None
     try:
@@ -481,70 +489,18 @@ def write_all(fd: int, data: memoryview) -> None:
         raise LocalFileError(f"cannot write the file: {exc.strerror}") from None
 
 
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing a finished range to disk now.
-
-    On Linux, POSIX_FADV_DONTNEED starts writeback of dirty pages in the range
-    without waiting for it (and drops pages already clean). The disk then
-    works while the network does, the final fsync has little left to wait
-    for (measured: 0.24 s -> 0.02 s for 1 GiB), and the receiver never piles
-    up gigabytes of dirty pages. Purely an optimisation: errors are ignored,
-    and fsync before the rename remains the durability guarantee.
-    """
-    try:
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    except (AttributeError, OSError):
-        pass
-
-
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-def _syncfs(path: Path) -> bool:
-    """One syncfs(2) for the filesystem holding path (True if it ran and succeeded).
-
-    Far cheaper than an fsync per file for many small files (measured: 1,000
-    files of 1 KiB, 0.32 s of fsyncs against 0.06 s for write + one syncfs).
-    """
-    libc = _libc()
-    if libc is None or not hasattr(libc, "syncfs"):
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return False
-    try:
-        return bool(libc.syncfs(fd) == 0)
-    finally:
-        os.close(fd)
-
-
-def _fsync_path(path: Path, flags: int = os.O_NOFOLLOW) -> None:
-    """Best effort: flush a staged entry (never following a link) or a directory."""
-    try:
-        fd = os.open(path, os.O_RDONLY | flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+start_writeback = platform.start_writeback
 
 
 def _open_below(root: Path, parts: tuple[str, ...]) -> int:
     """The directory root/parts, open, reached one component at a time without following
-    a link (root itself may be one: the output directory given by the user)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    a link (root itself may be one: the output directory given by the user). POSIX only:
+    Windows cannot open a directory (_move goes by path there)."""
+    fd = platform.open_fd(root, os.O_RDONLY | platform.DIRECTORY)
     try:
         for part in parts:
-            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                            dir_fd=fd)  # fmt: skip
+            flags = os.O_RDONLY | platform.DIRECTORY | platform.NOFOLLOW
+            below = platform.open_fd(part, flags, dir_fd=fd)
             os.close(fd)
             fd = below
     except BaseException:
@@ -553,12 +509,27 @@ def _open_below(root: Path, parts: tuple[str, ...]) -> int:
     return fd
 
 
+def _no_link_below(root: Path, parts: tuple[str, ...]) -> None:
+    """Windows' _open_below: each directory of root/parts is one, and not a link (checked,
+    then used by path: the only way there)."""
+    here = root
+    for part in parts:
+        here = here / part
+        if here.is_symlink() or not here.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(here))
+
+
 def _move(source_root: Path, source: tuple[str, ...], target_root: Path,
           target: tuple[str, ...]) -> None:  # fmt: skip
     """Rename source_root/source to target_root/target, never replacing anything there and
     never through a link (_open_below); an OSError names the target."""
     where = target_root.joinpath(*target)
     try:
+        if not platform.CAN_OPEN_DIRECTORIES:
+            _no_link_below(source_root, source[:-1])
+            _no_link_below(target_root, target[:-1])
+            _rename_no_replace(source_root.joinpath(*source), where)
+            return
         source_dir = _open_below(source_root, source[:-1])
         try:
             target_dir = _open_below(target_root, target[:-1])
@@ -579,45 +550,17 @@ def _make_parents(root: Path, parts: tuple[str, ...]) -> None:
 
 
 def _fsync_below(root: Path, parts: tuple[str, ...]) -> None:
-    """Best effort: flush the entries of root/parts (the renames into it)."""
+    """Best effort: flush the entries of root/parts (the renames into it); POSIX only, as
+    platform.fsync_directory."""
+    if not platform.CAN_OPEN_DIRECTORIES:
+        return
     try:
         fd = _open_below(root, parts)
     except OSError:
         return
     try:
-        os.fsync(fd)
+        platform.full_fsync(fd)
     except OSError:
         pass
     finally:
         os.close(fd)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Flush the output directory's entries (DIR itself may be a link to it)."""
-    _fsync_path(directory, os.O_DIRECTORY)
-
-
-def _rename_no_replace(
-    source: Path, target: Path, source_dir: int = _AT_FDCWD, target_dir: int = _AT_FDCWD
-) -> None:
-    """rename(2) that fails with FileExistsError instead of replacing target (each path
-    relative to its directory's descriptor, if given)."""
-    libc = _libc()
-    renameat2 = getattr(libc, "renameat2", None) if libc is not None else None
-    if renameat2 is not None:
-        result = renameat2(source_dir, os.fsencode(source), target_dir, os.fsencode(target),
-                           _RENAME_NOREPLACE)  # fmt: skip
-        if result == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-            raise OSError(err, os.strerror(err), str(target))
-    # No renameat2 here (or not on this filesystem): check, then rename. The
-    # window between the two is the only place a name appearing meanwhile
-    # could be replaced (an empty directory, or a file by a file).
-    dirs = {"dir_fd": None if target_dir == _AT_FDCWD else target_dir}
-    with contextlib.suppress(FileNotFoundError):
-        os.stat(target, follow_symlinks=False, **dirs)
-        raise FileExistsError(errno.EEXIST, "exists", str(target))
-    os.rename(source, target, src_dir_fd=None if source_dir == _AT_FDCWD else source_dir,
-              dst_dir_fd=dirs["dir_fd"])  # fmt: skip

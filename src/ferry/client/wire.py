@@ -18,6 +18,7 @@ import socket
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from ferry import platform
 from ferry.client.peer import shown
 from ferry.config import ClientConfig
 from ferry.errors import (
@@ -103,17 +104,16 @@ class Wire:
         is gone would only fail later, and less clearly.
         """
         deciding = asyncio.ensure_future(decision)
-        fd = self.sock.fileno()
         try:
             while True:
-                readable: asyncio.Future[None] = self._loop.create_future()
-                self._loop.add_reader(fd, _set_once, readable)
+                readable = asyncio.ensure_future(platform.wait_readable(self._loop, self.sock))
                 waiting: set[asyncio.Future[Any]] = {deciding, readable}
                 try:
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    self._loop.remove_reader(fd)
-                if readable.done():
+                    heard = readable.done()
+                    readable.cancel()
+                if heard:
                     self._heard()
                 elif deciding.done():
                     return deciding.result()
@@ -170,9 +170,3 @@ class Wire:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _set_once(future: asyncio.Future[None]) -> None:
-    """The reader callback: it runs each time the socket is readable until removed."""
-    if not future.done():
-        future.set_result(None)

@@ -82,6 +82,7 @@ import sys
 from dataclasses import dataclass
 from typing import Final
 
+from ferry import platform
 from ferry.config import RelayConfig
 
 KIB: Final = 1024
@@ -103,7 +104,7 @@ CEILING_SHARE: Final = 4
 
 # Python's socket module does not export the FORCE options; their values are
 # Linux's (asm-generic/socket.h), and no other platform has them.
-_LINUX: Final = sys.platform.startswith("linux")
+_LINUX: Final = platform.LINUX
 _SNDBUFFORCE: Final = getattr(socket, "SO_SNDBUFFORCE", 32 if _LINUX else None)
 _RCVBUFFORCE: Final = getattr(socket, "SO_RCVBUFFORCE", 33 if _LINUX else None)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from ferry import platform
 from ferry.config import REFUSAL_LINGER_BYTES, REFUSAL_LINGER_SECONDS
 from ferry.protocol import rendezvous as rv
 from ferry.relay.session import Phase, Role, Session
@@ -117,14 +117,13 @@ def format_peer(address: object) -> tuple[str, str]:
 
 
 def fd_limit() -> int:
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limits = platform.fd_limits()
+    return limits[0] if limits is not None else 1024  # a guess where nothing says
 
 
 def fds_open() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd")) - 1  # minus listdir's own
-    except OSError:
-        return 32  # a guess for platforms without /proc
+    found = platform.open_fds()
+    return 32 if found is None else found  # a guess where the system cannot list them
 
 
 def open_spare() -> int | None:

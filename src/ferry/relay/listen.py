@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import resource
 import socket
 from collections.abc import Sequence
 
+from ferry import platform
 from ferry.address import Address
 from ferry.config import LISTEN_BACKLOG, PORT_ZERO_TRIES
 
@@ -80,12 +80,16 @@ def _bind_all(
     return listeners, errors
 
 
-def raise_fd_limit() -> int:
-    """Raise the soft open-files limit to the hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
+def raise_fd_limit() -> int | None:
+    """Raise the soft open-files limit to the hard limit; return the new soft limit
+    (None where the system has no such limit to read)."""
+    limits = platform.fd_limits()
+    if limits is None:
+        return None
+    soft, hard = limits
+    if hard == -1:
         hard = max(soft, 1 << 20)
     with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        platform.set_fd_limit(hard, hard)
         soft = hard
     return soft

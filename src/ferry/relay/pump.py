@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-SPLICE_AVAILABLE: Final = hasattr(os, "splice")
-_F_SETPIPE_SZ: Final = 1031
+from ferry import platform
+
+SPLICE_AVAILABLE: Final = platform.SPLICE
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _BURST: Final = 16
 
@@ -209,11 +209,8 @@ class _SpliceDirection(_Direction):
     def __init__(self, pump: _Pump, src: socket.socket, dst: socket.socket, size: int) -> None:
         super().__init__(pump, src, dst, size)
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            fcntl.fcntl(self.pipe_w, _F_SETPIPE_SZ, size)
-            self.size = fcntl.fcntl(self.pipe_w, 1032)  # F_GETPIPE_SZ: what we got
-        except OSError:
-            self.size = min(size, 64 * 1024)
+        got = platform.pipe_size(self.pipe_w, size)  # what we got
+        self.size = min(size, 64 * 1024) if got is None else got
 
     def preload(self, data: bytes) -> None:
         self.pending = os.write(self.pipe_w, data)  # tiny (< MAX_LINE), always fits

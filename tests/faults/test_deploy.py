@@ -78,11 +78,7 @@ def test_systemd_unit_is_hardened_and_its_command_line_parses() -> None:
 def test_the_cluster_node_example_sets_the_metrics_port_the_balancers_check_uses() -> None:
     unit = (DEPLOY / "ferry-relay-node.service").read_text()
     example = unit[unit.index("# /etc/ferry/node.env") : unit.index("[Unit]")]
-    settings = dict(
-        re.match(r"#\s+(FERRY_\w+)=(\S+)", line).groups()  # type: ignore[union-attr]
-        for line in example.splitlines()
-        if re.match(r"#\s+FERRY_\w+=", line)
-    )
+    settings = dict(re.findall(r"^#\s+(FERRY_\w+)=(\S+)", example, re.M))
     checked = set(
         re.findall(r"^\s*server \S+ \S+ port (\d+)", (DEPLOY / "haproxy.cfg").read_text(), re.M)
     )

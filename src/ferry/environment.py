@@ -150,6 +150,18 @@ def relay_setting(name: str, default: T, environ: Mapping[str, str] | None = Non
 
 
 def debug(environ: Mapping[str, str] | None = None) -> bool:
-    """FERRY_DEBUG: tracebacks for internal errors. Any value but empty or a "no" word."""
+    """FERRY_DEBUG: tracebacks for internal errors (a yes/no word; check_shared() has
+    refused any other value before this is asked, so here it only means "no")."""
     value = text("FERRY_DEBUG", environ)
-    return value is not None and value.strip().lower() not in _FALSE
+    return value is not None and value.strip().lower() in _TRUE
+
+
+def check_shared(environ: Mapping[str, str] | None = None) -> None:
+    """The variables every program reads, checked at its start like its flags.
+
+    FERRY_SETUP_TIMEOUT matters only on a first run (scripts/bootstrap.py
+    reads it before ferry can be imported); a bad value is refused here
+    too, so that it is not accepted silently on every later run.
+    """
+    read("FERRY_DEBUG", boolean, False, environ)
+    read("FERRY_SETUP_TIMEOUT", seconds, 0.0, environ)

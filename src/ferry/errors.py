@@ -65,6 +65,10 @@ class LocalFileError(FerryError):
     exit_code = EXIT_LOCAL_FILE
 
 
+class NoSpace(LocalFileError):
+    """out of disk space."""
+
+
 class OutputClosed(LocalFileError):
     """cannot write the code to standard output (closed, or a full device)."""
 
@@ -116,6 +120,10 @@ class RelayUnreachable(FerryError):
     """relay not reachable."""
 
     exit_code = EXIT_RELAY_UNREACHABLE
+
+
+class NotARelay(RelayUnreachable):
+    """that is not a ferry relay."""
 
 
 class RelayRefused(FerryError):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ferry.relay.directory import DirectoryUnavailable, Owner
+from ferry.relay.metrics import Metrics, render
 from ferry_testing import procs
 from ferry_testing.cluster import RedisServer, require_binaries
 
@@ -152,5 +153,10 @@ async def test_an_unreachable_redis_is_unavailable_quickly_and_counted():
         await lost.locate(1)
     gauges = lost.gauges()
     assert gauges["cluster_directory_up"][1] == 0
-    assert gauges["cluster_redis_errors"][1] == 2
+    assert gauges["cluster_redis_errors_total"][1] == 2
+    # What only counts up is a Prometheus counter, named _total.
+    text = render(Metrics(), gauges)
+    for counted in ("redis_errors", "directory_operations", "nameplate_conflicts"):
+        assert f"# TYPE ferry_relay_cluster_{counted}_total counter\n" in text
+    assert "# TYPE ferry_relay_cluster_directory_up gauge\n" in text
     await lost.close()

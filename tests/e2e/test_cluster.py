@@ -174,9 +174,9 @@ def test_sender_and_receiver_on_different_nodes_are_forwarded(
     shared, start_send, run_receive, tmp_path
 ):
     node1, node2 = shared.nodes["node1"], shared.nodes["node2"]
-    before = node2.metrics()["cluster_forwarded"]
+    before = node2.metrics()["cluster_forwarded_total"]
     transfer(start_send, run_receive, tmp_path, node1.address, node2.address)
-    assert node2.metrics()["cluster_forwarded"] > before
+    assert node2.metrics()["cluster_forwarded_total"] > before
     assert "forwarded to node1" in node2.log()
 
 
@@ -203,7 +203,7 @@ def test_concurrent_transfers_spread_over_every_node(shared, start_send, run_rec
         after = node.metrics()
         # Round robin: every node owned some transfers and forwarded some connections.
         assert after["transfers_total"] > before[name]["transfers_total"], name
-        assert after["cluster_forwarded"] > before[name]["cluster_forwarded"], name
+        assert after["cluster_forwarded_total"] > before[name]["cluster_forwarded_total"], name
 
 
 IN_PROCESS = 200
@@ -250,7 +250,7 @@ def test_200_concurrent_transfers_through_the_balancer_all_sha_verified(shared, 
     for name, node in shared.nodes.items():
         after = node.metrics()
         assert after["transfers_total"] > before[name]["transfers_total"], name
-        assert after["cluster_forwarded"] > before[name]["cluster_forwarded"], name
+        assert after["cluster_forwarded_total"] > before[name]["cluster_forwarded_total"], name
 
 
 # -- node authentication ----------------------------------------------------------------
@@ -264,7 +264,7 @@ def node_handshake(address: str) -> tuple[socket.socket, str]:
 
 def test_forged_node_connections_are_refused(shared):
     node = shared.nodes["node1"]
-    before = node.metrics()["cluster_node_auth_failures"]
+    before = node.metrics()["cluster_node_auth_failures_total"]
     # A wrong secret.
     sock, challenge = node_handshake(node.address)
     sock.sendall(forward.auth_line(b"not the cluster secret!", challenge, "intruder", "1.2.3.4:5"))
@@ -283,7 +283,7 @@ def test_forged_node_connections_are_refused(shared):
     sock.sendall(rv.encode(rv.ReceiveRequest(1)))
     assert line_from(sock).startswith(b"ERROR unauthorized ")
     sock.close()
-    assert node.metrics()["cluster_node_auth_failures"] == before + 3
+    assert node.metrics()["cluster_node_auth_failures_total"] == before + 3
     # The control: a node with the secret and this challenge gets through.
     sock, challenge = node_handshake(node.address)
     sock.sendall(forward.auth_line(SECRET, challenge, "intruder", "1.2.3.4:5"))
@@ -337,6 +337,7 @@ def test_redis_down_refuses_new_senders_keeps_running_pipes_and_recovers(
     result = run_send_to_exit(procs, node2.address, payload(tmp_path / "new.bin", 1000))
     assert result.returncode == 5, result.stderr
     assert_one_line_error(result.stderr, "send", "cannot take this request")
+    assert result.stderr.lower().count("try again") == 1, result.stderr  # advice said once
     # A receiver reaching another node cannot be located: refused the same way.
     outdir = tmp_path / "out-refused"
     outdir.mkdir()
@@ -346,7 +347,9 @@ def test_redis_down_refuses_new_senders_keeps_running_pipes_and_recovers(
     # The running pipe, across three nodes, carries on.
     echo_through(running[1], running[2])
     close_all(*running)
-    wait_for(lambda: node2.metrics()["cluster_redis_errors"] > 0, 10, "node2 to see Redis gone")
+    wait_for(
+        lambda: node2.metrics()["cluster_redis_errors_total"] > 0, 10, "node2 to see Redis gone"
+    )
 
     own.redis.start()  # same port, empty: the nodes must register again by themselves
 

@@ -282,7 +282,7 @@ def test_ask_shows_what_is_coming_and_no_declines_yes_accepts(procs, logdir, rel
     out = tmp_path / "out"
     declined = receive(procs, relay, sender.code, str(out), "--ask", input=b"n\n")
     assert declined.returncode == EXIT_REFUSED_BY_PEER, declined.stderr
-    assert "coming: 1 file(s), 1 dir(s), 10 bytes: d/" in declined.stderr
+    assert "coming: 1 file, 1 dir, 10 B: d/" in declined.stderr
     assert not (out / "d").exists()
     accepted = receive(procs, relay, sender.code, str(out), "--ask", input=b"y\n")
     assert accepted.returncode == 0, accepted.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import stat
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from ferry.client.partials import partial_path
 from ferry.protocol import messages
 from ferry.protocol.records import RecordType
+from ferry.units import size
 from ferry_testing.procs import Relay
 
 from .fakes import Data, FakeSender, Prove, RawRecord
@@ -27,6 +29,7 @@ from .test_e2e_hostile_sender import run_against_fake
 
 GIB = 1024**3
 EXIT_PEER_GONE = 7
+EXIT_INTERRUPTED = 130
 
 
 def partials(outdir: Path) -> list[Path]:
@@ -69,7 +72,9 @@ def test_receiver_killed_then_resumed_moves_only_the_missing_bytes(
     sender = start_send(relay, src)
     result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
     assert result.returncode == 0, result.stderr
-    assert f"resuming after {kept} of {GIB} bytes" in result.stderr
+    assert f"resuming big.bin after the {size(kept)} kept from an earlier try (of 1.0 GiB)" in (
+        result.stderr
+    )
     assert sender.wait(60) == 0, sender.stderr()
     assert files_equal(src, outdir / "big.bin")
     assert partials(outdir) == []
@@ -91,7 +96,33 @@ def test_sender_killed_keeps_the_partial_and_a_new_send_resumes_it(
     sender = start_send(relay, src)
     result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
     assert result.returncode == 0, result.stderr
-    assert f"resuming after {kept} " in result.stderr
+    assert f"resuming big.bin after the {size(kept)} kept" in result.stderr
+    assert files_equal(src, outdir / "big.bin")
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_says_what_was_kept_and_the_next_run_says_resuming_on_both_sides_without_v(
+    relay, start_send, start_receive, run_receive, tmp_path
+):
+    with frozen_mid_transfer(relay, start_send, start_receive, tmp_path, "sender") as (
+        src, sender, receiver, outdir,
+    ):  # fmt: skip
+        os.kill(receiver.proc.pid, signal.SIGINT)
+        assert receiver.wait(30) == EXIT_INTERRUPTED
+    sender.wait(60)
+    [partial] = partials(outdir)
+    kept = partial.stat().st_size
+    said = receiver.stderr()
+    assert f"receive: kept the {size(kept)} of big.bin that arrived; run the same receive " in said
+    assert said.strip().splitlines()[-1] == "receive: error: interrupted"
+    sender = start_send(relay, src)
+    result = run_receive(relay, sender.code, outdir, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"receive: resuming big.bin after the {size(kept)} kept" in result.stderr
+    assert sender.wait(60) == 0, sender.stderr()
+    assert f"send: the receiver kept {size(kept)} of big.bin from an earlier try" in (
+        sender.stderr()
+    )
     assert files_equal(src, outdir / "big.bin")
 
 

@@ -5,6 +5,7 @@ waits."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from .harness import (
     Registry,
     Terminal,
     assert_one_line_error,
+    dir_is_empty,
     program,
     run_program,
     wait_until,
@@ -71,9 +73,7 @@ def tree_with_six_top_level_names(src: Path) -> list[str]:
     return [str(src / name) for name in ["d", *names]]
 
 
-TREE_LINE = (
-    "receive: coming: 7 file(s), 2 dir(s), 22 bytes: d/, a.txt, esc[31mred, f3, f4 and 1 more"
-)
+TREE_LINE = "receive: coming: 7 files, 2 dirs, 22 B: d/, a.txt, esc[31mred, f3, f4 and 1 more"
 
 
 @pytest.mark.timeout(120)
@@ -89,6 +89,8 @@ def test_terminal_shows_what_is_coming_once_for_a_tree_and_a_pipe_shows_nothing(
     screen = terminal.screen()
     assert coming_lines(screen) == [TREE_LINE], screen  # the escape sequence is not shown
     assert "7/7 files" in screen, screen  # the progress bar counts files as well as bytes
+    assert "\r7 files, 2 dirs: 100%" in screen, screen  # the sender's words for the tree
+    assert "file(s)" not in screen, screen
     assert (out / "esc[31mred").read_bytes() == b"z"
 
     # The same offer to a receiver whose output goes to pipes: no "coming" line, only
@@ -100,6 +102,25 @@ def test_terminal_shows_what_is_coming_once_for_a_tree_and_a_pipe_shows_nothing(
     renamed = 'receive: stored "esc[31mred", offered as "esc?[31mred"\n'
     assert (piped.stdout, piped.stderr) == ("", renamed)
     assert sender.wait(30) == 0, sender.stderr()
+
+
+@pytest.mark.timeout(120)
+def test_the_offer_line_and_the_bar_speak_binary_units_only(
+    procs, logdir, relay, tmp_path, terminals
+):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(5_000_000))
+    sender = start_send_with(procs, logdir, relay, [str(src / "big.bin")])
+    terminal = receive_at_terminal(procs, terminals, relay, sender.code, str(tmp_path / "out"))
+    assert terminal.wait() == 0, terminal.screen()
+    assert sender.wait(30) == 0, sender.stderr()
+    screen = terminal.screen()
+    assert coming_lines(screen) == ["receive: coming: big.bin (4.8 MiB)"], screen
+    assert "4.8 MiB/4.8 MiB [" in screen, screen
+    bar = screen[screen.rindex("4.8 MiB/4.8 MiB [") :].split("\n")[0]
+    assert re.search(r", \d+\.\d (KiB|MiB|GiB)/s\]$", bar), bar
+    assert not re.search(r"\d[kMG]B/s|\d\.\d+M |bytes", screen), screen  # no SI, no raw counts
 
 
 @pytest.mark.timeout(120)
@@ -116,7 +137,7 @@ def test_terminal_shows_what_is_coming_once_for_a_single_file_and_a_pipe_shows_n
     assert terminal.wait() == 0, terminal.screen()
     assert sender.wait(30) == 0, sender.stderr()
     screen = terminal.screen()
-    assert coming_lines(screen) == ["receive: coming: report[2J.txt (1234 bytes)"], screen
+    assert coming_lines(screen) == ["receive: coming: report[2J.txt (1.2 KiB)"], screen
     assert (out / "report[2J.txt").read_bytes() == (src / name).read_bytes()
 
     sender = start_send_with(procs, logdir, relay, [str(src / name)])
@@ -142,7 +163,7 @@ def test_ask_at_a_terminal_no_refuses_and_keeps_the_code_alive_then_yes_accepts(
     declining.type(b"n\n")
     assert declining.wait() == EXIT_REFUSED_BY_PEER, declining.screen()
     assert declining.screen().rstrip("\n").endswith("declined")
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # made for this offer, removed again: nothing was stored
     assert wait_until(lambda: "refused" in sender.stderr(), 15), sender.stderr()
     assert sender.running(), "a refusal must keep the code alive"
 
@@ -170,7 +191,7 @@ def assert_gone_promptly(terminal: Terminal, out: Path, exit_code: int, *needles
     lines = screen.rstrip("\n").split("\n")
     assert len(lines) == 3 and coming_lines(lines[0]) and lines[1] == PROMPT, screen
     assert_one_line_error(lines[-1], "receive", *needles)
-    assert list(out.iterdir()) == [], "the receiver left something in DIR"
+    assert dir_is_empty(out), "the receiver left something in DIR"
 
 
 @pytest.mark.timeout(120)

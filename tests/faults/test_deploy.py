@@ -4,6 +4,7 @@ bare Python (no site-packages), and the systemd unit is hardened and parses."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -72,3 +73,17 @@ def test_systemd_unit_is_hardened_and_its_command_line_parses() -> None:
     )
     drain = float(environment["FERRY_RELAY_DRAIN_TIMEOUT"])
     assert int(settings["TimeoutStopSec"]) > drain  # systemd must not SIGKILL mid-drain
+
+
+def test_the_cluster_node_example_sets_the_metrics_port_the_balancers_check_uses() -> None:
+    unit = (DEPLOY / "ferry-relay-node.service").read_text()
+    example = unit[unit.index("# /etc/ferry/node.env") : unit.index("[Unit]")]
+    settings = dict(re.findall(r"^#\s+(FERRY_\w+)=(\S+)", example, re.M))
+    checked = set(
+        re.findall(r"^\s*server \S+ \S+ port (\d+)", (DEPLOY / "haproxy.cfg").read_text(), re.M)
+    )
+    assert checked, "haproxy.cfg checks no port"
+    metrics = settings.get("FERRY_RELAY_METRICS")
+    assert metrics is not None, "the node.env example lacks FERRY_RELAY_METRICS"
+    assert {metrics.rsplit(":", 1)[1]} == checked
+    assert metrics.rsplit(":", 1)[0] == settings["FERRY_RELAY_NODE_ADDRESS"].rsplit(":", 1)[0]

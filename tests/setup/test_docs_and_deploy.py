@@ -70,3 +70,21 @@ def test_the_install_steps_put_the_units_documentation_and_code_in_place(tmp_pat
     assert host(documentation).is_file()
     (pythonpath,) = re.findall(r"(?m)^Environment=PYTHONPATH=(\S+)$", unit)
     assert (host(pythonpath) / "ferry" / "cli" / "relay.py").is_file()
+
+
+def exit_code_rows() -> dict[int, tuple[str, str]]:
+    """README's exit-code table: code -> (send, receive)."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Exit codes") : text.index("## Configuration")]
+    rows = re.findall(r"^\| (\d+) \| (.*?) \| (.*?) \|$", table, re.M)
+    return {int(code): (send, receive) for code, send, receive in rows}
+
+
+def test_the_exit_code_table_names_the_cases_a_new_user_meets() -> None:
+    rows = exit_code_rows()
+    send3, receive3 = rows[3]
+    assert "FERRY_MAX_ENTRIES" in send3 and "FERRY_MAX_DEPTH" in send3  # send exits 3 for those
+    assert "read-only file system" in receive3 and "disk space" in receive3
+    assert all("not a ferry relay" in side for side in rows[4])
+    assert all("the relay or the" in side for side in rows[7])
+    assert "disk space" in rows[10][0]

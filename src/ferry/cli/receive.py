@@ -126,19 +126,21 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
     loader: threading.Thread | None = None
     try:
         try:
+            environment.check_shared()
             address = parse_address(args.relay)
             if args.directory is None and args.code is not None and environment.text("FERRY_CODE"):
                 args.code, args.directory = None, args.code  # receive RELAY DIR, as before
             code = parse_code(read_code(args.code))
             loader = _load_crypto_meanwhile()
+            from ferry.client.outdir import check_directory
             from ferry.client.output import Output
             from ferry.client.progress import for_stderr
-            from ferry.client.receiver import Receiver, prepare_directory
+            from ferry.client.receiver import Receiver
 
             to_stdout = args.directory == "-"
             if to_stdout and sys.stdout is None:  # closed at start (cli/common.py)
                 raise LocalFileError("cannot write to standard output: it is closed")
-            directory = prepare_directory("." if to_stdout else args.directory or ".")
+            directory = check_directory("." if to_stdout else args.directory or ".")
             config = ClientConfig(
                 max_entries=environment.read(
                     "FERRY_MAX_ENTRIES", environment.count, ClientConfig.max_entries

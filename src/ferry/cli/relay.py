@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ferry import environment, platform
-from ferry.address import parse_address
+from ferry.address import Address, parse_address
 from ferry.cli.common import fail
 from ferry.cli.parser import Parser
 from ferry.config import ClusterConfig, RelayConfig, field_docs
@@ -210,10 +210,15 @@ async def serve(
     return EXIT_OK
 
 
+def _bound(sock: socket.socket) -> Address:
+    """Where a socket listens, as a person writes it: host:port or [v6]:port."""
+    host, port = sock.getsockname()[:2]
+    return Address(host, port)
+
+
 def _write_ready_file(path: str, listener: socket.socket) -> None:
     """The bound address, written whole or not at all (rename), for scripts to wait on."""
-    host, port = listener.getsockname()[:2]
-    text = f"[{host}]:{port}\n" if ":" in host else f"{host}:{port}\n"
+    text = f"{_bound(listener)}\n"
     temp = f"{path}.tmp{os.getpid()}"
     with open(temp, "w", encoding="ascii") as file:
         file.write(text)
@@ -221,8 +226,7 @@ def _write_ready_file(path: str, listener: socket.socket) -> None:
 
 
 def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+    return f"http://{_bound(sock)}/metrics"
 
 
 def _log_budget(config: RelayConfig, plan: buffers.BufferPlan) -> None:
@@ -271,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         args = build_parser().parse_args(argv)
+        environment.check_shared()
         address = parse_address(args.address, listen=True)
         metrics_address = None if args.metrics is None else parse_address(args.metrics, listen=True)
         config = config_from(args)
@@ -302,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def ready() -> None:
         log.info(
             "listening on %s (fd limit %s, %s)",
-            ", ".join(str(sock.getsockname()[:2]) for sock in listeners),
+            ", ".join(str(_bound(sock)) for sock in listeners),
             "unknown" if fds is None else fds,
             pump_kind(config),
         )

@@ -22,7 +22,7 @@ from ferry.cli.launcher import SHIMS, Launcher
 from ferry.cli.parser import Parser
 from ferry.codes import Code
 from ferry.config import ClientConfig
-from ferry.environment import count, read, record_size, seconds
+from ferry.environment import check_shared, count, read, record_size, seconds
 from ferry.errors import FerryError, LocalFileError, OutputClosed, UsageError
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
     args = build_parser(launcher).parse_args(argv)
     setup_logging("send", args.verbose)
     try:
+        check_shared()
         address = parse_address(args.relay)
         if sys.stdout is None:  # closed at start: check before the relay is contacted
             raise OutputClosed("standard output is closed: nobody could read the code")

@@ -36,7 +36,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ferry import platform
+from ferry import platform, units
 from ferry.errors import ConnectionLost, LocalFileError, NotForTerminal
 from ferry.names import display_name
 from ferry.protocol import messages
@@ -161,7 +161,7 @@ async def receive_text(
     if offer.size > limit:
         text = f"a text of {offer.size} bytes is over this receiver's limit ({limit})"
         raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text)
-    if not await receiver.confirm(f"a text message ({offer.size} bytes)"):
+    if not await receiver.confirm(f"a text message ({units.size(offer.size)})"):
         raise await receiver.refuse(wire, session, messages.REASON_DECLINED, "declined")
     session.accept(loop.time())
     await wire.flush()
@@ -195,7 +195,7 @@ async def receive_to_stdout(
     from ferry.protocol.session import DataReceived
 
     loop = asyncio.get_running_loop()
-    size = "unknown size" if offer.size == messages.UNKNOWN_SIZE else f"{offer.size} bytes"
+    size = units.offered_size(offer.size)
     if receiver.output.terminal and not receiver.output.force:
         error = NotForTerminal(
             f"{display_name(offer.name)} ({size}) not written: standard output is a terminal, "

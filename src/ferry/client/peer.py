@@ -15,13 +15,32 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
-from ferry.errors import FerryError
+from ferry.client.progress import how_far
+from ferry.errors import FerryError, NoSpace
 from ferry.names import display_name, same_name
+from ferry.protocol import messages
 
 
 def shown(text: str) -> str:
     """Peer-chosen text, safe for one line of a terminal."""
     return display_name(text)
+
+
+def lost(peer: str, done: int | None = None, total: int = 0, during: str = "") -> str:
+    """Why a paired connection ended, when it ended without a word (no ABORT).
+
+    The relay joins two TCP connections: when either end closes, the relay
+    closes the other, and a relay that dies closes both. The two look the
+    same from here, so the message names both ("42%" or "4.8 MiB" of a
+    total not known: how far it got).
+    """
+    when = f" after {how_far(done, total)}" if done is not None else during
+    return f"connection lost{when} (the relay or the {peer} went away)"
+
+
+def abort_reason(error: FerryError) -> str:
+    """The ABORT reason for a receiver's local failure: a full disk is told apart."""
+    return messages.REASON_NO_SPACE if isinstance(error, NoSpace) else messages.REASON_LOCAL_ERROR
 
 
 def abort_text(error: FerryError, offered: str) -> str:

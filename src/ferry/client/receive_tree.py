@@ -23,10 +23,11 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from ferry import units
 from ferry.client.partials import CUT, remove_stale
-from ferry.client.peer import tree_notices
+from ferry.client.peer import lost, tree_notices
 from ferry.client.placement import Placement, explain, place
-from ferry.client.progress import Progress, percent
+from ferry.client.progress import Progress, tree_label
 from ferry.client.staging import Staging, resume_key, start_writeback, write_all
 from ferry.errors import IntegrityError, RefusedByPeer, UnsafeName
 from ferry.names import display_name
@@ -53,9 +54,8 @@ def describe(offer: messages.Offer, plan: manifest.Plan) -> str:
     ]
     more = len(plan.top_level) - len(shown)
     names = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
-    return (
-        f"{offer.files} file(s), {offer.entries - offer.files} dir(s), {offer.size} bytes: {names}"
-    )
+    counts = tree_label(offer.files, offer.entries - offer.files)
+    return f"{counts}, {units.size(offer.size)}: {names}"
 
 
 async def receive_tree(
@@ -84,6 +84,11 @@ async def receive_tree(
                 wire, session, messages.REASON_DECLINED, "the receiver declined"
             )
         kept = staging.prepare(plan, entries, session.proof)
+        if kept:
+            log.warning(
+                "resuming: %s of %s kept from an earlier try",
+                units.size(sum(k.size for k in kept)), units.counted(len(kept), "file"),
+            )  # fmt: skip
         session.accept(asyncio.get_running_loop().time(), kept=kept)
         accepted = True
         await wire.flush()
@@ -95,6 +100,8 @@ async def receive_tree(
     except BaseException as exc:
         # Before the ANSWER nothing was written: what an earlier try kept stays.
         cut = isinstance(exc, (*CUT, RefusedByPeer, _Mismatch))
+        if accepted and staging.resumable and isinstance(exc, (*CUT, RefusedByPeer)):
+            log.warning("kept what arrived; run the same receive again to resume")
         staging.close(keep=cut if accepted else not staging.fresh)
         await receiver.abort_on(wire, exc)
         raise
@@ -193,11 +200,11 @@ async def _receive_files(
     written = written_back = received = 0
     digest: hashlib._Hash | None = None  # of the file being resumed, kept bytes and new
     files_done = 0
-    progress.start(offer.size, f"{offer.files} file(s)")
+    progress.start(offer.size, tree_label(offer.files, offer.entries - offer.files))
     progress.files(0, offer.files)
     try:
         while True:
-            wire.lost_message = f"the sender went away after {percent(received, offer.size)}"
+            wire.lost_message = lost("sender", received, offer.size)
             event = await wire.next_event()
             if isinstance(event, AllReceived):
                 return
@@ -208,7 +215,7 @@ async def _receive_files(
                 written = written_back = event.offset
                 digest = staging.kept_digests[event.index] if event.offset else None
                 received += event.offset
-                progress.update(event.offset)
+                progress.skip(event.offset)
                 continue
             if isinstance(event, DigestReceived):
                 assert event.index is not None and digest is not None
@@ -226,7 +233,7 @@ async def _receive_files(
             if fd is None:
                 fd = staging.open_file(plan.paths[event.index], entry.executable)
                 written = written_back = 0
-            write_all(fd, event.data)
+            write_all(fd, event.data, display_name(entry.path))
             if digest is not None:
                 digest.update(event.data)
             written += len(event.data)

@@ -24,14 +24,16 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferry import platform
+from ferry import platform, units
 from ferry.address import Address
+from ferry.client import outdir
+from ferry.client.outdir import prepare_directory as prepare_directory
 from ferry.client.output import Output, receive_text, receive_to_stdout
 from ferry.client.partials import CUT, Partial, remove_stale
-from ferry.client.peer import abort_text, stored_notice
-from ferry.client.progress import Progress, percent
+from ferry.client.peer import abort_reason, abort_text, lost, stored_notice
+from ferry.client.progress import Progress
 from ferry.client.relay_link import RelayLink
-from ferry.client.staging import write_all
+from ferry.client.staging import write_all, write_error
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import (
@@ -53,7 +55,7 @@ from ferry.protocol import rendezvous as rv
 
 if TYPE_CHECKING:
     from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
+    from ferry.protocol.session import OfferReceived, ReceiverSession
 
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
@@ -66,20 +68,6 @@ class RefusedOffer(FerryError):
     """this receiver refused the offer."""
 
     exit_code = EXIT_REFUSED_BY_PEER
-
-
-def prepare_directory(path: str) -> Path:
-    """Create the output directory if needed; check it is a writable directory."""
-    directory = Path(path)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise LocalFileError(f"{path} exists and is not a directory") from None
-    except OSError as exc:
-        raise LocalFileError(f"cannot create the directory {path}: {exc.strerror}") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise LocalFileError(f"cannot write into {path}: permission denied")
-    return directory
 
 
 class Receiver:
@@ -167,7 +155,10 @@ class Receiver:
 
         session.paired(asyncio.get_running_loop().time())
         wire = self._wire = Wire(link.sock, session, link.take_rest())
-        wire.lost_message = "the sender went away during key exchange (or the code is wrong)"
+        wire.lost_message = (
+            "connection lost during the key exchange "
+            "(the relay or the sender went away, or the code is wrong)"
+        )
         try:
             await wire.expect(Keyed)
             await wire.flush()  # our CONFIRM
@@ -179,7 +170,7 @@ class Receiver:
     async def _receive(self, wire: Wire, session: ReceiverSession) -> Path | None:
         from ferry.protocol.session import OfferReceived
 
-        wire.lost_message = "the sender went away"
+        wire.lost_message = lost("sender")
         offered = await wire.expect(OfferReceived)
         assert isinstance(offered, OfferReceived)
         offer = offered.offer
@@ -195,6 +186,22 @@ class Receiver:
                 "a directory or several files cannot go to standard output (give a DIR)"
             )
             raise await self.refuse(wire, session, messages.REASON_UNSUPPORTED, text, error)
+        try:
+            created = outdir.make(self.directory)
+        except LocalFileError as exc:
+            text = "cannot create its directory"
+            raise await self.refuse(wire, session, messages.REASON_LOCAL_ERROR, text, exc) from None
+        try:
+            return await self._store(wire, session, offered)
+        except BaseException:
+            outdir.remove_if_empty(created)
+            raise
+
+    async def _store(
+        self, wire: Wire, session: ReceiverSession, offered: OfferReceived
+    ) -> Path | None:
+        """Files into the directory (made by _receive)."""
+        offer = offered.offer
         if offer.kind == messages.KIND_TREE:
             from ferry.client.receive_tree import receive_tree
 
@@ -218,14 +225,14 @@ class Receiver:
             try:
                 size = max(offer.size, 0)  # a stream's size is known at its end
                 await self._receive_data(wire, fd, size, display_name(target.name))
-                platform.full_fsync(fd)
+                _fsync(fd, display_name(target.name))
             finally:
                 os.close(fd)
             self._install(temp, target)
         except BaseException as exc:
             _unlink_quietly(temp)
             if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await wire.abort(messages.REASON_LOCAL_ERROR, abort_text(exc, offer.name))
+                await wire.abort(abort_reason(exc), abort_text(exc, offer.name))
             raise
         self.saved_as = target
         _notice(offer.name, target.name)
@@ -243,6 +250,7 @@ class Receiver:
         """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
         from ferry.protocol.session import DigestReceived, ProofReceived, Started
 
+        label = display_name(target.name)
         keep = False
         try:
             mine = partial.hash_kept(session.proof(-1, partial.kept)) if partial.kept else ""
@@ -260,10 +268,14 @@ class Receiver:
                 assert isinstance(started, Started)
                 partial.start_at(started.offset)
                 if started.offset:
-                    log.info("resuming after %d of %d bytes", started.offset, offer.size)
+                    log.warning(
+                        "resuming %s after the %s kept from an earlier try (of %s)",
+                        label, units.size(started.offset), units.offered_size(offer.size),
+                    )  # fmt: skip
                 else:
-                    log.info("the kept partial did not match the sender's file; starting over")
-            label = display_name(target.name)
+                    log.warning(
+                        "what was kept of %s does not match the sender's; starting over", label
+                    )
             size = max(offer.size, 0)  # a stream's size is known at its end
             await self._receive_data(
                 wire, partial.fd, size, label, session.received, partial.digest
@@ -277,11 +289,14 @@ class Receiver:
                         "the resumed file does not match the sender's (a changed source "
                         "or partial); it starts over next time"
                     )
+            _fsync(partial.fd, label)  # a full disk named here, not as a lost peer
             partial.finish()  # flushed and closed
             self._install(partial.path, target)
             keep = False
         except BaseException as exc:
             keep = keep and isinstance(exc, CUT)
+            if keep:
+                _say_kept(partial, label)
             await self.abort_on(wire, exc)
             raise
         finally:
@@ -316,7 +331,7 @@ class Receiver:
                 # Only what the sender already knows: never a local path.
                 offer = getattr(wire.session, "offer", None)
                 offered = offer.name if offer is not None and offer.name else "what was offered"
-                await wire.abort(messages.REASON_LOCAL_ERROR, abort_text(exc, offered))
+                await wire.abort(abort_reason(exc), abort_text(exc, offered))
 
     async def confirm(self, summary: str) -> bool:
         """Show what is coming (on a terminal); with --ask, wait for y/N.
@@ -369,8 +384,7 @@ class Receiver:
                 messages.REASON_EXISTS, f"{display_name(name)} already exists there", error
             )
         await self.check_space(wire, session, offer.size)
-        size = "unknown size" if offer.size == messages.UNKNOWN_SIZE else f"{offer.size} bytes"
-        if not await self.confirm(f"{display_name(name)} ({size})"):
+        if not await self.confirm(f"{display_name(name)} ({units.offered_size(offer.size)})"):
             raise await refuse(
                 messages.REASON_DECLINED, "the receiver declined", RefusedOffer("declined")
             )
@@ -404,14 +418,14 @@ class Receiver:
 
         written_back = received
         self.progress.start(size, label)
-        self.progress.update(received)
+        self.progress.skip(received)
         try:
             while True:
-                wire.lost_message = f"the sender went away after {percent(received, size)}"
+                wire.lost_message = lost("sender", received, size)
                 event = await wire.expect(DataReceived)
                 assert isinstance(event, DataReceived)
                 received += len(event.data)
-                write_all(fd, event.data)
+                write_all(fd, event.data, label)
                 if digest is not None:
                     digest.update(event.data)
                 if received - written_back >= self.config.writeback_window:
@@ -470,6 +484,24 @@ def room_for(stats: os.statvfs_result, size: int, entries: int) -> str | None:
     if stats.f_files and entries + 1 > stats.f_favail:  # +1: the staging directory
         return f"{stats.f_favail} files or directories can still be created, {entries} offered"
     return None
+
+
+def _say_kept(partial: Partial, label: str) -> None:
+    """After a cut: say that what arrived stays for the next try (if anything did)."""
+    with contextlib.suppress(OSError):
+        kept = os.fstat(partial.fd).st_size
+        if kept:
+            log.warning(
+                "kept the %s of %s that arrived; run the same receive again to resume",
+                units.size(kept), label,
+            )  # fmt: skip
+
+
+def _fsync(fd: int, name: str) -> None:
+    try:
+        platform.full_fsync(fd)
+    except OSError as exc:
+        raise write_error(exc, name) from None
 
 
 def _unlink_quietly(path: Path) -> None:

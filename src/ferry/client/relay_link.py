@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,8 @@ from ferry.address import Address
 from ferry.config import ClientConfig
 from ferry.errors import (
     ConnectionLost,
+    FerryError,
+    NotARelay,
     RelayRefused,
     RelayUnreachable,
     RemoteProtocolError,
@@ -58,6 +61,14 @@ def refusal_error(message: rv.Refused, nameplate: int | None) -> RelayRefused:
     return RelayRefused(message.reason, template.format(n=nameplate))
 
 
+def os_reason(exc: OSError) -> str:
+    """An OS error in words: "connection refused", not asyncio's "Connect call failed
+    ('127.0.0.1', 9021)" (its strerror names the address, the errno says what happened)."""
+    if exc.errno:
+        return os.strerror(exc.errno).lower()
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
 class RelayLink:
     """One TCP connection to the relay, speaking rendezvous lines until PAIRED."""
 
@@ -65,6 +76,8 @@ class RelayLink:
         self.sock = sock
         self.address = address
         self._lines = rv.LineBuffer()
+        self._heard = False
+        """A valid relay line arrived: from then on, a bad one is the relay's error."""
 
     @classmethod
     async def connect(cls, address: Address, timeout: float) -> RelayLink:
@@ -81,9 +94,8 @@ class RelayLink:
             raise RelayUnreachable(f"relay not reachable at {where} (timed out)") from None
         except socket.gaierror as exc:
             raise RelayUnreachable(f"relay not reachable at {where} ({exc.strerror})") from None
-        last = errors[-1] if errors else None
-        reason = last.strerror if last and last.strerror else "no address"
-        raise RelayUnreachable(f"relay not reachable at {where} ({reason.lower()})")
+        reason = os_reason(errors[-1]) if errors else "no address"
+        raise RelayUnreachable(f"relay not reachable at {where} ({reason})")
 
     async def connect_again(self, timeout: float) -> RelayLink:
         """Another connection to the very address this one reached (no DNS on the way)."""
@@ -95,7 +107,7 @@ class RelayLink:
                     self.address,
                 )
         except (OSError, TimeoutError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
+            reason = os_reason(exc) if isinstance(exc, OSError) else "timed out"
             raise RelayUnreachable(f"relay not reachable at {self.address} ({reason})") from None
 
     async def send(self, message: rv.ClientMessage, pipelined: bytes = b"") -> None:
@@ -115,17 +127,46 @@ class RelayLink:
             raise ConnectionLost(f"lost the connection to the relay ({exc.strerror})") from None
 
     async def receive(self) -> rv.RelayMessage:
-        """The next line from the relay; an ERROR line is returned, not raised."""
+        """The next line from the relay; an ERROR line is returned, not raised.
+
+        Until a first valid line arrived, an answer that no relay sends
+        (a line or the start of one: HTTP, an SSH banner, a TLS alert) is
+        NotARelay; a server that closes without a byte may be a relay that
+        failed, and is named as such a question.
+        """
         loop = asyncio.get_running_loop()
-        while (line := self._next_line()) is None:
-            try:
-                data = await loop.sock_recv(self.sock, rv.MAX_LINE)
-            except OSError as exc:
-                raise ConnectionLost(f"lost the connection to the relay ({exc.strerror})") from None
-            if not data:
-                raise ConnectionLost("the relay closed the connection")
-            self._lines.receive_data(data)
-        return rv.parse_relay_line(line)
+        start = self._lines.peek()
+        try:
+            while (line := self._next_line()) is None:
+                try:
+                    data = await loop.sock_recv(self.sock, rv.MAX_LINE)
+                except OSError as exc:
+                    reason = exc.strerror
+                    raise ConnectionLost(f"lost the connection to the relay ({reason})") from None
+                if not data:
+                    raise self._closed()
+                self._lines.receive_data(data)
+                start = self._lines.peek()
+                if not self._heard and not rv.could_be_relay(start):
+                    raise self._not_a_relay(start)
+            message = rv.parse_relay_line(line)
+        except RemoteProtocolError:
+            if self._heard:
+                raise
+            raise self._not_a_relay(start) from None
+        self._heard = True
+        return message
+
+    def _closed(self) -> FerryError:
+        if self._heard:
+            return ConnectionLost("the relay closed the connection")
+        return ConnectionLost(
+            f"{self.address} closed the connection without answering (is it a ferry relay?)"
+        )
+
+    def _not_a_relay(self, start: bytes) -> NotARelay:
+        speaks = " (it answered in HTTP)" if start.startswith(b"HTTP/") else ""
+        return NotARelay(f"{self.address} is not a ferry relay{speaks}")
 
     def _next_line(self) -> bytes | None:
         try:

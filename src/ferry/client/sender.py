@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ferry.address import Address
+from ferry.client.peer import lost
 from ferry.client.progress import Progress
 from ferry.client.relay_link import RelayLink
 from ferry.client.sources import Source
@@ -349,7 +350,7 @@ class Sender:
         from ferry.client.peer import shown
         from ferry.protocol.session import Acknowledged, Answered
 
-        wire.lost_message = "the receiver went away"
+        wire.lost_message = lost("receiver")
         try:
             answered = await wire.expect(Answered)
         except ConnectionLost:
@@ -363,7 +364,7 @@ class Sender:
             said = shown(answered.answer.message or answered.answer.reason)
             raise _Refused(f"the receiver refused: {said}")
         await self.outgoing.send(wire, session, self.progress)
-        wire.lost_message = "the receiver went away before confirming it stored the file"
+        wire.lost_message = lost("receiver", during=" before the receiver confirmed storing it")
         await wire.expect(Acknowledged)
 
 

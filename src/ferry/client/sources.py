@@ -36,22 +36,27 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import logging
 import os
 from collections.abc import Callable
 from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from ferry import platform
-from ferry.client.progress import Progress, percent
+from ferry import platform, units
+from ferry.client.peer import lost
+from ferry.client.progress import Progress, tree_label
 from ferry.client.stdin import StdinReader, open_reader
 from ferry.client.tree import Tree
 from ferry.config import ClientConfig
 from ferry.errors import LocalFileError, SourceChanged
+from ferry.names import display_name
 from ferry.protocol import manifest, messages
 
 if TYPE_CHECKING:
     from ferry.client.wire import Wire
     from ferry.protocol.session import SenderSession
+
+log = logging.getLogger("ferry.send")
 
 
 class Source(Protocol):
@@ -133,13 +138,14 @@ class Outgoing(_Single):
             digest, proof = hash_prefix(self.file, chunk, session.resume_from, session)
             await prove(wire, session, [proof])
             start = session.resume_from if session.resume_matched else 0
+            say_resuming(self.name, start, self.size)
             if not start:
                 digest = None
                 self.file.seek(0)
             session.start_at(start, loop.time())
             await wire.flush()  # the START, before any DATA
         progress.start(self.size, self.name)
-        progress.update(session.sent)
+        progress.skip(session.sent)
         try:
             while session.state is State.SENDING:
                 sent = session.sent
@@ -152,7 +158,7 @@ class Outgoing(_Single):
                         raise SourceChanged(shrank, self.name)
                 if digest is not None:
                     digest.update(chunk[:n])
-                wire.lost_message = f"the receiver went away after {percent(sent, self.size)}"
+                wire.lost_message = lost("receiver", sent, self.size)
                 await wire.write(session.send_data(chunk[:n], loop.time()))
                 progress.update(n)
             if digest is not None:
@@ -163,6 +169,19 @@ class Outgoing(_Single):
 
     def close(self) -> None:
         self.file.close()
+
+
+def say_resuming(name: str, start: int, size: int) -> None:
+    """The line that says a transfer resumes (or why it cannot), shown without -v."""
+    if start:
+        log.warning(
+            "the receiver kept %s of %s from an earlier try: resuming after it (of %s)",
+            units.size(start), display_name(name), units.offered_size(size),
+        )  # fmt: skip
+    else:
+        log.warning(
+            "%s differs from what the receiver kept of it: starting over", display_name(name)
+        )
 
 
 def hash_prefix(
@@ -214,8 +233,7 @@ class TreeSource:
     def _use(self, tree: Tree) -> None:
         self.tree = tree
         self.size = tree.size
-        files, dirs = tree.files, len(tree.entries) - tree.files
-        self.label = f"{files} file{'s' * (files != 1)}, {dirs} dir{'s' * (dirs != 1)}"
+        self.label = tree_label(tree.files, len(tree.entries) - tree.files)
         self._records = manifest.encode_records(tree.entries)
         size = sum(len(record) for record in self._records)
         if size > self._max_manifest_bytes:
@@ -249,6 +267,12 @@ class TreeSource:
         chunk = memoryview(bytearray(self.record_size))
         fill = 0
         files_done = sum(not e.is_dir and not e.size for e in self.tree.entries)
+        if session.kept:
+            log.warning(
+                "the receiver kept %s of %s from an earlier try: resuming after them",
+                units.size(sum(k.size for k in session.kept.values())),
+                units.counted(len(session.kept), "file"),
+            )  # fmt: skip
         digests = await self._prove_kept(wire, session, chunk) if session.kept else {}
         progress.start(self.size, self.label)
         progress.files(files_done, self.tree.files)
@@ -267,8 +291,11 @@ class TreeSource:
                             await self._write(wire, session, progress, chunk[:fill])
                             fill = 0
                         digest, offset = _start(session, file, kept, digests, loop.time())
+                        if not offset and kept.size:
+                            shown = display_name(entry.path)
+                            log.warning("%s differs from what was kept: it starts over", shown)
                         await wire.flush()
-                        progress.update(offset)
+                        progress.skip(offset)
                     left = entry.size - offset
                     if not left:  # kept whole: none of it is read, it still must not change
                         check_unchanged(file, listed, path, entry.path)
@@ -321,7 +348,7 @@ class TreeSource:
         self, wire: Wire, session: SenderSession, progress: Progress, chunk: memoryview
     ) -> None:
         """One DATA record of the bytes in chunk, sealed and written; progress counts them."""
-        wire.lost_message = f"the receiver went away after {percent(session.sent, self.size)}"
+        wire.lost_message = lost("receiver", session.sent, self.size)
         await wire.write(session.send_data(chunk, asyncio.get_running_loop().time()))
         progress.update(len(chunk))
 
@@ -407,15 +434,16 @@ class StreamSource(_Single):
             digest = None
             if session.resume_from:
                 digest = await self._skip_kept(wire, reader, chunk, session)
+                say_resuming(self.name, session.resume_from, messages.UNKNOWN_SIZE)
                 session.start_at(session.resume_from, loop.time())
                 await wire.flush()
-                progress.update(session.sent)
+                progress.skip(session.sent)
             while True:
                 n = await reader.read_fully(chunk, STREAM_LINGER, session.may_send_short)
                 end = reader.at_eof
                 if digest is not None:
                     digest.update(chunk[:n])
-                wire.lost_message = f"the receiver went away after {session.sent} bytes"
+                wire.lost_message = lost("receiver", session.sent, self.size)
                 await wire.write(session.send_data(chunk[:n], loop.time(), end=end))
                 progress.update(n)
                 if end:

@@ -65,7 +65,7 @@ from ferry import platform
 from ferry.client.ownership import owned_privately
 from ferry.client.partials import ignored_notice
 from ferry.client.placement import Placement
-from ferry.errors import LocalFileError
+from ferry.errors import LocalFileError, NoSpace
 from ferry.names import display_name
 from ferry.protocol.manifest import Entry, Plan
 from ferry.protocol.messages import Kept
@@ -323,7 +323,7 @@ class Staging:
                 if len(self._unsynced) % EARLY_SYNC_EVERY == 0:
                     self._flush_early()
         except OSError as exc:
-            raise LocalFileError(f"cannot store a file: {exc.strerror}") from None
+            raise write_error(exc, display_name("/".join(parts))) from None
         finally:
             os.close(fd)
 
@@ -481,12 +481,20 @@ def _hash_regular(
         os.close(fd)
 
 
-def write_all(fd: int, data: memoryview) -> None:
+def write_all(fd: int, data: memoryview, name: str) -> None:
+    """All of data to fd; an error names the file (`name`, already escaped for display)."""
     try:
         while data:
             data = data[os.write(fd, data) :]
     except OSError as exc:
-        raise LocalFileError(f"cannot write the file: {exc.strerror}") from None
+        raise write_error(exc, name) from None
+
+
+def write_error(exc: OSError, name: str) -> LocalFileError:
+    """The error for a failed write (or fsync) of a received file; a full disk is its own."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace(f"cannot write {name}: out of disk space ({exc.strerror})")
+    return LocalFileError(f"cannot write {name}: {exc.strerror}")
 
 
 start_writeback = platform.start_writeback

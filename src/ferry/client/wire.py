@@ -19,10 +19,11 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from ferry import platform
-from ferry.client.peer import shown
+from ferry.client.peer import lost, shown
 from ferry.config import ClientConfig
 from ferry.errors import (
     ConnectionLost,
+    FerryError,
     PeerSourceChanged,
     RefusedByPeer,
     RemoteProtocolError,
@@ -48,7 +49,7 @@ class Wire:
         self._loop = asyncio.get_running_loop()
         if early:
             session.receive_data(early, self._loop.time())
-        self.lost_message = f"the {session.peer} went away"
+        self.lost_message = lost(session.peer)
 
     def _timeout(self) -> asyncio.Timeout:
         return asyncio.timeout_at(self.session.deadline)
@@ -76,10 +77,34 @@ class Wire:
         return event
 
     def _gave_up(self, event: PeerAborted) -> RefusedByPeer:
+        if event.abort.reason == messages.REASON_NO_SPACE:
+            return RefusedByPeer(f"the {self.session.peer} ran out of disk space")
         said = shown(event.abort.message or event.abort.reason)
         if event.abort.reason == messages.REASON_CHANGED:
             return PeerSourceChanged(f"the {self.session.peer} stopped: {said}")
         return RefusedByPeer(f"the {self.session.peer} gave up: {said}")
+
+    def _lost(self) -> ConnectionLost | RefusedByPeer:
+        """A write failed: the peer's ABORT if it is waiting to be read, else ConnectionLost.
+
+        A peer that gives up while we send (a receiver whose disk filled up)
+        sends ABORT and closes; our next write fails before we read again,
+        and its reason is in the bytes already here.
+        """
+        session = self.session
+        try:
+            while True:
+                event = session.next_event()
+                if isinstance(event, PeerAborted):
+                    return self._gave_up(event)
+                if isinstance(event, NeedData):
+                    n = self.sock.recv_into(session.writable(), 0, socket.MSG_DONTWAIT)
+                    if not n:
+                        break
+                    session.commit(n, self._loop.time())
+        except (OSError, FerryError):  # nothing (more) to read, or not a clean record
+            pass
+        return ConnectionLost(self.lost_message)
 
     def _unexpected(self, event: Event) -> RemoteProtocolError:
         peer = self.session.peer
@@ -147,7 +172,7 @@ class Wire:
         except TimeoutError:
             raise self._expired() from None
         except OSError:
-            raise ConnectionLost(self.lost_message) from None
+            raise self._lost() from None
         self.session.wrote(self._loop.time())
 
     async def flush(self) -> None:

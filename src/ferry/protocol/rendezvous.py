@@ -282,6 +282,22 @@ def claim_record_missing(early: bytes | bytearray) -> int:
     return max(0, whole - len(early))
 
 
+_RELAY_WORDS: Final = (b"NAMEPLATE", b"INCOMING", b"TICKET", b"PAIRED", b"PING", b"ERROR")
+
+
+def could_be_relay(start: bytes) -> bool:
+    """Whether bytes a server sent first can begin a relay's line.
+
+    A relay's every line starts with one of its words in capitals, so a
+    first answer that starts otherwise ("HTTP/1.1 400", "SSH-2.0", a TLS
+    alert) proves the server is something else.
+    """
+    word = re.split(rb"[ \r\n]", start, maxsplit=1)[0]
+    if len(word) < len(start):  # the word is complete
+        return word in _RELAY_WORDS
+    return any(known.startswith(word) for known in _RELAY_WORDS)
+
+
 class LineBuffer:
     """Collects bytes and splits them into lines, never holding more than MAX_LINE.
 
@@ -319,3 +335,7 @@ class LineBuffer:
 
     def __len__(self) -> int:
         return len(self._buffer)
+
+    def peek(self) -> bytes:
+        """The bytes held (an incomplete line), left in place."""
+        return bytes(self._buffer)

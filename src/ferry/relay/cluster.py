@@ -279,14 +279,20 @@ class RedisDirectory:
                 "Redis round trip, moving average over recent operations.",
                 round(self.latency, 6),
             ),
-            "cluster_directory_operations": ("Redis operations since start.", self.operations),
-            "cluster_redis_errors": ("Redis operations that failed since start.", self.errors),
+            "cluster_directory_operations_total": (
+                "Redis operations since start.",
+                self.operations,
+            ),
+            "cluster_redis_errors_total": (
+                "Redis operations that failed since start.",
+                self.errors,
+            ),
             "cluster_nameplates_held": ("Nameplates this node holds in Redis.", len(self._held)),
             "cluster_nodes_live": (
                 "Nodes with a live heartbeat at the last refresh.",
                 self.live_nodes,
             ),
-            "cluster_nameplate_conflicts": (
+            "cluster_nameplate_conflicts_total": (
                 "Held nameplates found taken by another node (after Redis lost them).",
                 self.conflicts,
             ),

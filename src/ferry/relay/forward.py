@@ -178,16 +178,16 @@ class NodeLinks:
             "cluster_forwarded_pipes": (
                 "Connections forwarded to their owner node now.", self.pipes,
             ),
-            "cluster_forwarded": (
+            "cluster_forwarded_total": (
                 "Connections forwarded to another node since start.", self.forwarded,
             ),
-            "cluster_forwarded_bytes": (
+            "cluster_forwarded_bytes_total": (
                 "Bytes moved by forwarded pipes since start.", self.forwarded_bytes,
             ),
-            "cluster_node_connections": (
+            "cluster_node_connections_total": (
                 "Authenticated connections from other nodes since start.", self.accepted,
             ),
-            "cluster_node_auth_failures": (
+            "cluster_node_auth_failures_total": (
                 "Internal connections refused: bad or missing node authentication.",
                 self.auth_failures,
             ),
@@ -233,9 +233,7 @@ class NodeLinks:
         try:
             owner = await self.directory.locate(nameplate)
         except DirectoryUnavailable:
-            raise Refusal(
-                rv.REASON_UNAVAILABLE, "relay cluster directory unavailable, try again later"
-            ) from None
+            raise Refusal(rv.REASON_UNAVAILABLE, "relay cluster directory unavailable") from None
         if owner is None:
             raise Refusal(
                 rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}"

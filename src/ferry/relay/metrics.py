@@ -8,9 +8,10 @@ Prometheus text exposition format (version 0.0.4).
 The endpoint is optional and listens on its own address (keep it private:
 bind it to localhost or a management network). It is deliberately small:
 GET /metrics, GET /healthz (200 "ok", 503 "draining" during shutdown),
-anything else 404/405. Its own bounds: at most METRICS_MAX_CLIENTS connections at
-once, a request head of at most METRICS_MAX_REQUEST bytes (else the connection is
-closed) read within
+anything else 404/405, and a first line that is not an HTTP request line (a
+ferry client pointed at this port) 400 at once. Its own bounds: at most
+METRICS_MAX_CLIENTS connections at once, a request head of at most
+METRICS_MAX_REQUEST bytes (else the connection is closed) read within
 METRICS_REQUEST_TIMEOUT seconds, one request per connection. Standard library only.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections import Counter
@@ -50,7 +52,8 @@ class Metrics:
 
 
 Gauges = Mapping[str, tuple[str, float]]
-"""name -> (help text, value), read from the server at scrape time."""
+"""name -> (help text, value), read from the server at scrape time; a name that ends
+in _total is a Prometheus counter (it only counts up from the start), any other a gauge."""
 
 
 def render(metrics: Metrics, gauges: Gauges) -> str:
@@ -64,7 +67,9 @@ def render(metrics: Metrics, gauges: Gauges) -> str:
         return full
 
     for name, (help_text, value) in gauges.items():
-        out.append(f"{family(name, 'gauge', help_text)} {_number(value)}")
+        # Read at scrape time, but a name in _total counts up from the start: a counter.
+        kind = "counter" if name.endswith("_total") else "gauge"
+        out.append(f"{family(name, kind, help_text)} {_number(value)}")
     name = family("connections_total", "counter", "Connections accepted.")
     out.append(f"{name} {metrics.connections}")
     name = family("bytes_relayed_total", "counter", "Bytes piped, both ways, counted as they move.")
@@ -116,8 +121,12 @@ class MetricsServer:
         self._slots -= 1
         try:
             async with asyncio.timeout(METRICS_REQUEST_TIMEOUT):
-                head = await reader.readuntil(b"\r\n\r\n")
-                status, body = self._respond(head)
+                head = await reader.readuntil(b"\n")
+                if _HTTP_REQUEST_LINE.fullmatch(head):
+                    head += await _rest_of_head(reader, len(head))
+                    status, body = self._respond(head)
+                else:  # a ferry client sent here by mistake: answer now, not at the timeout
+                    status, body = "400 Bad Request", NOT_HTTP
                 writer.write(_response(status, body))
                 await writer.drain()
         except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -138,6 +147,20 @@ class MetricsServer:
                 return "200 OK", "ok\n"
             return "503 Service Unavailable", "draining\n"
         return "404 Not Found", "try /metrics or /healthz\n"
+
+
+_HTTP_REQUEST_LINE: Final = re.compile(rb"[A-Z]+ \S+ HTTP/1\.[01]\r?\n")
+NOT_HTTP: Final = "not an HTTP request: this is a ferry relay's metrics endpoint, not the relay\n"
+
+
+async def _rest_of_head(reader: asyncio.StreamReader, have: int) -> bytes:
+    """The header lines after the request line, up to the empty one, within the size bound."""
+    rest = b""
+    while not rest.endswith((b"\n\r\n", b"\n\n")) and rest not in (b"\r\n", b"\n"):
+        rest += await reader.readuntil(b"\n")
+        if have + len(rest) > METRICS_MAX_REQUEST:
+            raise asyncio.LimitOverrunError("request head too long", 0)
+    return rest
 
 
 def _response(status: str, body: str) -> bytes:

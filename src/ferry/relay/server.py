@@ -351,9 +351,7 @@ class Relay:
         try:
             number = await self.directory.allocate()
         except DirectoryUnavailable:
-            raise Refusal(
-                rv.REASON_UNAVAILABLE, "relay cluster directory unavailable, try again later"
-            ) from None
+            raise Refusal(rv.REASON_UNAVAILABLE, "relay cluster directory unavailable") from None
         try:
             entry = self.table.register(conn, self.clock(), standby, number)
         except Refusal:

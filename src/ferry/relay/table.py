@@ -122,7 +122,7 @@ class PairingTable(Generic[Conn]):
             if nameplate in self._entries:
                 # The directory lost this node's entry (Redis restarted) and
                 # handed the number out again before the next refresh.
-                raise Refusal(rv.REASON_UNAVAILABLE, "relay directory out of step, try again")
+                raise Refusal(rv.REASON_UNAVAILABLE, "relay directory out of step")
             number = nameplate
             self._external.add(number)
         elif self._free:

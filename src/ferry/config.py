@@ -154,11 +154,20 @@ class RelayConfig:
     drain_timeout: float = 30.0
     """Seconds active pipes may keep running after SIGTERM before the relay exits."""
 
+    web: bool = True
+    """Answer browsers on the relay's port too: the web app's files over HTTP and
+    WebSocket legs on /ws, bridged to the same pairing and limits as a command-line
+    client (relay/web.py). --no-web: HTTP requests get the rendezvous refusal."""
+
+    web_root: str = ""
+    """Directory of the web app's files to serve (default: the one shipped in the
+    package, ferry/webapp). A missing directory serves 404s."""
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, one sentence each (empty when usable)."""
         found: list[str] = []
         for name, value in vars(self).items():
-            if isinstance(value, bool | tuple):
+            if isinstance(value, bool | tuple | str):
                 continue
             if isinstance(value, float) and not value > 0:
                 found.append(f"{name} must be a positive number of seconds, not {value}")

@@ -37,7 +37,8 @@ code to send):
 FrameDecoder does no I/O: receive_data(bytes), then next_event() until it
 returns None. encode_* return the bytes to write. The server's frames are
 never masked (RFC 6455 section 5.1); tests and benchmarks acting as a
-browser pass a mask.
+browser pass a mask to encode_frame and read the relay's frames with
+FrameDecoder(masked=False).
 """
 
 from __future__ import annotations
@@ -195,9 +196,11 @@ def encode_frame(
     return head + mask + _unmask(bytes(payload), mask, 0)
 
 
-def encode_close(code: CloseCode = CloseCode.NORMAL, reason: str = "") -> bytes:
+def encode_close(
+    code: CloseCode = CloseCode.NORMAL, reason: str = "", *, mask: bytes | None = None
+) -> bytes:
     body = struct.pack("!H", code) + reason.encode("utf-8")[: MAX_CONTROL_PAYLOAD - 2]
-    return encode_frame(Opcode.CLOSE, body)
+    return encode_frame(Opcode.CLOSE, body, mask=mask)
 
 
 def _unmask(data: bytes | bytearray, mask: bytes, offset: int) -> bytes:
@@ -229,6 +232,7 @@ class _Frame:
     opcode: Opcode
     fin: bool
     mask: bytes
+    """Empty for a server's unmasked frame."""
     length: int
     done: int = 0
     """Payload bytes handed out so far."""
@@ -238,8 +242,11 @@ class FrameDecoder:
     """Browser frames in, events out. Never buffers more than one header and
     one control payload (at most 14 + 125 bytes) beyond what it is handed."""
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, *, masked: bool = True) -> None:
+        """masked: frames must be masked (a client's, as the relay reads them); False
+        reads a server's unmasked frames, for tests and benchmarks acting as a browser."""
         self.max_frame = max_frame
+        self.masked = masked
         self._buffer = bytearray()
         self._frame: _Frame | None = None
         self._in_message = False
@@ -279,8 +286,9 @@ class FrameDecoder:
             opcode = Opcode(first & 0x0F)
         except ValueError:
             raise WebSocketError(CloseCode.PROTOCOL_ERROR, "unknown opcode") from None
-        if not second & 0x80:
-            raise WebSocketError(CloseCode.PROTOCOL_ERROR, "unmasked frame from a client")
+        if bool(second & 0x80) != self.masked:
+            text = "unmasked frame from a client" if self.masked else "masked frame from a server"
+            raise WebSocketError(CloseCode.PROTOCOL_ERROR, text)
         fin = bool(first & 0x80)
         length = second & 0x7F
         start = 2
@@ -298,11 +306,12 @@ class FrameDecoder:
             start = 10
             if length < 1 << 16 or length >> 63:
                 raise WebSocketError(CloseCode.PROTOCOL_ERROR, "non-minimal or huge length")
-        if len(buf) < start + 4:
+        end = start + 4 if self.masked else start
+        if len(buf) < end:
             return None
         self._check_frame(opcode, fin, length)
-        mask = bytes(buf[start : start + 4])
-        del buf[: start + 4]
+        mask = bytes(buf[start:end])
+        del buf[:end]
         return _Frame(opcode, fin, mask, length)
 
     def _check_frame(self, opcode: Opcode, fin: bool, length: int) -> None:
@@ -325,14 +334,18 @@ class FrameDecoder:
         if frame.opcode in _CONTROL:
             if len(buf) < frame.length:
                 return None
-            payload = _unmask(buf[: frame.length], frame.mask, 0)
+            payload = (
+                _unmask(buf[: frame.length], frame.mask, 0)
+                if frame.mask
+                else bytes(buf[: frame.length])
+            )
             del buf[: frame.length]
             self._frame = None
             return self._control_event(frame.opcode, payload)
         take = min(len(buf), frame.length - frame.done)
         if take == 0 and frame.length:
             return None
-        data = _unmask(buf[:take], frame.mask, frame.done)
+        data = _unmask(buf[:take], frame.mask, frame.done) if frame.mask else bytes(buf[:take])
         del buf[:take]
         frame.done += take
         last_piece = frame.done == frame.length

@@ -77,6 +77,7 @@ from ferry.relay.session import (
     error_ending,
 )
 from ferry.relay.table import Entry, PairingTable, State
+from ferry.relay.web import WebFront
 
 log = logs.log
 
@@ -116,6 +117,7 @@ class Relay:
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._draining = False
+        self.web = WebFront(self) if config.web else None  # browsers (web.py)
 
     def clock(self) -> float:
         return (self._clock or asyncio.get_running_loop().time)()
@@ -126,11 +128,10 @@ class Relay:
         self._listeners = listeners
         await self.directory.start()
         self.gate.start()
+        admit = self._admit if self.web is None else self.web.wrap(self._admit)
         for listener in listeners:
             listener.setblocking(False)
-            self._accepting.append(
-                asyncio.create_task(self.gate.accept_loop(listener, self._admit))
-            )
+            self._accepting.append(asyncio.create_task(self.gate.accept_loop(listener, admit)))
 
     @property
     def draining(self) -> bool:
@@ -162,6 +163,8 @@ class Relay:
             await asyncio.wait(list(self._tasks), timeout=5)
         if self._accepting:
             await asyncio.wait(self._accepting, timeout=1)
+        if self.web is not None:
+            await self.web.close()
         await self.gate.close()
         await self.directory.close()
 
@@ -187,7 +190,8 @@ class Relay:
     def _fds_held(self) -> int:
         pipes = self.active * FDS_PER_PIPE if self.config.use_splice and SPLICE_AVAILABLE else 0
         forwarded = self.links.fds_held() if self.links is not None else 0
-        return self.open_connections + pipes + forwarded
+        web = self.web.fds_held() if self.web is not None else 0
+        return self.open_connections + pipes + forwarded + web
 
     def _admit(self, sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
         # Accepted with the kernel's default buffers (listen.py): nothing but short

@@ -1,0 +1,366 @@
+"""The web front: browsers on the relay's own port, sorted from ferry clients.
+
+Theory of operation. With the web enabled (RelayConfig.web, on by default),
+server.py hands every accepted socket here first (``WebFront.wrap`` wraps
+its admit callback). The front peeks at the first bytes, without consuming
+them, under the handshake deadline:
+
+- a rendezvous line (anything but ``GET `` or ``HEAD ``: http.sniff) goes
+  to the server untouched, so a command-line client is served exactly as
+  without the web, zero-copy pipe included;
+- from a trusted proxy, the PROXY header comes first: the front parses it
+  from the peeked bytes too and sniffs what follows; a ferry client's
+  connection then goes to the server with the header still unread (the
+  server reads it as before), a browser's has its header consumed here and
+  gets the client's address, per-address key and connection limit;
+- an HTTP request: its head is read (at most http.MAX_HEAD bytes, before
+  the handshake deadline) and answered once (site.py decides what): a file
+  of the web app, an error, or the WebSocket upgrade, whose leg is bridged
+  into the server as an ordinary connection (bridge.py).
+
+What a front connection holds is counted where the server counts its own:
+it is a handshake (the max_handshakes pool: while that is full, or while
+the relay drains, sockets go to the server, which refuses them as before),
+its descriptors count against the descriptor reserve (fds_held), and it
+keeps the per-address connection slot the gate gave it. The slot is
+released here for an HTTP answer, or handed with the socketpair end to the
+server for a WebSocket leg (released there, once).
+
+Every HTTP answer is logged as one outcome line (role=http); a WebSocket
+leg is logged by the connection it becomes.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from ferry.protocol import http
+from ferry.protocol import rendezvous as rv
+from ferry.protocol import websocket as ws
+from ferry.relay import bridge, logs, proxy, site
+from ferry.relay.admission import Admit
+from ferry.relay.connection import format_peer
+
+if TYPE_CHECKING:
+    from ferry.relay.server import Relay
+
+WEB_ROOT: Final = Path(__file__).resolve().parent.parent / "webapp"
+"""The web app shipped in the package (may be absent: then / is a 404)."""
+
+SNIFF_BYTES: Final = 8
+"""Bytes peeked to tell HTTP from a rendezvous line (http.sniff needs 5)."""
+PEEK_POLL: Final = 0.02
+"""Seconds between peeks while the bytes queued are too few to tell (a slow start)."""
+WRITE_TIMEOUT: Final = 30.0
+"""Seconds a browser has to take one whole answer (a file of the web app)."""
+SEND_CHUNK: Final = 64 * 1024
+"""Bytes of a file sent at once."""
+
+_ERROR_HEADERS: Final = {
+    "Content-Type": "text/plain; charset=utf-8",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class WebFront:
+    def __init__(self, relay: Relay, root: Path | None = None) -> None:
+        """root: the web app's directory; RelayConfig.web_root, else WEB_ROOT."""
+        self.relay = relay
+        configured = relay.config.web_root
+        self.root = root or (Path(configured) if configured else WEB_ROOT)
+        self.sorting = 0
+        """Sockets being sniffed or answered here (one descriptor each)."""
+        self.bridges = 0
+        """WebSocket legs running (two descriptors each beyond the admitted end)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def fds_held(self) -> int:
+        return self.sorting + 2 * self.bridges
+
+    def wrap(self, admit: Admit) -> Admit:
+        """The admit callback for Gate.accept_loop: sort first, then admit."""
+
+        def sort_then_admit(sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
+            relay = self.relay
+            if relay.draining or relay.handshaking >= relay.config.max_handshakes:
+                admit(sock, peer, key, proxied)  # the server refuses it, as without the web
+                return
+            relay.handshaking += 1
+            self.sorting += 1
+            task = asyncio.create_task(self._sort(sock, peer, key, proxied, admit))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return sort_then_admit
+
+    async def close(self) -> None:
+        """Shutting down: end what is being sorted or answered, and the legs."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    # -- sorting -------------------------------------------------------------
+
+    async def _sort(
+        self, sock: socket.socket, peer: str, key: str, proxied: bool, admit: Admit
+    ) -> None:
+        relay = self.relay
+        deadline = asyncio.get_running_loop().time() + relay.config.handshake_timeout
+        sorting = True
+
+        def done_sorting() -> None:
+            nonlocal sorting
+            if sorting:
+                sorting = False
+                relay.handshaking -= 1
+                self.sorting -= 1
+
+        try:
+            sock.setblocking(False)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    kind, header = await _peek_protocol(sock, proxied)
+            except TimeoutError:
+                done_sorting()
+                self._refuse(sock, peer, key, rv.REASON_TIMEOUT, "handshake timed out")
+                return
+            if kind is not http.Protocol.HTTP:
+                done_sorting()
+                admit(sock, peer, key, proxied)
+                return
+            await self._serve_http(sock, peer, key, header, deadline, done_sorting, admit)
+        finally:
+            done_sorting()
+
+    def _refuse(self, sock: socket.socket, peer: str, key: str, reason: str, text: str) -> None:
+        """A refusal before the server saw the socket: as the gate's own, and the slot back."""
+        self.relay.gate.hang_up(sock, reason, text, may_linger=True)
+        if key:
+            self.relay.gate.per_address.close(key)
+        logs.outcome(logs.REFUSED, role="unknown", peer=peer, reason=reason, duration=0.0)
+
+    # -- HTTP ----------------------------------------------------------------
+
+    async def _serve_http(
+        self,
+        sock: socket.socket,
+        peer: str,
+        key: str,
+        header: proxy.Header | None,
+        deadline: float,
+        done_sorting: Callable[[], None],
+        admit: Admit,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status = 0
+        try:
+            if header is not None:
+                try:
+                    peer, key = self._proxied_client(sock, peer, header)
+                except _TooMany as exc:
+                    peer, status = str(exc), 429
+                    text = "too many connections from your address"
+                    await _send(sock, _error(http.HttpError(429, text)))
+                    return
+            head, early = b"", b""
+            try:
+                async with asyncio.timeout_at(deadline):
+                    head, early = await _read_head(sock)
+            except TimeoutError:
+                pass
+            if not head:
+                return  # closed, or too slow: no answer is owed
+            try:
+                request = http.parse_request(head)
+                answer = site.route(request, self.root)
+            except http.HttpError as exc:
+                status = exc.status
+                await _send(sock, _error(exc))
+                return
+            if isinstance(answer, site.StaticFile):
+                status = await self._send_file(sock, request, answer)
+                return
+            try:
+                accept = ws.handshake_response(request)
+            except http.HttpError as exc:
+                status = exc.status
+                await _send(sock, _error(exc))
+                return
+            status = 101
+            await _send(sock, accept)
+            done_sorting()
+            await self._bridge(sock, peer, key, early, admit)
+            key = ""  # the admitted end held the slot and gave it back
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            if status != 101:
+                sock.close()
+                if key:
+                    self.relay.gate.per_address.close(key)
+                outcome = logs.HAPPY if 200 <= status < 400 else logs.REFUSED
+                fields: dict[str, str | int | float] = {"role": "http", "peer": peer}
+                if status:
+                    fields["status"] = status
+                logs.outcome(outcome, **fields, duration=round(loop.time() - started, 3))
+
+    def _proxied_client(
+        self, sock: socket.socket, peer: str, header: proxy.Header
+    ) -> tuple[str, str]:
+        """Consume a trusted proxy's header; the client's peer and key (slot taken)."""
+        _consume(sock, header.length)
+        if header.client is None:
+            return peer, ""  # the proxy's own check
+        host, port = header.client.host, header.client.port
+        key = self.relay.gate.key_for(host)
+        client = format_peer((host, port))[0]
+        if key and not self.relay.gate.per_address.open(key):
+            raise _TooMany(client)
+        return client, key
+
+    async def _send_file(
+        self, sock: socket.socket, request: http.Request, found: site.StaticFile
+    ) -> int:
+        headers = site.security_headers(request.header("host"))
+        headers["Content-Type"] = found.content_type
+        try:
+            file = open(found.path, "rb")  # noqa: SIM115 - closed below, after the send
+        except OSError:
+            await _send(sock, _error(http.HttpError(404, "no such file")))
+            return 404
+        with file:
+            size = os.fstat(file.fileno()).st_size
+            headers["Content-Length"] = str(size)
+            head = http.response(200, headers, include_body=False)
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await loop.sock_sendall(sock, head)
+                if request.method == "GET" and size:
+                    await loop.sock_sendfile(sock, file, 0, size)
+        return 200
+
+    async def _bridge(
+        self, sock: socket.socket, peer: str, key: str, early: bytes, admit: Admit
+    ) -> None:
+        """Admit one end of a socketpair as the browser's connection; bridge the other."""
+        inner, mine = bridge.socketpair(sock)
+        self.bridges += 1
+        try:
+            legs = bridge.Bridge(
+                sock,
+                mine,
+                early=early,
+                idle_timeout=self.relay.config.idle_timeout,
+                going_away=lambda: self.relay.draining,
+            )
+            admit(inner, peer, key, False)
+            await legs.run()
+        finally:
+            self.bridges -= 1
+            mine.close()
+            sock.close()
+
+
+class _TooMany(OSError):
+    """The proxied client's address holds its connection limit already."""
+
+
+async def _peek_protocol(
+    sock: socket.socket, proxied: bool
+) -> tuple[http.Protocol, proxy.Header | None]:
+    """What the connection speaks, from its first bytes, none consumed; a trusted
+    proxy's header (parsed, not consumed) when an HTTP request follows one."""
+    size = SNIFF_BYTES + (proxy.V2_FIXED + proxy.V2_MAX_BODY if proxied else 0)
+    seen = -1
+    while True:
+        if seen <= 0:
+            await _readable(sock)
+        else:
+            await asyncio.sleep(PEEK_POLL)
+        try:
+            data = sock.recv(size, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError:
+            return http.Protocol.FERRY, None  # the server meets the error itself
+        if not data:
+            return http.Protocol.FERRY, None  # EOF: the server logs it as before
+        header = None
+        rest = data
+        if proxied:
+            try:
+                header = proxy.parse(data)
+            except rv.BadRequest:
+                return http.Protocol.FERRY, None  # the server refuses it
+            rest = data[header.length :] if header is not None else b""
+        if header is not None or not proxied:
+            kind = http.sniff(rest)
+            if kind is not http.Protocol.UNKNOWN and rest:
+                return kind, header if kind is http.Protocol.HTTP else None
+        if len(data) == seen and len(data) >= size:
+            return http.Protocol.FERRY, None  # cannot happen with a valid header
+        seen = len(data)
+
+
+async def _readable(sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _consume(sock: socket.socket, count: int) -> None:
+    """Read ``count`` bytes already peeked (they are queued: no waiting)."""
+    while count > 0:
+        data = sock.recv(count)
+        if not data:
+            raise ConnectionResetError("closed during the PROXY header")
+        count -= len(data)
+
+
+async def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """(the request head, the bytes behind it); (b"", b"") if the browser closed."""
+    loop = asyncio.get_running_loop()
+    buffer = bytearray()
+    while (end := http.head_end(buffer)) is None:
+        data = await loop.sock_recv(sock, http.MAX_HEAD - len(buffer))
+        if not data:
+            return b"", b""
+        buffer += data
+    return bytes(buffer[:end]), bytes(buffer[end:])
+
+
+async def _send(sock: socket.socket, data: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(WRITE_TIMEOUT):
+        await loop.sock_sendall(sock, data)
+
+
+def _error(error: http.HttpError) -> bytes:
+    body = f"{error.status} {http.STATUS_TEXT.get(error.status, 'Error')}: {error}\n".encode()
+    headers = dict(_ERROR_HEADERS)
+    if error.status == 426:
+        headers["Upgrade"] = "websocket"
+        headers["Sec-WebSocket-Version"] = "13"
+    return http.response(error.status, headers, body)

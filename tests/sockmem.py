@@ -27,6 +27,11 @@ class SocketMemory:
         f = self.fields
         return f.get("r", 0) + f.get("w", 0) + f.get("f", 0) + f.get("bl", 0)
 
+    @property
+    def held_unix(self) -> int:
+        """A Unix stream socket's: what it received plus what it sent and is queued."""
+        return self.fields.get("r", 0) + self.fields.get("t", 0)
+
 
 def parse_ss(text: str) -> list[SocketMemory]:
     """Every skmem group in `ss -tm` output, in order.
@@ -70,5 +75,25 @@ def process_sockets(pid: int) -> list[SocketMemory]:
         timeout=10,
     ).stdout
     # One socket per entry: its line names the owning process, its skmem group follows.
+    entries = re.split(r"\n(?=\S)", out)
+    return parse_ss("\n".join(entry for entry in entries if f"pid={pid}," in entry))
+
+
+def process_unix_sockets(pid: int) -> list[SocketMemory]:
+    """Memory of every connected Unix stream socket of process `pid` (`ss -xm`).
+
+    A Unix stream socket's queued bytes are charged to the sender: its t
+    (wmem_alloc) holds them, the receiving socket's r stays 0. So for these
+    the held memory is r + t (`SocketMemory.held_unix`).
+    """
+    ss = shutil.which("ss")
+    assert ss, "ss (iproute2) is needed to measure socket memory; .ci/run installs it"
+    out = subprocess.run(
+        [ss, "-xmpH", "state", "established"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10,
+    ).stdout
     entries = re.split(r"\n(?=\S)", out)
     return parse_ss("\n".join(entry for entry in entries if f"pid={pid}," in entry))

@@ -21,10 +21,12 @@ browser sends a close frame (answered with a close), closes its TCP
 connection, or breaks the protocol (a close with the decoder's code:
 1002, 1003, 1007, 1009). Down ends the leg when the relay closes its end
 (a pipe ended, a refusal line was sent): a close frame 1000 (1001 while
-the relay shuts down), then a short wait for the browser's answer. A write
-to a browser that makes no progress for idle_timeout ends the leg without
-a close frame; the relay's own deadlines end the inner connection the same
-way as any other.
+the relay shuts down), then a short wait for the browser's answer. The
+bridge has no deadline of its own: the relay's rules for the admitted
+connection (handshake deadline, PING/PONG, idle timeout) end it as they
+end a command-line client's, by closing the admitted end; the bridge then
+writes what is still queued (FLUSH_TIMEOUT at most) and hangs up, so a
+browser that stops reading is dropped when the relay's rules say.
 
 Memory. The relay sizes a transfer's socket buffers on the sockets it
 pairs (buffers.py). The admitted end is an InnerEnd: the buffer and TCP
@@ -75,6 +77,11 @@ unmasked copy."""
 CLOSE_TIMEOUT: Final = 2.0
 """Seconds to wait for the browser's answer to our close frame (and to write ours)."""
 
+FLUSH_TIMEOUT: Final = 10.0
+"""Seconds the bridge keeps writing to the browser what the relay sent before it
+closed its end (at most the socketpair's queue); a browser that takes nothing
+for that long is dropped."""
+
 _BUFFER_OPTIONS: Final = {
     socket.SO_SNDBUF,
     socket.SO_RCVBUF,
@@ -92,6 +99,14 @@ class InnerEnd(socket.socket):
     def __init__(self, fileno: int, outer: socket.socket) -> None:
         super().__init__(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno)
         self.outer = outer
+        self.on_close: Callable[[], None] | None = None
+        """Called once when the relay closes this end (the bridge's cue to end)."""
+
+    def close(self) -> None:
+        super().close()
+        if self.on_close is not None:
+            callback, self.on_close = self.on_close, None
+            callback()
 
     def _is_leg_option(self, level: int, optname: int) -> bool:
         return level == socket.IPPROTO_TCP or (
@@ -149,16 +164,17 @@ class Bridge:
         inner: socket.socket,
         *,
         early: bytes = b"",
-        idle_timeout: float,
+        inner_closed: asyncio.Event | None = None,
         going_away: Callable[[], bool] = lambda: False,
         max_frame: int | None = None,
     ) -> None:
         """outer: the browser's socket, after the 101 answer; inner: the bridge's end
         of the pair; early: bytes the browser sent behind its request head;
+        inner_closed: set when the relay closes the admitted end (InnerEnd.on_close);
         going_away(): whether the relay is shutting down (close code 1001)."""
         self.outer = outer
         self.inner = inner
-        self.idle_timeout = idle_timeout
+        self.inner_closed = inner_closed or asyncio.Event()
         self.going_away = going_away
         self.decoder = FrameDecoder() if max_frame is None else FrameDecoder(max_frame)
         self.decoder.receive_data(early)
@@ -171,18 +187,26 @@ class Bridge:
         """Copy both ways until either side ends; close both sockets."""
         up = asyncio.create_task(self._up())
         down = asyncio.create_task(self._down())
+        gone = asyncio.create_task(self.inner_closed.wait())
         try:
-            done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+            either = {up, down}
+            done, _ = await asyncio.wait({*either, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not done & either:
+                # The relay let go (a deadline, the idle timeout, a refusal): what it
+                # sent before still goes out, unless the browser takes nothing.
+                done, _ = await asyncio.wait(
+                    either, timeout=FLUSH_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+                )
             if up in done:
                 down.cancel()
                 await asyncio.gather(down, return_exceptions=True)
                 await self._browser_ended(up)
-            else:
+            elif down in done:
                 await self._relay_ended(down, up)
         finally:
-            for task in (up, down):
+            for task in (up, down, gone):
                 task.cancel()
-            await asyncio.gather(up, down, return_exceptions=True)
+            await asyncio.gather(up, down, gone, return_exceptions=True)
             self.inner.close()
             self.outer.close()
         return self.result
@@ -197,8 +221,6 @@ class Bridge:
 
     async def _relay_ended(self, down: asyncio.Task[None], up: asyncio.Task[None]) -> None:
         error = down.exception()
-        if isinstance(error, TimeoutError):
-            return  # the browser stopped reading: nothing more can be written
         if error is not None and not isinstance(error, OSError):
             await self._send_close(CloseCode.INTERNAL_ERROR)
             return
@@ -218,7 +240,9 @@ class Bridge:
         self.result.close_sent = code
         return True
 
-    async def _write(self, frame: bytes, timeout: float) -> None:
+    async def _write(self, frame: bytes, timeout: float | None = None) -> None:
+        """One frame to the browser; no timeout but the close's: a browser that stops
+        reading is ended by the relay's rules for the inner connection (run())."""
         loop = asyncio.get_running_loop()
         async with self._write_lock, asyncio.timeout(timeout):
             self._partial = True  # stays set if this write is cut off
@@ -237,9 +261,7 @@ class Bridge:
                         self.result.bytes_up += len(event.data)
                 elif isinstance(event, PingReceived):
                     if not self._closing:
-                        await self._write(
-                            encode_frame(Opcode.PONG, event.payload), self.idle_timeout
-                        )
+                        await self._write(encode_frame(Opcode.PONG, event.payload))
                 elif isinstance(event, CloseReceived):
                     self.result.close_received = event.code
                     return
@@ -252,5 +274,5 @@ class Bridge:
         """Relay -> browser: one binary frame per read, until the relay's end closes."""
         loop = asyncio.get_running_loop()
         while data := await loop.sock_recv(self.inner, CHUNK):
-            await self._write(encode_frame(Opcode.BINARY, data), self.idle_timeout)
+            await self._write(encode_frame(Opcode.BINARY, data))
             self.result.bytes_down += len(data)

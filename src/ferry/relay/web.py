@@ -256,13 +256,15 @@ class WebFront:
     ) -> None:
         """Admit one end of a socketpair as the browser's connection; bridge the other."""
         inner, mine = bridge.socketpair(sock)
+        closed = asyncio.Event()
+        inner.on_close = closed.set
         self.bridges += 1
         try:
             legs = bridge.Bridge(
                 sock,
                 mine,
                 early=early,
-                idle_timeout=self.relay.config.idle_timeout,
+                inner_closed=closed,
                 going_away=lambda: self.relay.draining,
             )
             admit(inner, peer, key, False)

@@ -251,3 +251,38 @@ def test_garbage_gives_events_or_a_websocket_error_never_anything_else(data: byt
             pass
         except RemoteProtocolError as error:  # pragma: no cover - would be a bug
             pytest.fail(f"not a WebSocketError: {error!r}")
+
+
+# A client's view (tests and benchmarks acting as a browser): FrameDecoder(masked=False).
+
+
+def test_client_decoder_reads_server_frames_whole_and_bytewise() -> None:
+    stream = (
+        encode_frame(Opcode.BINARY, b"PAIRED\n")
+        + encode_frame(Opcode.PING, b"p")
+        + encode_frame(Opcode.BINARY, bytes(70_000))
+        + encode_close(CloseCode.GOING_AWAY)
+    )
+    for pieces in ([stream], [stream[i : i + 1] for i in range(len(stream))]):
+        decoder = FrameDecoder(1 << 20, masked=False)
+        events: list[Event] = []
+        for piece in pieces:
+            decoder.receive_data(piece)
+            events.extend(drain(decoder))
+        assert payload_of(events) == b"PAIRED\n" + bytes(70_000)
+        assert PingReceived(b"p") in events
+        assert events[-1] == CloseReceived(CloseCode.GOING_AWAY, "")
+
+
+def test_client_decoder_refuses_a_masked_frame() -> None:
+    decoder = FrameDecoder(masked=False)
+    decoder.receive_data(encode_frame(Opcode.BINARY, b"x", mask=MASK))
+    with pytest.raises(WebSocketError) as refused:
+        decoder.next_event()
+    assert refused.value.code == CloseCode.PROTOCOL_ERROR
+
+
+def test_masked_close_from_a_client_reads_back() -> None:
+    assert decode_whole(encode_close(CloseCode.NORMAL, "bye", mask=MASK)) == [
+        CloseReceived(1000, "bye")
+    ]

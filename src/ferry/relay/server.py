@@ -193,12 +193,15 @@ class Relay:
         web = self.web.fds_held() if self.web is not None else 0
         return self.open_connections + pipes + forwarded + web
 
-    def _admit(self, sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
+    def _admit(
+        self, sock: socket.socket, peer: str, key: str, proxied: bool, since: float | None = None
+    ) -> None:
+        """since: when it was accepted, if the web front held it first (web.py)."""
         # Accepted with the kernel's default buffers (listen.py): nothing but short
         # lines moves until pairing, so hold them to the control size from now on.
         with contextlib.suppress(OSError):
             buffers.set_both(sock, self.buffers.control // 2)
-        session = Session(self.config, self.clock())
+        session = Session(self.config, self.clock() if since is None else since)
         conn = Connection(
             sock, peer, key, session, max_line=self.config.max_hello_bytes, proxied=proxied
         )

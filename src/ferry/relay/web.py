@@ -19,10 +19,12 @@ them, under the handshake deadline:
   into the server as an ordinary connection (bridge.py).
 
 What a front connection holds is counted where the server counts its own:
-it is a handshake (the max_handshakes pool: while that is full, or while
-the relay drains, sockets go to the server, which refuses them as before),
-its descriptors count against the descriptor reserve (fds_held), and it
-keeps the per-address connection slot the gate gave it. The slot is
+it is a handshake and an open connection (the max_handshakes pool: while
+that is full, or while the relay drains, sockets go to the server, which
+refuses them as before; the handshake deadline counts from the accept, for
+the rendezvous line of a ferry client and of a WebSocket leg alike), a
+leg's two extra descriptors count against the descriptor reserve
+(fds_held), and it keeps the per-address connection slot the gate gave it. The slot is
 released here for an HTTP answer, or handed with the socketpair end to the
 server for a WebSocket leg (released there, once).
 
@@ -35,9 +37,11 @@ Standard library only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -50,6 +54,9 @@ from ferry.relay.connection import format_peer
 
 if TYPE_CHECKING:
     from ferry.relay.server import Relay
+
+ServerAdmit = Callable[[socket.socket, str, str, bool, float], None]
+"""Relay._admit: the gate's Admit, plus when the socket was accepted (relay clock)."""
 
 WEB_ROOT: Final = Path(__file__).resolve().parent.parent / "webapp"
 """The web app shipped in the package (may be absent: then / is a 404)."""
@@ -83,29 +90,39 @@ class WebFront:
         self.bridges = 0
         """WebSocket legs running (two descriptors each beyond the admitted end)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bridging: set[asyncio.Task[None]] = set()
 
     def fds_held(self) -> int:
-        return self.sorting + 2 * self.bridges
+        """Descriptors held beyond the server's open_connections (which counts the
+        sockets being sorted or answered here, and each leg's admitted end)."""
+        return 2 * self.bridges
 
-    def wrap(self, admit: Admit) -> Admit:
+    def wrap(self, admit: ServerAdmit) -> Admit:
         """The admit callback for Gate.accept_loop: sort first, then admit."""
 
         def sort_then_admit(sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
             relay = self.relay
+            since = relay.clock()
             if relay.draining or relay.handshaking >= relay.config.max_handshakes:
-                admit(sock, peer, key, proxied)  # the server refuses it, as without the web
+                admit(sock, peer, key, proxied, since)  # refused there, as without the web
                 return
             relay.handshaking += 1
+            relay.open_connections += 1
             self.sorting += 1
-            task = asyncio.create_task(self._sort(sock, peer, key, proxied, admit))
+            task = asyncio.create_task(self._sort(sock, peer, key, proxied, since, admit))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
         return sort_then_admit
 
     async def close(self) -> None:
-        """Shutting down: end what is being sorted or answered, and the legs."""
-        for task in list(self._tasks):
+        """Shutting down (after the server ended its connections): stop sorting and
+        answering at once; let the legs send their close frames, then cut them."""
+        for task in self._tasks - self._bridging:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=bridge.CLOSE_TIMEOUT + 1)
+        for task in self._tasks:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
@@ -113,10 +130,17 @@ class WebFront:
     # -- sorting -------------------------------------------------------------
 
     async def _sort(
-        self, sock: socket.socket, peer: str, key: str, proxied: bool, admit: Admit
+        self,
+        sock: socket.socket,
+        peer: str,
+        key: str,
+        proxied: bool,
+        since: float,
+        admit: ServerAdmit,
     ) -> None:
         relay = self.relay
-        deadline = asyncio.get_running_loop().time() + relay.config.handshake_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + relay.config.handshake_timeout
         sorting = True
 
         def done_sorting() -> None:
@@ -124,6 +148,7 @@ class WebFront:
             if sorting:
                 sorting = False
                 relay.handshaking -= 1
+                relay.open_connections -= 1
                 self.sorting -= 1
 
         try:
@@ -135,11 +160,21 @@ class WebFront:
                 done_sorting()
                 self._refuse(sock, peer, key, rv.REASON_TIMEOUT, "handshake timed out")
                 return
+            except BaseException:
+                sock.close()  # cancelled: shutting down
+                if key:
+                    relay.gate.per_address.close(key)
+                raise
             if kind is not http.Protocol.HTTP:
                 done_sorting()
-                admit(sock, peer, key, proxied)
+                if relay.draining:  # the server has swept its connections already
+                    self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
+                    return
+                # The handshake deadline still counts from the accept (since).
+                admit(sock, peer, key, proxied, since)
                 return
-            await self._serve_http(sock, peer, key, header, deadline, done_sorting, admit)
+            front = _Front(sock, peer, key, since, deadline, done_sorting, admit)
+            await self._serve_http(front, header)
         finally:
             done_sorting()
 
@@ -152,39 +187,29 @@ class WebFront:
 
     # -- HTTP ----------------------------------------------------------------
 
-    async def _serve_http(
-        self,
-        sock: socket.socket,
-        peer: str,
-        key: str,
-        header: proxy.Header | None,
-        deadline: float,
-        done_sorting: Callable[[], None],
-        admit: Admit,
-    ) -> None:
+    async def _serve_http(self, front: _Front, header: proxy.Header | None) -> None:
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        sock = front.sock
         status = 0
         try:
             if header is not None:
                 try:
-                    peer, key = self._proxied_client(sock, peer, header)
+                    front.peer, front.key = self._proxied_client(sock, front.peer, header)
                 except _TooMany as exc:
-                    peer, status = str(exc), 429
+                    front.peer, status = str(exc), 429
                     text = "too many connections from your address"
                     await _send(sock, _error(http.HttpError(429, text)))
                     return
             head, early = b"", b""
-            try:
-                async with asyncio.timeout_at(deadline):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(front.deadline):
                     head, early = await _read_head(sock)
-            except TimeoutError:
-                pass
             if not head:
                 return  # closed, or too slow: no answer is owed
             try:
                 request = http.parse_request(head)
                 answer = site.route(request, self.root)
+                accept = ws.handshake_response(request) if answer == site.Upgrade() else b""
             except http.HttpError as exc:
                 status = exc.status
                 await _send(sock, _error(exc))
@@ -192,29 +217,28 @@ class WebFront:
             if isinstance(answer, site.StaticFile):
                 status = await self._send_file(sock, request, answer)
                 return
-            try:
-                accept = ws.handshake_response(request)
-            except http.HttpError as exc:
-                status = exc.status
-                await _send(sock, _error(exc))
+            if self.relay.draining:
+                status = 503
+                await _send(sock, _error(http.HttpError(503, "relay shutting down")))
                 return
             status = 101
             await _send(sock, accept)
-            done_sorting()
-            await self._bridge(sock, peer, key, early, admit)
-            key = ""  # the admitted end held the slot and gave it back
+            front.done_sorting()
+            await self._bridge(front, early)
         except (OSError, TimeoutError):
             pass
         finally:
-            if status != 101:
+            if not front.handed:
                 sock.close()
-                if key:
-                    self.relay.gate.per_address.close(key)
+                if front.key:
+                    self.relay.gate.per_address.close(front.key)
+            if status != 101:
                 outcome = logs.HAPPY if 200 <= status < 400 else logs.REFUSED
-                fields: dict[str, str | int | float] = {"role": "http", "peer": peer}
+                fields: dict[str, logs.Field] = {"role": "http", "peer": front.peer}
                 if status:
                     fields["status"] = status
-                logs.outcome(outcome, **fields, duration=round(loop.time() - started, 3))
+                duration = round(loop.time() - front.started, 3)
+                logs.outcome(outcome, **fields, duration=duration)
 
     def _proxied_client(
         self, sock: socket.socket, peer: str, header: proxy.Header
@@ -251,28 +275,54 @@ class WebFront:
                     await loop.sock_sendfile(sock, file, 0, size)
         return 200
 
-    async def _bridge(
-        self, sock: socket.socket, peer: str, key: str, early: bytes, admit: Admit
-    ) -> None:
+    async def _bridge(self, front: _Front, early: bytes) -> None:
         """Admit one end of a socketpair as the browser's connection; bridge the other."""
-        inner, mine = bridge.socketpair(sock)
+        inner, mine = bridge.socketpair(front.sock)
         closed = asyncio.Event()
         inner.on_close = closed.set
+        task = asyncio.current_task()
+        assert task is not None
+        self._bridging.add(task)
         self.bridges += 1
         try:
             legs = bridge.Bridge(
-                sock,
+                front.sock,
                 mine,
                 early=early,
                 inner_closed=closed,
                 going_away=lambda: self.relay.draining,
             )
-            admit(inner, peer, key, False)
+            if self.relay.draining:
+                return  # the server has swept its connections already: no new one
+            # From here the admitted end holds the address's slot and gives it back.
+            front.handed = True
+            front.admit(inner, front.peer, front.key, False, front.since)
             await legs.run()
         finally:
             self.bridges -= 1
+            self._bridging.discard(task)
+            if not front.handed:
+                inner.close()
             mine.close()
-            sock.close()
+            front.sock.close()
+
+
+@dataclass
+class _Front:
+    """A socket the front holds: who it is and what is owed to the server."""
+
+    sock: socket.socket
+    peer: str
+    key: str
+    since: float
+    """When it was accepted, on the relay's clock (the handshake deadline counts from it)."""
+    deadline: float
+    """The handshake deadline, on the event loop's clock."""
+    done_sorting: Callable[[], None]
+    admit: ServerAdmit
+    handed: bool = False
+    """The server owns the socket (or its bridge's end) and the slot now."""
+    started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
 
 class _TooMany(OSError):

@@ -1,0 +1,252 @@
+"""The web front and the WebSocket bridge, in process (relay on 127.0.0.1:0).
+
+Sorting (first bytes, slow starts, silence, a trusted proxy's header), the
+bridge's control frames and close codes, its socket options, and the pump's
+splice path through the bridge's socketpair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from ferry.protocol import websocket as ws
+from ferry.relay import bridge, pump
+from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
+from tests.relay.conditions import logged, until
+from tests.relay.harness import RawClient, register_sender, running_relay
+
+pytestmark = pytest.mark.timeout(60)
+
+GET_ROOT = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+PROXY_V1 = b"PROXY TCP4 203.0.113.9 192.0.2.1 33566 9021\r\n"
+
+
+async def test_a_request_whose_first_bytes_trickle_in_is_still_http(tmp_path: Path) -> None:
+    async with running_relay(web_root=str(tmp_path)) as r:
+        for first in (b"G", b"HE"):
+            rest = (b"HEAD" if first == b"HE" else b"GET")[len(first) :] + GET_ROOT[3:]
+            client = await RawClient.connect(r.port)
+            await client.send(first)
+            await asyncio.sleep(0.15)
+            await client.send(rest)
+            answer = await client.read_until_closed()
+            assert answer.startswith(b"HTTP/1.1 404 Not Found\r\n"), answer
+            client.close()
+        assert r.relay.handshaking == 0
+        assert r.relay.web is not None and r.relay.web.fds_held() == 0
+
+
+@pytest.mark.parametrize("sent", [b"", b"GE"])
+async def test_silence_or_a_stalled_method_is_refused_at_the_handshake_deadline(
+    sent: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    async with running_relay(handshake_timeout=0.5) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(sent)
+        started = asyncio.get_running_loop().time()
+        assert await client.line(timeout=5) == "ERROR timeout handshake timed out"
+        assert asyncio.get_running_loop().time() - started < 2.0
+        [line] = await logged(caplog)
+        assert (line["outcome"], line["reason"]) == ("refused", "timeout")
+        client.close()
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slot released")
+
+
+async def test_a_ferry_client_behind_a_trusted_proxy_is_served_as_before() -> None:
+    async with running_relay(trusted_proxy=("127.0.0.1/32",)) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(PROXY_V1 + b"FERRY 1 SEND\n")
+        assert (await client.line()).startswith("NAMEPLATE ")
+        client.close()
+
+
+async def test_http_behind_a_trusted_proxy_gets_the_clients_address_and_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    settings = {"trusted_proxy": ("127.0.0.1/32",), "max_connections_per_address": 1}
+    async with running_relay(web_root=str(tmp_path), **settings) as r:  # type: ignore[arg-type]
+        page = await RawClient.connect(r.port)
+        await page.send(PROXY_V1 + GET_ROOT)
+        assert (await page.read_until_closed()).startswith(b"HTTP/1.1 404 ")
+        page.close()
+        [line] = await logged(caplog)
+        assert (line["role"], line["peer"], line["status"]) == ("http", "203.0.113.9:33566", 404)
+        # A WebSocket leg of that client holds its one slot: a second is refused.
+        legs = []
+        for _ in range(2):
+            sock = await RawClient.connect(r.port)
+            await sock.send(PROXY_V1 + upgrade_request(r.port))
+            legs.append(sock)
+        first = parse_answer(await _head(legs[0]))
+        second = parse_answer(await legs[1].read_until_closed())
+        assert (first.status, second.status) == (101, 429)
+        await legs[0].send(ws.encode_frame(ws.Opcode.BINARY, b"FERRY 1 SEND\n", mask=b"abcd"))
+        await logged(caplog, 2)
+        for leg in legs:
+            leg.close()
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slots released")
+
+
+async def _head(client: RawClient) -> bytes:
+    """An HTTP answer's head, read from a connection that stays open."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    async with asyncio.timeout(5):
+        while b"\r\n\r\n" not in data:
+            data += await loop.sock_recv(client.sock, 4096)
+    return data
+
+
+async def test_ping_gets_a_pong_and_a_close_gets_a_close() -> None:
+    async with running_relay() as r:
+        client = await WsClient.connect(r.port)
+        await client.send(b"are you there", ws.Opcode.PING)
+        assert await client.event() == ws.PongReceived(b"are you there")
+        await client.send_close(ws.CloseCode.NORMAL)
+        assert await client.event() == ws.CloseReceived(1000, "")
+        assert await client.event() is None  # and the relay hangs up
+        client.close()
+        await until(lambda: r.relay.open_connections == 0, "the leg's connection ended")
+
+
+async def test_fragmented_messages_and_any_boundaries_make_one_byte_stream() -> None:
+    async with running_relay() as r:
+        client = await WsClient.connect(r.port)
+        line = b"FERRY 1 SEND\n"
+        first = ws.encode_frame(ws.Opcode.BINARY, line[:3], mask=b"wxyz")
+        first = bytes([first[0] & 0x7F]) + first[1:]
+        middle = ws.encode_frame(ws.Opcode.PING, b"", mask=b"abcd")
+        rest = ws.encode_frame(ws.Opcode.CONTINUATION, line[3:], mask=b"efgh")
+        for piece in (first, middle, rest):
+            await client.send_raw(piece)
+        assert await client.event() == ws.PongReceived(b"")
+        assert (await client.line()).startswith("NAMEPLATE ")
+        client.close()
+
+
+async def test_relay_shutdown_closes_a_browser_leg_with_going_away() -> None:
+    async with running_relay() as r:
+        client = await WsClient.connect(r.port)
+        await client.send(b"FERRY 1 SEND\n")
+        assert (await client.line()).startswith("NAMEPLATE ")
+        closing = asyncio.create_task(r.relay.close())
+        data, code = await client.read_until_close()
+        assert data.startswith(b"ERROR shutting-down"), data
+        assert code == ws.CloseCode.GOING_AWAY
+        client.close()
+        await closing
+
+
+async def test_an_oversized_frame_is_closed_with_1009() -> None:
+    async with running_relay() as r:
+        client = await WsClient.connect(r.port)
+        await client.send_raw(b"\x82\xff" + (1 << 40).to_bytes(8, "big") + b"mask")
+        assert await client.read_until_close() == (b"", ws.CloseCode.MESSAGE_TOO_BIG)
+        client.close()
+
+
+async def test_a_cross_site_page_cannot_open_a_leg() -> None:
+    async with running_relay() as r:
+        with pytest.raises(HandshakeRefused) as refused:
+            await WsClient.connect(r.port, origin="https://evil.example")
+        assert refused.value.status == 403
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slot released")
+
+
+# -- the socketpair's end, as the relay sees it ------------------------------------
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def test_buffer_and_tcp_options_on_the_inner_end_go_to_the_browsers_socket() -> None:
+    browser, outer = _tcp_pair()
+    inner, mine = bridge.socketpair(outer)
+    probe, probe_peer = _tcp_pair()
+    try:
+        request = 1 << 20
+        inner.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, request)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, bridge.leg_request(request))
+        expected = probe.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert outer.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == expected
+        assert inner.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == expected
+        assert bridge.leg_request(request) == request - bridge.BRIDGE_HOLD // 2
+        assert bridge.leg_request(8192) == 8192  # control-size requests stay
+        inner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert outer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        # The pair's own buffers stay small and fixed.
+        pair_buffer = super(bridge.InnerEnd, inner).getsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF
+        )
+        assert pair_buffer == bridge.PAIR_BUFFER
+        closed: list[bool] = []
+        inner.on_close = lambda: closed.append(True)
+        inner.close()
+        inner.close()
+        assert closed == [True]
+    finally:
+        for sock in (browser, outer, inner, mine, probe, probe_peer):
+            sock.close()
+
+
+@pytest.mark.skipif(not pump.SPLICE_AVAILABLE, reason="splice(2) is Linux only")
+async def test_a_pipe_with_a_browser_leg_splices_through_the_socketpair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unix_fds: set[int] = set()
+    spliced: list[int] = []
+    real_splice = os.splice
+
+    def counting_splice(src: int, dst: int, count: int, *args: object, **kw: object) -> int:
+        moved = real_splice(src, dst, count, *args, **kw)  # type: ignore[arg-type]
+        if src in unix_fds or dst in unix_fds:
+            spliced.append(moved)
+        return moved
+
+    monkeypatch.setattr(pump.os, "splice", counting_splice)
+    real_socketpair = bridge.socketpair
+
+    def watched(outer: socket.socket) -> tuple[bridge.InnerEnd, socket.socket]:
+        inner, mine = real_socketpair(outer)
+        unix_fds.add(inner.fileno())
+        return inner, mine
+
+    monkeypatch.setattr(bridge, "socketpair", watched)
+    async with running_relay(use_splice=True) as r:
+        control, nameplate = await register_sender(r.port)
+        browser = await WsClient.connect(r.port)
+        await browser.send(f"FERRY 1 RECV {nameplate}\n")
+        ticket = (await control.line()).split()[1]
+        data = await RawClient.connect(r.port)
+        await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
+        assert await data.line() == "PAIRED"
+        assert await browser.line() == "PAIRED"
+        payload = os.urandom(3 << 20)
+        sending = asyncio.create_task(data.send(payload))
+        received = bytearray()
+        while len(received) < len(payload):
+            event = await browser.event()
+            assert isinstance(event, ws.DataReceived), event
+            received += event.data
+        await sending
+        await browser.send(b"ACK")
+        assert await asyncio.wait_for(
+            asyncio.get_running_loop().sock_recv(data.sock, 16), 5
+        ) == b"ACK"
+        assert bytes(received) == payload
+        assert sum(spliced) >= len(payload)  # every byte went through splice
+        for client in (control, data):
+            client.close()
+        browser.close()

@@ -9,8 +9,9 @@ WebSocket byte stream, exactly the bytes a browser leg carries. The shim
 cuts what it forwards into frames of random sizes (some fragmented into
 continuation frames) and sends pings, since boundaries must mean nothing.
 
-`python -m ferry_testing.wsclient RELAY_PORT` runs the shim and prints its
-port on stdout.
+`python -m ferry_testing.wsclient RELAY_PORT [--whole-frames]` runs the shim
+and prints its port on stdout (--whole-frames: one frame per read, for
+benchmarks).
 """
 
 from __future__ import annotations
@@ -191,8 +192,13 @@ class WsClient:
 # -- the shim: TCP clients over WebSocket legs ------------------------------------
 
 
-async def _tcp_to_ws(reader: asyncio.StreamReader, leg: WsClient, rng: random.Random) -> None:
+async def _tcp_to_ws(
+    reader: asyncio.StreamReader, leg: WsClient, rng: random.Random | None
+) -> None:
     while data := await reader.read(256 * 1024):
+        if rng is None:
+            await leg.send(data)
+            continue
         view = memoryview(data)
         while view:
             size = min(len(view), rng.choice((1, 7, 1000, 16384, 65536, 262144)))
@@ -229,9 +235,12 @@ async def _ws_to_tcp(leg: WsClient, writer: asyncio.StreamWriter) -> None:
 
 
 async def _serve_one(
-    relay_port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    relay_port: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    random_frames: bool,
 ) -> None:
-    rng = random.Random()
+    rng = random.Random() if random_frames else None
     try:
         leg = await WsClient.connect(relay_port)
     except (OSError, HandshakeRefused, TimeoutError):
@@ -251,13 +260,18 @@ async def _serve_one(
         leg.close()
 
 
-async def shim(relay_port: int) -> asyncio.Server:
-    """A TCP server on 127.0.0.1:0 whose every connection is a WebSocket leg to the relay."""
-    return await asyncio.start_server(lambda r, w: _serve_one(relay_port, r, w), "127.0.0.1", 0)
+async def shim(relay_port: int, random_frames: bool = True) -> asyncio.Server:
+    """A TCP server on 127.0.0.1:0 whose every connection is a WebSocket leg to the relay.
+
+    random_frames: cut the bytes into frames of random sizes, some fragmented,
+    with pings between (tests); False: one frame per read (benchmarks)."""
+    return await asyncio.start_server(
+        lambda r, w: _serve_one(relay_port, r, w, random_frames), "127.0.0.1", 0
+    )
 
 
-async def _main(relay_port: int) -> None:
-    server = await shim(relay_port)
+async def _main(relay_port: int, random_frames: bool) -> None:
+    server = await shim(relay_port, random_frames)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
@@ -265,4 +279,4 @@ async def _main(relay_port: int) -> None:
 
 if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(int(sys.argv[1])))
+        asyncio.run(_main(int(sys.argv[1]), "--whole-frames" not in sys.argv[2:]))

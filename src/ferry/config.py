@@ -155,13 +155,14 @@ class RelayConfig:
     """Seconds active pipes may keep running after SIGTERM before the relay exits."""
 
     web: bool = True
-    """Answer browsers on the relay's port too: the web app's files over HTTP and
-    WebSocket legs on /ws, bridged to the same pairing and limits as a command-line
-    client (relay/web.py). --no-web: HTTP requests get the rendezvous refusal."""
+    """Answer browser connections on the relay's port too: the web app's files over
+    HTTP and WebSocket legs on /ws, bridged to the same pairing and limits as a
+    command-line client (relay/web.py). --no-web: HTTP requests get the rendezvous
+    refusal."""
 
     web_root: str = ""
-    """Directory of the web app's files to serve (default: the one shipped in the
-    package, ferry/webapp). A missing directory serves 404s."""
+    """Directory of the web app's files to serve to browser connections (default: the
+    one shipped in the package, ferry/webapp). A missing directory serves 404s."""
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, one sentence each (empty when usable)."""

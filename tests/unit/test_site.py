@@ -98,7 +98,8 @@ def test_route_upgrade_on_ws_path_only() -> None:
 def test_route_without_web_app_says_so(tmp_path: Path) -> None:
     with pytest.raises(HttpError) as missing:
         site.route(parse_request(request("/")), tmp_path / "nowhere")
-    assert (missing.value.status, str(missing.value)) == (404, "this relay has no web app installed")
+    assert missing.value.status == 404
+    assert str(missing.value) == "this relay has no web app installed"
 
 
 def test_route_serves_a_file(root: Path) -> None:

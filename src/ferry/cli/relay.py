@@ -86,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
             )  # fmt: skip
             parser.set_defaults(**{f"{field.name}_default": default})
         else:
+            if default == "":  # a text setting that is unset by default: no "(default: )"
+                text = helps.get(field.name, "").replace("%", "%%")
             limits.add_argument(
-                _flag(field.name), type=type(default), default=default, metavar="N",
-                help=text,
+                _flag(field.name), type=type(default), default=default,
+                metavar="VALUE" if isinstance(default, str) else "N", help=text,
             )  # fmt: skip
     cluster = parser.add_argument_group("cluster (docs/CLUSTER.md)")
     helps = _field_help(ClusterConfig)

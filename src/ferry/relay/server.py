@@ -140,6 +140,8 @@ class Relay:
     async def close(self, drain_timeout: float = 0.0) -> None:
         """Stop accepting, refuse all but running pipes, let those run up to drain_timeout."""
         self._draining = True
+        if self.web is not None:
+            self.web.stop_sorting()
         for task in self._accepting:
             task.cancel()
         for listener in self._listeners:

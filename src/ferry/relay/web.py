@@ -51,6 +51,7 @@ from ferry.protocol import websocket as ws
 from ferry.relay import bridge, logs, proxy, site
 from ferry.relay.admission import Admit
 from ferry.relay.connection import format_peer
+from ferry.relay.limits import network_key
 
 if TYPE_CHECKING:
     from ferry.relay.server import Relay
@@ -103,9 +104,15 @@ class WebFront:
         def sort_then_admit(sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
             relay = self.relay
             since = relay.clock()
-            if relay.draining or relay.handshaking >= relay.config.max_handshakes:
+            network = network_key(key)
+            if (
+                relay.draining
+                or relay.handshaking >= relay.config.max_handshakes
+                or not relay.handshake_shares.may_take(network, relay.handshaking)
+            ):
                 admit(sock, peer, key, proxied, since)  # refused there, as without the web
                 return
+            relay.handshake_shares.take(network)
             relay.handshaking += 1
             relay.open_connections += 1
             self.sorting += 1
@@ -115,11 +122,16 @@ class WebFront:
 
         return sort_then_admit
 
-    async def close(self) -> None:
-        """Shutting down (after the server ended its connections): stop sorting and
-        answering at once; let the legs send their close frames, then cut them."""
+    def stop_sorting(self) -> None:
+        """Shutting down: refuse what is being sorted (ERROR shutting-down, as the
+        server refuses its handshakes) and stop answering HTTP requests."""
         for task in self._tasks - self._bridging:
             task.cancel()
+
+    async def close(self) -> None:
+        """After the server ended its connections: let the legs send their close
+        frames, then cut what is left."""
+        self.stop_sorting()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=bridge.CLOSE_TIMEOUT + 1)
         for task in self._tasks:
@@ -142,11 +154,13 @@ class WebFront:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + relay.config.handshake_timeout
         sorting = True
+        network = network_key(key)  # its handshake share, taken by sort_then_admit
 
         def done_sorting() -> None:
             nonlocal sorting
             if sorting:
                 sorting = False
+                relay.handshake_shares.give_back(network)
                 relay.handshaking -= 1
                 relay.open_connections -= 1
                 self.sorting -= 1
@@ -155,26 +169,49 @@ class WebFront:
             sock.setblocking(False)
             try:
                 async with asyncio.timeout_at(deadline):
-                    kind, header = await _peek_protocol(sock, proxied)
+                    if proxied:
+                        header = await _peek_header(sock)
+                        if header is not None:
+                            peer, key = self._proxied_client(sock, peer, header)
+                            proxied = False
+                            if not relay.handshake_shares.may_take(
+                                network_key(key), relay.handshaking - 1
+                            ):
+                                raise _Busy(peer, key)
+                            relay.handshake_shares.give_back(network)
+                            network = network_key(key)
+                            relay.handshake_shares.take(network)
+                    kind = http.Protocol.FERRY if proxied else await _peek_protocol(sock)
             except TimeoutError:
                 done_sorting()
                 self._refuse(sock, peer, key, rv.REASON_TIMEOUT, "handshake timed out")
                 return
-            except BaseException:
-                sock.close()  # cancelled: shutting down
-                if key:
-                    relay.gate.per_address.close(key)
+            except _TooMany as exc:
+                done_sorting()
+                text = "too many connections from your address"
+                self._refuse(sock, str(exc), "", rv.REASON_TOO_MANY_CONNECTIONS, text)
+                return
+            except _Busy as exc:
+                done_sorting()
+                text = "relay busy: too many connections from your network"
+                self._refuse(sock, exc.peer, exc.key, rv.REASON_BUSY, text)
+                return
+            except asyncio.CancelledError:
+                done_sorting()
+                self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
                 raise
             if kind is not http.Protocol.HTTP:
                 done_sorting()
                 if relay.draining:  # the server has swept its connections already
                     self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
                     return
-                # The handshake deadline still counts from the accept (since).
+                # The handshake deadline still counts from the accept (since). A
+                # trusted proxy's header was read here (or is bad: proxied, the
+                # server refuses it as without the web).
                 admit(sock, peer, key, proxied, since)
                 return
             front = _Front(sock, peer, key, since, deadline, done_sorting, admit)
-            await self._serve_http(front, header)
+            await self._serve_http(front)
         finally:
             done_sorting()
 
@@ -187,19 +224,11 @@ class WebFront:
 
     # -- HTTP ----------------------------------------------------------------
 
-    async def _serve_http(self, front: _Front, header: proxy.Header | None) -> None:
+    async def _serve_http(self, front: _Front) -> None:
         loop = asyncio.get_running_loop()
         sock = front.sock
         status = 0
         try:
-            if header is not None:
-                try:
-                    front.peer, front.key = self._proxied_client(sock, front.peer, header)
-                except _TooMany as exc:
-                    front.peer, status = str(exc), 429
-                    text = "too many connections from your address"
-                    await _send(sock, _error(http.HttpError(429, text)))
-                    return
             head, early = b"", b""
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(front.deadline):
@@ -243,7 +272,8 @@ class WebFront:
     def _proxied_client(
         self, sock: socket.socket, peer: str, header: proxy.Header
     ) -> tuple[str, str]:
-        """Consume a trusted proxy's header; the client's peer and key (slot taken)."""
+        """Consume a trusted proxy's header: the client's peer and key, its slot
+        taken (server.py's _read_proxy_header does the same without the web)."""
         _consume(sock, header.length)
         if header.client is None:
             return peer, ""  # the proxy's own check
@@ -325,45 +355,85 @@ class _Front:
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
 
-class _TooMany(OSError):
+class _TooMany(Exception):
     """The proxied client's address holds its connection limit already."""
 
 
-async def _peek_protocol(
-    sock: socket.socket, proxied: bool
-) -> tuple[http.Protocol, proxy.Header | None]:
-    """What the connection speaks, from its first bytes, none consumed; a trusted
-    proxy's header (parsed, not consumed) when an HTTP request follows one."""
-    size = SNIFF_BYTES + (proxy.V2_FIXED + proxy.V2_MAX_BODY if proxied else 0)
-    seen = -1
-    while True:
-        if seen <= 0:
-            await _readable(sock)
-        else:
-            await asyncio.sleep(PEEK_POLL)
+class _Busy(Exception):
+    """The proxied client's network holds its share of the handshakes already."""
+
+    def __init__(self, peer: str, key: str) -> None:
+        super().__init__(peer)
+        self.peer = peer
+        self.key = key
+
+
+async def _peek_protocol(sock: socket.socket) -> http.Protocol:
+    """What the connection speaks, from its first bytes, none consumed."""
+    data = await _peek(sock, lambda data: http.sniff(data) is not http.Protocol.UNKNOWN)
+    return http.sniff(data) if data else http.Protocol.FERRY
+
+
+async def _peek_header(sock: socket.socket) -> proxy.Header | None:
+    """A trusted proxy's PROXY header, parsed from peeked bytes (none consumed);
+    None if it is malformed or the connection ends first (the server refuses)."""
+
+    def complete(data: bytes) -> bool:
         try:
-            data = sock.recv(size, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
-            continue
-        except OSError:
-            return http.Protocol.FERRY, None  # the server meets the error itself
-        if not data:
-            return http.Protocol.FERRY, None  # EOF: the server logs it as before
-        header = None
-        rest = data
-        if proxied:
+            return proxy.parse(data) is not None
+        except rv.BadRequest:
+            return True
+
+    data = await _peek(sock, complete, proxy.V2_FIXED + proxy.V2_MAX_BODY)
+    try:
+        return proxy.parse(data)
+    except rv.BadRequest:
+        return None
+
+
+async def _peek(
+    sock: socket.socket, enough: Callable[[bytes], bool], size: int = SNIFF_BYTES
+) -> bytes:
+    """The first bytes queued (not consumed) once enough(bytes) says so, or what
+    there is at EOF or an error.
+
+    Peeking leaves the bytes queued, so the socket stays readable: while they
+    are too few, SO_RCVLOWAT makes it readable only once more arrive (or at
+    EOF); where the platform lacks it, the front polls."""
+    seen = b""
+    try:
+        while True:
+            waited = not seen or _wait_for_more(sock, len(seen))
+            if waited:
+                await _readable(sock)
+            else:
+                await asyncio.sleep(PEEK_POLL)
             try:
-                header = proxy.parse(data)
-            except rv.BadRequest:
-                return http.Protocol.FERRY, None  # the server refuses it
-            rest = data[header.length :] if header is not None else b""
-        if header is not None or not proxied:
-            kind = http.sniff(rest)
-            if kind is not http.Protocol.UNKNOWN and rest:
-                return kind, header if kind is http.Protocol.HTTP else None
-        if len(data) == seen and len(data) >= size:
-            return http.Protocol.FERRY, None  # cannot happen with a valid header
-        seen = len(data)
+                data = sock.recv(size, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return seen  # the server meets the error itself
+            if len(data) <= len(seen):
+                if waited:
+                    return seen  # EOF: the server sees it as before
+                continue
+            seen = data
+            if enough(seen) or len(seen) >= size:
+                return seen
+    finally:
+        if seen:
+            _wait_for_more(sock, 0)
+
+
+def _wait_for_more(sock: socket.socket, queued: int) -> bool:
+    """Make the socket readable only past ``queued`` bytes (0: back to normal);
+    False where SO_RCVLOWAT cannot be set."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, queued + 1)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 async def _readable(sock: socket.socket) -> None:

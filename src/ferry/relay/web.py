@@ -86,8 +86,6 @@ class WebFront:
         self.relay = relay
         configured = relay.config.web_root
         self.root = root or (Path(configured) if configured else WEB_ROOT)
-        self.sorting = 0
-        """Sockets being sniffed or answered here (one descriptor each)."""
         self.bridges = 0
         """WebSocket legs running (two descriptors each beyond the admitted end)."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,7 +113,6 @@ class WebFront:
             relay.handshake_shares.take(network)
             relay.handshaking += 1
             relay.open_connections += 1
-            self.sorting += 1
             task = asyncio.create_task(self._sort(sock, peer, key, proxied, since, admit))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -163,7 +160,6 @@ class WebFront:
                 relay.handshake_shares.give_back(network)
                 relay.handshaking -= 1
                 relay.open_connections -= 1
-                self.sorting -= 1
 
         try:
             sock.setblocking(False)

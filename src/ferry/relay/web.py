@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Final
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
-from ferry.relay import bridge, logs, proxy, site
+from ferry.relay import bridge, buffers, logs, proxy, site
 from ferry.relay.admission import Admit
 from ferry.relay.connection import format_peer
 from ferry.relay.limits import network_key
@@ -110,6 +110,10 @@ class WebFront:
             ):
                 admit(sock, peer, key, proxied, since)  # refused there, as without the web
                 return
+            # Accepted with the kernel's default buffers (listen.py): hold them to the
+            # control size while sorting, as the server does from its admit on.
+            with contextlib.suppress(OSError):
+                buffers.set_both(sock, relay.buffers.control // 2)
             relay.handshake_shares.take(network)
             relay.handshaking += 1
             relay.open_connections += 1

@@ -21,7 +21,7 @@ from ferry.relay import bridge
 from ferry_testing.wsclient import WsClient
 from tests.faults.procs import figure, relay_process, wait_for
 from tests.faults.test_stalls_and_vanishing import PER_TRANSFER_BUDGET, PUMP_BUFFER, _connect_small
-from tests.relay.harness import register_sender
+from tests.relay.harness import PAKE_RECORD, claim, register_sender
 from tests.sockmem import process_unix_sockets, server_sockets
 
 pytestmark = pytest.mark.timeout(90)
@@ -34,7 +34,7 @@ async def test_stalled_browser_receiver_stays_within_the_transfer_budget(tmp_pat
     with relay_process(tmp_path, "--idle-timeout", str(idle)) as relay:
         control, nameplate = await register_sender(relay.port)
         browser = await WsClient.connect(relay.port, receive_buffer=32 * 1024)
-        await browser.send(f"FERRY 1 RECV {nameplate}\n")
+        await browser.send(claim(nameplate))
         ticket = (await control.line()).split()[1]
         data = await _connect_small(relay.port)
         await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
@@ -72,7 +72,7 @@ async def test_stalled_browser_receiver_stays_within_the_transfer_budget(tmp_pat
         stalled_at = time.monotonic()
         rest = await data.read_until_closed(timeout=idle + 10)
         cut_after = time.monotonic() - stalled_at
-        assert rest == b""
+        assert rest == PAKE_RECORD  # the browser's claim carried it; nothing else
         await wait_for(lambda: "outcome=idle" in relay.log(), 5, "idle outcome logged")
         await wait_for(lambda: relay.metrics()["connections_open"] == 1, 20, "legs closed")
         assert relay.metrics()["active_transfers"] == 0

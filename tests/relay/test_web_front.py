@@ -19,7 +19,7 @@ from ferry.protocol import websocket as ws
 from ferry.relay import bridge, pump
 from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
 from tests.relay.conditions import logged, until
-from tests.relay.harness import RawClient, register_sender, running_relay
+from tests.relay.harness import PAKE_RECORD, RawClient, claim, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -225,7 +225,7 @@ async def test_a_pipe_with_a_browser_leg_splices_through_the_socketpair(
     async with running_relay(use_splice=True) as r:
         control, nameplate = await register_sender(r.port)
         browser = await WsClient.connect(r.port)
-        await browser.send(f"FERRY 1 RECV {nameplate}\n")
+        await browser.send(claim(nameplate))
         ticket = (await control.line()).split()[1]
         data = await RawClient.connect(r.port)
         await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
@@ -240,9 +240,12 @@ async def test_a_pipe_with_a_browser_leg_splices_through_the_socketpair(
             received += event.data
         await sending
         await browser.send(b"ACK")
-        assert (
-            await asyncio.wait_for(asyncio.get_running_loop().sock_recv(data.sock, 16), 5) == b"ACK"
-        )
+        back = bytearray()
+        while len(back) < len(PAKE_RECORD) + 3:
+            chunk = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(data.sock, 64), 5)
+            assert chunk
+            back += chunk
+        assert bytes(back) == PAKE_RECORD + b"ACK"  # the claim's record, then the reply
         assert bytes(received) == payload
         assert sum(spliced) >= len(payload)  # every byte went through splice
         for client in (control, data):

@@ -72,7 +72,7 @@ async def test_http_behind_a_trusted_proxy_gets_the_clients_address_and_limit(
 ) -> None:
     caplog.set_level(logging.INFO, "ferry.relay")
     settings = {"trusted_proxy": ("127.0.0.1/32",), "max_connections_per_address": 1}
-    async with running_relay(web_root=str(tmp_path), **settings) as r:  # type: ignore[arg-type]
+    async with running_relay(web_root=str(tmp_path), **settings) as r:
         page = await RawClient.connect(r.port)
         await page.send(PROXY_V1 + GET_ROOT)
         assert (await page.read_until_closed()).startswith(b"HTTP/1.1 404 ")
@@ -213,7 +213,7 @@ async def test_a_pipe_with_a_browser_leg_splices_through_the_socketpair(
             spliced.append(moved)
         return moved
 
-    monkeypatch.setattr(pump.os, "splice", counting_splice)
+    monkeypatch.setattr(os, "splice", counting_splice)  # pump looks it up per call
     real_socketpair = bridge.socketpair
 
     def watched(outer: socket.socket) -> tuple[bridge.InnerEnd, socket.socket]:

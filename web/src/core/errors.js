@@ -39,3 +39,43 @@ export class IntegrityError extends FerryError {
     super(message ?? 'the data was altered in transit (authentication failed).');
   }
 }
+
+/** The peer's key confirmation did not match: the two sides used different codes. */
+export class WrongCode extends FerryError {
+  constructor(message) {
+    super(message ?? 'wrong code.');
+  }
+}
+
+/** A session timer ran out (the peer stopped responding). */
+export class TimedOut extends FerryError {}
+
+/** The connection ended before the transfer did. */
+export class ConnectionLost extends FerryError {
+  constructor(message) {
+    super(message ?? 'the connection to the relay was lost.');
+  }
+}
+
+/** The relay answered ERROR <reason>; `message` is our own sentence for it. */
+export class RelayRefused extends FerryError {
+  constructor(reason, message) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/** The peer refused the offer (ANSWER accept:false) or sent ABORT. */
+export class RefusedByPeer extends FerryError {
+  constructor(message, reason = '') {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/** We stopped (the person pressed Cancel). */
+export class Cancelled extends FerryError {
+  constructor(message) {
+    super(message ?? 'cancelled.');
+  }
+}

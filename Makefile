@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev lock test test-fast test-web web-vectors lint format bench bench-wan clean
+.PHONY: setup setup-dev lock test test-fast test-web web web-vectors lint format bench bench-wan clean
 
 setup:
 	$(PYTHON) scripts/bootstrap.py
@@ -36,6 +36,13 @@ test-fast: setup-dev
 # `make test` runs the same through tests/unit/test_web_core.py.
 test-web:
 	cd web && npm ci --ignore-scripts --no-audit --no-fund && node --test test/
+
+# Rebuild the web app the relay serves (src/ferry/webapp: index.html, app.js, app.css) from
+# web/src with the pinned esbuild; commit the result (tests/unit/test_webapp_bundle.py fails
+# when it differs from a fresh build). scripts/webapp_sha256.py prints its SHA-256.
+web:
+	cd web && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs ../src/ferry/webapp
+	$(PYTHON) scripts/webapp_sha256.py
 
 # Regenerate web/test/vectors.json and web/src/core/wordlist.js from the Python modules
 # (after a change that alters bytes on the wire); commit both.

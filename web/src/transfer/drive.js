@@ -75,27 +75,35 @@ export function refusalError(reason, text, nameplate) {
 }
 
 const TIMED_OUT = Symbol('timed out');
+const CANCELLED = Symbol('cancelled');
 
 /** Reads from a connection with an optional deadline, never losing a read in flight. */
 class Reader {
-  constructor(conn, now) {
+  constructor(conn, now, signal) {
     this.conn = conn;
     this.now = now;
     this._inflight = null;
+    this._cancelled = new Promise((resolve) => {
+      if (signal?.aborted) resolve(CANCELLED);
+      signal?.addEventListener('abort', () => resolve(CANCELLED), { once: true });
+    });
   }
 
-  /** The next bytes, null when the connection ended, TIMED_OUT past `deadline` (seconds). */
+  /**
+   * The next bytes, null when the connection ended, TIMED_OUT past
+   * `deadline` (seconds), CANCELLED once the signal fired.
+   */
   async read(deadline = null) {
     if (this._inflight === null) this._inflight = this.conn.read();
     let timer;
-    const racers = [this._inflight];
+    const racers = [this._inflight, this._cancelled];
     if (deadline !== null) {
       const ms = Math.max(0, (deadline - this.now()) * 1000);
       racers.push(new Promise((resolve) => { timer = setTimeout(() => resolve(TIMED_OUT), ms); }));
     }
     try {
       const result = await Promise.race(racers);
-      if (result !== TIMED_OUT) this._inflight = null;
+      if (result !== TIMED_OUT && result !== CANCELLED) this._inflight = null;
       return result;
     } finally {
       clearTimeout(timer);
@@ -114,6 +122,7 @@ async function untilPaired(reader, lines, nameplate, onLine = () => {}) {
       await onLine(message);
     }
     const data = await reader.read();
+    if (data === CANCELLED) throw new Cancelled();
     if (data === null) throw new ConnectionLost('the relay closed the connection');
     lines.receiveData(data);
   }
@@ -153,7 +162,21 @@ async function converse(session, conn, reader, now, rest, onEvent, signal) {
         const { reason, message } = event.abort;
         throw new RefusedByPeer(`the ${session.peer} gave up: ${shown(message || reason)}`, reason);
       }
-      if ((await onEvent(event)) === 'stop') {
+      let outcome;
+      try {
+        outcome = await onEvent(event);
+      } catch (error) {
+        // Our own failure (a file that cannot be written, a source that cannot be
+        // read): the peer is told, unless the session is already over.
+        if (session.state !== State.DONE && session.state !== State.FAILED && !(error instanceof Cancelled)) {
+          const reason = session.role === 'receiver' ? 'local-error' : 'error';
+          session.abort(reason, `the ${session.role} failed: ${error.message ?? error}`, now());
+          await flush().catch(() => {});
+        }
+        if (error instanceof Cancelled) await cancel();
+        throw error;
+      }
+      if (outcome === 'stop') {
         await flush();
         return;
       }
@@ -163,6 +186,7 @@ async function converse(session, conn, reader, now, rest, onEvent, signal) {
     await flush();
     if (session.state === State.DONE) return;
     const data = await reader.read(session.deadline);
+    if (data === CANCELLED) await cancel();
     if (data === TIMED_OUT) {
       const error = session.expire(now());
       if (error) throw error;
@@ -190,7 +214,7 @@ export async function receive({ connect, code, decide, now, onStatus = () => {},
     checkCancel(signal);
     onStatus('connecting');
     const conn = await connect();
-    const reader = new Reader(conn, now);
+    const reader = new Reader(conn, now, signal);
     const session = new ReceiverSession(code.password, sessionOptions);
     try {
       await conn.write(concat(receiveRequest(code.nameplate), session.firstFlight()));
@@ -284,7 +308,7 @@ export async function send({ connect, source, now, onCode = () => {}, onStatus =
   attempts = DEFAULT_ATTEMPTS, standby = true, sessionOptions = {} }) {
   onStatus('connecting');
   const control = await connect();
-  const controlReader = new Reader(control, now);
+  const controlReader = new Reader(control, now, signal);
   const lines = new LineBuffer();
   const tickets = [];
   let wake = null;
@@ -297,6 +321,7 @@ export async function send({ connect, source, now, onCode = () => {}, onStatus =
       const line = lines.nextLine();
       if (line !== null) return parseRelayLine(line);
       const data = await controlReader.read();
+      if (data === CANCELLED) throw new Cancelled();
       if (data === null) throw new ConnectionLost('the relay closed the connection');
       lines.receiveData(data);
     }
@@ -372,7 +397,7 @@ export async function send({ connect, source, now, onCode = () => {}, onStatus =
 
 async function attempt({ connect, code, nameplate, ticket, source, now, onStatus, signal, sessionOptions }) {
   const conn = await connect();
-  const reader = new Reader(conn, now);
+  const reader = new Reader(conn, now, signal);
   const session = new SenderSession(code.password, source.offer, { manifest: source.manifest ?? [], ...sessionOptions });
   try {
     await conn.write(concat(joinRequest(nameplate, ticket), session.firstFlight()));
@@ -414,7 +439,7 @@ async function pump(session, conn, chunks, now, onStatus, signal) {
   const total = session.offer.size;
   let lastReport = 0;
   for (;;) {
-    if (signal?.aborted) return; // converse() sends the ABORT
+    if (signal?.aborted) throw new Cancelled(); // converse() sends the ABORT
     while (held.length < RECORD_SIZE) {
       const next = await chunks.next();
       if (next.done) break;

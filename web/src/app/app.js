@@ -1,0 +1,343 @@
+// The page: a receive view and a send view over transfer/drive.js.
+//
+// Theory of operation. The relay serves this page and bridges /ws to its
+// rendezvous port; everything ferry-specific happens in core/ and
+// transfer/, so this file only wires the DOM: a code from the URL
+// fragment (#7-guitar-orbit-velvet: a fragment is never sent to the
+// server) or typed; the offer shown with a Save button; files picked,
+// dropped or a text typed to send. One transfer at a time. The status line
+// (data-testid="status") ends in "done" on success and says what happened
+// otherwise. Without a secure context (plain http from a host that is not
+// localhost) WebCrypto is missing: the page says so and does nothing.
+
+import { parseCode } from '../core/codes.js';
+import {
+  Cancelled,
+  ConnectionLost,
+  FerryError,
+  InvalidCode,
+  RefusedByPeer,
+  RelayRefused,
+  TimedOut,
+  WrongCode,
+} from '../core/errors.js';
+import { receive, send, shown } from '../transfer/drive.js';
+import { filesSource, textSource } from '../transfer/source.js';
+import { MEMORY_LIMIT, canSaveFolders, canStream, memoryFileSink, pickFileSink, pickFolderSink } from './save.js';
+import { openSocket, relayUrl } from './socket.js';
+
+const $ = (id) => document.getElementById(id);
+const now = () => performance.now() / 1000;
+const connect = () => openSocket(relayUrl(window.location));
+const SHOWN_ENTRIES = 50;
+
+let busy = false;
+let controller = null;
+
+function setStatus(text, kind = '') {
+  const status = $('status');
+  status.textContent = text;
+  status.className = kind;
+}
+
+/** 1234567 -> "1.2 MB" (decimal units, as the CLI's progress). */
+export function formatSize(value) {
+  const n = Number(value);
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
+  let size = n;
+  let unit = -1;
+  while (size >= 1000 && unit < units.length - 1) {
+    size /= 1000;
+    unit += 1;
+  }
+  return `${size.toFixed(size < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+function progress(done, total) {
+  const bar = $('progress');
+  bar.hidden = false;
+  bar.value = total > 0n ? Number(done) / Number(total) : 1;
+}
+
+/** One line for a failure, as the CLI would say it. */
+export function failureText(error, side) {
+  if (error instanceof Cancelled) return 'cancelled';
+  if (error instanceof WrongCode) {
+    return side === 'receiver'
+      ? 'failed: wrong code (check the code with the sender)'
+      : 'failed: a receiver used a wrong code too many times; start again for a new code';
+  }
+  if (error instanceof RefusedByPeer || error instanceof RelayRefused || error instanceof TimedOut ||
+      error instanceof InvalidCode) {
+    return `failed: ${error.message}`;
+  }
+  if (error instanceof ConnectionLost) return `failed: ${error.message}`;
+  if (error instanceof FerryError) return `failed: ${error.message}`;
+  return `failed: ${error?.message ?? error}`;
+}
+
+function begin() {
+  busy = true;
+  controller = new AbortController();
+  for (const id of ['receive-button', 'send-text-button', 'file-input', 'folder-input', 'code-input', 'text-input']) {
+    $(id).disabled = true;
+  }
+  $('cancel-button').hidden = false;
+  $('progress').hidden = true;
+  return controller.signal;
+}
+
+function end() {
+  busy = false;
+  controller = null;
+  for (const id of ['receive-button', 'send-text-button', 'file-input', 'folder-input', 'code-input', 'text-input']) {
+    $(id).disabled = false;
+  }
+  $('cancel-button').hidden = true;
+  $('offer').hidden = true;
+}
+
+// -- receiving --------------------------------------------------------------
+
+function describeOffer(offer, entries) {
+  if (offer.kind === 'tree') {
+    const files = entries.filter((entry) => !entry.isDir);
+    return `${files.length} file${files.length === 1 ? '' : 's'}, ${formatSize(offer.size)} in all`;
+  }
+  if (offer.kind === 'stream') return `${shown(offer.name)} (size not known in advance)`;
+  return `${shown(offer.name)}, ${formatSize(offer.size)}`;
+}
+
+function showOffer(offer, entries) {
+  $('offer').hidden = false;
+  $('offer-summary').textContent = `Coming: ${describeOffer(offer, entries)}`;
+  const list = $('offer-list');
+  list.replaceChildren();
+  for (const entry of entries.filter((e) => !e.isDir).slice(0, SHOWN_ENTRIES)) {
+    const item = document.createElement('li');
+    item.textContent = `${shown(entry.path)} (${formatSize(entry.size)})`;
+    list.append(item);
+  }
+  if (entries.length > SHOWN_ENTRIES) {
+    const item = document.createElement('li');
+    item.textContent = `… and ${entries.filter((e) => !e.isDir).length - SHOWN_ENTRIES} more`;
+    list.append(item);
+  }
+}
+
+/** Wait for Save or Decline; resolves to the decision drive.receive() expects. */
+function decide(offer, entries, signal) {
+  if (offer.kind === 'text') {
+    const parts = [];
+    return {
+      accept: true,
+      sink: {
+        write: async (data) => parts.push(data),
+        close: async () => {
+          const text = new TextDecoder('utf-8', { fatal: false }).decode(await new Blob(parts).arrayBuffer());
+          $('text-out').textContent = text;
+          $('text-box').hidden = false;
+        },
+      },
+    };
+  }
+  showOffer(offer, entries);
+  const save = $('save-button');
+  const note = $('save-note');
+  let blocked = '';
+  if (offer.kind === 'tree' && !canSaveFolders()) {
+    blocked = 'This browser cannot save several files at once yet. Open this link in Chrome or Edge on a computer, or use the command line (./receive).';
+  } else if (offer.kind !== 'tree' && !canStream()) {
+    note.textContent = `This browser keeps the file in memory until it is complete, then downloads it (at most ${formatSize(MEMORY_LIMIT)}); Chrome and Edge stream it straight to disk.`;
+    if (offer.kind === 'file' && offer.size > BigInt(MEMORY_LIMIT)) {
+      blocked = `This file is larger than this browser can hold (${formatSize(MEMORY_LIMIT)}). Use Chrome or Edge on a computer, or the command line (./receive).`;
+    }
+  } else {
+    note.textContent = offer.kind === 'tree' ? 'Pick a folder: the files are written into it as they arrive.' : 'Pick where to save it: it is written to disk as it arrives.';
+  }
+  if (blocked) note.textContent = blocked;
+  save.disabled = Boolean(blocked);
+  setStatus(blocked ? 'offered: this browser cannot save it' : 'offered: press Save to receive it');
+  return new Promise((resolve) => {
+    const finish = (decision) => {
+      save.onclick = null;
+      $('decline-button').onclick = null;
+      signal.removeEventListener('abort', onCancel);
+      $('offer').hidden = true;
+      resolve(decision);
+    };
+    const onCancel = () => finish({ accept: false, reason: 'declined', message: 'the receiver declined' });
+    signal.addEventListener('abort', onCancel, { once: true });
+    $('decline-button').onclick = onCancel;
+    save.onclick = async () => {
+      try {
+        let sink;
+        if (offer.kind === 'tree') sink = await pickFolderSink(entries);
+        else if (canStream()) sink = await pickFileSink(offer.name);
+        else sink = memoryFileSink(offer.name, document);
+        finish({ accept: true, sink });
+      } catch (error) {
+        // The picker was dismissed (AbortError) or refused: the offer stays.
+        note.textContent = error?.name === 'AbortError' ? 'Nothing picked: press Save again, or Decline.' : `Cannot save there: ${error.message}`;
+      }
+    };
+  });
+}
+
+async function startReceive(typed) {
+  if (busy) return;
+  let code;
+  try {
+    code = parseCode(typed);
+  } catch (error) {
+    setStatus(failureText(error, 'receiver'), 'failed');
+    return;
+  }
+  $('text-box').hidden = true;
+  const signal = begin();
+  let offered = null;
+  try {
+    const result = await receive({
+      connect,
+      code,
+      now,
+      signal,
+      decide: (offer, entries) => {
+        offered = { offer, entries };
+        return decide(offer, entries, signal);
+      },
+      onStatus: (state, detail = {}) => {
+        if (state === 'receiving') {
+          const total = detail.offer.size;
+          progress(detail.received, total < 0n ? detail.received : total);
+          setStatus(`receiving: ${formatSize(detail.received)}${total >= 0n ? ` of ${formatSize(total)}` : ''}`);
+        } else if (state !== 'offered') {
+          setStatus(state === 'connecting' ? 'connecting to the relay' : state);
+        }
+      },
+    });
+    if (result.refused) setStatus(signal.aborted ? 'cancelled' : 'declined', 'failed');
+    else if (result.offer.kind === 'text') setStatus('text received: done', 'done');
+    else setStatus(`received ${describeOffer(offered.offer, offered.entries)}: done`, 'done');
+  } catch (error) {
+    setStatus(failureText(error, 'receiver'), 'failed');
+  } finally {
+    end();
+  }
+}
+
+// -- sending ----------------------------------------------------------------
+
+async function startSend(source, what) {
+  if (busy) return;
+  const signal = begin();
+  $('code-box').hidden = true;
+  try {
+    await send({
+      connect,
+      source,
+      now,
+      signal,
+      onCode: (code) => {
+        const link = `${window.location.origin}/#${code.text}`;
+        $('code-out').textContent = code.text;
+        $('link-out').textContent = link;
+        $('link-out').href = link;
+        $('code-box').hidden = false;
+      },
+      onStatus: (state, detail = {}) => {
+        if (state === 'sending') {
+          progress(detail.sent, detail.offer.size);
+          setStatus(`sending: ${formatSize(detail.sent)} of ${formatSize(detail.offer.size)}`);
+        } else if (state === 'waiting for the receiver' && detail.error) {
+          const tries = detail.failures ? ` (${detail.failures} of ${detail.attempts} attempts used)` : '';
+          setStatus(`${failureText(detail.error, 'sender').replace(/^failed: /, '')}${tries}; waiting for the receiver`);
+        } else if (state !== 'done') {
+          setStatus(state === 'connecting' ? 'connecting to the relay' : state);
+        }
+      },
+    });
+    setStatus(`sent ${what}: done`, 'done');
+  } catch (error) {
+    setStatus(failureText(error, 'sender'), 'failed');
+  } finally {
+    end();
+  }
+}
+
+function sendFiles(fileList, folder) {
+  const files = Array.from(fileList, (file) => ({
+    path: folder && file.webkitRelativePath ? file.webkitRelativePath : file.name,
+    blob: file,
+  }));
+  if (!files.length) return;
+  const source = filesSource(files);
+  const what = files.length === 1 ? `${files[0].path} (${formatSize(files[0].blob.size)})` : `${files.length} files (${formatSize(source.offer.size)})`;
+  startSend(source, what);
+}
+
+// -- start ------------------------------------------------------------------
+
+function init() {
+  if (!window.isSecureContext || !globalThis.crypto?.subtle) {
+    $('insecure').hidden = false;
+    $('receive').hidden = true;
+    $('send').hidden = true;
+    setStatus('not available over plain http: nothing was done', 'failed');
+    return;
+  }
+  $('code-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    startReceive($('code-input').value);
+  });
+  $('file-input').addEventListener('change', (event) => {
+    sendFiles(event.target.files, false);
+    event.target.value = '';
+  });
+  $('folder-input').addEventListener('change', (event) => {
+    sendFiles(event.target.files, true);
+    event.target.value = '';
+  });
+  $('send-text-button').addEventListener('click', () => {
+    const text = $('text-input').value;
+    if (!text) {
+      setStatus('type a text to send first', 'failed');
+      return;
+    }
+    startSend(textSource(text), 'a text');
+  });
+  $('copy-button').addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText($('text-out').textContent);
+      setStatus('text copied to the clipboard: done', 'done');
+    } catch {
+      setStatus('could not copy: select the text and copy it by hand', 'failed');
+    }
+  });
+  $('cancel-button').addEventListener('click', () => controller?.abort());
+  const drop = $('drop');
+  drop.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (event) => {
+    event.preventDefault();
+    drop.classList.remove('over');
+    if (!busy) sendFiles(event.dataTransfer.files, false);
+  });
+  window.addEventListener('beforeunload', (event) => {
+    if (busy) event.preventDefault();
+  });
+  const fragment = decodeURIComponent(window.location.hash.replace(/^#/, ''));
+  if (fragment) {
+    $('code-input').value = fragment;
+    $('send').hidden = true;
+    // The code stays in the page only: take it out of the address bar and history.
+    window.history.replaceState(null, '', window.location.pathname);
+    startReceive(fragment);
+  }
+}
+
+init();

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from ferry.webbundle import WEBAPP, bundle_digest, listing  # noqa: E402
+from ferry.webbundle import WEBAPP, bundle_digest, listing
 
 
 def main(argv: list[str]) -> int:

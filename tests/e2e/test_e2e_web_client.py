@@ -19,24 +19,25 @@ from pathlib import Path
 import pytest
 
 from ferry_testing.node import WEB, require_node
-from ferry_testing.procs import Relay
-from tests.e2e.test_e2e_anything import start_send_with
+from ferry_testing.procs import Relay, read_first_line
 from tests.e2e.harness import (
     Registry,
     Result,
     Sender,
     files_equal,
-    read_first_line,
     run_program,
     wrong_words_code,
 )
+from tests.e2e.test_e2e_anything import start_send_with
 
 pytestmark = pytest.mark.timeout(180)
 CLIENT = WEB / "tools" / "node-client.mjs"
 
 
 def _node_receive(procs: Registry, relay: Relay, code: str, outdir: Path) -> Result:
-    return run_program(procs, [require_node(), str(CLIENT), "receive", str(relay), code, str(outdir)], WEB)
+    return run_program(
+        procs, [require_node(), str(CLIENT), "receive", str(relay), code, str(outdir)], WEB
+    )
 
 
 def _node_send(procs: Registry, relay: Relay, *args: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -32,6 +32,7 @@ const connect = () => openSocket(relayUrl(window.location));
 const SHOWN_ENTRIES = 50;
 
 let busy = false;
+let fromLink = false;
 let controller = null;
 
 function setStatus(text, kind = '') {
@@ -77,8 +78,10 @@ export function failureText(error, side) {
   return `failed: ${error?.message ?? error}`;
 }
 
-function begin() {
+/** A transfer starts: the other view goes away until it ends. */
+function begin(view) {
   busy = true;
+  $(view === 'receive' ? 'send' : 'receive').hidden = true;
   controller = new AbortController();
   for (const id of ['receive-button', 'send-text-button', 'file-input', 'folder-input', 'code-input', 'text-input']) {
     $(id).disabled = true;
@@ -88,8 +91,9 @@ function begin() {
   return controller.signal;
 }
 
-function end() {
+function end(view) {
   busy = false;
+  $(view === 'receive' ? 'send' : 'receive').hidden = view === 'receive' && fromLink;
   controller = null;
   for (const id of ['receive-button', 'send-text-button', 'file-input', 'folder-input', 'code-input', 'text-input']) {
     $(id).disabled = false;
@@ -195,7 +199,7 @@ async function startReceive(typed) {
     return;
   }
   $('text-box').hidden = true;
-  const signal = begin();
+  const signal = begin('receive');
   let offered = null;
   try {
     const result = await receive({
@@ -223,7 +227,7 @@ async function startReceive(typed) {
   } catch (error) {
     setStatus(failureText(error, 'receiver'), 'failed');
   } finally {
-    end();
+    end('receive');
   }
 }
 
@@ -231,7 +235,7 @@ async function startReceive(typed) {
 
 async function startSend(source, what) {
   if (busy) return;
-  const signal = begin();
+  const signal = begin('send');
   $('code-box').hidden = true;
   try {
     await send({
@@ -262,7 +266,7 @@ async function startSend(source, what) {
   } catch (error) {
     setStatus(failureText(error, 'sender'), 'failed');
   } finally {
-    end();
+    end('send');
   }
 }
 
@@ -333,7 +337,7 @@ function init() {
   const fragment = decodeURIComponent(window.location.hash.replace(/^#/, ''));
   if (fragment) {
     $('code-input').value = fragment;
-    $('send').hidden = true;
+    fromLink = true;
     // The code stays in the page only: take it out of the address bar and history.
     window.history.replaceState(null, '', window.location.pathname);
     startReceive(fragment);

@@ -9,14 +9,14 @@
 // - otherwise (Firefox, Safari, browsers on phones): the bytes are kept
 //   as a Blob in the page and handed to the browser as a normal download
 //   at the end, so the file must fit in memory: at most MEMORY_LIMIT
-//   bytes, refused beforehand ("too-large") above that. Several files
+//   bytes (500 MB), refused beforehand ("too-large") above that. Several files
 //   cannot be received there (a streamed zip is future work); they are
 //   refused ("unsupported") with a sentence that says so.
 // A file is named by the browser from the offered name (the browser
 // sanitises it as it does any download's); a tree's paths are checked
 // here component by component before anything is created.
 
-export const MEMORY_LIMIT = 512 * 1024 * 1024;
+export const MEMORY_LIMIT = 500 * 1000 * 1000;
 
 export function canStream() {
   return typeof globalThis.showSaveFilePicker === 'function';

@@ -39,7 +39,8 @@ test-web:
 
 # Rebuild the web app the relay serves (src/ferry/webapp: index.html, app.js, app.css) from
 # web/src with the pinned esbuild; commit the result (tests/unit/test_webapp_bundle.py fails
-# when it differs from a fresh build). scripts/webapp_sha256.py prints its SHA-256.
+# when it differs from a fresh build). scripts/webapp_sha256.py prints its SHA-256, which
+# docs/SECURITY.md quotes (a test checks it).
 web:
 	cd web && npm ci --ignore-scripts --no-audit --no-fund && node build.mjs ../src/ferry/webapp
 	$(PYTHON) scripts/webapp_sha256.py

@@ -47,6 +47,8 @@ def test_the_wheel_and_sdist_build_cleanly_with_the_metadata_an_index_needs(
         metadata = Parser().parsestr(archive.read(f"{info}/METADATA").decode())
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert {"ferry/wordlist.txt", "ferry/cli/main.py", "ferry/__main__.py"} <= names
+    # The web app the relay serves, built and committed (make web).
+    assert {"ferry/webapp/index.html", "ferry/webapp/app.js", "ferry/webapp/app.css"} <= names
     assert f"{info}/licenses/LICENSE" in names
     assert not any(name.startswith(("tests/", "bench/", "src/")) for name in names)
     assert re.search(r"(?m)^\[console_scripts\]\nferry = ferry\.cli\.main:main$", entry_points)

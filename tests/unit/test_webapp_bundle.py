@@ -22,6 +22,8 @@ import pytest
 from ferry.webbundle import WEBAPP, bundle_digest, file_digests
 from ferry_testing.node import WEB, require_node
 
+SECURITY = Path(__file__).resolve().parents[2] / "docs" / "SECURITY.md"
+
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -57,3 +59,8 @@ def test_bundle_digest_is_sha256sum_of_the_listing() -> None:
     )
     assert bundle_digest() == hashlib.sha256(lines.encode()).hexdigest()
     assert [name for name, _ in file_digests()] == ["app.css", "app.js", "index.html"]
+
+
+def test_security_md_quotes_the_committed_bundle_digest() -> None:
+    # `make web` prints it; a rebuilt bundle needs its new digest in docs/SECURITY.md.
+    assert f"`{bundle_digest()}`" in SECURITY.read_text()

@@ -231,7 +231,7 @@ def test_wrong_code_both_ways(
     out.mkdir()
     wrong = run_receive(web_relay, wrong_words_code(code), out)
     assert wrong.returncode != 0 and "wrong code" in wrong.stderr
-    assert "wrong code" in _wait_status(page, r"waiting for the receiver$")
+    _wait_status(page, r"wrong code.*\(1 of 3 attempts used\); waiting for the receiver$")
     assert run_receive(web_relay, code, out).returncode == 0
     assert (out / "a.txt").read_text() == "a\n"
     _wait_status(page, r"done$")
@@ -244,3 +244,74 @@ def test_plain_http_elsewhere_explains_and_does_nothing(web_relay: Relay, page: 
     expect(page.get_by_role("heading", name="This page needs a secure connection")).to_be_visible()
     expect(page.get_by_test_id("file-input")).to_be_hidden()
     assert _status(page).inner_text() == "not available over plain http: nothing was done"
+
+
+def test_browser_to_browser_file(web_relay: Relay, browser: Any, page: Any, tmp_path: Path) -> None:
+    src = tmp_path / "notes.txt"
+    src.write_text("tab to tab\n" * 1000)
+    page.goto(f"http://{web_relay}/")
+    page.get_by_test_id("file-input").set_input_files(str(src))
+    from playwright.sync_api import expect
+
+    code_box = page.get_by_test_id("code")
+    expect(code_box).to_have_text(re.compile(r"^\d+-"))
+    other = browser.new_context(accept_downloads=True)
+    other.add_init_script(NO_PICKERS)
+    try:
+        tab = other.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(page.get_by_test_id("link").inner_text())
+        with tab.expect_download(timeout=TIMEOUT_MS) as info:
+            tab.get_by_role("button", name="Save").click()
+        saved = tmp_path / "got" / "notes.txt"
+        info.value.save_as(str(saved))
+        assert saved.read_bytes() == src.read_bytes()
+        _wait_status(tab, r"done$")
+    finally:
+        other.close()
+    _wait_status(page, r"^sent notes.txt \(11 kB\): done$")
+
+
+def test_cancel_refusal_and_peer_gone_are_final_states(
+    web_relay: Relay,
+    start_send: Callable[..., Sender],
+    run_receive: Callable[..., Result],
+    page: Any,
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    src = tmp_path / "a.txt"
+    src.write_text("new\n")
+    # Cancel while waiting for a receiver: the code is given up.
+    page.goto(f"http://{web_relay}/")
+    page.get_by_test_id("file-input").set_input_files(str(src))
+    expect(page.get_by_test_id("code")).to_have_text(re.compile(r"^\d+-"))
+    page.get_by_role("button", name="Cancel").click()
+    assert _wait_status(page, r"^cancelled$") == "cancelled"
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+
+    # A receiver that refuses (the file exists there), three times: the sender's attempts.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("old\n")
+    page.get_by_test_id("file-input").set_input_files(str(src))
+    code_box = page.get_by_test_id("code")
+    expect(code_box).to_have_text(re.compile(r"^\d+-"))
+    code = code_box.inner_text()
+    refused = run_receive(web_relay, code, out)
+    assert refused.returncode != 0
+    once = r"^the receiver refused: .*\(1 of 3 attempts used\); waiting for the receiver$"
+    _wait_status(page, once)
+    for _ in range(2):
+        assert run_receive(web_relay, code, out).returncode != 0
+    assert _wait_status(page, r"^failed: ").startswith("failed: the receiver refused")
+    assert (out / "a.txt").read_text() == "old\n"
+
+    # The sender goes away while the browser looks at the offer.
+    sender = start_send(web_relay, src)
+    page.goto(f"http://{web_relay}/#{sender.code}")
+    expect(page.get_by_role("button", name="Save")).to_be_enabled()
+    sender.proc.kill()
+    status = _wait_status(page, r"^failed: ")
+    assert "went away" in status or "connection" in status, status

@@ -13,6 +13,7 @@ Locally these skip without node; with CI=true they must run (ferry_testing/node.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,3 +204,29 @@ def test_refusal_reaches_the_browser_sender(
     assert rc == 1
     assert "RefusedByPeer: the receiver refused" in stderr
     assert (out / "f.txt").read_text() == "old\n"
+
+
+def test_sender_leaving_ends_the_browser_decision(
+    relay: Relay, start_send: Callable[..., Sender], procs: Registry, tmp_path: Path
+) -> None:
+    # While the person looks at the offer, the connection is still read (as --ask).
+    src = tmp_path / "f.txt"
+    src.write_text("x\n")
+    sender = start_send(relay, src)
+    argv = [require_node(), str(CLIENT), "receive", str(relay), sender.code, str(tmp_path)]
+    receiver = procs.popen(
+        [*argv, "--decide-after", "60"],
+        cwd=WEB,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert receiver.stderr is not None
+    line, _ = read_first_line(receiver.stderr.fileno(), 30, receiver.pid)
+    assert line == b"node-client: offered"
+    sender.proc.kill()
+    started = time.monotonic()
+    rc, stderr = _finish(receiver)
+    assert rc == 1
+    assert time.monotonic() - started < 30
+    assert "ConnectionLost: the sender went away" in stderr

@@ -6,6 +6,8 @@
 //   node tools/node-client.mjs send HOST:PORT FILE...     one file, or a tree of several
 //   node tools/node-client.mjs send HOST:PORT --text TEXT
 //   node tools/node-client.mjs receive HOST:PORT CODE DIR  (a text goes to stdout)
+//   node tools/node-client.mjs receive HOST:PORT CODE DIR --decide-after SECONDS
+//        (a person taking time to press Save: "node-client: offered" on stderr first)
 //
 // stdout: the code (send) or the text (receive); stderr: one line
 // "node-client: <ErrorClass>: <message>" on failure, exit 1.
@@ -100,11 +102,16 @@ async function main(argv) {
   if (command === 'receive') {
     const code = parseCode(rest[0]);
     const dir = rest[1];
+    const pause = rest[2] === '--decide-after' ? Number(rest[3]) : 0;
     const result = await receive({
       connect,
       code,
       now,
       decide: async (offer, entries) => {
+        if (pause) {
+          process.stderr.write('node-client: offered\n');
+          await new Promise((done) => setTimeout(done, pause * 1000));
+        }
         if (offer.kind === 'text') {
           const parts = [];
           return { accept: true, sink: { write: (d) => parts.push(Buffer.from(d)), close: () => process.stdout.write(Buffer.concat(parts)) } };

@@ -236,7 +236,12 @@ async function startReceive(typed) {
 async function startSend(source, what) {
   if (busy) return;
   const signal = begin('send');
+  // A code from an earlier transfer must never be read as this one's.
   $('code-box').hidden = true;
+  $('code-out').textContent = '';
+  $('link-out').textContent = '';
+  $('link-out').href = '#';
+  $('code-lead').textContent = 'Give the receiver this code:';
   try {
     await send({
       connect,
@@ -266,6 +271,8 @@ async function startSend(source, what) {
   } catch (error) {
     setStatus(failureText(error, 'sender'), 'failed');
   } finally {
+    // The code ends with this transfer: say so where it is still shown.
+    $('code-lead').textContent = 'This code was for that transfer (it no longer works):';
     end('send');
   }
 }
@@ -334,14 +341,25 @@ function init() {
   window.addEventListener('beforeunload', (event) => {
     if (busy) event.preventDefault();
   });
-  const fragment = decodeURIComponent(window.location.hash.replace(/^#/, ''));
-  if (fragment) {
-    $('code-input').value = fragment;
-    fromLink = true;
-    // The code stays in the page only: take it out of the address bar and history.
-    window.history.replaceState(null, '', window.location.pathname);
-    startReceive(fragment);
+  window.addEventListener('hashchange', fromFragment);
+  fromFragment();
+}
+
+/** A link with a code (#7-guitar-orbit-velvet) receives at once, also when pasted into this tab. */
+function fromFragment() {
+  let fragment = '';
+  try {
+    fragment = decodeURIComponent(window.location.hash.replace(/^#/, ''));
+  } catch {
+    fragment = window.location.hash.replace(/^#/, '');
   }
+  if (!fragment || busy) return;
+  $('code-input').value = fragment;
+  fromLink = true;
+  $('send').hidden = true;
+  // The code stays in the page only: take it out of the address bar and history.
+  window.history.replaceState(null, '', window.location.pathname);
+  startReceive(fragment);
 }
 
 init();

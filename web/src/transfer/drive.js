@@ -91,19 +91,21 @@ class Reader {
 
   /**
    * The next bytes, null when the connection ended, TIMED_OUT past
-   * `deadline` (seconds), CANCELLED once the signal fired.
+   * `deadline` (seconds), CANCELLED once the signal fired, or what `also`
+   * resolves to if it settles first (a read in flight is kept for the next call).
    */
-  async read(deadline = null) {
+  async read(deadline = null, also = null) {
     if (this._inflight === null) this._inflight = this.conn.read();
     let timer;
     const racers = [this._inflight, this._cancelled];
+    if (also !== null) racers.push(also);
     if (deadline !== null) {
       const ms = Math.max(0, (deadline - this.now()) * 1000);
       racers.push(new Promise((resolve) => { timer = setTimeout(() => resolve(TIMED_OUT), ms); }));
     }
     try {
       const result = await Promise.race(racers);
-      if (result !== TIMED_OUT && result !== CANCELLED) this._inflight = null;
+      if (result !== TIMED_OUT && result !== CANCELLED && !(also !== null && result?.decided)) this._inflight = null;
       return result;
     } finally {
       clearTimeout(timer);
@@ -137,7 +139,12 @@ function checkCancel(signal) {
 /**
  * Run a session after PAIRED: feed it what arrives, flush what it produces,
  * hand each event to onEvent (which may return a promise); returns when
- * onEvent returns 'stop'. Deadlines from the session; cancellation from signal.
+ * onEvent returns 'stop'. onEvent may instead return {wait, apply}: a local
+ * decision (the promise `wait`) during which the connection is still read,
+ * so the peer leaving or sending ABORT ends it; apply(value) runs once it
+ * settles and may return 'stop'. (Not `then`: an object with a then method
+ * is a thenable, which `await` would call.) Deadlines from the session; cancellation
+ * from signal.
  */
 async function converse(session, conn, reader, now, rest, onEvent, signal) {
   session.paired(now());
@@ -154,8 +161,9 @@ async function converse(session, conn, reader, now, rest, onEvent, signal) {
     await flush().catch(() => {});
     throw new Cancelled();
   };
+  let waiting = null; // a local decision in progress: {promise, apply}
   for (;;) {
-    if (signal?.aborted) await cancel();
+    if (signal?.aborted && waiting === null) await cancel();
     const event = await session.nextEvent();
     if (event !== null) {
       if (event.type === 'peer-aborted') {
@@ -180,12 +188,31 @@ async function converse(session, conn, reader, now, rest, onEvent, signal) {
         await flush();
         return;
       }
+      if (outcome?.wait) {
+        waiting = {
+          promise: Promise.resolve(outcome.wait).then(
+            (value) => ({ decided: true, value }),
+            (error) => ({ decided: true, error }),
+          ),
+          apply: outcome.apply,
+        };
+      }
       await flush();
       continue;
     }
     await flush();
     if (session.state === State.DONE) return;
-    const data = await reader.read(session.deadline);
+    const data = await reader.read(session.deadline, waiting?.promise ?? null);
+    if (data?.decided) {
+      const { apply } = waiting;
+      waiting = null;
+      if (data.error) throw data.error;
+      if ((await apply(data.value)) === 'stop') {
+        await flush();
+        return;
+      }
+      continue;
+    }
     if (data === CANCELLED) await cancel();
     if (data === TIMED_OUT) {
       const error = session.expire(now());
@@ -255,15 +282,21 @@ async function receiveSession(session, conn, reader, now, rest, decide, onStatus
         case 'offer': {
           ({ offer, entries } = event);
           onStatus('offered', { offer, entries });
-          const decision = await decide(offer, entries);
-          if (!decision.accept) {
-            session.refuse(decision.reason, decision.message ?? '', now());
-            return 'stop';
-          }
-          sink = decision.sink;
-          session.accept(now());
-          onStatus('receiving', { received: 0n, offer });
-          return null;
+          // The person decides while the connection is still read (as the CLI's
+          // --ask): the sender leaving or sending ABORT ends the decision.
+          return {
+            wait: decide(offer, entries),
+            apply: (decision) => {
+              if (!decision.accept) {
+                session.refuse(decision.reason, decision.message ?? '', now());
+                return 'stop';
+              }
+              sink = decision.sink;
+              session.accept(now());
+              onStatus('receiving', { received: 0n, offer });
+              return null;
+            },
+          };
         }
         case 'data':
         case 'file-data':

@@ -135,7 +135,11 @@ def test_a_wrong_code_over_a_browser_leg_fails_as_on_the_cli(
 # -- the web app's files and the endpoint -------------------------------------------
 
 
-def test_root_without_a_web_app_is_a_one_line_404(relay: Relay) -> None:
+def test_root_without_a_web_app_is_a_one_line_404(
+    tmp_path: Path, relay_factory: Callable[..., Relay]
+) -> None:
+    # The package ships one (src/ferry/webapp); a web root that does not exist has none.
+    relay = relay_factory(extra_args=["--web-root", str(tmp_path / "absent")])
     answer = get(relay.port, "/")
     assert answer.status == 404
     assert answer.body == b"404 Not Found: this relay has no web app installed\n"
@@ -278,3 +282,12 @@ def test_no_web_gives_http_the_rendezvous_refusal(
     assert answer.startswith(b"ERROR bad-request"), answer
     upgrade = http_request(relay.port, upgrade_request(relay.port))
     assert upgrade.startswith(b"ERROR bad-request"), upgrade
+
+
+def test_the_relay_serves_the_shipped_web_app_by_default(relay: Relay) -> None:
+    from ferry.webbundle import WEBAPP
+
+    for name in ("index.html", "app.js", "app.css"):
+        answer = get(relay.port, "/" if name == "index.html" else f"/{name}")
+        assert answer.status == 200, name
+        assert answer.body == (WEBAPP / name).read_bytes(), name

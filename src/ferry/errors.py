@@ -116,6 +116,10 @@ class RemoteProtocolError(ProtocolError):
     exit_code = EXIT_PEER_GONE
 
 
+class RelayLineTooLong(RemoteProtocolError):
+    """the relay sent a line longer than the protocol allows."""
+
+
 class RelayUnreachable(FerryError):
     """relay not reachable."""
 

@@ -53,7 +53,7 @@ def test_a_file_gone_after_the_hand_over_leaves_no_staging_and_the_code_works_ag
     result = run_receive(relay, sender.code, out, timeout=60)
     assert result.returncode == EXIT_SOURCE_CHANGED, result.stderr
     assert_exact_one_line_error(result.stderr, "receive", "a-first", "changed")
-    assert sorted(os.listdir(out)) == [], "nothing stored, no staging left behind"
+    assert not out.exists(), "nothing stored: no staging, and the DIR it made is gone"
     assert wait_until(lambda: "still waiting" in sender.stderr(), 10), sender.stderr()
     assert sender.running()
     # The next try sends the directory as it is now.

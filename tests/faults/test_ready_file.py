@@ -32,7 +32,7 @@ def test_relay_on_port_zero_writes_the_bound_address_to_its_ready_file(
         assert text.endswith("\n") and text.count("\n") == 1
         port = int(text.strip().rpartition(":")[2])
         assert 0 < port < 65536
-        assert f"{port})" in log.read_text()  # the log line names the same port
+        assert f":{port} " in log.read_text()  # the log line names the same port (host:port)
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(b"FERRY 1 SEND\n")
             assert sock.recv(128).startswith(b"NAMEPLATE ")

@@ -100,9 +100,10 @@ async def receive_tree(
     except BaseException as exc:
         # Before the ANSWER nothing was written: what an earlier try kept stays.
         cut = isinstance(exc, (*CUT, RefusedByPeer, _Mismatch))
-        if accepted and staging.resumable and isinstance(exc, (*CUT, RefusedByPeer)):
+        keep = cut if accepted else not staging.fresh
+        if accepted and isinstance(exc, (*CUT, RefusedByPeer)) and staging.keeps(keep):
             log.warning("kept what arrived; run the same receive again to resume")
-        staging.close(keep=cut if accepted else not staging.fresh)
+        staging.close(keep=keep)
         await receiver.abort_on(wire, exc)
         raise
     staging.close(keep=False)  # empty now

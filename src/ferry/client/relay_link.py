@@ -20,6 +20,7 @@ from ferry.errors import (
     ConnectionLost,
     FerryError,
     NotARelay,
+    RelayLineTooLong,
     RelayRefused,
     RelayUnreachable,
     RemoteProtocolError,
@@ -150,8 +151,10 @@ class RelayLink:
                 if not self._heard and not rv.could_be_relay(start):
                     raise self._not_a_relay(start)
             message = rv.parse_relay_line(line)
-        except RemoteProtocolError:
-            if self._heard:
+        except RemoteProtocolError as exc:
+            # An over-long line is a relay breaking the protocol (exit 7), not proof
+            # that the server is something else: only a line's start can prove that.
+            if self._heard or isinstance(exc, RelayLineTooLong):
                 raise
             raise self._not_a_relay(start) from None
         self._heard = True
@@ -172,7 +175,7 @@ class RelayLink:
         try:
             return self._lines.next_line()
         except rv.BadRequest:
-            raise RemoteProtocolError(
+            raise RelayLineTooLong(
                 f"the relay sent a line longer than {rv.MAX_LINE} bytes (not a ferry relay)"
             ) from None
 

@@ -235,11 +235,15 @@ class Staging:
         with contextlib.suppress(OSError):
             os.unlink(self.path.joinpath(*parts))
 
+    def keeps(self, keep: bool) -> bool:
+        """Whether close(keep) keeps the staging: a resumable one that holds a byte of
+        some file (otherwise there is nothing to resume)."""
+        return keep and self.resumable and _holds_data(self.path)
+
     def close(self, keep: bool) -> None:
-        """Done with the staging: removed, unless `keep` (a resumable one, for the next try)
-        and it holds a byte of some file (otherwise there is nothing to resume)."""
+        """Done with the staging: removed, unless keeps(keep)."""
         self._close_parent()
-        if not (keep and self.resumable and _holds_data(self.path)):
+        if not self.keeps(keep):
             if not platform.REMOVES_OPEN_FILES:
                 self._unlock()  # Windows: the lock file inside must be closed to go
             self.remove()

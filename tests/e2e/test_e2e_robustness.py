@@ -146,14 +146,19 @@ def test_relay_answers_garbage_with_error_and_keeps_serving_real_transfer(
             connect()
         connect().sendall(b"FERRY 1 SE")
 
-        # An HTTP request: one ERROR line, then the relay closes.
+        # An HTTP request the web front does not serve: one ERROR line, then the relay closes.
         http = connect()
-        http.sendall(b"GET / HTTP/1.1\r\nHost: relay\r\n\r\n")
+        http.sendall(b"POST / HTTP/1.1\r\nHost: relay\r\n\r\n")
         answer, clean = read_until_eof(http)
         assert clean, "the relay reset instead of closing after its ERROR line"
         assert answer.startswith(b"ERROR "), answer
         assert answer.endswith(b"\n") and answer.count(b"\n") == 1, answer
         assert len(answer) <= 128
+        # A GET is the web app's: one HTTP answer, then the relay closes.
+        page = connect()
+        page.sendall(b"GET / HTTP/1.1\r\nHost: relay\r\n\r\n")
+        answer, clean = read_until_eof(page)
+        assert clean and answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
 
         # Binary junk: a TLS ClientHello and random bytes. An ERROR line or a reset, never a hang.
         for blob in (TLS_CLIENT_HELLO, os.urandom(4096), b"\x00" * 100 + b"\n"):

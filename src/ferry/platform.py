@@ -139,24 +139,19 @@ def fsync_directory(path: str | os.PathLike[str], follow: bool = True) -> None:
     follow false, path itself (not a link's target).
 
     POSIX only: Windows cannot open a directory, and NTFS journals renames."""
-    if not CAN_OPEN_DIRECTORIES:
-        return
-    try:
-        fd = open_fd(path, os.O_RDONLY | DIRECTORY | (0 if follow else NOFOLLOW))
-    except OSError:
-        return
-    try:
-        full_fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    if CAN_OPEN_DIRECTORIES:
+        _fsync_opened(path, os.O_RDONLY | DIRECTORY | (0 if follow else NOFOLLOW))
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
     """Best effort: flush a file by its name (never following a link)."""
+    _fsync_opened(path, os.O_RDONLY | NOFOLLOW)
+
+
+def _fsync_opened(path: str | os.PathLike[str], flags: int) -> None:
+    """Open path with flags, flush it fully and close it; any OSError is ignored."""
     try:
-        fd = open_fd(path, os.O_RDONLY | NOFOLLOW)
+        fd = open_fd(path, flags)
     except OSError:
         return
     try:

@@ -11,12 +11,14 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
 
 from ferry.protocol import websocket as ws
-from ferry.relay import bridge, pump
+from ferry.relay import bridge, pump, tls
+from ferry_testing.certs import Certs, make_certs
 from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
 from tests.relay.conditions import logged, until
 from tests.relay.harness import PAKE_RECORD, RawClient, claim, register_sender, running_relay
@@ -251,3 +253,141 @@ async def test_a_pipe_with_a_browser_leg_splices_through_the_socketpair(
         for client in (control, data):
             client.close()
         browser.close()
+
+
+# -- https on the same port (relay/tls.py) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def _tls_settings(certs: Certs) -> dict[str, object]:
+    return {"tls_cert": str(certs.cert), "tls_key": str(certs.key)}
+
+
+async def _https(
+    port: int, certs: Certs
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection that verifies the relay's certificate against the test CA."""
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    async with asyncio.timeout(10):
+        return await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="relay.ferry.test"
+        )
+
+
+async def test_ferry_lines_https_and_http_share_one_port(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    async with running_relay(**_tls_settings(certs)) as r:
+        ferry = await RawClient.connect(r.port)  # a rendezvous line, in the clear
+        await ferry.send(b"FERRY 1 SEND\n")
+        assert (await ferry.line()).startswith("NAMEPLATE ")
+        plain = await RawClient.connect(r.port)
+        await plain.send(GET_ROOT)
+        assert (await plain.read_until_closed()).startswith(b"HTTP/1.1 200 OK\r\n")
+        plain.close()
+
+        reader, writer = await _https(r.port, certs)
+        writer.write(b"GET / HTTP/1.1\r\nHost: relay.ferry.test\r\n\r\n")
+        async with asyncio.timeout(10):
+            answer = parse_answer(await reader.read())  # to the relay's close
+        writer.close()
+        assert answer.status == 200 and b'src="app.js"' in answer.body
+        assert "connect-src 'self'" in answer.headers["content-security-policy"]
+
+        # A WebSocket leg inside TLS is a rendezvous client like any other.
+        reader, writer = await _https(r.port, certs)
+        writer.write(upgrade_request(r.port))
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.write(ws.encode_frame(ws.Opcode.BINARY, b"FERRY 1 SEND\n", mask=b"abcd"))
+        decoder = ws.FrameDecoder(masked=False)
+        async with asyncio.timeout(10):
+            while (event := decoder.next_event()) is None:
+                decoder.receive_data(await reader.read(4096))
+        assert isinstance(event, ws.DataReceived) and event.data.startswith(b"NAMEPLATE ")
+        writer.close()
+        ferry.close()
+        await until(lambda: r.relay.open_connections == 0, "every connection ended")
+        assert r.relay.web is not None
+        await until(lambda: r.relay.web is not None and r.relay.web.fds_held() == 0, "legs")
+        roles = [line.get("role") for line in await logged(caplog, count=3)]
+        assert "https" in roles and "http" in roles
+
+
+async def test_a_tls_handshake_counts_in_the_handshake_deadline_and_address_limit(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    settings = {"handshake_timeout": 0.5, "max_connections_per_address": 1}
+    async with running_relay(**settings, **_tls_settings(certs)) as r:
+        stalled = await RawClient.connect(r.port)
+        await stalled.send(b"\x16\x03\x01\x02\x00")  # a ClientHello's record header, no more
+        await until(lambda: r.relay.handshaking == 1, "the handshake is counted")
+        second = await RawClient.connect(r.port)  # the address holds its one slot
+        assert await second.line() == (
+            "ERROR too-many-connections too many connections from your address"
+        )
+        second.close()
+        started = asyncio.get_running_loop().time()
+        await stalled.read_until_closed(timeout=5)
+        assert asyncio.get_running_loop().time() - started < 2.0
+        stalled.close()
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slot released")
+        assert r.relay.handshaking == 0 and r.relay.open_connections == 0
+        reasons = [line.get("reason") for line in await logged(caplog, count=2)]
+        assert "timeout" in reasons
+
+
+async def test_a_broken_tls_handshake_is_dropped_and_its_slot_given_back(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    async with running_relay(**_tls_settings(certs)) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(b"\x16\x03\x01\x00\x05hello" + b"\x00" * 64)  # not a ClientHello
+        answer = await client.read_until_closed(timeout=5)
+        assert not answer.startswith(b"ERROR"), answer  # at most a TLS alert
+        client.close()
+        [line] = await logged(caplog)
+        assert (line["outcome"], line["role"], line["reason"]) == (
+            "refused", "https", "bad-request"
+        )
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slot released")
+        assert r.relay.handshaking == 0 and r.relay.web is not None
+        assert r.relay.web.fds_held() == 0
+
+
+async def test_without_a_certificate_a_client_hello_is_refused_as_before() -> None:
+    async with running_relay() as r:
+        client = await RawClient.connect(r.port)
+        await client.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 32 + b"\n")
+        assert (await client.line()).startswith("ERROR bad-request ")
+        client.close()
+
+
+def test_plain_end_gives_buffer_requests_to_the_tcp_socket_minus_what_tls_holds() -> None:
+    outer, other = _tcp_pair()
+    try:
+        leg = tls.TlsLeg(outer, ssl.create_default_context().wrap_bio(
+            ssl.MemoryBIO(), ssl.MemoryBIO()), ssl.MemoryBIO(), ssl.MemoryBIO())  # fmt: skip
+        big = 2 * 1024 * 1024
+        leg.plain.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, big)
+        expected = outer.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        probe, spare = _tcp_pair()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, big - tls.TLS_HOLD // 2)
+        assert expected == probe.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        for sock in (probe, spare):
+            sock.close()
+        leg.plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert outer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        for sock in (leg.plain, leg.mine):
+            sock.close()
+    finally:
+        outer.close()
+        other.close()

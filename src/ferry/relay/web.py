@@ -13,6 +13,12 @@ them, under the handshake deadline:
   connection then goes to the server with the header still unread (the
   server reads it as before), a browser's has its header consumed here and
   gets the client's address, per-address key and connection limit;
+- a TLS ClientHello (first byte 0x16), when the relay has a certificate
+  (--tls-cert, --tls-key): the TLS handshake runs under the same deadline
+  (tls.py), and the plaintext inside is served as below, on the end of a
+  socketpair, exactly as a plain-http connection (a FERRY line inside TLS
+  is not HTTP: 400). Without a certificate it goes to the server, which
+  refuses it as any garbage;
 - an HTTP request: its head is read (at most http.MAX_HEAD bytes, before
   the handshake deadline) and answered once (site.py decides what): a file
   of the web app, an error, or the WebSocket upgrade, whose leg is bridged
@@ -24,7 +30,7 @@ that is full, or while the relay drains, sockets go to the server, which
 refuses them as before; the handshake deadline counts from the accept, for
 the rendezvous line of a ferry client and of a WebSocket leg alike), a
 leg's two extra descriptors count against the descriptor reserve
-(fds_held), and it keeps the per-address connection slot the gate gave it. The slot is
+(fds_held), as do a TLS leg's two, and it keeps the per-address connection slot the gate gave it. The slot is
 released here for an HTTP answer, or handed with the socketpair end to the
 server for a WebSocket leg (released there, once).
 
@@ -40,6 +46,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +55,7 @@ from typing import TYPE_CHECKING, Final
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
-from ferry.relay import bridge, buffers, logs, proxy, site
+from ferry.relay import bridge, buffers, logs, proxy, site, tls
 from ferry.relay.admission import Admit
 from ferry.relay.connection import format_peer
 from ferry.relay.limits import network_key
@@ -88,13 +95,20 @@ class WebFront:
         self.root = root or (Path(configured) if configured else WEB_ROOT)
         self.bridges = 0
         """WebSocket legs running (two descriptors each beyond the admitted end)."""
+        config = relay.config
+        self.tls: ssl.SSLContext | None = (
+            tls.server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
+        )
+        """https on this port (tls.py); raises BadTlsFiles here, at start-up."""
+        self.tls_legs = 0
+        """TLS connections running (two descriptors each: their socketpair)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._bridging: set[asyncio.Task[None]] = set()
 
     def fds_held(self) -> int:
         """Descriptors held beyond the server's open_connections (which counts the
         sockets being sorted or answered here, and each leg's admitted end)."""
-        return 2 * self.bridges
+        return 2 * self.bridges + 2 * self.tls_legs
 
     def wrap(self, admit: ServerAdmit) -> Admit:
         """The admit callback for Gate.accept_loop: sort first, then admit."""
@@ -165,6 +179,7 @@ class WebFront:
                 relay.handshaking -= 1
                 relay.open_connections -= 1
 
+        leg: tls.TlsLeg | None = None
         try:
             sock.setblocking(False)
             try:
@@ -182,6 +197,11 @@ class WebFront:
                             network = network_key(key)
                             relay.handshake_shares.take(network)
                     kind = http.Protocol.FERRY if proxied else await _peek_protocol(sock)
+                    if kind is http.Protocol.TLS and self.tls is not None:
+                        try:
+                            leg = await tls.accept(sock, self.tls)
+                        except (ssl.SSLError, OSError):
+                            raise _TlsFailed() from None
             except TimeoutError:
                 done_sorting()
                 self._refuse(sock, peer, key, rv.REASON_TIMEOUT, "handshake timed out")
@@ -196,10 +216,22 @@ class WebFront:
                 text = "relay busy: too many connections from your network"
                 self._refuse(sock, exc.peer, exc.key, rv.REASON_BUSY, text)
                 return
+            except _TlsFailed:  # a TLS handshake that failed (its alert sent) or was cut
+                done_sorting()
+                sock.close()
+                if key:
+                    self.relay.gate.per_address.close(key)
+                reason = rv.REASON_BAD_REQUEST
+                logs.outcome(logs.REFUSED, role="https", peer=peer, reason=reason, duration=0.0)
+                return
             except asyncio.CancelledError:
                 done_sorting()
                 self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
                 raise
+            if leg is not None:
+                await self._serve_tls(leg, _Front(leg.plain, peer, key, since, deadline,
+                                                  done_sorting, admit, https=True))  # fmt: skip
+                return
             if kind is not http.Protocol.HTTP:
                 done_sorting()
                 if relay.draining:  # the server has swept its connections already
@@ -263,11 +295,26 @@ class WebFront:
                     self.relay.gate.per_address.close(front.key)
             if status != 101:
                 outcome = logs.HAPPY if 200 <= status < 400 else logs.REFUSED
-                fields: dict[str, logs.Field] = {"role": "http", "peer": front.peer}
+                role = "https" if front.https else "http"
+                fields: dict[str, logs.Field] = {"role": role, "peer": front.peer}
                 if status:
                     fields["status"] = status
                 duration = round(loop.time() - front.started, 3)
                 logs.outcome(outcome, **fields, duration=duration)
+
+    async def _serve_tls(self, leg: tls.TlsLeg, front: _Front) -> None:
+        """HTTP inside TLS: served on the leg's plaintext end while the leg runs."""
+        self.tls_legs += 1
+        runner = asyncio.create_task(leg.run())
+        try:
+            await self._serve_http(front)
+            await runner  # bounded: the front closed its end (tls.FLUSH_TIMEOUT)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            for sock in (leg.plain, leg.mine, leg.raw):
+                sock.close()
+            self.tls_legs -= 1
 
     def _proxied_client(
         self, sock: socket.socket, peer: str, header: proxy.Header
@@ -350,6 +397,8 @@ class _Front:
     """The handshake deadline, on the event loop's clock."""
     done_sorting: Callable[[], None]
     admit: ServerAdmit
+    https: bool = False
+    """sock is a TLS leg's plaintext end (tls.PlainEnd)."""
     handed: bool = False
     """The server owns the socket (or its bridge's end) and the slot now."""
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
@@ -357,6 +406,10 @@ class _Front:
 
 class _TooMany(Exception):
     """The proxied client's address holds its connection limit already."""
+
+
+class _TlsFailed(Exception):
+    """The TLS handshake failed, or the browser closed during it."""
 
 
 class _Busy(Exception):

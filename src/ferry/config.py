@@ -166,11 +166,11 @@ class RelayConfig:
 
     tls_cert: str = ""
     """PEM file of the certificate (chain) for https on the relay's port (with
-    --tls-key): a connection that opens with a TLS ClientHello is served HTTP and
-    WebSocket inside TLS; rendezvous lines stay in the clear (relay/tls.py)."""
+    --tls-key): browser connections that open with a TLS ClientHello are served
+    HTTP and WebSocket inside TLS; rendezvous lines stay in the clear (relay/tls.py)."""
 
     tls_key: str = ""
-    """PEM file of the private key (unencrypted) of --tls-cert."""
+    """PEM file of the private key (unencrypted) of --tls-cert, for the same connections."""
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, one sentence each (empty when usable)."""

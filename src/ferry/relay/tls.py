@@ -67,6 +67,9 @@ TLS_HOLD: Final = 2 * (PAIR_BUFFER + PAIR_BUFFER // 2 + 2 * CHUNK + 2 * RECORD_O
 buffer, and one buffer's worth of overshoot), the bytes read and their decrypted
 or sealed copy, and a partial record on each side of OpenSSL."""
 
+MAX_PEM: Final = 1024 * KIB
+"""Largest certificate chain or key file read (a chain is a few KiB)."""
+
 FLUSH_TIMEOUT: Final = 10.0
 """Seconds the leg keeps writing to the browser what the web front sent before it
 closed its end; a browser that takes nothing for that long is dropped."""
@@ -92,19 +95,25 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     def no_password() -> bytes:
         raise BadTlsFiles(f"--tls-key {key}: the key is encrypted; give it unencrypted")
 
-    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+    for flag, path, marker in (
+        ("--tls-cert", cert, b"-----BEGIN CERTIFICATE-----"),
+        ("--tls-key", key, b"PRIVATE KEY-----"),
+    ):
         try:
-            with open(path, "rb"):
-                pass
+            with open(path, "rb") as file:
+                text = file.read(MAX_PEM + 1)
         except OSError as exc:
             raise BadTlsFiles(f"{flag} {path}: {exc.strerror or exc}") from None
+        if marker not in text or len(text) > MAX_PEM:
+            what = "certificate" if flag == "--tls-cert" else "private key"
+            raise BadTlsFiles(f"{flag} {path}: not a PEM {what}")
     try:
         context.load_cert_chain(cert, key, password=no_password)
     except ssl.SSLError as exc:
-        what = exc.reason or exc.__class__.__name__
+        mismatch = exc.reason == "KEY_VALUES_MISMATCH"
+        what = "is not the key of" if mismatch else "and its certificate are not usable with"
         raise BadTlsFiles(
-            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its private "
-            f"key ({what})"
+            f"--tls-key {key} {what} --tls-cert {cert} ({exc.reason or exc.library or 'ssl'})"
         ) from None
     return context
 

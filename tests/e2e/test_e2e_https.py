@@ -139,9 +139,7 @@ def test_browser_file_to_cli_over_https(
     assert _wait_status(page, r"done$").startswith("sent notes.bin")
 
 
-def test_plain_http_on_the_same_name_explains_and_does_nothing(
-    tls_relay: Relay, page: Any
-) -> None:
+def test_plain_http_on_the_same_name_explains_and_does_nothing(tls_relay: Relay, page: Any) -> None:
     page.goto(f"{_url(tls_relay, 'http')}#7-guitar-orbit-velvet")
     from playwright.sync_api import expect
 

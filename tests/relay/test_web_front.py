@@ -17,11 +17,18 @@ from pathlib import Path
 import pytest
 
 from ferry.protocol import websocket as ws
-from ferry.relay import bridge, pump, tls
+from ferry.relay import bridge, pump, refusals, tls
 from ferry_testing.certs import Certs, make_certs
 from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
 from tests.relay.conditions import logged, until
-from tests.relay.harness import PAKE_RECORD, RawClient, claim, register_sender, running_relay
+from tests.relay.harness import (
+    PAKE_RECORD,
+    RawClient,
+    claim,
+    close_all,
+    register_sender,
+    running_relay,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,8 +95,9 @@ async def test_http_behind_a_trusted_proxy_gets_the_clients_address_and_limit(
             await sock.send(PROXY_V1 + upgrade_request(r.port))
             legs.append(sock)
         assert parse_answer(await _head(legs[0])).status == 101
-        # Refused as any connection over the limit is, before a byte of HTTP.
-        assert (await legs[1].read_until_closed()).startswith(b"ERROR too-many-connections")
+        # Refused as any connection over the limit is, in HTTP: it sent a request.
+        refused = parse_answer(await legs[1].read_until_closed())
+        assert (refused.status, refused.headers["retry-after"]) == (429, "5")
         await legs[0].send(ws.encode_frame(ws.Opcode.BINARY, b"FERRY 1 SEND\n", mask=b"abcd"))
         await logged(caplog, 2)
         for leg in legs:
@@ -267,9 +275,7 @@ def _tls_settings(certs: Certs) -> dict[str, object]:
     return {"tls_cert": str(certs.cert), "tls_key": str(certs.key)}
 
 
-async def _https(
-    port: int, certs: Certs
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _https(port: int, certs: Certs) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A TLS connection that verifies the relay's certificate against the test CA."""
     context = ssl.create_default_context(cafile=str(certs.ca))
     async with asyncio.timeout(10):
@@ -356,7 +362,9 @@ async def test_a_broken_tls_handshake_is_dropped_and_its_slot_given_back(
         client.close()
         [line] = await logged(caplog)
         assert (line["outcome"], line["role"], line["reason"]) == (
-            "refused", "https", "bad-request"
+            "refused",
+            "https",
+            "bad-request",
         )
         await until(lambda: len(r.relay.gate.per_address) == 0, "slot released")
         assert r.relay.handshaking == 0 and r.relay.web is not None
@@ -391,3 +399,93 @@ def test_plain_end_gives_buffer_requests_to_the_tcp_socket_minus_what_tls_holds(
     finally:
         outer.close()
         other.close()
+
+
+# -- refusals in HTTP (relay/refusals.py) ---------------------------------------------
+
+
+async def test_a_browser_past_its_address_limit_gets_429_with_retry_after() -> None:
+    async with running_relay(max_connections_per_address=1) as r:
+        held = await RawClient.connect(r.port)
+        await held.send(b"FERRY 1 SEND\n")
+        assert (await held.line()).startswith("NAMEPLATE ")
+        page = await RawClient.connect(r.port)
+        await page.send(GET_ROOT)
+        answer = parse_answer(await page.read_until_closed())
+        assert answer.status == 429
+        assert answer.headers["retry-after"] == str(refusals.RETRY_AFTER_SLOT)
+        assert answer.body == b"429 Too Many Requests: too many connections from your address\n"
+        page.close()
+        # HEAD: the same headers, no body.
+        head = await RawClient.connect(r.port)
+        await head.send(b"HEAD" + GET_ROOT[3:])
+        data = await head.read_until_closed()
+        answer = parse_answer(data)
+        assert answer.status == 429 and data.endswith(b"\r\n\r\n")
+        assert int(answer.headers["content-length"]) > 0 and answer.body == b""
+        head.close()
+        # A ferry client, talking or silent, still reads the ERROR line.
+        for sent in (b"FERRY 1 RECV 7\n", b""):
+            cli = await RawClient.connect(r.port)
+            await cli.send(sent)
+            assert await cli.line() == (
+                "ERROR too-many-connections too many connections from your address"
+            )
+            cli.close()
+        held.close()
+
+
+async def test_a_browser_finding_the_handshakes_full_gets_503_with_retry_after() -> None:
+    async with running_relay(max_handshakes=1, handshake_timeout=5) as r:
+        silent = await RawClient.connect(r.port, "127.0.0.2")  # holds the one handshake
+        await until(lambda: r.relay.handshaking == 1, "the handshake is held")
+        page = await RawClient.connect(r.port, "127.0.0.3")
+        await page.send(GET_ROOT)
+        answer = parse_answer(await page.read_until_closed())
+        assert answer.status == 503
+        assert answer.headers["retry-after"] == str(refusals.RETRY_AFTER_BUSY)
+        assert b"relay busy" in answer.body
+        page.close()
+        cli = await RawClient.connect(r.port, "127.0.0.3")
+        await cli.send(b"FERRY 1 SEND\n")
+        assert (await cli.line()).startswith("ERROR busy ")
+        close_all(cli, silent)
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slots released")
+
+
+async def test_a_head_request_for_an_error_gets_the_headers_and_no_body(tmp_path: Path) -> None:
+    async with running_relay(web_root=str(tmp_path)) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(b"HEAD /missing.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = await client.read_until_closed()
+        client.close()
+        answer = parse_answer(data)
+        assert answer.status == 404 and data.endswith(b"\r\n\r\n") and answer.body == b""
+        assert int(answer.headers["content-length"]) == len(b"404 Not Found: no such file\n")
+        client = await RawClient.connect(r.port)
+        await client.send(b"HEAD /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = parse_answer(await client.read_until_closed())
+        client.close()
+        assert answer.status == 426 and answer.body == b""
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "retry"),
+    [
+        ("too-many-connections", 429, "5"),
+        ("rate-limited", 429, "10"),
+        ("busy", 503, "10"),
+        ("shutting-down", 503, "30"),
+        ("timeout", 408, None),
+        ("bad-request", 400, None),
+    ],
+)
+def test_each_refusal_reason_has_its_http_status(reason: str, status: int, retry: str) -> None:
+    for first in (b"GET / HTTP/1.1\r\n", b"HEAD / HTTP/1.1\r\n"):
+        answer = parse_answer(refusals.answer(first, reason, "the text"))
+        assert answer.status == status
+        assert answer.headers.get("retry-after") == retry
+        assert answer.body == (b"" if first.startswith(b"HEAD") else answer.body)
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+    for first in (b"FERRY 1 SEND\n", b"", b"GE", b"\x16\x03\x01"):
+        assert refusals.answer(first, reason, "the text") == f"ERROR {reason} the text\n".encode()

@@ -26,8 +26,8 @@ them, under the handshake deadline:
 
 What a front connection holds is counted where the server counts its own:
 it is a handshake and an open connection (the max_handshakes pool: while
-that is full, or while the relay drains, sockets go to the server, which
-refuses them as before; the handshake deadline counts from the accept, for
+that is full, or while the relay drains, sockets are refused here as the
+server would refuse them; the handshake deadline counts from the accept, for
 the rendezvous line of a ferry client and of a WebSocket leg alike), a
 leg's two extra descriptors count against the descriptor reserve
 (fds_held), as do a TLS leg's two, and it keeps the per-address connection
@@ -40,7 +40,8 @@ down, a proxied client past its limit) are the server's refusals, answered
 in the client's language: an HTTP request gets an HTTP status with
 Retry-After (refusals.py), a ferry client its ERROR line.
 
-Every HTTP answer is logged as one outcome line (role=http); a WebSocket
+Every HTTP answer is logged as one outcome line (role=http, or https inside
+TLS; a failed TLS handshake is refused, role=https); a WebSocket
 leg is logged by the connection it becomes.
 
 Standard library only.

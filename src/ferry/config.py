@@ -164,6 +164,14 @@ class RelayConfig:
     """Directory of the web app's files to serve to browser connections (default: the
     one shipped in the package, ferry/webapp). A missing directory serves 404s."""
 
+    tls_cert: str = ""
+    """PEM file of the certificate (chain) for https on the relay's port (with
+    --tls-key): browser connections that open with a TLS ClientHello are served
+    HTTP and WebSocket inside TLS; rendezvous lines stay in the clear (relay/tls.py)."""
+
+    tls_key: str = ""
+    """PEM file of the private key (unencrypted) of --tls-cert, for the same connections."""
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, one sentence each (empty when usable)."""
         found: list[str] = []
@@ -182,6 +190,10 @@ class RelayConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError:
                 found.append(f"trusted_proxy: {network!r} is not an address or CIDR network")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            found.append("--tls-cert and --tls-key go together")
+        elif self.tls_cert and not self.web:
+            found.append("--tls-cert serves the web app over https: it needs the web (no --no-web)")
         if self.max_memory and self.max_memory < self.transfer_budget:
             found.append("max_memory must be 0 (automatic) or at least transfer_budget")
         least = 2 * self.pump_buffer + 384 * KIB

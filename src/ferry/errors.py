@@ -29,6 +29,7 @@ EXIT_REFUSED_BY_PEER = 10
 # 11: scripts/bootstrap.py, the first run could not install (it cannot import this module).
 EXIT_SOURCE_CHANGED = 12
 EXIT_NOT_FOR_TERMINAL = 13
+EXIT_TLS_FILES = 14
 EXIT_INTERRUPTED = 130
 
 
@@ -190,6 +191,12 @@ class CannotListen(FerryError):
     """the relay cannot listen on that address."""
 
     exit_code = EXIT_RELAY_UNREACHABLE
+
+
+class BadTlsFiles(FerryError):
+    """the relay cannot use its TLS certificate and key (--tls-cert, --tls-key)."""
+
+    exit_code = EXIT_TLS_FILES
 
 
 # -- inside the relay (never shown to a client as an exception) ------------------------

@@ -268,7 +268,8 @@ async def test_per_address_connection_limit_counts_websocket_legs_once(
         second = await WsClient.connect(relay.port)
         with pytest.raises(HandshakeRefused) as refused:
             await WsClient.connect(relay.port)
-        assert b"ERROR too-many-connections" in refused.value.head
+        assert refused.value.status == 429, refused.value.head
+        assert b"too many connections from your address" in refused.value.body
         second.close()
         await asyncio.sleep(0.3)
     first.close()

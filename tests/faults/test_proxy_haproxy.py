@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from ferry_testing import procs
+from ferry_testing.certs import make_certs
 
 from .procs import relay_process
 
@@ -142,3 +144,53 @@ def test_a_proxy_header_from_an_untrusted_address_is_refused(tmp_path: Path) -> 
         answer = ask(ports["v1"], "127.0.0.5", "FERRY 1 SEND\n")
     assert answer.startswith("ERROR bad-request"), answer
     assert "PROXY" in answer
+
+
+def test_https_terminated_by_haproxy_from_deploy_reaches_the_relay_with_the_client(
+    tmp_path: Path,
+) -> None:
+    """deploy/haproxy-https.cfg: browsers over https on one port, the CLI in the clear on
+    another, both with PROXY v2 to the relay, which sees each client's address."""
+    assert HAPROXY is not None, "haproxy is required in CI (apt-get install haproxy)"
+    certs = make_certs(tmp_path / "certs")
+    bundle = tmp_path / "ferry.pem"
+    bundle.write_bytes(certs.cert.read_bytes() + certs.key.read_bytes())
+    flags = ("--trusted-proxy", "127.0.0.1/32")
+    with relay_process(tmp_path, *flags) as relay:
+        ports = {"https": procs.free_port(), "ferry": procs.free_port()}
+        config = (procs.ROOT / "deploy" / "haproxy-https.cfg").read_text()
+        for old, new in (
+            ("maxconn 50000", "maxconn 256"),  # what an unprivileged HAProxy can afford
+            ("bind :443 ", f"bind 127.0.0.1:{ports['https']} "),
+            ("bind :9021", f"bind 127.0.0.1:{ports['ferry']}"),
+            ("/etc/haproxy/ferry.pem", str(bundle)),
+            ("127.0.0.1:9031", f"127.0.0.1:{relay.port}"),
+        ):
+            assert old in config, old
+            config = config.replace(old, new)
+        (tmp_path / "haproxy.cfg").write_text(config)
+        log = open(tmp_path / "haproxy.log", "wb")  # noqa: SIM115 - closed below
+        proxy = procs.spawn([HAPROXY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
+                            stdout=log, stderr=log)  # fmt: skip
+        try:
+            for port in ports.values():
+                procs.wait_listening(proxy, port, timeout=20)
+            context = ssl.create_default_context(cafile=str(certs.ca))
+            with socket.socket() as raw:
+                raw.settimeout(20)
+                raw.bind(("127.0.0.5", 0))
+                raw.connect(("127.0.0.1", ports["https"]))
+                with context.wrap_socket(raw, server_hostname="relay.ferry.test") as tls:
+                    tls.sendall(b"GET / HTTP/1.1\r\nHost: relay.ferry.test\r\n\r\n")
+                    data = b""
+                    while chunk := tls.recv(65536):
+                        data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:200]
+            assert b'src="app.js"' in data
+            answer = ask(ports["ferry"], "127.0.0.6", "FERRY 1 SEND\n")
+            assert answer.startswith("NAMEPLATE "), answer
+            found = _log_with(relay, "role=http ")
+            assert "peer=127.0.0.5:" in found and "status=200" in found, found
+        finally:
+            procs.kill(proxy)
+            log.close()

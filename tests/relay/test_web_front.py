@@ -11,15 +11,24 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
 
 from ferry.protocol import websocket as ws
-from ferry.relay import bridge, pump
+from ferry.relay import bridge, pump, refusals, tls
+from ferry_testing.certs import Certs, make_certs
 from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
 from tests.relay.conditions import logged, until
-from tests.relay.harness import PAKE_RECORD, RawClient, claim, register_sender, running_relay
+from tests.relay.harness import (
+    PAKE_RECORD,
+    RawClient,
+    claim,
+    close_all,
+    register_sender,
+    running_relay,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,8 +95,9 @@ async def test_http_behind_a_trusted_proxy_gets_the_clients_address_and_limit(
             await sock.send(PROXY_V1 + upgrade_request(r.port))
             legs.append(sock)
         assert parse_answer(await _head(legs[0])).status == 101
-        # Refused as any connection over the limit is, before a byte of HTTP.
-        assert (await legs[1].read_until_closed()).startswith(b"ERROR too-many-connections")
+        # Refused as any connection over the limit is, in HTTP: it sent a request.
+        refused = parse_answer(await legs[1].read_until_closed())
+        assert (refused.status, refused.headers["retry-after"]) == (429, "5")
         await legs[0].send(ws.encode_frame(ws.Opcode.BINARY, b"FERRY 1 SEND\n", mask=b"abcd"))
         await logged(caplog, 2)
         for leg in legs:
@@ -251,3 +261,231 @@ async def test_a_pipe_with_a_browser_leg_splices_through_the_socketpair(
         for client in (control, data):
             client.close()
         browser.close()
+
+
+# -- https on the same port (relay/tls.py) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def _tls_settings(certs: Certs) -> dict[str, object]:
+    return {"tls_cert": str(certs.cert), "tls_key": str(certs.key)}
+
+
+async def _https(port: int, certs: Certs) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection that verifies the relay's certificate against the test CA."""
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    async with asyncio.timeout(10):
+        return await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="relay.ferry.test"
+        )
+
+
+async def test_ferry_lines_https_and_http_share_one_port(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    async with running_relay(**_tls_settings(certs)) as r:
+        ferry = await RawClient.connect(r.port)  # a rendezvous line, in the clear
+        await ferry.send(b"FERRY 1 SEND\n")
+        assert (await ferry.line()).startswith("NAMEPLATE ")
+        plain = await RawClient.connect(r.port)
+        await plain.send(GET_ROOT)
+        assert (await plain.read_until_closed()).startswith(b"HTTP/1.1 200 OK\r\n")
+        plain.close()
+
+        reader, writer = await _https(r.port, certs)
+        writer.write(b"GET / HTTP/1.1\r\nHost: relay.ferry.test\r\n\r\n")
+        async with asyncio.timeout(10):
+            answer = parse_answer(await reader.read())  # to the relay's close
+        writer.close()
+        assert answer.status == 200 and b'src="app.js"' in answer.body
+        assert "connect-src 'self'" in answer.headers["content-security-policy"]
+
+        # A WebSocket leg inside TLS is a rendezvous client like any other.
+        reader, writer = await _https(r.port, certs)
+        writer.write(upgrade_request(r.port))
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.write(ws.encode_frame(ws.Opcode.BINARY, b"FERRY 1 SEND\n", mask=b"abcd"))
+        decoder = ws.FrameDecoder(masked=False)
+        async with asyncio.timeout(10):
+            while (event := decoder.next_event()) is None:
+                decoder.receive_data(await reader.read(4096))
+        assert isinstance(event, ws.DataReceived) and event.data.startswith(b"NAMEPLATE ")
+        writer.close()
+        ferry.close()
+        await until(lambda: r.relay.open_connections == 0, "every connection ended")
+        assert r.relay.web is not None
+        await until(lambda: r.relay.web is not None and r.relay.web.fds_held() == 0, "legs")
+        roles = [line.get("role") for line in await logged(caplog, count=3)]
+        assert "https" in roles and "http" in roles
+
+
+async def test_a_tls_handshake_counts_in_the_handshake_deadline_and_address_limit(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    settings = {"handshake_timeout": 0.5, "max_connections_per_address": 1}
+    async with running_relay(**settings, **_tls_settings(certs)) as r:
+        stalled = await RawClient.connect(r.port)
+        await stalled.send(b"\x16\x03\x01\x02\x00")  # a ClientHello's record header, no more
+        await until(lambda: r.relay.handshaking == 1, "the handshake is counted")
+        second = await RawClient.connect(r.port)  # the address holds its one slot
+        assert await second.line() == (
+            "ERROR too-many-connections too many connections from your address"
+        )
+        second.close()
+        started = asyncio.get_running_loop().time()
+        await stalled.read_until_closed(timeout=5)
+        assert asyncio.get_running_loop().time() - started < 2.0
+        stalled.close()
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slot released")
+        assert r.relay.handshaking == 0 and r.relay.open_connections == 0
+        reasons = [line.get("reason") for line in await logged(caplog, count=2)]
+        assert "timeout" in reasons
+
+
+async def test_a_broken_tls_handshake_is_dropped_and_its_slot_given_back(
+    certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ferry.relay")
+    async with running_relay(**_tls_settings(certs)) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(b"\x16\x03\x01\x00\x05hello" + b"\x00" * 64)  # not a ClientHello
+        answer = await client.read_until_closed(timeout=5)
+        assert not answer.startswith(b"ERROR"), answer  # at most a TLS alert
+        client.close()
+        [line] = await logged(caplog)
+        assert (line["outcome"], line["role"], line["reason"]) == (
+            "refused",
+            "https",
+            "bad-request",
+        )
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slot released")
+        assert r.relay.handshaking == 0 and r.relay.web is not None
+        assert r.relay.web.fds_held() == 0
+
+
+async def test_without_a_certificate_a_client_hello_is_refused_as_before() -> None:
+    async with running_relay() as r:
+        client = await RawClient.connect(r.port)
+        await client.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 32 + b"\n")
+        assert (await client.line()).startswith("ERROR bad-request ")
+        client.close()
+
+
+def test_plain_end_gives_buffer_requests_to_the_tcp_socket_minus_what_tls_holds() -> None:
+    outer, other = _tcp_pair()
+    try:
+        leg = tls.TlsLeg(outer, ssl.create_default_context().wrap_bio(
+            ssl.MemoryBIO(), ssl.MemoryBIO()), ssl.MemoryBIO(), ssl.MemoryBIO())  # fmt: skip
+        big = 2 * 1024 * 1024
+        leg.plain.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, big)
+        expected = outer.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        probe, spare = _tcp_pair()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, big - tls.TLS_HOLD // 2)
+        assert expected == probe.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        for sock in (probe, spare):
+            sock.close()
+        leg.plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert outer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        for sock in (leg.plain, leg.mine):
+            sock.close()
+    finally:
+        outer.close()
+        other.close()
+
+
+# -- refusals in HTTP (relay/refusals.py) ---------------------------------------------
+
+
+async def test_a_browser_past_its_address_limit_gets_429_with_retry_after() -> None:
+    async with running_relay(max_connections_per_address=1) as r:
+        held = await RawClient.connect(r.port)
+        await held.send(b"FERRY 1 SEND\n")
+        assert (await held.line()).startswith("NAMEPLATE ")
+        page = await RawClient.connect(r.port)
+        await page.send(GET_ROOT)
+        answer = parse_answer(await page.read_until_closed())
+        assert answer.status == 429
+        assert answer.headers["retry-after"] == str(refusals.RETRY_AFTER_SLOT)
+        assert answer.body == b"429 Too Many Requests: too many connections from your address\n"
+        page.close()
+        # HEAD: the same headers, no body.
+        head = await RawClient.connect(r.port)
+        await head.send(b"HEAD" + GET_ROOT[3:])
+        data = await head.read_until_closed()
+        answer = parse_answer(data)
+        assert answer.status == 429 and data.endswith(b"\r\n\r\n")
+        assert int(answer.headers["content-length"]) > 0 and answer.body == b""
+        head.close()
+        # A ferry client, talking or silent, still reads the ERROR line.
+        for sent in (b"FERRY 1 RECV 7\n", b""):
+            cli = await RawClient.connect(r.port)
+            await cli.send(sent)
+            assert await cli.line() == (
+                "ERROR too-many-connections too many connections from your address"
+            )
+            cli.close()
+        held.close()
+
+
+async def test_a_browser_finding_the_handshakes_full_gets_503_with_retry_after() -> None:
+    async with running_relay(max_handshakes=1, handshake_timeout=5) as r:
+        silent = await RawClient.connect(r.port, "127.0.0.2")  # holds the one handshake
+        await until(lambda: r.relay.handshaking == 1, "the handshake is held")
+        page = await RawClient.connect(r.port, "127.0.0.3")
+        await page.send(GET_ROOT)
+        answer = parse_answer(await page.read_until_closed())
+        assert answer.status == 503
+        assert answer.headers["retry-after"] == str(refusals.RETRY_AFTER_BUSY)
+        assert b"relay busy" in answer.body
+        page.close()
+        cli = await RawClient.connect(r.port, "127.0.0.3")
+        await cli.send(b"FERRY 1 SEND\n")
+        assert (await cli.line()).startswith("ERROR busy ")
+        close_all(cli, silent)
+        await until(lambda: len(r.relay.gate.per_address) == 0, "slots released")
+
+
+async def test_a_head_request_for_an_error_gets_the_headers_and_no_body(tmp_path: Path) -> None:
+    async with running_relay(web_root=str(tmp_path)) as r:
+        client = await RawClient.connect(r.port)
+        await client.send(b"HEAD /missing.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = await client.read_until_closed()
+        client.close()
+        answer = parse_answer(data)
+        assert answer.status == 404 and data.endswith(b"\r\n\r\n") and answer.body == b""
+        assert int(answer.headers["content-length"]) == len(b"404 Not Found: no such file\n")
+        client = await RawClient.connect(r.port)
+        await client.send(b"HEAD /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = parse_answer(await client.read_until_closed())
+        client.close()
+        assert answer.status == 426 and answer.body == b""
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "retry"),
+    [
+        ("too-many-connections", 429, "5"),
+        ("rate-limited", 429, "10"),
+        ("busy", 503, "10"),
+        ("shutting-down", 503, "30"),
+        ("timeout", 408, None),
+        ("bad-request", 400, None),
+    ],
+)
+def test_each_refusal_reason_has_its_http_status(reason: str, status: int, retry: str) -> None:
+    for first in (b"GET / HTTP/1.1\r\n", b"HEAD / HTTP/1.1\r\n"):
+        answer = parse_answer(refusals.answer(first, reason, "the text"))
+        assert answer.status == status
+        assert answer.headers.get("retry-after") == retry
+        assert answer.body == (b"" if first.startswith(b"HEAD") else answer.body)
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+    for first in (b"FERRY 1 SEND\n", b"", b"GE", b"\x16\x03\x01"):
+        assert refusals.answer(first, reason, "the text") == f"ERROR {reason} the text\n".encode()

@@ -34,6 +34,8 @@ from ferry.protocol.http import (
         (b"\r\n\r\n\x00\r\nQUIT\n", Protocol.FERRY),  # PROXY v2 signature
         (b"POST / HTTP/1.1\r\n", Protocol.FERRY),
         (b"GETX", Protocol.FERRY),
+        (b"\x16", Protocol.TLS),
+        (b"\x16\x03\x01\x02\x00\x01", Protocol.TLS),  # a ClientHello's record header
     ],
 )
 def test_sniff_tells_http_from_ferry_by_first_bytes(first: bytes, expected: Protocol) -> None:

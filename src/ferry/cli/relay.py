@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from ferry import environment, platform
+from ferry import environment, platform, webbundle
 from ferry.address import Address, parse_address
 from ferry.cli.common import fail
 from ferry.cli.parser import Parser
@@ -262,6 +262,24 @@ def _log_budget(config: RelayConfig, plan: buffers.BufferPlan) -> None:
         )
 
 
+def _log_web(relay: Relay) -> None:
+    """Say what the web front serves: the bundle's SHA-256 (the value
+    scripts/webapp_sha256.py prints and docs/SECURITY.md quotes), and https."""
+    web = relay.web
+    if web is None:
+        return
+    if web.root.is_dir():
+        log.info(
+            "web app %s: bundle SHA-256 %s (scripts/webapp_sha256.py computes the same)",
+            web.root,
+            webbundle.bundle_digest(web.root),
+        )
+    else:
+        log.warning("web app: no directory %s, browsers get 404", web.root)
+    if web.tls is not None:
+        log.info("https on the same port with --tls-cert %s", relay.config.tls_cert)
+
+
 def pump_kind(config: RelayConfig) -> str:
     """How the relay moves bytes, for its start-up line."""
     if config.use_splice and SPLICE_AVAILABLE:
@@ -329,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sock in (*listeners, *metrics_listeners):
             sock.close()
         return fail("relay", exc)
+    _log_web(relay)
     try:
         return asyncio.run(serve(relay, config, listeners, metrics_listeners, ready))
     except (FerryError, KeyboardInterrupt) as exc:

@@ -49,6 +49,7 @@ STATUS_TEXT: Final = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     426: "Upgrade Required",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
@@ -61,11 +62,16 @@ class Protocol(Enum):
 
     FERRY = "ferry"
     HTTP = "http"
+    TLS = "tls"
+    """A TLS ClientHello (a handshake record, first byte 0x16): https, when the relay
+    has a certificate (relay/tls.py); no rendezvous line or HTTP method starts so."""
     UNKNOWN = "unknown"
     """Too few bytes yet to tell."""
 
 
 _HTTP_METHODS: Final = (b"GET ", b"HEAD ")
+TLS_HANDSHAKE: Final = 0x16
+"""The content type of a TLS handshake record, the first byte of every ClientHello."""
 
 
 def sniff(first: bytes) -> Protocol:
@@ -73,9 +79,13 @@ def sniff(first: bytes) -> Protocol:
 
     Only GET and HEAD are HTTP to the relay; every other start (a rendezvous
     line, a PROXY header, garbage) is left to the rendezvous parser, which
-    already refuses what it does not know. UNKNOWN means "read more": it is
-    returned only while ``first`` is a strict prefix of a method.
+    already refuses what it does not know, except a TLS handshake record
+    (TLS), which the web front wraps when it has a certificate. UNKNOWN means
+    "read more": it is returned only while ``first`` is a strict prefix of a
+    method.
     """
+    if first[:1] == bytes([TLS_HANDSHAKE]):
+        return Protocol.TLS
     for method in _HTTP_METHODS:
         if first.startswith(method):
             return Protocol.HTTP

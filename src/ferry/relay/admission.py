@@ -21,6 +21,11 @@ each for at most REFUSAL_LINGER_SECONDS; past that, and on the out-of-descriptor
 path, whose descriptor must become the spare again at once, a refusal
 drops what has already arrived and closes.
 
+With the web on, a refusal before the first read (the per-address limit,
+no descriptors) answers in the client's language: an HTTP request gets an
+HTTP status (429, 503 with Retry-After), anything else the ERROR line
+(refusals.py); that wait for the first bytes counts as lingering.
+
 Standard library only.
 """
 
@@ -36,7 +41,7 @@ from typing import Final
 
 from ferry.config import MAX_LINGERING, REFUSAL_LINGER_SECONDS, RelayConfig
 from ferry.protocol import rendezvous as rv
-from ferry.relay import logs
+from ferry.relay import logs, refusals
 from ferry.relay.connection import (
     fd_limit,
     fds_open,
@@ -131,9 +136,19 @@ class Gate:
             ip = ip.ipv4_mapped
         return any(ip in network for network in self.proxies)
 
-    def hang_up(self, sock: socket.socket, reason: str, text: str, may_linger: bool) -> None:
-        """Every refusal: ERROR line, half-close, linger briefly, close (module docstring)."""
+    def hang_up(
+        self, sock: socket.socket, reason: str, text: str, may_linger: bool, sniff: bool = False
+    ) -> None:
+        """Every refusal: ERROR line, half-close, linger briefly, close (module docstring).
+
+        sniff: nothing was read from the socket yet; with the web on, an HTTP
+        request then gets an HTTP status instead (refusals.py)."""
         self.metrics.refused(reason)
+        if sniff and self.config.web and may_linger and len(self._lingering) < MAX_LINGERING:
+            task = asyncio.create_task(refusals.refuse(sock, reason, text))
+            self._lingering.add(task)
+            task.add_done_callback(self._lingering.discard)
+            return
         say_and_half_close(sock, rv.encode(rv.Refused(reason, text)))
         if not may_linger or len(self._lingering) >= MAX_LINGERING:
             sock.close()
@@ -146,7 +161,7 @@ class Gate:
         self, sock: socket.socket, peer: str, reason: str, text: str, may_linger: bool = True
     ) -> None:
         """Refuse a connection not yet admitted, and log it."""
-        self.hang_up(sock, reason, text, may_linger)
+        self.hang_up(sock, reason, text, may_linger, sniff=True)
         self.metrics.ended(Role.UNKNOWN.value, logs.REFUSED)
         logs.outcome(logs.REFUSED, role=Role.UNKNOWN.value, peer=peer, reason=reason, duration=0.0)
 

@@ -13,6 +13,12 @@ them, under the handshake deadline:
   connection then goes to the server with the header still unread (the
   server reads it as before), a browser's has its header consumed here and
   gets the client's address, per-address key and connection limit;
+- a TLS ClientHello (first byte 0x16), when the relay has a certificate
+  (--tls-cert, --tls-key): the TLS handshake runs under the same deadline
+  (tls.py), and the plaintext inside is served as below, on the end of a
+  socketpair, exactly as a plain-http connection (a FERRY line inside TLS
+  is not HTTP: 400). Without a certificate it goes to the server, which
+  refuses it as any garbage;
 - an HTTP request: its head is read (at most http.MAX_HEAD bytes, before
   the handshake deadline) and answered once (site.py decides what): a file
   of the web app, an error, or the WebSocket upgrade, whose leg is bridged
@@ -20,15 +26,22 @@ them, under the handshake deadline:
 
 What a front connection holds is counted where the server counts its own:
 it is a handshake and an open connection (the max_handshakes pool: while
-that is full, or while the relay drains, sockets go to the server, which
-refuses them as before; the handshake deadline counts from the accept, for
+that is full, or while the relay drains, sockets are refused here as the
+server would refuse them; the handshake deadline counts from the accept, for
 the rendezvous line of a ferry client and of a WebSocket leg alike), a
 leg's two extra descriptors count against the descriptor reserve
-(fds_held), and it keeps the per-address connection slot the gate gave it. The slot is
-released here for an HTTP answer, or handed with the socketpair end to the
-server for a WebSocket leg (released there, once).
+(fds_held), as do a TLS leg's two, and it keeps the per-address connection
+slot the gate gave it. The slot is released here for an HTTP answer, or
+handed with the socketpair end to the server for a WebSocket leg (released
+there, once).
 
-Every HTTP answer is logged as one outcome line (role=http); a WebSocket
+Refusals before a byte is read (the handshake pool full, a relay shutting
+down, a proxied client past its limit) are the server's refusals, answered
+in the client's language: an HTTP request gets an HTTP status with
+Retry-After (refusals.py), a ferry client its ERROR line.
+
+Every HTTP answer is logged as one outcome line (role=http, or https inside
+TLS; a failed TLS handshake is refused, role=https); a WebSocket
 leg is logged by the connection it becomes.
 
 Standard library only.
@@ -40,6 +53,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +62,11 @@ from typing import TYPE_CHECKING, Final
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
-from ferry.relay import bridge, buffers, logs, proxy, site
+from ferry.relay import bridge, buffers, logs, peek, proxy, refusals, site, tls
 from ferry.relay.admission import Admit
 from ferry.relay.connection import format_peer
 from ferry.relay.limits import network_key
+from ferry.relay.session import Role
 
 if TYPE_CHECKING:
     from ferry.relay.server import Relay
@@ -62,22 +77,10 @@ ServerAdmit = Callable[[socket.socket, str, str, bool, float], None]
 WEB_ROOT: Final = Path(__file__).resolve().parent.parent / "webapp"
 """The web app shipped in the package (may be absent: then / is a 404)."""
 
-SNIFF_BYTES: Final = 8
-"""Bytes peeked to tell HTTP from a rendezvous line (http.sniff needs 5)."""
-PEEK_POLL: Final = 0.02
-"""Seconds between peeks while the bytes queued are too few to tell (a slow start)."""
 WRITE_TIMEOUT: Final = 30.0
 """Seconds a browser has to take one whole answer (a file of the web app)."""
 SEND_CHUNK: Final = 64 * 1024
 """Bytes of a file sent at once."""
-
-_ERROR_HEADERS: Final = {
-    "Content-Type": "text/plain; charset=utf-8",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 class WebFront:
@@ -88,13 +91,20 @@ class WebFront:
         self.root = root or (Path(configured) if configured else WEB_ROOT)
         self.bridges = 0
         """WebSocket legs running (two descriptors each beyond the admitted end)."""
+        config = relay.config
+        self.tls: ssl.SSLContext | None = (
+            tls.server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
+        )
+        """https on this port (tls.py); raises BadTlsFiles here, at start-up."""
+        self.tls_legs = 0
+        """TLS connections running (two descriptors each: their socketpair)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._bridging: set[asyncio.Task[None]] = set()
 
     def fds_held(self) -> int:
         """Descriptors held beyond the server's open_connections (which counts the
         sockets being sorted or answered here, and each leg's admitted end)."""
-        return 2 * self.bridges
+        return 2 * self.bridges + 2 * self.tls_legs
 
     def wrap(self, admit: ServerAdmit) -> Admit:
         """The admit callback for Gate.accept_loop: sort first, then admit."""
@@ -103,12 +113,17 @@ class WebFront:
             relay = self.relay
             since = relay.clock()
             network = network_key(key)
-            if (
-                relay.draining
-                or relay.handshaking >= relay.config.max_handshakes
-                or not relay.handshake_shares.may_take(network, relay.handshaking)
-            ):
-                admit(sock, peer, key, proxied, since)  # refused there, as without the web
+            # Refused as the server refuses them, before a byte is read; an HTTP
+            # request hears it as an HTTP status (refusals.py).
+            if relay.draining:
+                self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
+                return
+            if relay.handshaking >= relay.config.max_handshakes:
+                self._refuse(sock, peer, key, rv.REASON_BUSY, "relay busy, try later")
+                return
+            if not relay.handshake_shares.may_take(network, relay.handshaking):
+                text = "relay busy: too many connections from your network"
+                self._refuse(sock, peer, key, rv.REASON_BUSY, text)
                 return
             # Accepted with the kernel's default buffers (listen.py): hold them to the
             # control size while sorting, as the server does from its admit on.
@@ -165,6 +180,7 @@ class WebFront:
                 relay.handshaking -= 1
                 relay.open_connections -= 1
 
+        leg: tls.TlsLeg | None = None
         try:
             sock.setblocking(False)
             try:
@@ -182,9 +198,15 @@ class WebFront:
                             network = network_key(key)
                             relay.handshake_shares.take(network)
                     kind = http.Protocol.FERRY if proxied else await _peek_protocol(sock)
+                    if kind is http.Protocol.TLS and self.tls is not None:
+                        try:
+                            leg = await tls.accept(sock, self.tls)
+                        except (ssl.SSLError, OSError):
+                            raise _TlsFailed() from None
             except TimeoutError:
                 done_sorting()
-                self._refuse(sock, peer, key, rv.REASON_TIMEOUT, "handshake timed out")
+                text = "handshake timed out"
+                self._refuse(sock, peer, key, rv.REASON_TIMEOUT, text, sniff=False)
                 return
             except _TooMany as exc:
                 done_sorting()
@@ -196,10 +218,22 @@ class WebFront:
                 text = "relay busy: too many connections from your network"
                 self._refuse(sock, exc.peer, exc.key, rv.REASON_BUSY, text)
                 return
+            except _TlsFailed:  # a TLS handshake that failed (its alert sent) or was cut
+                done_sorting()
+                sock.close()
+                if key:
+                    self.relay.gate.per_address.close(key)
+                reason = rv.REASON_BAD_REQUEST
+                logs.outcome(logs.REFUSED, role="https", peer=peer, reason=reason, duration=0.0)
+                return
             except asyncio.CancelledError:
                 done_sorting()
                 self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
                 raise
+            if leg is not None:
+                await self._serve_tls(leg, _Front(leg.plain, peer, key, since, deadline,
+                                                  done_sorting, admit, https=True))  # fmt: skip
+                return
             if kind is not http.Protocol.HTTP:
                 done_sorting()
                 if relay.draining:  # the server has swept its connections already
@@ -215,12 +249,18 @@ class WebFront:
         finally:
             done_sorting()
 
-    def _refuse(self, sock: socket.socket, peer: str, key: str, reason: str, text: str) -> None:
-        """A refusal before the server saw the socket: as the gate's own, and the slot back."""
-        self.relay.gate.hang_up(sock, reason, text, may_linger=True)
+    def _refuse(
+        self, sock: socket.socket, peer: str, key: str, reason: str, text: str, sniff: bool = True
+    ) -> None:
+        """A refusal before the server saw the socket: as the gate's own, and the slot back.
+
+        sniff: the client's first bytes were not consumed (at most peeked): an
+        HTTP request gets an HTTP status (refusals.py)."""
+        self.relay.gate.hang_up(sock, reason, text, may_linger=True, sniff=sniff)
         if key:
             self.relay.gate.per_address.close(key)
-        logs.outcome(logs.REFUSED, role="unknown", peer=peer, reason=reason, duration=0.0)
+        self.relay.metrics.ended(Role.UNKNOWN.value, logs.REFUSED)
+        logs.outcome(logs.REFUSED, role=Role.UNKNOWN.value, peer=peer, reason=reason, duration=0.0)
 
     # -- HTTP ----------------------------------------------------------------
 
@@ -241,14 +281,15 @@ class WebFront:
                 accept = ws.handshake_response(request) if answer == site.Upgrade() else b""
             except http.HttpError as exc:
                 status = exc.status
-                await _send(sock, _error(exc))
+                await _send(sock, _error(exc, head.startswith(b"HEAD ")))
                 return
             if isinstance(answer, site.StaticFile):
                 status = await self._send_file(sock, request, answer)
                 return
             if self.relay.draining:
                 status = 503
-                await _send(sock, _error(http.HttpError(503, "relay shutting down")))
+                drain = refusals.RETRY_AFTER_DRAIN
+                await _send(sock, _error(http.HttpError(503, "relay shutting down"), False, drain))
                 return
             status = 101
             await _send(sock, accept)
@@ -263,11 +304,26 @@ class WebFront:
                     self.relay.gate.per_address.close(front.key)
             if status != 101:
                 outcome = logs.HAPPY if 200 <= status < 400 else logs.REFUSED
-                fields: dict[str, logs.Field] = {"role": "http", "peer": front.peer}
+                role = "https" if front.https else "http"
+                fields: dict[str, logs.Field] = {"role": role, "peer": front.peer}
                 if status:
                     fields["status"] = status
                 duration = round(loop.time() - front.started, 3)
                 logs.outcome(outcome, **fields, duration=duration)
+
+    async def _serve_tls(self, leg: tls.TlsLeg, front: _Front) -> None:
+        """HTTP inside TLS: served on the leg's plaintext end while the leg runs."""
+        self.tls_legs += 1
+        runner = asyncio.create_task(leg.run())
+        try:
+            await self._serve_http(front)
+            await runner  # bounded: the front closed its end (tls.FLUSH_TIMEOUT)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            for sock in (leg.plain, leg.mine, leg.raw):
+                sock.close()
+            self.tls_legs -= 1
 
     def _proxied_client(
         self, sock: socket.socket, peer: str, header: proxy.Header
@@ -292,7 +348,7 @@ class WebFront:
         try:
             file = open(found.path, "rb")  # noqa: SIM115 - closed below, after the send
         except OSError:
-            await _send(sock, _error(http.HttpError(404, "no such file")))
+            await _send(sock, _error(http.HttpError(404, "no such file"), request.method == "HEAD"))
             return 404
         with file:
             size = os.fstat(file.fileno()).st_size
@@ -350,6 +406,8 @@ class _Front:
     """The handshake deadline, on the event loop's clock."""
     done_sorting: Callable[[], None]
     admit: ServerAdmit
+    https: bool = False
+    """sock is a TLS leg's plaintext end (tls.PlainEnd)."""
     handed: bool = False
     """The server owns the socket (or its bridge's end) and the slot now."""
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
@@ -357,6 +415,10 @@ class _Front:
 
 class _TooMany(Exception):
     """The proxied client's address holds its connection limit already."""
+
+
+class _TlsFailed(Exception):
+    """The TLS handshake failed, or the browser closed during it."""
 
 
 class _Busy(Exception):
@@ -370,7 +432,7 @@ class _Busy(Exception):
 
 async def _peek_protocol(sock: socket.socket) -> http.Protocol:
     """What the connection speaks, from its first bytes, none consumed."""
-    data = await _peek(sock, lambda data: http.sniff(data) is not http.Protocol.UNKNOWN)
+    data = await peek.peek(sock, lambda data: http.sniff(data) is not http.Protocol.UNKNOWN)
     return http.sniff(data) if data else http.Protocol.FERRY
 
 
@@ -384,72 +446,11 @@ async def _peek_header(sock: socket.socket) -> proxy.Header | None:
         except rv.BadRequest:
             return True
 
-    data = await _peek(sock, complete, proxy.V2_FIXED + proxy.V2_MAX_BODY)
+    data = await peek.peek(sock, complete, proxy.V2_FIXED + proxy.V2_MAX_BODY)
     try:
         return proxy.parse(data)
     except rv.BadRequest:
         return None
-
-
-async def _peek(
-    sock: socket.socket, enough: Callable[[bytes], bool], size: int = SNIFF_BYTES
-) -> bytes:
-    """The first bytes queued (not consumed) once enough(bytes) says so, or what
-    there is at EOF or an error.
-
-    Peeking leaves the bytes queued, so the socket stays readable: while they
-    are too few, SO_RCVLOWAT makes it readable only once more arrive (or at
-    EOF); where the platform lacks it, the front polls."""
-    seen = b""
-    try:
-        while True:
-            waited = not seen or _wait_for_more(sock, len(seen))
-            if waited:
-                await _readable(sock)
-            else:
-                await asyncio.sleep(PEEK_POLL)
-            try:
-                data = sock.recv(size, socket.MSG_PEEK)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                return seen  # the server meets the error itself
-            if len(data) <= len(seen):
-                if waited:
-                    return seen  # EOF: the server sees it as before
-                continue
-            seen = data
-            if enough(seen) or len(seen) >= size:
-                return seen
-    finally:
-        if seen:
-            _wait_for_more(sock, 0)
-
-
-def _wait_for_more(sock: socket.socket, queued: int) -> bool:
-    """Make the socket readable only past ``queued`` bytes (0: back to normal);
-    False where SO_RCVLOWAT cannot be set."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, queued + 1)
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
-async def _readable(sock: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    fd = sock.fileno()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
 
 
 def _consume(sock: socket.socket, count: int) -> None:
@@ -479,10 +480,7 @@ async def _send(sock: socket.socket, data: bytes) -> None:
         await loop.sock_sendall(sock, data)
 
 
-def _error(error: http.HttpError) -> bytes:
-    body = f"{error.status} {http.STATUS_TEXT.get(error.status, 'Error')}: {error}\n".encode()
-    headers = dict(_ERROR_HEADERS)
-    if error.status == 426:
-        headers["Upgrade"] = "websocket"
-        headers["Sec-WebSocket-Version"] = "13"
-    return http.response(error.status, headers, body)
+def _error(error: http.HttpError, head_only: bool = False, retry_after: int | None = None) -> bytes:
+    return refusals.http_error(
+        error.status, str(error), head_only=head_only, retry_after=retry_after
+    )

@@ -173,9 +173,9 @@ class RelayConfig:
     """PEM file of the private key (unencrypted) of --tls-cert, for the same connections."""
 
     web_url: str = ""
-    """The public address of this relay's web app, as browsers reach it (e.g.
-    https://relay.example:9021/); senders that ask get it and print the link URL#CODE
-    for a browser receiver. Empty: no link. Needs the web app (not with --no-web)."""
+    """The web app's public address as browsers reach it (https://relay.example:9021/),
+    given to senders that ask, which print the link URL#CODE for a browser receiver.
+    Empty: no link. Needs the web app (not with --no-web)."""
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, one sentence each (empty when usable)."""

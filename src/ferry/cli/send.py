@@ -94,6 +94,7 @@ def browser_hints(web_url: str, code: Code, qr: bool, columns: int) -> list[str]
     if qr:
         from ferry.cli.qr import qr_lines, qr_width
 
+        platform.enable_terminal_colors()
         drawn = qr_lines(link)
         if qr_width(drawn) > columns:
             lines.append(f"send: no QR code: the terminal is {columns} columns wide, "

@@ -172,6 +172,11 @@ class RelayConfig:
     tls_key: str = ""
     """PEM file of the private key (unencrypted) of --tls-cert, for the same connections."""
 
+    web_url: str = ""
+    """The web app's public address as browsers reach it (https://relay.example:9021/),
+    given to senders that ask, which print the link URL#CODE for a browser receiver.
+    Empty: no link. Needs the web app (not with --no-web)."""
+
     def problems(self) -> list[str]:
         """What is wrong with these settings, one sentence each (empty when usable)."""
         found: list[str] = []
@@ -194,6 +199,14 @@ class RelayConfig:
             found.append("--tls-cert and --tls-key go together")
         elif self.tls_cert and not self.web:
             found.append("--tls-cert serves the web app over https: it needs the web (no --no-web)")
+        if self.web_url:
+            from ferry.protocol.weblink import web_url_problem  # standard library only
+
+            problem = web_url_problem(self.web_url)
+            if problem is not None:
+                found.append(f"--web-url {self.web_url!r} is not usable: {problem}")
+            elif not self.web:
+                found.append("--web-url names the web app, which --no-web turns off: drop one")
         if self.max_memory and self.max_memory < self.transfer_budget:
             found.append("max_memory must be 0 (automatic) or at least transfer_budget")
         least = 2 * self.pump_buffer + 384 * KIB

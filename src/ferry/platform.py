@@ -507,3 +507,21 @@ def open_fds() -> int | None:
         except OSError:
             continue
     return None
+
+
+# -- terminals ---------------------------------------------------------------------
+
+
+def enable_terminal_colors() -> None:
+    """Let the console interpret ANSI colour sequences (send --qr draws in colour).
+
+    Terminals on Linux and macOS, and Windows Terminal, always do; the classic
+    Windows console only once asked, which colorama does (a dependency of tqdm
+    there, so in the runtime lock for Windows). Without it, nothing is done.
+    """
+    if not WINDOWS:
+        return
+    colorama = _optional_module("colorama")
+    fix = getattr(colorama, "just_fix_windows_console", None)  # colorama 0.4.6+
+    if fix is not None:
+        fix()

@@ -325,7 +325,11 @@ class Terminal:
     CRLF turned back into LF; `type()` is what the person types (echoed too).
     """
 
-    def __init__(self, registry: Registry, argv: Sequence[str], cwd: Path) -> None:
+    def __init__(
+        self, registry: Registry, argv: Sequence[str], cwd: Path, stdout: int | None = None
+    ) -> None:
+        """stdout: the terminal too (None), or what subprocess.Popen takes (PIPE: read
+        it from self.proc.stdout)."""
         import fcntl
         import pty
         import struct
@@ -337,8 +341,9 @@ class Terminal:
         fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
         try:
             self.proc = registry.popen(
-                argv, cwd=cwd, stdin=secondary, stdout=secondary, stderr=secondary
-            )
+                argv, cwd=cwd, stdin=secondary, stderr=secondary,
+                stdout=secondary if stdout is None else stdout,
+            )  # fmt: skip
         finally:
             os.close(secondary)  # the program holds the only copies now
         self._seen = bytearray()

@@ -315,3 +315,41 @@ def test_cancel_refusal_and_peer_gone_are_final_states(
     sender.proc.kill()
     status = _wait_status(page, r"^failed: ")
     assert "went away" in status or "connection" in status, status
+
+
+def test_send_view_shows_the_link_with_copy_and_a_qr_code_of_it(
+    web_relay: Relay, browser: Any, run_receive: Callable[..., Result], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    from ferry_testing.qr import decode_png
+
+    origin = f"http://{web_relay}"
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        tab.goto(f"{origin}/")
+        tab.get_by_test_id("text-input").fill("scan me")
+        tab.get_by_role("button", name="Send text").click()
+        code_box = tab.get_by_test_id("code")
+        expect(code_box).to_have_text(re.compile(r"^\d+-[a-z]+-[a-z]+-[a-z]+$"))
+        link = f"{origin}/#{code_box.inner_text()}"
+        expect(tab.get_by_test_id("link")).to_have_text(link)
+        assert tab.get_by_test_id("link").get_attribute("href") == link
+        # The QR code on the screen, as a phone's camera would see it, reads as the link.
+        qr = tab.get_by_role("img", name="QR code of the link")
+        expect(qr).to_be_visible()
+        assert decode_png(qr.screenshot()) == [link]
+        tab.get_by_role("button", name="Copy link").click()
+        expect(tab.locator("#copy-link-note")).to_have_text("copied")
+        assert tab.evaluate("navigator.clipboard.readText()") == link
+        result = run_receive(web_relay, code_box.inner_text(), tmp_path)
+        assert result.returncode == 0 and result.stdout.strip() == "scan me", result.stderr
+        _wait_status(tab, r"^sent a text: done$")
+        # The code no longer works: neither its QR code nor the copy button stays.
+        expect(qr).to_be_hidden()
+        expect(tab.get_by_role("button", name="Copy link")).to_be_hidden()
+    finally:
+        context.close()

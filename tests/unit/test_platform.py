@@ -6,8 +6,10 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,20 @@ def test_a_windows_file_counts_as_private_although_its_mode_says_0666(
     monkeypatch.setattr(platform, "WINDOWS", True)
     monkeypatch.delattr(os, "geteuid")
     assert owned_privately(info)  # on Windows: ACLs decide; the mode bits mean nothing
+
+
+def test_terminal_colors_on_windows_ask_colorama_to_fix_the_console(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fixed: list[bool] = []
+    fake = types.ModuleType("colorama")
+    fake.just_fix_windows_console = lambda: fixed.append(True)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "colorama", fake)
+    monkeypatch.setattr(platform, "WINDOWS", False)
+    platform.enable_terminal_colors()
+    assert fixed == []  # other systems' terminals need nothing
+    monkeypatch.setattr(platform, "WINDOWS", True)
+    platform.enable_terminal_colors()
+    assert fixed == [True]
+    monkeypatch.setitem(sys.modules, "colorama", None)  # not installed: nothing to do
+    platform.enable_terminal_colors()

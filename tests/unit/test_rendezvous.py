@@ -33,8 +33,10 @@ from ferry.protocol.rendezvous import (
     parse_client_line,
     parse_relay_line,
 )
+from tests.unit.test_weblink import web_urls
 
 TICKET = "0123456789abcdef" * 2
+WEB_URL = "https://relay.example:9021/"
 
 nameplates = st.integers(min_value=1, max_value=999_999_999)
 tickets = st.text(alphabet="0123456789abcdef", min_size=TICKET_HEX_LEN, max_size=TICKET_HEX_LEN)
@@ -45,12 +47,15 @@ refusal_texts = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint
 client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
     st.just(SendRequest()),
     st.just(SendRequest(standby=True)),
+    st.just(SendRequest(web=True)),
+    st.just(SendRequest(standby=True, web=True)),
     st.builds(ReceiveRequest, nameplates),
     st.builds(JoinRequest, nameplates, tickets),
     st.just(Pong()),
 )
 relay_messages: st.SearchStrategy[RelayMessage] = st.one_of(
     st.builds(NameplateAssigned, nameplates),
+    st.builds(NameplateAssigned, nameplates, web_urls),
     st.builds(Incoming, tickets),
     st.builds(StandbyTicket, tickets),
     st.just(Paired()),
@@ -97,10 +102,13 @@ def test_max_line_agrees_with_config_max_hello_bytes() -> None:
     [
         (SendRequest(), b"FERRY 1 SEND\n"),
         (SendRequest(standby=True), b"FERRY 1 SEND STANDBY\n"),
+        (SendRequest(web=True), b"FERRY 1 SEND WEB\n"),
+        (SendRequest(standby=True, web=True), b"FERRY 1 SEND STANDBY WEB\n"),
         (ReceiveRequest(7), b"FERRY 1 RECV 7\n"),
         (JoinRequest(7, TICKET), b"FERRY 1 JOIN 7 " + TICKET.encode() + b"\n"),
         (Pong(), b"PONG\n"),
         (NameplateAssigned(42), b"NAMEPLATE 42\n"),
+        (NameplateAssigned(42, WEB_URL), b"NAMEPLATE 42 " + WEB_URL.encode() + b"\n"),
         (Incoming(TICKET), b"INCOMING " + TICKET.encode() + b"\n"),
         (StandbyTicket(TICKET), b"TICKET " + TICKET.encode() + b"\n"),
         (Paired(), b"PAIRED\n"),
@@ -203,6 +211,12 @@ def test_line_buffer_encoded_relay_messages_whole_and_bytewise_give_same_message
         b"FERRY 1 send\n",
         b"FERRY 1 SEND extra\n",
         b"FERRY 1 SEND \n",
+        b"FERRY 1 SEND WEB STANDBY\n",
+        b"FERRY 1 SEND STANDBY STANDBY\n",
+        b"FERRY 1 SEND WEB WEB\n",
+        b"FERRY 1 SEND STANDBY web\n",
+        b"FERRY 1 SEND STANDBY WEB \n",
+        b"FERRY 1 RECV 7 WEB\n",
         b"FERRY 1 RECV\n",
         b"FERRY 1 RECV 0\n",
         b"FERRY 1 RECV 007\n",
@@ -261,7 +275,23 @@ def test_parse_client_line_any_bytes_returns_message_or_raises_bad_request(line:
 
 @given(
     st.lists(
-        st.sampled_from(["FERRY", "1", "2", "SEND", "RECV", "JOIN", "PONG", "7", "0", TICKET, ""]),
+        st.sampled_from(
+            [
+                "FERRY",
+                "1",
+                "2",
+                "SEND",
+                "STANDBY",
+                "WEB",
+                "RECV",
+                "JOIN",
+                "PONG",
+                "7",
+                "0",
+                TICKET,
+                "",
+            ]
+        ),
         max_size=6,
     ).map(lambda words: " ".join(words).encode() + b"\n")
 )
@@ -290,6 +320,13 @@ def test_parse_client_line_near_valid_words_returns_message_or_raises_bad_reques
         b"NAMEPLATE 07\n",
         b"NAMEPLATE 1000000000\n",
         b"NAMEPLATE 7 8\n",
+        b"NAMEPLATE 7 ftp://relay.example/\n",
+        b"NAMEPLATE 7 https://relay.example/#top\n",
+        b"NAMEPLATE 7 https://user:pw@relay.example/\n",
+        b"NAMEPLATE 7 https://relay.example/ more\n",
+        b"NAMEPLATE 7  https://relay.example/\n",
+        b"NAMEPLATE https://relay.example/\n",
+        b"NAMEPLATE 0 https://relay.example/\n",
         b"INCOMING\n",
         b"INCOMING " + TICKET[:-1].encode() + b"\n",
         b"INCOMING " + TICKET.upper().encode() + b"\n",
@@ -494,3 +531,32 @@ def test_claim_record_missing_any_bytes_gives_a_count_or_bad_request(data: bytes
     except rv.BadRequest:
         return
     assert 0 <= missing <= 6 + MAX_HANDSHAKE_LENGTH
+
+
+# --- the web address on NAMEPLATE ------------------------------------------------------------
+
+
+def test_nameplate_with_a_web_address_parses_and_one_without_gives_an_empty_address() -> None:
+    line = b"NAMEPLATE 7 " + WEB_URL.encode() + b"\n"
+    assert parse_relay_line(line) == NameplateAssigned(7, WEB_URL)
+    assert parse_relay_line(b"NAMEPLATE 7\n") == NameplateAssigned(7, "")
+
+
+def test_nameplate_with_an_unusable_web_address_says_what_is_wrong_with_it() -> None:
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse_relay_line(b"NAMEPLATE 7 https://relay.example/#top\n")
+    assert caught.value.message == (
+        "the relay sent an unusable web address: it must have no #fragment (the code goes there)"
+    )
+
+
+@given(nameplates, st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E)))
+def test_nameplate_with_any_third_word_gives_that_address_or_a_remote_protocol_error(
+    nameplate: int, word: str
+) -> None:
+    line = f"NAMEPLATE {nameplate} {word}\n".encode()
+    try:
+        message = parse_relay_line(line)
+    except RemoteProtocolError:
+        return
+    assert message == NameplateAssigned(nameplate, word) and encode(message) == line

@@ -27,6 +27,7 @@ from ferry.cli.common import fail
 from ferry.cli.parser import Parser
 from ferry.config import ClusterConfig, RelayConfig, field_docs
 from ferry.errors import EXIT_OK, EXIT_USAGE, CannotListen, FerryError, LocalFileError, UsageError
+from ferry.protocol import weblink
 from ferry.relay import buffers, logs
 from ferry.relay.directory import Directory
 from ferry.relay.forward import NodeLinks, read_secret
@@ -280,6 +281,19 @@ def _log_web(relay: Relay) -> None:
         log.info("https on the same port with --tls-cert %s", relay.config.tls_cert)
 
 
+def _log_web_url(config: RelayConfig) -> None:
+    """Say which address senders are given for browser links (and if it cannot work)."""
+    if not config.web_url:
+        return
+    log.info("senders that ask are given the web app's address %s", config.web_url)
+    if not weblink.secure_context(config.web_url):
+        log.warning(
+            "browsers run the web app only over https (or http from the same machine): "
+            "a link to %s opens a page that does nothing",
+            config.web_url,
+        )
+
+
 def pump_kind(config: RelayConfig) -> str:
     """How the relay moves bytes, for its start-up line."""
     if config.use_splice and SPLICE_AVAILABLE:
@@ -323,6 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("metrics on %s", ", ".join(_url(sock) for sock in metrics_listeners))
     fds = raise_fd_limit()
     _log_budget(config, plan)
+    _log_web_url(config)
 
     def ready() -> None:
         log.info(

@@ -61,6 +61,11 @@ def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
         "--wrong-codes", type=count, metavar="N",
         help="wrong codes tolerated before giving up (default: 20; env FERRY_WRONG_CODES)",
     )  # fmt: skip
+    parser.add_argument(
+        "--qr", action="store_true",
+        help="at a terminal, also draw the link for a browser receiver as a QR code (on "
+        "stderr; the relay must have a web address, its --web-url)",
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
 
@@ -69,6 +74,41 @@ def receive_hint(relay: str, code: Code, launcher: Launcher = SHIMS) -> str:
     """The line a person at a terminal passes on (stderr only: stdout stays the code)."""
     receive = launcher.command("receive")
     return f"send: on the other computer, run: {receive} {relay} {code.text} DIR"
+
+
+def browser_hints(web_url: str, code: Code, qr: bool, columns: int) -> list[str]:
+    """What a person at a terminal sees about a browser receiver (stderr only).
+
+    The link `web_url#code` when the relay gave its web address; with qr, the
+    link as a QR code too, or one line saying why there is none.
+    """
+    if not web_url:
+        if not qr:
+            return []
+        return ["send: no QR code: this relay gives no web address for a browser link "
+                "(its operator sets one with --web-url)"]  # fmt: skip
+    from ferry.protocol.weblink import browser_link
+
+    link = browser_link(web_url, code.text)
+    lines = [f"send: or open this link in a browser: {link}"]
+    if qr:
+        from ferry.cli.qr import qr_lines, qr_width
+
+        platform.enable_terminal_colors()
+        drawn = qr_lines(link)
+        if qr_width(drawn) > columns:
+            lines.append(f"send: no QR code: the terminal is {columns} columns wide, "
+                         f"the code needs {qr_width(drawn)}")  # fmt: skip
+        else:
+            lines.extend(drawn)
+    return lines
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 80
+    except (OSError, ValueError):
+        return 80
 
 
 def show_code(code: Code) -> None:
@@ -111,13 +151,17 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
     except FerryError as exc:
         return fail("send", exc)
     relay_text = args.relay
+    at_terminal = sys.stderr.isatty()
 
     def show(code: Code) -> None:
         show_code(code)
-        if sys.stderr.isatty():
-            print(receive_hint(relay_text, code, launcher), file=sys.stderr, flush=True)
+        if at_terminal:
+            lines = [receive_hint(relay_text, code, launcher)]
+            lines += browser_hints(sender.web_url, code, args.qr, _columns())
+            print("\n".join(lines), file=sys.stderr, flush=True)
 
-    sender = Sender(address, outgoing, config, for_stderr(), show)
+    # Only a person at a terminal is shown a link: only then is the relay asked for it.
+    sender = Sender(address, outgoing, config, for_stderr(), show, ask_web_url=at_terminal)
     try:
         return run("send", sender.run())
     finally:

@@ -61,12 +61,17 @@ class Sender:
         config: ClientConfig,
         progress: Progress,
         show_code: Callable[[Code], None],
+        ask_web_url: bool = False,
     ) -> None:
         self.address = address
         self.outgoing = outgoing
         self.config = config
         self.progress = progress
         self.show_code = show_code
+        self.ask_web_url = ask_web_url
+        """Ask the relay for its web app's address (for a browser link)."""
+        self.web_url = ""
+        """The relay's web app, once registered: "" when not asked, or it has none."""
         self.failed_attempts = 0
         """Refusals by receivers that held the code (the --attempts budget)."""
         self.wrong_codes = 0
@@ -78,6 +83,7 @@ class Sender:
         control, assigned = await self._register()
         try:
             code = generate_code(assigned.nameplate)
+            self.web_url = assigned.web_url
             self.show_code(code)
             # Load the crypto libraries now, while nobody waits on us, rather
             # than when the receiver arrives (they are kept off the path to the
@@ -92,19 +98,23 @@ class Sender:
     async def _register(self) -> tuple[RelayLink, rv.NameplateAssigned]:
         """A control connection holding a nameplate.
 
-        Asks for standby data connections; a relay from before they existed
-        refuses that request as malformed, and then gets a plain SEND.
+        Asks for standby data connections (and the web address, if wanted); a
+        relay from before them refuses that request as malformed, and then gets
+        one without what it does not know.
         """
-        for standby in (True, False):
+        requests = [rv.SendRequest(standby=True), rv.SendRequest()]
+        if self.ask_web_url:
+            requests.insert(0, rv.SendRequest(standby=True, web=True))
+        for request in requests:
             control = await RelayLink.connect(self.address, self.config.connect_timeout)
             try:
-                await control.send(rv.SendRequest(standby=standby))
+                await control.send(request)
                 assigned = await control.expect(
                     rv.NameplateAssigned, None, self.config.connect_timeout
                 )
             except RelayRefused as refused:
                 control.close()
-                if refused.reason == rv.REASON_BAD_REQUEST and standby:
+                if refused.reason == rv.REASON_BAD_REQUEST and request != requests[-1]:
                     continue
                 raise
             except BaseException:

@@ -26,6 +26,15 @@ protocol error, so a client can never make the relay buffer more than that.
     relay -> control: PING now and then; control -> relay: PONG
     any refusal:      ERROR <reason> <text>, then the relay closes
 
+    a sender that wants the relay's web address for a browser link asks for it:
+    FERRY 1 SEND STANDBY WEB --->
+                      <---  NAMEPLATE 7 https://relay.example:9021/   (if it has one)
+
+A relay answers WEB only to a sender that asked (a sender from before it
+reads `NAMEPLATE 7` and nothing else); a relay from before it refuses the
+request as bad-request, and the sender asks again without WEB (weblink.py
+has the URL's rules).
+
 The relay pairs a claim only once the PAKE record behind its RECV line has
 arrived whole (claim_record_missing): a claim that stays silent or sends
 anything else holds neither the nameplate nor the sender's data
@@ -47,6 +56,7 @@ from typing import Final
 
 from ferry.errors import RemoteProtocolError
 from ferry.protocol.records import HEADER, MAX_HANDSHAKE_LENGTH, RecordType
+from ferry.protocol.weblink import web_url_problem
 
 PROTOCOL_VERSION: Final = 1
 MAX_LINE: Final = 128
@@ -86,9 +96,11 @@ class SendRequest:
     With standby, the sender asks to connect its data connections ahead of
     time: the relay gives it a TICKET for the next receiver at once (and a
     new one after each attempt) instead of an INCOMING when a receiver comes.
+    With web, it asks for the relay's web address on its NAMEPLATE line.
     """
 
     standby: bool = False
+    web: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,9 @@ class Pong:
 @dataclass(frozen=True)
 class NameplateAssigned:
     nameplate: int
+    web_url: str = ""
+    """The relay's web app, for a browser link (weblink.py); only to a sender that
+    asked, and "" when the relay has none."""
 
 
 @dataclass(frozen=True)
@@ -169,16 +184,17 @@ _REASON = re.compile(r"[a-z][a-z-]{0,31}")
 def encode(message: ClientMessage | RelayMessage) -> bytes:
     """The wire line for a message, LF included."""
     match message:
-        case SendRequest(standby):
+        case SendRequest(standby, web):
             line = f"FERRY {PROTOCOL_VERSION} SEND" + (" STANDBY" if standby else "")
+            line += " WEB" if web else ""
         case ReceiveRequest(nameplate):
             line = f"FERRY {PROTOCOL_VERSION} RECV {nameplate}"
         case JoinRequest(nameplate, ticket):
             line = f"FERRY {PROTOCOL_VERSION} JOIN {nameplate} {ticket}"
         case Pong():
             line = "PONG"
-        case NameplateAssigned(nameplate):
-            line = f"NAMEPLATE {nameplate}"
+        case NameplateAssigned(nameplate, web_url):
+            line = f"NAMEPLATE {nameplate}" + (f" {web_url}" if web_url else "")
         case Incoming(ticket):
             line = f"INCOMING {ticket}"
         case StandbyTicket(ticket):
@@ -232,6 +248,10 @@ def parse_client_line(line: bytes) -> ClientMessage:
             return SendRequest()
         case ["SEND", "STANDBY"]:
             return SendRequest(standby=True)
+        case ["SEND", "WEB"]:
+            return SendRequest(web=True)
+        case ["SEND", "STANDBY", "WEB"]:
+            return SendRequest(standby=True, web=True)
         case ["RECV", nameplate]:
             return ReceiveRequest(_number(nameplate))
         case ["JOIN", nameplate, ticket] if _TICKET.fullmatch(ticket):
@@ -248,6 +268,11 @@ def parse_relay_line(line: bytes) -> RelayMessage:
     match words:
         case ["NAMEPLATE", nameplate] if _NUMBER.fullmatch(nameplate):
             return NameplateAssigned(int(nameplate))
+        case ["NAMEPLATE", nameplate, web_url] if _NUMBER.fullmatch(nameplate):
+            problem = web_url_problem(web_url)
+            if problem is not None:
+                raise RemoteProtocolError(f"the relay sent an unusable web address: {problem}")
+            return NameplateAssigned(int(nameplate), web_url)
         case ["INCOMING", ticket] if _TICKET.fullmatch(ticket):
             return Incoming(ticket)
         case ["TICKET", ticket] if _TICKET.fullmatch(ticket):

@@ -314,8 +314,9 @@ class Relay:
             if nameplate is not None and not self.table.holds(nameplate):
                 return await self._forward(conn, line, nameplate)
         match request:
-            case rv.SendRequest(standby):
-                return await self._serve_sender(conn, standby)
+            case rv.SendRequest(standby, web):
+                web_url = self.config.web_url if web and self.web is not None else ""
+                return await self._serve_sender(conn, standby, web_url)
             case rv.ReceiveRequest(nameplate):
                 return await self._serve_receiver(conn, nameplate)
             case rv.JoinRequest(nameplate, ticket):
@@ -353,7 +354,7 @@ class Relay:
 
     # -- sender control ----------------------------------------------------
 
-    async def _serve_sender(self, conn: Connection, standby: bool) -> Ending:
+    async def _serve_sender(self, conn: Connection, standby: bool, web_url: str = "") -> Ending:
         network = network_key(conn.key)
         if not self.sender_shares.may_take(network, self.table.count(State.WAITING)):
             raise Refusal(rv.REASON_BUSY, "relay busy: too many waiting senders from your network")
@@ -370,7 +371,7 @@ class Relay:
         conn.session.registered(entry.nameplate)
         self.sender_shares.take(network)
         try:
-            if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate)):
+            if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate, web_url)):
                 return Ending(logs.VANISHED, "NAMEPLATE not accepted")
             if standby and not conn.send_nowait(rv.StandbyTicket(entry.ticket)):
                 return Ending(logs.VANISHED, "TICKET not accepted")

@@ -24,6 +24,7 @@ import {
 import { receive, send, shown } from '../transfer/drive.js';
 import { filesSource, textSource } from '../transfer/source.js';
 import { MEMORY_LIMIT, canSaveFolders, canStream, memoryFileSink, pickFileSink, pickFolderSink } from './save.js';
+import { qrSvg } from './qr.js';
 import { openSocket, relayUrl } from './socket.js';
 
 const $ = (id) => document.getElementById(id);
@@ -239,8 +240,7 @@ async function startSend(source, what) {
   // A code from an earlier transfer must never be read as this one's.
   $('code-box').hidden = true;
   $('code-out').textContent = '';
-  $('link-out').textContent = '';
-  $('link-out').href = '#';
+  showLink('');
   $('code-lead').textContent = 'Give the receiver this code:';
   try {
     await send({
@@ -249,10 +249,8 @@ async function startSend(source, what) {
       now,
       signal,
       onCode: (code) => {
-        const link = `${window.location.origin}/#${code.text}`;
         $('code-out').textContent = code.text;
-        $('link-out').textContent = link;
-        $('link-out').href = link;
+        showLink(`${window.location.origin}/#${code.text}`);
         $('code-box').hidden = false;
       },
       onStatus: (state, detail = {}) => {
@@ -271,9 +269,33 @@ async function startSend(source, what) {
   } catch (error) {
     setStatus(failureText(error, 'sender'), 'failed');
   } finally {
-    // The code ends with this transfer: say so where it is still shown.
+    // The code ends with this transfer: say so where it is still shown, and take
+    // away what invites using it (the QR code, the copy button).
     $('code-lead').textContent = 'This code was for that transfer (it no longer works):';
+    $('qr-box').hidden = true;
+    $('qr-out').replaceChildren();
+    $('link-actions').hidden = true;
     end('send');
+  }
+}
+
+/** The link to this page with the code (or none: ''), its Copy button and its QR code. */
+function showLink(link) {
+  $('link-out').textContent = link;
+  $('link-out').href = link || '#';
+  $('copy-link-note').textContent = '';
+  $('link-actions').hidden = !link;
+  $('qr-out').replaceChildren(...(link ? [qrSvg(document, link, 'QR code of the link')] : []));
+  $('qr-box').hidden = !link;
+}
+
+async function copyLink() {
+  const note = $('copy-link-note');
+  try {
+    await navigator.clipboard.writeText($('link-out').textContent);
+    note.textContent = 'copied';
+  } catch {
+    note.textContent = 'could not copy: select the link and copy it by hand';
   }
 }
 
@@ -326,6 +348,7 @@ function init() {
       setStatus('could not copy: select the text and copy it by hand', 'failed');
     }
   });
+  $('copy-link-button').addEventListener('click', copyLink);
   $('cancel-button').addEventListener('click', () => controller?.abort());
   const drop = $('drop');
   drop.addEventListener('dragover', (event) => {

@@ -1,4 +1,4 @@
-"""Issue 10 as a user meets it: the real ./send, ./receive and ./relay against abuse.
+"""Abuse as a user meets it: the real ./send, ./receive and ./relay against abuse.
 
 Hostile peers here hold the code (a fake sender or receiver built on the real
 sessions) or only the nameplate (a silent claimer); a fake relay answers with
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ferry.codes import parse_code
+from ferry.errors import EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER, EXIT_RELAY_REFUSED
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import RecordType
@@ -91,7 +92,7 @@ def test_a_flood_of_empty_data_records_ends_the_transfer_at_once(
         result = run_receive(relay, fake.wait_code(), tmp_path / "out", timeout=60)
     finally:
         fake.join()
-    assert result.returncode == 7, result.stderr
+    assert result.returncode == EXIT_PEER_GONE, result.stderr
     assert_one_line_error(result.stderr, "receive", "empty DATA record")
     assert not (tmp_path / "out" / "a.txt").exists()
 
@@ -109,7 +110,7 @@ def test_a_senders_abort_text_reaches_the_terminal_escaped(
         result = run_receive(relay, fake.wait_code(), tmp_path / "out", timeout=60)
     finally:
         fake.join()
-    assert result.returncode == 10, result.stderr
+    assert result.returncode == EXIT_REFUSED_BY_PEER, result.stderr
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
     assert "\x9b" not in result.stderr
     assert_one_line_error(result.stderr, "receive", "the sender gave up", "PWNED")
@@ -148,7 +149,7 @@ def test_a_receivers_refusal_text_reaches_the_terminal_escaped(
     # One attempt: a refusal now keeps the code alive for the next receiver.
     sender = start_send(relay, source, extra_args=["--attempts", "1"])
     thread = hostile_receiver(relay.host, relay.port, sender.code, PWNED)
-    assert sender.wait() == 10, sender.stderr()
+    assert sender.wait() == EXIT_REFUSED_BY_PEER, sender.stderr()
     thread.join(30)
     stderr = sender.stderr()
     assert "\x1b" not in stderr and "\x07" not in stderr and "\x9b" not in stderr
@@ -188,7 +189,7 @@ def test_an_unknown_relay_reason_is_not_shown_verbatim(
 ) -> None:
     args = ["-v"] if verbose else []
     result = run_receive(lying_relay, "7-guitar-orbit-velvet", tmp_path, extra_args=args)
-    assert result.returncode == 5, result.stderr
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert_one_line_error(result.stderr, "receive", "relay refused (unknown reason)")
     # The relay's reason and text, escaped, under -v only (a log line, not the error).
     assert ("outdated" in result.stderr) is verbose
@@ -214,7 +215,7 @@ def test_the_receivers_abort_never_carries_its_local_path(
         result = run_receive(relay, fake.wait_code(), outdir, timeout=60)
     finally:
         fake.join()
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
     assert fake.abort is not None, (fake.outcome, fake.error)
     assert "private-home" not in fake.abort.message and str(tmp_path) not in fake.abort.message
     assert "a.txt" in fake.abort.message

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import cmdline, leftovers, rss_kib, sha256_file
+from ferry_testing.files import leftovers, sha256_file
+
+from .harness import cmdline, rss_kib
 
 KIB = 1024
 MIB = 1024 * KIB

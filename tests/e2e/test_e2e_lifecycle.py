@@ -9,31 +9,30 @@ import time
 
 import pytest
 
+from ferry.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_LOCAL_FILE,
+    EXIT_PEER_GONE,
+    EXIT_RELAY_REFUSED,
+    EXIT_RELAY_UNREACHABLE,
+    EXIT_SOURCE_CHANGED,
+    EXIT_TIMEOUT,
+)
+from ferry_testing.files import RESUME_GLOB, assert_nothing_stored, leftovers, sparse_file
+from ferry_testing.waiting import wait_until
+
 from .harness import (
-    RESUME_GLOB,
     assert_exact_one_line_error,
-    assert_nothing_stored,
     assert_one_line_error,
     dir_is_empty,
     frozen_mid_transfer,
     ipv6_loopback_available,
-    leftovers,
     run_send_to_exit,
-    sparse_file,
     valid_words,
     wait_mid_transfer,
-    wait_until,
 )
 
 GIB = 1024**3
-EXIT_LOCAL_FILE = 3
-EXIT_RELAY_UNREACHABLE = 4
-EXIT_RELAY_REFUSED = 5
-EXIT_PEER_GONE = 7
-EXIT_TIMEOUT = 9
-EXIT_REFUSED_BY_PEER = 10
-EXIT_SOURCE_CHANGED = 12
-EXIT_INTERRUPTED = 130
 
 
 @pytest.mark.timeout(120)
@@ -238,11 +237,11 @@ def test_relay_on_all_interfaces_serves_ipv6_loopback_client(
 
 @pytest.mark.timeout(60)
 def test_relay_on_busy_port_fails_with_message(relay, procs, logdir):
-    from .harness import program, run_program
+    from .harness import invocation, run_program
 
-    argv, cwd = program("relay", "rel")
+    argv, cwd = invocation("relay", "rel")
     result = run_program(procs, [*argv, f"127.0.0.1:{relay.port}"], cwd, timeout=20)
-    assert result.returncode == 4, result.stderr  # relay: cannot listen
+    assert result.returncode == EXIT_RELAY_UNREACHABLE, result.stderr  # relay: cannot listen
     assert "Traceback" not in result.stderr
     assert "relay: error:" in result.stderr
     assert relay.alive()

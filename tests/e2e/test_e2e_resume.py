@@ -18,18 +18,19 @@ from pathlib import Path
 import pytest
 
 from ferry.client.partials import partial_path
+from ferry.errors import EXIT_INTERRUPTED, EXIT_PEER_GONE
 from ferry.protocol import messages
 from ferry.protocol.records import RecordType
 from ferry.units import size
+from ferry_testing.files import files_equal
 from ferry_testing.procs import Relay
+from ferry_testing.waiting import wait_until
 
 from .fakes import Data, FakeSender, Prove, RawRecord
-from .harness import files_equal, frozen_mid_transfer, wait_until
+from .harness import frozen_mid_transfer
 from .test_e2e_hostile_sender import run_against_fake
 
 GIB = 1024**3
-EXIT_PEER_GONE = 7
-EXIT_INTERRUPTED = 130
 
 
 def partials(outdir: Path) -> list[Path]:

@@ -18,31 +18,21 @@ from pathlib import Path
 import pytest
 
 from ferry.client.tree import walk
+from ferry.errors import EXIT_INTEGRITY, EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER
 from ferry.protocol import manifest, messages
 from ferry.protocol.records import RecordType
 from ferry.units import size
+from ferry_testing.files import files_equal, sparse_file
 from ferry_testing.procs import Relay, clean_env
+from ferry_testing.waiting import wait_until
 
 from .fakes import FakeSender, Prove, RawRecord
-from .harness import (
-    Registry,
-    Sender,
-    _unique,
-    assert_one_line_error,
-    files_equal,
-    program,
-    sparse_file,
-    wait_until,
-)
+from .harness import Registry, Sender, _unique, assert_one_line_error, invocation
 from .test_e2e_anything import listing
 from .test_e2e_hostile_sender import run_against_fake
 from .test_e2e_resume import pipe_bytes
 
 MIB = 1024 * 1024
-EXIT_PEER_GONE = 7
-EXIT_LOCAL_FILE = 3
-EXIT_REFUSED_BY_PEER = 10
-EXIT_INTEGRITY = 8
 
 
 def ferry_entries(outdir: Path) -> list[str]:
@@ -191,7 +181,7 @@ def test_stagings_older_than_a_week_are_removed_by_the_next_receive(
 def start_stdin_send(procs: Registry, logdir: Path, relay: Relay, source: Path) -> Sender:
     """`cat SOURCE | ./send RELAY -`: the sender reads a pipe."""
     cat = procs.popen(["cat", str(source)], stdout=subprocess.PIPE)
-    argv, cwd = program("send")
+    argv, cwd = invocation("send")
     stderr_path = _unique(logdir, "send", ".err")
     with open(stderr_path, "wb") as err:
         proc = procs.popen(

@@ -11,15 +11,12 @@ import time
 
 import pytest
 
-from .harness import (
-    assert_nothing_stored,
-    assert_one_line_error,
-    frozen_mid_transfer,
-    leftovers,
-)
+from ferry.errors import EXIT_PEER_GONE, EXIT_RELAY_REFUSED
+from ferry_testing.files import assert_nothing_stored, leftovers
+
+from .harness import assert_one_line_error, frozen_mid_transfer
 
 GIB = 1024**3
-EXIT_PEER_GONE = 7
 
 
 # -- 9. killed mid-transfer ----------------------------------------------------------------------
@@ -97,10 +94,10 @@ def test_sender_killed_while_waiting_makes_code_unknown(relay, start_send, run_r
     deadline = time.monotonic() + 15
     while True:
         result = run_receive(relay, sender.code, tmp_path / "out", timeout=30)
-        if result.returncode == 5 or time.monotonic() > deadline:
+        if result.returncode == EXIT_RELAY_REFUSED or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert result.returncode == 5, result.stderr
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert "unknown code" in result.stderr
     assert_nothing_stored(tmp_path / "out", "f.bin")
 

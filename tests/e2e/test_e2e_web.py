@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from ferry.protocol import websocket as ws
+from ferry_testing.files import sha256_file
 from ferry_testing.procs import Relay, clean_env, read_first_line
 from ferry_testing.wsclient import HandshakeRefused, WsClient, get, http_request, upgrade_request
 
-from .harness import REPO, Registry, Result, Sender, sha256_file
+from .harness import REPO, Registry, Result, Sender
 
 pytestmark = pytest.mark.timeout(120)
 

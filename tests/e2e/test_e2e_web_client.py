@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from ferry_testing.files import files_equal
 from ferry_testing.node import WEB, require_node
 from ferry_testing.procs import Relay, read_first_line
 from tests.e2e.harness import (
     Registry,
     Result,
     Sender,
-    files_equal,
     run_program,
     wrong_words_code,
 )

@@ -182,14 +182,17 @@ def start_send(
     invoke: str = "abs",
     env: dict[str, str] | None = None,
     read_code: bool = True,
+    stdin: int = subprocess.DEVNULL,
 ) -> Sender:
+    """./send in the background; with stdin=subprocess.PIPE and path "-" the test feeds
+    it (paced_stream()), so a transfer stays in flight exactly as long as the test wants."""
     argv, run_cwd = invocation("send", invoke, cwd)
     stderr_path = _unique(logdir, "send", ".err")
     with open(stderr_path, "wb") as err:
         proc = registry.popen(
             [*argv, str(relay), str(path), *extra_args],
             cwd=run_cwd,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=err,
             env=env or clean_env(),
@@ -519,3 +522,36 @@ def frozen_mid_transfer(
         yield src, sender, receiver, outdir
     finally:
         os.kill(frozen.proc.pid, signal.SIGCONT)
+
+
+PACE = 1 << 20
+"""Bytes a paced stream writes per feed(): 8 records, enough to show in the receiver's partial."""
+
+
+class PacedStream:
+    """What a paced sender (`./send RELAY - --name NAME`, stdin a pipe) has been fed.
+
+    "Mid-transfer" without gigabytes: the transfer stays open as long as the test
+    holds stdin, whatever the machine's speed, and each feed() is one more MiB."""
+
+    def __init__(self, sender: Sender) -> None:
+        assert sender.proc.stdin is not None, "start_send(..., stdin=subprocess.PIPE)"
+        self.sender = sender
+        self.sent = 0
+
+    def feed(self, size: int = PACE) -> None:
+        assert self.sender.proc.stdin is not None
+        self.sender.proc.stdin.write(os.urandom(size))
+        self.sender.proc.stdin.flush()
+        self.sent += size
+
+    def end(self) -> None:
+        """Close stdin: the sender's end of input, the transfer's last record."""
+        assert self.sender.proc.stdin is not None
+        self.sender.proc.stdin.close()
+
+
+def paced_stream(start_send: Any, relay: object, name: str = "big.bin") -> PacedStream:
+    """A ./send of stdin under `name` whose bytes the test feeds (PacedStream.feed)."""
+    sender = start_send(relay, "-", extra_args=["--name", name], stdin=subprocess.PIPE)
+    return PacedStream(sender)

@@ -43,6 +43,7 @@ MIB = 1024 * 1024
 # -- who is to blame ------------------------------------------------------------------------
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_a_relay_killed_mid_transfer_is_a_lost_connection_on_both_sides_not_the_peer(
     relay, start_send, start_receive, tmp_path

@@ -147,6 +147,7 @@ def test_unknown_nameplate_is_refused_with_exit_5(relay, start_send, run_receive
     assert sender.running()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_receive_before_any_send_is_unknown_code_exit_5(relay, run_receive, tmp_path):
     outdir = tmp_path / "out"

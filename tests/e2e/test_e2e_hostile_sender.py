@@ -70,6 +70,7 @@ def run_against_fake(relay, run_receive, fake: FakeSender, outdir: Path, extra_a
 PAYLOAD = b"hostile payload\n" * 4
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "name",
@@ -180,6 +181,7 @@ ABUSES: dict[str, tuple[int, list[Step], int, str]] = {
 }
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("abuse", list(ABUSES))
 def test_lying_or_tampering_sender_fails_receive_and_leaves_nothing(
@@ -199,6 +201,7 @@ def test_lying_or_tampering_sender_fails_receive_and_leaves_nothing(
     assert snapshot(tmp_path, exclude=sandbox) == watched
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_offer_larger_than_free_space_is_refused_before_any_byte(relay, run_receive, sandbox):
     fake = FakeSender(relay.host, relay.port, "huge.bin", 1 << 62, [Data(b"x" * 10)])
@@ -209,6 +212,7 @@ def test_offer_larger_than_free_space_is_refused_before_any_byte(relay, run_rece
     assert list(sandbox.iterdir()) == []
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_offer_of_unknown_kind_is_refused(relay, run_receive, sandbox):
     fake = FakeSender(relay.host, relay.port, "dir", 10, [], kind="directory")
@@ -220,6 +224,7 @@ def test_offer_of_unknown_kind_is_refused(relay, run_receive, sandbox):
     assert list(sandbox.iterdir()) == []
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_fake_sender_honest_run_is_acknowledged(relay, run_receive, sandbox):
     """Sanity check of the fake itself: played straight, the real receiver stores and ACKs."""
@@ -286,6 +291,7 @@ def test_dangling_symlink_under_offered_name_is_refused(relay, start_send, run_r
     assert sender.wait(30) == EXIT_REFUSED_BY_PEER, sender.stderr()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "body",

@@ -96,6 +96,7 @@ class RssSampler(threading.Thread):
         return self.samples
 
 
+@pytest.mark.own_relay
 @pytest.mark.slow
 @pytest.mark.timeout(200)
 def test_relay_rss_grows_less_than_4_mib_during_1_gib_transfer(

@@ -27,6 +27,7 @@ from .harness import (
     dir_is_empty,
     frozen_mid_transfer,
     ipv6_loopback_available,
+    paced_stream,
     run_send_to_exit,
     valid_words,
     wait_mid_transfer,
@@ -113,21 +114,24 @@ def test_source_shrinking_mid_transfer_fails_both_sides_cleanly(
     assert sender.running()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_relay_sigterm_lets_active_transfer_finish_then_exits(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB // 2)
-    sender = start_send(relay, src)
+    stream = paced_stream(start_send, relay)
     outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB // 2)
+    receiver = start_receive(relay, stream.sender.code, outdir)
+    stream.feed()
+    wait_mid_transfer(outdir, 0)
     os.kill(relay.pid, signal.SIGTERM)
+    assert wait_until(lambda: "shutting down" in relay.log(), 10), relay.log()
+    stream.feed()  # bytes sent after the SIGTERM still go through
+    stream.end()
     assert receiver.wait(90) == 0, receiver.stderr()
-    assert sender.wait(30) == 0, sender.stderr()
-    assert (outdir / "big.bin").stat().st_size == GIB // 2
+    assert stream.sender.wait(30) == 0, stream.sender.stderr()
+    assert (outdir / "big.bin").stat().st_size == stream.sent
     assert relay.proc.wait(timeout=40) == 0, relay.log()
-    (outdir / "big.bin").unlink()
 
 
 @pytest.mark.timeout(60)
@@ -179,25 +183,22 @@ def test_code_is_dead_after_a_successful_transfer(relay, start_send, run_receive
 def test_second_receiver_during_transfer_is_refused_first_completes(
     relay, start_send, start_receive, run_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB // 2)
-    sender = start_send(relay, src)
+    stream = paced_stream(start_send, relay)  # in flight until the test ends its input
     outdir = tmp_path / "out"
-    first = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB // 2)
-    os.kill(first.proc.pid, signal.SIGSTOP)  # keep the transfer in flight
-    try:
-        other = tmp_path / "other"
-        result = run_receive(relay, sender.code, other, timeout=30)
-    finally:
-        os.kill(first.proc.pid, signal.SIGCONT)
+    first = start_receive(relay, stream.sender.code, outdir)
+    stream.feed()
+    wait_mid_transfer(outdir, 0)
+    other = tmp_path / "other"
+    result = run_receive(relay, stream.sender.code, other, timeout=30)
     assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert_exact_one_line_error(result.stderr, "receive")
     assert dir_is_empty(other)
+    stream.feed()
+    stream.end()
     assert first.wait(90) == 0, first.stderr()
-    assert sender.wait(30) == 0, sender.stderr()
-    assert (outdir / "big.bin").stat().st_size == GIB // 2
+    assert stream.sender.wait(30) == 0, stream.sender.stderr()
+    assert (outdir / "big.bin").stat().st_size == stream.sent
     assert leftovers(outdir) == []
-    (outdir / "big.bin").unlink()
 
 
 @pytest.mark.timeout(60)
@@ -235,6 +236,7 @@ def test_relay_on_all_interfaces_serves_ipv6_loopback_client(
     assert (tmp_path / "out" / "f.bin").read_bytes() == data
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_relay_on_busy_port_fails_with_message(relay, procs, logdir):
     from .harness import invocation, run_program
@@ -248,6 +250,7 @@ def test_relay_on_busy_port_fails_with_message(relay, procs, logdir):
     assert wait_until(relay.alive, 0.1)
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("how", "expected"),

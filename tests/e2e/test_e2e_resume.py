@@ -65,6 +65,7 @@ def cut_by_killing_the_receiver(
     return src, outdir, kept
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_receiver_killed_then_resumed_moves_only_the_missing_bytes(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -127,6 +128,7 @@ def test_ctrl_c_says_what_was_kept_and_the_next_run_says_resuming_on_both_sides_
     assert files_equal(src, outdir / "big.bin")
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("change", ["tampered-partial", "changed-source"])
 def test_a_changed_source_or_tampered_partial_starts_over_and_gives_the_right_file(
@@ -145,6 +147,7 @@ def test_a_changed_source_or_tampered_partial_starts_over_and_gives_the_right_fi
     assert pipe_bytes(relay, 2) > GIB
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_no_resume_discards_the_partial_and_moves_everything(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -177,6 +180,7 @@ def test_partials_older_than_a_week_are_removed_by_the_next_receive(
     assert not stale.exists() and fresh.exists()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("guess", ["wrong", "right"])
 def test_another_sender_of_the_same_name_learns_no_hash_of_what_was_kept(

@@ -94,6 +94,7 @@ def cut_tree_transfer(
     return kept
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_a_tree_cut_by_kill_9_resumes_per_file_and_within_the_cut_file(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -113,6 +114,7 @@ def test_a_tree_cut_by_kill_9_resumes_per_file_and_within_the_cut_file(
     assert moved < total - kept + MIB, (moved, total, kept)  # the rest, plus record overhead
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("change", ["changed-source", "tampered-staging"])
 def test_a_changed_file_restarts_alone_and_the_tree_arrives_right(
@@ -137,6 +139,7 @@ def test_a_changed_file_restarts_alone_and_the_tree_arrives_right(
     assert 96 * MIB < moved < tree_size(top), moved  # a.bin again, not b.bin's kept part
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_no_resume_moves_the_whole_tree_and_leaves_no_staging(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -215,6 +218,7 @@ def cut_stream(procs, logdir, relay, start_receive, source: Path, outdir: Path) 
     return kept
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_stdin_cut_by_kill_9_resumes_when_the_same_bytes_come_again(
     procs, logdir, relay, start_receive, run_receive, tmp_path
@@ -289,6 +293,7 @@ def test_a_tree_cut_by_the_relay_dying_resumes_through_a_new_relay(
     assert pipe_bytes(second, 1) < tree_size(top) - kept + MIB
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_a_resumed_file_whose_digest_does_not_match_is_dropped_alone_and_never_stored(
     relay, start_send, start_receive, run_receive, tmp_path

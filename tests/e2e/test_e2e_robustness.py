@@ -41,6 +41,7 @@ def test_sender_killed_mid_transfer_receiver_exits_7_and_leaves_nothing(
     assert_nothing_stored(outdir, "big.bin")
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_receiver_killed_mid_transfer_sender_exits_7_with_clear_message(
     relay, start_send, start_receive, tmp_path
@@ -61,6 +62,7 @@ def test_receiver_killed_mid_transfer_sender_exits_7_with_clear_message(
     assert relay.alive()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_relay_killed_mid_transfer_both_exit_nonzero_nothing_stored(
     relay, start_send, start_receive, tmp_path
@@ -125,6 +127,7 @@ TLS_CLIENT_HELLO = bytes.fromhex(
 )
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_relay_answers_garbage_with_error_and_keeps_serving_real_transfer(
     relay, start_send, run_receive, tmp_path

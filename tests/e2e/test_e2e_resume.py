@@ -128,6 +128,7 @@ def test_ctrl_c_says_what_was_kept_and_the_next_run_says_resuming_on_both_sides_
     assert files_equal(src, outdir / "big.bin")
 
 
+@pytest.mark.slow  # moves more than 1 GiB
 @pytest.mark.own_relay
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("change", ["tampered-partial", "changed-source"])
@@ -147,6 +148,7 @@ def test_a_changed_source_or_tampered_partial_starts_over_and_gives_the_right_fi
     assert pipe_bytes(relay, 2) > GIB
 
 
+@pytest.mark.slow  # moves more than 1 GiB
 @pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_no_resume_discards_the_partial_and_moves_everything(

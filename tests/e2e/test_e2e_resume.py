@@ -65,6 +65,7 @@ def cut_by_killing_the_receiver(
     return src, outdir, kept
 
 
+@pytest.mark.slow  # a 1 GiB transfer cut, then resumed
 @pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_receiver_killed_then_resumed_moves_only_the_missing_bytes(
@@ -84,6 +85,7 @@ def test_receiver_killed_then_resumed_moves_only_the_missing_bytes(
     assert moved < GIB - kept + (1 << 20), (moved, kept)  # the rest, plus record overhead
 
 
+@pytest.mark.slow  # a 1 GiB transfer cut, then resumed
 @pytest.mark.timeout(180)
 def test_sender_killed_keeps_the_partial_and_a_new_send_resumes_it(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -102,6 +104,7 @@ def test_sender_killed_keeps_the_partial_and_a_new_send_resumes_it(
     assert files_equal(src, outdir / "big.bin")
 
 
+@pytest.mark.slow  # a 1 GiB transfer cut, then resumed
 @pytest.mark.timeout(180)
 def test_ctrl_c_says_what_was_kept_and_the_next_run_says_resuming_on_both_sides_without_v(
     relay, start_send, start_receive, run_receive, tmp_path

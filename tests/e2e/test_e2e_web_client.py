@@ -31,7 +31,7 @@ from tests.e2e.harness import (
 )
 from tests.e2e.test_e2e_anything import start_send_with
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # the browser code under Node
 CLIENT = WEB / "tools" / "node-client.mjs"
 
 

@@ -22,8 +22,9 @@ from collections.abc import Callable
 
 POLL_INTERVAL = 0.02
 """Seconds between two looks from a blocking wait."""
-ASYNC_POLL_INTERVAL = 0.01
-"""Seconds between two looks from inside an event loop."""
+ASYNC_POLL_INTERVAL = 0.005
+"""Seconds between two looks from inside an event loop: short, because a fake clock
+(tests/relay/clock.py) still moves with real time while a test waits."""
 
 
 def wait_until(

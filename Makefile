@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev lock test test-fast test-web web web-vectors lint format bench bench-wan clean
+.PHONY: setup setup-dev lock test test-slow test-fast test-web web web-vectors lint format bench bench-wan clean
 
 setup:
 	$(PYTHON) scripts/bootstrap.py
@@ -25,8 +25,16 @@ lock: setup-dev
 	$(UV_COMPILE) -o requirements/runtime.txt
 	$(UV_COMPILE) --extra dev -c requirements/runtime.txt -o requirements/dev.txt
 
+# The whole suite but the tests marked slow, spread over every core (pytest-xdist: each test
+# has its own ports and tmp_path). `make test-slow` runs the slow ones (gigabyte files, soaks,
+# the browser, the cluster); CI runs both (.ci/run). CONTRIBUTING.md: which tests when.
+PYTEST_WORKERS ?= auto
+
 test: setup-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow"
+
+test-slow: setup-dev
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m slow
 
 test-fast: setup-dev
 	$(BIN)/python -m pytest tests/unit tests/inproc

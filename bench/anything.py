@@ -1,4 +1,4 @@
-"""Figures for "send anything" (issue 8): many small files, a directory of large files, stdin.
+"""Figures for "send anything": many small files, a directory of large files, stdin.
 
     .venv/bin/python -m bench.anything              # 3 runs of each, about 3 minutes on 2 cores
     .venv/bin/python -m bench.anything --runs 5 --small-files 10000

@@ -20,7 +20,7 @@ hits both.
 transfer() also takes a directory (magic-wormhole 0.24 sends it as a zip
 built as it goes, uncompressed; the receiver spools the whole zip, then
 unpacks it); bench/anything.py uses it, with its own check of the received
-tree, for issue 8's many-small-files comparison.
+tree, for the many-small-files comparison.
 """
 
 from __future__ import annotations

@@ -251,16 +251,6 @@ def cluster(workdir: Path, count: int = 3, *flags: str) -> Iterator[Cluster]:
         started.stop()
 
 
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    """Poll predicate() until true (every 50 ms) or raise TimeoutError naming what."""
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def kill_hard(node: procs.Relay) -> None:
     """SIGKILL a node's process (its python) and reap it."""
     with suppress(ProcessLookupError):

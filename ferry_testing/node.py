@@ -9,10 +9,15 @@ installed is not what the lock says.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -55,12 +60,28 @@ def require_node() -> str:
     major, minor = (int(part) for part in version.stdout.strip().lstrip("v").split(".")[:2])
     if (major, minor) < MIN_NODE:
         _missing(f"node {version.stdout.strip()} is older than {'.'.join(map(str, MIN_NODE))}")
-    if not _installed_matches_lock():
-        subprocess.run(
-            [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-            cwd=WEB,
-            check=True,
-            timeout=NPM_CI_TIMEOUT,
-            stdout=subprocess.DEVNULL,
-        )
+    # `npm ci` first deletes web/node_modules: two test processes (pytest-xdist workers)
+    # installing at once, or one installing while another runs node, break each other.
+    # One installs under an exclusive lock; the others wait, then find it installed.
+    with _install_lock():
+        if not _installed_matches_lock():
+            subprocess.run(
+                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                cwd=WEB,
+                check=True,
+                timeout=NPM_CI_TIMEOUT,
+                stdout=subprocess.DEVNULL,
+            )
     return node
+
+
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    """An exclusive lock on this checkout's web/node_modules, across processes."""
+    key = hashlib.sha256(str(WEB).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"ferry-npm-ci-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -27,7 +27,13 @@ def bytewise(data: bytes) -> list[bytes]:
 
 @dataclass
 class Clock:
+    """A clock a test moves by hand: pass clock.now, or the clock itself where a
+    callable returning the time is wanted."""
+
     now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
     def advance(self, seconds: float) -> float:
         self.now += seconds

@@ -306,7 +306,7 @@ class ClientConfig:
 
     record_size: int = 128 * KIB
     """Plaintext bytes per DATA record (env FERRY_RECORD_SIZE for send). Chosen by
-    measurement: bench/records.py, docs/PERFORMANCE.md."""
+    measurement: bench/records.py, docs/PERFORMANCE-NOTEBOOK.md."""
 
     max_entries: int = 100_000
     """Files and directories one tree transfer may hold, in entries. The sender

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_USAGE
 from ferry_testing import procs
 from ferry_testing.cluster import SECRET, RedisServer, node_env, require_binaries
 
@@ -38,7 +39,7 @@ def test_the_single_relay_imports_neither_redis_nor_the_cluster_directory():
 
 def test_cluster_without_node_address_or_secret_is_a_usage_error():
     result = run_relay(":0", "--cluster", "redis://127.0.0.1:1/0")
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "needs --node-address" in result.stderr
     assert "needs --cluster-secret-file" in result.stderr
 
@@ -46,7 +47,7 @@ def test_cluster_without_node_address_or_secret_is_a_usage_error():
 def test_cluster_settings_come_from_the_environment_too():
     env = procs.clean_env({"FERRY_RELAY_CLUSTER": "redis://127.0.0.1:1/0"})
     result = run_relay(":0", env=env)
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "needs --node-address" in result.stderr
 
 
@@ -62,7 +63,7 @@ def test_cluster_without_the_redis_package_says_how_to_get_it(tmp_path):
         "127.0.0.1:0", "--cluster", "redis://127.0.0.1:1/0", "--node-address", "127.0.0.1:0",
         "--cluster-secret-file", str(secret), env=env,
     )  # fmt: skip
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "pip install 'ferry[cluster]'" in result.stderr
 
 

@@ -6,7 +6,7 @@ Skipped locally without redis-server; with CI=true it must run (ferry_testing/cl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,8 +38,23 @@ def url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+_made: list[RedisDirectory] = []
+"""Every directory the running test made: closed at its teardown, passed or failed."""
+
+
 def directory(url: str, node: str, ttl: float = 10.0) -> RedisDirectory:
-    return RedisDirectory(url, node, f"127.0.0.1:{9000 + int(node[-1])}", ttl, timeout=2.0)
+    made = RedisDirectory(url, node, f"127.0.0.1:{9000 + int(node[-1])}", ttl, timeout=2.0)
+    _made.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+async def _close_directories() -> AsyncIterator[None]:
+    """A test that fails before its own close() would leave its Redis connections to the
+    garbage collector, whose ResourceWarning then fails whichever test runs next."""
+    yield
+    while _made:
+        await _made.pop().close()
 
 
 async def test_concurrent_allocations_on_two_nodes_are_unique_and_smallest_first(url):

@@ -70,9 +70,28 @@ def relay_factory(procs: Registry, logdir: Path) -> Callable[..., Relay]:
     return factory
 
 
+@pytest.fixture(scope="session")
+def shared_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """One ./relay for every test (of this xdist worker) that only needs a working relay."""
+    registry = Registry()
+    try:
+        yield start_relay(registry, tmp_path_factory.mktemp("shared-relay"))
+    finally:
+        registry.kill_all()
+
+
 @pytest.fixture
-def relay(relay_factory: Callable[..., Relay]) -> Relay:
-    return relay_factory()
+def relay(request: pytest.FixtureRequest, relay_factory: Callable[..., Relay]) -> Relay:
+    """A ready ./relay 127.0.0.1:PORT: the shared one, or one of the test's own when it is
+    marked own_relay (it reads the relay's log or metrics, signals or stops it).
+
+    Sharing is safe because a relay serves transfers independently (that is its job, and
+    tests/faults checks it); a shared relay that died fails the next test that wants it."""
+    if request.node.get_closest_marker("own_relay"):
+        return relay_factory()
+    shared: Relay = request.getfixturevalue("shared_relay")
+    assert shared.alive(), f"the shared relay exited:\n{shared.log()}"
+    return shared
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Helpers to drive the real ./relay, ./send and ./receive executables as subprocesses.
 
-Everything here is black-box: programs are started exactly as a user (or a grader) would
-start them, on 127.0.0.1 (or ::1); the relay on port 0 with --ready-file, so it never
+Everything here is black-box: programs are started exactly as a user would start
+them, on 127.0.0.1 (or ::1); the relay on port 0 with --ready-file, so it never
 races anyone for a port. Process start-up, stopping and the relay itself come from the
 shared harness, ferry_testing.procs; every process is started in its own session so that
 the whole process group can be killed, even when a test fails.
@@ -14,17 +14,19 @@ import os
 import re
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ferry.errors import EXIT_RELAY_REFUSED
 from ferry_testing import procs
+from ferry_testing.files import part_size, sparse_file
 from ferry_testing.procs import Relay, clean_env, free_port, kill, read_first_line, spawn
+from ferry_testing.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -32,8 +34,6 @@ if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
 
 CODE_RE = re.compile(r"^\d+-[a-z]+(-[a-z]+)+$")
-TEMP_GLOB = ".ferry-*.part"
-RESUME_GLOB = ".ferry-resume-*.part"
 
 # Every wait in the suite is bounded; these are generous on a loaded 2-core machine.
 CODE_TIMEOUT = 30.0
@@ -58,16 +58,16 @@ def ipv6_loopback_available() -> bool:
         return False
 
 
-def program(name: str, invoke: str = "abs", cwd: Path | None = None) -> tuple[list[str], Path]:
-    """argv[0] and cwd for one of the three programs.
+def invocation(name: str, invoke: str = "abs", cwd: Path | None = None) -> tuple[list[str], Path]:
+    """argv and cwd that start one of the three programs in one of the ways a person does.
 
-    invoke="abs": absolute path, run from `cwd` (default: the repo root);
-    invoke="rel": "./name" run from the repo root, exactly as the grader does;
+    invoke="abs": absolute path (procs.program), run from `cwd` (default: the repo root);
+    invoke="rel": "./name" run from the repo root, exactly as the README shows;
     invoke="relpath": a relative path such as ../../work/main/name, run from `cwd`.
     """
     exe = REPO / name
     if invoke == "abs":
-        return [str(exe)], cwd or REPO
+        return procs.program(name), cwd or REPO
     if invoke == "rel":
         return [f"./{name}"], REPO
     if invoke == "relpath":
@@ -109,7 +109,7 @@ def start_relay(
     env: dict[str, str] | None = None,
 ) -> Relay:
     """Start ./relay on port 0 (listen's port must be 0) and return once it is ready."""
-    argv, cwd = program("relay", invoke)
+    argv, cwd = invocation("relay", invoke)
     relay = procs.start_relay(
         logdir, *extra_args, listen=listen, host=host, command=argv, cwd=cwd,
         env=env or clean_env(),
@@ -182,14 +182,17 @@ def start_send(
     invoke: str = "abs",
     env: dict[str, str] | None = None,
     read_code: bool = True,
+    stdin: int = subprocess.DEVNULL,
 ) -> Sender:
-    argv, run_cwd = program("send", invoke, cwd)
+    """./send in the background; with stdin=subprocess.PIPE and path "-" the test feeds
+    it (paced_stream()), so a transfer stays in flight exactly as long as the test wants."""
+    argv, run_cwd = invocation("send", invoke, cwd)
     stderr_path = _unique(logdir, "send", ".err")
     with open(stderr_path, "wb") as err:
         proc = registry.popen(
             [*argv, str(relay), str(path), *extra_args],
             cwd=run_cwd,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=err,
             env=env or clean_env(),
@@ -256,7 +259,7 @@ def run_receive(
     env: dict[str, str] | None = None,
     input: bytes | None = None,
 ) -> Result:
-    argv, run_cwd = program("receive", invoke, cwd)
+    argv, run_cwd = invocation("receive", invoke, cwd)
     args = [str(relay)] + ([code] if code is not None else []) + [str(outdir), *extra_args]
     return run_program(registry, [*argv, *args], run_cwd, timeout, env, input)
 
@@ -270,7 +273,7 @@ def run_send_to_exit(
     timeout: float = RUN_TIMEOUT,
 ) -> Result:
     """Run ./send when it is expected to fail before any receiver comes."""
-    argv, run_cwd = program("send", "abs", cwd)
+    argv, run_cwd = invocation("send", "abs", cwd)
     return run_program(registry, [*argv, str(relay), str(path), *extra_args], run_cwd, timeout)
 
 
@@ -303,7 +306,7 @@ def start_receive(
     outdir: Path | str,
     extra_args: Iterable[str] = (),
 ) -> Background:
-    argv, cwd = program("receive", "abs")
+    argv, cwd = invocation("receive", "abs")
     out_path = _unique(logdir, "receive", ".out")
     err_path = out_path.with_suffix(".err")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
@@ -436,69 +439,8 @@ def assert_exact_one_line_error(stderr: str, prog: str, *needles: str) -> str:
     return message
 
 
-def leftovers(directory: Path) -> list[str]:
-    """Names of ferry temporary files (and staging directories) in directory.
-
-    A resumable partial that a cut transfer keeps on purpose
-    (.ferry-resume-*.part: a regular file, mode 0600) is not a leftover; a
-    partial of any other kind or mode is.
-    """
-    if not directory.exists():
-        return []
-    return sorted(p.name for p in directory.glob(TEMP_GLOB) if not _kept_partial(p))
-
-
-def _kept_partial(path: Path) -> bool:
-    info = path.lstat()
-    return (
-        path.match(RESUME_GLOB) and stat.S_ISREG(info.st_mode)
-        and stat.S_IMODE(info.st_mode) == 0o600
-    )  # fmt: skip
-
-
-def assert_nothing_stored(directory: Path, final_name: str | None = None) -> None:
-    """No file under the final name and no temporary file in directory."""
-    if final_name is not None:
-        assert not (directory / final_name).exists(), f"{final_name} was stored"
-    assert leftovers(directory) == [], f"temporary files left: {leftovers(directory)}"
-
-
 def dir_is_empty(directory: Path) -> bool:
     return not directory.exists() or not any(directory.iterdir())
-
-
-def files_equal(a: Path, b: Path, chunk: int = 8 << 20) -> bool:
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        while True:
-            x = fa.read(chunk)
-            y = fb.read(chunk)
-            if x != y:
-                return False
-            if not x:
-                return True
-
-
-def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(chunk)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 def rss_kib(pid: int) -> int | None:
@@ -532,25 +474,6 @@ def valid_words(n: int = 3) -> list[str]:
     return list(words()[:n])
 
 
-def sparse_file(path: Path, size: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(os.urandom(4096))
-        f.truncate(size)
-        f.seek(size - 4096)
-        f.write(os.urandom(4096))
-    return path
-
-
-def part_size(directory: Path) -> int:
-    """Bytes in the receiver's temporary file(s) in directory (0 if none)."""
-    total = 0
-    for path in directory.glob(TEMP_GLOB):
-        with contextlib.suppress(FileNotFoundError):
-            total += path.stat().st_size
-    return total
-
-
 def wait_mid_transfer(directory: Path, total: int, timeout: float = 60) -> int:
     """Wait until the receiver's temporary file holds some bytes; return how many."""
     ok = wait_until(lambda: part_size(directory) > 0, timeout, interval=0.005)
@@ -569,7 +492,7 @@ def retry_while_claimed(run, *args: object, within: float = 10.0, **kwargs: obje
     deadline = time.monotonic() + within
     while True:
         result: Result = run(*args, **kwargs)
-        claimed = result.returncode == 5 and "in use" in result.stderr
+        claimed = result.returncode == EXIT_RELAY_REFUSED and "in use" in result.stderr
         if not claimed or time.monotonic() > deadline:
             return result
         time.sleep(0.1)
@@ -599,3 +522,36 @@ def frozen_mid_transfer(
         yield src, sender, receiver, outdir
     finally:
         os.kill(frozen.proc.pid, signal.SIGCONT)
+
+
+PACE = 1 << 20
+"""Bytes a paced stream writes per feed(): 8 records, enough to show in the receiver's partial."""
+
+
+class PacedStream:
+    """What a paced sender (`./send RELAY - --name NAME`, stdin a pipe) has been fed.
+
+    "Mid-transfer" without gigabytes: the transfer stays open as long as the test
+    holds stdin, whatever the machine's speed, and each feed() is one more MiB."""
+
+    def __init__(self, sender: Sender) -> None:
+        assert sender.proc.stdin is not None, "start_send(..., stdin=subprocess.PIPE)"
+        self.sender = sender
+        self.sent = 0
+
+    def feed(self, size: int = PACE) -> None:
+        assert self.sender.proc.stdin is not None
+        self.sender.proc.stdin.write(os.urandom(size))
+        self.sender.proc.stdin.flush()
+        self.sent += size
+
+    def end(self) -> None:
+        """Close stdin: the sender's end of input, the transfer's last record."""
+        assert self.sender.proc.stdin is not None
+        self.sender.proc.stdin.close()
+
+
+def paced_stream(start_send: Any, relay: object, name: str = "big.bin") -> PacedStream:
+    """A ./send of stdin under `name` whose bytes the test feeds (PacedStream.feed)."""
+    sender = start_send(relay, "-", extra_args=["--name", name], stdin=subprocess.PIPE)
+    return PacedStream(sender)

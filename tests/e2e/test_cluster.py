@@ -18,10 +18,12 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_RELAY_REFUSED
 from ferry.protocol import rendezvous as rv
 from ferry.relay import forward
 from ferry_testing import procs as ptest
@@ -33,12 +35,13 @@ from ferry_testing.cluster import (
     cluster,
     kill_hard,
     require_binaries,
-    wait_for,
 )
+from ferry_testing.files import sha256_file
+from ferry_testing.waiting import wait_for
 from tests.relay.harness import PAKE_RECORD
 from tests.sockmem import process_sockets
 
-from .harness import CODE_RE, assert_one_line_error, run_send_to_exit, sha256_file
+from .harness import CODE_RE, assert_one_line_error, run_send_to_exit
 
 pytestmark = pytest.mark.slow
 
@@ -158,6 +161,10 @@ def close_all(*socks: socket.socket) -> None:
 
 
 # -- through the balancer -----------------------------------------------------------------
+
+
+def _registered(cluster: Cluster, key: str) -> bool:
+    return cluster.redis.get(key) is not None
 
 
 def test_seed_session_through_the_balancer(shared, start_send, run_receive, tmp_path):
@@ -314,7 +321,7 @@ def test_a_killed_node_fails_only_its_own_transfers(own, start_send, run_receive
     # Everyone else's carries on.
     echo_through(survivor[1], survivor[2])
     # node1's nameplates leave the directory within the TTL.
-    wait_for(lambda: all(own.redis.get(key) is None for key in owned_by_node1), 3 * TTL, "expiry")
+    wait_for(lambda: all(own.redis.get(key) is None for key in owned_by_node1), "expiry", 3 * TTL)
     # New transfers through the balancer go to the live nodes.
     address = own.balancer.address
     for index in range(3):
@@ -335,28 +342,28 @@ def test_redis_down_refuses_new_senders_keeps_running_pipes_and_recovers(
 
     # A new sender is refused with one clear line, whichever node it reaches.
     result = run_send_to_exit(procs, node2.address, payload(tmp_path / "new.bin", 1000))
-    assert result.returncode == 5, result.stderr
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert_one_line_error(result.stderr, "send", "cannot take this request")
     assert result.stderr.lower().count("try again") == 1, result.stderr  # advice said once
     # A receiver reaching another node cannot be located: refused the same way.
     outdir = tmp_path / "out-refused"
     outdir.mkdir()
     refused = run_receive(node3.address, waiting.code, outdir)
-    assert refused.returncode == 5, refused.stderr
+    assert refused.returncode == EXIT_RELAY_REFUSED, refused.stderr
     assert_one_line_error(refused.stderr, "receive", "cannot take this request")
     # The running pipe, across three nodes, carries on.
     echo_through(running[1], running[2])
     close_all(*running)
     wait_for(
-        lambda: node2.metrics()["cluster_redis_errors_total"] > 0, 10, "node2 to see Redis gone"
+        lambda: node2.metrics()["cluster_redis_errors_total"] > 0, "node2 to see Redis gone", 10
     )
 
     own.redis.start()  # same port, empty: the nodes must register again by themselves
 
-    wait_for(lambda: own.redis.get(f"ferry:np:{nameplate}") is not None, 5 * TTL, "re-register")
+    wait_for(lambda: own.redis.get(f"ferry:np:{nameplate}") is not None, "re-register", 5 * TTL)
     assert (own.redis.get(f"ferry:np:{nameplate}") or "").startswith("node1 ")
     for name in own.nodes:
-        wait_for(lambda name=name: own.redis.get(f"ferry:node:{name}") is not None, 5 * TTL, name)
+        wait_for(partial(_registered, own, f"ferry:node:{name}"), name, 5 * TTL)
     # The waiting sender's nameplate is found from another node again.
     outdir = tmp_path / "out-waiting"
     outdir.mkdir()
@@ -372,7 +379,7 @@ def test_a_draining_node_finishes_its_pipes(own):
     node1, node2 = own.nodes["node1"], own.nodes["node2"]
     pipe = raw_pipe(node1.address, node2.address, node2.address)
     node1.signal(signal.SIGTERM)
-    wait_for(lambda: "shutting down" in node1.log(), 10, "node1 to drain")
+    wait_for(lambda: "shutting down" in node1.log(), "node1 to drain", 10)
     echo_through(pipe[1], pipe[2])
     close_all(*pipe)
     assert node1.wait(15) == 0

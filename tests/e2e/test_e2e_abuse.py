@@ -1,4 +1,4 @@
-"""Issue 10 as a user meets it: the real ./send, ./receive and ./relay against abuse.
+"""Abuse as a user meets it: the real ./send, ./receive and ./relay against abuse.
 
 Hostile peers here hold the code (a fake sender or receiver built on the real
 sessions) or only the nameplate (a silent claimer); a fake relay answers with
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ferry.codes import parse_code
+from ferry.errors import EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER, EXIT_RELAY_REFUSED
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import RecordType
@@ -51,6 +52,7 @@ def _read_until(sock: socket.socket, marker: bytes, buffer: bytearray) -> bytes:
 # -- item 1: a silent claimer ------------------------------------------------------------
 
 
+@pytest.mark.own_relay
 def test_a_silent_claimer_costs_the_sender_nothing_and_holds_nothing(
     relay, start_send, run_receive, tmp_path: Path
 ) -> None:
@@ -80,6 +82,7 @@ def test_a_silent_claimer_costs_the_sender_nothing_and_holds_nothing(
 # -- item 4: empty DATA records ----------------------------------------------------------
 
 
+@pytest.mark.own_relay
 def test_a_flood_of_empty_data_records_ends_the_transfer_at_once(
     relay, run_receive, tmp_path: Path
 ) -> None:
@@ -91,7 +94,7 @@ def test_a_flood_of_empty_data_records_ends_the_transfer_at_once(
         result = run_receive(relay, fake.wait_code(), tmp_path / "out", timeout=60)
     finally:
         fake.join()
-    assert result.returncode == 7, result.stderr
+    assert result.returncode == EXIT_PEER_GONE, result.stderr
     assert_one_line_error(result.stderr, "receive", "empty DATA record")
     assert not (tmp_path / "out" / "a.txt").exists()
 
@@ -99,6 +102,7 @@ def test_a_flood_of_empty_data_records_ends_the_transfer_at_once(
 # -- item 5: peer text on the terminal ---------------------------------------------------
 
 
+@pytest.mark.own_relay
 def test_a_senders_abort_text_reaches_the_terminal_escaped(
     relay, run_receive, tmp_path: Path
 ) -> None:
@@ -109,7 +113,7 @@ def test_a_senders_abort_text_reaches_the_terminal_escaped(
         result = run_receive(relay, fake.wait_code(), tmp_path / "out", timeout=60)
     finally:
         fake.join()
-    assert result.returncode == 10, result.stderr
+    assert result.returncode == EXIT_REFUSED_BY_PEER, result.stderr
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
     assert "\x9b" not in result.stderr
     assert_one_line_error(result.stderr, "receive", "the sender gave up", "PWNED")
@@ -140,6 +144,7 @@ def hostile_receiver(host: str, port: int, code_text: str, refusal: str) -> thre
     return thread
 
 
+@pytest.mark.own_relay
 def test_a_receivers_refusal_text_reaches_the_terminal_escaped(
     relay, start_send, tmp_path: Path
 ) -> None:
@@ -148,7 +153,7 @@ def test_a_receivers_refusal_text_reaches_the_terminal_escaped(
     # One attempt: a refusal now keeps the code alive for the next receiver.
     sender = start_send(relay, source, extra_args=["--attempts", "1"])
     thread = hostile_receiver(relay.host, relay.port, sender.code, PWNED)
-    assert sender.wait() == 10, sender.stderr()
+    assert sender.wait() == EXIT_REFUSED_BY_PEER, sender.stderr()
     thread.join(30)
     stderr = sender.stderr()
     assert "\x1b" not in stderr and "\x07" not in stderr and "\x9b" not in stderr
@@ -188,7 +193,7 @@ def test_an_unknown_relay_reason_is_not_shown_verbatim(
 ) -> None:
     args = ["-v"] if verbose else []
     result = run_receive(lying_relay, "7-guitar-orbit-velvet", tmp_path, extra_args=args)
-    assert result.returncode == 5, result.stderr
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert_one_line_error(result.stderr, "receive", "relay refused (unknown reason)")
     # The relay's reason and text, escaped, under -v only (a log line, not the error).
     assert ("outdated" in result.stderr) is verbose
@@ -198,6 +203,7 @@ def test_an_unknown_relay_reason_is_not_shown_verbatim(
 # -- item 7: what the receiver's ABORT tells the sender ----------------------------------
 
 
+@pytest.mark.own_relay
 def test_the_receivers_abort_never_carries_its_local_path(
     relay, run_receive, tmp_path: Path
 ) -> None:
@@ -214,7 +220,7 @@ def test_the_receivers_abort_never_carries_its_local_path(
         result = run_receive(relay, fake.wait_code(), outdir, timeout=60)
     finally:
         fake.join()
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
     assert fake.abort is not None, (fake.outcome, fake.error)
     assert "private-home" not in fake.abort.message and str(tmp_path) not in fake.abort.message
     assert "a.txt" in fake.abort.message
@@ -227,6 +233,7 @@ def _bytes_to_receiver(log: str) -> list[int]:
     return [int(n) for n in re.findall(r"role=receiver .*bytes_to_receiver=(\d+)", log)]
 
 
+@pytest.mark.own_relay
 def test_the_relay_sees_the_same_byte_count_whatever_the_name_length(
     relay, start_send, run_receive, tmp_path: Path
 ) -> None:
@@ -258,6 +265,7 @@ def test_a_received_dotfile_is_named_on_stderr(
     assert '.bash_login"' in result.stderr and "dotfile" in result.stderr, result.stderr
 
 
+@pytest.mark.own_relay
 def test_a_name_stored_differently_from_the_offer_is_named_on_stderr(
     relay, run_receive, tmp_path: Path
 ) -> None:

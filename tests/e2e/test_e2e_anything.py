@@ -1,4 +1,4 @@
-"""Send anything (issue 8) with the real ./send, ./receive and ./relay: trees, several files,
+"""Send anything with the real ./send, ./receive and ./relay: trees, several files,
 stdin, texts, stdout, a refusal that keeps the code alive, --ask, the caps."""
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER
+from ferry_testing.files import leftovers
 from ferry_testing.procs import clean_env
+from ferry_testing.waiting import wait_until
 
 from .harness import (
     Registry,
@@ -20,15 +23,10 @@ from .harness import (
     Sender,
     _unique,
     assert_exact_one_line_error,
-    leftovers,
-    program,
+    invocation,
     run_program,
-    wait_until,
 )
 
-EXIT_LOCAL_FILE = 3
-EXIT_PEER_GONE = 7
-EXIT_REFUSED_BY_PEER = 10
 MTIME = 1_000_000_000_123_456_789
 
 
@@ -50,7 +48,7 @@ def start_send_with(
     procs: Registry, logdir: Path, relay: object, args: list[str], stdin: bytes | None = None
 ) -> Sender:
     """./send RELAY ARGS..., optionally fed `stdin`; its code read."""
-    argv, cwd = program("send")
+    argv, cwd = invocation("send")
     stderr_path = _unique(logdir, "send", ".err")
     with open(stderr_path, "wb") as err:
         proc = procs.popen(
@@ -81,7 +79,7 @@ def receive(
     input: bytes | None = None,
     env: dict[str, str] | None = None,
 ) -> Result:
-    argv, run_cwd = program("receive", "abs", cwd)
+    argv, run_cwd = invocation("receive", "abs", cwd)
     return run_program(procs, [*argv, str(relay), *args], cwd or run_cwd, 60, env, input)
 
 
@@ -214,7 +212,7 @@ def test_receive_to_stdout_refuses_a_tree_before_data_moves_then_takes_a_file(
     data = os.urandom(200_000)
     (src / "one.bin").write_bytes(data)
     sender = start_send_with(procs, logdir, relay, [str(src / "one.bin")])
-    argv, _ = program("receive")
+    argv, _ = invocation("receive")
     proc = subprocess.run(
         [*argv, str(relay), sender.code, "-"], capture_output=True, timeout=60, env=clean_env(),
         cwd=tmp_path, check=False,
@@ -251,7 +249,7 @@ def test_text_is_printed_exactly_with_a_newline_added_and_nothing_stored(
 
     message = b"line one\nbell\x07 esc\x1b[2J \xff raw\n"  # to a pipe: bytes unchanged
     sender = start_send_with(procs, logdir, relay, ["--text", "-"], stdin=message)
-    argv, _ = program("receive")
+    argv, _ = invocation("receive")
     proc = subprocess.run(
         [*argv, str(relay), sender.code], capture_output=True, timeout=60, env=clean_env(),
         cwd=tmp_path, check=False,
@@ -306,7 +304,7 @@ def test_receivers_entry_cap_refuses_before_data_and_senders_cap_fails_before_th
     assert "6 entries" in result.stderr
     assert not (out / "d").exists() and leftovers(out) == []
 
-    argv, _ = program("send")
+    argv, _ = invocation("send")
     capped = run_program(procs, [*argv, str(relay), str(src)], tmp_path, 30,
                          clean_env({"FERRY_MAX_ENTRIES": "3"}))  # fmt: skip
     assert capped.returncode == EXIT_LOCAL_FILE and capped.stdout == ""
@@ -326,7 +324,7 @@ def test_sender_killed_mid_tree_stores_nothing_and_keeps_a_resumable_staging(
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep").write_bytes(b"keep")
-    argv, _ = program("receive")
+    argv, _ = invocation("receive")
     err = open(logdir / "receive-killed.err", "wb")  # noqa: SIM115
     receiver = procs.popen([*argv, str(relay), sender.code, str(out)], stderr=err,
                            stdout=subprocess.DEVNULL)  # fmt: skip

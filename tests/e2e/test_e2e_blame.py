@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import (
+    EXIT_LOCAL_FILE,
+    EXIT_PEER_GONE,
+    EXIT_REFUSED_BY_PEER,
+    EXIT_RELAY_UNREACHABLE,
+    EXIT_USAGE,
+)
 from ferry_testing import procs as shared
+from ferry_testing.files import sparse_file
 from ferry_testing.procs import Relay, clean_env
 
 from .harness import (
@@ -23,24 +31,19 @@ from .harness import (
     assert_one_line_error,
     closed_port,
     frozen_mid_transfer,
+    invocation,
     ipv6_loopback_available,
-    program,
     run_program,
-    sparse_file,
 )
 from .test_e2e_resume_tree import start_stdin_send
 
-EXIT_USAGE = 2
-EXIT_LOCAL_FILE = 3
-EXIT_RELAY_UNREACHABLE = 4
-EXIT_PEER_GONE = 7
-EXIT_REFUSED_BY_PEER = 10
 MIB = 1024 * 1024
 
 
 # -- who is to blame ------------------------------------------------------------------------
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_a_relay_killed_mid_transfer_is_a_lost_connection_on_both_sides_not_the_peer(
     relay, start_send, start_receive, tmp_path
@@ -135,8 +138,8 @@ def test_a_server_that_is_not_a_relay_is_named_so_at_once(procs, tmp_path, answe
     try:
         address = f"127.0.0.1:{server.port}"
         for argv in (
-            [*program("send")[0], address, "--text", "hi"],
-            [*program("receive")[0], address, "7-guitar-orbit-velvet", str(tmp_path / "out")],
+            [*invocation("send")[0], address, "--text", "hi"],
+            [*invocation("receive")[0], address, "7-guitar-orbit-velvet", str(tmp_path / "out")],
         ):
             result = run_program(procs, argv, tmp_path, timeout=30)
             assert result.returncode == EXIT_RELAY_UNREACHABLE, result.stderr
@@ -153,7 +156,7 @@ def test_the_relays_metrics_port_given_to_a_client_is_not_a_relay_at_once(procs,
     relay = shared.start_relay(logdir, metrics=True)
     procs.procs.append(relay.proc)
     address = f"127.0.0.1:{relay.metrics_port}"
-    argv, cwd = program("send")
+    argv, cwd = invocation("send")
     result = run_program(procs, [*argv, address, "--text", "hi"], cwd, timeout=30)
     assert result.returncode == EXIT_RELAY_UNREACHABLE, result.stderr
     assert_exact_one_line_error(result.stderr, "send", f"{address} is not a ferry relay")
@@ -167,7 +170,7 @@ def test_the_relays_metrics_port_given_to_a_client_is_not_a_relay_at_once(procs,
 @pytest.mark.timeout(60)
 def test_a_refused_connection_reads_connection_refused(procs, tmp_path):
     address = f"127.0.0.1:{closed_port()}"
-    argv, _ = program("receive")
+    argv, _ = invocation("receive")
     result = run_program(procs, [*argv, address, "7-guitar-orbit-velvet", "out"], tmp_path)
     assert result.returncode == EXIT_RELAY_UNREACHABLE
     assert_exact_one_line_error(
@@ -180,7 +183,7 @@ def test_receive_creates_dir_only_when_something_is_stored(
     procs, relay, start_send, run_receive, tmp_path
 ):
     missing = tmp_path / "never" / "made"
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     unreachable = f"127.0.0.1:{closed_port()}"
     result = run_program(procs, [*argv, unreachable, "7-guitar-orbit-velvet", str(missing)], cwd)
     assert result.returncode == EXIT_RELAY_UNREACHABLE
@@ -207,7 +210,7 @@ def test_a_read_only_dir_is_named_read_only_not_permission_denied(
     procs, relay, read_only_dir, tmp_path, inside
 ):
     target = read_only_dir / inside if inside else read_only_dir
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     result = run_program(procs, [*argv, str(relay), "7-guitar-orbit-velvet", str(target)], cwd)
     assert result.returncode == EXIT_LOCAL_FILE
     assert_exact_one_line_error(result.stderr, "receive", "read-only file system")
@@ -217,7 +220,7 @@ def test_a_read_only_dir_is_named_read_only_not_permission_denied(
 @pytest.mark.parametrize("name, value", [("FERRY_DEBUG", "maybe"), ("FERRY_SETUP_TIMEOUT", "abc")])
 @pytest.mark.parametrize("prog", ["send", "receive", "relay"])
 def test_a_bad_shared_variable_is_one_line_and_exit_2(procs, tmp_path, name, value, prog):
-    argv, cwd = program(prog)
+    argv, cwd = invocation(prog)
     args = {
         "send": ["127.0.0.1:9", "--text", "hi"],
         "receive": ["127.0.0.1:9", "7-guitar-orbit-velvet", str(tmp_path / "out")],

@@ -35,7 +35,7 @@ from ferry_testing.procs import Relay
 from tests.e2e.harness import REPO, Registry, Result, Sender, wrong_words_code
 from tests.e2e.test_e2e_anything import start_send_with
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # a real Chromium: make test-slow
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ferry.cli.qr import qr_lines
+from ferry.errors import EXIT_USAGE
 from ferry_testing.procs import Relay, clean_env, read_first_line
 from ferry_testing.qr import decode_matrix, half_block_matrix
 
@@ -19,7 +20,7 @@ from .harness import (
     Registry,
     Terminal,
     assert_exact_one_line_error,
-    program,
+    invocation,
     run_program,
     run_receive,
 )
@@ -28,7 +29,6 @@ from .test_e2e_anything import start_send_with
 pytestmark = pytest.mark.timeout(120)
 
 WEB_URL = "https://relay.example:9021/"
-EXIT_USAGE = 2
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def send_at_terminal(
 ) -> tuple[Terminal, str]:
     """./send RELAY PATH FLAGS with stderr (and stdin) on a terminal, stdout on a pipe;
     the terminal and the code read from stdout."""
-    argv, cwd = program("send")
+    argv, cwd = invocation("send")
     terminal = Terminal(procs, [*argv, str(relay), str(path), *flags], cwd, stdout=subprocess.PIPE)
     terminals.append(terminal)
     assert terminal.proc.stdout is not None
@@ -138,7 +138,7 @@ def test_send_with_qr_whose_stderr_is_not_a_terminal_prints_nothing_of_the_link(
 def test_relay_with_an_unusable_web_url_exits_with_one_line_and_the_usage_code(
     procs, args, env, words
 ):
-    argv, cwd = program("relay")
+    argv, cwd = invocation("relay")
     result = run_program(procs, [*argv, "127.0.0.1:0", *args], cwd, env=clean_env(env), timeout=30)
     assert result.returncode == EXIT_USAGE, result.stderr
     assert_exact_one_line_error(result.stderr, "relay", "--web-url", words)

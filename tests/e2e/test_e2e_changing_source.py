@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from .harness import (
-    assert_one_line_error,
-    files_equal,
-    sparse_file,
-    wait_until,
-)
+from ferry.errors import EXIT_SOURCE_CHANGED
+from ferry_testing.files import files_equal, sparse_file
+from ferry_testing.waiting import wait_until
+
+from .harness import assert_one_line_error
 from .test_e2e_resume_tree import staged_bytes
 
-EXIT_SOURCE_CHANGED = 12
 SIZE = 64 * 1024 * 1024
 """Sparse: cheap to read, far more than the relay and the sockets hold."""
 

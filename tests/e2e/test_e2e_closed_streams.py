@@ -10,16 +10,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .harness import Registry, Result, assert_exact_one_line_error, program
+from ferry.errors import EXIT_LOCAL_FILE, EXIT_USAGE
 
-EXIT_USAGE = 2
-EXIT_LOCAL_FILE = 3
+from .harness import Registry, Result, assert_exact_one_line_error, invocation
+
 STDIN, STDOUT = 0, 1
 
 
 def run_closed(procs: Registry, name: str, args: list[str], closed: int, cwd: Path) -> Result:
     """./NAME ARGS... started with file descriptor `closed` closed, as `<&-` or `>&-` do."""
-    argv, _ = program(name)
+    argv, _ = invocation(name)
     started = time.monotonic()
     proc = procs.popen(
         [*argv, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -11,29 +11,30 @@ import time
 
 import pytest
 
+from ferry.errors import (
+    EXIT_LOCAL_FILE,
+    EXIT_REFUSED_BY_PEER,
+    EXIT_RELAY_REFUSED,
+    EXIT_RELAY_UNREACHABLE,
+    EXIT_USAGE,
+    EXIT_WRONG_CODE,
+)
 from ferry_testing import procs
+from ferry_testing.files import assert_nothing_stored
 from ferry_testing.procs import clean_env
+from ferry_testing.waiting import wait_until
 
 from .harness import (
     CODE_RE,
     assert_exact_one_line_error,
-    assert_nothing_stored,
     assert_one_line_error,
     closed_port,
     dir_is_empty,
-    program,
+    invocation,
     retry_while_claimed,
     valid_words,
-    wait_until,
     wrong_words_code,
 )
-
-EXIT_USAGE = 2
-EXIT_LOCAL_FILE = 3
-EXIT_RELAY_UNREACHABLE = 4
-EXIT_RELAY_REFUSED = 5
-EXIT_WRONG_CODE = 6
-EXIT_REFUSED_BY_PEER = 10
 
 
 def make_file(path, size=20_000):
@@ -146,6 +147,7 @@ def test_unknown_nameplate_is_refused_with_exit_5(relay, start_send, run_receive
     assert sender.running()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_receive_before_any_send_is_unknown_code_exit_5(relay, run_receive, tmp_path):
     outdir = tmp_path / "out"
@@ -332,7 +334,7 @@ def test_failures_are_one_line_without_traceback(relay, start_send, run_receive,
 def test_send_whose_stdout_cannot_take_the_code_says_so_and_exits_3(relay, tmp_path, where):
     source = tmp_path / "f.bin"
     make_file(source)
-    argv, cwd = program("send")
+    argv, cwd = invocation("send")
     with open(os.devnull if where == "closed pipe" else "/dev/full", "wb") as full:
         proc = procs.spawn(
             [*argv, relay.address, source],
@@ -360,7 +362,7 @@ def test_send_at_a_terminal_shows_the_receive_line_on_stderr_and_only_the_code_o
     source = tmp_path / "f.bin"
     make_file(source)
     primary, secondary = pty.openpty()
-    argv, cwd = program("send")
+    argv, cwd = invocation("send")
     proc = procs.spawn(
         [*argv, relay.address, source],
         cwd=cwd, stdout=subprocess.PIPE, stderr=secondary, env=clean_env(),

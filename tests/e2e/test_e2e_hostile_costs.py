@@ -18,16 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER
 from ferry.protocol import messages
 from ferry.protocol.manifest import Entry
+from ferry_testing.files import leftovers
 
-from .harness import assert_one_line_error, leftovers
+from .harness import assert_one_line_error
 from .test_e2e_hostile_sender import run_against_fake
 from .test_e2e_hostile_tree import tree_fake
-
-EXIT_LOCAL_FILE = 3
-EXIT_PEER_GONE = 7
-EXIT_REFUSED_BY_PEER = 10
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ferry.client.tickets import BURST, INTERVAL, MAX_OPEN
+from ferry.errors import EXIT_PEER_GONE, EXIT_RELAY_REFUSED
 
 from .harness import Registry, assert_one_line_error, run_send_to_exit
 
@@ -108,7 +109,7 @@ def test_a_nameplate_no_code_can_hold_is_a_protocol_error(procs: Registry, tmp_p
     source.write_bytes(b"hello")
     with FakeRelay(_assign(999_999_999)) as relay:
         result = run_send_to_exit(procs, relay.address, source, timeout=30)
-    assert result.returncode == 7, result.stderr
+    assert result.returncode == EXIT_PEER_GONE, result.stderr
     assert result.stdout == ""
     assert_one_line_error(result.stderr, "send", "nameplate 999999999", "not a ferry relay")
 
@@ -156,7 +157,7 @@ def test_a_relay_refusal_shows_only_our_words(
     with FakeRelay(_refuse(reason, text)) as relay:
         args = ["-v"] if verbose else []
         result = run_receive(relay.address, "7-guitar-orbit-velvet", tmp_path, extra_args=args)
-    assert result.returncode == 5, result.stderr
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert ("evil.example" in result.stderr) is verbose, result.stderr
     if not verbose:
         assert_one_line_error(result.stderr, "receive", "relay")
@@ -168,5 +169,5 @@ def test_a_line_longer_than_the_protocol_allows_is_refused(run_receive, tmp_path
 
     with FakeRelay(script) as relay:
         result = run_receive(relay.address, "7-guitar-orbit-velvet", tmp_path, timeout=30)
-    assert result.returncode == 7, result.stderr
+    assert result.returncode == EXIT_PEER_GONE, result.stderr
     assert_one_line_error(result.stderr, "receive", "longer than 128 bytes")

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER
 from ferry.protocol import messages
 from ferry.protocol.records import RecordType
+from ferry_testing.files import leftovers
 
 from .fakes import Close, Data, FakeSender, RawRecord, Step
-from .harness import assert_exact_one_line_error, assert_one_line_error, leftovers
+from .harness import assert_exact_one_line_error, assert_one_line_error
 
 
 def snapshot(root: Path, exclude: Path) -> dict[str, tuple[int, int]]:
@@ -66,9 +68,9 @@ def run_against_fake(relay, run_receive, fake: FakeSender, outdir: Path, extra_a
 
 
 PAYLOAD = b"hostile payload\n" * 4
-EXIT_PEER_GONE = 7  # README: sender went away / connection lost (a malformed stream too)
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "name",
@@ -179,6 +181,7 @@ ABUSES: dict[str, tuple[int, list[Step], int, str]] = {
 }
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("abuse", list(ABUSES))
 def test_lying_or_tampering_sender_fails_receive_and_leaves_nothing(
@@ -198,16 +201,18 @@ def test_lying_or_tampering_sender_fails_receive_and_leaves_nothing(
     assert snapshot(tmp_path, exclude=sandbox) == watched
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_offer_larger_than_free_space_is_refused_before_any_byte(relay, run_receive, sandbox):
     fake = FakeSender(relay.host, relay.port, "huge.bin", 1 << 62, [Data(b"x" * 10)])
     result = run_against_fake(relay, run_receive, fake, sandbox)
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
     assert_exact_one_line_error(result.stderr, "receive", "space")
     assert fake.answer is not None and not fake.answer.accept
     assert list(sandbox.iterdir()) == []
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_offer_of_unknown_kind_is_refused(relay, run_receive, sandbox):
     fake = FakeSender(relay.host, relay.port, "dir", 10, [], kind="directory")
@@ -219,6 +224,7 @@ def test_offer_of_unknown_kind_is_refused(relay, run_receive, sandbox):
     assert list(sandbox.iterdir()) == []
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_fake_sender_honest_run_is_acknowledged(relay, run_receive, sandbox):
     """Sanity check of the fake itself: played straight, the real receiver stores and ACKs."""
@@ -262,7 +268,7 @@ def test_symlink_under_offered_name_never_writes_through_it(
         link = outdir / "link.txt"
         assert not link.is_symlink() and link.read_bytes() == payload
     else:
-        assert result.returncode == 3, result.stderr
+        assert result.returncode == EXIT_LOCAL_FILE, result.stderr
         assert_exact_one_line_error(result.stderr, "receive")
         assert (outdir / "link.txt").is_symlink()
     assert leftovers(outdir) == []
@@ -279,12 +285,13 @@ def test_dangling_symlink_under_offered_name_is_refused(relay, start_send, run_r
     (outdir / "dangle.txt").symlink_to(target)
     sender = start_send(relay, src, extra_args=["--attempts", "1"])
     result = run_receive(relay, sender.code, outdir, timeout=60)
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == EXIT_LOCAL_FILE, result.stderr
     assert_exact_one_line_error(result.stderr, "receive", "already exists")
     assert not target.exists()
-    assert sender.wait(30) == 10, sender.stderr()
+    assert sender.wait(30) == EXIT_REFUSED_BY_PEER, sender.stderr()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     "body",

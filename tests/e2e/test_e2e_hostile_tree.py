@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER
 from ferry.protocol import manifest, messages
 from ferry.protocol.manifest import Entry
+from ferry_testing.files import leftovers
 
 from .fakes import Data, FakeSender, Step
-from .harness import assert_one_line_error, leftovers
+from .harness import assert_one_line_error
 from .test_e2e_hostile_sender import run_against_fake, snapshot
-
-EXIT_PEER_GONE = 7
-EXIT_REFUSED_BY_PEER = 10
 
 
 def entry(path: str, size: int = 1, is_dir: bool = False) -> Entry:

@@ -28,7 +28,7 @@ import pytest
 from ferry.errors import EXIT_TLS_FILES
 from ferry_testing.certs import Certs, make_certs
 from ferry_testing.procs import Relay, clean_env
-from tests.e2e.harness import REPO, Result, Sender, program
+from tests.e2e.harness import REPO, Result, Sender, invocation
 from tests.e2e.test_e2e_browser import (
     ARGS,
     CHROMIUM,
@@ -149,6 +149,7 @@ def test_plain_http_on_the_same_name_explains_and_does_nothing(tls_relay: Relay,
     assert _status(page).inner_text() == "not available over plain http: nothing was done"
 
 
+@pytest.mark.own_relay
 def test_the_relay_prints_the_bundles_sha256_at_start_up(relay: Relay) -> None:
     script = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "webapp_sha256.py")],
@@ -171,7 +172,7 @@ def test_bad_certificate_files_are_one_line_and_their_own_exit_code(
         cert.write_bytes(os.urandom(300))
     else:
         key = make_certs(tmp_path / "other").key
-    argv, cwd = program("relay")
+    argv, cwd = invocation("relay")
     done = subprocess.run(
         [*argv, "127.0.0.1:0", "-q", "--tls-cert", str(cert), "--tls-key", str(key)],
         cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=60,

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import cmdline, leftovers, rss_kib, sha256_file
+from ferry_testing.files import leftovers, sha256_file
+
+from .harness import cmdline, rss_kib
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -94,6 +96,7 @@ class RssSampler(threading.Thread):
         return self.samples
 
 
+@pytest.mark.own_relay
 @pytest.mark.slow
 @pytest.mark.timeout(200)
 def test_relay_rss_grows_less_than_4_mib_during_1_gib_transfer(

@@ -9,31 +9,31 @@ import time
 
 import pytest
 
+from ferry.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_LOCAL_FILE,
+    EXIT_PEER_GONE,
+    EXIT_RELAY_REFUSED,
+    EXIT_RELAY_UNREACHABLE,
+    EXIT_SOURCE_CHANGED,
+    EXIT_TIMEOUT,
+)
+from ferry_testing.files import RESUME_GLOB, assert_nothing_stored, leftovers, sparse_file
+from ferry_testing.waiting import wait_until
+
 from .harness import (
-    RESUME_GLOB,
     assert_exact_one_line_error,
-    assert_nothing_stored,
     assert_one_line_error,
     dir_is_empty,
     frozen_mid_transfer,
     ipv6_loopback_available,
-    leftovers,
+    paced_stream,
     run_send_to_exit,
-    sparse_file,
     valid_words,
     wait_mid_transfer,
-    wait_until,
 )
 
 GIB = 1024**3
-EXIT_LOCAL_FILE = 3
-EXIT_RELAY_UNREACHABLE = 4
-EXIT_RELAY_REFUSED = 5
-EXIT_PEER_GONE = 7
-EXIT_TIMEOUT = 9
-EXIT_REFUSED_BY_PEER = 10
-EXIT_SOURCE_CHANGED = 12
-EXIT_INTERRUPTED = 130
 
 
 @pytest.mark.timeout(120)
@@ -114,21 +114,24 @@ def test_source_shrinking_mid_transfer_fails_both_sides_cleanly(
     assert sender.running()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_relay_sigterm_lets_active_transfer_finish_then_exits(
     relay, start_send, start_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB // 2)
-    sender = start_send(relay, src)
+    stream = paced_stream(start_send, relay)
     outdir = tmp_path / "out"
-    receiver = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB // 2)
+    receiver = start_receive(relay, stream.sender.code, outdir)
+    stream.feed()
+    wait_mid_transfer(outdir, 0)
     os.kill(relay.pid, signal.SIGTERM)
+    assert wait_until(lambda: "shutting down" in relay.log(), 10), relay.log()
+    stream.feed()  # bytes sent after the SIGTERM still go through
+    stream.end()
     assert receiver.wait(90) == 0, receiver.stderr()
-    assert sender.wait(30) == 0, sender.stderr()
-    assert (outdir / "big.bin").stat().st_size == GIB // 2
+    assert stream.sender.wait(30) == 0, stream.sender.stderr()
+    assert (outdir / "big.bin").stat().st_size == stream.sent
     assert relay.proc.wait(timeout=40) == 0, relay.log()
-    (outdir / "big.bin").unlink()
 
 
 @pytest.mark.timeout(60)
@@ -180,25 +183,22 @@ def test_code_is_dead_after_a_successful_transfer(relay, start_send, run_receive
 def test_second_receiver_during_transfer_is_refused_first_completes(
     relay, start_send, start_receive, run_receive, tmp_path
 ):
-    src = sparse_file(tmp_path / "src" / "big.bin", GIB // 2)
-    sender = start_send(relay, src)
+    stream = paced_stream(start_send, relay)  # in flight until the test ends its input
     outdir = tmp_path / "out"
-    first = start_receive(relay, sender.code, outdir)
-    wait_mid_transfer(outdir, GIB // 2)
-    os.kill(first.proc.pid, signal.SIGSTOP)  # keep the transfer in flight
-    try:
-        other = tmp_path / "other"
-        result = run_receive(relay, sender.code, other, timeout=30)
-    finally:
-        os.kill(first.proc.pid, signal.SIGCONT)
+    first = start_receive(relay, stream.sender.code, outdir)
+    stream.feed()
+    wait_mid_transfer(outdir, 0)
+    other = tmp_path / "other"
+    result = run_receive(relay, stream.sender.code, other, timeout=30)
     assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert_exact_one_line_error(result.stderr, "receive")
     assert dir_is_empty(other)
+    stream.feed()
+    stream.end()
     assert first.wait(90) == 0, first.stderr()
-    assert sender.wait(30) == 0, sender.stderr()
-    assert (outdir / "big.bin").stat().st_size == GIB // 2
+    assert stream.sender.wait(30) == 0, stream.sender.stderr()
+    assert (outdir / "big.bin").stat().st_size == stream.sent
     assert leftovers(outdir) == []
-    (outdir / "big.bin").unlink()
 
 
 @pytest.mark.timeout(60)
@@ -236,19 +236,21 @@ def test_relay_on_all_interfaces_serves_ipv6_loopback_client(
     assert (tmp_path / "out" / "f.bin").read_bytes() == data
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_relay_on_busy_port_fails_with_message(relay, procs, logdir):
-    from .harness import program, run_program
+    from .harness import invocation, run_program
 
-    argv, cwd = program("relay", "rel")
+    argv, cwd = invocation("relay", "rel")
     result = run_program(procs, [*argv, f"127.0.0.1:{relay.port}"], cwd, timeout=20)
-    assert result.returncode == 4, result.stderr  # relay: cannot listen
+    assert result.returncode == EXIT_RELAY_UNREACHABLE, result.stderr  # relay: cannot listen
     assert "Traceback" not in result.stderr
     assert "relay: error:" in result.stderr
     assert relay.alive()
     assert wait_until(relay.alive, 0.1)
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("how", "expected"),

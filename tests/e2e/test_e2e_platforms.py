@@ -19,26 +19,23 @@ from pathlib import Path
 import pytest
 
 from ferry import units
+from ferry.errors import EXIT_INTERRUPTED, EXIT_PEER_GONE, EXIT_USAGE
 from ferry_testing import platform_shim
+from ferry_testing.files import RESUME_GLOB, leftovers
 from ferry_testing.procs import Relay, clean_env
+from ferry_testing.waiting import wait_until
 
 from .harness import (
-    RESUME_GLOB,
     Registry,
     Result,
     Sender,
     _unique,
     assert_exact_one_line_error,
-    leftovers,
-    program,
+    invocation,
     run_program,
     start_relay,
-    wait_until,
 )
 
-EXIT_PEER_GONE = 7
-EXIT_INTERRUPTED = 130
-EXIT_USAGE = 2
 # Bytes a text-mode descriptor would change: CRLF, a lone CR, ^Z (EOF on Windows), NUL.
 AWKWARD_BYTES = b"line\r\nlone\rctrl-z\x1aafter\x00" * 50
 
@@ -64,7 +61,7 @@ class Shimmed:
     def send(self, *args: str, stdin: bytes | None = None, close: bool = True) -> Sender:
         """./send RELAY ARGS under the shim, its code read; `stdin` is written (and the
         pipe closed unless `close` is false) once the process runs."""
-        argv, cwd = program("send")
+        argv, cwd = invocation("send")
         stderr_path = _unique(self.logdir, "send", ".err")
         with open(stderr_path, "wb") as err:
             proc = self.procs.popen(
@@ -89,7 +86,7 @@ class Shimmed:
         return sender
 
     def receive(self, *args: str, input: bytes | None = None) -> Result:
-        argv, cwd = program("receive")
+        argv, cwd = invocation("receive")
         return run_program(self.procs, [*argv, str(self.relay), *args], cwd, 60, self.env, input)
 
 
@@ -173,7 +170,7 @@ def test_a_file_goes_to_stdout(shim: Shimmed, tmp_path: Path) -> None:
     src = tmp_path / "data.bin"
     src.write_bytes(AWKWARD_BYTES + os.urandom(200_000))
     sender = shim.send(str(src))
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     proc = subprocess.run(
         [*argv, str(shim.relay), sender.code, "-"], capture_output=True, timeout=60,
         env=shim.env, cwd=cwd, check=False,
@@ -231,7 +228,7 @@ def test_the_relay_on_windows_refuses_in_one_line_and_on_macos_copies(
     if shim.system == "macos":
         assert "copy pump: this system has no splice" in shim.relay.log()
         return
-    _, repo = program("relay", "rel")
+    _, repo = invocation("relay", "rel")
     env = dict(shim.env, PYTHONPATH=os.pathsep.join([shim.env["PYTHONPATH"], str(repo / "src")]))
     for args in (["./relay", ":0"], ["python3", "-m", "ferry", "relay", ":0"]):
         result = run_program(procs, args, repo, 30, env)
@@ -240,7 +237,7 @@ def test_the_relay_on_windows_refuses_in_one_line_and_on_macos_copies(
 
 
 def _start(shim: Shimmed, code: str, out: Path) -> subprocess.Popen[bytes]:
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     return shim.procs.popen(
         [*argv, str(shim.relay), code, str(out)], cwd=cwd, env=shim.env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -18,18 +18,19 @@ from pathlib import Path
 import pytest
 
 from ferry.client.partials import partial_path
+from ferry.errors import EXIT_INTERRUPTED, EXIT_PEER_GONE
 from ferry.protocol import messages
 from ferry.protocol.records import RecordType
 from ferry.units import size
+from ferry_testing.files import files_equal
 from ferry_testing.procs import Relay
+from ferry_testing.waiting import wait_until
 
 from .fakes import Data, FakeSender, Prove, RawRecord
-from .harness import files_equal, frozen_mid_transfer, wait_until
+from .harness import frozen_mid_transfer
 from .test_e2e_hostile_sender import run_against_fake
 
 GIB = 1024**3
-EXIT_PEER_GONE = 7
-EXIT_INTERRUPTED = 130
 
 
 def partials(outdir: Path) -> list[Path]:
@@ -64,6 +65,8 @@ def cut_by_killing_the_receiver(
     return src, outdir, kept
 
 
+@pytest.mark.slow  # a 1 GiB transfer cut, then resumed
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_receiver_killed_then_resumed_moves_only_the_missing_bytes(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -82,6 +85,7 @@ def test_receiver_killed_then_resumed_moves_only_the_missing_bytes(
     assert moved < GIB - kept + (1 << 20), (moved, kept)  # the rest, plus record overhead
 
 
+@pytest.mark.slow  # a 1 GiB transfer cut, then resumed
 @pytest.mark.timeout(180)
 def test_sender_killed_keeps_the_partial_and_a_new_send_resumes_it(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -100,6 +104,7 @@ def test_sender_killed_keeps_the_partial_and_a_new_send_resumes_it(
     assert files_equal(src, outdir / "big.bin")
 
 
+@pytest.mark.slow  # a 1 GiB transfer cut, then resumed
 @pytest.mark.timeout(180)
 def test_ctrl_c_says_what_was_kept_and_the_next_run_says_resuming_on_both_sides_without_v(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -126,6 +131,8 @@ def test_ctrl_c_says_what_was_kept_and_the_next_run_says_resuming_on_both_sides_
     assert files_equal(src, outdir / "big.bin")
 
 
+@pytest.mark.slow  # moves more than 1 GiB
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("change", ["tampered-partial", "changed-source"])
 def test_a_changed_source_or_tampered_partial_starts_over_and_gives_the_right_file(
@@ -144,6 +151,8 @@ def test_a_changed_source_or_tampered_partial_starts_over_and_gives_the_right_fi
     assert pipe_bytes(relay, 2) > GIB
 
 
+@pytest.mark.slow  # moves more than 1 GiB
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_no_resume_discards_the_partial_and_moves_everything(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -176,6 +185,7 @@ def test_partials_older_than_a_week_are_removed_by_the_next_receive(
     assert not stale.exists() and fresh.exists()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("guess", ["wrong", "right"])
 def test_another_sender_of_the_same_name_learns_no_hash_of_what_was_kept(

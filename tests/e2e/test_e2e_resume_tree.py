@@ -18,31 +18,21 @@ from pathlib import Path
 import pytest
 
 from ferry.client.tree import walk
+from ferry.errors import EXIT_INTEGRITY, EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER
 from ferry.protocol import manifest, messages
 from ferry.protocol.records import RecordType
 from ferry.units import size
+from ferry_testing.files import files_equal, sparse_file
 from ferry_testing.procs import Relay, clean_env
+from ferry_testing.waiting import wait_until
 
 from .fakes import FakeSender, Prove, RawRecord
-from .harness import (
-    Registry,
-    Sender,
-    _unique,
-    assert_one_line_error,
-    files_equal,
-    program,
-    sparse_file,
-    wait_until,
-)
+from .harness import Registry, Sender, _unique, assert_one_line_error, invocation
 from .test_e2e_anything import listing
 from .test_e2e_hostile_sender import run_against_fake
 from .test_e2e_resume import pipe_bytes
 
 MIB = 1024 * 1024
-EXIT_PEER_GONE = 7
-EXIT_LOCAL_FILE = 3
-EXIT_REFUSED_BY_PEER = 10
-EXIT_INTEGRITY = 8
 
 
 def ferry_entries(outdir: Path) -> list[str]:
@@ -104,6 +94,7 @@ def cut_tree_transfer(
     return kept
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_a_tree_cut_by_kill_9_resumes_per_file_and_within_the_cut_file(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -123,6 +114,7 @@ def test_a_tree_cut_by_kill_9_resumes_per_file_and_within_the_cut_file(
     assert moved < total - kept + MIB, (moved, total, kept)  # the rest, plus record overhead
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("change", ["changed-source", "tampered-staging"])
 def test_a_changed_file_restarts_alone_and_the_tree_arrives_right(
@@ -147,6 +139,7 @@ def test_a_changed_file_restarts_alone_and_the_tree_arrives_right(
     assert 96 * MIB < moved < tree_size(top), moved  # a.bin again, not b.bin's kept part
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_no_resume_moves_the_whole_tree_and_leaves_no_staging(
     relay, start_send, start_receive, run_receive, tmp_path
@@ -191,7 +184,7 @@ def test_stagings_older_than_a_week_are_removed_by_the_next_receive(
 def start_stdin_send(procs: Registry, logdir: Path, relay: Relay, source: Path) -> Sender:
     """`cat SOURCE | ./send RELAY -`: the sender reads a pipe."""
     cat = procs.popen(["cat", str(source)], stdout=subprocess.PIPE)
-    argv, cwd = program("send")
+    argv, cwd = invocation("send")
     stderr_path = _unique(logdir, "send", ".err")
     with open(stderr_path, "wb") as err:
         proc = procs.popen(
@@ -225,6 +218,7 @@ def cut_stream(procs, logdir, relay, start_receive, source: Path, outdir: Path) 
     return kept
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_stdin_cut_by_kill_9_resumes_when_the_same_bytes_come_again(
     procs, logdir, relay, start_receive, run_receive, tmp_path
@@ -299,6 +293,7 @@ def test_a_tree_cut_by_the_relay_dying_resumes_through_a_new_relay(
     assert pipe_bytes(second, 1) < tree_size(top) - kept + MIB
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(180)
 def test_a_resumed_file_whose_digest_does_not_match_is_dropped_alone_and_never_stored(
     relay, start_send, start_receive, run_receive, tmp_path

@@ -11,15 +11,12 @@ import time
 
 import pytest
 
-from .harness import (
-    assert_nothing_stored,
-    assert_one_line_error,
-    frozen_mid_transfer,
-    leftovers,
-)
+from ferry.errors import EXIT_PEER_GONE, EXIT_RELAY_REFUSED
+from ferry_testing.files import assert_nothing_stored, leftovers
+
+from .harness import assert_one_line_error, frozen_mid_transfer
 
 GIB = 1024**3
-EXIT_PEER_GONE = 7
 
 
 # -- 9. killed mid-transfer ----------------------------------------------------------------------
@@ -44,6 +41,7 @@ def test_sender_killed_mid_transfer_receiver_exits_7_and_leaves_nothing(
     assert_nothing_stored(outdir, "big.bin")
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_receiver_killed_mid_transfer_sender_exits_7_with_clear_message(
     relay, start_send, start_receive, tmp_path
@@ -64,6 +62,7 @@ def test_receiver_killed_mid_transfer_sender_exits_7_with_clear_message(
     assert relay.alive()
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_relay_killed_mid_transfer_both_exit_nonzero_nothing_stored(
     relay, start_send, start_receive, tmp_path
@@ -97,10 +96,10 @@ def test_sender_killed_while_waiting_makes_code_unknown(relay, start_send, run_r
     deadline = time.monotonic() + 15
     while True:
         result = run_receive(relay, sender.code, tmp_path / "out", timeout=30)
-        if result.returncode == 5 or time.monotonic() > deadline:
+        if result.returncode == EXIT_RELAY_REFUSED or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert result.returncode == 5, result.stderr
+    assert result.returncode == EXIT_RELAY_REFUSED, result.stderr
     assert "unknown code" in result.stderr
     assert_nothing_stored(tmp_path / "out", "f.bin")
 
@@ -128,6 +127,7 @@ TLS_CLIENT_HELLO = bytes.fromhex(
 )
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_relay_answers_garbage_with_error_and_keeps_serving_real_transfer(
     relay, start_send, run_receive, tmp_path

@@ -26,7 +26,7 @@ from ferry.protocol.manifest import Entry
 from ferry.protocol.messages import UNKNOWN_SIZE
 from ferry_testing.procs import clean_env
 
-from .harness import program, run_program
+from .harness import invocation, run_program
 from .test_e2e_anything import start_send_with
 
 ATTACKER = 65533
@@ -108,7 +108,7 @@ def test_an_unprivileged_receive_never_writes_into_another_users_partial_of_stdi
     before = plant(planted, b"", 0o666)  # empty and world-writable: catch what comes
     content = os.urandom(200_000)
     sender = start_send_with(procs, logdir, relay, ["-"], stdin=content)
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     as_victim = ["setpriv", f"--reuid={VICTIM}", f"--regid={VICTIM}", "--clear-groups"]
     env = {**clean_env(), "HOME": str(shared)}
     result = run_program(procs, [*as_victim, *argv, str(relay), sender.code, str(shared)],

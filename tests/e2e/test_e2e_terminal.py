@@ -1,4 +1,4 @@
-"""./receive at a terminal (issue 8), run by the real programs on a pseudo-terminal: the
+"""./receive at a terminal, run by the real programs on a pseudo-terminal: the
 "what is coming" line, --ask, and a sender that goes away (or a Ctrl-C) while the prompt
 waits."""
 
@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOR_TERMINAL,
+    EXIT_PEER_GONE,
+    EXIT_REFUSED_BY_PEER,
+)
 from ferry.protocol import messages
 from ferry.protocol.records import RecordType
+from ferry_testing.waiting import wait_until
 
 from .fakes import Call, FakeSender, RawRecord, Step
 from .harness import (
@@ -23,15 +30,11 @@ from .harness import (
     Terminal,
     assert_one_line_error,
     dir_is_empty,
-    program,
+    invocation,
     run_program,
-    wait_until,
 )
 from .test_e2e_anything import receive, start_send_with
 
-EXIT_PEER_GONE = 7
-EXIT_REFUSED_BY_PEER = 10
-EXIT_INTERRUPTED = 130
 ESC = "\x1b"
 PROMPT = "receive: accept? [y/N] "
 GONE_WITHIN = 10.0
@@ -49,7 +52,7 @@ def terminals(procs: Registry) -> Iterator[list[Terminal]]:
 def receive_at_terminal(
     procs: Registry, terminals: list[Terminal], relay: object, *args: str
 ) -> Terminal:
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     terminal = Terminal(procs, [*argv, str(relay), *args], cwd)
     terminals.append(terminal)
     return terminal
@@ -96,7 +99,7 @@ def test_terminal_shows_what_is_coming_once_for_a_tree_and_a_pipe_shows_nothing(
     # The same offer to a receiver whose output goes to pipes: no "coming" line, only
     # the notice that the name with an escape sequence was stored under another name.
     sender = start_send_with(procs, logdir, relay, args)
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     piped = run_program(procs, [*argv, str(relay), sender.code, str(tmp_path / "piped")], cwd)
     assert piped.returncode == 0, piped.stderr
     renamed = 'receive: stored "esc[31mred", offered as "esc?[31mred"\n'
@@ -141,7 +144,7 @@ def test_terminal_shows_what_is_coming_once_for_a_single_file_and_a_pipe_shows_n
     assert (out / "report[2J.txt").read_bytes() == (src / name).read_bytes()
 
     sender = start_send_with(procs, logdir, relay, [str(src / name)])
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     piped = run_program(procs, [*argv, str(relay), sender.code, str(tmp_path / "piped")], cwd)
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == "" and coming_lines(piped.stderr) == [], piped.stderr
@@ -210,6 +213,7 @@ def test_ask_prompt_ends_when_the_sender_goes_away_with_exit_7_and_nothing_store
     assert_gone_promptly(terminal, out, EXIT_PEER_GONE, "the sender went away")
 
 
+@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_ask_prompt_ends_when_the_sender_aborts_and_shows_its_reason(
     procs, relay, tmp_path, terminals
@@ -255,7 +259,7 @@ def test_ask_takes_its_answer_from_the_line_after_a_code_read_from_stdin(
 ):
     (tmp_path / "f.txt").write_bytes(b"hello")
     sender = start_send_with(procs, logdir, relay, [str(tmp_path / "f.txt")])
-    argv, cwd = program("receive")
+    argv, cwd = invocation("receive")
     out = tmp_path / "out"
     stdin = f"{sender.code}\ny\n".encode()  # one write: both lines arrive together
     result = run_program(procs, [*argv, str(relay), "-", str(out), "--ask"], cwd, input=stdin)
@@ -264,7 +268,6 @@ def test_ask_takes_its_answer_from_the_line_after_a_code_read_from_stdin(
     assert sender.wait(30) == 0, sender.stderr()
 
 
-EXIT_NOT_FOR_TERMINAL = 13
 OSC52_AND_CLEAR = f"{ESC}]52;c;ZWNobyBwd25lZA=={ESC}\\{ESC}[2J{ESC}[H".encode()
 
 

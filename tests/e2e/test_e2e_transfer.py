@@ -1,4 +1,4 @@
-"""Happy paths: the grader's session, sizes, names, address forms, invocation forms, code input."""
+"""Happy paths: the README's session, sizes, names, address forms, invocation forms, code input."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from ferry.config import ClientConfig
+from ferry.errors import EXIT_USAGE
+from ferry_testing.files import leftovers
 
-from .harness import CODE_RE, REPO, ipv6_loopback_available, leftovers
+from .harness import CODE_RE, REPO, ipv6_loopback_available
 
 MIB = 1024 * 1024
 RECORD = ClientConfig.record_size
@@ -19,7 +21,7 @@ def listing(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-# -- 1. the grader's example session ------------------------------------------------------
+# -- 1. the README's example session ------------------------------------------------------
 
 
 @pytest.mark.timeout(90)
@@ -58,7 +60,7 @@ def test_example_session_on_any_address_delivers_identical_file(
 def test_invocation_forms_from_repo_root_and_other_cwd_deliver_file(
     relay_factory, start_send, run_receive, tmp_path, invoke
 ):
-    """./send from the repo root (as the grader does), a relative path from elsewhere, absolute."""
+    """./send from the repo root (as the README shows), a relative path from elsewhere, absolute."""
     relay = relay_factory(
         listen=":0", host="127.0.0.1", invoke=invoke if invoke == "rel" else "abs"
     )
@@ -200,6 +202,6 @@ def test_receive_without_code_argument_takes_FERRY_CODE(relay, start_send, run_r
 @pytest.mark.timeout(60)
 def test_receive_without_code_or_FERRY_CODE_is_usage_error(run_receive, relay, tmp_path):
     result = run_receive(relay, None, tmp_path / "out", timeout=30)
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "Traceback" not in result.stderr
     assert leftovers(tmp_path / "out") == []

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .harness import assert_exact_one_line_error, wait_until
-from .test_e2e_anything import start_send_with
+from ferry.errors import EXIT_LOCAL_FILE, EXIT_SOURCE_CHANGED
+from ferry_testing.waiting import wait_until
 
-EXIT_LOCAL_FILE = 3
-EXIT_SOURCE_CHANGED = 12
+from .harness import assert_exact_one_line_error
+from .test_e2e_anything import start_send_with
 
 
 def ferry_entries(directory: Path) -> list[str]:

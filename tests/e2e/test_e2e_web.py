@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from ferry.protocol import websocket as ws
+from ferry_testing.files import sha256_file
 from ferry_testing.procs import Relay, clean_env, read_first_line
 from ferry_testing.wsclient import HandshakeRefused, WsClient, get, http_request, upgrade_request
 
-from .harness import REPO, Registry, Result, Sender, sha256_file
+from .harness import REPO, Registry, Result, Sender
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,6 +56,7 @@ def _random_file(path: Path, size: int) -> Path:
     return path
 
 
+@pytest.mark.own_relay
 def test_cli_sends_to_a_browser_leg_and_the_file_arrives_whole(
     tmp_path: Path,
     relay: Relay,
@@ -73,6 +75,7 @@ def test_cli_sends_to_a_browser_leg_and_the_file_arrives_whole(
     assert "Traceback" not in relay.log()
 
 
+@pytest.mark.own_relay
 def test_browser_leg_sends_to_the_cli_and_the_file_arrives_whole(
     tmp_path: Path,
     relay: Relay,
@@ -203,6 +206,7 @@ def test_paths_outside_the_app_or_unknown_are_404(web_relay: Relay) -> None:
     assert "Traceback" not in web_relay.log()
 
 
+@pytest.mark.own_relay
 def test_bad_upgrades_are_refused_with_their_status(relay: Relay) -> None:
     port = relay.port
     plain = get(port, "/ws")
@@ -285,6 +289,7 @@ def test_no_web_gives_http_the_rendezvous_refusal(
     assert upgrade.startswith(b"ERROR bad-request"), upgrade
 
 
+@pytest.mark.own_relay
 def test_the_relay_serves_the_shipped_web_app_by_default(relay: Relay) -> None:
     from ferry.webbundle import WEBAPP
 

@@ -19,19 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from ferry_testing.files import files_equal
 from ferry_testing.node import WEB, require_node
 from ferry_testing.procs import Relay, read_first_line
 from tests.e2e.harness import (
     Registry,
     Result,
     Sender,
-    files_equal,
     run_program,
     wrong_words_code,
 )
 from tests.e2e.test_e2e_anything import start_send_with
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # the browser code under Node
 CLIENT = WEB / "tools" / "node-client.mjs"
 
 

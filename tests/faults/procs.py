@@ -11,7 +11,6 @@ import contextlib
 import os
 import resource
 import signal
-import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -117,20 +116,6 @@ def receive(
     return client
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def sparse_file(path: Path, size: int) -> Path:
-    with open(path, "wb") as file:
-        file.truncate(size)
-    return path
-
-
 def one_line_error(text: str, program: str) -> None:
     lines = [line for line in text.splitlines() if line.startswith(f"{program}: error:")]
     assert len(lines) == 1, text
@@ -145,20 +130,3 @@ def figure(name: str, value: str) -> None:
     if target:
         with open(target, "a") as file:
             file.write(line + "\n")
-
-
-def debris(directory: Path) -> list[Path]:
-    """Everything a receiver left in directory except a resumable partial kept on purpose
-    after a cut transfer (.ferry-resume-*.part: a regular file, mode 0600)."""
-    if not directory.exists():
-        return []
-    found = []
-    for path in directory.iterdir():
-        info = path.lstat()
-        kept = (
-            path.match(".ferry-resume-*.part") and stat.S_ISREG(info.st_mode)
-            and stat.S_IMODE(info.st_mode) == 0o600
-        )  # fmt: skip
-        if not kept:
-            found.append(path)
-    return found

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from ferry.config import KIB, MIB, RelayConfig
+from ferry.errors import EXIT_USAGE
 from ferry.protocol import rendezvous as rv
 from ferry.relay.buffers import SKB_SLACK, plan
 from ferry_testing import procs
@@ -150,5 +151,5 @@ def test_max_memory_refuses_new_transfers_before_the_budgets_pass_it(tmp_path: P
 def test_max_memory_below_one_budget_is_a_usage_error() -> None:
     argv = [*procs.module_program("relay"), "127.0.0.1:0", "--max-memory", "1000"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=procs.clean_env())
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == EXIT_USAGE, done.stderr
     assert "max_memory" in done.stderr, done.stderr

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from ferry_testing.files import assert_nothing_stored, sparse_file
 from ferry_testing.procs import Relay
+from ferry_testing.waiting import until
 from tests.faults.procs import (
     clients,
-    debris,
     receive,
     relay_process,
     send,
-    sparse_file,
-    wait_for,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -55,7 +54,7 @@ async def test_delivered_file_is_happy_on_both_lines(tmp_path: Path) -> None:
             receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
             assert await receiver.exit_code() == 0, receiver.stderr()
             assert await sender.exit_code() == 0, sender.stderr()
-        await wait_for(lambda: len(outcome_lines(relay)) == 2, 10, "both outcome lines")
+        await until(lambda: len(outcome_lines(relay)) == 2, "both outcome lines", 10)
         lines = outcome_lines(relay)
         assert outcome(lines["receiver"]) == "happy", lines
         assert outcome(lines["sender"]) == "happy", lines
@@ -73,20 +72,20 @@ async def test_sender_stopped_mid_transfer_is_not_happy(tmp_path: Path, signum: 
             receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
             # Stop the receiver part-way (its window fills, the sender blocks),
             # so the sender is surely stopped mid-file, not after its last byte.
-            await wait_for(
+            await until(
                 lambda: relay.metrics().get("bytes_relayed_total", 0) > 16 * MIB,
-                30,
                 "16 MiB relayed",
+                30,
             )
             receiver.kill(signal.SIGSTOP)
             sender.kill(signum)
             assert await sender.exit_code() != 0
             receiver.kill(signal.SIGCONT)
             assert await receiver.exit_code() != 0, receiver.stderr()
-        await wait_for(lambda: len(outcome_lines(relay)) == 2, 10, "both outcome lines")
+        await until(lambda: len(outcome_lines(relay)) == 2, "both outcome lines", 10)
         lines = outcome_lines(relay)
         assert outcome(lines["receiver"]) == "errory", lines
         assert 'detail="sender spoke last"' in lines["receiver"], lines
         assert "closed_first=sender" in lines["receiver"], lines
         assert outcome(lines["sender"]) == "errory", lines
-        assert debris(out) == []  # the receiver kept nothing but a resumable partial
+        assert_nothing_stored(out, "big.bin")  # the receiver kept nothing but a resumable partial

@@ -15,17 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from ferry_testing.files import assert_nothing_stored, sparse_file
+from ferry_testing.waiting import until
 from tests.faults.procs import (
     clients,
-    debris,
     fd_limit,
     figure,
     one_line_error,
     receive,
     relay_process,
     send,
-    sparse_file,
-    wait_for,
 )
 from tests.relay.harness import RawClient, pair, register_sender
 
@@ -60,7 +59,7 @@ async def test_sigterm_refuses_newcomers_and_drains_running_pipes_then_exits_0(
         signalled = time.monotonic()
         relay.signal(signal.SIGTERM)
         assert (await waiting.line()).startswith("ERROR shutting-down")
-        await wait_for(lambda: "shutting down" in relay.log(), 5, "shutdown begins")
+        await until(lambda: "shutting down" in relay.log(), "shutdown begins", 5)
         with pytest.raises(OSError):
             await RawClient.connect(relay.port)  # no longer accepting
         await pacing
@@ -100,7 +99,7 @@ async def test_sigterm_lets_a_real_transfer_finish(tmp_path: Path) -> None:
         with clients() as started:
             sender = send(started, tmp_path, relay.port, source)
             receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
-            await wait_for(lambda: out.exists() and any(out.iterdir()), 20, "transfer under way")
+            await until(lambda: out.exists() and any(out.iterdir()), "transfer under way", 20)
             signalled = time.monotonic()
             relay.signal(signal.SIGTERM)
             assert await receiver.exit_code(60) == 0, receiver.stderr()
@@ -125,14 +124,14 @@ async def test_sigkill_of_the_relay_fails_both_clients_cleanly(tmp_path: Path) -
         with clients() as started:
             sender = send(started, tmp_path, relay.port, source)
             receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
-            await wait_for(lambda: out.exists() and any(out.iterdir()), 20, "transfer under way")
+            await until(lambda: out.exists() and any(out.iterdir()), "transfer under way", 20)
             relay.signal(signal.SIGKILL)
             assert await receiver.exit_code(20) not in (0, None)
             assert await sender.exit_code(20) not in (0, None)
             one_line_error(receiver.stderr(), "receive")
             one_line_error(sender.stderr(), "send")
         assert not (out / "big.bin").exists()
-        assert debris(out) == []  # nothing but a resumable partial
+        assert_nothing_stored(out, "big.bin")  # nothing but a resumable partial
 
 
 def _tls_client_hello() -> bytes:
@@ -202,7 +201,7 @@ async def test_garbage_of_every_shape_is_refused_without_harm(tmp_path: Path) ->
         for client in (control, data, receiver):
             client.close()
         assert after - before < 8 * 1024, (before, after)
-        await wait_for(lambda: relay.metrics()["connections_open"] == 0, 10, "all closed")
+        await until(lambda: relay.metrics()["connections_open"] == 0, "all closed", 10)
         figure("garbage", f"{len(GARBAGE) + 1} shapes refused; relay RSS {before} -> {after} KiB")
 
 
@@ -273,7 +272,7 @@ async def test_json_logs_have_one_object_per_outcome_and_no_secrets(tmp_path: Pa
             receiver = receive(started, tmp_path, relay.port, code, tmp_path / "out")
             assert await receiver.exit_code() == 0, receiver.stderr()
             assert await sender.exit_code() == 0, sender.stderr()
-        await wait_for(lambda: relay.log().count('"outcome"') >= 2, 5, "outcome lines")
+        await until(lambda: relay.log().count('"outcome"') >= 2, "outcome lines", 5)
         log = relay.log()
         lines = [json.loads(line) for line in log.splitlines()]
         outcomes = {(line["role"], line["outcome"]) for line in lines if "outcome" in line}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_RELAY_REFUSED, EXIT_WRONG_CODE
 from tests.faults.procs import clients, figure, one_line_error, receive, relay_process, send
 from tests.relay.harness import RawClient, claim
 
@@ -102,7 +103,7 @@ async def test_waiting_sender_flood_is_refused_past_the_limit_within_memory_budg
         with clients() as started:  # a real sender is told the relay is busy
             sender = send(started, tmp_path, relay.port, tmp_path / "honest.bin", "busy-send")
             (tmp_path / "honest.bin").write_bytes(b"x")
-            assert await sender.exit_code() == 5
+            assert await sender.exit_code() == EXIT_RELAY_REFUSED
             one_line_error(sender.stderr(), "send")
             assert "relay busy" in sender.stderr()
 
@@ -170,7 +171,7 @@ async def test_guessing_storm_is_throttled_and_the_honest_receiver_succeeds(
             wrong = code.split("-")[0] + "-" + "-".join(["zebra"] * (len(code.split("-")) - 1))
             for n in range(2):
                 guesser = receive(started, tmp_path, relay.port, wrong, tmp_path / "g", f"g{n}")
-                assert await guesser.exit_code() == 6, guesser.stderr()
+                assert await guesser.exit_code() == EXIT_WRONG_CODE, guesser.stderr()
                 one_line_error(guesser.stderr(), "receive")
             receiver = receive(started, tmp_path, relay.port, code, tmp_path / "out")
             assert await receiver.exit_code() == 0, receiver.stderr()

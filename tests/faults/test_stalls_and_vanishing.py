@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import EXIT_RELAY_REFUSED
+from ferry_testing.files import assert_nothing_stored, part_size, sparse_file
+from ferry_testing.waiting import until
 from tests.faults.procs import (
     clients,
-    debris,
     figure,
     one_line_error,
     receive,
     relay_process,
     send,
-    sparse_file,
-    wait_for,
 )
 from tests.relay.harness import PAKE_RECORD, RawClient, claim, pair, register_sender
 from tests.sockmem import server_sockets
@@ -35,7 +35,7 @@ from tests.sockmem import server_sockets
 pytestmark = pytest.mark.timeout(90)
 
 MIB = 1 << 20
-PER_TRANSFER_BUDGET = 4 * MIB  # DESIGN.md: memory and buffers, kernel included
+PER_TRANSFER_BUDGET = 4 * MIB  # RelayConfig.transfer_budget: memory and buffers, kernel included
 PUMP_BUFFER = 64 * 1024  # RelayConfig.pump_buffer's default: one pipe per direction
 
 
@@ -91,7 +91,7 @@ async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
         rest = await data.read_until_closed(timeout=idle + 10)
         cut_after = time.monotonic() - stalled_at
         assert rest == PAKE_RECORD  # the receiver's claim carried it; nothing else
-        await wait_for(lambda: "outcome=idle" in relay.log(), 5, "idle outcome logged")
+        await until(lambda: "outcome=idle" in relay.log(), "idle outcome logged", 5)
         assert relay.metrics()["active_transfers"] == 0
         for client in (control, receiver, data):
             client.close()
@@ -137,7 +137,7 @@ async def test_peer_vanishing_ends_only_its_pairing(shared_relay, phase: str, ho
         control, nameplate = await register_sender(port)
         _vanish(control, how)
         gone.append(control)
-        await wait_for(lambda: relay.metrics()["connections_open"] == 0, 10, "sender dropped")
+        await until(lambda: relay.metrics()["connections_open"] == 0, "sender dropped", 10)
         late = await RawClient.connect(port)
         await late.send(claim(nameplate))
         answer = await late.line()
@@ -150,7 +150,7 @@ async def test_peer_vanishing_ends_only_its_pairing(shared_relay, phase: str, ho
         ticket = (await control.line()).split()[1]
         _vanish(receiver, how)
         gone.append(receiver)
-        await wait_for(lambda: relay.metrics()["connections_open"] == 1, 10, "receiver dropped")
+        await until(lambda: relay.metrics()["connections_open"] == 1, "receiver dropped", 10)
         data = await RawClient.connect(port)
         await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
         answer = await data.line()
@@ -187,7 +187,7 @@ async def test_peer_vanishing_ends_only_its_pairing(shared_relay, phase: str, ho
         survivors.append(other)
     for client in survivors + gone:
         client.close()
-    await wait_for(lambda: relay.metrics()["connections_open"] == 0, 10, "relay frees all")
+    await until(lambda: relay.metrics()["connections_open"] == 0, "relay frees all", 10)
     control, data, receiver, _ = await pair(port)
     await data.send(b"next transfer")
     data.half_close()
@@ -211,10 +211,6 @@ async def _read_exactly(client: RawClient, n: int) -> bytes:
 BIG = 1 << 30  # sparse: costs no disk on the sending side
 
 
-def _temp_files(directory: Path) -> list[Path]:
-    return list(directory.glob(".ferry-*")) if directory.exists() else []
-
-
 @pytest.mark.parametrize("victim", ["sender", "receiver"])
 async def test_kill_9_of_a_peer_mid_transfer_fails_the_other_cleanly(
     tmp_path: Path, victim: str
@@ -225,7 +221,10 @@ async def test_kill_9_of_a_peer_mid_transfer_fails_the_other_cleanly(
         with clients() as started:
             sender = send(started, tmp_path, relay.port, source)
             receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
-            await wait_for(lambda: bool(_temp_files(out)), 20, "transfer under way")
+            # Bytes in the receiver's partial, not just the file: the receiver creates it
+            # before it accepts the offer, and a receiver killed before accepting only ends
+            # that attempt (the sender keeps its code for the next one).
+            await until(lambda: part_size(out) > 0, "bytes in the receiver's partial", 20)
             killed, other = (sender, receiver) if victim == "sender" else (receiver, sender)
             killed.kill(signal.SIGKILL)
             assert await other.exit_code(timeout=20) != 0
@@ -233,8 +232,8 @@ async def test_kill_9_of_a_peer_mid_transfer_fails_the_other_cleanly(
             one_line_error(other.stderr(), program)
         assert not (out / "big.bin").exists()
         if victim == "sender":
-            assert debris(out) == []  # nothing but a resumable partial
-        await wait_for(lambda: relay.metrics()["connections_open"] == 0, 10, "relay frees all")
+            assert_nothing_stored(out, "big.bin")  # nothing but a resumable partial
+        await until(lambda: relay.metrics()["connections_open"] == 0, "relay frees all", 10)
 
 
 async def test_kill_9_of_a_waiting_sender_makes_its_code_unknown(tmp_path: Path) -> None:
@@ -245,8 +244,8 @@ async def test_kill_9_of_a_waiting_sender_makes_its_code_unknown(tmp_path: Path)
             code = await sender.code()
             sender.kill(signal.SIGKILL)
             await sender.exit_code()
-            await wait_for(lambda: relay.metrics()["waiting_senders"] == 0, 5, "nameplate freed")
+            await until(lambda: relay.metrics()["waiting_senders"] == 0, "nameplate freed", 5)
             receiver = receive(started, tmp_path, relay.port, code, tmp_path / "out")
-            assert await receiver.exit_code() == 5
+            assert await receiver.exit_code() == EXIT_RELAY_REFUSED
             one_line_error(receiver.stderr(), "receive")
             assert "unknown code" in receiver.stderr()

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from ferry.relay import bridge
+from ferry_testing.waiting import until
 from ferry_testing.wsclient import WsClient
-from tests.faults.procs import figure, relay_process, wait_for
+from tests.faults.procs import figure, relay_process
 from tests.faults.test_stalls_and_vanishing import PER_TRANSFER_BUDGET, PUMP_BUFFER, _connect_small
 from tests.relay.harness import PAKE_RECORD, claim, register_sender
 from tests.sockmem import process_unix_sockets, server_sockets
@@ -73,8 +74,8 @@ async def test_stalled_browser_receiver_stays_within_the_transfer_budget(tmp_pat
         rest = await data.read_until_closed(timeout=idle + 10)
         cut_after = time.monotonic() - stalled_at
         assert rest == PAKE_RECORD  # the browser's claim carried it; nothing else
-        await wait_for(lambda: "outcome=idle" in relay.log(), 5, "idle outcome logged")
-        await wait_for(lambda: relay.metrics()["connections_open"] == 1, 20, "legs closed")
+        await until(lambda: "outcome=idle" in relay.log(), "idle outcome logged", 5)
+        await until(lambda: relay.metrics()["connections_open"] == 1, "legs closed", 20)
         assert relay.metrics()["active_transfers"] == 0
         for client in (control, data):
             client.close()

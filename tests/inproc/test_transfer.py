@@ -18,7 +18,7 @@ from ferry.client.sender import Sender
 from ferry.client.sources import Outgoing
 from ferry.codes import Code, parse_code
 from ferry.config import ClientConfig, RelayConfig
-from ferry.errors import RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
+from ferry.errors import FileExists, RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
 from ferry.protocol import rendezvous as rv
 from ferry.relay.table import Entry, State
 from tests.inproc.conftest import RunningRelay
@@ -132,7 +132,7 @@ async def test_refusal_keeps_the_code_alive_and_a_second_receiver_with_overwrite
     relay_factory: StartRelay, tmp_path: Path
 ) -> None:
     relay, sending, code, out = await _send_onto_existing_file(relay_factory, tmp_path)
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(FileExists, match="already exists"):
         await asyncio.wait_for(receiver(relay, code, out).run(), 20)
     assert (out / "in.txt").read_bytes() == b"old"
     await asyncio.wait_for(receiver(relay, code, out, overwrite=True).run(), 20)
@@ -149,7 +149,7 @@ async def test_sender_gives_up_with_the_reason_after_as_many_refusals_as_attempt
     )  # fmt: skip
     relay, sending, code, out = await _send_onto_existing_file(relay_factory, tmp_path, config)
     for _ in range(2):
-        with pytest.raises(Exception, match="already exists"):
+        with pytest.raises(FileExists, match="already exists"):
             await asyncio.wait_for(receiver(relay, code, out).run(), 20)
     with pytest.raises(RefusedByPeer, match="already exists"):
         await sending.result()

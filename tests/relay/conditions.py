@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 
 import pytest
 
 from ferry.relay import logs
-
-POLL: float = 0.005
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Return once predicate() holds; fail the test after timeout seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(POLL)
+from ferry_testing.waiting import until
 
 
 def outcome_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, logs.Field]]:

@@ -1,6 +1,6 @@
 """A claim that does not get as far as the data phase cannot hold a nameplate.
 
-Issue 10, item 1: a receiver that claims and then stays silent, or a sender
+A receiver that claims and then stays silent, or a sender
 whose key exchange timed out, must not leave a half-closed pipe holding the
 nameplate until the idle timeout; a receiver arriving meanwhile is told to
 retry, not that the code is taken.
@@ -14,8 +14,8 @@ from ferry.config import OPENING_BYTES
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import MAX_HANDSHAKE_LENGTH, Header, RecordType
 from ferry.relay.table import State
+from ferry_testing.waiting import until
 
-from .conditions import until
 from .harness import PAKE_RECORD, RawClient, claim, close_all, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)

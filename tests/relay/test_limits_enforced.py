@@ -18,8 +18,9 @@ from ferry.config import MAX_EARLY_BYTES
 from ferry.protocol import rendezvous as rv
 from ferry.relay.session import Session
 from ferry.relay.table import State
+from ferry_testing.waiting import until
 from tests.relay.clock import ClockLoop, run_on_clock, turns
-from tests.relay.conditions import logged, until
+from tests.relay.conditions import logged
 from tests.relay.harness import RawClient, claim, close_all, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)

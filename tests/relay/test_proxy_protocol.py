@@ -10,8 +10,9 @@ import struct
 import pytest
 
 from ferry.protocol import rendezvous as rv
+from ferry_testing.waiting import until
 
-from .conditions import logged, outcome_lines, until
+from .conditions import logged, outcome_lines
 from .harness import RawClient, close_all, running_relay
 
 pytestmark = pytest.mark.timeout(30)

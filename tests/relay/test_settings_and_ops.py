@@ -14,10 +14,12 @@ import pytest
 from ferry.cli import relay as relay_cli
 from ferry.client.relay_link import refusal_error
 from ferry.config import MAX_HELLO_BYTES, OPENING_BYTES, RelayConfig, field_docs
+from ferry.errors import EXIT_USAGE
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.metrics import Metrics, MetricsServer, render
-from tests.relay.conditions import logged, outcome_lines, until
+from ferry_testing.waiting import until
+from tests.relay.conditions import logged, outcome_lines
 from tests.relay.harness import RawClient, pair, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(30)
@@ -87,7 +89,7 @@ def test_bad_settings_exit_with_usage_error(
 ) -> None:
     with pytest.raises(SystemExit) as raised:
         raise SystemExit(relay_cli.main(argv))
-    assert raised.value.code == 2
+    assert raised.value.code == EXIT_USAGE
     err = capsys.readouterr().err
     assert "error" in err and "Traceback" not in err
 

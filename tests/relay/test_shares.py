@@ -1,4 +1,4 @@
-"""Per-network shares of the global pools (issue 10, item 2): a flood from a few
+"""Per-network shares of the global pools: a flood from a few
 networks cannot fill the relay; newcomers from other addresses still get in.
 
 The flooders are loopback aliases (127.0.0.2, 127.0.0.3, ...), counted as
@@ -12,8 +12,8 @@ import pytest
 from ferry.protocol import rendezvous as rv
 from ferry.relay.limits import PoolShares, network_key
 from ferry.relay.table import State
+from ferry_testing.waiting import until
 
-from .conditions import until
 from .harness import RawClient, claim, close_all, register_sender, running_relay
 
 pytestmark = pytest.mark.timeout(60)

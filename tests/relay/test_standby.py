@@ -10,7 +10,7 @@ import socket
 import pytest
 
 from ferry.relay.server import Relay
-from tests.relay.conditions import until
+from ferry_testing.waiting import until
 from tests.relay.harness import PAKE_RECORD, RawClient, claim, close_all, running_relay
 
 pytestmark = pytest.mark.timeout(30)

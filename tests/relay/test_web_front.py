@@ -19,8 +19,9 @@ import pytest
 from ferry.protocol import websocket as ws
 from ferry.relay import bridge, pump, refusals, tls
 from ferry_testing.certs import Certs, make_certs
+from ferry_testing.waiting import until
 from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
-from tests.relay.conditions import logged, until
+from tests.relay.conditions import logged
 from tests.relay.harness import (
     PAKE_RECORD,
     RawClient,

@@ -77,6 +77,7 @@ def test_first_run_without_an_index_uses_the_packages_already_installed(tmp_path
     assert (second.returncode, second.stdout, second.stderr) == (0, first.stdout, "")
 
 
+@pytest.mark.slow  # builds a venv and installs every package in it
 @needs_no_system_packages
 def test_a_venv_without_pip_gets_one_from_ensurepip_when_python3_has_no_pip(
     tmp_path: Path,

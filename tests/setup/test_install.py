@@ -22,7 +22,7 @@ from ferry import __version__
 from ferry_testing import procs
 from tests.setup.checkout import ROOT, copy_checkout, require_index
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]  # builds, installs with pipx
 TRANSFER_TIMEOUT = 60.0
 
 

@@ -25,7 +25,7 @@ from packaging.markers import Marker
 
 from tests.setup.checkout import INDEX, ROOT, require_index
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # downloads every platform's wheels
 # The oldest supported CPython and the two newest. 3.12 is left out to keep this short
 # (about 1.5 s of CPU per combination): cryptography's wheels are abi3 (cp311 and up), so
 # only cffi's per-version cp312 wheels go unchecked.

@@ -12,6 +12,7 @@ from ferry import __version__
 from ferry.cli import main as cli_main
 from ferry.cli import receive, relay, send
 from ferry.codes import parse_code
+from ferry.errors import EXIT_USAGE
 
 
 @pytest.mark.parametrize(
@@ -30,7 +31,7 @@ def test_cli_with_bad_arguments_prints_one_line_and_exits_2(
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         program.main(argv)  # type: ignore[attr-defined]
-    assert exited.value.code == 2
+    assert exited.value.code == EXIT_USAGE
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
     assert ": error: " in err and "--help" in err
@@ -71,7 +72,7 @@ def test_send_wrong_codes_flag_must_be_a_positive_count(
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         send.main(["127.0.0.1:1", "file", "--wrong-codes", value])
-    assert exited.value.code == 2
+    assert exited.value.code == EXIT_USAGE
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
@@ -81,7 +82,7 @@ def test_send_wait_flag_must_be_a_positive_finite_number(
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         send.main(["127.0.0.1:1", "file", "--wait", value])
-    assert exited.value.code == 2
+    assert exited.value.code == EXIT_USAGE
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
@@ -200,7 +201,7 @@ def test_run_as_the_ferry_command_usage_help_and_hint_say_ferry(
     assert out.startswith("usage: ferry send ") and "ferry receive RELAY CODE DIR" in out
     with pytest.raises(SystemExit) as exited:
         entry.main(["receive"])  # no RELAY
-    assert exited.value.code == 2
+    assert exited.value.code == EXIT_USAGE
     error = capsys.readouterr().err
     assert error.startswith("ferry receive: error: ") and "(see ferry receive --help)" in error
     code = parse_code("7-guitar-orbit-velvet")

@@ -18,6 +18,7 @@ from ferry.errors import LocalFileError, NoSpace, UsageError
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 from ferry.relay.metrics import Metrics, render
+from tests.memory import Clock
 
 MIB = 1024 * 1024
 
@@ -46,14 +47,6 @@ def test_rate_and_offered_size_and_counts() -> None:
     assert units.offered_size(5_000_000) == "4.8 MiB"
     assert tree_label(51, 3) == "51 files, 3 dirs"
     assert tree_label(1, 1) == "1 file, 1 dir"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def bar_after(kept: int, moved_per_second: list[int], total: int = 100 * MIB) -> str:

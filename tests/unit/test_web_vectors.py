@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 
+from ferry.errors import EXIT_USAGE
 from ferry_testing import web_vectors
 from ferry_testing.web_vectors import ROOT
 
@@ -55,4 +56,4 @@ def test_the_script_checks_and_reports_stale_files() -> None:
     ok = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     usage = subprocess.run([sys.executable, str(script), "--bogus"], capture_output=True, text=True)
-    assert usage.returncode == 2
+    assert usage.returncode == EXIT_USAGE

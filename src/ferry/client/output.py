@@ -2,7 +2,7 @@
 
 - On a terminal (stderr), one line before any data moves says what is
   coming; --ask then waits for y/N on stdin (anything but y/yes declines,
-  and so does end of input). Never by default: graders run unattended.
+  and so does end of input). Never by default: scripts run unattended.
   While it waits, the connection is watched (Wire.while_deciding): a
   sender that goes away or gives up ends the prompt with its error.
 - stdin is read a byte at a time (read_answer, read_line), so a code read

@@ -65,9 +65,9 @@ DATA records are paid for in bytes: every one but the last must carry at
 least one byte, and a sender may send at most FREE_DATA_RECORDS records
 plus one per BYTES_PER_DATA_RECORD bytes it delivered. Otherwise a peer
 holding the code could keep the receiver busy, for ever and without
-tripping the I/O timer, with records that carry nothing (issue 10: 200,000
-empty records took 1.5 s). Ferry's senders fill their records (4 KiB at
-least), but for a stream whose input pauses: that sends what it has if
+tripping the I/O timer, with records that carry nothing (200,000 empty
+records took 1.5 s before this rule). Ferry's senders fill their records
+(4 KiB at least), but for a stream whose input pauses: that sends what it has if
 may_send_short() says the allowance has room.
 
 The timer (deadline) is the session's: from PAIRED until both MACs are

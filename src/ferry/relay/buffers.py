@@ -37,9 +37,9 @@ hold more. The price: with the default 4 MiB a transfer has about 1.4 MB
 in flight per leg (about 28 MB/s at 50 ms round trip per leg, 14 at 100).
 
 A larger window for the sender, lowered when the receiver falls behind,
-was built and measured (docs/PERFORMANCE.md): it reached 42 MB/s at 50 ms,
-but Linux keeps honouring a window it has announced after the buffer is
-lowered, so a receiver that stopped made the relay hold 6.8 MiB; on
+was built and measured (docs/PERFORMANCE-NOTEBOOK.md): it reached 42 MB/s
+at 50 ms, but Linux keeps honouring a window it has announced after the
+buffer is lowered, so a receiver that stopped made the relay hold 6.8 MiB; on
 loopback the lowered buffer dropped data and cost retransmission
 timeouts. The budget is the contract, so the split stays fixed.
 

@@ -44,7 +44,7 @@ from ferry.protocol import messages
 if TYPE_CHECKING:
     from ferry.client.receiver import Receiver
     from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
+    from ferry.protocol.receiver_session import ReceiverSession
 
 
 @dataclass
@@ -150,7 +150,7 @@ async def _read_line_on_thread(fd: int) -> bytes:
 async def receive_text(
     receiver: Receiver, wire: Wire, session: ReceiverSession, offer: messages.Offer
 ) -> None:
-    from ferry.protocol.session import DataReceived
+    from ferry.protocol.events import DataReceived
 
     loop = asyncio.get_running_loop()
     limit = receiver.config.max_text
@@ -192,7 +192,7 @@ def _for_terminal(text: bytes) -> bytes:
 async def receive_to_stdout(
     receiver: Receiver, wire: Wire, session: ReceiverSession, offer: messages.Offer
 ) -> None:
-    from ferry.protocol.session import DataReceived
+    from ferry.protocol.events import DataReceived
 
     loop = asyncio.get_running_loop()
     size = units.offered_size(offer.size)

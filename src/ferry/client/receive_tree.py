@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from ferry.client.receiver import Receiver
     from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
+    from ferry.protocol.receiver_session import ReceiverSession
 
 log = logging.getLogger("ferry.receive")
 
@@ -118,7 +118,7 @@ async def _judge(
 ) -> None:
     """The sender's proofs against ours: a kept file resumes only if they match (it
     proved it has those bytes; we never show it anything of them)."""
-    from ferry.protocol.session import ProofReceived
+    from ferry.protocol.events import ProofReceived
 
     proved = await wire.expect(ProofReceived)
     assert isinstance(proved, ProofReceived)
@@ -195,7 +195,7 @@ async def _receive_files(
     offer: messages.Offer,
     progress: Progress,
 ) -> None:
-    from ferry.protocol.session import AllReceived, DigestReceived, FileData, Started
+    from ferry.protocol.events import AllReceived, DigestReceived, FileData, Started
 
     fd: int | None = None
     written = written_back = received = 0

@@ -55,7 +55,8 @@ from ferry.protocol import rendezvous as rv
 
 if TYPE_CHECKING:
     from ferry.client.wire import Wire
-    from ferry.protocol.session import OfferReceived, ReceiverSession
+    from ferry.protocol.events import OfferReceived
+    from ferry.protocol.receiver_session import ReceiverSession
 
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
@@ -113,7 +114,7 @@ class Receiver:
             # message) is ready before we connect: the relay's handshake
             # deadline runs from the connect, and nothing should wait on us.
             from ferry.client.wire import timeouts
-            from ferry.protocol.session import ReceiverSession
+            from ferry.protocol.receiver_session import ReceiverSession
 
             session = ReceiverSession(
                 self.code.password, timeouts(self.config),
@@ -151,7 +152,7 @@ class Receiver:
         except TimeoutError:
             raise TimedOut("timed out pairing with the sender") from None
         from ferry.client.wire import Wire  # loaded by _pair
-        from ferry.protocol.session import Confirmed, Keyed
+        from ferry.protocol.events import Confirmed, Keyed
 
         session.paired(asyncio.get_running_loop().time())
         wire = self._wire = Wire(link.sock, session, link.take_rest())
@@ -168,7 +169,7 @@ class Receiver:
             wire.close()
 
     async def _receive(self, wire: Wire, session: ReceiverSession) -> Path | None:
-        from ferry.protocol.session import OfferReceived
+        from ferry.protocol.events import OfferReceived
 
         wire.lost_message = lost("sender")
         offered = await wire.expect(OfferReceived)
@@ -248,7 +249,7 @@ class Receiver:
         partial: Partial,
     ) -> None:
         """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
-        from ferry.protocol.session import DigestReceived, ProofReceived, Started
+        from ferry.protocol.events import DigestReceived, ProofReceived, Started
 
         label = display_name(target.name)
         keep = False
@@ -325,7 +326,7 @@ class Receiver:
     async def abort_on(self, wire: Wire, exc: BaseException) -> None:
         """After a local failure mid-transfer: tell the sender why (best effort)."""
         if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
-            from ferry.protocol.session import State
+            from ferry.protocol.events import State
 
             if wire.session.state is not State.DONE:
                 # Only what the sender already knows: never a local path.
@@ -414,7 +415,7 @@ class Receiver:
         received: int = 0,
         digest: hashlib._Hash | None = None,
     ) -> None:
-        from ferry.protocol.session import DataReceived
+        from ferry.protocol.events import DataReceived
 
         written_back = received
         self.progress.start(size, label)

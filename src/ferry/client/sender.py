@@ -48,7 +48,7 @@ from ferry.protocol import rendezvous as rv
 
 if TYPE_CHECKING:
     from ferry.client.wire import Wire
-    from ferry.protocol.session import SenderSession
+    from ferry.protocol.sender_session import SenderSession
 
 log = logging.getLogger("ferry.send")
 
@@ -214,7 +214,7 @@ class Sender:
         # Imported here, not at the top: the code line must not wait for the
         # crypto libraries to load (time-to-code).
         from ferry.client.wire import timeouts
-        from ferry.protocol.session import SenderSession
+        from ferry.protocol.sender_session import SenderSession
 
         out = self.outgoing
         session = SenderSession(
@@ -279,7 +279,7 @@ class Sender:
     async def _authenticated_transfer(self, link: RelayLink, session: SenderSession) -> bool:
         """Key exchange (the OFFER rides with our CONFIRM), then the transfer."""
         from ferry.client.wire import Wire
-        from ferry.protocol.session import Confirmed, Keyed
+        from ferry.protocol.events import Confirmed, Keyed
 
         wire = Wire(link.sock, session, link.take_rest())
         wire.lost_message = "the receiver went away during the key exchange"
@@ -358,7 +358,7 @@ class Sender:
     async def _transfer(self, wire: Wire, session: SenderSession) -> None:
         """After the handshake (which carried the OFFER): answer, data, ACK."""
         from ferry.client.peer import shown
-        from ferry.protocol.session import Acknowledged, Answered
+        from ferry.protocol.events import Acknowledged, Answered
 
         wire.lost_message = lost("receiver")
         try:

@@ -30,7 +30,8 @@ from ferry.errors import (
     TimedOut,
 )
 from ferry.protocol import messages
-from ferry.protocol.session import Event, NeedData, PeerAborted, Session, Timeouts
+from ferry.protocol.events import Event, NeedData, PeerAborted, Timeouts
+from ferry.protocol.session import Session
 
 ABORT_GRACE = ClientConfig.abort_grace
 T = TypeVar("T")

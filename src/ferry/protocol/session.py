@@ -148,6 +148,12 @@ def _crypto() -> ModuleType:
     return ferry.crypto
 
 
+def load_crypto() -> None:
+    """Import the crypto libraries now, while nothing waits on them (the first session
+    would otherwise, when a peer may be waiting)."""
+    _crypto()
+
+
 class Session:
     """What both sides share: the key exchange, sealing and opening, the timer, the table."""
 

@@ -155,3 +155,14 @@ def test_the_client_and_its_sessions_import_without_the_crypto_libraries() -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_done_session_keeps_its_io_timer_for_the_last_write_and_expires_without_raising() -> None:
+    link = make(b"abc")
+    handshake(link)
+    link.receiver.refuse(messages.REASON_DECLINED, "no", link.clock.now)
+    deadline = link.receiver.deadline  # the refusal's write is bounded like any other
+    assert deadline is not None
+    error = link.receiver.expire(deadline)
+    assert error is not None and "stopped responding" in error.message
+    assert link.receiver.state is State.DONE

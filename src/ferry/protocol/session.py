@@ -278,7 +278,7 @@ class Session:
     @property
     def deadline(self) -> float | None:
         """When the session gives up unless something happens first (None: no timer)."""
-        if self._paired_at is None or self.state in LOCAL_STATES or self.state in OVER:
+        if self._paired_at is None or self.state in LOCAL_STATES:
             return None
         if self.state in HANDSHAKE_STATES:
             return self._paired_at + self.timeouts.handshake
@@ -289,7 +289,8 @@ class Session:
         return self._progress_at + self.timeouts.io
 
     def expire(self, now: float) -> TimedOut | None:
-        """The error to raise if the deadline has passed (the session is then FAILED)."""
+        """The error to raise if the deadline has passed (the session is then FAILED, unless
+        it was over already)."""
         deadline = self.deadline
         if deadline is None or now < deadline:
             return None
@@ -303,7 +304,8 @@ class Session:
             error = TimedOut(f"the {self.peer} did not answer ({self.timeouts.answer:.0f}s)")
         else:
             error = TimedOut(f"the {self.peer} stopped responding ({self.timeouts.io:.0f}s)")
-        self._move(Step.FAIL)
+        if self.state not in OVER:  # DONE: a write after it (the ACK) timed out
+            self._move(Step.FAIL)
         return error
 
     # -- records -------------------------------------------------------------------------

@@ -56,11 +56,8 @@ class Cursor:
         """Bytes kept and not sent: the sum of the START offsets."""
         self._resuming = False
         self._digest_of: Index = None
-
-    @property
-    def finished(self) -> bool:
+        self.finished = not self._files
         """Every file is complete (a DIGEST may still be due)."""
-        return self._at >= len(self._files)
 
     @property
     def current(self) -> Index:
@@ -81,17 +78,36 @@ class Cursor:
         whether that completes it."""
         if self.due is not None:
             raise self._error("DATA where a START or DIGEST was due")
-        if self.finished or self._left == 0:
+        left = self._left
+        if self.finished or left == 0:
             raise self._error("more DATA than the files offered hold")
-        index = self.current
-        if self._left is None:
+        index = self._files[self._at][0]
+        if left is None:
             return index, n, False
-        count = min(n, self._left)
-        self._left -= count
-        if self._left:
-            return index, count, False
+        if n < left:
+            self._left = left - n
+            return index, n, False
+        self._left = 0
         self._complete()
-        return index, count, True
+        return index, left, True
+
+    def advance(self, n: int) -> None:
+        """n bytes (n >= 0) went out in one record: through every file they complete, and
+        past the files with nothing left to send (empty, or kept whole). The sender's
+        take(), a record at a time."""
+        while True:
+            left = self._left
+            if self.due is not None or self.finished:
+                if n:
+                    self.take(n)  # raises: a START or DIGEST was due, or nothing is left
+                return
+            if left is None or n < left:
+                if left is not None:
+                    self._left = left - n
+                return
+            n -= left
+            self._left = 0
+            self._complete()
 
     def pass_empty(self) -> bool:
         """Complete the current file if nothing is left of it (an empty file, one kept
@@ -133,7 +149,7 @@ class Cursor:
         self._arrive()
 
     def _complete(self) -> None:
-        self.completed = self.current
+        self.completed = self._files[self._at][0]
         self._at += 1
         if self._resuming:
             self._resuming = False
@@ -144,7 +160,8 @@ class Cursor:
 
     def _arrive(self) -> None:
         """On to the file at _at (if any): a kept one's START is due first."""
-        if self.finished:
+        if self._at >= len(self._files):
+            self.finished = True
             self._left = 0
             return
         index, self._left = self._files[self._at]

@@ -76,10 +76,11 @@ class ReceiverSession(Session):
         self._cursor = Cursor([], RemoteProtocolError)
         self._pending = memoryview(b"")
         """Plaintext of a tree's DATA record not yet reported (FileData)."""
+        self._is_tree = False
 
     @property
     def is_tree(self) -> bool:
-        return self.offer is not None and self.offer.kind == messages.KIND_TREE
+        return self._is_tree
 
     def _sealed(self, header: Header, plain: memoryview) -> Event | None:
         kind = header.type
@@ -100,6 +101,7 @@ class ReceiverSession(Session):
 
     def _offered(self, offer: messages.Offer) -> Event | None:
         self.offer = offer
+        self._is_tree = offer.kind == messages.KIND_TREE
         if not self.is_tree or not self._readable_tree(offer):
             # An unread manifest's records may still arrive: passed over.
             self._unread_records = offer.records if self.is_tree else 0
@@ -289,7 +291,7 @@ class ReceiverSession(Session):
 
     def _pending_event(self) -> Event | None:
         """The next piece of a tree's data: bytes up to a file boundary, an empty file, the end."""
-        if self.state is not State.RECEIVING or not self.is_tree:
+        if not self._is_tree or self.state is not State.RECEIVING:
             return None
         cursor = self._cursor
         if cursor.due is not None:

@@ -37,14 +37,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ferry import platform, units
+from ferry.client.wire import Wire
 from ferry.errors import ConnectionLost, LocalFileError, NotForTerminal
 from ferry.names import display_name
 from ferry.protocol import messages
+from ferry.protocol.events import DataReceived
+from ferry.protocol.receiver_session import ReceiverSession
 
 if TYPE_CHECKING:
     from ferry.client.receiver import Receiver
-    from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
 
 
 @dataclass
@@ -150,8 +151,6 @@ async def _read_line_on_thread(fd: int) -> bytes:
 async def receive_text(
     receiver: Receiver, wire: Wire, session: ReceiverSession, offer: messages.Offer
 ) -> None:
-    from ferry.protocol.session import DataReceived
-
     loop = asyncio.get_running_loop()
     limit = receiver.config.max_text
     if sys.stdout is None:  # closed when the program started (cli/common.py)
@@ -168,7 +167,6 @@ async def receive_text(
     message = bytearray()
     while True:
         event = await wire.expect(DataReceived)
-        assert isinstance(event, DataReceived)
         message += event.data
         if event.final:
             break
@@ -192,8 +190,6 @@ def _for_terminal(text: bytes) -> bytes:
 async def receive_to_stdout(
     receiver: Receiver, wire: Wire, session: ReceiverSession, offer: messages.Offer
 ) -> None:
-    from ferry.protocol.session import DataReceived
-
     loop = asyncio.get_running_loop()
     size = units.offered_size(offer.size)
     if receiver.output.terminal and not receiver.output.force:
@@ -213,7 +209,6 @@ async def receive_to_stdout(
     try:
         while True:
             event = await wire.expect(DataReceived)
-            assert isinstance(event, DataReceived)
             _write_stdout(event.data)
             progress.update(len(event.data))
             if event.final:

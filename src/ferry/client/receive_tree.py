@@ -29,16 +29,17 @@ from ferry.client.peer import lost, tree_notices
 from ferry.client.placement import Placement, explain, place
 from ferry.client.progress import Progress, tree_label
 from ferry.client.staging import Staging, resume_key, start_writeback, write_all
+from ferry.client.wire import Wire
 from ferry.errors import IntegrityError, RefusedByPeer, UnsafeName
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
+from ferry.protocol.events import AllReceived, DigestReceived, FileData, ProofReceived, Started
+from ferry.protocol.receiver_session import ReceiverSession
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from ferry.client.receiver import Receiver
-    from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
 
 log = logging.getLogger("ferry.receive")
 
@@ -118,10 +119,7 @@ async def _judge(
 ) -> None:
     """The sender's proofs against ours: a kept file resumes only if they match (it
     proved it has those bytes; we never show it anything of them)."""
-    from ferry.protocol.session import ProofReceived
-
     proved = await wire.expect(ProofReceived)
-    assert isinstance(proved, ProofReceived)
     matched = [
         hmac.compare_digest(mac, staging.kept_proofs[k.index])
         for k, mac in zip(kept, proved.macs, strict=True)
@@ -195,8 +193,6 @@ async def _receive_files(
     offer: messages.Offer,
     progress: Progress,
 ) -> None:
-    from ferry.protocol.session import AllReceived, DigestReceived, FileData, Started
-
     fd: int | None = None
     written = written_back = received = 0
     digest: hashlib._Hash | None = None  # of the file being resumed, kept bytes and new

@@ -22,7 +22,6 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ferry import platform, units
 from ferry.address import Address
@@ -34,6 +33,7 @@ from ferry.client.peer import abort_reason, abort_text, lost, stored_notice
 from ferry.client.progress import Progress
 from ferry.client.relay_link import RelayLink
 from ferry.client.staging import write_all, write_error
+from ferry.client.wire import Wire, timeouts
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import (
@@ -52,10 +52,17 @@ from ferry.errors import (
 from ferry.names import display_name, safe_name
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
-
-if TYPE_CHECKING:
-    from ferry.client.wire import Wire
-    from ferry.protocol.session import OfferReceived, ReceiverSession
+from ferry.protocol.events import (
+    Confirmed,
+    DataReceived,
+    DigestReceived,
+    Keyed,
+    OfferReceived,
+    ProofReceived,
+    Started,
+    State,
+)
+from ferry.protocol.receiver_session import ReceiverSession
 
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
@@ -112,9 +119,6 @@ class Receiver:
             # libraries are needed from here on. The session (our SPAKE2
             # message) is ready before we connect: the relay's handshake
             # deadline runs from the connect, and nothing should wait on us.
-            from ferry.client.wire import timeouts
-            from ferry.protocol.session import ReceiverSession
-
             session = ReceiverSession(
                 self.code.password, timeouts(self.config),
                 self.config.max_entries, self.config.max_manifest_bytes,
@@ -150,9 +154,6 @@ class Receiver:
                 link, session = await self._pair()
         except TimeoutError:
             raise TimedOut("timed out pairing with the sender") from None
-        from ferry.client.wire import Wire  # loaded by _pair
-        from ferry.protocol.session import Confirmed, Keyed
-
         session.paired(asyncio.get_running_loop().time())
         wire = self._wire = Wire(link.sock, session, link.take_rest())
         wire.lost_message = (
@@ -168,11 +169,8 @@ class Receiver:
             wire.close()
 
     async def _receive(self, wire: Wire, session: ReceiverSession) -> Path | None:
-        from ferry.protocol.session import OfferReceived
-
         wire.lost_message = lost("sender")
         offered = await wire.expect(OfferReceived)
-        assert isinstance(offered, OfferReceived)
         offer = offered.offer
         if offer.kind == messages.KIND_TEXT:
             await receive_text(self, wire, session, offer)
@@ -248,8 +246,6 @@ class Receiver:
         partial: Partial,
     ) -> None:
         """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
-        from ferry.protocol.session import DigestReceived, ProofReceived, Started
-
         label = display_name(target.name)
         keep = False
         try:
@@ -260,12 +256,10 @@ class Receiver:
             if partial.kept:
                 # The sender proves it has the kept bytes; we never show it ours.
                 proved = await wire.expect(ProofReceived)
-                assert isinstance(proved, ProofReceived)
                 matched = hmac.compare_digest(proved.macs[0], mine)
                 session.verdict([matched], asyncio.get_running_loop().time())
                 await wire.flush()
                 started = await wire.expect(Started)
-                assert isinstance(started, Started)
                 partial.start_at(started.offset)
                 if started.offset:
                     log.warning(
@@ -282,7 +276,7 @@ class Receiver:
             )
             if session.resumed:
                 got = await wire.expect(DigestReceived)
-                assert isinstance(got, DigestReceived) and partial.digest is not None
+                assert partial.digest is not None
                 if got.sha256 != partial.digest.hexdigest():
                     keep = False
                     raise IntegrityError(
@@ -324,14 +318,13 @@ class Receiver:
 
     async def abort_on(self, wire: Wire, exc: BaseException) -> None:
         """After a local failure mid-transfer: tell the sender why (best effort)."""
-        if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
-            from ferry.protocol.session import State
-
-            if wire.session.state is not State.DONE:
-                # Only what the sender already knows: never a local path.
-                offer = getattr(wire.session, "offer", None)
-                offered = offer.name if offer is not None and offer.name else "what was offered"
-                await wire.abort(abort_reason(exc), abort_text(exc, offered))
+        if not isinstance(exc, FerryError) or isinstance(exc, ConnectionLost | RefusedByPeer):
+            return
+        if wire.session.state is not State.DONE:
+            # Only what the sender already knows: never a local path.
+            offer = getattr(wire.session, "offer", None)
+            offered = offer.name if offer is not None and offer.name else "what was offered"
+            await wire.abort(abort_reason(exc), abort_text(exc, offered))
 
     async def confirm(self, summary: str) -> bool:
         """Show what is coming (on a terminal); with --ask, wait for y/N.
@@ -414,8 +407,6 @@ class Receiver:
         received: int = 0,
         digest: hashlib._Hash | None = None,
     ) -> None:
-        from ferry.protocol.session import DataReceived
-
         written_back = received
         self.progress.start(size, label)
         self.progress.skip(received)
@@ -423,7 +414,6 @@ class Receiver:
             while True:
                 wire.lost_message = lost("sender", received, size)
                 event = await wire.expect(DataReceived)
-                assert isinstance(event, DataReceived)
                 received += len(event.data)
                 write_all(fd, event.data, label)
                 if digest is not None:

@@ -24,6 +24,9 @@ runs (min-max, median):
                   finished (exit 0, or the page's status "done")
     data MB/s     cli -> browser: first to last byte handed to the sink
     relay CPU     CPU seconds the relay spent on the run
+    browser CPU   CPU seconds of all Chromium's processes over the run (the
+                  page, the network service, the browser; robust to a busy
+                  machine where the wall-clock rates are not)
     link to first byte   cli -> browser: from page.goto(link) to the first
                   byte saved, the Save click included (automation clicks
                   as soon as the button is enabled)
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import subprocess
 import sys
@@ -100,6 +104,7 @@ class Samples:
     rate: list[float] = field(default_factory=list)
     data_rate: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    browser_cpu: list[float] = field(default_factory=list)
     first_byte: list[float] = field(default_factory=list)
 
 
@@ -114,6 +119,42 @@ def _span(values: list[float], fmt: str) -> str:
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """Every process: pid -> (parent pid, argv[0], CPU seconds with its reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table: dict[int, tuple[int, str, float]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                exe = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat.rpartition(")")[2].split()
+        cpu = sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
+        table[int(name)] = (int(fields[1]), exe, cpu)
+    return table
+
+
+def browser_cpu() -> float:
+    """CPU seconds of the Chromium processes under this one (exited ones included:
+    the browser process reaped them, so they are in its cutime and cstime)."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            _, exe, cpu = table[child]
+            total += cpu if "chromium" in exe else 0.0
+            todo.append(child)
+    return total
 
 
 @contextmanager
@@ -264,7 +305,7 @@ class StallPeak:
 
     @property
     def user_space(self) -> int:
-        return 2 * PUMP_BUFFER + 2 * 2 * bridge.CHUNK
+        return 2 * PUMP_BUFFER + bridge.USER_HOLD
 
     @property
     def total(self) -> int:
@@ -316,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             for run in range(args.runs):
                 for name, row in samples.items():
                     _say(f"run {run + 1}/{args.runs}: {name}")
-                    before = probe.cpu_seconds(relay.pid)
+                    before, browser_before = probe.cpu_seconds(relay.pid), browser_cpu()
                     if name == "cli -> cli":
                         seconds = cli_to_cli(relay, source, work)
                     elif name == "browser -> cli":
@@ -327,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                         row.data_rate.append(size / receipt.data_seconds / 1e6)
                         row.first_byte.append(receipt.first_byte * 1000)
                     row.cpu.append(probe.cpu_seconds(relay.pid) - before)
+                    if name != "cli -> cli":
+                        row.browser_cpu.append(browser_cpu() - browser_before)
                     row.rate.append(size / seconds / 1e6)
             stall_source = e2e.make_file(work / "stall.bin", args.stall_size * MIB)
             _say(f"stall: {args.stall_size} MiB, the page reads nothing for {args.stall:.0f} s")
@@ -335,12 +378,15 @@ def main(argv: list[str] | None = None) -> int:
             relay.stop()
     where = "this checkout" if args.relay_root is None else str(root)
     print(f"{args.size} MiB, {args.runs} runs interleaved, loopback, relay from {where}")
-    print(f"{'direction':15s} {'MB/s':>28s} {'data MB/s':>28s} {'relay CPU s':>28s}")
+    print(" | ".join(("direction", "MB/s", "data MB/s", "relay CPU s", "browser CPU s")))
     for name, row in samples.items():
-        print(
-            f"{name:15s} {_span(row.rate, '.1f'):>28s} {_span(row.data_rate, '.1f'):>28s} "
-            f"{_span(row.cpu, '.2f'):>28s}"
+        spans = (
+            (row.rate, ".1f"),
+            (row.data_rate, ".1f"),
+            (row.cpu, ".2f"),
+            (row.browser_cpu, ".2f"),
         )
+        print(" | ".join([name, *(_span(values, fmt) for values, fmt in spans)]))
     first_byte = _span(samples["cli -> browser"].first_byte, ".0f")
     print(f"link to first byte saved (cli -> browser): {first_byte} ms")
     print(

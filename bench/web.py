@@ -1,6 +1,7 @@
 """Browser legs, measured with a real browser: headless Chromium against ./send and ./receive.
 
     python -m bench.web [--size MIB] [--runs N] [--relay-root DIR] [--stall SECONDS]
+    python -m bench.web --decoder [--relay-root DIR]
 
 Starts ./relay on 127.0.0.1 (or DIR/relay: another checkout's relay and the
 web app it serves, for old-versus-new runs with the same harness) and
@@ -39,6 +40,11 @@ tests/faults/test_web_legs.py does: its TCP sockets (r+w+f+bl), the
 bridge's socketpair (r+t) and the user-space buffers (two pump pipes and
 bridge.BRIDGE_HOLD's read and frame buffers). The transfer then completes.
 
+--decoder prints only the relay's cost of unframing and unmasking what a
+browser sends (FrameDecoder, in this process), for this checkout and
+--relay-root's, interleaved: the one browser-leg figure a busy machine
+does not blur much.
+
 Progress goes to stderr, the table to stdout.
 """
 
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -338,16 +345,61 @@ def stalled_browser(
     return peak, receipt
 
 
+def _websocket_module(root: Path) -> Any:
+    """ferry.protocol.websocket as found in checkout `root` (its own copy of the module)."""
+    path = root / "src" / "ferry" / "protocol" / "websocket.py"
+    name = f"_bench_websocket_{len(sys.modules)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def decoder_rates(roots: list[Path], rounds: int = 15) -> dict[Path, list[float]]:
+    """MiB/s of each checkout's FrameDecoder on 1 MiB of masked 64 KiB frames (what
+    the relay does with every byte a browser sends), the checkouts interleaved."""
+    modules = {root: _websocket_module(root) for root in roots}
+    payload = os.urandom(64 * 1024)
+    rates: dict[Path, list[float]] = {root: [] for root in roots}
+    for _ in range(rounds):
+        for root, ws in modules.items():
+            frame = ws.encode_frame(ws.Opcode.BINARY, payload, mask=b"\x12\x34\x56\x78")
+            best = float("inf")
+            for _ in range(3):
+                decoder = ws.FrameDecoder()
+                started = time.perf_counter()
+                for _ in range(16):
+                    decoder.receive_data(frame)
+                    while decoder.next_event() is not None:
+                        pass
+                best = min(best, time.perf_counter() - started)
+            rates[root].append(1 / best)
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.web", description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="file size in MiB (default 1024)")
     parser.add_argument("--runs", type=int, default=3, help="runs per direction, interleaved")
-    parser.add_argument("--stall", type=float, default=8.0, help="seconds the page reads nothing")
+    parser.add_argument(
+        "--stall", type=float, default=8.0, help="seconds the page reads nothing (0: no stall)"
+    )
     parser.add_argument("--stall-size", type=int, default=256, help="file size for the stall, MiB")
     parser.add_argument("--relay-root", type=Path, help="run DIR/relay (and its web app) instead")
+    parser.add_argument(
+        "--decoder",
+        action="store_true",
+        help="only the relay's WebSocket decoding rate (this checkout and --relay-root's)",
+    )
     args = parser.parse_args(argv)
     size = args.size * MIB
     root = args.relay_root.resolve() if args.relay_root else procs.ROOT
+    if args.decoder:
+        for checkout, rates in decoder_rates(sorted({procs.ROOT, root})).items():
+            print(f"FrameDecoder, 64 KiB masked frames, {checkout}: {_span(rates, '.0f')} MiB/s")
+        return 0
     samples = {name: Samples() for name in ("cli -> cli", "cli -> browser", "browser -> cli")}
     with tempfile.TemporaryDirectory(prefix="ferry-bench-web-") as tmp, _browser() as browser:
         work = Path(tmp)
@@ -371,9 +423,11 @@ def main(argv: list[str] | None = None) -> int:
                     if name != "cli -> cli":
                         row.browser_cpu.append(browser_cpu() - browser_before)
                     row.rate.append(size / seconds / 1e6)
-            stall_source = e2e.make_file(work / "stall.bin", args.stall_size * MIB)
-            _say(f"stall: {args.stall_size} MiB, the page reads nothing for {args.stall:.0f} s")
-            peak, _ = stalled_browser(relay, browser, stall_source, work, args.stall)
+            peak = None
+            if args.stall > 0:
+                stall_source = e2e.make_file(work / "stall.bin", args.stall_size * MIB)
+                _say(f"stall: {args.stall_size} MiB, the page reads nothing for {args.stall:.0f} s")
+                peak, _ = stalled_browser(relay, browser, stall_source, work, args.stall)
         finally:
             relay.stop()
     where = "this checkout" if args.relay_root is None else str(root)
@@ -389,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         print(" | ".join([name, *(_span(values, fmt) for values, fmt in spans)]))
     first_byte = _span(samples["cli -> browser"].first_byte, ".0f")
     print(f"link to first byte saved (cli -> browser): {first_byte} ms")
+    if peak is None:
+        return 0
+    if peak.tcp == 0:
+        print("stalled browser: the transfer ended before the stall; raise --stall-size")
+        return 1
     print(
         f"stalled browser ({args.stall:.0f} s): relay held at most {peak.total // 1024} KiB of the "
         f"{BUDGET // 1024} KiB budget ({peak.tcp // 1024} KiB TCP, {peak.pair // 1024} KiB "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import struct
 
 import pytest
@@ -257,7 +258,7 @@ def test_unmasking_matches_per_byte_xor_wherever_the_reads_split(
     bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
     decoder = FrameDecoder()
     events: list[Event] = []
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in itertools.pairwise(bounds):
         decoder.receive_data(stream[start:end])
         events.extend(drain(decoder))
     assert payload_of(events) == payload + payload[::-1]

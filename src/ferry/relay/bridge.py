@@ -49,11 +49,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ferry.protocol.websocket import (
+    MAX_HEADER,
     CloseCode,
     CloseReceived,
     DataReceived,
     FrameDecoder,
-    MAX_HEADER,
     Opcode,
     PingReceived,
     WebSocketError,

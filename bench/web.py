@@ -22,7 +22,8 @@ runs (min-max, median):
     MB/s          10^6 bytes per second over the whole transfer: from
                   spawning ./send (cli -> cli, cli -> browser) or handing
                   the file to the page (browser -> cli) until both ends
-                  finished (exit 0, or the page's status "done")
+                  finished (exit 0, or the page's status turning "done",
+                  stamped by the page itself)
     data MB/s     cli -> browser: first to last byte handed to the sink
     relay CPU     CPU seconds the relay spent on the run
     browser CPU   CPU seconds of all Chromium's processes over the run (the
@@ -102,6 +103,13 @@ window.showSaveFilePicker = async () => ({
     close: async () => { window.__bench.closed = stamp(); },
     abort: async () => {},
   }),
+});
+document.addEventListener('DOMContentLoaded', () => {
+  const status = document.querySelector('[data-testid=status]');
+  new MutationObserver(() => {
+    const b = window.__bench;
+    if (b.done == null && /done$/.test(status.textContent)) b.done = stamp();
+  }).observe(status, { childList: true, characterData: true, subtree: true });
 });
 """
 
@@ -203,6 +211,8 @@ def _spawn_send(relay: procs.Relay, source: Path, err: Any) -> tuple[procs.Popen
 
 
 def _wait_done(page: Any, timeout: float) -> None:
+    """Until the page's status ends in "done". Playwright's poll can see it seconds
+    late on a busy machine, so times come from the page's own stamp (window.__bench.done)."""
     page.wait_for_function(
         "() => { const s = document.querySelector('[data-testid=status]').textContent;"
         " if (/^failed/.test(s)) throw new Error(s); return /done$/.test(s); }",
@@ -251,7 +261,7 @@ def cli_to_browser(
     """One file from ./send to a page; during(page), if given, runs once bytes flow."""
     size = source.stat().st_size
     with _page(browser) as page, open(work / "clients.log", "ab") as err:
-        started = time.perf_counter()
+        started = time.time()
         send, code = _spawn_send(relay, source, err)
         with procs.running(send):
             opened_wall = time.time()
@@ -266,14 +276,14 @@ def cli_to_browser(
             if during is not None:
                 page.wait_for_function("() => window.__bench.bytes > 0", polling=10)
                 during(page)
-            _wait_done(page, _timeout(size))
             codes = procs.wait_all([send], _timeout(size))
-            finished = time.perf_counter()
+            send_exited = time.time()
+            _wait_done(page, _timeout(size))
         got = page.evaluate("() => window.__bench")
     if codes != [0] or got["bytes"] != size:
         raise e2e.TransferFailed(f"cli -> browser: send {codes}, {got['bytes']} of {size} bytes")
     return BrowserReceipt(
-        seconds=finished - started,
+        seconds=max(send_exited, got["done"] / 1000) - started,
         data_seconds=(got["last"] - got["first"]) / 1000,
         first_byte=got["first"] / 1000 - opened_wall,
     )
@@ -284,7 +294,7 @@ def browser_to_cli(relay: procs.Relay, browser: Any, source: Path, work: Path) -
     size = source.stat().st_size
     with _page(browser) as page, open(work / "clients.log", "ab") as err:
         page.goto(f"http://{relay.address}/")
-        started = time.perf_counter()
+        started = time.time()
         page.get_by_test_id("file-input").set_input_files(str(source))
         page.wait_for_function(
             "() => /^\\d+-/.test(document.querySelector('[data-testid=code]')?.textContent ?? '')",
@@ -294,8 +304,9 @@ def browser_to_cli(relay: procs.Relay, browser: Any, source: Path, work: Path) -
         receive = procs.spawn([procs.ROOT / "receive", relay.address, code, outdir], stderr=err)
         with procs.running(receive):
             codes = procs.wait_all([receive], _timeout(size))
+        receive_exited = time.time()
         _wait_done(page, 60)
-        finished = time.perf_counter()
+        finished = max(receive_exited, float(page.evaluate("() => window.__bench.done")) / 1000)
     if codes != [0]:
         raise e2e.TransferFailed(f"browser -> cli: receive exit {codes}; see {work}/clients.log")
     if _sha256(outdir / source.name) != _sha256(source):

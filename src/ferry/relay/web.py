@@ -136,10 +136,7 @@ class WebFront:
             task = asyncio.create_task(self._sort(sock, peer, slot, proxied, since, admit, sorting))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            # Given back however the task ends, even cancelled before its first step
-            # (then its own finally never runs).
-            task.add_done_callback(lambda _: sorting.done())
-            task.add_done_callback(lambda _: slot.release())
+            task.add_done_callback(lambda _: sorting.ended(sock, slot))
 
         return sort_then_admit
 
@@ -178,6 +175,7 @@ class WebFront:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + relay.config.handshake_timeout
         leg: tls.TlsLeg | None = None
+        sorting.started = True
         try:
             sock.setblocking(False)
             try:
@@ -419,6 +417,8 @@ class _Sorting:
     of them, an open connection (capacity.py); given back once, by done()."""
 
     def __init__(self, capacity: Capacity, network: str) -> None:
+        self.started = False
+        """The sorting task ran: from then on it closes or passes on the socket."""
         self._capacity = capacity
         self._share = capacity.handshake_shares.hold(network)
         self._holds: list[Hold] = [capacity.handshakes.hold(), capacity.connections.hold()]
@@ -436,6 +436,14 @@ class _Sorting:
         self._share.release()
         for hold in self._holds:
             hold.release()
+
+    def ended(self, sock: socket.socket, slot: AddressSlot) -> None:
+        """The sorting task is done, however it ended: all given back. A task
+        cancelled before its first step never ran its own finally."""
+        self.done()
+        if not self.started:
+            sock.close()
+            slot.release()
 
 
 class _TooMany(Exception):

@@ -42,7 +42,6 @@ LOGGER_NAME: Final = "ferry.relay"
 FORMATS: Final = ("human", "json")
 
 
-
 class Outcome(StrEnum):
     """How a connection ended (the table above); the member is its log text."""
 

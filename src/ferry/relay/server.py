@@ -57,6 +57,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ferry.config import (
+    ACCEPT_GRACE,
+    CANCEL_GRACE,
     EARLY_PAIRED_AFTER,
     MAX_EARLY_BYTES,
     MAX_PARKED_BYTES,
@@ -92,11 +94,6 @@ from ferry.relay.web import WebFront
 log = logs.log
 
 FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
-CANCEL_GRACE: Final = 5.0
-"""Seconds close() gives cancelled connection tasks to log their outcome and send
-their refusal."""
-ACCEPT_GRACE: Final = 1.0
-"""Seconds close() gives the cancelled accept loops to end."""
 
 
 class Relay:

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from ferry.config import CANCEL_GRACE
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
@@ -155,7 +156,7 @@ class WebFront:
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+            await asyncio.wait(list(self._tasks), timeout=CANCEL_GRACE)
 
     # -- sorting -------------------------------------------------------------
 

@@ -174,8 +174,18 @@ def test_a_claim_moves_the_nameplate_the_receiver_and_the_sender_together() -> N
     assert entry.state is State.WAITING and sender.session.phase is Phase.WAITING
     assert sender.session.last_transfer == Ending(logs.HAPPY)
 
-    life.unregister(entry)
+    assert life.unregister(entry) is None
     assert not entry.live and sender.session.claims == 1
+
+
+def test_unregistering_hands_back_the_parked_data_connection_to_close() -> None:
+    life = lifecycle()
+    sender = connection(b"FERRY 1 SEND STANDBY\n")
+    entry = life.register(sender, T0, standby=True)
+    data = connection(f"FERRY 1 JOIN {entry.nameplate} {entry.ticket}\n".encode())
+    life.join(entry.nameplate, entry.ticket, data)
+    assert life.unregister(entry) is data
+    assert entry.parked is None and len(life.table) == 0
 
 
 def test_a_standby_data_connection_parks_then_goes_to_the_claim() -> None:

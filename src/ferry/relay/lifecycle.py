@@ -17,7 +17,8 @@ never sets a phase, a state or a field of a session itself.
     unpark      a parked data connection left before a receiver came
     start_pipe  the pump runs
     end_claim   the claim (or its pipe) is over: the nameplate waits again
-    unregister  the sender's control connection is gone: the nameplate is free
+    unregister  the sender's control connection is gone: the nameplate is free,
+                and a data connection parked on it is the caller's to close
 
 Pure: no sockets, no tasks; `now` is passed in. Standard library only.
 """
@@ -64,9 +65,12 @@ class Lifecycle(Generic[C]):
         sender.session.registered(entry.nameplate)
         return entry
 
-    def unregister(self, entry: Entry[C]) -> None:
+    def unregister(self, entry: Entry[C]) -> C | None:
+        """The nameplate is free; the data connection parked on it, if one was (the
+        caller closes it: no receiver will take it now)."""
         self.table.unregister(entry)
         entry.sender.session.unregistered(entry.claims)
+        return self.table.take_parked(entry)
 
     def claim(self, nameplate: int, receiver: C, now: float) -> Entry[C]:
         entry = self.table.claim(nameplate, receiver, now)

@@ -419,9 +419,8 @@ class Relay:
                     return Ending(logs.VANISHED, "TICKET not accepted")
                 return await self._hold_nameplate(conn, entry)
             finally:
-                self.lifecycle.unregister(entry)
+                parked = self.lifecycle.unregister(entry)
                 self.directory.release(entry.nameplate)
-                parked = self.table.take_parked(entry)
                 if parked is not None:
                     self._drop_parked(parked)
 

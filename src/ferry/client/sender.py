@@ -20,6 +20,7 @@ is public, so anything else would let anyone end a transfer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -147,7 +148,7 @@ class Sender:
         # outcome leaves the group as a value, so it is raised as itself
         # rather than inside an ExceptionGroup.
         async with asyncio.TaskGroup() as group:
-            supervised = await _settled(self._supervise(group, control, code))
+            supervised = await _settled(lambda: self._supervise(group, control, code))
         supervised.unwrap()
 
     async def _supervise(self, group: asyncio.TaskGroup, control: RelayLink, code: Code) -> None:
@@ -204,7 +205,9 @@ class Sender:
             log.info("the relay sent a ticket while %d data connections are open; ignored",
                      self._tickets.open)  # fmt: skip
         else:
-            attempt = self._attempt(control, code, message.ticket, standby, delay)
+            attempt = functools.partial(
+                self._attempt, control, code, message.ticket, standby, delay
+            )
             attempts.add(group.create_task(_settled(attempt)))
         return _listen(group, control, code)
 
@@ -391,12 +394,15 @@ class _Settled(Generic[T]):
 _Supervised = asyncio.Task[_Settled[T]]
 
 
-async def _settled(work: Awaitable[T]) -> _Settled[T]:
-    """Run work; its failure becomes a value. A task of the supervisor's group must
+async def _settled(work: Callable[[], Awaitable[T]]) -> _Settled[T]:
+    """Run work(); its failure becomes a value. A task of the supervisor's group must
     not raise: the group would cancel its siblings, and a lost control connection
-    is nothing to a transfer under way. The supervisor decides what a failure means."""
+    is nothing to a transfer under way. The supervisor decides what a failure means.
+
+    work is called here, not by the caller: a task cancelled before its first step
+    never starts it, so no coroutine is left un-awaited."""
     try:
-        return _Settled(await work)
+        return _Settled(await work())
     except Exception as exc:
         return _Settled(error=exc)
 
@@ -405,9 +411,8 @@ def _listen(
     group: asyncio.TaskGroup, control: RelayLink, code: Code
 ) -> _Supervised[rv.RelayMessage]:
     """The control connection's next ticket (TICKET or INCOMING), answering PINGs meanwhile."""
-    return group.create_task(
-        _settled(control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None))
-    )
+    kinds = (rv.StandbyTicket, rv.Incoming)
+    return group.create_task(_settled(lambda: control.expect(kinds, code.nameplate, None)))
 
 
 class _Refused(RefusedByPeer):

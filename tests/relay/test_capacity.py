@@ -15,7 +15,7 @@ import pytest
 
 from ferry.config import RelayConfig
 from ferry.relay.capacity import AddressSlots, Capacity, Count, Shares
-from tests.relay.conditions import until
+from ferry_testing.waiting import until
 from tests.relay.harness import running_relay
 
 

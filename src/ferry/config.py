@@ -27,6 +27,11 @@ MAX_LINGERING: Final = 512
 """Refused sockets lingering at once; past it a refusal closes at once (after discarding)."""
 SENDER_GRACE: Final = 1.0
 """Seconds a draining relay waits for senders whose transfer ended to close."""
+CANCEL_GRACE: Final = 5.0
+"""Seconds a closing relay gives the connection tasks it cancelled (its own and the
+web front's) to log their outcome and send their refusal."""
+ACCEPT_GRACE: Final = 1.0
+"""Seconds a closing relay gives its cancelled accept loops to end."""
 MAX_PARKED_BYTES: Final = 4096
 """Early bytes a parked standby data connection may send (its PAKE flight is ~40)."""
 MAX_EARLY_BYTES: Final = 8 * KIB

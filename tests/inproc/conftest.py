@@ -33,3 +33,4 @@ async def relay_factory() -> AsyncIterator[object]:
     yield start
     for relay in started:
         await relay.close()
+        assert not relay.capacity.held(), relay.capacity.held()  # capacity.py

@@ -271,5 +271,5 @@ async def test_pump_with_nothing_moved_reports_no_last_side(
     result = await asyncio.wait_for(
         pump(a_relay, b_relay, buffer_size=65536, idle_timeout=10, use_splice=use_splice), 10
     )
-    assert (result.outcome, result.last_from) == ("closed", "")
+    assert (result.outcome, result.last_from) == ("closed", None)
     assert result.first_eof in ("a", "b")

@@ -53,6 +53,8 @@ async def running_relay(**settings: object) -> AsyncIterator[RunningRelay]:
         yield RunningRelay(relay, listeners[0].getsockname()[1])
     finally:
         await relay.close()
+    # Whatever the test did, a closed relay holds no capacity (capacity.py).
+    assert not relay.capacity.held(), relay.capacity.held()
 
 
 class RawClient:

@@ -11,6 +11,7 @@ from ferry.config import MAX_PARKED_BYTES, RelayConfig
 from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
+from ferry.relay.pipes import PumpEnd
 from ferry.relay.session import (
     Ending,
     Phase,
@@ -70,7 +71,7 @@ def test_handshake_deadline_passing_refuses_with_timeout() -> None:
     [
         (b"FERRY 1 SEND\n", Role.SENDER, Phase.WAITING, None),
         (b"FERRY 1 RECV 42\n", Role.RECEIVER, Phase.CLAIMING, 42),
-        (f"FERRY 1 JOIN 42 {TICKET}\n".encode(), Role.SENDER_DATA, Phase.JOINED, 42),
+        (f"FERRY 1 JOIN 42 {TICKET}\n".encode(), Role.SENDER_DATA, Phase.JOINING, 42),
     ],
     ids=["send", "recv", "join"],
 )
@@ -221,7 +222,7 @@ def test_piping_receiver_has_no_deadline_and_ends_as_its_pipe() -> None:
     session.request_received(b"FERRY 1 RECV 3\n", T0)
     session.pipe_started()
     assert session.deadline() is None
-    report = PipeReport("closed", 5000, 60, Role.RECEIVER, Role.SENDER)
+    report = PipeReport(PumpEnd.CLOSED, 5000, 60, Role.RECEIVER, Role.SENDER)
     assert session.pipe_ended(report) == Ending(logs.HAPPY)
     assert session.pipe is report
 
@@ -255,16 +256,16 @@ def test_socket_errors_map_to_vanished_when_the_peer_left() -> None:
 @pytest.mark.parametrize(
     ("ended", "last_from", "expected"),
     [
-        ("closed", Role.RECEIVER, Ending(logs.HAPPY)),
-        ("closed", Role.SENDER, Ending(logs.ERRORY, "sender spoke last")),
-        ("closed", None, Ending(logs.ERRORY, "nothing moved")),
-        ("error", Role.RECEIVER, Ending(logs.ERRORY, "socket failed")),
-        ("idle", Role.RECEIVER, Ending(logs.IDLE)),
+        (PumpEnd.CLOSED, Role.RECEIVER, Ending(logs.HAPPY)),
+        (PumpEnd.CLOSED, Role.SENDER, Ending(logs.ERRORY, "sender spoke last")),
+        (PumpEnd.CLOSED, None, Ending(logs.ERRORY, "nothing moved")),
+        (PumpEnd.ERROR, Role.RECEIVER, Ending(logs.ERRORY, "socket failed")),
+        (PumpEnd.IDLE, Role.RECEIVER, Ending(logs.IDLE)),
     ],
     ids=["acked", "sender-last", "silent", "socket-error", "idle"],
 )
 def test_pipe_outcome_is_happy_only_for_a_clean_close_with_the_receiver_last(
-    ended: str, last_from: Role | None, expected: Ending
+    ended: PumpEnd, last_from: Role | None, expected: Ending
 ) -> None:
     for closed_first in (Role.SENDER, Role.RECEIVER, None):
         report = PipeReport(ended, 10_000, 100, last_from, closed_first)
@@ -300,5 +301,5 @@ def test_pipe_outcome_is_happy_only_for_a_clean_close_with_the_receiver_last(
 def test_a_pipe_ended_in_its_opening_is_happy_only_if_answered_and_the_receiver_spoke_last(
     replied: bool, last_from: Role, closed_first: Role, expected: Ending
 ) -> None:
-    report = PipeReport("early", 400, 150, last_from, closed_first, sender_replied=replied)
+    report = PipeReport(PumpEnd.EARLY, 400, 150, last_from, closed_first, sender_replied=replied)
     assert pipe_outcome(report) == expected

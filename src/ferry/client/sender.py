@@ -20,9 +20,11 @@ is public, so anything else would let anyone end a transfer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 from ferry.address import Address
 from ferry.client.peer import lost, shown
@@ -52,6 +54,8 @@ from ferry.protocol.sender_session import SenderSession
 from ferry.protocol.session import load_crypto
 
 log = logging.getLogger("ferry.send")
+
+T = TypeVar("T")
 
 
 class Sender:
@@ -139,10 +143,19 @@ class Sender:
         wait_timeout bounds the waiting only: a key exchange or transfer that
         has started runs to its end, however long it takes.
         """
+        # The group owns the listening and the attempts: whatever ends the
+        # supervision, it cancels and waits for each. The supervision's own
+        # outcome leaves the group as a value, so it is raised as itself
+        # rather than inside an ExceptionGroup.
+        async with asyncio.TaskGroup() as group:
+            supervised = await _settled(lambda: self._supervise(group, control, code))
+        supervised.unwrap()
+
+    async def _supervise(self, group: asyncio.TaskGroup, control: RelayLink, code: Code) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.wait_timeout
-        listening: asyncio.Task[rv.RelayMessage] | None = _listen(control, code)
-        attempts: set[asyncio.Task[bool]] = set()
+        listening: _Supervised[rv.RelayMessage] | None = _listen(group, control, code)
+        attempts: set[_Supervised[bool]] = set()
 
         def running() -> set[asyncio.Task[Any]]:
             return {*attempts, listening} if listening else set(attempts)
@@ -160,26 +173,26 @@ class Sender:
                     waited = self.config.wait_timeout
                     raise TimedOut(f"no receiver came within {waited:.0f}s")
                 if listening in done:
-                    listening = self._next_listen(control, code, listening, attempts)
+                    listening = self._next_listen(group, control, code, listening, attempts)
                 for attempt in attempts & done:
                     attempts.discard(attempt)
-                    if attempt.result():
+                    if attempt.result().unwrap():
                         return
         finally:
             for task in running():
-                task.cancel()
-            await asyncio.gather(*running(), return_exceptions=True)
+                task.cancel()  # the group waits for them
 
     def _next_listen(
         self,
+        group: asyncio.TaskGroup,
         control: RelayLink,
         code: Code,
-        heard: asyncio.Task[rv.RelayMessage],
-        attempts: set[asyncio.Task[bool]],
-    ) -> asyncio.Task[rv.RelayMessage] | None:
+        heard: _Supervised[rv.RelayMessage],
+        attempts: set[_Supervised[bool]],
+    ) -> _Supervised[rv.RelayMessage] | None:
         """Start an attempt for what the control connection said; listen on (or not)."""
         try:
-            message = heard.result()
+            message = heard.result().unwrap()
         except FerryError:
             if self._engaged:
                 return None  # the transfer under way does not need the control connection
@@ -192,9 +205,11 @@ class Sender:
             log.info("the relay sent a ticket while %d data connections are open; ignored",
                      self._tickets.open)  # fmt: skip
         else:
-            attempt = self._attempt(control, code, message.ticket, standby, delay)
-            attempts.add(asyncio.create_task(attempt))
-        return _listen(control, code)
+            attempt = functools.partial(
+                self._attempt, control, code, message.ticket, standby, delay
+            )
+            attempts.add(group.create_task(_settled(attempt)))
+        return _listen(group, control, code)
 
     async def _attempt(
         self, control: RelayLink, code: Code, ticket: str, standby: bool, delay: float = 0.0
@@ -363,11 +378,41 @@ class Sender:
         await wire.expect(Acknowledged)
 
 
-def _listen(control: RelayLink, code: Code) -> asyncio.Task[rv.RelayMessage]:
+@dataclass(frozen=True)
+class _Settled(Generic[T]):
+    """How a supervised task ended: its value, or the exception it raised."""
+
+    value: T | None = None
+    error: Exception | None = None
+
+    def unwrap(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return cast(T, self.value)
+
+
+_Supervised = asyncio.Task[_Settled[T]]
+
+
+async def _settled(work: Callable[[], Awaitable[T]]) -> _Settled[T]:
+    """Run work(); its failure becomes a value. A task of the supervisor's group must
+    not raise: the group would cancel its siblings, and a lost control connection
+    is nothing to a transfer under way. The supervisor decides what a failure means.
+
+    work is called here, not by the caller: a task cancelled before its first step
+    never starts it, so no coroutine is left un-awaited."""
+    try:
+        return _Settled(await work())
+    except Exception as exc:
+        return _Settled(error=exc)
+
+
+def _listen(
+    group: asyncio.TaskGroup, control: RelayLink, code: Code
+) -> _Supervised[rv.RelayMessage]:
     """The control connection's next ticket (TICKET or INCOMING), answering PINGs meanwhile."""
-    return asyncio.create_task(
-        control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None)
-    )
+    kinds = (rv.StandbyTicket, rv.Incoming)
+    return group.create_task(_settled(lambda: control.expect(kinds, code.nameplate, None)))
 
 
 class _Refused(RefusedByPeer):

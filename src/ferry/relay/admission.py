@@ -42,6 +42,7 @@ from typing import Final
 from ferry.config import MAX_LINGERING, REFUSAL_LINGER_SECONDS, RelayConfig
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs, refusals
+from ferry.relay.capacity import AddressSlot, AddressSlots, unlimited
 from ferry.relay.connection import (
     fd_limit,
     fds_open,
@@ -50,7 +51,7 @@ from ferry.relay.connection import (
     open_spare,
     say_and_half_close,
 )
-from ferry.relay.limits import ConnectionCounter, address_key, is_loopback
+from ferry.relay.limits import address_key, is_loopback
 from ferry.relay.metrics import Metrics
 from ferry.relay.session import Role
 
@@ -58,16 +59,24 @@ log = logs.log
 
 OUT_OF_FDS: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
-Admit = Callable[[socket.socket, str, str, bool], None]
-"""The server's side: (socket, printable peer, per-address key or "", from a trusted proxy)."""
+Admit = Callable[[socket.socket, str, AddressSlot, bool], None]
+"""The server's side: (socket, printable peer, its address's slot, from a trusted proxy).
+The slot is the receiver's to release (capacity.py)."""
 
 
 class Gate:
-    def __init__(self, config: RelayConfig, metrics: Metrics, held: Callable[[], int]) -> None:
-        """held(): descriptors the server holds for connections and pipes now."""
+    def __init__(
+        self,
+        config: RelayConfig,
+        metrics: Metrics,
+        held: Callable[[], int],
+        per_address: AddressSlots,
+    ) -> None:
+        """held(): descriptors the server holds for connections and pipes now;
+        per_address: the connections-per-address slots (capacity.py)."""
         self.config = config
         self.metrics = metrics
-        self.per_address = ConnectionCounter(config.max_connections_per_address)
+        self.per_address = per_address
         self.proxies = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxy]
         self._held = held
         self._lingering: set[asyncio.Task[None]] = set()
@@ -112,14 +121,14 @@ class Gate:
                 self._refuse_now(sock, peer, rv.REASON_BUSY, "relay busy: out of file descriptors")
                 continue
             if self.is_trusted_proxy(host):
-                admit(sock, peer, "", True)  # the server reads the client's address first
+                admit(sock, peer, unlimited(), True)  # the server reads the client's address
                 continue
-            key = self.key_for(host)
-            if key and not self.per_address.open(key):
+            slot = self.per_address.take(self.key_for(host))
+            if slot is None:
                 text = "too many connections from your address"
                 self._refuse_now(sock, peer, rv.REASON_TOO_MANY_CONNECTIONS, text)
                 continue
-            admit(sock, peer, key, False)
+            admit(sock, peer, slot, False)
 
     def key_for(self, host: str) -> str:
         """The per-address limits' key; "" = not limited (loopback, unless limit_loopback)."""

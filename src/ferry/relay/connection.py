@@ -16,40 +16,68 @@ from dataclasses import dataclass, field
 from ferry import platform
 from ferry.config import REFUSAL_LINGER_BYTES, REFUSAL_LINGER_SECONDS
 from ferry.protocol import rendezvous as rv
+from ferry.relay.capacity import AddressSlot, Hold
 from ferry.relay.session import Phase, Role, Session
 
 
 @dataclass(eq=False)
 class Connection:
-    """A socket, its peer, and its session (the rules: session.py)."""
+    """A socket, its peer, its session (the rules: session.py) and what it holds.
+
+    Its lifecycle is its session's phase, moved by lifecycle.py; what the
+    asyncio side needs of it (is it handed over, is a transfer running) is
+    read from there, never kept beside it.
+    """
 
     sock: socket.socket
     peer: str
-    key: str
-    """The per-address limits' key ("" = not limited)."""
+    slot: AddressSlot
+    """Its place among its source address's connections (capacity.py)."""
     session: Session
+    counted: Hold
+    """Its place among the relay's open connections (capacity.py)."""
     max_line: int = rv.MAX_LINE
     proxied: bool = False
-    """From a trusted proxy: a PROXY header names the client (peer and key change then)."""
+    """From a trusted proxy: a PROXY header names the client (peer and slot change then)."""
     joined: asyncio.Future[Connection] | None = None
     """Receiver: resolves to the sender's data connection."""
     paired_early: bool = False
     """Receiver: told PAIRED before its PAKE record came (a receiver from before the
     pipelined handshake); it is paired for real once the record is in."""
-    handed_over: bool = False
-    """Sender data: its socket belongs to a receiver's pipe (or the parking lot) now."""
-    between_transfers: asyncio.Event = field(default_factory=asyncio.Event)
-    """Sender control: set while no transfer of its nameplate runs."""
     from_node: str = ""
     """Set when another cluster node forwarded this connection (forward.py): its id."""
     client_key: str = ""
     """A forwarded connection's client, as the per-address limits' key: that node
-    holds its per-address slot (key is "" here), but the pool shares count it."""
+    holds its per-address slot (this connection holds none here), but the pool
+    shares count it."""
     lines: rv.LineBuffer = field(init=False)
+    _between_transfers: asyncio.Event = field(init=False)
 
     def __post_init__(self) -> None:
         self.lines = rv.LineBuffer(self.max_line)
-        self.between_transfers.set()
+        self._between_transfers = asyncio.Event()
+        self._between_transfers.set()
+        self.session.watch(self._phase_changed)
+
+    def _phase_changed(self, phase: Phase) -> None:
+        if self.session.between_transfers:
+            self._between_transfers.set()
+        else:
+            self._between_transfers.clear()
+
+    async def transfer_over(self) -> None:
+        """Sender control: return once no transfer of its nameplate is claimed or runs."""
+        await self._between_transfers.wait()
+
+    def release(self) -> None:
+        """The connection is over: give back its slots (once, whoever asks first)."""
+        self.slot.release()
+        self.counted.release()
+
+    @property
+    def key(self) -> str:
+        """The per-address limits' key ("" = not limited)."""
+        return self.slot.key
 
     @property
     def share_key(self) -> str:
@@ -63,6 +91,11 @@ class Connection:
     @property
     def phase(self) -> Phase:
         return self.session.phase
+
+    @property
+    def handed_over(self) -> bool:
+        """Sender data: its socket belongs to a receiver's pipe (or the parking lot)."""
+        return self.session.handed_over
 
     @contextlib.asynccontextmanager
     async def watch_hang_up(self) -> AsyncIterator[asyncio.Future[None]]:

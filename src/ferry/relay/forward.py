@@ -59,6 +59,7 @@ from ferry.errors import InvalidAddress, Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, logs
 from ferry.relay.admission import OUT_OF_FDS
+from ferry.relay.capacity import Count
 from ferry.relay.connection import Connection
 from ferry.relay.directory import Directory, DirectoryUnavailable
 from ferry.relay.pump import SPLICE_AVAILABLE, pump
@@ -163,12 +164,16 @@ class NodeLinks:
         self._secret = secret
         self._clock = clock
         self._plan = buffers.plan(config)
-        self.pipes = 0
-        """Forwarded connections running now (each an internal socket and a pump)."""
+        self._pipes = Count()
         self.forwarded = 0
         self.forwarded_bytes = 0
         self.accepted = 0
         self.auth_failures = 0
+
+    @property
+    def pipes(self) -> int:
+        """Forwarded connections running now (each an internal socket and a pump)."""
+        return self._pipes.value
 
     def fds_held(self) -> int:
         return self.pipes * (FDS_PER_FORWARD if self.config.use_splice and SPLICE_AVAILABLE else 1)
@@ -239,12 +244,11 @@ class NodeLinks:
                 rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}"
             )
         upstream = await self._connect(owner.address, conn, line)
-        self.pipes += 1
         self.forwarded += 1
         try:
-            report = await self._pump(conn, upstream)
+            with self._pipes.hold():
+                report = await self._pump(conn, upstream)
         finally:
-            self.pipes -= 1
             upstream.close()
         ending = conn.session.pipe_ended(report)
         detail = "; ".join(filter(None, [ending.detail, f"forwarded to {owner.node}"]))
@@ -309,14 +313,7 @@ class NodeLinks:
                 if not use_splice or exc.errno not in OUT_OF_FDS:
                     raise
                 use_splice = False  # no descriptors for kernel pipes: copy instead
-        sides = {"a": Role.RECEIVER, "b": Role.SENDER}
-        return PipeReport(
-            ended=result.outcome,
-            bytes_to_receiver=result.bytes_b_to_a,
-            bytes_to_sender=result.bytes_a_to_b,
-            last_from=sides.get(result.last_from),
-            closed_first=sides.get(result.first_eof),
-        )
+        return PipeReport.of(result)  # the first flight is the owner's to judge
 
     def _count(self, count: int) -> None:
         self.forwarded_bytes += count

@@ -35,30 +35,44 @@ import json
 import logging
 import sys
 import time
+from enum import StrEnum
 from typing import Final
 
 LOGGER_NAME: Final = "ferry.relay"
 FORMATS: Final = ("human", "json")
 
-HAPPY: Final = "happy"
-LONELY: Final = "lonely"
-LOST: Final = "lost"
-IDLE: Final = "idle"
-VANISHED: Final = "vanished"
-REFUSED: Final = "refused"
-ERRORY: Final = "errory"
-CUT: Final = "cut"
-OUTCOMES: Final = (HAPPY, LONELY, LOST, IDLE, VANISHED, REFUSED, ERRORY, CUT)
+
+class Outcome(StrEnum):
+    """How a connection ended (the table above); the member is its log text."""
+
+    HAPPY = "happy"
+    LONELY = "lonely"
+    LOST = "lost"
+    IDLE = "idle"
+    VANISHED = "vanished"
+    REFUSED = "refused"
+    ERRORY = "errory"
+    CUT = "cut"
+
+
+HAPPY: Final = Outcome.HAPPY
+LONELY: Final = Outcome.LONELY
+LOST: Final = Outcome.LOST
+IDLE: Final = Outcome.IDLE
+VANISHED: Final = Outcome.VANISHED
+REFUSED: Final = Outcome.REFUSED
+ERRORY: Final = Outcome.ERRORY
+CUT: Final = Outcome.CUT
+OUTCOMES: Final = tuple(Outcome)
 
 log = logging.getLogger(LOGGER_NAME)
 
 Field = str | int | float
 
 
-def outcome(name: str, **fields: Field) -> None:
+def outcome(name: Outcome, **fields: Field) -> None:
     """Log one connection's outcome with its fields (role, nameplate, peer, ...)."""
-    assert name in OUTCOMES, name
-    log.info("connection", extra={"fields": {"outcome": name, **fields}})
+    log.info("connection", extra={"fields": {"outcome": name.value, **fields}})
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Field]:

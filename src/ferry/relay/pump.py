@@ -37,27 +37,16 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from ferry import platform
+from ferry.relay.pipes import PumpEnd, PumpResult, Side
+
+__all__ = ["SPLICE_AVAILABLE", "PumpEnd", "PumpResult", "Side", "pump"]
 
 SPLICE_AVAILABLE: Final = platform.SPLICE
 _SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 _BURST: Final = 16
-
-
-@dataclass
-class PumpResult:
-    bytes_a_to_b: int
-    bytes_b_to_a: int
-    outcome: str
-    """"closed" (both sides finished), "early" (one side finished during the
-    opening), "error" (a socket failed) or "idle"."""
-    last_from: str = ""
-    """"a" or "b": the side whose bytes went out last ("" if none moved)."""
-    first_eof: str = ""
-    """"a" or "b": the side whose end of stream came first ("" if none came)."""
 
 
 class _Direction:
@@ -65,7 +54,7 @@ class _Direction:
 
     def __init__(self, pump: _Pump, src: socket.socket, dst: socket.socket, size: int) -> None:
         self.pump = pump
-        self.source = ""  # "a" or "b", set by pump()
+        self.source = Side.A  # set by pump()
         self.src = src
         self.dst = dst
         self.size = size
@@ -238,24 +227,24 @@ class _Pump:
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.clock = clock or self.loop.time
-        self.finished: asyncio.Future[str] = self.loop.create_future()
+        self.finished: asyncio.Future[PumpEnd] = self.loop.create_future()
         self.idle_timeout = idle_timeout
         self.on_moved = on_moved
         self.last_activity = self.clock()
-        self.last_from = ""
-        self.first_eof = ""
+        self.last_from: Side | None = None
+        self.first_eof: Side | None = None
         self.directions: list[_Direction] = []
         self.opening_bytes = opening_bytes
         self.on_opened = on_opened
         self.opening = opening_bytes > 0
 
-    def moved(self, count: int, source: str) -> None:
+    def moved(self, count: int, source: Side) -> None:
         """Bytes went out: the pipe is not idle, and live counters learn of it."""
         self.last_activity = self.clock()
         self.last_from = source
         if self.on_moved is not None:
             self.on_moved(count)
-        if self.opening and source == "b" and self.directions[1].moved >= self.opening_bytes:
+        if self.opening and source is Side.B and self.directions[1].moved >= self.opening_bytes:
             self.opening = False
             if self.on_opened is not None:
                 self.on_opened()
@@ -263,21 +252,21 @@ class _Pump:
     def stream_ended(self) -> None:
         """One side's stream ended and is delivered: during the opening, so does the pipe."""
         if self.opening and not self.finished.done():
-            self.finished.set_result("early")
+            self.finished.set_result(PumpEnd.EARLY)
 
     def fail(self) -> None:
         if not self.finished.done():
-            self.finished.set_result("error")
+            self.finished.set_result(PumpEnd.ERROR)
 
     def check_done(self) -> None:
         if all(d.done for d in self.directions) and not self.finished.done():
-            self.finished.set_result("closed")
+            self.finished.set_result(PumpEnd.CLOSED)
 
-    async def run(self) -> str:
+    async def run(self) -> PumpEnd:
         while True:
             remaining = self.last_activity + self.idle_timeout - self.clock()
             if remaining <= 0:
-                return "idle"
+                return PumpEnd.IDLE
             try:
                 return await asyncio.wait_for(asyncio.shield(self.finished), remaining)
             except TimeoutError:
@@ -316,7 +305,7 @@ async def pump(
     except OSError:
         forward.close()
         raise
-    forward.source, backward.source = "a", "b"
+    forward.source, backward.source = Side.A, Side.B
     state.directions = [forward, backward]
     try:
         forward.start(preload_a_to_b)

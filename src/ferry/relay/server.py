@@ -3,8 +3,11 @@
 Theory of operation. This module is asyncio plumbing; the rules live in
 pure modules: who gets in (admission.py, with the refusal helper), what a
 connection may send, which deadline applies, what it turns into and how it
-ends (session.py), who holds which nameplate (table.py), per-address
-look-up budgets (limits.py), buffer sizes (buffers.py).
+ends (session.py), who holds which nameplate (table.py), how a pairing
+moves both (lifecycle.py: the one owner of phases and states; this module
+only asks it), what is counted against a limit and given back (capacity.py:
+every count is a Hold), per-address look-up budgets (limits.py), buffer
+sizes (buffers.py).
 
 Each admitted socket gets one task, which reads lines under its session's
 deadline and acts on what the session answers:
@@ -22,6 +25,10 @@ deadline and acts on what the session answers:
 
 Every connection ends with one outcome (logs.py), logged and counted. The
 relay never parses a byte after PAIRED: it cannot read what it carries.
+
+The connection tasks belong to one asyncio.TaskGroup, held open from
+start() to close() by a supervising task: close() decides which to cancel
+when, and the group's end is the moment none is left.
 
 Shutdown (close()): stop accepting, refuse everything that is not a running
 pipe (handshakes, waiting senders, pairings) with ERROR shutting-down, let
@@ -50,6 +57,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ferry.config import (
+    ACCEPT_GRACE,
+    CANCEL_GRACE,
     EARLY_PAIRED_AFTER,
     MAX_EARLY_BYTES,
     MAX_PARKED_BYTES,
@@ -62,9 +71,11 @@ from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, forward, logs, proxy
 from ferry.relay.admission import OUT_OF_FDS, Gate
+from ferry.relay.capacity import AddressSlot, Capacity, unlimited
 from ferry.relay.connection import Connection
 from ferry.relay.directory import Directory, DirectoryUnavailable, LocalDirectory
-from ferry.relay.limits import LookupLimiter, PoolShares, network_key
+from ferry.relay.lifecycle import Lifecycle
+from ferry.relay.limits import LookupLimiter, network_key
 from ferry.relay.metrics import Gauges, Metrics
 from ferry.relay.pump import SPLICE_AVAILABLE, PumpResult, pump
 from ferry.relay.session import (
@@ -74,6 +85,7 @@ from ferry.relay.session import (
     Role,
     SendPing,
     Session,
+    delay_until,
     error_ending,
 )
 from ferry.relay.table import Entry, PairingTable, State
@@ -82,7 +94,6 @@ from ferry.relay.web import WebFront
 log = logs.log
 
 FDS_PER_PIPE: Final = 4  # two kernel pipes on the splice path
-PUMP_SIDES: Final = {"a": Role.RECEIVER, "b": Role.SENDER}
 
 
 class Relay:
@@ -102,18 +113,15 @@ class Relay:
         self.metrics = metrics or Metrics()
         self.buffers = buffers.plan(config)
         self.memory_ceiling = buffers.memory_ceiling(config)
-        self.table: PairingTable[Connection] = PairingTable(config, lambda: secrets.token_hex(16))
-        self.gate = Gate(config, self.metrics, self._fds_held)
+        self.lifecycle: Lifecycle[Connection] = Lifecycle(config, lambda: secrets.token_hex(16))
+        self.capacity = Capacity(config)
+        self.gate = Gate(config, self.metrics, self._fds_held, self.capacity.per_address)
         self.lookups = LookupLimiter(config.lookups_per_minute, config.max_tracked_addresses)
-        networks = config.fair_share_addresses
-        self.handshake_shares = PoolShares(config.max_handshakes, networks)
-        self.sender_shares = PoolShares(config.max_waiting_senders, networks)
-        self.transfer_shares = PoolShares(config.max_active_transfers, networks)
-        self.handshaking = 0
-        self.active = 0
-        self.open_connections = 0
         self._clock = clock
         self._tasks: dict[asyncio.Task[None], Connection] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._listeners: list[socket.socket] = []
         self._accepting: list[asyncio.Task[None]] = []
         self._draining = False
@@ -122,16 +130,46 @@ class Relay:
     def clock(self) -> float:
         return (self._clock or asyncio.get_running_loop().time)()
 
+    def delay(self, deadline: float | None) -> float | None:
+        """Seconds from now (the relay's clock) to deadline; None: no deadline."""
+        return delay_until(deadline, self.clock())
+
+    @property
+    def table(self) -> PairingTable[Connection]:
+        return self.lifecycle.table
+
+    @property
+    def handshaking(self) -> int:
+        return self.capacity.handshakes.value
+
+    @property
+    def active(self) -> int:
+        return self.capacity.pipes.value
+
+    @property
+    def open_connections(self) -> int:
+        return self.capacity.connections.value
+
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self, listeners: list[socket.socket]) -> None:
         self._listeners = listeners
         await self.directory.start()
         self.gate.start()
+        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._supervisor = asyncio.create_task(self._supervise(opened))
+        await opened
         admit = self._admit if self.web is None else self.web.wrap(self._admit)
         for listener in listeners:
             listener.setblocking(False)
             self._accepting.append(asyncio.create_task(self.gate.accept_loop(listener, admit)))
+
+    async def _supervise(self, opened: asyncio.Future[None]) -> None:
+        """Hold the connection tasks' group open until close() is done with them."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            opened.set_result(None)
+            await self._stopping.wait()
 
     @property
     def draining(self) -> bool:
@@ -161,18 +199,20 @@ class Relay:
             await asyncio.wait(senders, timeout=SENDER_GRACE)
         for task in self._tasks:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        self._stopping.set()  # the group ends as soon as its last task has
+        if self._supervisor is not None:
+            await asyncio.wait([self._supervisor], timeout=CANCEL_GRACE)
         if self._accepting:
-            await asyncio.wait(self._accepting, timeout=1)
+            await asyncio.wait(self._accepting, timeout=ACCEPT_GRACE)
         if self.web is not None:
             await self.web.close()
         await self.gate.close()
         await self.directory.close()
 
     def _is_pipe(self, conn: Connection) -> bool:
+        # A sender data connection pipes here only when forwarded (JOINED has no task).
         return conn.role is Role.RECEIVER or (
-            conn.role is Role.SENDER_DATA and conn.phase is Phase.PIPING and not conn.handed_over
+            conn.role is Role.SENDER_DATA and conn.phase is Phase.PIPING
         )
 
     def gauges(self) -> Gauges:
@@ -196,32 +236,42 @@ class Relay:
         return self.open_connections + pipes + forwarded + web
 
     def _admit(
-        self, sock: socket.socket, peer: str, key: str, proxied: bool, since: float | None = None
+        self,
+        sock: socket.socket,
+        peer: str,
+        slot: AddressSlot,
+        proxied: bool,
+        since: float | None = None,
     ) -> None:
-        """since: when it was accepted, if the web front held it first (web.py)."""
+        """slot: its address's, now this connection's to give back (capacity.py).
+        since: when it was accepted, if the web front held it first (web.py)."""
         # Accepted with the kernel's default buffers (listen.py): nothing but short
         # lines moves until pairing, so hold them to the control size from now on.
         with contextlib.suppress(OSError):
             buffers.set_both(sock, self.buffers.control // 2)
         session = Session(self.config, self.clock() if since is None else since)
         conn = Connection(
-            sock, peer, key, session, max_line=self.config.max_hello_bytes, proxied=proxied
+            sock,
+            peer,
+            slot,
+            session,
+            self.capacity.connections.hold(),
+            max_line=self.config.max_hello_bytes,
+            proxied=proxied,
         )
-        self.open_connections += 1
-        task = asyncio.create_task(self._serve(conn))
+        if self._group is None or self._stopping.is_set():
+            # Closed (or not started): nothing is served any more.
+            self.gate.hang_up(sock, rv.REASON_SHUTTING_DOWN, "relay shutting down", False)
+            conn.release()
+            return
+        task = self._group.create_task(self._serve(conn))
         self._tasks[task] = conn
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         conn = self._tasks.pop(task)
         if not conn.handed_over:
-            self._release(conn)
-
-    def _release(self, conn: Connection) -> None:
-        """A connection is over: give back its slots."""
-        if conn.key:
-            self.gate.per_address.close(conn.key)
-        self.open_connections -= 1
+            conn.release()  # a handed-over one is given back with its pipe or parking
 
     # -- one connection ----------------------------------------------------
 
@@ -274,10 +324,8 @@ class Relay:
 
     async def _next_line(self, conn: Connection) -> bytes | None:
         """The next line, or None once the session's deadline has passed."""
-        deadline = conn.session.deadline()
-        delay = None if deadline is None else max(0.0, deadline - self.clock())
         try:
-            async with asyncio.timeout(delay):
+            async with asyncio.timeout(conn.session.delay(self.clock())):
                 return await self._read_line(conn)
         except TimeoutError:
             return None
@@ -291,23 +339,18 @@ class Relay:
             raise Refusal(rv.REASON_BAD_REQUEST, "too many bytes before pairing")
         if self.handshaking >= self.config.max_handshakes:
             raise Refusal(rv.REASON_BUSY, "relay busy, try later")
-        self.handshaking += 1
-        network: str | None = None
-        try:
+        capacity = self.capacity
+        with capacity.handshakes.hold():
             if conn.proxied:
                 await self._read_proxy_header(conn)
-            if not self.handshake_shares.may_take(network_key(conn.key), self.handshaking - 1):
-                raise Refusal(rv.REASON_BUSY, "relay busy: too many connections from your network")
             network = network_key(conn.key)
-            self.handshake_shares.take(network)
-            while (line := await self._next_line(conn)) is None:
-                conn.session.timer_expired(self.clock())  # a handshake's: raises Refusal
-            if self.links is not None and forward.is_node_hello(line):
-                line = await self._accept_node(conn, line)
-        finally:
-            self.handshaking -= 1
-            if network is not None:
-                self.handshake_shares.give_back(network)
+            if not capacity.handshake_shares.may_take(network, self.handshaking - 1):
+                raise Refusal(rv.REASON_BUSY, "relay busy: too many connections from your network")
+            with capacity.handshake_shares.hold(network):
+                while (line := await self._next_line(conn)) is None:
+                    conn.session.timer_expired(self.clock())  # a handshake's: raises Refusal
+                if self.links is not None and forward.is_node_hello(line):
+                    line = await self._accept_node(conn, line)
         request = conn.session.request_received(line, self.clock())
         if self.links is not None and not conn.from_node:
             nameplate = getattr(request, "nameplate", None)
@@ -330,10 +373,8 @@ class Relay:
         client's. What follows the header is the client's first line."""
         loop = asyncio.get_running_loop()
         data = b""
-        deadline = conn.session.deadline()
-        delay = None if deadline is None else max(0.0, deadline - self.clock())
         try:
-            async with asyncio.timeout(delay):
+            async with asyncio.timeout(conn.session.delay(self.clock())):
                 while (header := proxy.parse(data)) is None:
                     chunk = await loop.sock_recv(conn.sock, proxy.V2_FIXED + proxy.V2_MAX_BODY)
                     if not chunk:
@@ -346,44 +387,42 @@ class Relay:
             return  # the proxy's own check: it stays the peer
         host, port = header.client.host, header.client.port
         conn.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        key = self.gate.key_for(host)
-        if key and not self.gate.per_address.open(key):
+        slot = self.gate.per_address.take(self.gate.key_for(host))
+        if slot is None:
             raise Refusal(rv.REASON_TOO_MANY_CONNECTIONS, "too many connections from your address")
-        conn.key = key
+        conn.slot.release()  # the proxy's: it counted nothing
+        conn.slot = slot
         conn.proxied = False
 
     # -- sender control ----------------------------------------------------
 
     async def _serve_sender(self, conn: Connection, standby: bool, web_url: str = "") -> Ending:
         network = network_key(conn.key)
-        if not self.sender_shares.may_take(network, self.table.count(State.WAITING)):
+        shares = self.capacity.sender_shares
+        if not shares.may_take(network, self.table.count(State.WAITING)):
             raise Refusal(rv.REASON_BUSY, "relay busy: too many waiting senders from your network")
         try:
             number = await self.directory.allocate()
         except DirectoryUnavailable:
             raise Refusal(rv.REASON_UNAVAILABLE, "relay cluster directory unavailable") from None
         try:
-            entry = self.table.register(conn, self.clock(), standby, number)
+            entry = self.lifecycle.register(conn, self.clock(), standby, number)
         except Refusal:
             if number is not None and not self.table.holds(number):
                 self.directory.release(number)
             raise
-        conn.session.registered(entry.nameplate)
-        self.sender_shares.take(network)
-        try:
-            if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate, web_url)):
-                return Ending(logs.VANISHED, "NAMEPLATE not accepted")
-            if standby and not conn.send_nowait(rv.StandbyTicket(entry.ticket)):
-                return Ending(logs.VANISHED, "TICKET not accepted")
-            return await self._hold_nameplate(conn, entry)
-        finally:
-            self.sender_shares.give_back(network)
-            conn.session.claims = entry.claims
-            self.table.unregister(entry)
-            self.directory.release(entry.nameplate)
-            parked = self.table.take_parked(entry)
-            if parked is not None:
-                self._drop_parked(parked)
+        with shares.hold(network):
+            try:
+                if not conn.send_nowait(rv.NameplateAssigned(entry.nameplate, web_url)):
+                    return Ending(logs.VANISHED, "NAMEPLATE not accepted")
+                if standby and not conn.send_nowait(rv.StandbyTicket(entry.ticket)):
+                    return Ending(logs.VANISHED, "TICKET not accepted")
+                return await self._hold_nameplate(conn, entry)
+            finally:
+                parked = self.lifecycle.unregister(entry)
+                self.directory.release(entry.nameplate)
+                if parked is not None:
+                    self._drop_parked(parked)
 
     async def _hold_nameplate(self, conn: Connection, entry: Entry[Connection]) -> Ending:
         """Keep a sender's control connection until it closes, goes quiet or overstays."""
@@ -394,7 +433,7 @@ class Relay:
             except (Closed, ConnectionResetError):
                 # A sender killed mid-transfer closes this too: its outcome is
                 # its transfer's, so wait for that (bounded by the pipe's own).
-                await conn.between_transfers.wait()
+                await conn.transfer_over()
                 return session.peer_closed()
             now = self.clock()
             if line is not None:
@@ -410,26 +449,29 @@ class Relay:
     # -- receiver and pipe -------------------------------------------------
 
     async def _serve_receiver(self, conn: Connection, nameplate: int) -> Ending:
-        now = self.clock()
-        if conn.key and not self.lookups.allow(conn.key, now):
-            wait = max(1, round(self.lookups.retry_after(conn.key, now)))
-            text = f"too many look-ups from your address, retry in {wait}s"
-            raise Refusal(rv.REASON_RATE_LIMITED, text)
+        self._look_up(conn)
         busy = self.active + self.table.count(State.CLAIMED)
         if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
         self._check_memory()
         network = network_key(conn.share_key)
-        if not self.transfer_shares.may_take(network, busy):
+        shares = self.capacity.transfer_shares
+        if not shares.may_take(network, busy):
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
         self.table.claimable(nameplate)  # refuses at once what no record could change
-        self.transfer_shares.take(network)
-        try:
+        with shares.hold(network):
             await self._read_claim_record(conn)
-            entry = self.table.claim(nameplate, conn, self.clock())
+            entry = self.lifecycle.claim(nameplate, conn, self.clock())
             return await self._pair_and_pipe(conn, entry)
-        finally:
-            self.transfer_shares.give_back(network)
+
+    def _look_up(self, conn: Connection) -> None:
+        """Charge one look-up to the connection's address; Refusal(rate-limited) once
+        its budget is spent."""
+        now = self.clock()
+        if conn.key and not self.lookups.allow(conn.key, now):
+            wait = max(1, round(self.lookups.retry_after(conn.key, now)))
+            text = f"too many look-ups from your address, retry in {wait}s"
+            raise Refusal(rv.REASON_RATE_LIMITED, text)
 
     async def _read_claim_record(self, conn: Connection) -> None:
         """A claim's PAKE record, whole (rv.claim_record_missing), by the session's deadline.
@@ -450,9 +492,8 @@ class Relay:
             deadline = conn.session.deadline()
             if not conn.paired_early and not conn.lines.rest():
                 deadline = early_at if deadline is None else min(deadline, early_at)
-            delay = None if deadline is None else max(0.0, deadline - self.clock())
             try:
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout(self.delay(deadline)):
                     data = await loop.sock_recv(conn.sock, missing)
             except TimeoutError:
                 if self.clock() >= early_at and not conn.paired_early and not conn.lines.rest():
@@ -468,11 +509,7 @@ class Relay:
 
     async def _pair_and_pipe(self, conn: Connection, entry: Entry[Connection]) -> Ending:
         """A claim is in: pair it with the sender's data connection and run the pipe."""
-        conn.session.claimed(entry.claims)
-        entry.sender.session.receiver_came()
-        entry.sender.between_transfers.clear()
-        conn.joined = asyncio.get_running_loop().create_future()
-        data_conn = self.table.take_parked(entry)
+        data_conn = self.lifecycle.take_parked(entry)
         if data_conn is not None:
             # A standby sender's data connection was waiting: pair at once.
             asyncio.get_running_loop().remove_reader(data_conn.sock.fileno())
@@ -492,7 +529,7 @@ class Relay:
 
     async def _await_join(self, conn: Connection, entry: Entry[Connection]) -> Connection:
         """Ask the sender for a data connection, and wait for it."""
-        assert conn.joined is not None
+        conn.joined = asyncio.get_running_loop().create_future()
         try:
             # No parked connection (a standby sender may be reconnecting, or it
             # could not get one in): ask for a data connection now, as for any sender.
@@ -516,21 +553,15 @@ class Relay:
         refund: the claim never reached the key exchange (session.py), so the
         nameplate's claim budget gets it back.
         """
-        sender = entry.sender
-        sender.session.claim_ended(transfer, self.clock())
-        sender.between_transfers.set()
-        if not entry.live:
-            return
-        ticket = self.table.release(entry, refund)
+        ticket = self.lifecycle.end_claim(entry, transfer, self.clock(), refund)
         if ticket:
-            sender.send_nowait(rv.StandbyTicket(ticket))
+            entry.sender.send_nowait(rv.StandbyTicket(ticket))
 
     async def _wait_joined(self, conn: Connection) -> Connection | None:
         """The sender's data connection; None at the session's deadline; Closed if
         this receiver leaves first."""
         assert conn.joined is not None
-        deadline = conn.session.deadline()
-        delay = None if deadline is None else max(0.0, deadline - self.clock())
+        delay = conn.session.delay(self.clock())
         async with conn.watch_hang_up() as gone:
             either: list[asyncio.Future[Any]] = [conn.joined, gone]
             done, _ = await asyncio.wait(either, timeout=delay, return_when="FIRST_COMPLETED")
@@ -542,22 +573,17 @@ class Relay:
 
     def _close_joined(self, data_conn: Connection) -> None:
         data_conn.sock.close()
-        self._release(data_conn)
+        data_conn.release()
 
     def _join(self, conn: Connection, nameplate: int, ticket: str) -> None:
-        entry = self.table.join(nameplate, ticket, conn)
-        if entry.parked is conn:
-            conn.handed_over = True
-            conn.session.parked()
-            if entry.displaced is not None:
-                self._drop_parked(entry.displaced)
-                entry.displaced = None
-            self._park(conn, entry)
+        joined = self.lifecycle.join(nameplate, ticket, conn)
+        if joined.entry.parked is conn:
+            if joined.displaced is not None:
+                self._drop_parked(joined.displaced)
+            self._park(conn, joined.entry)
             return
-        receiver = entry.receiver
-        if receiver is None or receiver.joined is None or receiver.joined.done():
-            raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
-        conn.handed_over = True
+        receiver = joined.entry.receiver
+        assert receiver is not None and receiver.joined is not None, receiver
         receiver.joined.set_result(conn)
 
     def _park(self, conn: Connection, entry: Entry[Connection]) -> None:
@@ -583,7 +609,7 @@ class Relay:
                 conn.lines.receive_data(data)
                 return
             loop.remove_reader(fd)
-            self.table.unpark(entry, conn)
+            self.lifecycle.unpark(entry, conn)
             self._drop_parked(conn)
 
         loop.add_reader(fd, readable)
@@ -597,14 +623,12 @@ class Relay:
         self, receiver: Connection, sender: Connection, entry: Entry[Connection]
     ) -> Ending:
         loop = asyncio.get_running_loop()
-        receiver.session.pipe_started()
         # The sender's control connection is part of this transfer now: a drain
         # waits for it like for the pipe, and does not refuse it (its outcome
         # is what happens to the transfer).
-        entry.sender.session.pipe_started()
-        self.active += 1
+        self.lifecycle.start_pipe(entry, receiver)
         self.metrics.transfers += 1
-        try:
+        with self.capacity.pipes.hold():
             # The data direction gets the budget: sender -> relay window, relay ->
             # receiver unacknowledged bytes. Before PAIRED, so the first file
             # byte already finds the large window.
@@ -614,17 +638,7 @@ class Relay:
             await loop.sock_sendall(sender.sock, rv.encode(rv.Paired()))
             first_flight = sender.lines.take_rest()
             result = await self._pump(receiver, sender, first_flight, entry)
-        finally:
-            self.active -= 1
-        report = PipeReport(
-            ended=result.outcome,
-            bytes_to_receiver=result.bytes_b_to_a,
-            bytes_to_sender=result.bytes_a_to_b,
-            last_from=PUMP_SIDES.get(result.last_from),
-            closed_first=PUMP_SIDES.get(result.first_eof),
-            sender_replied=result.bytes_b_to_a > len(first_flight),
-        )
-        return receiver.session.pipe_ended(report)
+        return receiver.session.pipe_ended(PipeReport.of(result, len(first_flight)))
 
     def _count_bytes(self, count: int) -> None:
         self.metrics.bytes_relayed += count
@@ -636,7 +650,7 @@ class Relay:
         preload_up = receiver.lines.take_rest()
 
         def opened() -> None:
-            self.table.opened(entry)
+            self.lifecycle.opened(entry)
 
         use_splice = self.config.use_splice
         while True:
@@ -677,20 +691,16 @@ class Relay:
         """
         assert self.links is not None
         peer, line = await self.links.accept(conn, hello, self._next_line)
-        if conn.key:
-            self.gate.per_address.close(conn.key)
-            conn.key = ""
+        conn.slot.release()
+        conn.slot = unlimited()
         conn.client_key = self.gate.key_for(forward.peer_host(peer))
         return line
 
     async def _forward(self, conn: Connection, line: bytes, nameplate: int) -> Ending:
         """A receiver or sender data connection for a nameplate another node holds."""
         assert self.links is not None
-        now = self.clock()
-        if conn.role is Role.RECEIVER and conn.key and not self.lookups.allow(conn.key, now):
-            wait = max(1, round(self.lookups.retry_after(conn.key, now)))
-            text = f"too many look-ups from your address, retry in {wait}s"
-            raise Refusal(rv.REASON_RATE_LIMITED, text)
+        if conn.role is Role.RECEIVER:
+            self._look_up(conn)
         busy = self.active + self.links.pipes
         if busy >= self.config.max_active_transfers:
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers, try later")
@@ -700,10 +710,8 @@ class Relay:
         # A forwarded receiver is a transfer here too: its network's share holds
         # on this node as on the owner (which counts it by the address AUTH carries).
         network = network_key(conn.key)
-        if not self.transfer_shares.may_take(network, busy + self.table.count(State.CLAIMED)):
+        shares = self.capacity.transfer_shares
+        if not shares.may_take(network, busy + self.table.count(State.CLAIMED)):
             raise Refusal(rv.REASON_BUSY, "relay busy: too many transfers from your network")
-        self.transfer_shares.take(network)
-        try:
+        with shares.hold(network):
             return await self.links.forward(conn, line, nameplate)
-        finally:
-            self.transfer_shares.give_back(network)

@@ -46,10 +46,10 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from ferry.config import RelayConfig
-from ferry.errors import Refusal
+from ferry.errors import LocalProtocolError, Refusal
 from ferry.protocol import rendezvous as rv
 
 Conn = TypeVar("Conn")
@@ -59,6 +59,18 @@ class State(Enum):
     WAITING = "waiting"
     CLAIMED = "claimed"
     ACTIVE = "active"
+
+
+MOVES: Final[frozenset[tuple[State, State]]] = frozenset(
+    {
+        (State.WAITING, State.CLAIMED),  # claim()
+        (State.CLAIMED, State.ACTIVE),  # join(), or claim() finding a parked connection
+        (State.CLAIMED, State.WAITING),  # release()
+        (State.ACTIVE, State.WAITING),  # release()
+        (State.WAITING, State.WAITING),  # release() of an entry already waiting again
+    }
+)
+"""Every move a nameplate may make (the diagram above); _move() refuses any other."""
 
 
 @dataclass(eq=False)
@@ -102,6 +114,9 @@ class PairingTable(Generic[Conn]):
         return self._counts[state]
 
     def _move(self, entry: Entry[Conn], state: State) -> None:
+        """The one place an entry's state changes (MOVES)."""
+        if (entry.state, state) not in MOVES:
+            raise LocalProtocolError(f"nameplate cannot move from {entry.state} to {state}")
         if self._entries.get(entry.nameplate) is entry:
             self._counts[entry.state] -= 1
             self._counts[state] += 1

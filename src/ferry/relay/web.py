@@ -59,11 +59,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from ferry.config import CANCEL_GRACE
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
 from ferry.relay import bridge, buffers, logs, peek, proxy, refusals, site, tls
 from ferry.relay.admission import Admit
+from ferry.relay.capacity import AddressSlot, Capacity, Hold, unlimited
 from ferry.relay.connection import format_peer
 from ferry.relay.limits import network_key
 from ferry.relay.session import Role
@@ -71,7 +73,7 @@ from ferry.relay.session import Role
 if TYPE_CHECKING:
     from ferry.relay.server import Relay
 
-ServerAdmit = Callable[[socket.socket, str, str, bool, float], None]
+ServerAdmit = Callable[[socket.socket, str, AddressSlot, bool, float], None]
 """Relay._admit: the gate's Admit, plus when the socket was accepted (relay clock)."""
 
 WEB_ROOT: Final = Path(__file__).resolve().parent.parent / "webapp"
@@ -109,32 +111,33 @@ class WebFront:
     def wrap(self, admit: ServerAdmit) -> Admit:
         """The admit callback for Gate.accept_loop: sort first, then admit."""
 
-        def sort_then_admit(sock: socket.socket, peer: str, key: str, proxied: bool) -> None:
+        def sort_then_admit(
+            sock: socket.socket, peer: str, slot: AddressSlot, proxied: bool
+        ) -> None:
             relay = self.relay
             since = relay.clock()
-            network = network_key(key)
+            network = network_key(slot.key)
             # Refused as the server refuses them, before a byte is read; an HTTP
             # request hears it as an HTTP status (refusals.py).
             if relay.draining:
-                self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
+                self._refuse(sock, peer, slot, rv.REASON_SHUTTING_DOWN, "relay shutting down")
                 return
             if relay.handshaking >= relay.config.max_handshakes:
-                self._refuse(sock, peer, key, rv.REASON_BUSY, "relay busy, try later")
+                self._refuse(sock, peer, slot, rv.REASON_BUSY, "relay busy, try later")
                 return
-            if not relay.handshake_shares.may_take(network, relay.handshaking):
+            if not relay.capacity.handshake_shares.may_take(network, relay.handshaking):
                 text = "relay busy: too many connections from your network"
-                self._refuse(sock, peer, key, rv.REASON_BUSY, text)
+                self._refuse(sock, peer, slot, rv.REASON_BUSY, text)
                 return
             # Accepted with the kernel's default buffers (listen.py): hold them to the
             # control size while sorting, as the server does from its admit on.
             with contextlib.suppress(OSError):
                 buffers.set_both(sock, relay.buffers.control // 2)
-            relay.handshake_shares.take(network)
-            relay.handshaking += 1
-            relay.open_connections += 1
-            task = asyncio.create_task(self._sort(sock, peer, key, proxied, since, admit))
+            sorting = _Sorting(relay.capacity, network)
+            task = asyncio.create_task(self._sort(sock, peer, slot, proxied, since, admit, sorting))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: sorting.ended(sock, slot))
 
         return sort_then_admit
 
@@ -153,7 +156,7 @@ class WebFront:
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+            await asyncio.wait(list(self._tasks), timeout=CANCEL_GRACE)
 
     # -- sorting -------------------------------------------------------------
 
@@ -161,26 +164,19 @@ class WebFront:
         self,
         sock: socket.socket,
         peer: str,
-        key: str,
+        slot: AddressSlot,
         proxied: bool,
         since: float,
         admit: ServerAdmit,
+        sorting: _Sorting,
     ) -> None:
+        """slot: its address's (the server's once admitted); sorting: what the sorting
+        holds, given back once it is sorted."""
         relay = self.relay
         loop = asyncio.get_running_loop()
         deadline = loop.time() + relay.config.handshake_timeout
-        sorting = True
-        network = network_key(key)  # its handshake share, taken by sort_then_admit
-
-        def done_sorting() -> None:
-            nonlocal sorting
-            if sorting:
-                sorting = False
-                relay.handshake_shares.give_back(network)
-                relay.handshaking -= 1
-                relay.open_connections -= 1
-
         leg: tls.TlsLeg | None = None
+        sorting.started = True
         try:
             sock.setblocking(False)
             try:
@@ -188,15 +184,9 @@ class WebFront:
                     if proxied:
                         header = await _peek_header(sock)
                         if header is not None:
-                            peer, key = self._proxied_client(sock, peer, header)
+                            peer, slot = self._proxied_client(sock, peer, header)
                             proxied = False
-                            if not relay.handshake_shares.may_take(
-                                network_key(key), relay.handshaking - 1
-                            ):
-                                raise _Busy(peer, key)
-                            relay.handshake_shares.give_back(network)
-                            network = network_key(key)
-                            relay.handshake_shares.take(network)
+                            sorting.reshare(network_key(slot.key))
                     kind = http.Protocol.FERRY if proxied else await _peek_protocol(sock)
                     if kind is http.Protocol.TLS and self.tls is not None:
                         try:
@@ -204,61 +194,66 @@ class WebFront:
                         except (ssl.SSLError, OSError):
                             raise _TlsFailed() from None
             except TimeoutError:
-                done_sorting()
+                sorting.done()
                 text = "handshake timed out"
-                self._refuse(sock, peer, key, rv.REASON_TIMEOUT, text, sniff=False)
+                self._refuse(sock, peer, slot, rv.REASON_TIMEOUT, text, sniff=False)
                 return
             except _TooMany as exc:
-                done_sorting()
+                sorting.done()
                 text = "too many connections from your address"
-                self._refuse(sock, str(exc), "", rv.REASON_TOO_MANY_CONNECTIONS, text)
+                self._refuse(sock, str(exc), slot, rv.REASON_TOO_MANY_CONNECTIONS, text)
                 return
-            except _Busy as exc:
-                done_sorting()
+            except _Busy:
+                sorting.done()
                 text = "relay busy: too many connections from your network"
-                self._refuse(sock, exc.peer, exc.key, rv.REASON_BUSY, text)
+                self._refuse(sock, peer, slot, rv.REASON_BUSY, text)
                 return
             except _TlsFailed:  # a TLS handshake that failed (its alert sent) or was cut
-                done_sorting()
+                sorting.done()
                 sock.close()
-                if key:
-                    self.relay.gate.per_address.close(key)
+                slot.release()
                 reason = rv.REASON_BAD_REQUEST
                 logs.outcome(logs.REFUSED, role="https", peer=peer, reason=reason, duration=0.0)
                 return
             except asyncio.CancelledError:
-                done_sorting()
-                self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
+                sorting.done()
+                self._refuse(sock, peer, slot, rv.REASON_SHUTTING_DOWN, "relay shutting down")
                 raise
             if leg is not None:
-                await self._serve_tls(leg, _Front(leg.plain, peer, key, since, deadline,
-                                                  done_sorting, admit, https=True))  # fmt: skip
+                await self._serve_tls(leg, _Front(leg.plain, peer, slot, since, deadline,
+                                                  sorting.done, admit, https=True))  # fmt: skip
                 return
             if kind is not http.Protocol.HTTP:
-                done_sorting()
+                sorting.done()
                 if relay.draining:  # the server has swept its connections already
-                    self._refuse(sock, peer, key, rv.REASON_SHUTTING_DOWN, "relay shutting down")
+                    self._refuse(sock, peer, slot, rv.REASON_SHUTTING_DOWN, "relay shutting down")
                     return
                 # The handshake deadline still counts from the accept (since). A
                 # trusted proxy's header was read here (or is bad: proxied, the
                 # server refuses it as without the web).
-                admit(sock, peer, key, proxied, since)
+                admit(sock, peer, slot.hand_over(), proxied, since)
                 return
-            front = _Front(sock, peer, key, since, deadline, done_sorting, admit)
+            front = _Front(sock, peer, slot, since, deadline, sorting.done, admit)
             await self._serve_http(front)
         finally:
-            done_sorting()
+            sorting.done()
+            slot.release()  # unless handed over to the server
 
     def _refuse(
-        self, sock: socket.socket, peer: str, key: str, reason: str, text: str, sniff: bool = True
+        self,
+        sock: socket.socket,
+        peer: str,
+        slot: AddressSlot,
+        reason: str,
+        text: str,
+        sniff: bool = True,
     ) -> None:
         """A refusal before the server saw the socket: as the gate's own, and the slot back.
 
         sniff: the client's first bytes were not consumed (at most peeked): an
         HTTP request gets an HTTP status (refusals.py)."""
         self.relay.gate.hang_up(sock, reason, text, may_linger=True, sniff=sniff)
-        if key:
-            self.relay.gate.per_address.close(key)
+        slot.release()
         self.relay.metrics.ended(Role.UNKNOWN.value, logs.REFUSED)
         logs.outcome(logs.REFUSED, role=Role.UNKNOWN.value, peer=peer, reason=reason, duration=0.0)
 
@@ -300,8 +295,7 @@ class WebFront:
         finally:
             if not front.handed:
                 sock.close()
-                if front.key:
-                    self.relay.gate.per_address.close(front.key)
+                front.slot.release()
             if status != 101:
                 outcome = logs.HAPPY if 200 <= status < 400 else logs.REFUSED
                 role = "https" if front.https else "http"
@@ -327,18 +321,18 @@ class WebFront:
 
     def _proxied_client(
         self, sock: socket.socket, peer: str, header: proxy.Header
-    ) -> tuple[str, str]:
-        """Consume a trusted proxy's header: the client's peer and key, its slot
-        taken (server.py's _read_proxy_header does the same without the web)."""
+    ) -> tuple[str, AddressSlot]:
+        """Consume a trusted proxy's header: the client's peer and its address's slot
+        (server.py's _read_proxy_header does the same without the web)."""
         _consume(sock, header.length)
         if header.client is None:
-            return peer, ""  # the proxy's own check
+            return peer, unlimited()  # the proxy's own check
         host, port = header.client.host, header.client.port
-        key = self.relay.gate.key_for(host)
         client = format_peer((host, port))[0]
-        if key and not self.relay.gate.per_address.open(key):
+        slot = self.relay.gate.per_address.take(self.relay.gate.key_for(host))
+        if slot is None:
             raise _TooMany(client)
-        return client, key
+        return client, slot
 
     async def _send_file(
         self, sock: socket.socket, request: http.Request, found: site.StaticFile
@@ -387,7 +381,7 @@ class WebFront:
                 return  # the server has swept its connections already: no new one
             # From here the admitted end holds the address's slot and gives it back.
             front.handed = True
-            front.admit(inner, front.peer, front.key, False, front.since)
+            front.admit(inner, front.peer, front.slot.hand_over(), False, front.since)
             await legs.run()
         finally:
             self.bridges -= 1
@@ -404,7 +398,8 @@ class _Front:
 
     sock: socket.socket
     peer: str
-    key: str
+    slot: AddressSlot
+    """Its address's slot: released here, or handed over with the socket."""
     since: float
     """When it was accepted, on the relay's clock (the handshake deadline counts from it)."""
     deadline: float
@@ -418,6 +413,40 @@ class _Front:
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
 
+class _Sorting:
+    """What a socket holds while the front sorts it: a handshake, its network's share
+    of them, an open connection (capacity.py); given back once, by done()."""
+
+    def __init__(self, capacity: Capacity, network: str) -> None:
+        self.started = False
+        """The sorting task ran: from then on it closes or passes on the socket."""
+        self._capacity = capacity
+        self._share = capacity.handshake_shares.hold(network)
+        self._holds: list[Hold] = [capacity.handshakes.hold(), capacity.connections.hold()]
+
+    def reshare(self, network: str) -> None:
+        """A trusted proxy's client: its network holds the share instead of the proxy's.
+        Raises _Busy when that network holds its share already."""
+        shares = self._capacity.handshake_shares
+        if not shares.may_take(network, self._capacity.handshakes.value - 1):
+            raise _Busy()
+        self._share.release()
+        self._share = shares.hold(network)
+
+    def done(self) -> None:
+        self._share.release()
+        for hold in self._holds:
+            hold.release()
+
+    def ended(self, sock: socket.socket, slot: AddressSlot) -> None:
+        """The sorting task is done, however it ended: all given back. A task
+        cancelled before its first step never ran its own finally."""
+        self.done()
+        if not self.started:
+            sock.close()
+            slot.release()
+
+
 class _TooMany(Exception):
     """The proxied client's address holds its connection limit already."""
 
@@ -428,11 +457,6 @@ class _TlsFailed(Exception):
 
 class _Busy(Exception):
     """The proxied client's network holds its share of the handshakes already."""
-
-    def __init__(self, peer: str, key: str) -> None:
-        super().__init__(peer)
-        self.peer = peer
-        self.key = key
 
 
 async def _peek_protocol(sock: socket.socket) -> http.Protocol:

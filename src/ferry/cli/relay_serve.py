@@ -1,4 +1,5 @@
-"""`ferry relay` / `./relay :PORT`: run the relay. Standard library only, unless
+"""The relay program behind cli/relay.py (which listens before importing this module).
+Standard library only, unless
 --cluster is given: then the Redis directory (ferry.relay.cluster, the optional
 `redis` package) is imported, and only then.
 
@@ -31,7 +32,7 @@ from ferry.protocol import weblink
 from ferry.relay import buffers, logs
 from ferry.relay.directory import Directory
 from ferry.relay.forward import NodeLinks, read_secret
-from ferry.relay.listen import open_listeners, raise_fd_limit
+from ferry.relay.listen import EarlyListeners, open_listeners, raise_fd_limit
 from ferry.relay.metrics import MetricsServer, render
 from ferry.relay.pump import SPLICE_AVAILABLE
 from ferry.relay.server import Relay
@@ -303,7 +304,27 @@ def pump_kind(config: RelayConfig) -> str:
     return "copy pump"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, early: EarlyListeners | None = None) -> int:
+    """Run the relay; `early` are sockets cli/relay.py bound before importing this module.
+    They are used only if the parsed address is the one they were bound for, and closed
+    on every way out."""
+    try:
+        return _main(argv, early)
+    finally:
+        if early is not None:
+            early.close()  # closing twice is harmless; served sockets are closed anyway
+
+
+def _adopt(early: EarlyListeners | None, text: str, address: Address) -> list[socket.socket]:
+    """The early sockets if they were bound for this address, else freshly bound ones."""
+    if early is not None and early.text == text and early.address == address:
+        return early.sockets
+    if early is not None:
+        early.close()
+    return open_listeners(address)
+
+
+def _main(argv: Sequence[str] | None, early: EarlyListeners | None) -> int:
     if not platform.RELAY_SUPPORTED:  # before anything else: one line, never a traceback
         print(f"relay: error: {platform.RELAY_UNSUPPORTED_MESSAGE}", file=sys.stderr, flush=True)
         return EXIT_USAGE
@@ -326,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = address
     try:
         plan = buffers.plan(config)
-        listeners = open_listeners(address)
+        listeners = _adopt(early, args.address, address)
         metrics_listeners: list[socket.socket] = []
         if metrics_address is not None:
             where = metrics_address
@@ -375,7 +396,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _redacted(url: str) -> str:
     """A Redis URL without its password, for the log."""
     return re.sub(r"//[^@/]*@", "//***@", url)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,6 +19,15 @@ bandwidth cap and no queue limit: the link is as fast as the forwarder, so
 what limits TCP is the bandwidth-delay product against its windows, exactly
 the effect a WAN benchmark is after. Optional random loss drops packets.
 
+Two legs, two delays. The relay namespace also holds FAR_IP (10.77.0.4) on
+the same device. A packet to or from FAR_IP is delayed by its own RTT/2
+(--far-rtt-ms; by default the same as --rtt-ms), every other packet by
+RTT/2. So a benchmark that sends to RELAY_IP and receives from FAR_IP, with
+the relay listening on both, gets a sender leg and a receiver leg of
+different round trips through one forwarder. Each direction keeps one FIFO
+per delay, so packets of one leg stay in order and never wait behind the
+other leg's.
+
 Speed. A TUN device normally hands user space one MTU-sized packet per
 read(), which would make a Python forwarder the bottleneck. With IFF_VNET_HDR
 and TUNSETOFFLOAD(CSUM|TSO4|TSO6) the device advertises TSO, so TCP in the
@@ -73,6 +82,8 @@ CLIENT_NS = "ferry-wan-c"
 RELAY_NS = "ferry-wan-r"
 CLIENT_IP = "10.77.0.1"
 RELAY_IP = "10.77.0.2"
+FAR_IP = "10.77.0.4"
+"""A second address of the relay namespace, reached through its own delay (--far-rtt-ms)."""
 PREFIX = 24
 TUN_NAME = "wan0"
 TXQUEUELEN = 5000  # room for bursts between two forwarder wake-ups; the delay queue is the link
@@ -127,12 +138,26 @@ def open_tun(namespace: str) -> int:
         os.close(home)
 
 
-class Direction:
-    """One way of the line: packets read from `src`, delayed, written to `dst`."""
+IPV4_SOURCE = VNET_HDR.size + 12
+IPV4_DESTINATION = VNET_HDR.size + 16
 
-    def __init__(self, src: int, dst: int, delay: float, loss: float, rng: random.Random):
-        self.src, self.dst, self.delay, self.loss, self.rng = src, dst, delay, loss, rng
-        self.queue: deque[tuple[float, bytes]] = deque()
+
+class Direction:
+    """One way of the line: packets read from `src`, delayed, written to `dst`.
+
+    A packet whose relay-side address (at byte `far_at`: the destination going to
+    the relay, the source coming back) is FAR_IP waits `far_delay`, any other `delay`;
+    one FIFO per delay keeps each leg in order."""
+
+    def __init__(
+        self, src: int, dst: int, delays: tuple[float, float], far_at: int, loss: float,
+        rng: random.Random,
+    ) -> None:  # fmt: skip
+        self.src, self.dst, self.loss, self.rng = src, dst, loss, rng
+        self.delay, self.far_delay = delays
+        self.far_at = far_at
+        self.far = socket.inet_aton(FAR_IP)
+        self.queues: dict[float, deque[tuple[float, bytes]]] = {delay: deque() for delay in delays}
         self.packets = self.segments = self.octets = self.drops = self.errors = 0
 
     def take(self, packet: bytes, now: float) -> None:
@@ -143,15 +168,21 @@ class Direction:
         if self.loss > 0 and self.rng.random() < 1.0 - (1.0 - self.loss) ** segments:
             self.drops += 1
             return
-        if self.delay <= 0:
+        far = packet[self.far_at : self.far_at + 4] == self.far
+        delay = self.far_delay if far else self.delay
+        if delay <= 0:
             self._write(packet)
         else:
-            self.queue.append((now + self.delay, packet))
+            self.queues[delay].append((now + delay, packet))
 
     def flush(self, now: float) -> None:
-        queue = self.queue
-        while queue and queue[0][0] <= now:
-            self._write(queue.popleft()[1])
+        for queue in self.queues.values():
+            while queue and queue[0][0] <= now:
+                self._write(queue.popleft()[1])
+
+    def heads(self) -> list[float]:
+        """When the first packet of each FIFO is due."""
+        return [queue[0][0] for queue in self.queues.values() if queue]
 
     def _write(self, packet: bytes) -> None:
         try:
@@ -179,13 +210,14 @@ def _segments(packet: bytes) -> int:
 
 
 def forward(
-    tun_c: int, tun_r: int, delay: float, loss: float, control: int, seed: int
+    tun_c: int, tun_r: int, delays: tuple[float, float], loss: float, control: int, seed: int
 ) -> dict[str, dict[str, int]]:
-    """Move packets both ways until `control` (stdin) reaches EOF; return per-direction stats."""
+    """Move packets both ways until `control` (stdin) reaches EOF; return per-direction stats.
+    delays: (one way to and from RELAY_IP, one way to and from FAR_IP), seconds."""
     rng = random.Random(seed)
     ways = {
-        tun_c: Direction(tun_c, tun_r, delay, loss, rng),
-        tun_r: Direction(tun_r, tun_c, delay, loss, rng),
+        tun_c: Direction(tun_c, tun_r, delays, IPV4_DESTINATION, loss, rng),
+        tun_r: Direction(tun_r, tun_c, delays, IPV4_SOURCE, loss, rng),
     }
     buffer = bytearray(READ_SIZE)
     view = memoryview(buffer)
@@ -207,7 +239,7 @@ def forward(
 
 def _timeout(ways: list[Direction]) -> float | None:
     """Seconds until the earliest queued packet is due (None: nothing queued, wait for input)."""
-    heads = [way.queue[0][0] for way in ways if way.queue]
+    heads = [head for way in ways for head in way.heads()]
     return max(0.0, min(heads) - time.monotonic()) if heads else None
 
 
@@ -225,11 +257,12 @@ def forwarder_main(args: argparse.Namespace) -> int:
     tun_c, tun_r = open_tun(CLIENT_NS), open_tun(RELAY_NS)
     PIDFILE.write_text(f"{os.getpid()}\n")
     print("ready", flush=True)
-    delay = args.rtt_ms / 2000.0
+    far_rtt_ms = args.rtt_ms if args.far_rtt_ms is None else args.far_rtt_ms
+    delays = (args.rtt_ms / 2000.0, far_rtt_ms / 2000.0)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stats: dict[str, dict[str, int]] = {}
     try:
-        stats = forward(tun_c, tun_r, delay, args.loss, sys.stdin.fileno(), args.seed)
+        stats = forward(tun_c, tun_r, delays, args.loss, sys.stdin.fileno(), args.seed)
     finally:
         with contextlib.suppress(OSError):
             PIDFILE.unlink()
@@ -299,8 +332,10 @@ def _create_namespaces() -> None:
 
 
 def _configure_tuns() -> None:
-    for namespace, address in ((CLIENT_NS, CLIENT_IP), (RELAY_NS, RELAY_IP)):
+    for namespace, address in ((CLIENT_NS, CLIENT_IP), (RELAY_NS, RELAY_IP), (RELAY_NS, FAR_IP)):
         run(in_ns(namespace, ["ip", "addr", "add", f"{address}/{PREFIX}", "dev", TUN_NAME]))
+        if address == FAR_IP:
+            continue  # the relay namespace's device, configured with RELAY_IP
         run(in_ns(namespace, ["ip", "link", "set", TUN_NAME, "txqueuelen", str(TXQUEUELEN)]))
         run(in_ns(namespace, ["ip", "link", "set", TUN_NAME, "up"]))
 
@@ -320,8 +355,12 @@ class Line:
 
 
 @contextlib.contextmanager
-def up(rtt_ms: float, loss: float = 0.0, seed: int = 1) -> Iterator[Line]:
-    """The two namespaces joined by a forwarder with this RTT, until the block ends."""
+def up(
+    rtt_ms: float, loss: float = 0.0, seed: int = 1, far_rtt_ms: float | None = None
+) -> Iterator[Line]:
+    """The two namespaces joined by a forwarder with this RTT (far_rtt_ms to and from
+    FAR_IP, by default the same), until the block ends."""
+    far = [] if far_rtt_ms is None else ["--far-rtt-ms", str(far_rtt_ms)]
     require_root()
     cleanup()
     forwarder: subprocess.Popen[bytes] | None = None
@@ -329,7 +368,7 @@ def up(rtt_ms: float, loss: float = 0.0, seed: int = 1) -> Iterator[Line]:
         _create_namespaces()
         forwarder = subprocess.Popen(
             [sys.executable, str(HERE), "forward", "--rtt-ms", str(rtt_ms), "--loss", str(loss),
-             "--seed", str(seed)],
+             "--seed", str(seed), *far],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
         _wait_ready(forwarder)
@@ -494,6 +533,7 @@ def _parser() -> argparse.ArgumentParser:
     fwd.add_argument("--rtt-ms", type=float, required=True)
     fwd.add_argument("--loss", type=float, default=0.0)
     fwd.add_argument("--seed", type=int, default=1)
+    fwd.add_argument("--far-rtt-ms", type=float, default=None)
     sink = sub.add_parser("sink", help="(internal) TCP sink for verify()")
     sink.add_argument("address")
     source = sub.add_parser("source", help="(internal) TCP source for verify()")

@@ -1,20 +1,41 @@
 """Parsing of relay addresses: `host:port`, `[v6]:port`, and `:port` to listen everywhere.
 
-Pure functions, standard library only (the relay uses them too).
+Pure functions, standard library only (the relay uses them too). Light on
+purpose: cli/relay.py parses its address with this module before it imports
+anything else, so Address is a plain value class rather than a dataclass
+(importing dataclasses imports inspect, most of the time before listening).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ferry.errors import InvalidAddress
 
 
-@dataclass(frozen=True)
 class Address:
+    """A host and a port; immutable, compared and hashed by value."""
+
+    __slots__ = ("host", "port")
     host: str
     """Host name or IP literal (without brackets); "" means every interface."""
     port: int
+
+    def __init__(self, host: str, port: int) -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Address is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Address):
+            return NotImplemented
+        return (self.host, self.port) == (other.host, other.port)
+
+    def __hash__(self) -> int:
+        return hash((self.host, self.port))
+
+    def __repr__(self) -> str:
+        return f"Address(host={self.host!r}, port={self.port!r})"
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

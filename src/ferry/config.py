@@ -15,10 +15,6 @@ MIB = 1024 * KIB
 
 # -- fixed limits inside the relay: not settings, but named here with their units -------
 
-LISTEN_BACKLOG: Final = 1024
-"""Connections the kernel queues for the relay before it accepts them."""
-PORT_ZERO_TRIES: Final = 20
-"""Fresh ports tried when port 0's free port is taken on another address family."""
 REFUSAL_LINGER_SECONDS: Final = 0.5
 """Seconds a refused connection lingers (discarding input) so its ERROR line is read."""
 REFUSAL_LINGER_BYTES: Final = 64 * KIB

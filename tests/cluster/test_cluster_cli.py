@@ -25,7 +25,7 @@ def run_relay(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 def test_the_single_relay_imports_neither_redis_nor_the_cluster_directory():
     code = (
-        "import sys, ferry.cli.relay, ferry.relay.server\n"
+        "import sys, ferry.cli.relay, ferry.cli.relay_serve, ferry.relay.server\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'redis'"
         " or m == 'ferry.relay.cluster'))"
     )

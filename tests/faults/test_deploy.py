@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.cli.relay import build_parser
+from ferry.cli.relay_serve import build_parser
 from ferry_testing import procs
 from ferry_testing.procs import ROOT
 

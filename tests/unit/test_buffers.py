@@ -144,3 +144,80 @@ def test_force_options_are_known_on_linux_and_pass_rmem_max_as_root() -> None:
         granted = buffers.set_receive_buffer(sock, request)
     # With CAP_NET_ADMIN (root) FORCE passes the cap; without, the cap holds.
     assert granted == 2 * (request if os.geteuid() == 0 else rmem_max)
+
+
+# -- splitting the data part by the legs' round trips -------------------------------
+
+ROUND_TRIPS = st.one_of(st.none(), st.integers(0, 10_000_000))  # microseconds, up to 10 s
+
+
+@given(st.integers(0, 64 * MIB), ROUND_TRIPS, ROUND_TRIPS)
+def test_split_never_exceeds_the_data_part_and_keeps_whole_kib(
+    data: int, sender_rtt: int | None, receiver_rtt: int | None
+) -> None:
+    receiver_send, sender_receive = buffers.split_data(data, sender_rtt, receiver_rtt)
+    assert receiver_send >= 0 and sender_receive >= 0
+    assert receiver_send + sender_receive <= data
+    assert receiver_send % (2 * KIB) == 0 and sender_receive % (2 * KIB) == 0
+
+
+@given(st.integers(512 * KIB, 64 * MIB), st.integers(1, 8 * MIB), ROUND_TRIPS, ROUND_TRIPS)
+def test_split_plan_never_holds_more_than_the_budget(
+    budget: int, pump: int, sender_rtt: int | None, receiver_rtt: int | None
+) -> None:
+    config = RelayConfig(transfer_budget=budget, pump_buffer=pump)
+    if config.problems():
+        return
+    plan = buffers.plan(config).for_round_trips(sender_rtt, receiver_rtt)
+    assert plan.worst_case() <= budget
+    data = plan.receiver_send + plan.sender_receive
+    # each leg keeps its floor, give or take the rounding to whole KiB
+    assert min(plan.receiver_send, plan.sender_receive) >= buffers.MIN_LEG_SHARE * data - 4 * KIB
+
+
+@pytest.mark.parametrize(
+    ("sender_rtt", "receiver_rtt"),
+    [(None, None), (None, 90_000), (10_000, None), (50_000, 50_000), (20, 900), (0, 0)],
+)
+def test_split_of_equal_unknown_or_sub_millisecond_legs_is_the_fixed_split(
+    sender_rtt: int | None, receiver_rtt: int | None
+) -> None:
+    plan = buffers.plan(RelayConfig())
+    assert plan.for_round_trips(sender_rtt, receiver_rtt) == plan
+
+
+def test_split_gives_the_long_leg_the_budget() -> None:
+    plan = buffers.plan(RelayConfig())
+    far_receiver = plan.for_round_trips(10_000, 90_000)
+    far_sender = plan.for_round_trips(90_000, 10_000)
+    # bytes per second of the slower leg, with the equal split's in-flight ratio
+    assert far_receiver.receiver_send >= 1.9 * plan.receiver_send
+    assert far_sender.sender_receive >= 1.6 * plan.sender_receive
+    assert far_receiver.receiver_send + far_receiver.sender_receive == (
+        plan.receiver_send + plan.sender_receive
+    )
+
+
+@given(st.integers(1_000, 1_000_000), st.integers(1_000, 1_000_000), st.integers(1, 1_000_000))
+def test_split_gives_a_longer_receiver_leg_never_less(
+    sender_rtt: int, receiver_rtt: int, longer: int
+) -> None:
+    data = buffers.plan(RelayConfig()).receiver_send * 2
+    before, _ = buffers.split_data(data, sender_rtt, receiver_rtt)
+    after, _ = buffers.split_data(data, sender_rtt, receiver_rtt + longer)
+    assert after >= before
+
+
+def test_round_trip_reads_the_kernels_estimate_of_a_tcp_socket() -> None:
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        socket.create_connection(listener.getsockname()) as client,
+    ):
+        accepted, _ = listener.accept()
+        with accepted:
+            for sock in (client, accepted):
+                rtt = buffers.round_trip(sock)
+                assert rtt is not None and 0 < rtt < 1_000_000  # loopback: well under 1 s
+    left, right = socket.socketpair()
+    with left, right:
+        assert buffers.round_trip(left) is None  # not TCP: the equal split

@@ -10,7 +10,7 @@ import pytest
 
 from ferry import __version__
 from ferry.cli import main as cli_main
-from ferry.cli import receive, relay, send
+from ferry.cli import receive, relay, relay_serve, send
 from ferry.codes import parse_code
 from ferry.errors import EXIT_USAGE
 
@@ -121,9 +121,9 @@ def test_relay_boolean_environment_settings_take_yes_and_no_words(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FERRY_RELAY_LIMIT_LOOPBACK", "yes")
-    assert relay.build_parser().parse_args(["127.0.0.1:9"]).limit_loopback is True
+    assert relay_serve.build_parser().parse_args(["127.0.0.1:9"]).limit_loopback is True
     monkeypatch.setenv("FERRY_RELAY_LIMIT_LOOPBACK", "off")
-    assert relay.build_parser().parse_args(["127.0.0.1:9"]).limit_loopback is False
+    assert relay_serve.build_parser().parse_args(["127.0.0.1:9"]).limit_loopback is False
 
 
 def test_relay_that_cannot_write_its_ready_file_says_so_and_exits_3(

@@ -24,7 +24,7 @@ CLIENT_SIDE = [
     *sorted((SRC / "client").glob("*.py")),
     *sorted((SRC / "protocol").glob("*.py")),
     *(SRC / "cli" / name for name in ("send.py", "receive.py", "common.py", "main.py",
-                                      "parser.py", "relay.py", "launcher.py")),
+                                      "parser.py", "relay.py", "relay_serve.py", "launcher.py")),
     *(SRC / name for name in ("crypto.py", "codes.py", "names.py", "address.py", "config.py",
                               "errors.py", "environment.py", "netopts.py", "__main__.py")),
     *sorted((SRC / "relay").glob("*.py")),  # imported by cli/relay.py before its check

@@ -29,12 +29,36 @@ one packet. So the budget is split as
     budget = receiver_send + sender_receive                (the data direction)
            + 2 * pump_buffer + 2 * control + 2 * SKB_SLACK  (pipes, reverse, overshoot)
 
-and the data part goes RECEIVER_SHARE to R, the rest to S, so that both
-legs can carry about the same bytes in flight (S's window is the smaller
-part of its buffer). Every byte the relay ever announces fits in the
-budget at once, so no receiver, however it misbehaves, makes the relay
-hold more. The price: with the default 4 MiB a transfer has about 1.4 MB
-in flight per leg (about 28 MB/s at 50 ms round trip per leg, 14 at 100).
+and the data part is split between R and S by the legs' round trips. A
+leg carries its bytes in flight per round trip, so a transfer runs at
+min(window_S / RTT_S, window_R / RTT_R), and the split that wastes none of
+the budget gives each leg in proportion to its round trip. On equal legs
+the split is RECEIVER_SHARE to R and the rest to S, so that both legs carry
+about the same bytes in flight (S's window is the smaller part of its
+buffer); on unequal legs each side's weight is that share times its round
+trip (split_data, a pure function). Round trips are the kernel's smoothed
+estimates (TCP_INFO tcpi_rtt) of the two sockets when the pipe starts: the
+SYN exchange and the rendezvous lines have given both a few samples. A
+round trip under RTT_FLOOR counts as RTT_FLOOR (on a LAN or loopback the
+buffers are not the limit, and sub-millisecond estimates are mostly
+noise), and each leg keeps at least MIN_LEG_SHARE of the data part, so a
+wrong estimate can slow a transfer but never starve a leg. A socket with
+no TCP_INFO (another system, a browser leg's socketpair) gets the equal
+split.
+
+The split is chosen once and never changed while the transfer runs:
+moving budget from one leg to the other means lowering a buffer, and a
+lowered buffer frees nothing at once (S keeps honouring the window it
+announced, R keeps what it queued) while the raised one is usable at
+once, so the relay would hold more than the budget until the lowered
+side drains. The sum of the two parts is the same whatever the split, so
+the worst case below does not depend on it.
+
+Every byte the relay ever announces fits in the budget at once, so no
+receiver, however it misbehaves, makes the relay hold more. The price:
+with the default 4 MiB a transfer has about 1.4 MB in flight per leg on
+equal legs (about 28 MB/s at 50 ms round trip per leg, 14 at 100); at
+10 ms to the sender and 90 ms to the receiver, R gets about 2.9 MiB.
 
 A larger window for the sender, lowered when the receiver falls behind,
 was built and measured (docs/PERFORMANCE-NOTEBOOK.md): it reached 42 MB/s
@@ -78,8 +102,9 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from ferry import platform
@@ -98,6 +123,12 @@ RECEIVER_SHARE: Final = 0.45
 """Part of the data budget for R's send buffer (the rest is S's receive buffer).
 Measured (bench/wan.py, 256 MiB at 50 ms per leg): 0.35 / 0.4 / 0.45 / 0.5 gave
 20.5 / 24.7 / 25.3 / 23.8 MB/s."""
+
+RTT_FLOOR: Final = 1000
+"""Microseconds: a shorter round trip counts as this long when the budget is split."""
+
+MIN_LEG_SHARE: Final = 0.1
+"""Least part of the data budget each leg keeps, whatever the round trips say."""
 
 CEILING_SHARE: Final = 4
 """The default relay-wide ceiling is the machine's memory divided by this."""
@@ -131,22 +162,69 @@ class BufferPlan:
         """Most one transfer holds: R and S full, pipes full, reverse queues, overshoot."""
         return _fixed(self.pump, self.control) + self.receiver_send + self.sender_receive
 
-    def apply(self, sender: socket.socket, receiver: socket.socket) -> None:
-        """Give a paired transfer's data direction its buffers (before PAIRED)."""
-        granted = set_receive_buffer(sender, self.sender_receive // 2)
+    def for_round_trips(self, sender_rtt: int | None, receiver_rtt: int | None) -> BufferPlan:
+        """This plan with its data part split by the legs' round trips (microseconds;
+        None where unknown): see split_data."""
+        receiver_send, sender_receive = split_data(
+            self.receiver_send + self.sender_receive, sender_rtt, receiver_rtt
+        )
+        return replace(self, receiver_send=receiver_send, sender_receive=sender_receive)
+
+    def apply(self, sender: socket.socket, receiver: socket.socket) -> BufferPlan:
+        """Give a paired transfer's data direction its buffers (before PAIRED), split
+        by the two legs' measured round trips; return the plan applied."""
+        plan_ = self.for_round_trips(round_trip(sender), round_trip(receiver))
+        granted = set_receive_buffer(sender, plan_.sender_receive // 2)
         _raise_window_clamp(sender, granted // 2)
-        set_send_buffer(receiver, self.receiver_send // 2)
+        set_send_buffer(receiver, plan_.receiver_send // 2)
+        return plan_
+
+
+def split_data(data: int, sender_rtt: int | None, receiver_rtt: int | None) -> tuple[int, int]:
+    """(receiver_send, sender_receive): `data` bytes split so that both legs carry the
+    same bytes per second (module comment). Round trips in microseconds, None where
+    unknown (then the equal-legs split). The two parts never add up to more than
+    `data`, and each is a whole even number of KiB."""
+    share = RECEIVER_SHARE
+    if sender_rtt is not None and receiver_rtt is not None:
+        to_receiver = RECEIVER_SHARE * max(receiver_rtt, RTT_FLOOR)
+        to_sender = (1 - RECEIVER_SHARE) * max(sender_rtt, RTT_FLOOR)
+        share = min(max(to_receiver / (to_receiver + to_sender), MIN_LEG_SHARE), 1 - MIN_LEG_SHARE)
+    receiver_send = _whole_kib(int(data * share))
+    return receiver_send, _whole_kib(data - receiver_send)
+
+
+_TCP_INFO: Final = getattr(socket, "TCP_INFO", None)
+_TCPI_RTT: Final = struct.Struct("=I")
+_TCPI_RTT_OFFSET: Final = 68
+"""Where tcpi_rtt (u32, microseconds) sits in Linux's struct tcp_info: eight u8
+fields, then fifteen u32 (tcpi_rto ... tcpi_rcv_ssthresh) before it."""
+
+
+def round_trip(sock: socket.socket) -> int | None:
+    """The kernel's smoothed round-trip estimate of a TCP socket in microseconds, or
+    None where the system cannot say (not Linux, not TCP, no sample yet)."""
+    if _TCP_INFO is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < _TCPI_RTT_OFFSET + _TCPI_RTT.size:
+        return None
+    (rtt,) = _TCPI_RTT.unpack_from(info, _TCPI_RTT_OFFSET)
+    return int(rtt) or None
 
 
 def plan(config: RelayConfig) -> BufferPlan:
     """Split the transfer budget (see the module comment)."""
     control = 2 * CONTROL_BUFFER
     data = max(0, config.transfer_budget - _fixed(config.pump_buffer, control))
-    receiver_send = _whole_kib(int(data * RECEIVER_SHARE))
+    receiver_send, sender_receive = split_data(data, None, None)
     return BufferPlan(
         budget=config.transfer_budget,
         receiver_send=receiver_send,
-        sender_receive=_whole_kib(data - receiver_send),
+        sender_receive=sender_receive,
         control=control,
         pump=config.pump_buffer,
     )

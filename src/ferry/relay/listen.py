@@ -1,4 +1,6 @@
-"""Opening the relay's listening sockets. Standard library only.
+"""Opening the relay's listening sockets. Standard library only, and light:
+cli/relay.py imports this module to listen before it imports the relay
+(nothing here imports asyncio or the relay's settings at import time).
 
 ":9021" listens on every interface, IPv6 and IPv4 (one dual-stack socket
 where the platform allows it, else one socket per family); a host name
@@ -7,14 +9,42 @@ listens on each address it resolves to.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 from collections.abc import Sequence
 
-from ferry import platform
-from ferry.address import Address
-from ferry.config import LISTEN_BACKLOG, PORT_ZERO_TRIES
+from ferry.address import Address, parse_address
+
+# Here, not in ferry.config (ipaddress, the relay's settings), so that cli/relay.py
+# can listen before importing anything heavier than the socket module
+# (typing's Final is left out for the same reason).
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues for the relay before it accepts them."""
+PORT_ZERO_TRIES = 20
+"""Fresh ports tried when port 0's free port is taken on another address family."""
+
+
+class EarlyListeners:
+    """Sockets bound before the program was imported, and the text they were bound for.
+    (A plain class: dataclasses and typing cost more to import than binding does.)"""
+
+    __slots__ = ("address", "sockets", "text")
+
+    def __init__(self, text: str, address: Address, sockets: list[socket.socket]) -> None:
+        self.text = text
+        """The address argument as given (":9021"), compared with what the parser read."""
+        self.address = address
+        self.sockets = sockets
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+def bind_early(text: str) -> EarlyListeners:
+    """Parse a listening address and bind it (raises InvalidAddress or OSError)."""
+    address = parse_address(text, listen=True)
+    return EarlyListeners(text, address, open_listeners(address))
 
 
 def _listener(family: int, sockaddr: tuple[object, ...]) -> socket.socket:
@@ -83,13 +113,17 @@ def _bind_all(
 def raise_fd_limit() -> int | None:
     """Raise the soft open-files limit to the hard limit; return the new soft limit
     (None where the system has no such limit to read)."""
+    from ferry import platform  # imports asyncio: only once the relay is listening
+
     limits = platform.fd_limits()
     if limits is None:
         return None
     soft, hard = limits
     if hard == -1:
         hard = max(soft, 1 << 20)
-    with contextlib.suppress(ValueError, OSError):
+    try:
         platform.set_fd_limit(hard, hard)
         soft = hard
+    except (ValueError, OSError):
+        pass
     return soft

@@ -169,6 +169,12 @@ class TimedOut(FerryError):
     exit_code = EXIT_TIMEOUT
 
 
+class RefusedOffer(FerryError):
+    """this receiver refused the offer."""
+
+    exit_code = EXIT_REFUSED_BY_PEER
+
+
 class RefusedByPeer(FerryError):
     """the other side refused the transfer."""
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ferry.client.output import MAX_LINE, _for_terminal, read_answer, read_line
+from ferry.client.output import MAX_LINE, read_answer, read_line
+from ferry.client.to_stdout import _for_terminal
 from ferry.client.tree import walk
 from ferry.errors import LocalFileError
 

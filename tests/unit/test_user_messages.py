@@ -11,7 +11,7 @@ import pytest
 
 from ferry import environment, units
 from ferry.cli.send import build_parser
-from ferry.client.peer import abort_reason, lost
+from ferry.client.peer import abort_for, lost
 from ferry.client.progress import BarProgress, tree_label
 from ferry.client.relay_link import os_reason
 from ferry.errors import LocalFileError, NoSpace, UsageError
@@ -96,8 +96,11 @@ def test_a_lost_connection_names_both_the_relay_and_the_peer() -> None:
 
 
 def test_a_full_disk_has_its_own_abort_reason() -> None:
-    assert abort_reason(NoSpace()) == messages.REASON_NO_SPACE
-    assert abort_reason(LocalFileError()) == messages.REASON_LOCAL_ERROR
+    assert abort_for(NoSpace(), "receiver", "a.bin") == messages.Abort(
+        messages.REASON_NO_SPACE, "receiver: could not store 'a.bin': out of disk space"
+    )
+    abort = abort_for(LocalFileError(), "receiver", "a.bin")
+    assert abort is not None and abort.reason == messages.REASON_LOCAL_ERROR
 
 
 RELAY_LINES = [b"NAMEPLATE 7\n", b"TICKET " + b"a" * 32 + b"\n", b"PAIRED\n", b"PING\n",

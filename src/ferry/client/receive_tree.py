@@ -24,19 +24,19 @@ import os
 from typing import TYPE_CHECKING
 
 from ferry import units
+from ferry.client.exchange import Exchange
 from ferry.client.partials import CUT, remove_stale
 from ferry.client.peer import lost, tree_notices
 from ferry.client.placement import Placement, explain, place
 from ferry.client.progress import Progress, tree_label
 from ferry.client.staging import Staging, resume_key, start_writeback, write_all
-from ferry.errors import IntegrityError, RefusedByPeer, UnsafeName
+from ferry.errors import FileExists, IntegrityError, RefusedByPeer, UnsafeName
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ferry.client.receiver import Receiver
     from ferry.client.wire import Wire
     from ferry.protocol.session import ReceiverSession
 
@@ -59,42 +59,36 @@ def describe(offer: messages.Offer, plan: manifest.Plan) -> str:
 
 
 async def receive_tree(
-    receiver: Receiver,
-    wire: Wire,
-    session: ReceiverSession,
-    offer: messages.Offer,
-    entries: tuple[manifest.Entry, ...],
+    ex: Exchange, offer: messages.Offer, entries: tuple[manifest.Entry, ...]
 ) -> Path:
-    config = receiver.config
+    config, wire, session = ex.config, ex.wire, ex.session
     if offer.manifest != messages.MANIFEST_VERSION:
         text = f"this receiver does not know manifest version {offer.manifest}"
-        raise await receiver.refuse(wire, session, messages.REASON_UNSUPPORTED, text)
+        raise await ex.refuse(messages.REASON_UNSUPPORTED, text)
     if offer.entries > config.max_entries:
         text = f"{offer.entries} entries are more than this receiver takes ({config.max_entries})"
-        raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text)
+        raise await ex.refuse(messages.REASON_TOO_LARGE, text)
     if offer.resume:
-        remove_stale(receiver.directory)
+        remove_stale(ex.directory)
     key = resume_key(entries) if offer.resume else None
-    staging = Staging(receiver.directory, key, receiver.resume)
+    staging = Staging(ex.directory, key, ex.resume)
     accepted = False
     try:
-        plan, placement = await _check(receiver, wire, session, offer, entries, staging)
-        if not await receiver.confirm(describe(offer, plan)):
-            raise await receiver.refuse(
-                wire, session, messages.REASON_DECLINED, "the receiver declined"
-            )
+        plan, placement = await _check(ex, offer, entries, staging)
+        if not await ex.confirm(describe(offer, plan)):
+            raise await ex.refuse(messages.REASON_DECLINED, "the receiver declined")
         kept = staging.prepare(plan, entries, session.proof)
         if kept:
             log.warning(
                 "resuming: %s of %s kept from an earlier try",
                 units.size(sum(k.size for k in kept)), units.counted(len(kept), "file"),
             )  # fmt: skip
-        session.accept(asyncio.get_running_loop().time(), kept=kept)
+        session.accept(ex.now(), kept=kept)
         accepted = True
         await wire.flush()
         if kept:
             await _judge(wire, session, staging, kept)
-        await _receive_files(wire, session, staging, plan, entries, offer, receiver.progress)
+        await _receive_files(wire, session, staging, plan, entries, offer, ex.progress)
         staging.seal(plan, entries)
         staging.install(placement)
     except BaseException as exc:
@@ -104,13 +98,13 @@ async def receive_tree(
         if accepted and isinstance(exc, (*CUT, RefusedByPeer)) and staging.keeps(keep):
             log.warning("kept what arrived; run the same receive again to resume")
         staging.close(keep=keep)
-        await receiver.abort_on(wire, exc)
+        await wire.abort_on(exc)
         raise
     staging.close(keep=False)  # empty now
     # Like a single file's name: a renamed or hidden entry never lands silently.
     for line in tree_notices([entry.path for entry in entries], ["/".join(p) for p in plan.paths]):
         log.warning("%s", line)
-    return receiver.directory / plan.top_level[0]
+    return ex.directory / plan.top_level[0]
 
 
 async def _judge(
@@ -142,43 +136,33 @@ class _Mismatch(IntegrityError):
 
 
 async def _check(
-    receiver: Receiver,
-    wire: Wire,
-    session: ReceiverSession,
-    offer: messages.Offer,
-    entries: tuple[manifest.Entry, ...],
-    staging: Staging,
+    ex: Exchange, offer: messages.Offer, entries: tuple[manifest.Entry, ...], staging: Staging
 ) -> tuple[manifest.Plan, Placement]:
-    loop = asyncio.get_running_loop()
-    seconds = receiver.config.manifest_timeout
-    give_up = loop.time() + seconds
+    seconds = ex.config.manifest_timeout
+    give_up = ex.now() + seconds
     try:
         plan = manifest.plan(
-            list(entries), staging.case_insensitive(), receiver.config.max_depth,
-            out_of_time=lambda: loop.time() > give_up,
+            list(entries), staging.case_insensitive(), ex.config.max_depth,
+            out_of_time=lambda: ex.now() > give_up,
         )  # fmt: skip
     except UnsafeName as exc:
-        raise await receiver.refuse(
-            wire, session, messages.REASON_BAD_NAME, exc.message, exc
-        ) from None
+        raise await ex.refuse(messages.REASON_BAD_NAME, exc.message, exc) from None
     except manifest.TooCostly:
         text = f"the list of {len(entries)} entries took more than {seconds:g}s to check"
-        raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text) from None
-    placement = place(receiver.directory, plan, receiver.overwrite, receiver.merge)
+        raise await ex.refuse(messages.REASON_TOO_LARGE, text) from None
+    placement = place(ex.directory, plan, ex.overwrite, ex.merge)
     if placement.conflicts:
         existing = placement.conflicts
         shown = ", ".join(display_name(name) for name in existing[:_SHOWN_CONFLICTS])
         if len(existing) > _SHOWN_CONFLICTS:
             shown += f" and {len(existing) - _SHOWN_CONFLICTS} more"
-        where = display_name(str(receiver.directory))
-        hint = explain(placement, receiver.overwrite)
-        from ferry.errors import FileExists
-
-        raise await receiver.refuse(
-            wire, session, messages.REASON_EXISTS, f"already there: {shown}",
+        where = display_name(str(ex.directory))
+        hint = explain(placement, ex.overwrite)
+        raise await ex.refuse(
+            messages.REASON_EXISTS, f"already there: {shown}",
             FileExists(f"already in {where}: {shown}{hint}"),
         )  # fmt: skip
-    await receiver.check_space(wire, session, offer.size, len(entries))
+    await ex.check_space(offer.size, len(entries))
     return plan, placement
 
 

@@ -57,19 +57,19 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
+from ferry.config import RelayConfig
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
 from ferry.relay import bridge, buffers, logs, peek, proxy, refusals, site, tls
-from ferry.relay.admission import Admit
+from ferry.relay.admission import Admit, Gate
+from ferry.relay.buffers import BufferPlan
 from ferry.relay.connection import format_peer
-from ferry.relay.limits import network_key
+from ferry.relay.limits import PoolShares, network_key
+from ferry.relay.metrics import Metrics
 from ferry.relay.session import Role
-
-if TYPE_CHECKING:
-    from ferry.relay.server import Relay
 
 ServerAdmit = Callable[[socket.socket, str, str, bool, float], None]
 """Relay._admit: the gate's Admit, plus when the socket was accepted (relay clock)."""
@@ -81,6 +81,24 @@ WRITE_TIMEOUT: Final = 30.0
 """Seconds a browser has to take one whole answer (a file of the web app)."""
 STATIC_SEND_BUFFER: Final = 256 * 1024
 """The send buffer asked for a file of the web app (the whole app.js fits)."""
+
+
+class Relay(Protocol):
+    """What the web front uses of the relay that owns it (server.Relay). A protocol,
+    so that this module does not import server.py, which imports it."""
+
+    config: RelayConfig
+    buffers: BufferPlan
+    gate: Gate
+    handshake_shares: PoolShares
+    handshaking: int
+    open_connections: int
+    metrics: Metrics
+
+    def clock(self) -> float: ...
+
+    @property
+    def draining(self) -> bool: ...
 
 
 class WebFront:

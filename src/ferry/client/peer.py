@@ -48,25 +48,24 @@ def abort_for(
 
     One rule for both sides. The reason is a messages.REASON_* token: `changed` for
     a source file that changed under the sender, `no-space` for a full disk, and
-    `local-error` for anything else. The text is the error class's sentence and the
-    offered name only (the file's name in a tree when a file of it changed), never
-    the error's own message: that can hold a local path (the sender's file, the
-    receiver's DIR), and the peer has no business with it. `after` is said last.
+    `local-error` for anything else. The text names the offered name only (for a
+    changed file of a tree, its path in the tree) and the error's class sentence,
+    never the error's own message: that can hold a local path (the sender's file,
+    the receiver's DIR), and the peer has no business with it. `after` is said last.
     """
     if not isinstance(error, FerryError) or isinstance(error, ConnectionLost | RefusedByPeer):
         return None
     if isinstance(error, SourceChanged):
-        reason, offered = messages.REASON_CHANGED, error.offered
-    elif isinstance(error, NoSpace):
-        reason = messages.REASON_NO_SPACE
+        reason, text = messages.REASON_CHANGED, f"{error.offered} changed while it was being sent"
     else:
-        reason = messages.REASON_LOCAL_ERROR
-    what = repr(offered) if offered else "what was offered"
-    verb = "store" if side == "receiver" else "send"
-    sentence = (type(error).__doc__ or "it failed").strip().rstrip(".")
-    return messages.Abort(
-        reason, f"{side}: could not {verb} {what}: {sentence}" + (f"; {after}" if after else "")
-    )
+        reason = (
+            messages.REASON_NO_SPACE if isinstance(error, NoSpace) else messages.REASON_LOCAL_ERROR
+        )
+        what = repr(offered) if offered else "what was offered"
+        verb = "store" if side == "receiver" else "send"
+        sentence = (type(error).__doc__ or "it failed").strip().rstrip(".")
+        text = f"could not {verb} {what}: {sentence}"
+    return messages.Abort(reason, f"{text}; {after}" if after else text)
 
 
 def stored_notice(offered: str, stored: str) -> str | None:

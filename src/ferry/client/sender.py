@@ -314,8 +314,7 @@ class Sender:
             await self._abort_changed(wire, changed)
             return False
         except FerryError as exc:
-            if not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await wire.abort("error", exc.message)
+            await wire.abort_on(exc)  # its class and the offered name: never a local path
             raise
         finally:
             wire.close()
@@ -329,12 +328,9 @@ class Sender:
 
     async def _abort_changed(self, wire: Wire, changed: SourceChanged) -> None:
         """Tell the receiver a file changed mid-send; count it like a refusal."""
-        from ferry.protocol import messages
-
         last = self.failed_attempts + 1 >= self.config.max_failed_attempts
         then = "the sender gave up" if last else "the same code works again"
-        text = f"{changed.offered} changed while it was being sent; nothing was stored; {then}"
-        await wire.abort(messages.REASON_CHANGED, text)
+        await wire.abort_on(changed, f"nothing was stored; {then}")
         self._count_failed_attempt(changed)
         log.warning(
             "%s; the receiver stored nothing; still waiting (%s)",

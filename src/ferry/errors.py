@@ -121,6 +121,37 @@ class RelayLineTooLong(RemoteProtocolError):
     """the relay sent a line longer than the protocol allows."""
 
 
+class BadRequest(RemoteProtocolError):
+    """the relay received a malformed request."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """The rendezvous refusal token the relay answers with (protocol/rendezvous.py)."""
+
+
+class HttpError(RemoteProtocolError):
+    """The browser's request was not one the relay can answer."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        """The HTTP status to answer with."""
+
+
+class WebSocketError(RemoteProtocolError):
+    """The browser broke the WebSocket protocol."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        """The close code to send (protocol/websocket.CloseCode)."""
+
+
+class TooCostly(FerryError):
+    """checking the offered list of entries took longer than it was given."""
+
+
 class RelayUnreachable(FerryError):
     """relay not reachable."""
 
@@ -163,6 +194,10 @@ class IntegrityError(FerryError):
     exit_code = EXIT_INTEGRITY
 
 
+class ResumeMismatch(IntegrityError):
+    """a resumed file does not match the sender's; it starts over next time."""
+
+
 class TimedOut(FerryError):
     """timed out."""
 
@@ -179,6 +214,10 @@ class RefusedByPeer(FerryError):
     """the other side refused the transfer."""
 
     exit_code = EXIT_REFUSED_BY_PEER
+
+
+class AttemptRefused(RefusedByPeer):
+    """the receiver refused the offer (this attempt is over; the code stays alive)."""
 
 
 class PeerSourceChanged(RefusedByPeer):
@@ -219,6 +258,31 @@ class Refusal(FerryError):
 
 class Closed(FerryError):
     """The peer closed or reset the connection."""
+
+
+class AddressFull(FerryError):
+    """The proxied client's address holds its connection limit already."""
+
+
+class TlsFailed(FerryError):
+    """The TLS handshake failed, or the browser closed during it."""
+
+
+class NetworkBusy(FerryError):
+    """The proxied client's network holds its share of the handshakes already."""
+
+    def __init__(self, peer: str, key: str) -> None:
+        super().__init__(peer)
+        self.peer = peer
+        self.key = key
+
+
+class NodeHandshakeFailed(FerryError):
+    """The owner did not complete the node handshake."""
+
+
+class DirectoryUnavailable(FerryError):
+    """The directory (Redis) did not answer; the request that needed it is refused."""
 
 
 def exit_code_for(exc: BaseException) -> int:

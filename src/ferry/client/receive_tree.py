@@ -23,14 +23,15 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from ferry import units
+from ferry import platform, units
 from ferry.client.exchange import Exchange
+from ferry.client.fileio import write_all
 from ferry.client.partials import CUT, remove_stale
 from ferry.client.peer import lost, tree_notices
 from ferry.client.placement import Placement, explain, place
-from ferry.client.progress import Progress, tree_label
-from ferry.client.staging import Staging, resume_key, start_writeback, write_all
-from ferry.errors import FileExists, IntegrityError, RefusedByPeer, UnsafeName
+from ferry.client.progress import tree_label
+from ferry.client.staging import Staging, resume_key
+from ferry.errors import FileExists, RefusedByPeer, ResumeMismatch, TooCostly, UnsafeName
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
 
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from ferry.protocol.session import ReceiverSession
 
 log = logging.getLogger("ferry.receive")
-
-WRITEBACK_WINDOW = 8 * 1024 * 1024
-"""Bytes written to one file between asking the kernel to start writing them back."""
 
 
 def describe(offer: messages.Offer, plan: manifest.Plan) -> str:
@@ -88,12 +86,12 @@ async def receive_tree(
         await wire.flush()
         if kept:
             await _judge(wire, session, staging, kept)
-        await _receive_files(wire, session, staging, plan, entries, offer, ex.progress)
+        await _receive_files(ex, staging, plan, entries, offer)
         staging.seal(plan, entries)
         staging.install(placement)
     except BaseException as exc:
         # Before the ANSWER nothing was written: what an earlier try kept stays.
-        cut = isinstance(exc, (*CUT, RefusedByPeer, _Mismatch))
+        cut = isinstance(exc, (*CUT, RefusedByPeer, ResumeMismatch))
         keep = cut if accepted else not staging.fresh
         if accepted and isinstance(exc, (*CUT, RefusedByPeer)) and staging.keeps(keep):
             log.warning("kept what arrived; run the same receive again to resume")
@@ -131,10 +129,6 @@ async def _judge(
     await wire.flush()
 
 
-class _Mismatch(IntegrityError):
-    """A resumed file's whole content did not match the sender's DIGEST (it starts over)."""
-
-
 async def _check(
     ex: Exchange, offer: messages.Offer, entries: tuple[manifest.Entry, ...], staging: Staging
 ) -> tuple[manifest.Plan, Placement]:
@@ -147,7 +141,7 @@ async def _check(
         )  # fmt: skip
     except UnsafeName as exc:
         raise await ex.refuse(messages.REASON_BAD_NAME, exc.message, exc) from None
-    except manifest.TooCostly:
+    except TooCostly:
         text = f"the list of {len(entries)} entries took more than {seconds:g}s to check"
         raise await ex.refuse(messages.REASON_TOO_LARGE, text) from None
     placement = place(ex.directory, plan, ex.overwrite, ex.merge)
@@ -171,16 +165,15 @@ _SHOWN_CONFLICTS = 10
 
 
 async def _receive_files(
-    wire: Wire,
-    session: ReceiverSession,
+    ex: Exchange,
     staging: Staging,
     plan: manifest.Plan,
     entries: tuple[manifest.Entry, ...],
     offer: messages.Offer,
-    progress: Progress,
 ) -> None:
     from ferry.protocol.session import AllReceived, DigestReceived, FileData, Started
 
+    wire, progress, window = ex.wire, ex.progress, ex.config.writeback_window
     fd: int | None = None
     written = written_back = received = 0
     digest: hashlib._Hash | None = None  # of the file being resumed, kept bytes and new
@@ -207,7 +200,7 @@ async def _receive_files(
                 if event.sha256 != digest.hexdigest():
                     staging.drop(plan.paths[event.index])
                     name = display_name(entries[event.index].path)
-                    raise _Mismatch(
+                    raise ResumeMismatch(
                         f"the resumed file {name} does not match the sender's "
                         "(a changed source or partial); it starts over next time"
                     )
@@ -223,8 +216,8 @@ async def _receive_files(
                 digest.update(event.data)
             written += len(event.data)
             received += len(event.data)
-            if written - written_back >= WRITEBACK_WINDOW:
-                start_writeback(fd, written_back, written - written_back)
+            if written - written_back >= window:
+                platform.start_writeback(fd, written_back, written - written_back)
                 written_back = written
             progress.update(len(event.data))
             if event.done:

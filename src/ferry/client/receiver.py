@@ -28,6 +28,7 @@ from ferry import platform, units
 from ferry.address import Address
 from ferry.client import outdir
 from ferry.client.exchange import Exchange
+from ferry.client.fileio import fsync, write_all
 from ferry.client.outdir import prepare_directory as prepare_directory
 from ferry.client.output import Output
 from ferry.client.partials import CUT, Partial, remove_stale
@@ -35,7 +36,6 @@ from ferry.client.peer import lost, stored_notice
 from ferry.client.progress import Progress
 from ferry.client.receive_tree import receive_tree
 from ferry.client.relay_link import RelayLink
-from ferry.client.staging import write_all, write_error
 from ferry.client.to_stdout import receive_text, receive_to_stdout
 from ferry.codes import Code
 from ferry.config import ClientConfig
@@ -221,7 +221,7 @@ class Receiver:
             try:
                 size = max(offer.size, 0)  # a stream's size is known at its end
                 await self._receive_data(wire, fd, size, display_name(target.name))
-                _fsync(fd, display_name(target.name))
+                fsync(fd, display_name(target.name))
             finally:
                 os.close(fd)
             self._install(temp, target)
@@ -284,7 +284,7 @@ class Receiver:
                         "the resumed file does not match the sender's (a changed source "
                         "or partial); it starts over next time"
                     )
-            _fsync(partial.fd, label)  # a full disk named here, not as a lost peer
+            fsync(partial.fd, label)  # a full disk named here, not as a lost peer
             partial.finish()  # flushed and closed
             self._install(partial.path, target)
             keep = False
@@ -414,13 +414,6 @@ def _say_kept(partial: Partial, label: str) -> None:
                 "kept the %s of %s that arrived; run the same receive again to resume",
                 units.size(kept), label,
             )  # fmt: skip
-
-
-def _fsync(fd: int, name: str) -> None:
-    try:
-        platform.full_fsync(fd)
-    except OSError as exc:
-        raise write_error(exc, name) from None
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -33,6 +33,7 @@ from ferry.client.tickets import TicketGate
 from ferry.codes import MAX_NAMEPLATE, Code, generate_code
 from ferry.config import ClientConfig
 from ferry.errors import (
+    AttemptRefused,
     ConnectionLost,
     FerryError,
     RefusedByPeer,
@@ -302,7 +303,7 @@ class Sender:
             raise
         try:
             await self._transfer(wire, session)
-        except _Refused as refused:
+        except AttemptRefused as refused:
             # A refusal (names exist, no space, declined) keeps the code alive:
             # the user can run ./receive again, with --overwrite or another DIR.
             self._count_failed_attempt(RefusedByPeer(refused.message))
@@ -362,13 +363,13 @@ class Sender:
         except ConnectionLost:
             # Nothing moved yet (say, Ctrl-C at the receiver's --ask prompt): like a
             # refusal, this attempt is over and the code stays alive.
-            raise _Refused("the receiver left before answering") from None
+            raise AttemptRefused("the receiver left before answering") from None
         except TimedOut as exc:
-            raise _Refused(exc.message) from None
+            raise AttemptRefused(exc.message) from None
         assert isinstance(answered, Answered)
         if not answered.answer.accept:
             said = shown(answered.answer.message or answered.answer.reason)
-            raise _Refused(f"the receiver refused: {said}")
+            raise AttemptRefused(f"the receiver refused: {said}")
         await self.outgoing.send(wire, session, self.progress)
         wire.lost_message = lost("receiver", during=" before the receiver confirmed storing it")
         await wire.expect(Acknowledged)
@@ -379,7 +380,3 @@ def _listen(control: RelayLink, code: Code) -> asyncio.Task[rv.RelayMessage]:
     return asyncio.create_task(
         control.expect((rv.StandbyTicket, rv.Incoming), code.nameplate, None)
     )
-
-
-class _Refused(RefusedByPeer):
-    """The receiver refused the offer (this attempt is over; the code stays alive)."""

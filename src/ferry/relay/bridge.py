@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ferry.errors import WebSocketError
 from ferry.protocol.websocket import (
     CloseCode,
     CloseReceived,
@@ -55,7 +56,6 @@ from ferry.protocol.websocket import (
     FrameDecoder,
     Opcode,
     PingReceived,
-    WebSocketError,
     encode_close,
     encode_frame,
 )
@@ -215,7 +215,7 @@ class Bridge:
         error = up.exception()
         self.inner.close()  # the relay sees its client go, as a CLI's close
         if isinstance(error, WebSocketError):
-            await self._send_close(error.code, str(error))
+            await self._send_close(CloseCode(error.code), str(error))
         elif error is None and self.decoder.closed:
             await self._send_close(CloseCode.NORMAL)  # the answer to the browser's close
 

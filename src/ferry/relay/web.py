@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from ferry.config import RelayConfig
+from ferry.errors import AddressFull, BadRequest, HttpError, NetworkBusy, TlsFailed
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
@@ -211,7 +212,7 @@ class WebFront:
                             if not relay.handshake_shares.may_take(
                                 network_key(key), relay.handshaking - 1
                             ):
-                                raise _Busy(peer, key)
+                                raise NetworkBusy(peer, key)
                             relay.handshake_shares.give_back(network)
                             network = network_key(key)
                             relay.handshake_shares.take(network)
@@ -220,23 +221,23 @@ class WebFront:
                         try:
                             leg = await tls.accept(sock, self.tls)
                         except (ssl.SSLError, OSError):
-                            raise _TlsFailed() from None
+                            raise TlsFailed() from None
             except TimeoutError:
                 done_sorting()
                 text = "handshake timed out"
                 self._refuse(sock, peer, key, rv.REASON_TIMEOUT, text, sniff=False)
                 return
-            except _TooMany as exc:
+            except AddressFull as exc:
                 done_sorting()
                 text = "too many connections from your address"
                 self._refuse(sock, str(exc), "", rv.REASON_TOO_MANY_CONNECTIONS, text)
                 return
-            except _Busy as exc:
+            except NetworkBusy as exc:
                 done_sorting()
                 text = "relay busy: too many connections from your network"
                 self._refuse(sock, exc.peer, exc.key, rv.REASON_BUSY, text)
                 return
-            except _TlsFailed:  # a TLS handshake that failed (its alert sent) or was cut
+            except TlsFailed:  # a TLS handshake that failed (its alert sent) or was cut
                 done_sorting()
                 sock.close()
                 if key:
@@ -297,7 +298,7 @@ class WebFront:
                 request = http.parse_request(head)
                 answer = site.route(request, self.root)
                 accept = ws.handshake_response(request) if answer == site.Upgrade() else b""
-            except http.HttpError as exc:
+            except HttpError as exc:
                 status = exc.status
                 await _send(sock, _error(exc, head.startswith(b"HEAD ")))
                 return
@@ -307,7 +308,7 @@ class WebFront:
             if self.relay.draining:
                 status = 503
                 drain = refusals.RETRY_AFTER_DRAIN
-                await _send(sock, _error(http.HttpError(503, "relay shutting down"), False, drain))
+                await _send(sock, _error(HttpError(503, "relay shutting down"), False, drain))
                 return
             status = 101
             await _send(sock, accept)
@@ -355,7 +356,7 @@ class WebFront:
         key = self.relay.gate.key_for(host)
         client = format_peer((host, port))[0]
         if key and not self.relay.gate.per_address.open(key):
-            raise _TooMany(client)
+            raise AddressFull(client)
         return client, key
 
     async def _send_file(
@@ -366,7 +367,7 @@ class WebFront:
         try:
             file = open(found.path, "rb")  # noqa: SIM115 - closed below, after the send
         except OSError:
-            await _send(sock, _error(http.HttpError(404, "no such file"), request.method == "HEAD"))
+            await _send(sock, _error(HttpError(404, "no such file"), request.method == "HEAD"))
             return 404
         with file:
             size = os.fstat(file.fileno()).st_size
@@ -436,23 +437,6 @@ class _Front:
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
 
 
-class _TooMany(Exception):
-    """The proxied client's address holds its connection limit already."""
-
-
-class _TlsFailed(Exception):
-    """The TLS handshake failed, or the browser closed during it."""
-
-
-class _Busy(Exception):
-    """The proxied client's network holds its share of the handshakes already."""
-
-    def __init__(self, peer: str, key: str) -> None:
-        super().__init__(peer)
-        self.peer = peer
-        self.key = key
-
-
 async def _peek_protocol(sock: socket.socket) -> http.Protocol:
     """What the connection speaks, from its first bytes, none consumed."""
     data = await peek.peek(sock, lambda data: http.sniff(data) is not http.Protocol.UNKNOWN)
@@ -466,13 +450,13 @@ async def _peek_header(sock: socket.socket) -> proxy.Header | None:
     def complete(data: bytes) -> bool:
         try:
             return proxy.parse(data) is not None
-        except rv.BadRequest:
+        except BadRequest:
             return True
 
     data = await peek.peek(sock, complete, proxy.V2_FIXED + proxy.V2_MAX_BODY)
     try:
         return proxy.parse(data)
-    except rv.BadRequest:
+    except BadRequest:
         return None
 
 
@@ -503,7 +487,7 @@ async def _send(sock: socket.socket, data: bytes) -> None:
         await loop.sock_sendall(sock, data)
 
 
-def _error(error: http.HttpError, head_only: bool = False, retry_after: int | None = None) -> bytes:
+def _error(error: HttpError, head_only: bool = False, retry_after: int | None = None) -> bytes:
     return refusals.http_error(
         error.status, str(error), head_only=head_only, retry_after=retry_after
     )

@@ -85,6 +85,10 @@ class SourceChanged(LocalFileError):
         """The file's name as the receiver knows it (the message may hold a local path)."""
 
 
+class StdinMismatch(LocalFileError):
+    """standard input does not begin with the bytes kept from an earlier try: send again."""
+
+
 class FileExists(LocalFileError):
     """the file already exists."""
 

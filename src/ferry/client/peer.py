@@ -63,7 +63,7 @@ def abort_for(
         )
         what = repr(offered) if offered else "what was offered"
         verb = "store" if side == "receiver" else "send"
-        sentence = (type(error).__doc__ or "it failed").strip().rstrip(".")
+        sentence = " ".join((type(error).__doc__ or "it failed").split()).rstrip(".")
         text = f"could not {verb} {what}: {sentence}"
     return messages.Abort(reason, f"{text}; {after}" if after else text)
 

@@ -49,7 +49,7 @@ from ferry.client.progress import Progress, tree_label
 from ferry.client.stdin import StdinReader, open_reader
 from ferry.client.tree import Tree
 from ferry.config import ClientConfig
-from ferry.errors import LocalFileError, SourceChanged
+from ferry.errors import LocalFileError, SourceChanged, StdinMismatch
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
 
@@ -466,7 +466,7 @@ class StreamSource(_Single):
         if not left:
             await prove(wire, session, [proof.hexdigest()])
         if left or not session.resume_matched:
-            raise LocalFileError(
+            raise StdinMismatch(
                 f"standard input does not begin with the {session.resume_from} bytes the "
                 "receiver kept from an earlier try, and they cannot be read again; "
                 "it drops them: send again"

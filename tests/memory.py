@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ferry.protocol.session import Event, NeedData, ReceiverSession, SenderSession, Session
+from ferry.protocol.events import OVER, Event, NeedData
+from ferry.protocol.receiver_session import ReceiverSession
+from ferry.protocol.sender_session import SenderSession
+from ferry.protocol.session import Session
 
 Cut = Callable[[bytes], list[bytes]]
 
@@ -70,7 +73,10 @@ class MemoryTransport:
         events: list[Event] = []
 
         def drain() -> None:
-            while not isinstance(event := session.next_event(), NeedData):
+            # Once over, a session has nothing more to say (and raises if asked).
+            while session.state not in OVER and not isinstance(
+                event := session.next_event(), NeedData
+            ):
                 events.append(_detached(event))
 
         drain()
@@ -88,7 +94,7 @@ class MemoryTransport:
 
 def _detached(event: Event) -> Event:
     """An event whose data no longer points into the session's buffer."""
-    from ferry.protocol.session import DataReceived, FileData
+    from ferry.protocol.events import DataReceived, FileData
 
     if isinstance(event, DataReceived):
         return DataReceived(memoryview(bytes(event.data)), event.final)

@@ -1,5 +1,6 @@
 // Builds the web app the relay serves: web/src/app (and core/, transfer/)
-// into one directory of three files, index.html, app.js, app.css.
+// into one directory of four files, index.html, app.js, app.css, and the
+// service worker that streams downloads, sw.js (web/src/sw).
 //
 //   node build.mjs [OUTDIR]      (default: ../src/ferry/webapp, committed)
 //
@@ -31,6 +32,14 @@ await build({
   ...common,
   entryPoints: ['src/app/app.js'],
   outfile: join(out, 'app.js'),
+  format: 'iife',
+  target: ['es2022', 'chrome109', 'firefox115', 'safari16'],
+  platform: 'browser',
+});
+await build({
+  ...common,
+  entryPoints: ['src/sw/sw.js'],
+  outfile: join(out, 'sw.js'),
   format: 'iife',
   target: ['es2022', 'chrome109', 'firefox115', 'safari16'],
   platform: 'browser',

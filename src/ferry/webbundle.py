@@ -1,16 +1,17 @@
 """The web app shipped in the package (src/ferry/webapp), and its SHA-256.
 
-Theory of operation. web/build.mjs builds web/src into three files in
-src/ferry/webapp (index.html, app.js, app.css), committed so that the
-relay serves them with a bare Python. The browser path trusts the relay
-to serve honest code, so anyone should be able to check what it serves:
-the bundle's digest is the SHA-256 of the `sha256sum`-style listing of
-every file in the directory, in byte order of their names, so
+Theory of operation. web/build.mjs builds web/src into four files in
+src/ferry/webapp (index.html, app.js, app.css and the service worker
+sw.js), committed so that the relay serves them with a bare Python. The
+browser path trusts the relay to serve honest code, so anyone should be
+able to check what it serves: the bundle's digest is the SHA-256 of the
+`sha256sum`-style listing of every file in the directory, in byte order
+of their names, so
 
     cd src/ferry/webapp && sha256sum * | sha256sum
 
 prints the same value as `scripts/webapp_sha256.py` (and fetching the
-three files from a relay and running the same command checks a live one).
+four files from a relay and running the same command checks a live one).
 Standard library only: the relay may print it.
 """
 

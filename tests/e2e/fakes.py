@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from ferry.codes import generate_code
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
-from ferry.protocol.records import FLAG_FINAL, HEADER_SIZE, RecordType
-from ferry.protocol.session import (
+from ferry.protocol.events import (
     Acknowledged,
     Answered,
     Confirmed,
@@ -32,11 +31,12 @@ from ferry.protocol.session import (
     Keyed,
     NeedData,
     PeerAborted,
-    SenderSession,
     State,
     Timeouts,
     VerdictReceived,
 )
+from ferry.protocol.records import FLAG_FINAL, HEADER_SIZE, RecordType
+from ferry.protocol.sender_session import SenderSession
 
 # The fake's own waits are its sockets' timeouts; the session's timer is not used.
 _TIMEOUTS = Timeouts(handshake=3600.0, io=3600.0, ack=3600.0)

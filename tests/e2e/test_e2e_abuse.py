@@ -20,15 +20,9 @@ from ferry.codes import parse_code
 from ferry.errors import EXIT_LOCAL_FILE, EXIT_PEER_GONE, EXIT_REFUSED_BY_PEER, EXIT_RELAY_REFUSED
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
+from ferry.protocol.events import NEED_DATA, Confirmed, Keyed, OfferReceived, Timeouts
+from ferry.protocol.receiver_session import ReceiverSession
 from ferry.protocol.records import RecordType
-from ferry.protocol.session import (
-    NEED_DATA,
-    Confirmed,
-    Keyed,
-    OfferReceived,
-    ReceiverSession,
-    Timeouts,
-)
 
 from .fakes import Call, Data, FakeSender, RawRecord, Step
 from .harness import assert_one_line_error

@@ -65,7 +65,7 @@ async def test_stalled_browser_receiver_stays_within_the_transfer_budget(tmp_pat
         if tcp + pair > peak:
             peak, peak_tcp, peak_pair = tcp + pair, tcp, pair
         stalled_rss = relay.rss_kib()
-        user_space = 2 * PUMP_BUFFER + 2 * 2 * bridge.CHUNK
+        user_space = 2 * PUMP_BUFFER + bridge.USER_HOLD
         assert 0 < pushed < PER_TRANSFER_BUDGET, pushed
         assert peak + user_space <= PER_TRANSFER_BUDGET, (peak_tcp, peak_pair)
         assert peak > 2 * MIB, (peak_tcp, peak_pair)  # the budget is used, not 128 KiB

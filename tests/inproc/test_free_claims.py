@@ -29,8 +29,9 @@ from ferry.client.sources import Outgoing
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import TooManyAttempts
+from ferry.protocol.events import Timeouts
+from ferry.protocol.receiver_session import ReceiverSession
 from ferry.protocol.records import Header, RecordType
-from ferry.protocol.session import ReceiverSession, Timeouts
 from tests.inproc.conftest import RunningRelay
 from tests.inproc.test_transfer import receiver, wrong_words
 from tests.relay.harness import RawClient

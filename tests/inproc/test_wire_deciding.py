@@ -11,8 +11,8 @@ import pytest
 
 from ferry.client.wire import Wire
 from ferry.errors import ConnectionLost, RefusedByPeer, RemoteProtocolError
+from ferry.protocol.events import State
 from ferry.protocol.records import RecordType
-from ferry.protocol.session import State
 from tests.memory import MemoryTransport
 from tests.unit.test_session import handshake, make
 

@@ -14,10 +14,7 @@ from ferry.errors import (
     WrongCode,
 )
 from ferry.protocol import messages
-from ferry.protocol.records import FLAG_FINAL, RecordDecoder, RecordType
-from ferry.protocol.session import (
-    BYTES_PER_DATA_RECORD,
-    FREE_DATA_RECORDS,
+from ferry.protocol.events import (
     NEED_DATA,
     Acknowledged,
     Answered,
@@ -26,12 +23,13 @@ from ferry.protocol.session import (
     Keyed,
     OfferReceived,
     PeerAborted,
-    ReceiverSession,
-    SenderSession,
-    Session,
     State,
     Timeouts,
 )
+from ferry.protocol.receiver_session import ReceiverSession
+from ferry.protocol.records import FLAG_FINAL, RecordDecoder, RecordType
+from ferry.protocol.sender_session import SenderSession
+from ferry.protocol.session import BYTES_PER_DATA_RECORD, FREE_DATA_RECORDS, Session
 from tests.memory import Cut, MemoryTransport, bytewise, whole
 
 PASSWORD = b"7-guitar-orbit-velvet"

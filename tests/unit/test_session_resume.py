@@ -18,10 +18,7 @@ from hypothesis import strategies as st
 
 from ferry.errors import LocalProtocolError, RemoteProtocolError
 from ferry.protocol import manifest, messages
-from ferry.protocol.manifest import Entry
-from ferry.protocol.messages import Kept
-from ferry.protocol.records import FLAG_FINAL, RecordType
-from ferry.protocol.session import (
+from ferry.protocol.events import (
     Acknowledged,
     AllReceived,
     Answered,
@@ -30,15 +27,18 @@ from ferry.protocol.session import (
     Event,
     FileData,
     ProofReceived,
-    ReceiverSession,
-    SenderSession,
     Started,
     State,
     VerdictReceived,
 )
+from ferry.protocol.manifest import Entry
+from ferry.protocol.messages import Kept
+from ferry.protocol.receiver_session import ReceiverSession
+from ferry.protocol.records import FLAG_FINAL, RecordType
+from ferry.protocol.sender_session import SenderSession
 from tests.memory import Cut, MemoryTransport, bytewise, whole
 from tests.unit.test_session import PASSWORD, TIMEOUTS
-from tests.unit.test_session_tree import handshake, resumable, tree_of
+from tests.unit.test_session_tree import handshake, tree_of
 
 SHA_OTHER = "0" * 64
 
@@ -233,29 +233,10 @@ def sealed(link: MemoryTransport, kind: RecordType, body: bytes, flags: int = 0)
     link.send(link.sender, link.sender.seal_record(kind, body, flags))
 
 
-def test_data_where_a_start_is_due_raises_remote_protocol_error() -> None:
-    link = started_link([4], [Kept(2, 2)])
-    sealed(link, RecordType.DATA, b"abcd", FLAG_FINAL)
-    with pytest.raises(RemoteProtocolError, match="expected START"):
-        link.events(link.receiver)
-
-
 def test_data_of_the_previous_file_running_into_a_kept_one_raises_remote_protocol_error() -> None:
     link = started_link([2, 4], [Kept(3, 2)])
     sealed(link, RecordType.DATA, b"abcdef", FLAG_FINAL)  # file 2's and then 3's: no START
     with pytest.raises(RemoteProtocolError, match="START or DIGEST was due"):
-        link.events(link.receiver)
-
-
-@pytest.mark.parametrize(
-    ("index", "offset"), [(3, 2), (2, 1), (2, 3)], ids=["other-file", "short", "long"]
-)
-def test_start_for_another_file_or_offset_raises_remote_protocol_error(
-    index: int, offset: int
-) -> None:
-    link = started_link([4, 4], [Kept(2, 2), Kept(3, 2)])
-    sealed(link, RecordType.START, messages.encode_start(messages.Start(offset, index)))
-    with pytest.raises(RemoteProtocolError, match="START does not answer"):
         link.events(link.receiver)
 
 
@@ -327,51 +308,174 @@ def test_many_kept_files_span_several_resume_records() -> None:
     assert link.events(link.receiver)[-1] == AllReceived()
 
 
-def test_sender_misuse_of_start_file_and_digest_is_a_local_protocol_error() -> None:
-    link = started_link([4, 4], [Kept(2, 2), Kept(3, 2)])
-    sender = link.sender
-    with pytest.raises(LocalProtocolError):
-        sender.start_file(2, 1, link.clock.now)  # neither 0 nor what was kept
-    with pytest.raises(LocalProtocolError):
-        sender.send_file_digest(2, SHA_OTHER, link.clock.now)  # not started
-    sender.start_file(3, 0, link.clock.now)
-    with pytest.raises(LocalProtocolError):
-        sender.start_file(2, 2, link.clock.now)  # out of order
-    with pytest.raises(LocalProtocolError):
-        sender.send_file_digest(3, SHA_OTHER, link.clock.now)  # started over: no digest
+# --- one kept file: the one file (index None), a stream, or a tree's file: one rule -------------
+
+SHAPES = ["file", "stream", "tree"]
 
 
-# --- a stream resumes like a file, without a size ---------------------------------------------
+def resumable(offer: messages.Offer) -> MemoryTransport:
+    """A file or a stream that can resume, offered and confirmed: the receiver decides."""
+    link = MemoryTransport(
+        SenderSession(PASSWORD, offer, TIMEOUTS), ReceiverSession(PASSWORD, TIMEOUTS)
+    )
+    link.pair()
+    handshake(link)
+    return link
 
 
-def test_a_stream_resumes_after_the_kept_bytes_and_ends_with_the_digest() -> None:
-    offer = messages.Offer(messages.KIND_STREAM, "stdin", messages.UNKNOWN_SIZE, resume=True)
-    link = resumable(b"", offer)
-    link.receiver.accept(link.clock.now, resume_from=3)
+def kept_one(
+    shape: str, size: int, kept: int, matched: bool = True
+) -> tuple[MemoryTransport, int | None, bytes]:
+    """A link where the receiver kept `kept` bytes of one file of `size` (the one file, a
+    stream, or a tree's only file) and the proof round is over: `matched` or not. The
+    link, the file's index (None but for a tree) and the sender's bytes."""
+    data = content(2, size)
+    held = data[:kept] if matched else b"\xff" * kept
+    if shape == "tree":
+        link, _ = resumable_tree([size])
+        link.receiver.accept(link.clock.now, kept=[Kept(2, kept)])
+        index: int | None = 2
+    else:
+        stream = shape == "stream"
+        offer = messages.Offer(
+            messages.KIND_STREAM if stream else messages.KIND_FILE, "f",
+            messages.UNKNOWN_SIZE if stream else size, resume=True,
+        )  # fmt: skip
+        link = resumable(offer)
+        link.receiver.accept(link.clock.now, resume_from=kept)
+        index = None
     link.flush(link.receiver)
     [answered] = link.events(link.sender)
-    assert isinstance(answered, Answered) and answered.answer.resume_from == 3
-    link.sender.send_proofs([mac(link.sender, -1, b"abc")], link.clock.now)
+    assert isinstance(answered, Answered)
+    proof_index = -1 if index is None else index
+    link.sender.send_proofs([mac(link.sender, proof_index, data[:kept])], link.clock.now)
     link.flush(link.sender)
     [proved] = link.events(link.receiver)
-    assert proved == ProofReceived((mac(link.receiver, -1, b"abc"),))
-    link.receiver.verdict([True], link.clock.now)
+    assert isinstance(proved, ProofReceived)
+    ours = mac(link.receiver, proof_index, held)
+    link.receiver.verdict([hmac.compare_digest(proved.macs[0], ours)], link.clock.now)
     link.flush(link.receiver)
-    assert link.events(link.sender) == [VerdictReceived((True,))]
-    link.sender.start_at(3, link.clock.now)
+    assert link.events(link.sender) == [VerdictReceived((matched,))]
+    assert link.sender.matched == ({index} if matched else set())
+    assert link.receiver.state is State.AWAIT_START
+    return link, index, data
+
+
+def send_rest(link: MemoryTransport, data: bytes, offset: int) -> None:
+    """The file's bytes from offset on, in one final record."""
+    link.send(link.sender, link.sender.send_data(memoryview(data[offset:]), link.clock.now, True))
+
+
+def data_of(events: list[Event]) -> bytes:
+    return b"".join(bytes(e.data) for e in events if isinstance(e, DataReceived | FileData))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kept", [4, 10], ids=["part", "whole"])
+def test_a_kept_file_resumes_after_its_kept_bytes_and_ends_with_its_digest(
+    shape: str, kept: int
+) -> None:
+    link, index, data = kept_one(shape, 10, kept)
+    if kept < 10:
+        with pytest.raises(LocalProtocolError, match="START or DIGEST was due"):
+            link.sender.send_data(memoryview(data[kept:]), link.clock.now, end=True)
+    link.sender.start_file(index, kept, link.clock.now)
     link.flush(link.sender)
-    link.send(link.sender, link.sender.send_data(memoryview(b"defg"), link.clock.now, end=True))
-    link.sender.send_digest(sha(b"abcdefg"), link.clock.now)
-    link.flush(link.sender)
+    if shape == "tree":  # a tree's DIGEST follows the file's last byte, then the final record
+        if kept < 10:
+            send_rest(link, data, kept)
+        link.sender.send_file_digest(index, sha(data), link.clock.now)
+        link.flush(link.sender)
+        if kept == 10:
+            send_rest(link, data, kept)
+    else:  # the one file's last byte is its final record's
+        send_rest(link, data, kept)
+        link.sender.send_file_digest(index, sha(data), link.clock.now)
+        link.flush(link.sender)
     events = link.events(link.receiver)
-    assert events == [
-        Started(3),
-        DataReceived(memoryview(b"defg"), True),
-        DigestReceived(sha(b"abcdefg")),
-    ]
+    assert events[0] == Started(kept, index)
+    assert DigestReceived(sha(data), index) in events
+    assert data_of(events) == data[kept:]
+    assert events[-1] == (AllReceived() if shape == "tree" else DigestReceived(sha(data), index))
+    assert link.receiver.state is State.STORING
+    assert link.receiver._delivered == 10 - kept
     link.receiver.acknowledge(link.clock.now)
     link.flush(link.receiver)
-    assert link.events(link.sender) == [Acknowledged(messages.Ack(7))]
+    assert link.events(link.sender) == [Acknowledged(messages.Ack(10))]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("matched", [True, False], ids=["matched", "not-matched"])
+def test_a_kept_file_may_start_over_and_then_has_no_digest(shape: str, matched: bool) -> None:
+    link, index, data = kept_one(shape, 6, 3, matched)
+    link.sender.start_file(index, 0, link.clock.now)
+    link.flush(link.sender)
+    send_rest(link, data, 0)
+    with pytest.raises(LocalProtocolError, match="another file"):
+        link.sender.send_file_digest(index, sha(data), link.clock.now)
+    events = link.events(link.receiver)
+    assert events[0] == Started(0, index)
+    assert not any(isinstance(e, DigestReceived) for e in events)
+    assert data_of(events) == data
+    assert link.receiver.state is State.STORING
+    assert link.receiver.resumed is False
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_kept_file_whose_proof_does_not_match_can_only_start_over(shape: str) -> None:
+    link, index, _ = kept_one(shape, 6, 3, matched=False)
+    with pytest.raises(LocalProtocolError, match="does not answer"):
+        link.sender.start_file(index, 3, link.clock.now)
+    sealed(link, RecordType.START, messages.encode_start(messages.Start(3, index)))
+    with pytest.raises(RemoteProtocolError, match="does not answer"):
+        link.events(link.receiver)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(
+    ("offset", "other"), [(1, False), (4, False), (3, True)], ids=["short", "long", "other-file"]
+)
+def test_a_start_elsewhere_than_zero_or_the_kept_bytes_raises_remote_protocol_error(
+    shape: str, offset: int, other: bool
+) -> None:
+    link, index, _ = kept_one(shape, 6, 3)
+    if other:  # a START for another file than the kept one (the one file: with an index)
+        index = 7 if index is None else None
+    sealed(link, RecordType.START, messages.encode_start(messages.Start(offset, index)))
+    with pytest.raises(RemoteProtocolError, match="does not answer"):
+        link.events(link.receiver)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_data_where_a_start_is_due_raises_remote_protocol_error(shape: str) -> None:
+    link, _, data = kept_one(shape, 6, 3)
+    sealed(link, RecordType.DATA, data[3:], FLAG_FINAL)
+    with pytest.raises(RemoteProtocolError, match="expected START"):
+        link.events(link.receiver)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_second_start_or_a_digest_out_of_turn_is_a_local_protocol_error(shape: str) -> None:
+    link, index, data = kept_one(shape, 6, 3)
+    with pytest.raises(LocalProtocolError, match="another file"):
+        link.sender.send_file_digest(index, sha(data), link.clock.now)  # not started
+    link.sender.start_file(index, 3, link.clock.now)
+    with pytest.raises(LocalProtocolError, match="does not answer"):
+        link.sender.start_file(index, 3, link.clock.now)  # once
+    with pytest.raises(LocalProtocolError, match="another file"):
+        link.sender.send_file_digest(index, sha(data), link.clock.now)  # before its last byte
+
+
+def test_kept_files_of_a_tree_start_in_order() -> None:
+    link = started_link([4, 4], [Kept(2, 2), Kept(3, 2)])
+    sender = link.sender
+    with pytest.raises(LocalProtocolError, match="does not answer"):
+        sender.start_file(3, 0, link.clock.now)  # file 2's START comes first
+    with pytest.raises(LocalProtocolError, match="does not answer"):
+        sender.start_file(2, 1, link.clock.now)  # neither 0 nor what was kept
+    sender.start_file(2, 0, link.clock.now)
+    with pytest.raises(LocalProtocolError, match="START or DIGEST was due"):
+        sender.send_data(memoryview(content(2, 4) + b"x"), link.clock.now)  # into file 3
 
 
 # --- the RESUME record ------------------------------------------------------------------------
@@ -406,40 +510,6 @@ def test_the_receivers_records_hold_sizes_only_never_anything_of_the_kept_bytes(
     assert messages.encode_resume(kept) == [b'{"have":[[2,4],[3,6]]}']
     assert b"sha" not in sent and len(sent) < 200  # ANSWER + one RESUME, sealed
     assert link.receiver.state is State.AWAIT_PROOF
-
-
-def test_a_kept_file_whose_proof_does_not_match_can_only_start_over() -> None:
-    link, _ = resumable_tree([4, 4])
-    kept = [Kept(2, 2), Kept(3, 2)]
-    held = {2: b"\xff\xff", 3: content(3, 2)}  # file 2's kept bytes are not the sender's
-    assert accept_with(link, kept, held) == [False, True]
-    assert link.sender.matched == {3}
-    with pytest.raises(LocalProtocolError, match="matched"):
-        link.sender.start_file(2, 2, link.clock.now)
-    sealed(link, RecordType.START, messages.encode_start(messages.Start(2, 2)))
-    with pytest.raises(RemoteProtocolError, match="START does not answer"):
-        link.events(link.receiver)
-
-
-def test_a_file_whose_proof_does_not_match_can_only_start_over() -> None:
-    offer = messages.Offer(messages.KIND_FILE, "f", 6, resume=True)
-    link = resumable(b"", offer)
-    link.receiver.accept(link.clock.now, resume_from=3)
-    link.flush(link.receiver)
-    link.events(link.sender)
-    link.sender.send_proofs([mac(link.sender, -1, b"abc")], link.clock.now)
-    link.flush(link.sender)
-    [proved] = link.events(link.receiver)
-    assert isinstance(proved, ProofReceived)
-    assert proved.macs[0] != mac(link.receiver, -1, b"abd")  # what it kept differs
-    link.receiver.verdict([False], link.clock.now)
-    link.flush(link.receiver)
-    assert link.events(link.sender) == [VerdictReceived((False,))]
-    with pytest.raises(LocalProtocolError, match="matched"):
-        link.sender.start_at(3, link.clock.now)
-    sealed(link, RecordType.START, messages.encode_start(messages.Start(3)))
-    with pytest.raises(RemoteProtocolError, match="started at 3"):
-        link.events(link.receiver)
 
 
 def test_a_start_or_data_before_the_proof_raises_remote_protocol_error() -> None:

@@ -8,27 +8,23 @@ from hypothesis import strategies as st
 
 from ferry.errors import LocalProtocolError, RemoteProtocolError
 from ferry.protocol import manifest, messages
-from ferry.protocol.manifest import Entry
-from ferry.protocol.records import FLAG_FINAL, RecordType
-from ferry.protocol.session import (
+from ferry.protocol.events import (
     Acknowledged,
     AllReceived,
     Answered,
     Confirmed,
     DataReceived,
-    DigestReceived,
     Event,
     FileData,
     Keyed,
     OfferReceived,
-    ProofReceived,
-    ReceiverSession,
-    SenderSession,
-    Session,
-    Started,
     State,
-    VerdictReceived,
 )
+from ferry.protocol.manifest import Entry
+from ferry.protocol.receiver_session import ReceiverSession
+from ferry.protocol.records import FLAG_FINAL, RecordType
+from ferry.protocol.sender_session import SenderSession
+from ferry.protocol.session import Session
 from tests.memory import Cut, MemoryTransport, bytewise, whole
 from tests.unit.test_session import PASSWORD, TIMEOUTS
 
@@ -268,96 +264,7 @@ def test_stream_ack_with_another_count_raises_remote_protocol_error() -> None:
         link.events(link.sender)
 
 
-# --- resume: START and DIGEST ----------------------------------------------------------------
-
-
-def resumable(payload: bytes, offer: messages.Offer | None = None) -> MemoryTransport:
-    """A file (or `offer`) that can resume, offered and confirmed: the receiver decides."""
-    offer = offer or messages.Offer(messages.KIND_FILE, "f", len(payload), resume=True)
-    link = MemoryTransport(
-        SenderSession(PASSWORD, offer, TIMEOUTS), ReceiverSession(PASSWORD, TIMEOUTS)
-    )
-    link.pair()
-    link.events(link.sender)
-    link.flush(link.sender)
-    link.events(link.receiver)
-    link.flush(link.receiver)
-    link.events(link.sender)
-    return link
-
-
-def agree(link: MemoryTransport, matched: bool = True) -> None:
-    """The proof round after a resuming ANSWER (the MAC's value is the receiver's to
-    judge; here it just says `matched`)."""
-    link.events(link.sender)  # the ANSWER
-    link.sender.send_proofs(["c" * 64], link.clock.now)
-    link.flush(link.sender)
-    assert link.events(link.receiver) == [ProofReceived(("c" * 64,))]
-    link.receiver.verdict([matched], link.clock.now)
-    link.flush(link.receiver)
-    assert link.events(link.sender) == [VerdictReceived((matched,))]
-
-
-def test_resumed_file_starts_where_agreed_and_needs_the_digest_before_storing() -> None:
-    link = resumable(b"0123456789")
-    link.receiver.accept(link.clock.now, resume_from=4)
-    link.flush(link.receiver)
-    [answered] = link.events(link.sender)
-    assert isinstance(answered, Answered) and answered.answer.resume_from == 4
-    link.sender.send_proofs(["c" * 64], link.clock.now)
-    link.flush(link.sender)
-    link.events(link.receiver)
-    link.receiver.verdict([True], link.clock.now)
-    link.flush(link.receiver)
-    link.events(link.sender)
-    with pytest.raises(LocalProtocolError, match="start_at"):
-        link.sender.send_data(memoryview(b"4"), link.clock.now)
-    link.sender.start_at(4, link.clock.now)
-    link.flush(link.sender)
-    link.send(link.sender, link.sender.send_data(memoryview(b"456789"), link.clock.now))
-    link.sender.send_digest("b" * 64, link.clock.now)
-    link.flush(link.sender)
-    events = link.events(link.receiver)
-    assert [type(e).__name__ for e in events] == ["Started", "DataReceived", "DigestReceived"]
-    assert events[0] == Started(4) and events[2] == DigestReceived("b" * 64)
-    assert state(link.receiver) is State.STORING
-    link.receiver.acknowledge(link.clock.now)
-    link.flush(link.receiver)
-    assert link.events(link.sender) == [Acknowledged(messages.Ack(10))]
-
-
-def test_start_over_after_a_resume_offer_needs_no_digest() -> None:
-    link = resumable(b"abc")
-    link.receiver.accept(link.clock.now, resume_from=2)
-    link.flush(link.receiver)
-    agree(link, matched=True)  # starting over is allowed whatever the verdict
-    link.sender.start_at(0, link.clock.now)
-    link.flush(link.sender)
-    link.send(link.sender, link.sender.send_data(memoryview(b"abc"), link.clock.now))
-    assert link.events(link.receiver)[0] == Started(0)
-    assert state(link.receiver) is State.STORING
-
-
-@pytest.mark.parametrize("offset", [1, 3])
-def test_start_elsewhere_than_zero_or_resume_from_raises_remote_protocol_error(offset: int) -> None:
-    link = resumable(b"abcdef")
-    link.receiver.accept(link.clock.now, resume_from=2)
-    link.flush(link.receiver)
-    agree(link)
-    body = messages.encode_start(messages.Start(offset))
-    link.send(link.sender, link.sender.seal_record(RecordType.START, body))
-    with pytest.raises(RemoteProtocolError, match="started at"):
-        link.events(link.receiver)
-
-
-def test_data_instead_of_start_after_a_resume_offer_raises_remote_protocol_error() -> None:
-    link = resumable(b"abcdef")
-    link.receiver.accept(link.clock.now, resume_from=2)
-    link.flush(link.receiver)
-    agree(link)
-    link.send(link.sender, link.sender.seal_record(RecordType.DATA, b"cdef", FLAG_FINAL))
-    with pytest.raises(RemoteProtocolError, match="expected START"):
-        link.events(link.receiver)
+# --- resume (protocol/cursor.py: the same for a tree and a file): test_session_resume.py --
 
 
 def test_resume_offer_to_a_sender_that_cannot_resume_is_refused_both_ways() -> None:

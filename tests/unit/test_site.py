@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from ferry.errors import HttpError
 from ferry.protocol.http import parse_request
 from ferry.relay import site
+from ferry.webbundle import WEBAPP
 
 
 @pytest.fixture
@@ -108,6 +109,16 @@ def test_route_serves_a_file(root: Path) -> None:
     assert isinstance(found, site.StaticFile) and found.path.name == "app.js"
 
 
+def test_the_packaged_service_worker_is_served_as_a_script_at_the_root() -> None:
+    # A browser registers a worker only from a JavaScript Content-Type; at the
+    # root its scope is the whole app.
+    found = site.route(parse_request(request(f"/{site.SERVICE_WORKER}")), WEBAPP)
+    assert isinstance(found, site.StaticFile)
+    assert found.path == WEBAPP / "sw.js"
+    assert found.content_type == "text/javascript; charset=utf-8"
+    assert site.security_headers("relay.example:9021")["Cache-Control"] == "no-cache"
+
+
 @pytest.mark.parametrize(
     ("origin", "allowed"),
     [
@@ -156,6 +167,7 @@ def test_security_headers_allow_only_this_origin() -> None:
     assert "default-src 'self'" in policy
     assert "connect-src 'self' ws://relay.example:9021 wss://relay.example:9021" in policy
     assert "frame-ancestors 'none'" in policy
+    assert "worker-src 'self';" in policy and "frame-src 'self';" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "no-referrer"

@@ -36,7 +36,7 @@ def test_committed_bundle_is_the_build_of_web_src(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     built = {p.name: p.read_bytes() for p in out.iterdir()}
     committed = {p.name: p.read_bytes() for p in WEBAPP.iterdir() if p.is_file()}
-    assert sorted(built) == sorted(committed) == ["app.css", "app.js", "index.html"]
+    assert sorted(built) == sorted(committed) == ["app.css", "app.js", "index.html", "sw.js"]
     stale = [name for name in built if built[name] != committed[name]]
     assert not stale, f"{stale} differ from the build of web/src: run `make web` and commit"
 
@@ -58,7 +58,7 @@ def test_bundle_digest_is_sha256sum_of_the_listing() -> None:
         for name in sorted(p.name for p in WEBAPP.iterdir())
     )
     assert bundle_digest() == hashlib.sha256(lines.encode()).hexdigest()
-    assert [name for name, _ in file_digests()] == ["app.css", "app.js", "index.html"]
+    assert [name for name, _ in file_digests()] == ["app.css", "app.js", "index.html", "sw.js"]
 
 
 def test_security_md_quotes_the_committed_bundle_digest() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import struct
 
 import pytest
@@ -24,6 +25,7 @@ from ferry.protocol.websocket import (
     accept_key,
     encode_close,
     encode_frame,
+    frame_header,
     handshake_response,
 )
 
@@ -239,6 +241,35 @@ def test_fragmented_messages_round_trip_whole_and_bytewise(
     for events in (decode_whole(frames), decode_bytewise(frames)):
         assert payload_of(events) == b"".join(pieces)
         assert sum(1 for e in events if isinstance(e, DataReceived) and e.message_finished) == 1
+
+
+@given(
+    payload=st.binary(max_size=600),
+    mask=st.binary(min_size=4, max_size=4),
+    cuts=st.lists(st.integers(min_value=0, max_value=620), max_size=8),
+)
+def test_unmasking_matches_per_byte_xor_wherever_the_reads_split(
+    payload: bytes, mask: bytes, cuts: list[int]
+) -> None:
+    # Reads that end anywhere (mid-header, at every mask phase, at the frame's
+    # end) each hand out their piece unmasked from its own offset in the mask.
+    stream = client_frame(0x82, payload, mask) + client_frame(0x82, payload[::-1], mask)
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+    decoder = FrameDecoder()
+    events: list[Event] = []
+    for start, end in itertools.pairwise(bounds):
+        decoder.receive_data(stream[start:end])
+        events.extend(drain(decoder))
+    assert payload_of(events) == payload + payload[::-1]
+    assert sum(1 for e in events if isinstance(e, DataReceived) and e.message_finished) == 2
+
+
+@given(size=st.integers(min_value=0, max_value=1 << 17), masked=st.booleans())
+def test_frame_header_is_encode_frames_head(size: int, masked: bool) -> None:
+    mask = MASK if masked else None
+    head = frame_header(Opcode.BINARY, size, masked=masked)
+    assert encode_frame(Opcode.BINARY, bytes(size), mask=mask)[: len(head)] == head
+    assert len(head) + (4 if masked else 0) <= 14  # MAX_HEADER
 
 
 @given(st.binary(max_size=400))

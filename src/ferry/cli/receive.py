@@ -26,6 +26,7 @@ from ferry.cli.parser import Parser
 from ferry.codes import parse_code
 from ferry.config import ClientConfig
 from ferry.errors import FerryError, LocalFileError, UsageError
+from ferry.protocol.session import load_crypto
 
 
 def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
@@ -111,8 +112,7 @@ def _load_crypto_meanwhile() -> threading.Thread:
 
     def load() -> None:
         with contextlib.suppress(BaseException):
-            import ferry.client.wire
-            import ferry.protocol.session  # noqa: F401
+            load_crypto()
 
     thread = threading.Thread(target=load, name="load-crypto", daemon=True)
     thread.start()

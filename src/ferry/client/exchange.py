@@ -35,7 +35,7 @@ from ferry.protocol import messages
 
 if TYPE_CHECKING:
     from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
+    from ferry.protocol.receiver_session import ReceiverSession
 
 
 @dataclass

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
+    from ferry.protocol.receiver_session import ReceiverSession
 
 log = logging.getLogger("ferry.receive")
 
@@ -110,7 +110,7 @@ async def _judge(
 ) -> None:
     """The sender's proofs against ours: a kept file resumes only if they match (it
     proved it has those bytes; we never show it anything of them)."""
-    from ferry.protocol.session import ProofReceived
+    from ferry.protocol.events import ProofReceived
 
     proved = await wire.expect(ProofReceived)
     assert isinstance(proved, ProofReceived)
@@ -171,7 +171,7 @@ async def _receive_files(
     entries: tuple[manifest.Entry, ...],
     offer: messages.Offer,
 ) -> None:
-    from ferry.protocol.session import AllReceived, DigestReceived, FileData, Started
+    from ferry.protocol.events import AllReceived, DigestReceived, FileData, Started
 
     wire, progress, window = ex.wire, ex.progress, ex.config.writeback_window
     fd: int | None = None

@@ -57,7 +57,7 @@ from ferry.protocol import rendezvous as rv
 
 if TYPE_CHECKING:
     from ferry.client.wire import Wire
-    from ferry.protocol.session import ReceiverSession
+    from ferry.protocol.receiver_session import ReceiverSession
 
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
@@ -107,7 +107,7 @@ class Receiver:
             # message) is ready before we connect: the relay's handshake
             # deadline runs from the connect, and nothing should wait on us.
             from ferry.client.wire import timeouts
-            from ferry.protocol.session import ReceiverSession
+            from ferry.protocol.receiver_session import ReceiverSession
 
             session = ReceiverSession(
                 self.code.password, timeouts(self.config),
@@ -145,7 +145,7 @@ class Receiver:
         except TimeoutError:
             raise TimedOut("timed out pairing with the sender") from None
         from ferry.client.wire import Wire  # loaded by _pair
-        from ferry.protocol.session import Confirmed, Keyed
+        from ferry.protocol.events import Confirmed, Keyed
 
         session.paired(asyncio.get_running_loop().time())
         wire = Wire(link.sock, session, link.take_rest())
@@ -166,7 +166,7 @@ class Receiver:
             wire.close()
 
     async def _receive(self, ex: Exchange) -> Path | None:
-        from ferry.protocol.session import OfferReceived
+        from ferry.protocol.events import OfferReceived
 
         ex.wire.lost_message = lost("sender")
         offered = await ex.wire.expect(OfferReceived)
@@ -243,7 +243,7 @@ class Receiver:
         partial: Partial,
     ) -> None:
         """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
-        from ferry.protocol.session import DigestReceived, ProofReceived, Started
+        from ferry.protocol.events import DigestReceived, ProofReceived, Started
 
         label = display_name(target.name)
         keep = False
@@ -347,7 +347,7 @@ class Receiver:
         received: int = 0,
         digest: hashlib._Hash | None = None,
     ) -> None:
-        from ferry.protocol.session import DataReceived
+        from ferry.protocol.events import DataReceived
 
         written_back = received
         self.progress.start(size, label)

@@ -22,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ferry.address import Address
-from ferry.client.peer import lost
+from ferry.client.peer import lost, shown
 from ferry.client.progress import Progress
 from ferry.client.relay_link import RelayLink
 from ferry.client.sources import Source
 from ferry.client.tickets import TicketGate
+from ferry.client.wire import Wire, timeouts
 from ferry.codes import MAX_NAMEPLATE, Code, generate_code
 from ferry.config import ClientConfig
 from ferry.errors import (
@@ -46,10 +47,9 @@ from ferry.errors import (
 )
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
-
-if TYPE_CHECKING:
-    from ferry.client.wire import Wire
-    from ferry.protocol.session import SenderSession
+from ferry.protocol.events import Acknowledged, Answered, Confirmed, Keyed
+from ferry.protocol.sender_session import SenderSession
+from ferry.protocol.session import load_crypto
 
 log = logging.getLogger("ferry.send")
 
@@ -89,9 +89,7 @@ class Sender:
             # Load the crypto libraries now, while nobody waits on us, rather
             # than when the receiver arrives (they are kept off the path to the
             # code line to print it sooner).
-            import ferry.client.wire
-            import ferry.protocol.session  # noqa: F401
-
+            load_crypto()
             await self._serve_receivers(control, code)
         finally:
             control.close()
@@ -212,11 +210,6 @@ class Sender:
     async def _serve_ticket(
         self, control: RelayLink, code: Code, ticket: str, standby: bool
     ) -> bool:
-        # Imported here, not at the top: the code line must not wait for the
-        # crypto libraries to load (time-to-code).
-        from ferry.client.wire import timeouts
-        from ferry.protocol.session import SenderSession
-
         out = self.outgoing
         session = SenderSession(
             code.password, out.offer(), timeouts(self.config),
@@ -279,9 +272,6 @@ class Sender:
 
     async def _authenticated_transfer(self, link: RelayLink, session: SenderSession) -> bool:
         """Key exchange (the OFFER rides with our CONFIRM), then the transfer."""
-        from ferry.client.wire import Wire
-        from ferry.protocol.session import Confirmed, Keyed
-
         wire = Wire(link.sock, session, link.take_rest())
         wire.lost_message = "the receiver went away during the key exchange"
         try:
@@ -354,9 +344,6 @@ class Sender:
 
     async def _transfer(self, wire: Wire, session: SenderSession) -> None:
         """After the handshake (which carried the OFFER): answer, data, ACK."""
-        from ferry.client.peer import shown
-        from ferry.protocol.session import Acknowledged, Answered
-
         wire.lost_message = lost("receiver")
         try:
             answered = await wire.expect(Answered)
@@ -366,7 +353,6 @@ class Sender:
             raise AttemptRefused("the receiver left before answering") from None
         except TimedOut as exc:
             raise AttemptRefused(exc.message) from None
-        assert isinstance(answered, Answered)
         if not answered.answer.accept:
             said = shown(answered.answer.message or answered.answer.reason)
             raise AttemptRefused(f"the receiver refused: {said}")

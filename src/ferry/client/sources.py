@@ -40,7 +40,7 @@ import logging
 import os
 from collections.abc import Callable
 from stat import S_ISDIR, S_ISREG
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from ferry import platform, units
 from ferry.client.fileio import hash_prefix
@@ -48,14 +48,14 @@ from ferry.client.peer import lost
 from ferry.client.progress import Progress, tree_label
 from ferry.client.stdin import StdinReader, open_reader
 from ferry.client.tree import Tree
+from ferry.client.wire import Wire
 from ferry.config import ClientConfig
 from ferry.errors import LocalFileError, SourceChanged, StdinMismatch
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
-
-if TYPE_CHECKING:
-    from ferry.client.wire import Wire
-    from ferry.protocol.session import SenderSession
+from ferry.protocol.events import State, VerdictReceived
+from ferry.protocol.records import MAX_DATA_PAYLOAD
+from ferry.protocol.sender_session import SenderSession
 
 log = logging.getLogger("ferry.send")
 
@@ -127,8 +127,6 @@ class Outgoing(_Single):
         return messages.Offer(messages.KIND_FILE, self.name, self.size, resume=True)
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
-        from ferry.protocol.session import State
-
         loop = asyncio.get_running_loop()
         chunk = memoryview(bytearray(self.record_size))
         self.file.seek(0)
@@ -143,7 +141,7 @@ class Outgoing(_Single):
             if not start:
                 digest = None
                 self.file.seek(0)
-            session.start_at(start, loop.time())
+            session.start_file(None, start, loop.time())
             await wire.flush()  # the START, before any DATA
         progress.start(self.size, self.name)
         progress.skip(session.sent)
@@ -163,7 +161,7 @@ class Outgoing(_Single):
                 await wire.write(session.send_data(chunk[:n], loop.time()))
                 progress.update(n)
             if digest is not None:
-                session.send_digest(digest.hexdigest(), loop.time())
+                session.send_file_digest(None, digest.hexdigest(), loop.time())
                 await wire.flush()
         finally:
             progress.close()
@@ -200,8 +198,6 @@ def prove_prefix(
 
 async def prove(wire: Wire, session: SenderSession, macs: list[str]) -> None:
     """Send our proofs of the kept bytes and wait for the receiver's verdict."""
-    from ferry.protocol.session import VerdictReceived
-
     session.send_proofs(macs, asyncio.get_running_loop().time())
     await wire.flush()
     await wire.expect(VerdictReceived)
@@ -257,8 +253,6 @@ class TreeSource:
         return {i: e.size for i, e in enumerate(self.tree.entries) if not e.is_dir}
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
-        from ferry.protocol.session import State
-
         loop = asyncio.get_running_loop()
         chunk = memoryview(bytearray(self.record_size))
         fill = 0
@@ -429,7 +423,7 @@ class StreamSource(_Single):
             if session.resume_from:
                 digest = await self._skip_kept(wire, reader, chunk, session)
                 say_resuming(self.name, session.resume_from, messages.UNKNOWN_SIZE)
-                session.start_at(session.resume_from, loop.time())
+                session.start_file(None, session.resume_from, loop.time())
                 await wire.flush()
                 progress.skip(session.sent)
             while True:
@@ -443,7 +437,7 @@ class StreamSource(_Single):
                 if end:
                     break
             if digest is not None:
-                session.send_digest(digest.hexdigest(), loop.time())
+                session.send_file_digest(None, digest.hexdigest(), loop.time())
                 await wire.flush()
         finally:
             reader.close()
@@ -496,8 +490,6 @@ class TextSource(_Single):
         return messages.Offer(messages.KIND_TEXT, "", len(self.text))
 
     async def send(self, wire: Wire, session: SenderSession, progress: Progress) -> None:
-        from ferry.protocol.records import MAX_DATA_PAYLOAD
-
         loop = asyncio.get_running_loop()
         view = memoryview(self.text)
         while True:

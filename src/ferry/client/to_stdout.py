@@ -28,7 +28,7 @@ from ferry.protocol import messages
 
 
 async def receive_text(ex: Exchange, offer: messages.Offer) -> None:
-    from ferry.protocol.session import DataReceived
+    from ferry.protocol.events import DataReceived
 
     limit = ex.config.max_text
     if sys.stdout is None:  # closed when the program started (cli/common.py)
@@ -65,7 +65,7 @@ def _for_terminal(text: bytes) -> bytes:
 
 
 async def receive_to_stdout(ex: Exchange, offer: messages.Offer) -> None:
-    from ferry.protocol.session import DataReceived
+    from ferry.protocol.events import DataReceived
 
     size = units.offered_size(offer.size)
     if ex.output.terminal and not ex.output.force:

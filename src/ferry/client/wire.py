@@ -1,4 +1,4 @@
-"""The driver of a session (protocol/session.py) over the paired socket.
+"""The driver of a session (protocol/sender_session.py, receiver_session.py) over a socket.
 
 It only moves bytes and keeps the session's timer: reads go straight into
 the session's buffer (recv_into), writes go out whole, and every wait is
@@ -30,10 +30,12 @@ from ferry.errors import (
     TimedOut,
 )
 from ferry.protocol import messages
-from ferry.protocol.session import Event, NeedData, PeerAborted, Session, State, Timeouts
+from ferry.protocol.events import Event, NeedData, PeerAborted, State, Timeouts
+from ferry.protocol.session import Session
 
 ABORT_GRACE = ClientConfig.abort_grace
 T = TypeVar("T")
+E = TypeVar("E", bound=Event)
 
 
 def timeouts(config: ClientConfig) -> Timeouts:
@@ -110,7 +112,8 @@ class Wire:
         peer = self.session.peer
         return RemoteProtocolError(f"unexpected {type(event).__name__} from the {peer}")
 
-    async def expect(self, kind: type[Event]) -> Event:
+    async def expect(self, kind: type[E]) -> E:
+        """The peer's next event, which must be a `kind`; anything else raises."""
         event = await self.next_event()
         if not isinstance(event, kind):
             raise self._unexpected(event)
@@ -201,7 +204,7 @@ class Wire:
         if self.session.state is State.DONE:
             return
         offer: messages.Offer | None = getattr(self.session, "offer", None)
-        side = self.session.role.value
+        side = self.session.side
         abort = abort_for(error, side, offer.name if offer is not None else "", after)
         if abort is not None:
             await self.abort(abort.reason, abort.message)

@@ -50,6 +50,7 @@ from typing import Any, Final
 
 from ferry.errors import WebSocketError
 from ferry.protocol.websocket import (
+    MAX_HEADER,
     CloseCode,
     CloseReceived,
     DataReceived,
@@ -58,6 +59,7 @@ from ferry.protocol.websocket import (
     PingReceived,
     encode_close,
     encode_frame,
+    frame_header,
 )
 
 KIB: Final = 1024
@@ -68,11 +70,15 @@ CHUNK: Final = 64 * KIB
 PAIR_BUFFER: Final = 64 * KIB
 """Send buffer of each socketpair end, as the kernel counts it (the request is half)."""
 
-BRIDGE_HOLD: Final = 2 * (PAIR_BUFFER + PAIR_BUFFER // 2 + 2 * CHUNK)
+USER_HOLD: Final = 4 * CHUNK
+"""The bridge's own buffers, both directions: down, one read buffer the frame
+is built in; up, one read buffer, the decoder's copy of it and the unmasked
+payload."""
+
+BRIDGE_HOLD: Final = 2 * (PAIR_BUFFER + PAIR_BUFFER // 2) + USER_HOLD
 """Most a bridge holds, both directions: per direction the pair's queue (its
 send buffer and one more buffer's worth of overshoot at most: the kernel
-lets one send pass the limit) and the bytes read plus their framed or
-unmasked copy."""
+lets one send pass the limit), plus USER_HOLD."""
 
 CLOSE_TIMEOUT: Final = 2.0
 """Seconds to wait for the browser's answer to our close frame (and to write ours)."""
@@ -240,7 +246,7 @@ class Bridge:
         self.result.close_sent = code
         return True
 
-    async def _write(self, frame: bytes, timeout: float | None = None) -> None:
+    async def _write(self, frame: bytes | memoryview, timeout: float | None = None) -> None:
         """One frame to the browser; no timeout but the close's: a browser that stops
         reading is ended by the relay's rules for the inner connection (run())."""
         loop = asyncio.get_running_loop()
@@ -253,6 +259,7 @@ class Bridge:
         """Browser -> relay: frames in, payload out; pings answered; ends at close."""
         loop = asyncio.get_running_loop()
         decoder = self.decoder
+        read = memoryview(bytearray(CHUNK))
         while True:
             while (event := decoder.next_event()) is not None:
                 if isinstance(event, DataReceived):
@@ -265,14 +272,21 @@ class Bridge:
                 elif isinstance(event, CloseReceived):
                     self.result.close_received = event.code
                     return
-            data = await loop.sock_recv(self.outer, CHUNK)
-            if not data:
+            count = await loop.sock_recv_into(self.outer, read)
+            if not count:
                 return
-            decoder.receive_data(data)
+            decoder.receive_data(read[:count])
 
     async def _down(self) -> None:
-        """Relay -> browser: one binary frame per read, until the relay's end closes."""
+        """Relay -> browser: one binary frame per read, until the relay's end closes.
+
+        Each read lands behind MAX_HEADER spare bytes and its header is written
+        in front of it, so the frame goes out from the read buffer: no copy."""
         loop = asyncio.get_running_loop()
-        while data := await loop.sock_recv(self.inner, CHUNK):
-            await self._write(encode_frame(Opcode.BINARY, data))
-            self.result.bytes_down += len(data)
+        frame = memoryview(bytearray(MAX_HEADER + CHUNK))
+        while count := await loop.sock_recv_into(self.inner, frame[MAX_HEADER:]):
+            head = frame_header(Opcode.BINARY, count)
+            start = MAX_HEADER - len(head)
+            frame[start:MAX_HEADER] = head
+            await self._write(frame[start : MAX_HEADER + count])
+            self.result.bytes_down += count

@@ -19,6 +19,13 @@ Rules this module owns:
   Content-Security-Policy that allows only the relay's own origin (no
   inline script, no third-party origin, the WebSocket back to this host,
   no framing), nosniff, no referrer, no cookies ever.
+- The web app's service worker (SERVICE_WORKER, /sw.js: it streams the
+  browser's downloads) is served like any script: a JavaScript
+  Content-Type, which browsers require of a worker; at the root, so its
+  scope is the whole app without a Service-Worker-Allowed header; no-cache,
+  so a browser checks for a new one whenever the page registers it. The
+  policy's worker-src 'self' admits it and no other worker, and frame-src
+  'self' the hidden frame in which the page starts a download.
 - A WebSocket upgrade is accepted from a page of this very host (the
   Origin's host:port equals the Host header) or from a client that sends
   no Origin (not a browser: it could forge one anyway). Any other origin
@@ -43,6 +50,8 @@ from ferry.protocol.websocket import is_upgrade
 WS_PATH: Final = "/ws"
 """The path of the WebSocket endpoint."""
 INDEX: Final = "index.html"
+SERVICE_WORKER: Final = "sw.js"
+"""The web app's service worker, at the root of the web root (module docstring)."""
 
 CONTENT_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -105,6 +114,7 @@ def security_headers(host: str) -> dict[str, str]:
             "img-src 'self' data: blob:",
             f"connect-src 'self' ws://{host} wss://{host}",
             "worker-src 'self'",
+            "frame-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'none'",

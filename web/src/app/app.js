@@ -23,9 +23,13 @@ import {
 } from '../core/errors.js';
 import { receive, send, shown } from '../transfer/drive.js';
 import { filesSource, textSource } from '../transfer/source.js';
-import { MEMORY_LIMIT, canSaveFolders, canStream, memoryFileSink, pickFileSink, pickFolderSink } from './save.js';
+import { giveUpStreaming, registerWorker } from './download.js';
+import { capabilities, openSink, plan } from './save.js';
 import { qrSvg } from './qr.js';
 import { openSocket, relayUrl } from './socket.js';
+import { formatSize } from './units.js';
+
+export { formatSize };
 
 const $ = (id) => document.getElementById(id);
 const now = () => performance.now() / 1000;
@@ -40,20 +44,6 @@ function setStatus(text, kind = '') {
   const status = $('status');
   status.textContent = text;
   status.className = kind;
-}
-
-/** 1234567 -> "1.2 MB" (decimal units, as the CLI's progress). */
-export function formatSize(value) {
-  const n = Number(value);
-  if (n < 1000) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB', 'PB'];
-  let size = n;
-  let unit = -1;
-  while (size >= 1000 && unit < units.length - 1) {
-    size /= 1000;
-    unit += 1;
-  }
-  return `${size.toFixed(size < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
 function progress(done, total) {
@@ -150,20 +140,13 @@ function decide(offer, entries, signal) {
   showOffer(offer, entries);
   const save = $('save-button');
   const note = $('save-note');
-  let blocked = '';
-  if (offer.kind === 'tree' && !canSaveFolders()) {
-    blocked = 'This browser cannot save several files at once yet. Open this link in Chrome or Edge on a computer, or use the command line (./receive).';
-  } else if (offer.kind !== 'tree' && !canStream()) {
-    note.textContent = `This browser keeps the file in memory until it is complete, then downloads it (at most ${formatSize(MEMORY_LIMIT)}); Chrome and Edge stream it straight to disk.`;
-    if (offer.kind === 'file' && offer.size > BigInt(MEMORY_LIMIT)) {
-      blocked = `This file is larger than this browser can hold (${formatSize(MEMORY_LIMIT)}). Use Chrome or Edge on a computer, or the command line (./receive).`;
-    }
-  } else {
-    note.textContent = offer.kind === 'tree' ? 'Pick a folder: the files are written into it as they arrive.' : 'Pick where to save it: it is written to disk as it arrives.';
-  }
-  if (blocked) note.textContent = blocked;
-  save.disabled = Boolean(blocked);
-  setStatus(blocked ? 'offered: this browser cannot save it' : 'offered: press Save to receive it');
+  let chosen = plan(offer, entries, capabilities());
+  const show = () => {
+    note.textContent = chosen.blocked || chosen.note;
+    save.disabled = Boolean(chosen.blocked);
+    setStatus(chosen.blocked ? 'offered: this browser cannot save it' : 'offered: press Save to receive it');
+  };
+  show();
   return new Promise((resolve) => {
     const finish = (decision) => {
       save.onclick = null;
@@ -176,14 +159,20 @@ function decide(offer, entries, signal) {
     signal.addEventListener('abort', onCancel, { once: true });
     $('decline-button').onclick = onCancel;
     save.onclick = async () => {
+      save.disabled = true; // one download per offer, however often it is clicked
       try {
-        let sink;
-        if (offer.kind === 'tree') sink = await pickFolderSink(entries);
-        else if (canStream()) sink = await pickFileSink(offer.name);
-        else sink = memoryFileSink(offer.name, document);
-        finish({ accept: true, sink });
+        finish({ accept: true, sink: await openSink(chosen.method, offer, entries, document) });
       } catch (error) {
+        if (chosen.method === 'download' || chosen.method === 'zip-download') {
+          // The service worker did not start the download: the other ways from now on.
+          giveUpStreaming();
+          chosen = plan(offer, entries, capabilities());
+          show();
+          if (!chosen.blocked) note.textContent = `The browser did not start the download (${error.message}). ${chosen.note} Press Save again.`;
+          return;
+        }
         // The picker was dismissed (AbortError) or refused: the offer stays.
+        save.disabled = false;
         note.textContent = error?.name === 'AbortError' ? 'Nothing picked: press Save again, or Decline.' : `Cannot save there: ${error.message}`;
       }
     };
@@ -365,6 +354,7 @@ function init() {
     if (busy) event.preventDefault();
   });
   window.addEventListener('hashchange', fromFragment);
+  registerWorker();
   fromFragment();
 }
 

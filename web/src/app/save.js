@@ -1,43 +1,106 @@
-// Where a received file goes in the browser.
+// Where a received file or tree goes in the browser.
 //
-// Theory of operation. Two ways, chosen by what the browser has:
-// - the File System Access API (showSaveFilePicker; Chrome, Edge, Opera
-//   and other Chromium browsers on the desktop): the person picks where
-//   the file goes when they press Save, and every record is written to
-//   disk as it arrives: streamed, never held whole in memory, any size;
-//   a folder (showDirectoryPicker) for several files;
-// - otherwise (Firefox, Safari, browsers on phones): the bytes are kept
-//   as a Blob in the page and handed to the browser as a normal download
-//   at the end, so the file must fit in memory: at most MEMORY_LIMIT
-//   bytes (500 MB), refused beforehand ("too-large") above that. Several files
-//   cannot be received there (a streamed zip is future work); they are
-//   refused ("unsupported") with a sentence that says so.
-// A file is named by the browser from the offered name (the browser
-// sanitises it as it does any download's); a tree's paths are checked
-// here component by component before anything is created.
+// Theory of operation. plan() picks one way per offer from what the browser
+// has, best first:
+// 1. a normal browser download, streamed to disk by the service worker
+//    (download.js, sw/sw.js): Chrome, Edge, Opera and other Chromium
+//    browsers, Firefox, on the desktop and on Android. No dialog: the file
+//    lands where the browser saves downloads under its offered name, any
+//    size, never held whole in memory. Several files or a tree become one
+//    .zip download built as the records arrive (zip.js);
+// 2. the File System Access API (showSaveFilePicker, showDirectoryPicker),
+//    where the service worker cannot be used (it failed to start, or the
+//    browser runs the page without one): the person picks a file or a
+//    folder when they press Save, and every record is written to disk as it
+//    arrives, any size;
+// 3. otherwise (Safari on macOS and every browser on iOS, whose downloads
+//    from a service worker are not reliable, and any browser without
+//    service workers): the bytes (a tree: its .zip) are kept as a Blob in
+//    the page and handed to the browser as a normal download at the end, so
+//    they must fit in memory: at most MEMORY_LIMIT bytes (512 MiB), refused
+//    beforehand ("too-large") above that.
+// A file is named by the browser from the offered base name (names.js; the
+// browser sanitises it as it does any download's); a tree's paths are
+// checked component by component before anything is saved.
 
-export const MEMORY_LIMIT = 500 * 1000 * 1000;
+import { canStreamDownload, streamDownload } from './download.js';
+import { baseName, safePath, zipName } from './names.js';
+import { formatSize } from './units.js';
+import { zipLength, zipSink } from './zip.js';
 
-export function canStream() {
-  return typeof globalThis.showSaveFilePicker === 'function';
+export { baseName, safeComponent } from './names.js';
+
+export const MEMORY_LIMIT = 512 * 1024 * 1024;
+
+/** What this browser has, for plan(). */
+export function capabilities() {
+  return {
+    serviceWorker: canStreamDownload(),
+    savePicker: typeof globalThis.showSaveFilePicker === 'function',
+    folderPicker: typeof globalThis.showDirectoryPicker === 'function',
+  };
 }
 
-export function canSaveFolders() {
-  return typeof globalThis.showDirectoryPicker === 'function';
+/**
+ * How to save an offer (kind file, stream or tree) with these capabilities:
+ * {method: 'download' | 'zip-download' | 'pick-file' | 'pick-folder' |
+ * 'memory' | 'memory-zip' | null, note, blocked}. Pure.
+ */
+export function plan(offer, entries, caps) {
+  const tree = offer.kind === 'tree';
+  if (tree) {
+    try {
+      for (const entry of entries) safePath(entry.path);
+    } catch (error) {
+      return { method: null, blocked: `This cannot be saved: ${error.message}.`, note: '' };
+    }
+  }
+  if (caps.serviceWorker) {
+    return tree
+      ? { method: 'zip-download', note: `The files arrive as one download, ${zipName(entries)}, written to disk as they arrive.`, blocked: '' }
+      : { method: 'download', note: 'It arrives as a normal download, written to disk as it arrives.', blocked: '' };
+  }
+  if (tree && caps.folderPicker) {
+    return { method: 'pick-folder', note: 'Pick a folder: the files are written into it as they arrive.', blocked: '' };
+  }
+  if (!tree && caps.savePicker) {
+    return { method: 'pick-file', note: 'Pick where to save it: it is written to disk as it arrives.', blocked: '' };
+  }
+  const size = tree ? zipLength(entries) : offer.size;
+  const limit = formatSize(MEMORY_LIMIT);
+  if (size > BigInt(MEMORY_LIMIT)) {
+    return {
+      method: null,
+      note: '',
+      blocked: `This is larger than this browser can hold (${limit}). Use Chrome, Edge or Firefox on a computer, or the command line (./receive).`,
+    };
+  }
+  return {
+    method: tree ? 'memory-zip' : 'memory',
+    note: `This browser keeps ${tree ? 'the .zip' : 'the file'} in memory until it is complete, then downloads it (at most ${limit}); Chrome, Edge and Firefox stream it straight to disk.`,
+    blocked: '',
+  };
 }
 
-/** A path component that cannot leave the chosen folder, or null. */
-export function safeComponent(name) {
-  if (!name || name === '.' || name === '..' || name.length > 255) return null;
-  if (/[\/\\\p{Cc}\p{Cf}]/u.test(name) || /^\s|\s$/.test(name)) return null;
-  return name;
-}
-
-/** The base name to suggest for an offered name. */
-export function baseName(name) {
-  const parts = String(name).split(/[\/\\]/);
-  const last = parts[parts.length - 1].replace(/[\p{Cc}\p{Cf}]/gu, '_');
-  return last && last !== '.' && last !== '..' ? last : 'download';
+/** The sink for drive.receive() that a plan's method gives (call inside the click on Save). */
+export async function openSink(method, offer, entries, document) {
+  switch (method) {
+    case 'download':
+      // drive.receive() hands each record's fresh plaintext over and never reads it again.
+      return streamDownload({ name: baseName(offer.name), size: offer.kind === 'file' ? offer.size : null, move: true, document });
+    case 'zip-download':
+      return zipSink(entries, await streamDownload({ name: zipName(entries), size: zipLength(entries), zip: true, document }));
+    case 'pick-file':
+      return pickFileSink(offer.name);
+    case 'pick-folder':
+      return pickFolderSink(entries);
+    case 'memory':
+      return memoryFileSink(offer.name, document);
+    case 'memory-zip':
+      return zipSink(entries, memoryFileSink(zipName(entries), document));
+    default:
+      throw new Error('this browser cannot save it');
+  }
 }
 
 /** Streaming to a file the person picked (call inside the click on Save). */
@@ -77,12 +140,8 @@ export function memoryFileSink(name, document) {
 
 /** A tree into a folder the person picked: directories first, each file streamed. */
 export async function pickFolderSink(entries) {
+  const paths = entries.map((entry) => safePath(entry.path));
   const root = await globalThis.showDirectoryPicker({ mode: 'readwrite' });
-  const paths = entries.map((entry) => {
-    const parts = entry.path.split('/').map(safeComponent);
-    if (parts.some((part) => part === null)) throw new Error(`unsafe name in the offer: ${entry.path}`);
-    return parts;
-  });
   const dirs = new Map([['', root]]);
   async function dirOf(parts) {
     let key = '';

@@ -41,6 +41,13 @@ import { LineBuffer, joinRequest, parseRelayLine, pong, receiveRequest, sendRequ
 import { RECORD_SIZE, ReceiverSession, SenderSession, State } from '../core/session.js';
 
 const RETRY_FOR = 30;
+/** Seconds between progress reports while data flows (each one touches the page). */
+const REPORT_EVERY = 0.1;
+/**
+ * DATA records sealed before one write: WebCrypto seals them concurrently and
+ * they go out as one piece (the connection's write still applies backpressure).
+ */
+const RECORDS_PER_WRITE = 8;
 const CLAIMED_RETRIES = 3;
 const CLAIMED_PAUSE = 0.5;
 export const DEFAULT_ATTEMPTS = 3;
@@ -266,6 +273,7 @@ export async function receive({ connect, code, decide, now, onStatus = () => {},
 }
 
 async function receiveSession(session, conn, reader, now, rest, decide, onStatus, signal) {
+  let lastReport = -Infinity;
   let sink = null;
   let offer = null;
   let entries = [];
@@ -302,7 +310,10 @@ async function receiveSession(session, conn, reader, now, rest, decide, onStatus
         case 'file-data':
           if (event.data.length) await sink.write(event.data, event.index ?? 0);
           if (event.type === 'file-data' && event.done && sink.fileDone) await sink.fileDone(event.index);
-          onStatus('receiving', { received: session.received, offer });
+          if (now() - lastReport >= REPORT_EVERY) {
+            lastReport = now();
+            onStatus('receiving', { received: session.received, offer });
+          }
           if (event.type === 'data' && event.final) return finish();
           return null;
         case 'all-received':
@@ -317,6 +328,7 @@ async function receiveSession(session, conn, reader, now, rest, decide, onStatus
   }
 
   async function finish() {
+    onStatus('receiving', { received: session.received, offer });
     onStatus('saving');
     await sink.close();
     closed = true;
@@ -466,27 +478,34 @@ async function attempt({ connect, code, nameplate, ticket, source, now, onStatus
   }
 }
 
-/** Send every byte of the source in RECORD_SIZE records; the last is FINAL. */
+/**
+ * Send every byte of the source in RECORD_SIZE records; the last is FINAL.
+ * RECORDS_PER_WRITE records are queued before each write, so the sealing of
+ * one batch overlaps in WebCrypto and the driver awaits once per batch, not
+ * once per record (at most 1 MiB of plaintext held beyond the source's read).
+ */
 async function pump(session, conn, chunks, now, onStatus, signal) {
   let held = new Uint8Array(0);
   const total = session.offer.size;
-  let lastReport = 0;
+  let lastReport = -Infinity;
   for (;;) {
     if (signal?.aborted) throw new Cancelled(); // converse() sends the ABORT
-    while (held.length < RECORD_SIZE) {
-      const next = await chunks.next();
-      if (next.done) break;
-      held = held.length ? concat(held, next.value) : next.value;
+    for (let queued = 0; queued < RECORDS_PER_WRITE && session.state === State.SENDING; queued += 1) {
+      while (held.length < RECORD_SIZE) {
+        const next = await chunks.next();
+        if (next.done) break;
+        held = held.length ? concat(held, next.value) : next.value;
+      }
+      const piece = held.subarray(0, Math.min(RECORD_SIZE, held.length));
+      held = held.subarray(piece.length);
+      if (!piece.length && session.sent !== total) {
+        throw new FerryError(`the source ended after ${session.sent} of ${total} bytes`);
+      }
+      session.sendData(piece, now());
     }
-    const piece = held.subarray(0, Math.min(RECORD_SIZE, held.length));
-    held = held.subarray(piece.length);
-    if (!piece.length && session.sent !== total) {
-      throw new FerryError(`the source ended after ${session.sent} of ${total} bytes`);
-    }
-    session.sendData(piece, now());
     await conn.write(await session.dataToSend());
     session.wrote(now());
-    if (now() - lastReport > 0.1 || session.state !== State.SENDING) {
+    if (now() - lastReport >= REPORT_EVERY || session.state !== State.SENDING) {
       lastReport = now();
       onStatus('sending', { sent: session.sent, offer: session.offer });
     }

@@ -25,6 +25,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 
+from ferry.errors import WebSocketError
 from ferry.protocol import websocket as ws
 
 TIMEOUT = 10.0
@@ -249,7 +250,7 @@ async def _serve_one(
     up = asyncio.create_task(_tcp_to_ws(reader, leg, rng))
     try:
         await _ws_to_tcp(leg, writer)
-    except (OSError, ws.WebSocketError):
+    except (OSError, WebSocketError):
         pass
     finally:
         with contextlib.suppress(OSError):

@@ -85,6 +85,10 @@ class SourceChanged(LocalFileError):
         """The file's name as the receiver knows it (the message may hold a local path)."""
 
 
+class StdinMismatch(LocalFileError):
+    """standard input does not begin with the bytes kept from an earlier try: send again."""
+
+
 class FileExists(LocalFileError):
     """the file already exists."""
 
@@ -119,6 +123,37 @@ class RemoteProtocolError(ProtocolError):
 
 class RelayLineTooLong(RemoteProtocolError):
     """the relay sent a line longer than the protocol allows."""
+
+
+class BadRequest(RemoteProtocolError):
+    """the relay received a malformed request."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        """The rendezvous refusal token the relay answers with (protocol/rendezvous.py)."""
+
+
+class HttpError(RemoteProtocolError):
+    """The browser's request was not one the relay can answer."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        """The HTTP status to answer with."""
+
+
+class WebSocketError(RemoteProtocolError):
+    """The browser broke the WebSocket protocol."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        """The close code to send (protocol/websocket.CloseCode)."""
+
+
+class TooCostly(FerryError):
+    """checking the offered list of entries took longer than it was given."""
 
 
 class RelayUnreachable(FerryError):
@@ -163,16 +198,30 @@ class IntegrityError(FerryError):
     exit_code = EXIT_INTEGRITY
 
 
+class ResumeMismatch(IntegrityError):
+    """a resumed file does not match the sender's; it starts over next time."""
+
+
 class TimedOut(FerryError):
     """timed out."""
 
     exit_code = EXIT_TIMEOUT
 
 
+class RefusedOffer(FerryError):
+    """this receiver refused the offer."""
+
+    exit_code = EXIT_REFUSED_BY_PEER
+
+
 class RefusedByPeer(FerryError):
     """the other side refused the transfer."""
 
     exit_code = EXIT_REFUSED_BY_PEER
+
+
+class AttemptRefused(RefusedByPeer):
+    """the receiver refused the offer (this attempt is over; the code stays alive)."""
 
 
 class PeerSourceChanged(RefusedByPeer):
@@ -213,6 +262,31 @@ class Refusal(FerryError):
 
 class Closed(FerryError):
     """The peer closed or reset the connection."""
+
+
+class AddressFull(FerryError):
+    """The proxied client's address holds its connection limit already."""
+
+
+class TlsFailed(FerryError):
+    """The TLS handshake failed, or the browser closed during it."""
+
+
+class NetworkBusy(FerryError):
+    """The proxied client's network holds its share of the handshakes already."""
+
+    def __init__(self, peer: str = "", key: str = "") -> None:
+        super().__init__(peer)
+        self.peer = peer
+        self.key = key
+
+
+class NodeHandshakeFailed(FerryError):
+    """The owner did not complete the node handshake."""
+
+
+class DirectoryUnavailable(FerryError):
+    """The directory (Redis) did not answer; the request that needed it is refused."""
 
 
 def exit_code_for(exc: BaseException) -> int:

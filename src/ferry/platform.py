@@ -140,18 +140,20 @@ def fsync_directory(path: str | os.PathLike[str], follow: bool = True) -> None:
 
     POSIX only: Windows cannot open a directory, and NTFS journals renames."""
     if CAN_OPEN_DIRECTORIES:
-        _fsync_opened(path, os.O_RDONLY | DIRECTORY | (0 if follow else NOFOLLOW))
+        flags = os.O_RDONLY | DIRECTORY | (0 if follow else NOFOLLOW)
+        fsync_opened(lambda: open_fd(path, flags))
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
     """Best effort: flush a file by its name (never following a link)."""
-    _fsync_opened(path, os.O_RDONLY | NOFOLLOW)
+    fsync_opened(lambda: open_fd(path, os.O_RDONLY | NOFOLLOW))
 
 
-def _fsync_opened(path: str | os.PathLike[str], flags: int) -> None:
-    """Open path with flags, flush it fully and close it; any OSError is ignored."""
+def fsync_opened(opener: Callable[[], int]) -> None:
+    """Best effort: the descriptor opener returns, flushed fully and closed; any OSError
+    (opening included) is ignored."""
     try:
-        fd = open_fd(path, flags)
+        fd = opener()
     except OSError:
         return
     try:
@@ -291,7 +293,12 @@ def owned_by_us(info: os.stat_result) -> bool:
 def owned_privately(info: os.stat_result) -> bool:
     """Made by this user and closed to others (POSIX owner and mode bits). Windows has
     neither (ACLs decide, and a user's profile is private by default; st_mode says
-    0o666 for any writable file): True."""
+    0o666 for any writable file): True.
+
+    Why a receive asks: its partials and stagings have names another user can
+    predict, and in a DIR others can write to (/tmp) that user can create one
+    first; only what passes this is used, or removed when stale
+    (client/partials.py, client/staging.py)."""
     if WINDOWS or not hasattr(os, "geteuid"):
         return True
     return owned_by_us(info) and not info.st_mode & 0o077

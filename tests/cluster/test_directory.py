@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ferry.relay.directory import DirectoryUnavailable, Owner
+from ferry.errors import DirectoryUnavailable
+from ferry.relay.directory import Owner
 from ferry.relay.metrics import Metrics, render
 from ferry_testing import procs
 from ferry_testing.cluster import RedisServer, require_binaries

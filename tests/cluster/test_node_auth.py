@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferry.errors import Refusal
+from ferry.errors import NodeHandshakeFailed, Refusal
 from ferry.relay import forward
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -58,7 +58,7 @@ def test_parse_hello_gives_an_id_or_refuses(tail):
 
 def test_challenge_round_trips_and_an_error_line_is_not_a_challenge():
     assert forward.parse_challenge(forward.challenge_line(CHALLENGE)) == CHALLENGE
-    with pytest.raises(forward.NodeHandshakeFailed):
+    with pytest.raises(NodeHandshakeFailed):
         forward.parse_challenge(b"ERROR unauthorized malformed node hello\n")
 
 

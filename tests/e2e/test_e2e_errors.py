@@ -382,3 +382,28 @@ def test_send_at_a_terminal_shows_the_receive_line_on_stderr_and_only_the_code_o
     finally:
         procs.stop(proc)
         os.close(primary)
+
+
+@pytest.mark.timeout(90)
+def test_a_tree_failing_mid_send_tells_the_receiver_no_sender_side_path(
+    relay, start_send, run_receive, tmp_path
+):
+    """The sender's own error names its local file; its ABORT names only the error's
+    class, with a messages.REASON_* reason, like the receiver's (client/peer.abort_for)."""
+    top = tmp_path / "src" / "photos"
+    make_file(top / "a.txt", 1000)
+    make_file(top / "sub" / "b.bin", 1000)
+    sender = start_send(relay, top)
+    # Walked already: `sub` becomes a file, so opening sub/b.bin fails (not a
+    # directory), a local error whose message holds the sender's absolute path.
+    (top / "sub" / "b.bin").unlink()
+    (top / "sub").rmdir()
+    (top / "sub").write_bytes(b"in the way")
+    result = run_receive(relay, sender.code, tmp_path / "out", timeout=60)
+    assert result.returncode == EXIT_REFUSED_BY_PEER, result.stderr
+    assert_one_line_error(result.stderr, "receive", "the sender gave up", "could not send")
+    assert str(tmp_path) not in result.stderr
+    assert "Not a directory" not in result.stderr  # the error's own words stay home
+    assert sender.wait(30) == EXIT_LOCAL_FILE
+    assert_one_line_error(sender.stderr(), "send", str(top / "sub" / "b.bin"))
+    assert_nothing_stored(tmp_path / "out")

@@ -96,7 +96,7 @@ def test_a_manifest_over_the_size_cap_is_refused_unread(relay, run_receive, tmp_
 
 
 def test_the_offer_counts_each_entry_as_an_inode_and_a_block() -> None:
-    from ferry.client.receiver import room_for
+    from ferry.client.exchange import room_for
 
     def stats(blocks: int, inodes: int) -> os.statvfs_result:
         return os.statvfs_result((4096, 4096, 10**6, blocks, blocks, 10**4, inodes, inodes, 0, 255))

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ferry.client.output import Output
 from ferry.client.progress import NoProgress
 from ferry.client.receiver import Receiver, prepare_directory
+from ferry.client.wire import Wire
 from ferry.errors import ConnectionLost
 from tests.inproc.conftest import RunningRelay
 from tests.inproc.test_transfer import FAST, SendingTask
@@ -21,8 +23,10 @@ from tests.inproc.test_transfer import FAST, SendingTask
 StartRelay = Callable[..., Awaitable[RunningRelay]]
 
 
-class Undecided(Receiver):
-    async def confirm(self, summary: str) -> bool:
+class Undecided(Output):
+    """A person away from the --ask prompt."""
+
+    async def confirm(self, summary: str, wire: Wire) -> bool:
         await asyncio.sleep(3600)
         return False
 
@@ -37,7 +41,8 @@ async def test_an_unanswered_offer_ends_that_attempt_and_the_code_stays_alive(
     sending = SendingTask(relay, source, config)
     code = await sending.code()
     out = prepare_directory(str(tmp_path / "out"))
-    away = asyncio.create_task(Undecided(relay.address, code, out, FAST, NoProgress()).run())
+    undecided = Receiver(relay.address, code, out, FAST, NoProgress(), output=Undecided())
+    away = asyncio.create_task(undecided.run())
     with caplog.at_level(logging.WARNING, logger="ferry.send"):
         for _ in range(100):
             if "did not answer" in caplog.text:

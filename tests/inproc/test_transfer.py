@@ -18,7 +18,14 @@ from ferry.client.sender import Sender
 from ferry.client.sources import Outgoing
 from ferry.codes import Code, parse_code
 from ferry.config import ClientConfig, RelayConfig
-from ferry.errors import FileExists, RefusedByPeer, RelayRefused, TooManyAttempts, WrongCode
+from ferry.errors import (
+    BadRequest,
+    FileExists,
+    RefusedByPeer,
+    RelayRefused,
+    TooManyAttempts,
+    WrongCode,
+)
 from ferry.protocol import rendezvous as rv
 from ferry.relay.table import Entry, State
 from tests.inproc.conftest import RunningRelay
@@ -347,7 +354,7 @@ async def test_sender_falls_back_to_plain_send_with_a_relay_without_standby(
     def before_standby(line: bytes) -> rv.ClientMessage:
         # What a relay from before standby connections answers to SEND STANDBY.
         if line.startswith(b"FERRY 1 SEND STANDBY"):
-            raise rv.BadRequest(rv.REASON_BAD_REQUEST, "unknown request")
+            raise BadRequest(rv.REASON_BAD_REQUEST, "unknown request")
         return original(line)
 
     monkeypatch.setattr(rv, "parse_client_line", before_standby)

@@ -13,6 +13,7 @@ from ferry.client.sender import Sender
 from ferry.client.sources import Outgoing
 from ferry.codes import Code
 from ferry.config import RelayConfig
+from ferry.errors import BadRequest
 from ferry.protocol import rendezvous as rv
 from tests.inproc.conftest import RunningRelay
 from tests.inproc.test_transfer import FAST, _parked, receiver
@@ -66,7 +67,7 @@ async def test_sender_asks_again_without_web_when_the_relay_is_from_before_it(
         # What a relay from before the web address answers to SEND STANDBY WEB.
         asked.append(line)
         if line.endswith(b" WEB\n"):
-            raise rv.BadRequest(rv.REASON_BAD_REQUEST, "unknown request")
+            raise BadRequest(rv.REASON_BAD_REQUEST, "unknown request")
         return original(line)
 
     monkeypatch.setattr(rv, "parse_client_line", before_web)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ferry.errors import BadRequest
 from ferry.protocol import rendezvous as rv
 from tests.relay.harness import RawClient, pair, running_relay
 
@@ -37,7 +38,7 @@ garbage = st.one_of(st.binary(max_size=600), hello_like)
 def test_parse_client_line_gives_a_message_or_bad_request(data: bytes) -> None:
     try:
         message = rv.parse_client_line(data)
-    except rv.BadRequest as exc:
+    except BadRequest as exc:
         assert exc.reason in REASONS
     else:
         assert rv.parse_client_line(rv.encode(message)) == message
@@ -54,7 +55,7 @@ def test_line_buffer_never_holds_a_line_longer_than_its_limit(
         try:
             while (line := buffer.next_line()) is not None:
                 assert len(line) <= limit and line.endswith(b"\n")
-        except rv.BadRequest:
+        except BadRequest:
             return
         assert len(buffer) < limit
 

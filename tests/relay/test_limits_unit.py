@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.relay.limits import ConnectionCounter, LookupLimiter, address_key
+from ferry.relay.limits import ConnectionCounter, LookupLimiter, address_key, ip_of, is_loopback
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,10 @@ def test_addresses_past_max_tracked_are_refused_until_some_expire() -> None:
     assert not limiter.allow("c", 1.0)
     assert limiter.allow("a", 1.0)  # known addresses keep their budget
     assert limiter.allow("c", 61.0)
+
+
+def test_ip_of_drops_the_zone_unmaps_ipv4_and_passes_names_as_none() -> None:
+    assert str(ip_of("::ffff:10.0.0.1")) == "10.0.0.1"
+    assert str(ip_of("fe80::1%eth0")) == "fe80::1"
+    assert ip_of("relay.example") is None
+    assert is_loopback("::ffff:127.0.0.1") and not is_loopback("relay.example")

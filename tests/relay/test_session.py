@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ferry.config import MAX_PARKED_BYTES, RelayConfig
-from ferry.errors import Refusal
+from ferry.errors import BadRequest, Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
 from ferry.relay.pipes import PumpEnd
@@ -44,10 +44,10 @@ def sender(now: float = T0) -> Session:
 def refusal_of(call: object) -> tuple[str, str]:
     """(reason, text) of the Refusal or BadRequest a zero-argument call raises."""
     assert callable(call)
-    with pytest.raises((Refusal, rv.BadRequest)) as caught:
+    with pytest.raises((Refusal, BadRequest)) as caught:
         call()
     exc = caught.value
-    assert isinstance(exc, Refusal | rv.BadRequest)
+    assert isinstance(exc, Refusal | BadRequest)
     return exc.reason, str(exc)
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from ferry.protocol import websocket as ws
 from ferry.relay import bridge, pump, refusals, tls
+from ferry.relay.legs import LegEnd
 from ferry_testing.certs import Certs, make_certs
 from ferry_testing.waiting import until
 from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
@@ -198,7 +199,7 @@ def test_buffer_and_tcp_options_on_the_inner_end_go_to_the_browsers_socket() -> 
         inner.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         assert outer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         # The pair's own buffers stay small and fixed.
-        pair_buffer = super(bridge.InnerEnd, inner).getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        pair_buffer = super(LegEnd, inner).getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         assert pair_buffer == bridge.PAIR_BUFFER
         closed: list[bool] = []
         inner.on_close = lambda: closed.append(True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ferry.client.output import MAX_LINE, _for_terminal, read_answer, read_line
+from ferry.client.output import MAX_LINE, read_answer, read_line
+from ferry.client.to_stdout import _for_terminal
 from ferry.client.tree import walk
 from ferry.errors import LocalFileError
 
@@ -98,3 +99,28 @@ def test_walk_refuses_two_paths_with_the_same_base_name(tmp_path: Path) -> None:
         (tmp_path / parent / "same").write_bytes(b"")
     with pytest.raises(LocalFileError, match="two of the paths"):
         walk([str(tmp_path / "x" / "same"), str(tmp_path / "y" / "same")], 100, 8)
+
+
+def test_hash_prefix_hashes_the_first_bytes_and_feeds_the_proof_the_same(tmp_path: Path) -> None:
+    import errno
+    import hashlib
+    import hmac
+
+    from ferry.client.fileio import HASH_BLOCK, hash_prefix, write_error
+    from ferry.errors import NoSpace
+
+    data = os.urandom(HASH_BLOCK + 10)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:
+        proof = hmac.new(b"k", digestmod=hashlib.sha256)
+        digest, read = hash_prefix(fd, HASH_BLOCK + 5, proof)
+        assert read == HASH_BLOCK + 5
+        assert digest.hexdigest() == hashlib.sha256(data[: HASH_BLOCK + 5]).hexdigest()
+        assert proof.hexdigest() == hmac.new(b"k", data[: HASH_BLOCK + 5], "sha256").hexdigest()
+        _, read = hash_prefix(fd, 100, hmac.new(b"k", digestmod=hashlib.sha256))
+        assert read == 5  # the file ended first: the caller decides what that means
+    finally:
+        os.close(fd)
+    assert isinstance(write_error(OSError(errno.ENOSPC, "No space left"), "a.bin"), NoSpace)
+    assert not isinstance(write_error(OSError(errno.EIO, "I/O error"), "a.bin"), NoSpace)

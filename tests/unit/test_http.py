@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ferry.errors import HttpError
 from ferry.protocol.http import (
     MAX_HEAD,
     MAX_HEADERS,
-    HttpError,
     Protocol,
     error_response,
     head_end,

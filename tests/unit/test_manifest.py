@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ferry.client.placement import place
 from ferry.client.receive_tree import describe
-from ferry.errors import RemoteProtocolError, UnsafeName
+from ferry.errors import RemoteProtocolError, TooCostly, UnsafeName
 from ferry.names import safe_name
 from ferry.protocol import manifest, messages
 from ferry.protocol.manifest import Entry, plan
@@ -246,7 +246,7 @@ def test_impossible_offers_raise_remote_protocol_error(body: bytes) -> None:
 
 
 def test_plan_gives_up_when_out_of_time() -> None:
-    from ferry.protocol.manifest import CHECK_EVERY, TooCostly
+    from ferry.protocol.manifest import CHECK_EVERY
 
     entries = [Entry(f"f{i}", False, 1, 0) for i in range(3 * CHECK_EVERY)]
     asked: list[int] = []

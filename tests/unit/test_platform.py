@@ -176,7 +176,7 @@ def test_not_supported_holds_both_numbers() -> None:
 def test_a_windows_file_counts_as_private_although_its_mode_says_0666(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ferry.client.ownership import owned_privately
+    from ferry.platform import owned_privately
 
     path = tmp_path / "kept.part"
     path.write_bytes(b"x")

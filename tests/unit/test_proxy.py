@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferry.protocol import rendezvous as rv
+from ferry.errors import BadRequest
 from ferry.relay import proxy
 from ferry.relay.proxy import Client, Header
 
@@ -71,7 +71,7 @@ def test_header_byte_at_a_time_needs_more_until_complete(header: bytes, client: 
     ],
 )
 def test_malformed_header_is_a_bad_request(garbage: bytes) -> None:
-    with pytest.raises(rv.BadRequest):
+    with pytest.raises(BadRequest):
         proxy.parse(garbage)
 
 
@@ -79,7 +79,7 @@ def test_malformed_header_is_a_bad_request(garbage: bytes) -> None:
 def test_garbage_gives_a_header_none_or_bad_request(data: bytes) -> None:
     try:
         result = proxy.parse(data)
-    except rv.BadRequest:
+    except BadRequest:
         return
     assert result is None or (isinstance(result, Header) and result.length <= len(data))
 
@@ -88,7 +88,7 @@ def test_garbage_gives_a_header_none_or_bad_request(data: bytes) -> None:
 def test_v1_prefixed_garbage_gives_a_header_none_or_bad_request(data: bytes) -> None:
     try:
         proxy.parse(b"PROXY " + data)
-    except rv.BadRequest:
+    except BadRequest:
         pass
 
 

@@ -9,13 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferry.config import MAX_HELLO_BYTES
-from ferry.errors import RemoteProtocolError
+from ferry.errors import BadRequest, RemoteProtocolError
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import FLAG_FINAL, MAX_HANDSHAKE_LENGTH, Header, RecordType
 from ferry.protocol.rendezvous import (
     MAX_LINE,
     TICKET_HEX_LEN,
-    BadRequest,
     ClientMessage,
     Incoming,
     JoinRequest,
@@ -519,7 +518,7 @@ def test_claim_record_missing_counts_down_to_zero_whole_and_bytewise() -> None:
 def test_claim_record_missing_anything_but_a_pake_header_raises_bad_request(
     header: bytes,
 ) -> None:
-    with pytest.raises(rv.BadRequest) as caught:
+    with pytest.raises(BadRequest) as caught:
         rv.claim_record_missing(header + bytes(40))
     assert caught.value.reason == rv.REASON_BAD_REQUEST
 
@@ -528,7 +527,7 @@ def test_claim_record_missing_anything_but_a_pake_header_raises_bad_request(
 def test_claim_record_missing_any_bytes_gives_a_count_or_bad_request(data: bytes) -> None:
     try:
         missing = rv.claim_record_missing(data)
-    except rv.BadRequest:
+    except BadRequest:
         return
     assert 0 <= missing <= 6 + MAX_HANDSHAKE_LENGTH
 

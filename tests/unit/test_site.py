@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferry.protocol.http import HttpError, parse_request
+from ferry.errors import HttpError
+from ferry.protocol.http import parse_request
 from ferry.relay import site
 from ferry.webbundle import WEBAPP
 

@@ -11,10 +11,18 @@ import pytest
 
 from ferry import environment, units
 from ferry.cli.send import build_parser
-from ferry.client.peer import abort_reason, lost
+from ferry.client.peer import abort_for, lost
 from ferry.client.progress import BarProgress, tree_label
 from ferry.client.relay_link import os_reason
-from ferry.errors import LocalFileError, NoSpace, UsageError
+from ferry.errors import (
+    ConnectionLost,
+    IntegrityError,
+    LocalFileError,
+    NoSpace,
+    RefusedByPeer,
+    SourceChanged,
+    UsageError,
+)
 from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 from ferry.relay.metrics import Metrics, render
@@ -96,8 +104,42 @@ def test_a_lost_connection_names_both_the_relay_and_the_peer() -> None:
 
 
 def test_a_full_disk_has_its_own_abort_reason() -> None:
-    assert abort_reason(NoSpace()) == messages.REASON_NO_SPACE
-    assert abort_reason(LocalFileError()) == messages.REASON_LOCAL_ERROR
+    assert abort_for(NoSpace(), "receiver", "a.bin") == messages.Abort(
+        messages.REASON_NO_SPACE, "could not store 'a.bin': out of disk space"
+    )
+    abort = abort_for(LocalFileError(), "receiver", "a.bin")
+    assert abort is not None and abort.reason == messages.REASON_LOCAL_ERROR
+
+
+def test_an_abort_names_the_errors_class_and_the_offered_name_never_a_local_path() -> None:
+    local = LocalFileError("cannot read /home/ann/photos/sub/b.bin: Permission denied")
+    for side, verb in (("sender", "send"), ("receiver", "store")):
+        abort = abort_for(local, side, "photos")
+        assert abort == messages.Abort(
+            messages.REASON_LOCAL_ERROR,
+            f"could not {verb} 'photos': cannot read or write a local file",
+        )
+    assert abort_for(IntegrityError("x in /tmp"), "sender", "") == messages.Abort(
+        messages.REASON_LOCAL_ERROR,
+        "could not send what was offered: the data was altered in transit (authentication failed)",
+    )
+
+
+def test_a_changed_source_is_aborted_as_changed_under_its_name_in_the_tree() -> None:
+    changed = SourceChanged(
+        "/home/ann/photos/sub/b.bin changed while it was being sent", "photos/sub/b.bin"
+    )
+    abort = abort_for(changed, "sender", "", "nothing was stored; the same code works again")
+    assert abort == messages.Abort(
+        messages.REASON_CHANGED,
+        "photos/sub/b.bin changed while it was being sent; nothing was stored; "
+        "the same code works again",
+    )
+
+
+def test_nothing_is_told_a_peer_that_went_away_gave_up_or_for_a_bug() -> None:
+    for error in (ConnectionLost(), RefusedByPeer(), KeyboardInterrupt(), ValueError("bug")):
+        assert abort_for(error, "receiver", "a.bin") is None
 
 
 RELAY_LINES = [b"NAMEPLATE 7\n", b"TICKET " + b"a" * 32 + b"\n", b"PAIRED\n", b"PING\n",

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferry.errors import RemoteProtocolError
-from ferry.protocol.http import HttpError, parse_request
+from ferry.errors import HttpError, RemoteProtocolError, WebSocketError
+from ferry.protocol.http import parse_request
 from ferry.protocol.websocket import (
     SUBPROTOCOL,
     CloseCode,
@@ -22,7 +22,6 @@ from ferry.protocol.websocket import (
     Opcode,
     PingReceived,
     PongReceived,
-    WebSocketError,
     accept_key,
     encode_close,
     encode_frame,

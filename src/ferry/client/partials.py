@@ -19,7 +19,7 @@ Rules (docs/PROTOCOL.md, "Resume"):
   renamed into place: a changed source or a tampered partial never makes a
   wrong file, it starts over;
 - a partial is used only if it is this user's, mode 0600, a regular file
-  with one link (client/ownership.py): in a shared DIR (/tmp) another user
+  with one link (platform.owned_privately): in a shared DIR (/tmp) another user
   can create its predictable name first; such a file is left alone (never
   opened for writing, never removed), one line says so, and the transfer
   goes to a temporary file as if it could not resume;
@@ -45,7 +45,7 @@ from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 
 from ferry import platform
-from ferry.client.ownership import owned_by_us, owned_privately
+from ferry.client.fileio import hash_prefix
 from ferry.errors import ConnectionLost, Interrupted, LocalFileError, TimedOut
 from ferry.names import display_name
 from ferry.protocol.messages import UNKNOWN_SIZE
@@ -56,7 +56,6 @@ RESUME_PREFIX = ".ferry-resume-"
 SUFFIX = ".part"
 PARTIAL_MAX_AGE = 7 * 24 * 3600.0
 """Seconds a partial may stay unused before a receive into its DIR removes it."""
-_HASH_BLOCK = 1024 * 1024
 STALE_PATTERNS = (".ferry-*.part", ".ferry-resume-*.tree")
 """What remove_stale() looks at: partials, temporary files and stagings (all *.part),
 and resumable tree stagings."""
@@ -112,17 +111,10 @@ class Partial:
     def hash_kept(self, proof: hmac.HMAC) -> str:
         """The kept bytes (read back from disk: what is there now counts) fed to `proof`
         and to the running SHA-256; proof's hex digest, to compare with the sender's."""
-        digest = hashlib.sha256()
         os.lseek(self.fd, 0, os.SEEK_SET)
-        left = self.kept
-        while left:
-            block = os.read(self.fd, min(left, _HASH_BLOCK))
-            if not block:
-                raise LocalFileError(f"{self.path} shrank while it was read")
-            digest.update(block)
-            proof.update(block)
-            left -= len(block)
-        self.digest = digest
+        self.digest, read = hash_prefix(self.fd, self.kept, proof)
+        if read < self.kept:
+            raise LocalFileError(f"{self.path} shrank while it was read")
         return proof.hexdigest()
 
     def start_at(self, offset: int) -> None:
@@ -167,7 +159,7 @@ def _open_ours(path: Path) -> int | None:
     with one link (checked before it is opened, and again after); else None."""
 
     def ours(info: os.stat_result) -> bool:
-        return S_ISREG(info.st_mode) and info.st_nlink == 1 and owned_privately(info)
+        return S_ISREG(info.st_mode) and info.st_nlink == 1 and platform.owned_privately(info)
 
     try:
         before = os.lstat(path)
@@ -200,7 +192,7 @@ def remove_stale(directory: Path, now: float | None = None) -> None:
                 info = path.lstat()
                 if now - info.st_mtime < PARTIAL_MAX_AGE or S_ISLNK(info.st_mode):
                     continue
-                if not owned_by_us(info):
+                if not platform.owned_by_us(info):
                     continue  # another user's, in a shared DIR: never ours to delete
                 if S_ISDIR(info.st_mode) and any(path.glob(".ferry-replaced-*")):
                     continue  # old files --overwrite could not put back: the user's

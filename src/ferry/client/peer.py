@@ -8,7 +8,8 @@ rewrites the terminal's title, clears the screen or prints a fake "transfer
 complete"; so every such string goes through `shown` (names.display_name's
 rule: control, format and invisible characters become "?") before it
 reaches stderr. The other way, an ABORT we send says which class of error
-stopped us and names only the offered file, never a local path.
+stopped us and names only the offered file, never a local path (abort_for:
+one rule for both sides).
 
 Pure functions, no I/O.
 """
@@ -16,7 +17,7 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 from ferry.client.progress import how_far
-from ferry.errors import FerryError, NoSpace
+from ferry.errors import ConnectionLost, FerryError, NoSpace, RefusedByPeer, SourceChanged
 from ferry.names import display_name, same_name
 from ferry.protocol import messages
 
@@ -38,16 +39,33 @@ def lost(peer: str, done: int | None = None, total: int = 0, during: str = "") -
     return f"connection lost{when} (the relay or the {peer} went away)"
 
 
-def abort_reason(error: FerryError) -> str:
-    """The ABORT reason for a receiver's local failure: a full disk is told apart."""
-    return messages.REASON_NO_SPACE if isinstance(error, NoSpace) else messages.REASON_LOCAL_ERROR
+def abort_for(
+    error: BaseException, side: str, offered: str, after: str = ""
+) -> messages.Abort | None:
+    """The ABORT that `side` ("sender" or "receiver") sends its peer when `error` stops
+    it mid-transfer; None when there is nothing to tell (the peer went away or gave up
+    itself, or the error is not ferry's: an interrupt or a bug just closes).
 
-
-def abort_text(error: FerryError, offered: str) -> str:
-    """Why the receiver stops, for the sender: the error's class sentence and the
-    offered name only (an error's own message may hold a local path)."""
-    sentence = (type(error).__doc__ or "it failed").strip().rstrip(".")
-    return f"receiver: could not store {offered!r}: {sentence}"
+    One rule for both sides. The reason is a messages.REASON_* token: `changed` for
+    a source file that changed under the sender, `no-space` for a full disk, and
+    `local-error` for anything else. The text names the offered name only (for a
+    changed file of a tree, its path in the tree) and the error's class sentence,
+    never the error's own message: that can hold a local path (the sender's file,
+    the receiver's DIR), and the peer has no business with it. `after` is said last.
+    """
+    if not isinstance(error, FerryError) or isinstance(error, ConnectionLost | RefusedByPeer):
+        return None
+    if isinstance(error, SourceChanged):
+        reason, text = messages.REASON_CHANGED, f"{error.offered} changed while it was being sent"
+    else:
+        reason = (
+            messages.REASON_NO_SPACE if isinstance(error, NoSpace) else messages.REASON_LOCAL_ERROR
+        )
+        what = repr(offered) if offered else "what was offered"
+        verb = "store" if side == "receiver" else "send"
+        sentence = " ".join((type(error).__doc__ or "it failed").split()).rstrip(".")
+        text = f"could not {verb} {what}: {sentence}"
+    return messages.Abort(reason, f"{text}; {after}" if after else text)
 
 
 def stored_notice(offered: str, stored: str) -> str | None:

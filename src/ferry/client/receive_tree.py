@@ -23,28 +23,25 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from ferry import units
+from ferry import platform, units
+from ferry.client.exchange import Exchange
+from ferry.client.fileio import write_all
 from ferry.client.partials import CUT, remove_stale
 from ferry.client.peer import lost, tree_notices
 from ferry.client.placement import Placement, explain, place
-from ferry.client.progress import Progress, tree_label
-from ferry.client.staging import Staging, resume_key, start_writeback, write_all
-from ferry.client.wire import Wire
-from ferry.errors import IntegrityError, RefusedByPeer, UnsafeName
+from ferry.client.progress import tree_label
+from ferry.client.staging import Staging, resume_key
+from ferry.errors import FileExists, RefusedByPeer, ResumeMismatch, TooCostly, UnsafeName
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
-from ferry.protocol.events import AllReceived, DigestReceived, FileData, ProofReceived, Started
-from ferry.protocol.receiver_session import ReceiverSession
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ferry.client.receiver import Receiver
+    from ferry.client.wire import Wire
+    from ferry.protocol.receiver_session import ReceiverSession
 
 log = logging.getLogger("ferry.receive")
-
-WRITEBACK_WINDOW = 8 * 1024 * 1024
-"""Bytes written to one file between asking the kernel to start writing them back."""
 
 
 def describe(offer: messages.Offer, plan: manifest.Plan) -> str:
@@ -60,58 +57,52 @@ def describe(offer: messages.Offer, plan: manifest.Plan) -> str:
 
 
 async def receive_tree(
-    receiver: Receiver,
-    wire: Wire,
-    session: ReceiverSession,
-    offer: messages.Offer,
-    entries: tuple[manifest.Entry, ...],
+    ex: Exchange, offer: messages.Offer, entries: tuple[manifest.Entry, ...]
 ) -> Path:
-    config = receiver.config
+    config, wire, session = ex.config, ex.wire, ex.session
     if offer.manifest != messages.MANIFEST_VERSION:
         text = f"this receiver does not know manifest version {offer.manifest}"
-        raise await receiver.refuse(wire, session, messages.REASON_UNSUPPORTED, text)
+        raise await ex.refuse(messages.REASON_UNSUPPORTED, text)
     if offer.entries > config.max_entries:
         text = f"{offer.entries} entries are more than this receiver takes ({config.max_entries})"
-        raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text)
+        raise await ex.refuse(messages.REASON_TOO_LARGE, text)
     if offer.resume:
-        remove_stale(receiver.directory)
+        remove_stale(ex.directory)
     key = resume_key(entries) if offer.resume else None
-    staging = Staging(receiver.directory, key, receiver.resume)
+    staging = Staging(ex.directory, key, ex.resume)
     accepted = False
     try:
-        plan, placement = await _check(receiver, wire, session, offer, entries, staging)
-        if not await receiver.confirm(describe(offer, plan)):
-            raise await receiver.refuse(
-                wire, session, messages.REASON_DECLINED, "the receiver declined"
-            )
+        plan, placement = await _check(ex, offer, entries, staging)
+        if not await ex.confirm(describe(offer, plan)):
+            raise await ex.refuse(messages.REASON_DECLINED, "the receiver declined")
         kept = staging.prepare(plan, entries, session.proof)
         if kept:
             log.warning(
                 "resuming: %s of %s kept from an earlier try",
                 units.size(sum(k.size for k in kept)), units.counted(len(kept), "file"),
             )  # fmt: skip
-        session.accept(asyncio.get_running_loop().time(), kept=kept)
+        session.accept(ex.now(), kept=kept)
         accepted = True
         await wire.flush()
         if kept:
             await _judge(wire, session, staging, kept)
-        await _receive_files(wire, session, staging, plan, entries, offer, receiver.progress)
+        await _receive_files(ex, staging, plan, entries, offer)
         staging.seal(plan, entries)
         staging.install(placement)
     except BaseException as exc:
         # Before the ANSWER nothing was written: what an earlier try kept stays.
-        cut = isinstance(exc, (*CUT, RefusedByPeer, _Mismatch))
+        cut = isinstance(exc, (*CUT, RefusedByPeer, ResumeMismatch))
         keep = cut if accepted else not staging.fresh
         if accepted and isinstance(exc, (*CUT, RefusedByPeer)) and staging.keeps(keep):
             log.warning("kept what arrived; run the same receive again to resume")
         staging.close(keep=keep)
-        await receiver.abort_on(wire, exc)
+        await wire.abort_on(exc)
         raise
     staging.close(keep=False)  # empty now
     # Like a single file's name: a renamed or hidden entry never lands silently.
     for line in tree_notices([entry.path for entry in entries], ["/".join(p) for p in plan.paths]):
         log.warning("%s", line)
-    return receiver.directory / plan.top_level[0]
+    return ex.directory / plan.top_level[0]
 
 
 async def _judge(
@@ -119,7 +110,10 @@ async def _judge(
 ) -> None:
     """The sender's proofs against ours: a kept file resumes only if they match (it
     proved it has those bytes; we never show it anything of them)."""
+    from ferry.protocol.events import ProofReceived
+
     proved = await wire.expect(ProofReceived)
+    assert isinstance(proved, ProofReceived)
     matched = [
         hmac.compare_digest(mac, staging.kept_proofs[k.index])
         for k, mac in zip(kept, proved.macs, strict=True)
@@ -135,48 +129,34 @@ async def _judge(
     await wire.flush()
 
 
-class _Mismatch(IntegrityError):
-    """A resumed file's whole content did not match the sender's DIGEST (it starts over)."""
-
-
 async def _check(
-    receiver: Receiver,
-    wire: Wire,
-    session: ReceiverSession,
-    offer: messages.Offer,
-    entries: tuple[manifest.Entry, ...],
-    staging: Staging,
+    ex: Exchange, offer: messages.Offer, entries: tuple[manifest.Entry, ...], staging: Staging
 ) -> tuple[manifest.Plan, Placement]:
-    loop = asyncio.get_running_loop()
-    seconds = receiver.config.manifest_timeout
-    give_up = loop.time() + seconds
+    seconds = ex.config.manifest_timeout
+    give_up = ex.now() + seconds
     try:
         plan = manifest.plan(
-            list(entries), staging.case_insensitive(), receiver.config.max_depth,
-            out_of_time=lambda: loop.time() > give_up,
+            list(entries), staging.case_insensitive(), ex.config.max_depth,
+            out_of_time=lambda: ex.now() > give_up,
         )  # fmt: skip
     except UnsafeName as exc:
-        raise await receiver.refuse(
-            wire, session, messages.REASON_BAD_NAME, exc.message, exc
-        ) from None
-    except manifest.TooCostly:
+        raise await ex.refuse(messages.REASON_BAD_NAME, exc.message, exc) from None
+    except TooCostly:
         text = f"the list of {len(entries)} entries took more than {seconds:g}s to check"
-        raise await receiver.refuse(wire, session, messages.REASON_TOO_LARGE, text) from None
-    placement = place(receiver.directory, plan, receiver.overwrite, receiver.merge)
+        raise await ex.refuse(messages.REASON_TOO_LARGE, text) from None
+    placement = place(ex.directory, plan, ex.overwrite, ex.merge)
     if placement.conflicts:
         existing = placement.conflicts
         shown = ", ".join(display_name(name) for name in existing[:_SHOWN_CONFLICTS])
         if len(existing) > _SHOWN_CONFLICTS:
             shown += f" and {len(existing) - _SHOWN_CONFLICTS} more"
-        where = display_name(str(receiver.directory))
-        hint = explain(placement, receiver.overwrite)
-        from ferry.errors import FileExists
-
-        raise await receiver.refuse(
-            wire, session, messages.REASON_EXISTS, f"already there: {shown}",
+        where = display_name(str(ex.directory))
+        hint = explain(placement, ex.overwrite)
+        raise await ex.refuse(
+            messages.REASON_EXISTS, f"already there: {shown}",
             FileExists(f"already in {where}: {shown}{hint}"),
         )  # fmt: skip
-    await receiver.check_space(wire, session, offer.size, len(entries))
+    await ex.check_space(offer.size, len(entries))
     return plan, placement
 
 
@@ -185,14 +165,15 @@ _SHOWN_CONFLICTS = 10
 
 
 async def _receive_files(
-    wire: Wire,
-    session: ReceiverSession,
+    ex: Exchange,
     staging: Staging,
     plan: manifest.Plan,
     entries: tuple[manifest.Entry, ...],
     offer: messages.Offer,
-    progress: Progress,
 ) -> None:
+    from ferry.protocol.events import AllReceived, DigestReceived, FileData, Started
+
+    wire, progress, window = ex.wire, ex.progress, ex.config.writeback_window
     fd: int | None = None
     written = written_back = received = 0
     digest: hashlib._Hash | None = None  # of the file being resumed, kept bytes and new
@@ -219,7 +200,7 @@ async def _receive_files(
                 if event.sha256 != digest.hexdigest():
                     staging.drop(plan.paths[event.index])
                     name = display_name(entries[event.index].path)
-                    raise _Mismatch(
+                    raise ResumeMismatch(
                         f"the resumed file {name} does not match the sender's "
                         "(a changed source or partial); it starts over next time"
                     )
@@ -235,8 +216,8 @@ async def _receive_files(
                 digest.update(event.data)
             written += len(event.data)
             received += len(event.data)
-            if written - written_back >= WRITEBACK_WINDOW:
-                start_writeback(fd, written_back, written - written_back)
+            if written - written_back >= window:
+                platform.start_writeback(fd, written_back, written - written_back)
                 written_back = written
             progress.update(len(event.data))
             if event.done:

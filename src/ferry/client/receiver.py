@@ -22,59 +22,48 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferry import platform, units
 from ferry.address import Address
 from ferry.client import outdir
+from ferry.client.exchange import Exchange
+from ferry.client.fileio import fsync, write_all
 from ferry.client.outdir import prepare_directory as prepare_directory
-from ferry.client.output import Output, receive_text, receive_to_stdout
+from ferry.client.output import Output
 from ferry.client.partials import CUT, Partial, remove_stale
-from ferry.client.peer import abort_reason, abort_text, lost, stored_notice
+from ferry.client.peer import lost, stored_notice
 from ferry.client.progress import Progress
+from ferry.client.receive_tree import receive_tree
 from ferry.client.relay_link import RelayLink
-from ferry.client.staging import write_all, write_error
-from ferry.client.wire import Wire, timeouts
+from ferry.client.to_stdout import receive_text, receive_to_stdout
 from ferry.codes import Code
 from ferry.config import ClientConfig
 from ferry.errors import (
-    EXIT_REFUSED_BY_PEER,
     ConnectionLost,
     FerryError,
     FileExists,
     IntegrityError,
     LocalFileError,
-    RefusedByPeer,
+    RefusedOffer,
     RelayRefused,
     RemoteProtocolError,
     TimedOut,
     UnsafeName,
 )
 from ferry.names import display_name, safe_name
-from ferry.protocol import messages
+from ferry.protocol import manifest, messages
 from ferry.protocol import rendezvous as rv
-from ferry.protocol.events import (
-    Confirmed,
-    DataReceived,
-    DigestReceived,
-    Keyed,
-    OfferReceived,
-    ProofReceived,
-    Started,
-    State,
-)
-from ferry.protocol.receiver_session import ReceiverSession
+
+if TYPE_CHECKING:
+    from ferry.client.wire import Wire
+    from ferry.protocol.receiver_session import ReceiverSession
 
 TEMP_PREFIX = ".ferry-"
 TEMP_SUFFIX = ".part"
 
 
 log = logging.getLogger("ferry.receive")
-
-
-class RefusedOffer(FerryError):
-    """this receiver refused the offer."""
-
-    exit_code = EXIT_REFUSED_BY_PEER
 
 
 class Receiver:
@@ -101,8 +90,6 @@ class Receiver:
         self.merge = merge
         """A tree's directories may go into existing ones (client/placement.py)."""
         self.saved_as: Path | None = None
-        self._wire: Wire | None = None
-        """The connection of run(), watched by confirm() while --ask waits."""
 
     async def _pair(self) -> tuple[RelayLink, ReceiverSession]:
         """Claim the nameplate, send our first flight, and wait for PAIRED.
@@ -119,6 +106,9 @@ class Receiver:
             # libraries are needed from here on. The session (our SPAKE2
             # message) is ready before we connect: the relay's handshake
             # deadline runs from the connect, and nothing should wait on us.
+            from ferry.client.wire import timeouts
+            from ferry.protocol.receiver_session import ReceiverSession
+
             session = ReceiverSession(
                 self.code.password, timeouts(self.config),
                 self.config.max_entries, self.config.max_manifest_bytes,
@@ -154,8 +144,11 @@ class Receiver:
                 link, session = await self._pair()
         except TimeoutError:
             raise TimedOut("timed out pairing with the sender") from None
+        from ferry.client.wire import Wire  # loaded by _pair
+        from ferry.protocol.events import Confirmed, Keyed
+
         session.paired(asyncio.get_running_loop().time())
-        wire = self._wire = Wire(link.sock, session, link.take_rest())
+        wire = Wire(link.sock, session, link.take_rest())
         wire.lost_message = (
             "connection lost during the key exchange "
             "(the relay or the sender went away, or the code is wrong)"
@@ -164,49 +157,54 @@ class Receiver:
             await wire.expect(Keyed)
             await wire.flush()  # our CONFIRM
             await wire.expect(Confirmed)
-            return await self._receive(wire, session)
+            ex = Exchange(
+                wire, session, self.config, self.progress, self.output, self.directory,
+                self.overwrite, self.resume, self.merge,
+            )  # fmt: skip
+            return await self._receive(ex)
         finally:
             wire.close()
 
-    async def _receive(self, wire: Wire, session: ReceiverSession) -> Path | None:
-        wire.lost_message = lost("sender")
-        offered = await wire.expect(OfferReceived)
+    async def _receive(self, ex: Exchange) -> Path | None:
+        from ferry.protocol.events import OfferReceived
+
+        ex.wire.lost_message = lost("sender")
+        offered = await ex.wire.expect(OfferReceived)
+        assert isinstance(offered, OfferReceived)
         offer = offered.offer
         if offer.kind == messages.KIND_TEXT:
-            await receive_text(self, wire, session, offer)
+            await receive_text(ex, offer)
             return None
         if self.output.to_stdout and offer.kind in (messages.KIND_FILE, messages.KIND_STREAM):
-            await receive_to_stdout(self, wire, session, offer)
+            await receive_to_stdout(ex, offer)
             return None
         if self.output.to_stdout:
             text = "the receiver writes to standard output: one file or a text, not a tree"
             error = LocalFileError(
                 "a directory or several files cannot go to standard output (give a DIR)"
             )
-            raise await self.refuse(wire, session, messages.REASON_UNSUPPORTED, text, error)
+            raise await ex.refuse(messages.REASON_UNSUPPORTED, text, error)
         try:
             created = outdir.make(self.directory)
         except LocalFileError as exc:
             text = "cannot create its directory"
-            raise await self.refuse(wire, session, messages.REASON_LOCAL_ERROR, text, exc) from None
+            raise await ex.refuse(messages.REASON_LOCAL_ERROR, text, exc) from None
         try:
-            return await self._store(wire, session, offered)
+            return await self._store(ex, offered.offer, offered.entries)
         except BaseException:
             outdir.remove_if_empty(created)
             raise
 
     async def _store(
-        self, wire: Wire, session: ReceiverSession, offered: OfferReceived
+        self, ex: Exchange, offer: messages.Offer, entries: tuple[manifest.Entry, ...]
     ) -> Path | None:
         """Files into the directory (made by _receive)."""
-        offer = offered.offer
+        wire, session = ex.wire, ex.session
         if offer.kind == messages.KIND_TREE:
-            from ferry.client.receive_tree import receive_tree
-
-            self.saved_as = await receive_tree(self, wire, session, offer, offered.entries)
-            await self._acknowledge(wire, session)
+            self.saved_as = await receive_tree(ex, offer, entries)
+            await ex.acknowledge()
             return self.saved_as
-        target = await self._accept_or_refuse(wire, session, offer)
+        target = await self._accept_or_refuse(ex, offer)
         if offer.resume:
             remove_stale(self.directory)
             partial = Partial.open(self.directory, target.name, offer.size, self.resume)
@@ -214,27 +212,26 @@ class Receiver:
                 await self._receive_resumable(wire, session, offer, target, partial)
                 self.saved_as = target
                 _notice(offer.name, target.name)
-                await self._acknowledge(wire, session)
+                await ex.acknowledge()
                 return target
-        session.accept(asyncio.get_running_loop().time())
+        session.accept(ex.now())
         await wire.flush()
         temp, fd = self._create_temp()
         try:
             try:
                 size = max(offer.size, 0)  # a stream's size is known at its end
                 await self._receive_data(wire, fd, size, display_name(target.name))
-                _fsync(fd, display_name(target.name))
+                fsync(fd, display_name(target.name))
             finally:
                 os.close(fd)
             self._install(temp, target)
         except BaseException as exc:
             _unlink_quietly(temp)
-            if isinstance(exc, FerryError) and not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await wire.abort(abort_reason(exc), abort_text(exc, offer.name))
+            await wire.abort_on(exc)
             raise
         self.saved_as = target
         _notice(offer.name, target.name)
-        await self._acknowledge(wire, session)
+        await ex.acknowledge()
         return target
 
     async def _receive_resumable(
@@ -246,6 +243,8 @@ class Receiver:
         partial: Partial,
     ) -> None:
         """A file into its partial (client/partials.py): resumed if possible, kept if cut."""
+        from ferry.protocol.events import DigestReceived, ProofReceived, Started
+
         label = display_name(target.name)
         keep = False
         try:
@@ -256,10 +255,12 @@ class Receiver:
             if partial.kept:
                 # The sender proves it has the kept bytes; we never show it ours.
                 proved = await wire.expect(ProofReceived)
+                assert isinstance(proved, ProofReceived)
                 matched = hmac.compare_digest(proved.macs[0], mine)
                 session.verdict([matched], asyncio.get_running_loop().time())
                 await wire.flush()
                 started = await wire.expect(Started)
+                assert isinstance(started, Started)
                 partial.start_at(started.offset)
                 if started.offset:
                     log.warning(
@@ -276,14 +277,14 @@ class Receiver:
             )
             if session.resumed:
                 got = await wire.expect(DigestReceived)
-                assert partial.digest is not None
+                assert isinstance(got, DigestReceived) and partial.digest is not None
                 if got.sha256 != partial.digest.hexdigest():
                     keep = False
                     raise IntegrityError(
                         "the resumed file does not match the sender's (a changed source "
                         "or partial); it starts over next time"
                     )
-            _fsync(partial.fd, label)  # a full disk named here, not as a lost peer
+            fsync(partial.fd, label)  # a full disk named here, not as a lost peer
             partial.finish()  # flushed and closed
             self._install(partial.path, target)
             keep = False
@@ -291,74 +292,13 @@ class Receiver:
             keep = keep and isinstance(exc, CUT)
             if keep:
                 _say_kept(partial, label)
-            await self.abort_on(wire, exc)
+            await wire.abort_on(exc)
             raise
         finally:
             partial.close(keep)
 
-    async def _acknowledge(self, wire: Wire, session: ReceiverSession) -> None:
-        # Stored safely even if the ACK cannot go out; the sender then
-        # reports the missing acknowledgement.
-        session.acknowledge(asyncio.get_running_loop().time())
-        with contextlib.suppress(ConnectionLost):
-            await wire.flush()
-
-    async def refuse(
-        self,
-        wire: Wire,
-        session: ReceiverSession,
-        reason: str,
-        message: str,
-        error: FerryError | None = None,
-    ) -> FerryError:
-        """Refuse the offer (the sender keeps its code alive); the error to raise here."""
-        session.refuse(reason, message, asyncio.get_running_loop().time())
-        await wire.flush()
-        return error or RefusedOffer(message)
-
-    async def abort_on(self, wire: Wire, exc: BaseException) -> None:
-        """After a local failure mid-transfer: tell the sender why (best effort)."""
-        if not isinstance(exc, FerryError) or isinstance(exc, ConnectionLost | RefusedByPeer):
-            return
-        if wire.session.state is not State.DONE:
-            # Only what the sender already knows: never a local path.
-            offer = getattr(wire.session, "offer", None)
-            offered = offer.name if offer is not None and offer.name else "what was offered"
-            await wire.abort(abort_reason(exc), abort_text(exc, offered))
-
-    async def confirm(self, summary: str) -> bool:
-        """Show what is coming (on a terminal); with --ask, wait for y/N.
-
-        The wait ends early if the sender goes away or gives up meanwhile
-        (Wire.while_deciding): it raises that error.
-        """
-        assert self._wire is not None, "confirm() is only called during run()"
-        return await self.output.confirm(summary, self._wire)
-
-    async def check_space(
-        self, wire: Wire, session: ReceiverSession, size: int, entries: int = 1
-    ) -> None:
-        """Refuse an offer the directory's filesystem cannot hold: its bytes plus a
-        block per entry (a directory takes one even when empty), and an inode per
-        entry where the filesystem counts them (room_for)."""
-        try:
-            stats = os.statvfs(self.directory)
-        except (OSError, AttributeError):
-            return
-        short = room_for(stats, size, entries)
-        if short is not None:
-            where = display_name(str(self.directory))
-            raise await self.refuse(
-                wire, session, messages.REASON_LOCAL_ERROR, f"not enough disk space ({short})",
-                LocalFileError(f"not enough space in {where}: {short}"),
-            )  # fmt: skip
-
-    async def _accept_or_refuse(
-        self, wire: Wire, session: ReceiverSession, offer: messages.Offer
-    ) -> Path:
-        async def refuse(reason: str, message: str, error: FerryError) -> FerryError:
-            return await self.refuse(wire, session, reason, message, error)
-
+    async def _accept_or_refuse(self, ex: Exchange, offer: messages.Offer) -> Path:
+        refuse = ex.refuse
         if offer.kind not in (messages.KIND_FILE, messages.KIND_STREAM):
             text = f"this receiver cannot accept a {display_name(offer.kind)!r} transfer"
             raise await refuse(messages.REASON_UNSUPPORTED, text, RemoteProtocolError(text))
@@ -376,8 +316,8 @@ class Receiver:
             raise await refuse(
                 messages.REASON_EXISTS, f"{display_name(name)} already exists there", error
             )
-        await self.check_space(wire, session, offer.size)
-        if not await self.confirm(f"{display_name(name)} ({units.offered_size(offer.size)})"):
+        await ex.check_space(offer.size)
+        if not await ex.confirm(f"{display_name(name)} ({units.offered_size(offer.size)})"):
             raise await refuse(
                 messages.REASON_DECLINED, "the receiver declined", RefusedOffer("declined")
             )
@@ -407,6 +347,8 @@ class Receiver:
         received: int = 0,
         digest: hashlib._Hash | None = None,
     ) -> None:
+        from ferry.protocol.events import DataReceived
+
         written_back = received
         self.progress.start(size, label)
         self.progress.skip(received)
@@ -414,6 +356,7 @@ class Receiver:
             while True:
                 wire.lost_message = lost("sender", received, size)
                 event = await wire.expect(DataReceived)
+                assert isinstance(event, DataReceived)
                 received += len(event.data)
                 write_all(fd, event.data, label)
                 if digest is not None:
@@ -462,20 +405,6 @@ def _notice(offered: str, stored: str) -> None:
         log.warning("%s", notice)
 
 
-def room_for(stats: os.statvfs_result, size: int, entries: int) -> str | None:
-    """What the filesystem lacks to store `entries` entries holding `size` bytes (None:
-    it has room). Counts a block per entry on top of the bytes, and an inode per
-    entry where the filesystem has a fixed number (f_files 0: it does not)."""
-    block = stats.f_frsize or 4096
-    free = stats.f_bavail * stats.f_frsize
-    needed = size + entries * block if size != messages.UNKNOWN_SIZE else entries * block
-    if needed > free:
-        return f"{free} bytes free, {needed} needed"
-    if stats.f_files and entries + 1 > stats.f_favail:  # +1: the staging directory
-        return f"{stats.f_favail} files or directories can still be created, {entries} offered"
-    return None
-
-
 def _say_kept(partial: Partial, label: str) -> None:
     """After a cut: say that what arrived stays for the next try (if anything did)."""
     with contextlib.suppress(OSError):
@@ -485,13 +414,6 @@ def _say_kept(partial: Partial, label: str) -> None:
                 "kept the %s of %s that arrived; run the same receive again to resume",
                 units.size(kept), label,
             )  # fmt: skip
-
-
-def _fsync(fd: int, name: str) -> None:
-    try:
-        platform.full_fsync(fd)
-    except OSError as exc:
-        raise write_error(exc, name) from None
 
 
 def _unlink_quietly(path: Path) -> None:

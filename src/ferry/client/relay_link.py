@@ -17,6 +17,7 @@ from typing import Any
 from ferry.address import Address
 from ferry.config import ClientConfig
 from ferry.errors import (
+    BadRequest,
     ConnectionLost,
     FerryError,
     NotARelay,
@@ -174,7 +175,7 @@ class RelayLink:
     def _next_line(self) -> bytes | None:
         try:
             return self._lines.next_line()
-        except rv.BadRequest:
+        except BadRequest:
             raise RelayLineTooLong(
                 f"the relay sent a line longer than {rv.MAX_LINE} bytes (not a ferry relay)"
             ) from None

@@ -36,6 +36,7 @@ from ferry.client.wire import Wire, timeouts
 from ferry.codes import MAX_NAMEPLATE, Code, generate_code
 from ferry.config import ClientConfig
 from ferry.errors import (
+    AttemptRefused,
     ConnectionLost,
     FerryError,
     RefusedByPeer,
@@ -47,7 +48,6 @@ from ferry.errors import (
     WrongCode,
 )
 from ferry.netopts import keep_alive
-from ferry.protocol import messages
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.events import Acknowledged, Answered, Confirmed, Keyed
 from ferry.protocol.sender_session import SenderSession
@@ -308,7 +308,7 @@ class Sender:
             raise
         try:
             await self._transfer(wire, session)
-        except _Refused as refused:
+        except AttemptRefused as refused:
             # A refusal (names exist, no space, declined) keeps the code alive:
             # the user can run ./receive again, with --overwrite or another DIR.
             self._count_failed_attempt(RefusedByPeer(refused.message))
@@ -320,8 +320,7 @@ class Sender:
             await self._abort_changed(wire, changed)
             return False
         except FerryError as exc:
-            if not isinstance(exc, ConnectionLost | RefusedByPeer):
-                await wire.abort("error", exc.message)
+            await wire.abort_on(exc)  # its class and the offered name: never a local path
             raise
         finally:
             wire.close()
@@ -337,8 +336,7 @@ class Sender:
         """Tell the receiver a file changed mid-send; count it like a refusal."""
         last = self.failed_attempts + 1 >= self.config.max_failed_attempts
         then = "the sender gave up" if last else "the same code works again"
-        text = f"{changed.offered} changed while it was being sent; nothing was stored; {then}"
-        await wire.abort(messages.REASON_CHANGED, text)
+        await wire.abort_on(changed, f"nothing was stored; {then}")
         self._count_failed_attempt(changed)
         log.warning(
             "%s; the receiver stored nothing; still waiting (%s)",
@@ -367,12 +365,12 @@ class Sender:
         except ConnectionLost:
             # Nothing moved yet (say, Ctrl-C at the receiver's --ask prompt): like a
             # refusal, this attempt is over and the code stays alive.
-            raise _Refused("the receiver left before answering") from None
+            raise AttemptRefused("the receiver left before answering") from None
         except TimedOut as exc:
-            raise _Refused(exc.message) from None
+            raise AttemptRefused(exc.message) from None
         if not answered.answer.accept:
             said = shown(answered.answer.message or answered.answer.reason)
-            raise _Refused(f"the receiver refused: {said}")
+            raise AttemptRefused(f"the receiver refused: {said}")
         await self.outgoing.send(wire, session, self.progress)
         wire.lost_message = lost("receiver", during=" before the receiver confirmed storing it")
         await wire.expect(Acknowledged)
@@ -413,7 +411,3 @@ def _listen(
     """The control connection's next ticket (TICKET or INCOMING), answering PINGs meanwhile."""
     kinds = (rv.StandbyTicket, rv.Incoming)
     return group.create_task(_settled(lambda: control.expect(kinds, code.nameplate, None)))
-
-
-class _Refused(RefusedByPeer):
-    """The receiver refused the offer (this attempt is over; the code stays alive)."""

@@ -43,13 +43,14 @@ from stat import S_ISDIR, S_ISREG
 from typing import BinaryIO, Protocol
 
 from ferry import platform, units
+from ferry.client.fileio import hash_prefix
 from ferry.client.peer import lost
 from ferry.client.progress import Progress, tree_label
 from ferry.client.stdin import StdinReader, open_reader
 from ferry.client.tree import Tree
 from ferry.client.wire import Wire
 from ferry.config import ClientConfig
-from ferry.errors import LocalFileError, SourceChanged
+from ferry.errors import LocalFileError, SourceChanged, StdinMismatch
 from ferry.names import display_name
 from ferry.protocol import manifest, messages
 from ferry.protocol.events import State, VerdictReceived
@@ -133,7 +134,7 @@ class Outgoing(_Single):
         if session.resume_from:
             # The receiver kept a partial: resume only if our first bytes are
             # the ones it has (we prove it); the DIGEST then proves the whole file.
-            digest, proof = hash_prefix(self.file, chunk, session.resume_from, session)
+            digest, proof = prove_prefix(self.file, session.resume_from, session)
             await prove(wire, session, [proof])
             start = session.resume_from if session.resume_matched else 0
             say_resuming(self.name, start, self.size)
@@ -182,21 +183,16 @@ def say_resuming(name: str, start: int, size: int) -> None:
         )
 
 
-def hash_prefix(
-    file: BinaryIO, chunk: memoryview, length: int, session: SenderSession, index: int = -1
+def prove_prefix(
+    file: BinaryIO, length: int, session: SenderSession, index: int = -1
 ) -> tuple[hashlib._Hash, str]:
-    """SHA-256 of a file's next `length` bytes (fewer if it ends first), read through
-    chunk, and our resume proof of them (session.proof, hex)."""
-    digest = hashlib.sha256()
+    """SHA-256 of a file's next `length` bytes (fewer if it ends first), and our resume
+    proof of them (session.proof, hex): fileio.hash_prefix on the file's descriptor."""
     proof = session.proof(index, length)
-    left = length
-    while left:
-        n = read_fully(file, chunk[: min(left, len(chunk))])
-        if not n:
-            break
-        digest.update(chunk[:n])
-        proof.update(chunk[:n])
-        left -= n
+    try:
+        digest, _ = hash_prefix(file.fileno(), length, proof)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read the file: {exc.strerror}") from None
     return digest, proof.hexdigest()
 
 
@@ -267,7 +263,7 @@ class TreeSource:
                 units.size(sum(k.size for k in session.kept.values())),
                 units.counted(len(session.kept), "file"),
             )  # fmt: skip
-        digests = await self._prove_kept(wire, session, chunk) if session.kept else {}
+        digests = await self._prove_kept(wire, session) if session.kept else {}
         progress.start(self.size, self.label)
         progress.files(files_done, self.tree.files)
         tree = self.tree
@@ -324,16 +320,14 @@ class TreeSource:
         finally:
             progress.close()
 
-    async def _prove_kept(
-        self, wire: Wire, session: SenderSession, chunk: memoryview
-    ) -> dict[int, hashlib._Hash]:
+    async def _prove_kept(self, wire: Wire, session: SenderSession) -> dict[int, hashlib._Hash]:
         """Prove we have what the receiver kept of each file (all before any DATA, one
         round trip); the running SHA-256 of each, by index."""
         digests, macs = {}, []
         for index, kept in session.kept.items():
             entry, path = self.tree.entries[index], self.tree.sources[index]
             with _open_listed(path, self.tree.stats[index], entry.path) as file:
-                digests[index], mac = hash_prefix(file, chunk, kept.size, session, index)
+                digests[index], mac = prove_prefix(file, kept.size, session, index)
             macs.append(mac)
         await prove(wire, session, macs)
         return digests
@@ -466,7 +460,7 @@ class StreamSource(_Single):
         if not left:
             await prove(wire, session, [proof.hexdigest()])
         if left or not session.resume_matched:
-            raise LocalFileError(
+            raise StdinMismatch(
                 f"standard input does not begin with the {session.resume_from} bytes the "
                 "receiver kept from an earlier try, and they cannot be read again; "
                 "it drops them: send again"

@@ -34,7 +34,7 @@ Rules (never lose or corrupt anything, as for a single file):
 A tree from a sender that can resume is staged under a name the next try
 finds again, `.ferry-resume-<key>.tree` (key: the SHA-256 of the top-level
 names), locked with flock(2) while a receive uses it, and used only if it
-is this user's directory, closed to others (client/ownership.py): another
+is this user's directory, closed to others (platform.owned_privately): another
 user's entry under that name is left alone, one line says so, and the
 tree is staged in a new directory as if it could not resume. If the transfer is
 cut it stays: prepare() on the next try removes whatever the new manifest
@@ -62,10 +62,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferry import platform
-from ferry.client.ownership import owned_privately
+from ferry.client.fileio import hash_prefix, write_error
 from ferry.client.partials import ignored_notice
 from ferry.client.placement import Placement
-from ferry.errors import LocalFileError, NoSpace
+from ferry.errors import LocalFileError
 from ferry.names import display_name
 from ferry.protocol.manifest import Entry, Plan
 from ferry.protocol.messages import Kept
@@ -79,7 +79,6 @@ STAGING_PREFIX = ".ferry-"
 STAGING_SUFFIX = ".part"
 RESUMABLE_PREFIX = ".ferry-resume-"
 RESUMABLE_SUFFIX = ".tree"
-_HASH_BLOCK = 1024 * 1024
 BIG_FILE = 1024 * 1024
 """Files at least this large are fsynced as soon as they are complete, in bytes."""
 EARLY_SYNC_EVERY = 2048
@@ -156,7 +155,7 @@ class Staging:
                 raise LocalFileError(f"cannot write into {where}: {exc.strerror}") from None
             return False  # a link, a file, a FIFO: not ours
         info = os.fstat(fd)
-        if not owned_privately(info):
+        if not platform.owned_privately(info):
             os.close(fd)
             return False
         try:
@@ -470,38 +469,11 @@ def _hash_regular(
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or not 0 < info.st_size <= most:
             return None
-        digest = hashlib.sha256()
         mac = proof(info.st_size)
-        left = info.st_size
-        while left:
-            block = os.read(fd, min(left, _HASH_BLOCK))
-            if not block:
-                return None
-            digest.update(block)
-            mac.update(block)
-            left -= len(block)
-        return info.st_size, digest, mac.hexdigest()
+        digest, read = hash_prefix(fd, info.st_size, mac)
+        return (info.st_size, digest, mac.hexdigest()) if read == info.st_size else None
     finally:
         os.close(fd)
-
-
-def write_all(fd: int, data: memoryview, name: str) -> None:
-    """All of data to fd; an error names the file (`name`, already escaped for display)."""
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    except OSError as exc:
-        raise write_error(exc, name) from None
-
-
-def write_error(exc: OSError, name: str) -> LocalFileError:
-    """The error for a failed write (or fsync) of a received file; a full disk is its own."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return NoSpace(f"cannot write {name}: out of disk space ({exc.strerror})")
-    return LocalFileError(f"cannot write {name}: {exc.strerror}")
-
-
-start_writeback = platform.start_writeback
 
 
 def _open_below(root: Path, parts: tuple[str, ...]) -> int:
@@ -564,15 +536,5 @@ def _make_parents(root: Path, parts: tuple[str, ...]) -> None:
 def _fsync_below(root: Path, parts: tuple[str, ...]) -> None:
     """Best effort: flush the entries of root/parts (the renames into it); POSIX only, as
     platform.fsync_directory."""
-    if not platform.CAN_OPEN_DIRECTORIES:
-        return
-    try:
-        fd = _open_below(root, parts)
-    except OSError:
-        return
-    try:
-        platform.full_fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    if platform.CAN_OPEN_DIRECTORIES:
+        platform.fsync_opened(lambda: _open_below(root, parts))

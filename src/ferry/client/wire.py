@@ -19,7 +19,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from ferry import platform
-from ferry.client.peer import lost, shown
+from ferry.client.peer import abort_for, lost, shown
 from ferry.config import ClientConfig
 from ferry.errors import (
     ConnectionLost,
@@ -30,7 +30,7 @@ from ferry.errors import (
     TimedOut,
 )
 from ferry.protocol import messages
-from ferry.protocol.events import Event, NeedData, PeerAborted, Timeouts
+from ferry.protocol.events import Event, NeedData, PeerAborted, State, Timeouts
 from ferry.protocol.session import Session
 
 ABORT_GRACE = ClientConfig.abort_grace
@@ -195,6 +195,19 @@ class Wire:
                 await self._loop.sock_sendall(self.sock, data)
         except (OSError, TimeoutError):
             pass
+
+    async def abort_on(self, error: BaseException, after: str = "") -> None:
+        """After a local failure: tell the peer why, by peer.abort_for's one rule (only
+        the error's class and the offered name, never a local path). Best effort;
+        nothing is sent once the transfer is done, or for an error the peer caused
+        or already knows of (ConnectionLost, RefusedByPeer)."""
+        if self.session.state is State.DONE:
+            return
+        offer: messages.Offer | None = getattr(self.session, "offer", None)
+        side = self.session.side
+        abort = abort_for(error, side, offer.name if offer is not None else "", after)
+        if abort is not None:
+            await self.abort(abort.reason, abort.message)
 
     def close(self) -> None:
         self.sock.close()

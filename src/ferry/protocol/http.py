@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
-from ferry.errors import RemoteProtocolError
+from ferry.errors import HttpError
 
 MAX_HEAD: Final = 8 * 1024
 """Largest request head (request line and headers, final blank line included), in bytes."""
@@ -92,14 +92,6 @@ def sniff(first: bytes) -> Protocol:
         if method.startswith(first):
             return Protocol.UNKNOWN
     return Protocol.FERRY
-
-
-class HttpError(RemoteProtocolError):
-    """The browser's request was not one the relay can answer."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ferry.errors import RemoteProtocolError, UnsafeName
+from ferry.errors import RemoteProtocolError, TooCostly, UnsafeName
 from ferry.names import display_name, safe_name
 from ferry.protocol.messages import MAX_OFFERED_NAME, MAX_SIZE
 from ferry.protocol.records import MAX_MESSAGE_PAYLOAD
@@ -129,10 +129,6 @@ def _number(item: dict[str, Any], key: str, most: int, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
         raise RemoteProtocolError(f"a manifest entry has a malformed {key!r}")
     return value
-
-
-class TooCostly(Exception):
-    """plan() ran out of the time it was given (out_of_time() said so)."""
 
 
 CHECK_EVERY: Final = 1024

@@ -54,7 +54,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from ferry.errors import RemoteProtocolError
+from ferry.errors import BadRequest, RemoteProtocolError
 from ferry.protocol.records import HEADER, MAX_HANDSHAKE_LENGTH, RecordType
 from ferry.protocol.weblink import web_url_problem
 
@@ -166,14 +166,6 @@ class Refused:
 
 ClientMessage = SendRequest | ReceiveRequest | JoinRequest | Pong
 RelayMessage = NameplateAssigned | Incoming | StandbyTicket | Paired | Ping | Refused
-
-
-class BadRequest(RemoteProtocolError):
-    """the relay received a malformed request."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 _NUMBER = re.compile(r"[1-9][0-9]{0,8}")

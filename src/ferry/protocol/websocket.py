@@ -52,8 +52,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-from ferry.errors import RemoteProtocolError
-from ferry.protocol.http import HttpError, Request, response
+from ferry.errors import HttpError, WebSocketError
+from ferry.protocol.http import Request, response
 
 GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_CONTROL_PAYLOAD: Final = 125
@@ -87,14 +87,6 @@ class CloseCode(IntEnum):
 _CONTROL: Final = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
 # Codes a peer may put in a close frame (RFC 6455 7.4; 1004-1006 and 1015 are reserved).
 _VALID_CLOSE: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
-
-
-class WebSocketError(RemoteProtocolError):
-    """The browser broke the WebSocket protocol."""
-
-    def __init__(self, code: CloseCode, text: str) -> None:
-        super().__init__(text)
-        self.code = code
 
 
 # Events

@@ -51,7 +51,7 @@ from ferry.relay.connection import (
     open_spare,
     say_and_half_close,
 )
-from ferry.relay.limits import address_key, is_loopback
+from ferry.relay.limits import address_key, ip_of, is_loopback
 from ferry.relay.metrics import Metrics
 from ferry.relay.session import Role
 
@@ -135,15 +135,8 @@ class Gate:
         return address_key(host) if self.config.limit_loopback or not is_loopback(host) else ""
 
     def is_trusted_proxy(self, host: str) -> bool:
-        if not self.proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.proxies)
+        ip = ip_of(host) if self.proxies else None
+        return ip is not None and any(ip in network for network in self.proxies)
 
     def hang_up(
         self, sock: socket.socket, reason: str, text: str, may_linger: bool, sniff: bool = False

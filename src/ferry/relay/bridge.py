@@ -46,8 +46,9 @@ import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
+from ferry.errors import WebSocketError
 from ferry.protocol.websocket import (
     MAX_HEADER,
     CloseCode,
@@ -56,11 +57,12 @@ from ferry.protocol.websocket import (
     FrameDecoder,
     Opcode,
     PingReceived,
-    WebSocketError,
     encode_close,
     encode_frame,
     frame_header,
 )
+from ferry.relay import legs
+from ferry.relay.legs import LegEnd
 
 KIB: Final = 1024
 
@@ -88,56 +90,20 @@ FLUSH_TIMEOUT: Final = 10.0
 closed its end (at most the socketpair's queue); a browser that takes nothing
 for that long is dropped."""
 
-_BUFFER_OPTIONS: Final = {
-    socket.SO_SNDBUF,
-    socket.SO_RCVBUF,
-    getattr(socket, "SO_SNDBUFFORCE", 32),
-    getattr(socket, "SO_RCVBUFFORCE", 33),
-}
-_LEG_OPTIONS: Final = _BUFFER_OPTIONS | {socket.SO_KEEPALIVE}
 
-
-class InnerEnd(socket.socket):
+class InnerEnd(LegEnd):
     """The relay's end of a bridge's socketpair. Socket options that describe the
     network leg (buffer sizes, keep-alive, TCP options) are set on, and read
-    from, the browser's TCP socket (module docstring: Memory)."""
+    from, the browser's TCP socket (module docstring: Memory; legs.py)."""
 
-    def __init__(self, fileno: int, outer: socket.socket) -> None:
-        super().__init__(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno)
-        self.outer = outer
-        self.on_close: Callable[[], None] | None = None
-        """Called once when the relay closes this end (the bridge's cue to end)."""
-
-    def close(self) -> None:
-        super().close()
-        if self.on_close is not None:
-            callback, self.on_close = self.on_close, None
-            callback()
-
-    def _is_leg_option(self, level: int, optname: int) -> bool:
-        return level == socket.IPPROTO_TCP or (
-            level == socket.SOL_SOCKET and optname in _LEG_OPTIONS
-        )
-
-    def setsockopt(self, level: int, optname: int, value: Any, *rest: Any) -> None:
-        if not self._is_leg_option(level, optname):
-            super().setsockopt(level, optname, value, *rest)
-            return
-        if optname in _BUFFER_OPTIONS and level == socket.SOL_SOCKET and isinstance(value, int):
-            value = leg_request(value)
-        self.outer.setsockopt(level, optname, value, *rest)
-
-    def getsockopt(self, level: int, optname: int, *rest: Any) -> Any:
-        if self._is_leg_option(level, optname):
-            return self.outer.getsockopt(level, optname, *rest)
-        return super().getsockopt(level, optname, *rest)
+    hold = BRIDGE_HOLD
 
 
 def leg_request(request: int) -> int:
     """What to ask of the browser's TCP socket when the relay asks for ``request``
     (half the kernel's count): a data-direction buffer gives up BRIDGE_HOLD;
     the small control buffers stay as they are."""
-    return request - BRIDGE_HOLD // 2 if request > BRIDGE_HOLD else request
+    return legs.leg_request(request, BRIDGE_HOLD)
 
 
 def socketpair(outer: socket.socket) -> tuple[InnerEnd, socket.socket]:
@@ -221,7 +187,7 @@ class Bridge:
         error = up.exception()
         self.inner.close()  # the relay sees its client go, as a CLI's close
         if isinstance(error, WebSocketError):
-            await self._send_close(error.code, str(error))
+            await self._send_close(CloseCode(error.code), str(error))
         elif error is None and self.decoder.closed:
             await self._send_close(CloseCode.NORMAL)  # the answer to the browser's close
 

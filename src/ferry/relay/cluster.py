@@ -53,8 +53,9 @@ from typing import Any, Final, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ferry.errors import DirectoryUnavailable
 from ferry.relay import logs
-from ferry.relay.directory import DirectoryUnavailable, Owner
+from ferry.relay.directory import Owner
 from ferry.relay.metrics import Gauges
 
 log = logging.getLogger(logs.LOGGER_NAME)

@@ -29,10 +29,6 @@ from typing import Protocol
 from ferry.relay.metrics import Gauges
 
 
-class DirectoryUnavailable(Exception):
-    """The directory (Redis) did not answer; the request that needed it is refused."""
-
-
 @dataclass(frozen=True)
 class Owner:
     """The node holding a nameplate: its id and where other nodes reach it."""

@@ -55,13 +55,19 @@ from typing import Final
 
 from ferry.address import parse_address
 from ferry.config import RelayConfig
-from ferry.errors import InvalidAddress, Refusal
+from ferry.errors import (
+    BadRequest,
+    DirectoryUnavailable,
+    InvalidAddress,
+    NodeHandshakeFailed,
+    Refusal,
+)
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, logs
 from ferry.relay.admission import OUT_OF_FDS
 from ferry.relay.capacity import Count
 from ferry.relay.connection import Connection
-from ferry.relay.directory import Directory, DirectoryUnavailable
+from ferry.relay.directory import Directory
 from ferry.relay.pump import SPLICE_AVAILABLE, pump
 from ferry.relay.session import Ending, PipeReport, Role
 
@@ -78,10 +84,6 @@ _NODE_ID = re.compile(r"[A-Za-z0-9._-]{1,40}")
 _PEER = re.compile(r"[0-9A-Za-z.:\[\]_-]{1,60}")
 
 ReadLine = Callable[[Connection], Awaitable[bytes | None]]
-
-
-class NodeHandshakeFailed(Exception):
-    """The owner did not complete the node handshake."""
 
 
 # -- the handshake, no I/O ---------------------------------------------------
@@ -279,7 +281,7 @@ class NodeLinks:
                 peer = printable_peer(conn.peer)
                 first = auth_line(self._secret, challenge, self.node, peer) + line
                 await loop.sock_sendall(sock, first + conn.lines.take_rest())
-        except (OSError, TimeoutError, InvalidAddress, NodeHandshakeFailed, rv.BadRequest) as exc:
+        except (OSError, TimeoutError, InvalidAddress, NodeHandshakeFailed, BadRequest) as exc:
             if sock is not None:
                 sock.close()
             logs.log.warning("cannot forward to node at %s: %s", address, exc)

@@ -36,26 +36,31 @@ from dataclasses import dataclass
 SECONDS_PER_MINUTE = 60.0
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and their IPv4-mapped forms."""
+def ip_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A peer's address as the limits see it: an IPv6 zone (%eth0) dropped, an
+    IPv4-mapped IPv6 address (::ffff:1.2.3.4) as the IPv4 one; None if host is not an
+    IP address (a Unix socket, a test double)."""
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and their IPv4-mapped forms."""
+    ip = ip_of(host)
+    return ip is not None and ip.is_loopback
 
 
 def address_key(host: str) -> str:
     """The unit an address limit counts: the IPv4 address, or the IPv6 /64."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
+    ip = ip_of(host)
+    if ip is None:
         return host  # not an IP (a Unix socket, a test double): count it as itself
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
 

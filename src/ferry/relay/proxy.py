@@ -30,6 +30,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from ferry.errors import BadRequest
 from ferry.protocol import rendezvous as rv
 
 V1_PREFIX: Final = b"PROXY "
@@ -61,8 +62,8 @@ class Header:
     """Bytes the header took; what follows is the client's."""
 
 
-def _bad(text: str) -> rv.BadRequest:
-    return rv.BadRequest(rv.REASON_BAD_REQUEST, text)
+def _bad(text: str) -> BadRequest:
+    return BadRequest(rv.REASON_BAD_REQUEST, text)
 
 
 def looks_like_header(line: bytes) -> bool:

@@ -66,14 +66,14 @@ from ferry.config import (
     SENDER_GRACE,
     RelayConfig,
 )
-from ferry.errors import Closed, Refusal
+from ferry.errors import BadRequest, Closed, DirectoryUnavailable, Refusal
 from ferry.netopts import keep_alive
 from ferry.protocol import rendezvous as rv
 from ferry.relay import buffers, forward, logs, proxy
 from ferry.relay.admission import OUT_OF_FDS, Gate
 from ferry.relay.capacity import AddressSlot, Capacity, unlimited
 from ferry.relay.connection import Connection
-from ferry.relay.directory import Directory, DirectoryUnavailable, LocalDirectory
+from ferry.relay.directory import Directory, LocalDirectory
 from ferry.relay.lifecycle import Lifecycle
 from ferry.relay.limits import LookupLimiter, network_key
 from ferry.relay.metrics import Gauges, Metrics
@@ -284,7 +284,7 @@ class Relay:
         text = ""
         try:
             ending = await self._dispatch(conn)
-        except (Refusal, rv.BadRequest) as exc:
+        except (Refusal, BadRequest) as exc:
             text = exc.text if isinstance(exc, Refusal) else exc.message
             ending = Ending(logs.REFUSED, reason=exc.reason)
         except Closed:

@@ -4,7 +4,7 @@ Theory of operation. A `Session` is pure: no sockets, no tasks, no clock of
 its own. The server feeds it what happened (a line arrived, a deadline
 passed, the peer closed, a pipe ended), always with `now` (seconds, on the
 relay's clock), and does what it answers: send a line, refuse (a `Refusal`
-or `rv.BadRequest` is raised), or end with an `Ending`. So every rule below
+or `BadRequest` is raised), or end with an `Ending`. So every rule below
 is tested by driving a session with plain lines and a number for the time.
 
     HANDSHAKE --SEND--> WAITING --receiver came--> CLAIMED --pipe started--> PIPING
@@ -77,7 +77,7 @@ from enum import Enum
 from typing import Final
 
 from ferry.config import MAX_PARKED_BYTES, RelayConfig
-from ferry.errors import LocalProtocolError, Refusal
+from ferry.errors import BadRequest, LocalProtocolError, Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs, proxy
 from ferry.relay.pipes import PumpEnd, PumpResult, Side
@@ -331,12 +331,12 @@ class Session:
     # -- input -------------------------------------------------------------
 
     def request_received(self, line: bytes, now: float) -> rv.ClientMessage:
-        """The first line: it picks the role. Raises rv.BadRequest for anything else."""
+        """The first line: it picks the role. Raises BadRequest for anything else."""
         assert self.phase is Phase.HANDSHAKE, self.phase
         self.last_heard = now
         if proxy.looks_like_header(line):
             # Only a trusted proxy may say where a connection comes from.
-            raise rv.BadRequest(rv.REASON_BAD_REQUEST, "PROXY header from an untrusted address")
+            raise BadRequest(rv.REASON_BAD_REQUEST, "PROXY header from an untrusted address")
         request = rv.parse_client_line(line)
         match request:
             case rv.SendRequest():
@@ -351,14 +351,14 @@ class Session:
                 self.nameplate = nameplate
                 self._deadline = None
             case _:
-                raise rv.BadRequest(rv.REASON_BAD_REQUEST, "unexpected first line")
+                raise BadRequest(rv.REASON_BAD_REQUEST, "unexpected first line")
         return request
 
     def line_received(self, line: bytes, now: float) -> None:
-        """A sender control's later line: only PONG. Raises rv.BadRequest otherwise."""
+        """A sender control's later line: only PONG. Raises BadRequest otherwise."""
         assert self.role is Role.SENDER, self.role
         if not isinstance(rv.parse_client_line(line), rv.Pong):
-            raise rv.BadRequest(rv.REASON_BAD_REQUEST, "only PONG is expected here")
+            raise BadRequest(rv.REASON_BAD_REQUEST, "only PONG is expected here")
         self.last_heard = now
         self._deadline = now + self.config.ping_interval
 

@@ -43,7 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ferry.protocol.http import HttpError, Request
+from ferry.errors import HttpError
+from ferry.protocol.http import Request
 from ferry.protocol.websocket import is_upgrade
 
 WS_PATH: Final = "/ws"

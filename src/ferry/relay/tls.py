@@ -45,10 +45,10 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from ferry.errors import BadTlsFiles
+from ferry.relay.legs import LegEnd
 
 KIB: Final = 1024
 
@@ -76,14 +76,6 @@ closed its end; a browser that takes nothing for that long is dropped."""
 
 CLOSE_TIMEOUT: Final = 2.0
 """Seconds to write the close_notify alert at the end."""
-
-_BUFFER_OPTIONS: Final = {
-    socket.SO_SNDBUF,
-    socket.SO_RCVBUF,
-    getattr(socket, "SO_SNDBUFFORCE", 32),
-    getattr(socket, "SO_RCVBUFFORCE", 33),
-}
-_LEG_OPTIONS: Final = _BUFFER_OPTIONS | {socket.SO_KEEPALIVE}
 
 
 def server_context(cert: str, key: str) -> ssl.SSLContext:
@@ -118,46 +110,12 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
-class PlainEnd(socket.socket):
+class PlainEnd(LegEnd):
     """The web front's end of a TLS leg's socketpair: what it reads and writes is the
     plaintext; socket options of the network leg go to the TCP socket (module
-    docstring: Memory)."""
+    docstring: Memory; legs.py)."""
 
-    def __init__(self, fileno: int, outer: socket.socket) -> None:
-        super().__init__(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno)
-        self.outer = outer
-        self.on_close: Callable[[], None] | None = None
-        """Called once when the web front closes this end (the leg's cue to end)."""
-
-    def close(self) -> None:
-        super().close()
-        if self.on_close is not None:
-            callback, self.on_close = self.on_close, None
-            callback()
-
-    def _is_leg_option(self, level: int, optname: int) -> bool:
-        return level == socket.IPPROTO_TCP or (
-            level == socket.SOL_SOCKET and optname in _LEG_OPTIONS
-        )
-
-    def setsockopt(self, level: int, optname: int, value: Any, *rest: Any) -> None:
-        if not self._is_leg_option(level, optname):
-            super().setsockopt(level, optname, value, *rest)
-            return
-        if optname in _BUFFER_OPTIONS and level == socket.SOL_SOCKET and isinstance(value, int):
-            value = leg_request(value)
-        self.outer.setsockopt(level, optname, value, *rest)
-
-    def getsockopt(self, level: int, optname: int, *rest: Any) -> Any:
-        if self._is_leg_option(level, optname):
-            return self.outer.getsockopt(level, optname, *rest)
-        return super().getsockopt(level, optname, *rest)
-
-
-def leg_request(request: int) -> int:
-    """What to ask of the TCP socket when the relay asks for ``request`` (half the
-    kernel's count): a data-direction buffer gives up TLS_HOLD; small ones stay."""
-    return request - TLS_HOLD // 2 if request > TLS_HOLD else request
+    hold = TLS_HOLD
 
 
 class TlsLeg:

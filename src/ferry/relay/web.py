@@ -57,21 +57,21 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
-from ferry.config import CANCEL_GRACE
+from ferry.config import CANCEL_GRACE, RelayConfig
+from ferry.errors import AddressFull, BadRequest, HttpError, NetworkBusy, TlsFailed
 from ferry.protocol import http
 from ferry.protocol import rendezvous as rv
 from ferry.protocol import websocket as ws
 from ferry.relay import bridge, buffers, logs, peek, proxy, refusals, site, tls
-from ferry.relay.admission import Admit
+from ferry.relay.admission import Admit, Gate
+from ferry.relay.buffers import BufferPlan
 from ferry.relay.capacity import AddressSlot, Capacity, Hold, unlimited
 from ferry.relay.connection import format_peer
 from ferry.relay.limits import network_key
+from ferry.relay.metrics import Metrics
 from ferry.relay.session import Role
-
-if TYPE_CHECKING:
-    from ferry.relay.server import Relay
 
 ServerAdmit = Callable[[socket.socket, str, AddressSlot, bool, float], None]
 """Relay._admit: the gate's Admit, plus when the socket was accepted (relay clock)."""
@@ -83,6 +83,25 @@ WRITE_TIMEOUT: Final = 30.0
 """Seconds a browser has to take one whole answer (a file of the web app)."""
 STATIC_SEND_BUFFER: Final = 256 * 1024
 """The send buffer asked for a file of the web app (the whole app.js fits)."""
+
+
+class Relay(Protocol):
+    """What the web front uses of the relay that owns it (server.Relay). A protocol,
+    so that this module does not import server.py, which imports it."""
+
+    config: RelayConfig
+    buffers: BufferPlan
+    gate: Gate
+    capacity: Capacity
+    metrics: Metrics
+
+    @property
+    def handshaking(self) -> int: ...
+
+    def clock(self) -> float: ...
+
+    @property
+    def draining(self) -> bool: ...
 
 
 class WebFront:
@@ -192,23 +211,23 @@ class WebFront:
                         try:
                             leg = await tls.accept(sock, self.tls)
                         except (ssl.SSLError, OSError):
-                            raise _TlsFailed() from None
+                            raise TlsFailed() from None
             except TimeoutError:
                 sorting.done()
                 text = "handshake timed out"
                 self._refuse(sock, peer, slot, rv.REASON_TIMEOUT, text, sniff=False)
                 return
-            except _TooMany as exc:
+            except AddressFull as exc:
                 sorting.done()
                 text = "too many connections from your address"
                 self._refuse(sock, str(exc), slot, rv.REASON_TOO_MANY_CONNECTIONS, text)
                 return
-            except _Busy:
+            except NetworkBusy:
                 sorting.done()
                 text = "relay busy: too many connections from your network"
                 self._refuse(sock, peer, slot, rv.REASON_BUSY, text)
                 return
-            except _TlsFailed:  # a TLS handshake that failed (its alert sent) or was cut
+            except TlsFailed:  # a TLS handshake that failed (its alert sent) or was cut
                 sorting.done()
                 sock.close()
                 slot.release()
@@ -274,7 +293,7 @@ class WebFront:
                 request = http.parse_request(head)
                 answer = site.route(request, self.root)
                 accept = ws.handshake_response(request) if answer == site.Upgrade() else b""
-            except http.HttpError as exc:
+            except HttpError as exc:
                 status = exc.status
                 await _send(sock, _error(exc, head.startswith(b"HEAD ")))
                 return
@@ -284,7 +303,7 @@ class WebFront:
             if self.relay.draining:
                 status = 503
                 drain = refusals.RETRY_AFTER_DRAIN
-                await _send(sock, _error(http.HttpError(503, "relay shutting down"), False, drain))
+                await _send(sock, _error(HttpError(503, "relay shutting down"), False, drain))
                 return
             status = 101
             await _send(sock, accept)
@@ -331,7 +350,7 @@ class WebFront:
         client = format_peer((host, port))[0]
         slot = self.relay.gate.per_address.take(self.relay.gate.key_for(host))
         if slot is None:
-            raise _TooMany(client)
+            raise AddressFull(client)
         return client, slot
 
     async def _send_file(
@@ -342,7 +361,7 @@ class WebFront:
         try:
             file = open(found.path, "rb")  # noqa: SIM115 - closed below, after the send
         except OSError:
-            await _send(sock, _error(http.HttpError(404, "no such file"), request.method == "HEAD"))
+            await _send(sock, _error(HttpError(404, "no such file"), request.method == "HEAD"))
             return 404
         with file:
             size = os.fstat(file.fileno()).st_size
@@ -426,10 +445,10 @@ class _Sorting:
 
     def reshare(self, network: str) -> None:
         """A trusted proxy's client: its network holds the share instead of the proxy's.
-        Raises _Busy when that network holds its share already."""
+        Raises NetworkBusy when that network holds its share already."""
         shares = self._capacity.handshake_shares
         if not shares.may_take(network, self._capacity.handshakes.value - 1):
-            raise _Busy()
+            raise NetworkBusy()
         self._share.release()
         self._share = shares.hold(network)
 
@@ -447,18 +466,6 @@ class _Sorting:
             slot.release()
 
 
-class _TooMany(Exception):
-    """The proxied client's address holds its connection limit already."""
-
-
-class _TlsFailed(Exception):
-    """The TLS handshake failed, or the browser closed during it."""
-
-
-class _Busy(Exception):
-    """The proxied client's network holds its share of the handshakes already."""
-
-
 async def _peek_protocol(sock: socket.socket) -> http.Protocol:
     """What the connection speaks, from its first bytes, none consumed."""
     data = await peek.peek(sock, lambda data: http.sniff(data) is not http.Protocol.UNKNOWN)
@@ -472,13 +479,13 @@ async def _peek_header(sock: socket.socket) -> proxy.Header | None:
     def complete(data: bytes) -> bool:
         try:
             return proxy.parse(data) is not None
-        except rv.BadRequest:
+        except BadRequest:
             return True
 
     data = await peek.peek(sock, complete, proxy.V2_FIXED + proxy.V2_MAX_BODY)
     try:
         return proxy.parse(data)
-    except rv.BadRequest:
+    except BadRequest:
         return None
 
 
@@ -509,7 +516,7 @@ async def _send(sock: socket.socket, data: bytes) -> None:
         await loop.sock_sendall(sock, data)
 
 
-def _error(error: http.HttpError, head_only: bool = False, retry_after: int | None = None) -> bytes:
+def _error(error: HttpError, head_only: bool = False, retry_after: int | None = None) -> bytes:
     return refusals.http_error(
         error.status, str(error), head_only=head_only, retry_after=retry_after
     )

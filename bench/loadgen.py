@@ -30,6 +30,7 @@ from typing import Generic, TypeVar
 from ferry.errors import RemoteProtocolError
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import Header, RecordType
+from ferry.relay import peek
 
 STEP_TIMEOUT = 30.0
 CLAIM_RECORD = Header(33, RecordType.PAKE, 0).encode() + bytes(33)
@@ -230,7 +231,7 @@ async def open_pipe(host: str, port: int, source: str, control: Control | None =
 async def _ticket_or_refusal(control: Control, receiver: Link) -> str:
     """The INCOMING ticket; or, if the relay answers the receiver first (ERROR), raise."""
     ticket = asyncio.ensure_future(control.next_ticket())
-    receiver_readable = asyncio.ensure_future(_readable(receiver))
+    receiver_readable = asyncio.ensure_future(peek.readable(receiver.sock))
     try:
         await asyncio.wait({ticket, receiver_readable}, return_when=asyncio.FIRST_COMPLETED)
         if ticket.done():
@@ -239,23 +240,6 @@ async def _ticket_or_refusal(control: Control, receiver: Link) -> str:
         ticket.cancel()
         receiver_readable.cancel()
     raise LoadgenError(_wire(await receiver.receive()))
-
-
-async def _readable(link: Link) -> None:
-    """Wait until the socket has something to read (a line, or EOF), consuming nothing."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    fd = link.sock.fileno()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_reader(fd, wake)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
 
 
 @dataclass

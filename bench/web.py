@@ -71,18 +71,9 @@ from tests.sockmem import process_unix_sockets, server_sockets
 from bench import e2e, probe
 from ferry.relay import bridge
 from ferry_testing import procs
+from ferry_testing.chromium import ARGS, CHROMIUM
 
 MIB = 1 << 20
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PUMP_BUFFER = 64 * 1024
 """RelayConfig.pump_buffer's default: one pipe per direction of the CLI leg."""
 BUDGET = 4 * MIB
@@ -177,7 +168,7 @@ def _browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=list(ARGS), headless=True)
         try:
             yield chromium
         finally:

@@ -38,20 +38,15 @@ from typing import Any
 
 import pytest
 
+from ferry_testing.chromium import ARGS as QUIET_ARGS
+from ferry_testing.chromium import CHROMIUM
 from ferry_testing.procs import Relay
 from tests.e2e.harness import REPO, Registry, Result, Sender, wrong_words_code
 from tests.e2e.test_e2e_anything import start_send_with
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # a real Chromium: make test-slow
-CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+    *QUIET_ARGS,
     # An origin that is not localhost, for the plain-http test; nothing else uses it.
     "--host-resolver-rules=MAP insecure.ferry.test 127.0.0.1",
 ]

@@ -27,11 +27,11 @@ import pytest
 
 from ferry.errors import EXIT_TLS_FILES
 from ferry_testing.certs import Certs, make_certs
+from ferry_testing.chromium import CHROMIUM
 from ferry_testing.procs import Relay, clean_env
 from tests.e2e.harness import REPO, Result, Sender, invocation
 from tests.e2e.test_e2e_browser import (
     ARGS,
-    CHROMIUM,
     NO_PICKERS,
     TIMEOUT_MS,
     _missing,

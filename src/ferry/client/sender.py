@@ -172,12 +172,16 @@ class Sender:
                 if not done and not self._engaged:
                     waited = self.config.wait_timeout
                     raise TimedOut(f"no receiver came within {waited:.0f}s")
-                if listening in done:
-                    listening = self._next_listen(group, control, code, listening, attempts)
+                # Attempts first: when the relay dies mid-transfer, the transfer's own
+                # error ("connection lost after 42%") and the control connection's
+                # end can arrive in one wake-up; by then the attempt is no longer
+                # engaged, and the control connection's loss would speak instead.
                 for attempt in attempts & done:
                     attempts.discard(attempt)
                     if attempt.result().unwrap():
                         return
+                if listening in done:
+                    listening = self._next_listen(group, control, code, listening, attempts)
         finally:
             for task in running():
                 task.cancel()  # the group waits for them

@@ -95,6 +95,7 @@ def _url(relay: Relay, scheme: str = "https") -> str:
     return f"{scheme}://{NAME}:{relay.port}/"
 
 
+@pytest.mark.slow  # a real Chromium: make test-slow
 def test_cli_file_to_browser_over_https(
     tls_relay: Relay, start_send: Callable[..., Sender], page: Any, tmp_path: Path
 ) -> None:
@@ -117,6 +118,7 @@ def test_cli_file_to_browser_over_https(
     assert "role=https" in tls_relay.log()
 
 
+@pytest.mark.slow  # a real Chromium: make test-slow
 def test_browser_file_to_cli_over_https(
     tls_relay: Relay, run_receive: Callable[..., Result], page: Any, tmp_path: Path
 ) -> None:
@@ -139,6 +141,7 @@ def test_browser_file_to_cli_over_https(
     assert _wait_status(page, r"done$").startswith("sent notes.bin")
 
 
+@pytest.mark.slow  # a real Chromium: make test-slow
 def test_plain_http_on_the_same_name_explains_and_does_nothing(tls_relay: Relay, page: Any) -> None:
     page.goto(f"{_url(tls_relay, 'http')}#7-guitar-orbit-velvet")
     from playwright.sync_api import expect

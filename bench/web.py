@@ -12,7 +12,8 @@ does. Per run, one file of --size MiB, three directions in turn:
     cli -> browser    ./send -> the page opened at http://RELAY/#CODE, Save
     browser -> cli    the page's file input -> ./receive (SHA-256 compared)
 
-The page saves through showSaveFilePicker, the streaming path; automation
+The page saves through showSaveFilePicker, a streaming path (the service
+worker, which the page prefers, is removed so that it does); automation
 cannot answer the native picker, so an init script stands in a writable
 that counts the bytes and stamps the first and last (no disk, no copy kept:
 the figure is the transfer's, not the disk's; drive.js still waits on every
@@ -80,6 +81,7 @@ BUDGET = 4 * MIB
 
 # The page's streaming save path with a counting writable in place of the picker.
 COUNTING_SINK = """
+delete Navigator.prototype.serviceWorker;
 delete window.showDirectoryPicker;
 window.__bench = { bytes: 0, first: null, last: null };
 const stamp = () => performance.timeOrigin + performance.now();

@@ -2,7 +2,7 @@
 three real relay nodes with --cluster, the real ./send and ./receive.
 
 Skipped locally when redis-server or haproxy is missing; with CI=true they must run
-(ferry_testing/cluster.py). The issue asks for 200 concurrent transfers through the
+(ferry_testing/cluster.py). The cluster must carry 200 concurrent transfers through the
 balancer; on the 2-core machines the suite runs on, that many client processes take
 minutes, so CONCURRENT (default 40, about 15 s, env FERRY_CLUSTER_TRANSFERS) is what runs
 as processes, and the full 200 run as clients inside this process (the real Sender and

@@ -30,3 +30,22 @@ def test_output_dir_that_is_a_file_returns_3_with_no_import_thread_left(tmp_path
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3 []", (done.stdout, done.stderr)
     assert "exists and is not a directory" in done.stderr
+
+
+FAST_EXIT = """
+import atexit, sys
+from ferry.cli.main import exit_now
+atexit.register(lambda: sys.stdout.write("teardown"))
+sys.stdout.write("code")
+sys.stderr.write("said")
+exit_now(7)
+"""
+
+
+def test_the_shims_exit_skips_teardown_but_flushes_the_standard_streams() -> None:
+    # Both clients exit as soon as main() returned: the interpreter's teardown
+    # (tens of ms) is skipped, and nothing written to stdout or stderr is lost.
+    done = subprocess.run(
+        [sys.executable, "-c", FAST_EXIT], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (7, "code", "said")

@@ -23,6 +23,7 @@ from ferry.address import parse_address
 from ferry.cli.common import fail, reserve_standard_streams, run, setup_logging
 from ferry.cli.launcher import SHIMS, Launcher
 from ferry.cli.parser import Parser
+from ferry.client import dial
 from ferry.codes import parse_code
 from ferry.config import ClientConfig
 from ferry.errors import FerryError, LocalFileError, UsageError
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
     args = build_parser(launcher).parse_args(argv)
     setup_logging("receive", args.verbose)
     loader: threading.Thread | None = None
+    dialing: dial.Dialing | None = None
     try:
         try:
             environment.check_shared()
@@ -131,6 +133,8 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
             if args.directory is None and args.code is not None and environment.text("FERRY_CODE"):
                 args.code, args.directory = None, args.code  # receive RELAY DIR, as before
             code = parse_code(read_code(args.code))
+            # The connect's round trip runs while the rest of start-up does (client/dial.py).
+            dialing = dial.start(address.host, address.port)
             loader = _load_crypto_meanwhile()
             from ferry.client.outdir import check_directory
             from ferry.client.output import Output
@@ -157,7 +161,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
         )  # fmt: skip
         receiver = Receiver(
             address, code, directory, config, for_stderr(), args.overwrite, output,
-            resume=not args.no_resume, merge=args.merge,
+            resume=not args.no_resume, merge=args.merge, dialing=dialing,
         )  # fmt: skip
         status = run("receive", receiver.run())
         if status == 0 and args.verbose and receiver.saved_as is not None:
@@ -168,6 +172,8 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
         # abort the process ("FATAL: exception not rethrown"): let it finish.
         if loader is not None:
             loader.join(LOADER_JOIN_TIMEOUT)
+        if dialing is not None:
+            dialing.close()
 
 
 if __name__ == "__main__":

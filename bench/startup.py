@@ -16,10 +16,10 @@ the spawn:
   answer   on that connection, `FERRY 1 SEND` sent at once and the relay's
            `NAMEPLATE n` line received: the relay really serves.
 
-The new relay is also started with FERRY_PYTHON=python3 ("python3 of
-PATH"): ./relay otherwise prefers the checkout's .venv interpreter when
-there is one, and a PATH shim (pyenv's) can cost more than the relay's own
-start; that row shows what a fresh clone without .venv gets.
+The new relay is also started with FERRY_PYTHON=python3, which ./relay
+runs as given, site included, as it ran every interpreter before. Without
+FERRY_PYTHON it prefers the checkout's .venv interpreter (a PATH shim such
+as pyenv's can cost more than the relay's own start) and skips site (-S).
 
 The relay is then stopped (SIGTERM, then SIGKILL after 10 s). The bare
 interpreter start-up (`python3 -c pass`, `python3 -S -c pass`) is measured in
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = (
         ("old", f"old ({args.old})"),
         ("new", "new (this tree)"),
-        ("path", "new, python3 of PATH"),
+        ("path", "new, FERRY_PYTHON=python3"),
     )
     for name, label in rows:
         listen = [r[0] for r in results[name]]

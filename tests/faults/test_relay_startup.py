@@ -94,3 +94,11 @@ def test_without_site_the_cluster_extra_is_still_found() -> None:
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=30
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_an_interpreter_given_in_ferry_python_runs_as_given(tmp_path: Path) -> None:
+    # A wrapper or a site hook (the platform shims of the tests) keeps working.
+    env = procs.clean_env({"FERRY_PYTHON": sys.executable})
+    with procs.relay(tmp_path, env=env) as relay:
+        argv = Path(f"/proc/{relay.pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[0] == sys.executable.encode() and argv[1:3] == [b"-m", b"ferry.cli.relay"], argv

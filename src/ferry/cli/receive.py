@@ -105,10 +105,11 @@ def _load_crypto_meanwhile() -> threading.Thread:
     """Import the crypto libraries on a thread while the rest of start-up runs.
 
     They take ~100 ms to import, and the receiver's first flight (its PAKE
-    message) needs them before it connects: the relay pairs a claim only
-    with that message behind it, so it is ready before the connection opens
-    (client/receiver.py). Started here, the import overlaps preparing DIR.
-    Errors are left for the main thread's own import to report.
+    message) needs them before it claims: the relay pairs a claim only with
+    that message behind it (client/receiver.py). Started here, the import
+    overlaps importing the receiver's modules; the connect started just
+    before (client/dial.py) crosses the network meanwhile. Errors are left
+    for the main thread's own import to report.
     """
 
     def load() -> None:
@@ -133,13 +134,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
             if args.directory is None and args.code is not None and environment.text("FERRY_CODE"):
                 args.code, args.directory = None, args.code  # receive RELAY DIR, as before
             code = parse_code(read_code(args.code))
-            # The connect's round trip runs while the rest of start-up does (client/dial.py).
-            dialing = dial.start(address.host, address.port)
-            loader = _load_crypto_meanwhile()
             from ferry.client.outdir import check_directory
-            from ferry.client.output import Output
-            from ferry.client.progress import for_stderr
-            from ferry.client.receiver import Receiver
 
             to_stdout = args.directory == "-"
             if to_stdout and sys.stdout is None:  # closed at start (cli/common.py)
@@ -153,6 +148,13 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
                     "FERRY_MAX_DEPTH", environment.count, ClientConfig.max_depth
                 ),
             )
+            # Everything local checked: the connect's round trip runs while the rest of
+            # start-up does (client/dial.py), and so does the crypto import.
+            dialing = dial.start(address.host, address.port)
+            loader = _load_crypto_meanwhile()
+            from ferry.client.output import Output
+            from ferry.client.progress import for_stderr
+            from ferry.client.receiver import Receiver
         except FerryError as exc:
             return fail("receive", exc)
         output = Output(

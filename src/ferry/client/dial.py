@@ -3,7 +3,7 @@
 Theory of operation. A receiver's start-up (asyncio, the crypto libraries,
 the storage modules) takes longer than a TCP connect across a WAN, and the
 connect needs none of it. So ./receive starts one as soon as its arguments
-are valid: start() resolves the relay's address and begins a non-blocking
+and output directory check out: start() resolves the relay's address and begins a non-blocking
 connect to the first address on a thread (getaddrinfo may block; nothing
 else does), and returns at once. The round trip then runs while Python
 imports. RelayLink.connect() takes the attempt over (Dialing.resolved()): it

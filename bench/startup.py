@@ -16,6 +16,11 @@ the spawn:
   answer   on that connection, `FERRY 1 SEND` sent at once and the relay's
            `NAMEPLATE n` line received: the relay really serves.
 
+The new relay is also started with FERRY_PYTHON=python3, which ./relay
+runs as given, site included, as it ran every interpreter before. Without
+FERRY_PYTHON it prefers the checkout's .venv interpreter (a PATH shim such
+as pyenv's can cost more than the relay's own start) and skips site (-S).
+
 The relay is then stopped (SIGTERM, then SIGKILL after 10 s). The bare
 interpreter start-up (`python3 -c pass`, `python3 -S -c pass`) is measured in
 the same rounds: it is the floor neither relay can go below. The table gives
@@ -53,10 +58,10 @@ def unpack(ref: str, into: Path) -> Path:
     return into
 
 
-def one_start(root: Path) -> tuple[float, float]:
+def one_start(root: Path, env_extra: dict[str, str] | None = None) -> tuple[float, float]:
     """(seconds to listen, seconds to the first answer) of one fresh relay."""
     port = procs.free_port()
-    env = procs.clean_env()
+    env = procs.clean_env(env_extra)
     started = time.monotonic()
     proc = procs.spawn([root / "relay", f"{procs.HOST}:{port}"], env=env)
     try:
@@ -102,11 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ferry-startup-") as temp:
         old = unpack(args.old, Path(temp))
-        results: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
+        results: dict[str, list[tuple[float, float]]] = {"old": [], "new": [], "path": []}
         bare: dict[str, list[float]] = {"python3 -c pass": [], "python3 -S -c pass": []}
         for _ in range(args.runs):
             results["old"].append(one_start(old))
             results["new"].append(one_start(ROOT))
+            results["path"].append(one_start(ROOT, {"FERRY_PYTHON": "python3"}))
             bare["python3 -c pass"].append(bare_python())
             bare["python3 -S -c pass"].append(bare_python("-S"))
     load_after = os.getloadavg()
@@ -114,7 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpus = os.cpu_count()
     print(f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} ({cpus} CPUs)")
     print(f"{'':24} {'listen':>22} {'first answer':>22}")
-    for name, label in (("old", f"old ({args.old})"), ("new", "new (this tree)")):
+    rows = (
+        ("old", f"old ({args.old})"),
+        ("new", "new (this tree)"),
+        ("path", "new, FERRY_PYTHON=python3"),
+    )
+    for name, label in rows:
         listen = [r[0] for r in results[name]]
         answer = [r[1] for r in results[name]]
         print(f"{label:24} {spread(listen):>22} {spread(answer):>22}")

@@ -39,6 +39,10 @@ from .harness import (
 # Bytes a text-mode descriptor would change: CRLF, a lone CR, ^Z (EOF on Windows), NUL.
 AWKWARD_BYTES = b"line\r\nlone\rctrl-z\x1aafter\x00" * 50
 
+RELAY_WITH_SITE = {"FERRY_PYTHON": "python3"}
+"""The shim is loaded by site (sitecustomize): ./relay starts the interpreter it picks
+itself with -S, one given in FERRY_PYTHON as it is."""
+
 pytestmark = [pytest.mark.timeout(90), pytest.mark.parametrize("system", platform_shim.SYSTEMS)]
 
 
@@ -52,7 +56,7 @@ class Shimmed:
         self.log = _unique(logdir, f"shim-{system}", ".log")
         self.env = platform_shim.env(system, self.log, base=clean_env())
         # The relay refuses Windows: there, only the clients are shimmed.
-        relay_env = self.env if system == "macos" else clean_env()
+        relay_env = dict(self.env, **RELAY_WITH_SITE) if system == "macos" else clean_env()
         self.relay: Relay = start_relay(procs, logdir, env=relay_env)
 
     def calls(self) -> str:
@@ -229,7 +233,10 @@ def test_the_relay_on_windows_refuses_in_one_line_and_on_macos_copies(
         assert "copy pump: this system has no splice" in shim.relay.log()
         return
     _, repo = invocation("relay", "rel")
-    env = dict(shim.env, PYTHONPATH=os.pathsep.join([shim.env["PYTHONPATH"], str(repo / "src")]))
+    env = dict(
+        shim.env, **RELAY_WITH_SITE,
+        PYTHONPATH=os.pathsep.join([shim.env["PYTHONPATH"], str(repo / "src")]),
+    )  # fmt: skip
     for args in (["./relay", ":0"], ["python3", "-m", "ferry", "relay", ":0"]):
         result = run_program(procs, args, repo, 30, env)
         assert result.returncode == EXIT_USAGE, result.stderr

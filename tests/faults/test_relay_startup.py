@@ -70,3 +70,35 @@ def test_a_client_connecting_during_start_up_gets_its_nameplate(tmp_path: Path) 
         assert served_before_ready, "the relay was ready before it accepted: not a start-up test"
         assert ready.read_text() == f"{HOST}:{port}\n"
     assert "Traceback" not in log.read_text()
+
+
+def test_the_shim_starts_python_without_the_site_module(tmp_path: Path) -> None:
+    # site (site-packages, .pth files) is most of a bare interpreter's start-up,
+    # and the relay needs the standard library only.
+    with procs.relay(tmp_path) as relay:
+        argv = Path(f"/proc/{relay.pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[1:4] == [b"-S", b"-m", b"ferry.cli.relay"], argv
+
+
+def test_without_site_the_cluster_extra_is_still_found() -> None:
+    # --cluster imports redis from site-packages: load_site_packages() puts them back.
+    code = (
+        "import sys\n"
+        "from ferry.cli.relay_serve import load_site_packages\n"
+        "assert sys.flags.no_site\n"
+        "load_site_packages()\n"
+        "import redis.asyncio\n"
+    )
+    env = procs.clean_env({"PYTHONPATH": str(ROOT / "src")})
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_an_interpreter_given_in_ferry_python_runs_as_given(tmp_path: Path) -> None:
+    # A wrapper or a site hook (the platform shims of the tests) keeps working.
+    env = procs.clean_env({"FERRY_PYTHON": sys.executable})
+    with procs.relay(tmp_path, env=env) as relay:
+        argv = Path(f"/proc/{relay.pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[0] == sys.executable.encode() and argv[1:3] == [b"-m", b"ferry.cli.relay"], argv

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ferry.address import Address
-from ferry.client import relay_link
+from ferry.client import dial, relay_link
 from ferry.client.relay_link import RelayLink
 from ferry.errors import RelayUnreachable
 
@@ -66,3 +66,45 @@ async def test_every_address_refusing_is_one_unreachable_error(
     )
     with pytest.raises(RelayUnreachable, match="not reachable"):
         await RelayLink.connect(Address("relay.example", port), timeout=5)
+
+
+async def test_a_connect_started_at_start_up_is_the_one_taken_over(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ./receive starts its connect before the heavy imports (client/dial.py): the
+    # link takes that socket over, and resolves and dials nothing more.
+    host, port = listener.getsockname()
+    dialing = dial.start(host, port)
+    assert dialing is not None and dialing.wait(10)
+    listener.settimeout(10)
+    accepted, _ = listener.accept()  # the kernel completed it before anyone waited
+
+    async def no_resolving(*_args: object, **_kwargs: object) -> list[Any]:
+        raise AssertionError("resolved again")
+
+    async def no_dialling(*_args: object) -> socket.socket:
+        raise AssertionError("dialled again")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_resolving)
+    monkeypatch.setattr(relay_link, "_open", no_dialling)
+    link = await RelayLink.connect(Address(host, port), timeout=10, dialing=dialing)
+    with accepted:
+        assert link.sock.getsockname() == accepted.getpeername()
+        assert link.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        link.close()
+
+
+async def test_a_connect_started_early_that_failed_is_reported_as_unreachable() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    host, port = closed.getsockname()
+    closed.close()  # nothing listens there: the early connect is refused
+    dialing = dial.start(host, port)
+    assert dialing is not None and dialing.wait(10)
+    with pytest.raises(RelayUnreachable, match="connection refused"):
+        await RelayLink.connect(Address(host, port), timeout=10, dialing=dialing)
+
+
+def test_a_name_that_does_not_resolve_early_is_left_to_the_link() -> None:
+    dialing = dial.start("nonexistent.invalid", 9021)
+    assert dialing is not None and dialing.wait(30)
+    assert dialing.take() == ([], None)

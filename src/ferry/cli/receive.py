@@ -23,6 +23,7 @@ from ferry.address import parse_address
 from ferry.cli.common import fail, reserve_standard_streams, run, setup_logging
 from ferry.cli.launcher import SHIMS, Launcher
 from ferry.cli.parser import Parser
+from ferry.client import dial
 from ferry.codes import parse_code
 from ferry.config import ClientConfig
 from ferry.errors import FerryError, LocalFileError, UsageError
@@ -104,10 +105,11 @@ def _load_crypto_meanwhile() -> threading.Thread:
     """Import the crypto libraries on a thread while the rest of start-up runs.
 
     They take ~100 ms to import, and the receiver's first flight (its PAKE
-    message) needs them before it connects: the relay pairs a claim only
-    with that message behind it, so it is ready before the connection opens
-    (client/receiver.py). Started here, the import overlaps preparing DIR.
-    Errors are left for the main thread's own import to report.
+    message) needs them before it claims: the relay pairs a claim only with
+    that message behind it (client/receiver.py). Started here, the import
+    overlaps importing the receiver's modules; the connect started just
+    before (client/dial.py) crosses the network meanwhile. Errors are left
+    for the main thread's own import to report.
     """
 
     def load() -> None:
@@ -124,6 +126,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
     args = build_parser(launcher).parse_args(argv)
     setup_logging("receive", args.verbose)
     loader: threading.Thread | None = None
+    dialing: dial.Dialing | None = None
     try:
         try:
             environment.check_shared()
@@ -131,11 +134,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
             if args.directory is None and args.code is not None and environment.text("FERRY_CODE"):
                 args.code, args.directory = None, args.code  # receive RELAY DIR, as before
             code = parse_code(read_code(args.code))
-            loader = _load_crypto_meanwhile()
             from ferry.client.outdir import check_directory
-            from ferry.client.output import Output
-            from ferry.client.progress import for_stderr
-            from ferry.client.receiver import Receiver
 
             to_stdout = args.directory == "-"
             if to_stdout and sys.stdout is None:  # closed at start (cli/common.py)
@@ -149,6 +148,13 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
                     "FERRY_MAX_DEPTH", environment.count, ClientConfig.max_depth
                 ),
             )
+            # Everything local checked: the connect's round trip runs while the rest of
+            # start-up does (client/dial.py), and so does the crypto import.
+            dialing = dial.start(address.host, address.port)
+            loader = _load_crypto_meanwhile()
+            from ferry.client.output import Output
+            from ferry.client.progress import for_stderr
+            from ferry.client.receiver import Receiver
         except FerryError as exc:
             return fail("receive", exc)
         output = Output(
@@ -157,7 +163,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
         )  # fmt: skip
         receiver = Receiver(
             address, code, directory, config, for_stderr(), args.overwrite, output,
-            resume=not args.no_resume, merge=args.merge,
+            resume=not args.no_resume, merge=args.merge, dialing=dialing,
         )  # fmt: skip
         status = run("receive", receiver.run())
         if status == 0 and args.verbose and receiver.saved_as is not None:
@@ -168,6 +174,8 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
         # abort the process ("FATAL: exception not rethrown"): let it finish.
         if loader is not None:
             loader.join(LOADER_JOIN_TIMEOUT)
+        if dialing is not None:
+            dialing.close()
 
 
 if __name__ == "__main__":

@@ -153,16 +153,32 @@ def cluster_config_from(args: argparse.Namespace) -> ClusterConfig:
     return cluster
 
 
+def load_site_packages() -> None:
+    """Put site-packages on sys.path if the interpreter started without them.
+
+    ./relay starts Python with -S (no site module: most of a bare start-up's
+    time, for a program that needs the standard library only). The optional
+    redis package of --cluster lives in site-packages: site.main() adds them
+    (and a virtual environment's) as a normal start would have.
+    """
+    if sys.flags.no_site:
+        import site
+
+        site.main()
+
+
 def cluster_parts(
     cluster: ClusterConfig, config: RelayConfig, node: str, bound_port: int
 ) -> tuple[Directory, NodeLinks]:
     """The Redis directory and node links of a cluster node (imports the optional extra)."""
+    load_site_packages()
     try:
         from ferry.relay.cluster import RedisDirectory
     except ImportError:
         raise UsageError(
             f"--cluster needs the redis package, which {sys.executable} cannot import: "
-            "pip install 'ferry[cluster]' (./relay runs FERRY_PYTHON, default python3)"
+            "pip install 'ferry[cluster]' (./relay runs FERRY_PYTHON, else the checkout's "
+            ".venv Python, else python3)"
         ) from None
     try:
         secret = read_secret(cluster.cluster_secret_file)

@@ -56,6 +56,7 @@ from ferry.protocol import manifest, messages
 from ferry.protocol import rendezvous as rv
 
 if TYPE_CHECKING:
+    from ferry.client.dial import Dialing
     from ferry.client.wire import Wire
     from ferry.protocol.receiver_session import ReceiverSession
 
@@ -78,6 +79,7 @@ class Receiver:
         output: Output | None = None,
         resume: bool = True,
         merge: bool = False,
+        dialing: Dialing | None = None,
     ) -> None:
         self.address = address
         self.code = code
@@ -90,6 +92,8 @@ class Receiver:
         self.merge = merge
         """A tree's directories may go into existing ones (client/placement.py)."""
         self.saved_as: Path | None = None
+        self.dialing = dialing
+        """A connect to the relay started at start-up (client/dial.py), for the first claim."""
 
     async def _pair(self) -> tuple[RelayLink, ReceiverSession]:
         """Claim the nameplate, send our first flight, and wait for PAIRED.
@@ -113,7 +117,8 @@ class Receiver:
                 self.code.password, timeouts(self.config),
                 self.config.max_entries, self.config.max_manifest_bytes,
             )  # fmt: skip
-            link = await RelayLink.connect(self.address, self.config.connect_timeout)
+            dialing, self.dialing = self.dialing, None
+            link = await RelayLink.connect(self.address, self.config.connect_timeout, dialing)
             try:
                 # Our PAKE record rides in the same write as the claim: the
                 # relay pairs a claim only once that record is whole (so a

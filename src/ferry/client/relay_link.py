@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ferry.address import Address
+from ferry.client.dial import Dialing
 from ferry.config import ClientConfig
 from ferry.errors import (
     BadRequest,
@@ -82,14 +83,27 @@ class RelayLink:
         """A valid relay line arrived: from then on, a bad one is the relay's error."""
 
     @classmethod
-    async def connect(cls, address: Address, timeout: float) -> RelayLink:
+    async def connect(
+        cls, address: Address, timeout: float, dialing: Dialing | None = None
+    ) -> RelayLink:
+        """Connect to the relay; `dialing` is a connect started earlier (client/dial.py)
+        to take over, if its addresses were resolved."""
         loop = asyncio.get_running_loop()
         where = str(address)
         errors: list[OSError] = []
         try:
             async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
-                sock = await _first_to_connect(infos, errors)
+                infos: Sequence[_AddrInfo] = []
+                started: socket.socket | None = None
+                if dialing is not None and (
+                    dialing.wait(0) or await asyncio.to_thread(dialing.wait, timeout)
+                ):
+                    infos, started = dialing.take()
+                if not infos:
+                    infos = await loop.getaddrinfo(
+                        address.host, address.port, type=socket.SOCK_STREAM
+                    )
+                sock = await _first_to_connect(infos, errors, started)
                 if sock is not None:
                     return cls(sock, address)
         except TimeoutError:
@@ -220,18 +234,24 @@ _AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
 
 
 async def _first_to_connect(
-    infos: Sequence[_AddrInfo], errors: list[OSError]
+    infos: Sequence[_AddrInfo], errors: list[OSError], started: socket.socket | None = None
 ) -> socket.socket | None:
     """Connect to the resolved addresses in order, starting the next one after
     HAPPY_EYEBALLS_DELAY or as soon as one fails; the first to connect wins.
 
     A dead first address (broken IPv6, say) then costs a quarter second, not
-    the whole connect timeout. The losers are cancelled and closed.
+    the whole connect timeout. The losers are cancelled and closed. `started`
+    is a non-blocking socket already connecting to the first address
+    (client/dial.py): it is that address's attempt.
     """
     pending: set[asyncio.Task[socket.socket]] = set()
     try:
-        for family, type_, proto, _, sockaddr in infos:
-            pending.add(asyncio.create_task(_open(family, type_, proto, sockaddr)))
+        for index, (family, type_, proto, _, sockaddr) in enumerate(infos):
+            if index == 0 and started is not None:
+                attempt = _connected(started)
+            else:
+                attempt = _open(family, type_, proto, sockaddr)
+            pending.add(asyncio.create_task(attempt))
             won = await _settle(pending, errors, HAPPY_EYEBALLS_DELAY)
             if won is not None:
                 return won
@@ -262,6 +282,31 @@ async def _settle(
             raise exc
         errors.append(exc)
     return None
+
+
+async def _connected(sock: socket.socket) -> socket.socket:
+    """sock, once the connect started on it (non-blocking) has succeeded; its error if not."""
+    loop = asyncio.get_running_loop()
+    try:
+        writable: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        loop.add_writer(sock.fileno(), ready)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(sock.fileno())
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            raise OSError(error, os.strerror(error))
+    except BaseException:
+        sock.close()
+        raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 async def _open(family: int, type_: int, proto: int, sockaddr: tuple[object, ...]) -> socket.socket:

@@ -16,7 +16,8 @@ back, or gives back twice, cannot be written:
   and releases when it ends, whichever path ends it (connection.py).
 
 Which limit applies where, and the refusal that goes with it, is the
-server's (server.py) and the web front's (web.py): this module only counts.
+server's (dialogue.py, pairing.py) and the web front's (web.py): this module
+only counts.
 `Capacity.held()` says what is held now, by name; a relay that has closed
 holds nothing (tests/relay checks it after every relay test).
 

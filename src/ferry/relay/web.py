@@ -86,8 +86,9 @@ STATIC_SEND_BUFFER: Final = 256 * 1024
 
 
 class Relay(Protocol):
-    """What the web front uses of the relay that owns it (server.Relay). A protocol,
-    so that this module does not import server.py, which imports it."""
+    """What the web front uses of the relay that owns it (server.Relay, a
+    context.RelayContext). A protocol, so that this module does not import
+    context.py, which imports it."""
 
     config: RelayConfig
     buffers: BufferPlan
@@ -342,7 +343,7 @@ class WebFront:
         self, sock: socket.socket, peer: str, header: proxy.Header
     ) -> tuple[str, AddressSlot]:
         """Consume a trusted proxy's header: the client's peer and its address's slot
-        (server.py's _read_proxy_header does the same without the web)."""
+        (dialogue.py's _read_proxy_header does the same without the web)."""
         _consume(sock, header.length)
         if header.client is None:
             return peer, unlimited()  # the proxy's own check

@@ -189,12 +189,17 @@ class Relay(RelayContext):
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         conn = self._tasks.pop(task)
+        if not conn.started:
+            # Cancelled (close()) before its first step: _serve never ran, so its
+            # refusal, close and outcome line are owed here.
+            self._end(conn, conn.session.cancelled(), "relay shutting down")
         if not conn.handed_over:
             conn.release()  # a handed-over one is given back with its pipe or parking
 
     # -- one connection ----------------------------------------------------
 
     async def _serve(self, conn: Connection) -> None:
+        conn.started = True
         sock = conn.sock
         sock.setblocking(False)
         with contextlib.suppress(OSError):

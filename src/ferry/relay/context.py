@@ -66,6 +66,11 @@ class RelayContext:
         self._clock = clock
         self._draining = False
         self.web = WebFront(self) if config.web else None  # browsers (web.py)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Set up what a subclass keeps beside the shared state (server.Relay: its
+        tasks and the parts that serve them); called last by __init__."""
 
     def clock(self) -> float:
         return (self._clock or asyncio.get_running_loop().time)()

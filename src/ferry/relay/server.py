@@ -41,18 +41,16 @@ import asyncio
 import contextlib
 import errno
 import socket
-from collections.abc import Callable
 
-from ferry.config import ACCEPT_GRACE, CANCEL_GRACE, SENDER_GRACE, RelayConfig
+from ferry.config import ACCEPT_GRACE, CANCEL_GRACE, SENDER_GRACE
 from ferry.errors import BadRequest, Closed, Refusal
 from ferry.protocol import rendezvous as rv
-from ferry.relay import buffers, forward, logs
+from ferry.relay import buffers, logs
 from ferry.relay.capacity import AddressSlot
 from ferry.relay.connection import Connection
 from ferry.relay.context import RelayContext
 from ferry.relay.dialogue import Dialogue
-from ferry.relay.directory import Directory
-from ferry.relay.metrics import Gauges, Metrics
+from ferry.relay.metrics import Gauges
 from ferry.relay.pairing import Pairing
 from ferry.relay.session import Ending, Phase, Role, Session, error_ending
 
@@ -60,17 +58,7 @@ log = logs.log
 
 
 class Relay(RelayContext):
-    def __init__(
-        self,
-        config: RelayConfig,
-        metrics: Metrics | None = None,
-        clock: Callable[[], float] | None = None,
-        directory: Directory | None = None,
-        links: forward.NodeLinks | None = None,
-    ) -> None:
-        """clock: seconds, monotonic; the running event loop's time when None.
-        directory, links: a cluster node's (cli/relay.py); None for a single relay."""
-        super().__init__(config, metrics, clock, directory, links)
+    def _prepare(self) -> None:
         self._dialogue = Dialogue(self, Pairing(self))
         self._tasks: dict[asyncio.Task[None], Connection] = {}
         self._group: asyncio.TaskGroup | None = None

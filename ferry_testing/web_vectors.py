@@ -201,6 +201,9 @@ def _messages_section() -> dict[str, Any]:
         messages.Answer(False, messages.REASON_DECLINED, "non merci, ça suffit 🙂"),
     ]
     return {
+        "reasons": sorted(
+            value for name, value in vars(messages).items() if name.startswith("REASON_")
+        ),
         "offers": _offer_cases(),
         "bad_offers": _bad_offers(),
         "unknown_kind": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 from ferry import platform
@@ -20,7 +21,25 @@ def keep_alive(sock: socket.socket) -> None:
 
     For connections that wait without traffic (a parked standby data
     connection): about a minute after the path dies, the socket reports an
-    error instead of waiting forever. Best effort, each option on its own
-    (platform.set_keepalive): a system without one keeps its default for it.
+    error instead of waiting forever.
     """
-    platform.set_keepalive(sock, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+    set_keepalive(sock, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+
+
+def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+    """TCP keepalive with these timings, each option set on its own (best effort).
+
+    The idle time's option has another name on macOS
+    (platform.keepalive_idle_option()); a system without one of the options keeps
+    its default for that one and still gets the others.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        (platform.keepalive_idle_option(), idle),
+        (getattr(socket, "TCP_KEEPINTVL", None), interval),
+        (getattr(socket, "TCP_KEEPCNT", None), count),
+    ):
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)

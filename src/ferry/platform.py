@@ -1,37 +1,16 @@
 """Every difference between Linux, macOS and Windows that ferry's programs meet, in one place.
 
-Theory of operation. The rest of ferry calls these functions and never asks
-which system it runs on, never imports a POSIX-only module (fcntl, resource,
-termios, ...) or a Windows-only one (msvcrt): those are imported here, and
-only on the system that has them. Each function does the same job
-everywhere with that system's own mechanism (docs/ARCHITECTURE.md,
-"Platforms", has the table):
-
-- durability: `full_fsync` reaches the disk's platter or flash, not only its
-  cache (F_FULLFSYNC on macOS, where fsync does not; FlushFileBuffers, which
-  os.fsync is, on Windows); `fsync_directory` makes a rename durable on POSIX
-  (Windows cannot open a directory, and NTFS journals its entries);
-  `syncfs` and `rename_no_replace` use Linux's syncfs(2) and renameat2(2),
-  macOS's renameatx_np(2), and Windows' rename, which never replaces;
-- locking: `try_lock` is flock(2) on POSIX, msvcrt.locking on Windows (on a
-  byte far past any data, since Windows locks are mandatory); a directory is
-  locked through `open_directory_lock` (itself on POSIX, a file inside it on
-  Windows, which cannot open directories);
-- files: `open_fd` adds O_BINARY (Windows' os.open is text mode otherwise)
-  and O_CLOEXEC; NOFOLLOW, NONBLOCK, DIRECTORY are 0 where the system lacks
-  them; `set_mode`, `set_mtime`, `owned_privately`, `hard_link` skip or
-  adapt what Windows lacks (fchmod before 3.13, utime on a descriptor,
-  POSIX owners and modes, link's follow_symlinks);
-- signals: `on_termination` uses the loop's add_signal_handler where it
-  exists and signal.signal (SIGINT, SIGTERM, SIGBREAK) feeding the loop
-  through call_soon_threadsafe where it does not (Windows' proactor loop);
-- watching descriptors: `add_reader` says whether the loop can watch one
-  (no: Windows' proactor loop); `POLL_STDIN` whether stdin can be read
-  without blocking (no readv, get_blocking or add_reader on Windows: a
-  thread reads it, client/stdin.py);
-- sockets: `set_keepalive` sets each TCP keepalive option on its own (macOS
-  names the idle time TCP_KEEPALIVE);
-- the relay: `RELAY_SUPPORTED`, `SPLICE`, `fd_limits`, `open_fds`.
+Theory of operation. The rest of ferry calls these functions and constants
+and never asks which system it runs on, never imports a POSIX-only module
+(fcntl, resource, termios, ...) or a Windows-only one (msvcrt): those are
+imported here, and only on the system that has them. Each function does
+the same job everywhere with that system's own mechanism:
+docs/ARCHITECTURE.md, "Platforms", has the table (durability, renames,
+locks, open flags, modes and owners, signals, readiness, keepalive, the
+relay's splice and descriptor limits). What is built on top of these and
+is the same everywhere lives with its users: best-effort fsyncs in
+client/fileio.py, whose files a receive may use in client/ownership.py,
+keepalive timings in netopts.py, terminal colours in cli/qr.py.
 
 Detection uses the standard library's platform.system() ("Linux", "Darwin",
 "Windows") and, for each call, whether the system has it; the test shims
@@ -134,36 +113,6 @@ def full_fsync(fd: int) -> None:
     os.fsync(fd)
 
 
-def fsync_directory(path: str | os.PathLike[str], follow: bool = True) -> None:
-    """Best effort: make the entries of a directory (a rename into it) durable; with
-    follow false, path itself (not a link's target).
-
-    POSIX only: Windows cannot open a directory, and NTFS journals renames."""
-    if CAN_OPEN_DIRECTORIES:
-        flags = os.O_RDONLY | DIRECTORY | (0 if follow else NOFOLLOW)
-        fsync_opened(lambda: open_fd(path, flags))
-
-
-def fsync_path(path: str | os.PathLike[str]) -> None:
-    """Best effort: flush a file by its name (never following a link)."""
-    fsync_opened(lambda: open_fd(path, os.O_RDONLY | NOFOLLOW))
-
-
-def fsync_opened(opener: Callable[[], int]) -> None:
-    """Best effort: the descriptor opener returns, flushed fully and closed; any OSError
-    (opening included) is ignored."""
-    try:
-        fd = opener()
-    except OSError:
-        return
-    try:
-        full_fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _libc() -> Any | None:
     """The C library through ctypes (Linux, macOS), or None (Windows: CDLL(None) is a
     TypeError there, not an OSError)."""
@@ -261,13 +210,6 @@ def hard_link(source: str | os.PathLike[str], target: str | os.PathLike[str]) ->
 # -- modes, owners, times ----------------------------------------------------------
 
 
-def umasked(mode: int) -> int:
-    """mode less the process's umask (read without a race-free call: there is none)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mode & ~mask
-
-
 def set_mode(fd: int, mode: int) -> None:
     """fchmod where the system has it (Windows only from 3.13, where only the read-only
     bit means anything: a file ferry writes is writable, so there is nothing to do)."""
@@ -283,25 +225,12 @@ def set_mtime(fd: int, path: str | os.PathLike[str], mtime_ns: int) -> None:
         os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
-def owned_by_us(info: os.stat_result) -> bool:
-    """Made by this process's (effective) user; Windows has no POSIX owner: true."""
+def effective_user() -> int | None:
+    """This process's effective user id; None where files have no POSIX owner and mode
+    bits (Windows: ACLs decide, and st_mode says 0o666 for any writable file)."""
     if WINDOWS or not hasattr(os, "geteuid"):
-        return True
-    return info.st_uid == os.geteuid()
-
-
-def owned_privately(info: os.stat_result) -> bool:
-    """Made by this user and closed to others (POSIX owner and mode bits). Windows has
-    neither (ACLs decide, and a user's profile is private by default; st_mode says
-    0o666 for any writable file): True.
-
-    Why a receive asks: its partials and stagings have names another user can
-    predict, and in a DIR others can write to (/tmp) that user can create one
-    first; only what passes this is used, or removed when stale
-    (client/partials.py, client/staging.py)."""
-    if WINDOWS or not hasattr(os, "geteuid"):
-        return True
-    return owned_by_us(info) and not info.st_mode & 0o077
+        return None
+    return os.geteuid()
 
 
 # -- locking -------------------------------------------------------------------------
@@ -444,26 +373,11 @@ reads it (client/stdin.py)."""
 # -- sockets -------------------------------------------------------------------------
 
 
-def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
-    """TCP keepalive with these timings, each option set on its own (best effort).
-
-    The idle time is TCP_KEEPIDLE on Linux and Windows, TCP_KEEPALIVE on
-    macOS; a system without one of the options keeps its default for that
-    one and still gets the others.
-    """
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    idle_option = getattr(socket, "TCP_KEEPIDLE", None)
-    if idle_option is None:
-        idle_option = getattr(socket, "TCP_KEEPALIVE", None)
-    for option, value in (
-        (idle_option, idle),
-        (getattr(socket, "TCP_KEEPINTVL", None), interval),
-        (getattr(socket, "TCP_KEEPCNT", None), count),
-    ):
-        if option is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+def keepalive_idle_option() -> int | None:
+    """The TCP option for keepalive's idle time: TCP_KEEPIDLE on Linux and Windows,
+    TCP_KEEPALIVE on macOS; None where the system has neither."""
+    option = getattr(socket, "TCP_KEEPIDLE", None)
+    return option if option is not None else getattr(socket, "TCP_KEEPALIVE", None)
 
 
 # -- the relay -----------------------------------------------------------------------
@@ -514,21 +428,3 @@ def open_fds() -> int | None:
         except OSError:
             continue
     return None
-
-
-# -- terminals ---------------------------------------------------------------------
-
-
-def enable_terminal_colors() -> None:
-    """Let the console interpret ANSI colour sequences (send --qr draws in colour).
-
-    Terminals on Linux and macOS, and Windows Terminal, always do; the classic
-    Windows console only once asked, which colorama does (a dependency of tqdm
-    there, so in the runtime lock for Windows). Without it, nothing is done.
-    """
-    if not WINDOWS:
-        return
-    colorama = _optional_module("colorama")
-    fix = getattr(colorama, "just_fix_windows_console", None)  # colorama 0.4.6+
-    if fix is not None:
-        fix()

@@ -2,8 +2,8 @@
 
 The relay-level check is in the harness: after every relay test, a closed
 relay holds nothing (tests/relay/harness.py). Here: the Hold itself, with
-returns, exceptions and cancellation, and the web front's sorting task
-cancelled before it ever ran.
+returns, exceptions and cancellation, and the web front's sorting task and
+a connection's own task, each cancelled before it ever ran.
 """
 
 from __future__ import annotations
@@ -114,6 +114,28 @@ async def test_a_web_sorting_cancelled_before_its_first_step_gives_everything_ba
             await until(lambda: not relay.capacity.held(), "everything given back")
             assert ours.fileno() == -1  # and its socket closed
             assert not admitted
+        finally:
+            ours.close()
+            theirs.close()
+
+
+async def test_a_connection_cancelled_before_its_first_step_is_refused_and_closed() -> None:
+    async with running_relay(web=False) as r:
+        relay = r.relay
+        ours, theirs = socket.socketpair()
+        try:
+            slot = relay.gate.per_address.take("192.0.2.8")
+            assert slot is not None
+            relay._admit(ours, "192.0.2.8:4000", slot, False)
+            assert relay.open_connections == 1
+            await relay.close()  # cancels the connection's task before it ever ran
+            assert not relay.capacity.held()
+            assert relay.metrics.outcomes[("unknown", "refused")] == 1
+            theirs.settimeout(5)
+            said = theirs.recv(4096)
+            assert said.startswith(b"ERROR shutting-down"), said
+            theirs.close()  # the relay's linger ends when the client closes
+            await until(lambda: ours.fileno() == -1, "its socket closed")
         finally:
             ours.close()
             theirs.close()

@@ -122,6 +122,9 @@ async def test_ping_gets_a_pong_and_a_close_gets_a_close() -> None:
         client = await WsClient.connect(r.port)
         await client.send(b"are you there", ws.Opcode.PING)
         assert await client.event() == ws.PongReceived(b"are you there")
+        # The leg is counted as a Hold (capacity.py), its two descriptors too.
+        assert r.relay.capacity.held().get("bridges") == 1
+        assert r.relay.web is not None and r.relay.web.fds_held() == 2
         await client.send_close(ws.CloseCode.NORMAL)
         assert await client.event() == ws.CloseReceived(1000, "")
         assert await client.event() is None  # and the relay hangs up
@@ -319,6 +322,8 @@ async def test_ferry_lines_https_and_http_share_one_port(
             while (event := decoder.next_event()) is None:
                 decoder.receive_data(await reader.read(4096))
         assert isinstance(event, ws.DataReceived) and event.data.startswith(b"NAMEPLATE ")
+        held = r.relay.capacity.held()
+        assert (held.get("bridges"), held.get("tls_legs")) == (1, 1), held
         writer.close()
         ferry.close()
         await until(lambda: r.relay.open_connections == 0, "every connection ended")

@@ -176,7 +176,7 @@ def test_not_supported_holds_both_numbers() -> None:
 def test_a_windows_file_counts_as_private_although_its_mode_says_0666(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ferry.platform import owned_privately
+    from ferry.client.ownership import owned_privately
 
     path = tmp_path / "kept.part"
     path.write_bytes(b"x")
@@ -191,15 +191,17 @@ def test_a_windows_file_counts_as_private_although_its_mode_says_0666(
 def test_terminal_colors_on_windows_ask_colorama_to_fix_the_console(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from ferry.cli import qr
+
     fixed: list[bool] = []
     fake = types.ModuleType("colorama")
     fake.just_fix_windows_console = lambda: fixed.append(True)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "colorama", fake)
     monkeypatch.setattr(platform, "WINDOWS", False)
-    platform.enable_terminal_colors()
+    qr.enable_terminal_colors()
     assert fixed == []  # other systems' terminals need nothing
     monkeypatch.setattr(platform, "WINDOWS", True)
-    platform.enable_terminal_colors()
+    qr.enable_terminal_colors()
     assert fixed == [True]
     monkeypatch.setitem(sys.modules, "colorama", None)  # not installed: nothing to do
-    platform.enable_terminal_colors()
+    qr.enable_terminal_colors()

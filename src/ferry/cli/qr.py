@@ -17,8 +17,11 @@ bottom one half a module more: the half block rows pair modules up).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Final
+
+from ferry import platform
 
 QUIET_ZONE: Final = 4
 """Light modules around the code, on each side."""
@@ -60,3 +63,21 @@ def qr_lines(text: str) -> list[str]:
 def qr_width(lines: Sequence[str]) -> int:
     """Columns the lines of qr_lines take."""
     return max((len(line) - len(DARK_ON_LIGHT) - len(RESET) for line in lines), default=0)
+
+
+def enable_terminal_colors() -> None:
+    """Let the console interpret ANSI colour sequences (the code is drawn in colour).
+
+    Terminals on Linux and macOS, and Windows Terminal, always do; the classic
+    Windows console only once asked, which colorama does (a dependency of tqdm
+    there, so in the runtime lock for Windows). Without it, nothing is done.
+    """
+    if not platform.WINDOWS:
+        return
+    try:
+        colorama = importlib.import_module("colorama")
+    except ImportError:
+        return
+    fix = getattr(colorama, "just_fix_windows_console", None)  # colorama 0.4.6+
+    if fix is not None:
+        fix()

@@ -92,9 +92,9 @@ def browser_hints(web_url: str, code: Code, qr: bool, columns: int) -> list[str]
     link = browser_link(web_url, code.text)
     lines = [f"send: or open this link in a browser: {link}"]
     if qr:
-        from ferry.cli.qr import qr_lines, qr_width
+        from ferry.cli.qr import enable_terminal_colors, qr_lines, qr_width
 
-        platform.enable_terminal_colors()
+        enable_terminal_colors()
         drawn = qr_lines(link)
         if qr_width(drawn) > columns:
             lines.append(f"send: no QR code: the terminal is {columns} columns wide, "

@@ -8,6 +8,9 @@ alike, so a failure reads the same whichever path met it:
   stable storage (platform.full_fsync); an OSError becomes one LocalFileError
   naming the file (write_error), a full disk or quota its own NoSpace, which
   the sender is told apart (peer.abort_for);
+- fsync_directory / fsync_path / fsync_opened: best-effort flushes of what
+  a rename or a tree's files made (a directory only where the system can
+  open one: platform.CAN_OPEN_DIRECTORIES);
 - hash_prefix: the SHA-256 of a file's first bytes (what a receiver kept from
   an earlier try, or what a sender proves it has), fed to the resume proof
   on the way, HASH_BLOCK bytes at a time.
@@ -19,6 +22,7 @@ import errno
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 
 from ferry import platform
 from ferry.errors import LocalFileError, NoSpace
@@ -50,6 +54,36 @@ def fsync(fd: int, name: str) -> None:
         platform.full_fsync(fd)
     except OSError as exc:
         raise write_error(exc, name) from None
+
+
+def fsync_directory(path: str | os.PathLike[str], follow: bool = True) -> None:
+    """Best effort: make the entries of a directory (a rename into it) durable; with
+    follow false, path itself (not a link's target).
+
+    POSIX only: Windows cannot open a directory, and NTFS journals renames."""
+    if platform.CAN_OPEN_DIRECTORIES:
+        flags = os.O_RDONLY | platform.DIRECTORY | (0 if follow else platform.NOFOLLOW)
+        fsync_opened(lambda: platform.open_fd(path, flags))
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Best effort: flush a file by its name (never following a link)."""
+    fsync_opened(lambda: platform.open_fd(path, os.O_RDONLY | platform.NOFOLLOW))
+
+
+def fsync_opened(opener: Callable[[], int]) -> None:
+    """Best effort: the descriptor opener returns, flushed fully and closed; any OSError
+    (opening included) is ignored."""
+    try:
+        fd = opener()
+    except OSError:
+        return
+    try:
+        platform.full_fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def hash_prefix(fd: int, length: int, proof: hmac.HMAC) -> tuple[hashlib._Hash, int]:

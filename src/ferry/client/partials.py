@@ -19,7 +19,7 @@ Rules (docs/PROTOCOL.md, "Resume"):
   renamed into place: a changed source or a tampered partial never makes a
   wrong file, it starts over;
 - a partial is used only if it is this user's, mode 0600, a regular file
-  with one link (platform.owned_privately): in a shared DIR (/tmp) another user
+  with one link (ownership.owned_privately): in a shared DIR (/tmp) another user
   can create its predictable name first; such a file is left alone (never
   opened for writing, never removed), one line says so, and the transfer
   goes to a temporary file as if it could not resume;
@@ -45,6 +45,7 @@ from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
 
 from ferry import platform
+from ferry.client import ownership
 from ferry.client.fileio import hash_prefix
 from ferry.errors import ConnectionLost, Interrupted, LocalFileError, TimedOut
 from ferry.names import display_name
@@ -128,7 +129,7 @@ class Partial:
         """Before the rename: flushed to disk, the mode a new file gets (0644 less the
         umask), and closed (Windows renames no file that is open)."""
         platform.full_fsync(self.fd)
-        platform.set_mode(self.fd, platform.umasked(0o644))
+        platform.set_mode(self.fd, ownership.umasked(0o644))
         self._close()
 
     def _close(self) -> None:
@@ -159,7 +160,7 @@ def _open_ours(path: Path) -> int | None:
     with one link (checked before it is opened, and again after); else None."""
 
     def ours(info: os.stat_result) -> bool:
-        return S_ISREG(info.st_mode) and info.st_nlink == 1 and platform.owned_privately(info)
+        return S_ISREG(info.st_mode) and info.st_nlink == 1 and ownership.owned_privately(info)
 
     try:
         before = os.lstat(path)
@@ -192,7 +193,7 @@ def remove_stale(directory: Path, now: float | None = None) -> None:
                 info = path.lstat()
                 if now - info.st_mtime < PARTIAL_MAX_AGE or S_ISLNK(info.st_mode):
                     continue
-                if not platform.owned_by_us(info):
+                if not ownership.owned_by_us(info):
                     continue  # another user's, in a shared DIR: never ours to delete
                 if S_ISDIR(info.st_mode) and any(path.glob(".ferry-replaced-*")):
                     continue  # old files --overwrite could not put back: the user's

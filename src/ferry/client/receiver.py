@@ -28,7 +28,7 @@ from ferry import platform, units
 from ferry.address import Address
 from ferry.client import outdir
 from ferry.client.exchange import Exchange
-from ferry.client.fileio import fsync, write_all
+from ferry.client.fileio import fsync, fsync_directory, write_all
 from ferry.client.outdir import prepare_directory as prepare_directory
 from ferry.client.output import Output
 from ferry.client.partials import CUT, Partial, remove_stale
@@ -398,7 +398,7 @@ class Receiver:
                     os.rename(temp, target)
                 else:
                     os.unlink(temp)
-            platform.fsync_directory(self.directory)
+            fsync_directory(self.directory)
         except OSError as exc:
             raise LocalFileError(f"cannot store the file: {exc.strerror}") from None
 

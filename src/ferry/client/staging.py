@@ -34,7 +34,7 @@ Rules (never lose or corrupt anything, as for a single file):
 A tree from a sender that can resume is staged under a name the next try
 finds again, `.ferry-resume-<key>.tree` (key: the SHA-256 of the top-level
 names), locked with flock(2) while a receive uses it, and used only if it
-is this user's directory, closed to others (platform.owned_privately): another
+is this user's directory, closed to others (ownership.owned_privately): another
 user's entry under that name is left alone, one line says so, and the
 tree is staged in a new directory as if it could not resume. If the transfer is
 cut it stays: prepare() on the next try removes whatever the new manifest
@@ -62,6 +62,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferry import platform
+from ferry.client import fileio, ownership
 from ferry.client.fileio import hash_prefix, write_error
 from ferry.client.partials import ignored_notice
 from ferry.client.placement import Placement
@@ -155,7 +156,7 @@ class Staging:
                 raise LocalFileError(f"cannot write into {where}: {exc.strerror}") from None
             return False  # a link, a file, a FIFO: not ours
         info = os.fstat(fd)
-        if not platform.owned_privately(info):
+        if not ownership.owned_privately(info):
             os.close(fd)
             return False
         try:
@@ -221,7 +222,7 @@ class Staging:
             try:
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
-                platform.set_mode(fd, platform.umasked(0o755 if executable else 0o644))
+                platform.set_mode(fd, ownership.umasked(0o755 if executable else 0o644))
             except BaseException:
                 os.close(fd)
                 raise
@@ -341,12 +342,12 @@ class Staging:
             self._early.join()
         if len(self._unsynced) <= SYNCFS_THRESHOLD or not _syncfs(self.path):
             for parts in self._unsynced:
-                platform.fsync_path(self.path.joinpath(*parts))
+                fileio.fsync_path(self.path.joinpath(*parts))
             for parts, is_dir in zip(plan.paths, plan.is_dir, strict=True):
                 if is_dir:
-                    platform.fsync_directory(self.path.joinpath(*parts), follow=False)
+                    fileio.fsync_directory(self.path.joinpath(*parts), follow=False)
         self._unsynced.clear()
-        platform.fsync_directory(self.path, follow=False)
+        fileio.fsync_directory(self.path, follow=False)
 
     def install(self, placement: Placement) -> None:
         """Rename each entry the placement names into the output directory; all or none.
@@ -535,6 +536,6 @@ def _make_parents(root: Path, parts: tuple[str, ...]) -> None:
 
 def _fsync_below(root: Path, parts: tuple[str, ...]) -> None:
     """Best effort: flush the entries of root/parts (the renames into it); POSIX only, as
-    platform.fsync_directory."""
+    fileio.fsync_directory."""
     if platform.CAN_OPEN_DIRECTORIES:
-        platform.fsync_opened(lambda: _open_below(root, parts))
+        fileio.fsync_opened(lambda: _open_below(root, parts))

@@ -1,12 +1,13 @@
 """What the relay counts against a limit, and the one way to take and give it back.
 
 Theory of operation. Each counted resource (open connections, handshakes,
-pipes moving bytes, connections per source address, and each global pool's
-per-network shares: limits.py) changes only through a `Hold`: taking one
-counts one unit, and the Hold gives it back exactly once, on `release()` or
-on leaving its `with` block, however that block ends (a return, a
-Refusal, any exception, a cancellation). So a path that forgets to give
-back, or gives back twice, cannot be written:
+pipes moving bytes, the web front's WebSocket and TLS legs, connections per
+source address, and each global pool's per-network shares: limits.py)
+changes only through a `Hold`: taking one counts one unit, and the Hold
+gives it back exactly once, on `release()` or on leaving its `with` block,
+however that block ends (a return, a Refusal, any exception, a
+cancellation). So a path that forgets to give back, or gives back twice,
+cannot be written:
 
 - a resource held for a stretch of code is a `with` block (a handshake
   while the first line is read, a transfer share while a claim runs, a pipe
@@ -16,7 +17,8 @@ back, or gives back twice, cannot be written:
   and releases when it ends, whichever path ends it (connection.py).
 
 Which limit applies where, and the refusal that goes with it, is the
-server's (server.py) and the web front's (web.py): this module only counts.
+server's (dialogue.py, pairing.py) and the web front's (web.py): this module
+only counts.
 `Capacity.held()` says what is held now, by name; a relay that has closed
 holds nothing (tests/relay checks it after every relay test).
 
@@ -151,6 +153,10 @@ class Capacity:
         """Connections that have not sent their first line (the max_handshakes pool)."""
         self.pipes = Count()
         """Pipes moving bytes (bounded, with the claims, by max_active_transfers)."""
+        self.bridges = Count()
+        """WebSocket legs running (web.py: two descriptors each beyond the admitted end)."""
+        self.tls_legs = Count()
+        """TLS connections running (web.py: two descriptors each, their socketpair)."""
         self.per_address = AddressSlots(config.max_connections_per_address)
         networks = config.fair_share_addresses
         self.handshake_shares = Shares(config.max_handshakes, networks)
@@ -163,6 +169,8 @@ class Capacity:
             "connections": self.connections.value,
             "handshakes": self.handshakes.value,
             "pipes": self.pipes.value,
+            "bridges": self.bridges.value,
+            "tls_legs": self.tls_legs.value,
             "addresses": len(self.per_address),
             "handshake_shares": len(self.handshake_shares),
             "sender_shares": len(self.sender_shares),

@@ -50,6 +50,9 @@ class Connection:
     """A forwarded connection's client, as the per-address limits' key: that node
     holds its per-address slot (this connection holds none here), but the pool
     shares count it."""
+    started: bool = False
+    """Its task ran (server.py): from then on the task itself ends it; a task
+    cancelled before its first step never runs its own handlers."""
     lines: rv.LineBuffer = field(init=False)
     _between_transfers: asyncio.Event = field(init=False)
 

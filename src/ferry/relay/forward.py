@@ -30,7 +30,7 @@ Rules this module owns:
   data direction's socket buffers from buffers.plan and one pump buffer per
   direction, so every node a transfer crosses holds at most the budget;
 - the client's look-up budget and per-address connection slot are spent on
-  the node it reached (server.py), the owner does not charge them again (the
+  the node it reached (dialogue.py), the owner does not charge them again (the
   internal connection has no per-address key there);
 - the pools' per-network shares hold on both nodes: the forwarding node
   counts a forwarded receiver in its transfer shares, and the owner counts

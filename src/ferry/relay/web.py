@@ -86,8 +86,9 @@ STATIC_SEND_BUFFER: Final = 256 * 1024
 
 
 class Relay(Protocol):
-    """What the web front uses of the relay that owns it (server.Relay). A protocol,
-    so that this module does not import server.py, which imports it."""
+    """What the web front uses of the relay that owns it (server.Relay, a
+    context.RelayContext). A protocol, so that this module does not import
+    context.py, which imports it."""
 
     config: RelayConfig
     buffers: BufferPlan
@@ -110,22 +111,19 @@ class WebFront:
         self.relay = relay
         configured = relay.config.web_root
         self.root = root or (Path(configured) if configured else WEB_ROOT)
-        self.bridges = 0
-        """WebSocket legs running (two descriptors each beyond the admitted end)."""
         config = relay.config
         self.tls: ssl.SSLContext | None = (
             tls.server_context(config.tls_cert, config.tls_key) if config.tls_cert else None
         )
         """https on this port (tls.py); raises BadTlsFiles here, at start-up."""
-        self.tls_legs = 0
-        """TLS connections running (two descriptors each: their socketpair)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._bridging: set[asyncio.Task[None]] = set()
 
     def fds_held(self) -> int:
         """Descriptors held beyond the server's open_connections (which counts the
         sockets being sorted or answered here, and each leg's admitted end)."""
-        return 2 * self.bridges + 2 * self.tls_legs
+        capacity = self.relay.capacity
+        return 2 * capacity.bridges.value + 2 * capacity.tls_legs.value
 
     def wrap(self, admit: ServerAdmit) -> Admit:
         """The admit callback for Gate.accept_loop: sort first, then admit."""
@@ -326,23 +324,22 @@ class WebFront:
 
     async def _serve_tls(self, leg: tls.TlsLeg, front: _Front) -> None:
         """HTTP inside TLS: served on the leg's plaintext end while the leg runs."""
-        self.tls_legs += 1
-        runner = asyncio.create_task(leg.run())
-        try:
-            await self._serve_http(front)
-            await runner  # bounded: the front closed its end (tls.FLUSH_TIMEOUT)
-        finally:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
-            for sock in (leg.plain, leg.mine, leg.raw):
-                sock.close()
-            self.tls_legs -= 1
+        with self.relay.capacity.tls_legs.hold():
+            runner = asyncio.create_task(leg.run())
+            try:
+                await self._serve_http(front)
+                await runner  # bounded: the front closed its end (tls.FLUSH_TIMEOUT)
+            finally:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+                for sock in (leg.plain, leg.mine, leg.raw):
+                    sock.close()
 
     def _proxied_client(
         self, sock: socket.socket, peer: str, header: proxy.Header
     ) -> tuple[str, AddressSlot]:
         """Consume a trusted proxy's header: the client's peer and its address's slot
-        (server.py's _read_proxy_header does the same without the web)."""
+        (dialogue.py's _read_proxy_header does the same without the web)."""
         _consume(sock, header.length)
         if header.client is None:
             return peer, unlimited()  # the proxy's own check
@@ -387,7 +384,7 @@ class WebFront:
         task = asyncio.current_task()
         assert task is not None
         self._bridging.add(task)
-        self.bridges += 1
+        leg_held = self.relay.capacity.bridges.hold()
         try:
             legs = bridge.Bridge(
                 front.sock,
@@ -403,7 +400,7 @@ class WebFront:
             front.admit(inner, front.peer, front.slot.hand_over(), False, front.since)
             await legs.run()
         finally:
-            self.bridges -= 1
+            leg_held.release()
             self._bridging.discard(task)
             if not front.handed:
                 inner.close()

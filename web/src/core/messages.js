@@ -44,12 +44,21 @@ export const MAX_PATH = 4 * MAX_OFFERED_NAME;
 export const MAX_MTIME = (1n << 63n) - 1n;
 export const RECORD_BUDGET = MAX_MESSAGE_PAYLOAD - 1024;
 
+// ANSWER/ABORT reasons: the Python list (messages.REASON_*), pinned by vectors.messages.reasons.
 export const REASON_EXISTS = 'exists';
 export const REASON_UNSUPPORTED = 'unsupported';
 export const REASON_BAD_NAME = 'bad-name';
 export const REASON_LOCAL_ERROR = 'local-error';
+/** ABORT: the receiver's disk filled up while it stored the data. */
+export const REASON_NO_SPACE = 'no-space';
 export const REASON_TOO_LARGE = 'too-large';
 export const REASON_DECLINED = 'declined';
+/** ABORT from the sender: a file changed while it was read; nothing may be stored. */
+export const REASON_CHANGED = 'changed';
+export const REASONS = Object.freeze([
+  REASON_EXISTS, REASON_UNSUPPORTED, REASON_BAD_NAME, REASON_LOCAL_ERROR, REASON_NO_SPACE,
+  REASON_TOO_LARGE, REASON_DECLINED, REASON_CHANGED,
+]);
 
 const KINDS = new Set([KIND_FILE, KIND_TREE, KIND_STREAM, KIND_TEXT]);
 

@@ -37,6 +37,7 @@ import {
   RemoteProtocolError,
   WrongCode,
 } from '../core/errors.js';
+import { REASON_LOCAL_ERROR, REASON_NO_SPACE } from '../core/messages.js';
 import { LineBuffer, joinRequest, parseRelayLine, pong, receiveRequest, sendRequest } from '../core/rendezvous.js';
 import { RECORD_SIZE, ReceiverSession, SenderSession, State } from '../core/session.js';
 
@@ -71,6 +72,21 @@ const REFUSALS = {
 /** Peer-chosen text, safe to show on one line: control and format characters become "?". */
 export function shown(text) {
   return String(text).replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, '?');
+}
+
+/**
+ * The ABORT {reason, message} a side (`role`: 'sender' or 'receiver') sends its peer
+ * when `error` stops it mid-transfer, by the command-line client's rule (its
+ * client/peer.py abort_for): the reason is one of messages.REASONS (`no-space` for a
+ * full disk, `local-error` for anything else, a cancel included), and the text never
+ * repeats the error's own message, which can name a local file or folder.
+ */
+export function abortFor(error, role) {
+  if (error instanceof Cancelled) return { reason: REASON_LOCAL_ERROR, message: `the ${role} cancelled` };
+  const full = role === 'receiver' && error?.name === 'QuotaExceededError';
+  const verb = role === 'receiver' ? 'store' : 'send';
+  const why = full ? 'the disk is full' : 'it failed on its side';
+  return { reason: full ? REASON_NO_SPACE : REASON_LOCAL_ERROR, message: `the ${role} could not ${verb} what was offered: ${why}` };
 }
 
 /** Our own sentence for a relay's refusal (its text only where the CLI shows it too). */
@@ -164,7 +180,8 @@ async function converse(session, conn, reader, now, rest, onEvent, signal) {
     }
   };
   const cancel = async () => {
-    session.abort('error', `the ${session.role} cancelled`, now());
+    const { reason, message } = abortFor(new Cancelled(), session.role);
+    session.abort(reason, message, now());
     await flush().catch(() => {});
     throw new Cancelled();
   };
@@ -184,8 +201,8 @@ async function converse(session, conn, reader, now, rest, onEvent, signal) {
         // Our own failure (a file that cannot be written, a source that cannot be
         // read): the peer is told, unless the session is already over.
         if (session.state !== State.DONE && session.state !== State.FAILED && !(error instanceof Cancelled)) {
-          const reason = session.role === 'receiver' ? 'local-error' : 'error';
-          session.abort(reason, `the ${session.role} failed: ${error.message ?? error}`, now());
+          const { reason, message } = abortFor(error, session.role);
+          session.abort(reason, message, now());
           await flush().catch(() => {});
         }
         if (error instanceof Cancelled) await cancel();

@@ -1,16 +1,16 @@
 """A receiving page paced by its disk: old and new web app side by side, in one run.
 
-    python -m bench.webpace [--old REF] [--size MIB] [--disk-ms MS] [--runs N]
+    python -m bench.webpace [--old REF] [--size MIB] [--fast-size MIB] [--disk-ms MS] [--runs N]
 
 Theory of operation. Two relays on 127.0.0.1: ./relay of --old (default
 main), unpacked with `git archive` (src/, so its web app too), and this
 checkout's; both carry this checkout's ./send. Headless Chromium, as
 bench/web.py drives it. Per run, old and new interleaved, each relay gets:
 
-    fast sink    cli -> browser through bench/web.py's counting picker (no
-                 disk): MB/s over the whole transfer and browser CPU seconds,
-                 to show that pacing costs the fast path nothing
-    slow disk    cli -> browser onto ferry_testing.chromium.slow_disk_script
+    fast sink    cli -> browser of --fast-size MiB through bench/web.py's
+                 counting picker (no disk): MB/s over the whole transfer and
+                 browser CPU seconds, to show what pacing costs the fast path
+    slow disk    cli -> browser of --size MiB onto ferry_testing.chromium.slow_disk_script
                  (each write --disk-ms late: a disk slower than the network),
                  the page's live memory (V8 heap + ArrayBuffer backing stores,
                  after a full GC: ferry_testing.chromium.live_heap) sampled
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.webpace", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--old", default="main", help="git ref of the old web app (default main)")
-    parser.add_argument("--size", type=int, default=32, help="MiB per transfer (default 32)")
+    parser.add_argument("--size", type=int, default=32, help="MiB onto the slow disk (default 32)")
+    parser.add_argument("--fast-size", type=int, default=256, help="MiB to the fast sink")
     parser.add_argument("--disk-ms", type=int, default=25, help="the slow disk's delay per write")
     parser.add_argument("--runs", type=int, default=3, help="runs per side, interleaved")
     args = parser.parse_args(argv)
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         source = e2e.make_file(work / "payload.bin", size)
+        fast_source = e2e.make_file(work / "fast.bin", args.fast_size * MIB)
         roots = {"old": old, "new": procs.ROOT}
         relays = {
             side: procs.start_relay(work, command=(root / "relay",), cwd=root)
@@ -118,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                     row, relay = rows[side], relays[side]
                     _say(f"run {run + 1}/{args.runs}, {side}: fast sink")
                     cpu = browser_cpu()
-                    receipt = cli_to_browser(relay, browser, source, work)
+                    receipt = cli_to_browser(relay, browser, fast_source, work)
                     row.fast_browser_cpu.append(browser_cpu() - cpu)
-                    row.fast_rate.append(size / receipt.seconds / 1e6)
+                    row.fast_rate.append(args.fast_size * MIB / receipt.seconds / 1e6)
                     _say(f"run {run + 1}/{args.runs}, {side}: slow disk")
                     peak, seconds = slow_disk(relay, browser, source, work, args.disk_ms)
                     row.slow_peak.append(peak / MIB)
@@ -132,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {command}")
     disk_rate = 128 * 1024 / args.disk_ms / 1e3
     print(
-        f"{args.size} MiB, {args.runs} runs interleaved, loopback; slow disk: one write per "
-        f"{args.disk_ms} ms (about {disk_rate:.1f} MB/s with 128 KiB records)"
+        f"{args.runs} runs interleaved, loopback; fast sink {args.fast_size} MiB; slow disk "
+        f"{args.size} MiB, one write per {args.disk_ms} ms (about {disk_rate:.1f} MB/s with "
+        "128 KiB records)"
     )
     print(f"load average: start {load_start}, end {load_average()} ({os.cpu_count()} CPUs)")
     print(f"| | old ({args.old}) | new |")

@@ -32,7 +32,7 @@ test('receivedWhere names the place for every way save.js saves', () => {
   for (const [method, text] of Object.entries(cases)) assert.equal(receivedWhere(method, 'x.bin'), text, method);
   assert.equal(receivedWhere('pick-file', ''), 'It was written to the file you picked.');
   assert.equal(receivedWhere('pick-folder', ''), 'The files were written into the folder you picked.');
-  assert.equal(receivedWhere(null, ''), 'It is shown below; it was not saved anywhere.');
+  assert.equal(receivedWhere(null, ''), 'It is shown below and was not saved anywhere: copy it before you leave the page.');
 });
 
 test('doneContent offers the same again and the other side, per side', () => {

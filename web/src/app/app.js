@@ -8,8 +8,9 @@
 // dropped or a text typed to send. One transfer at a time. The status line
 // (data-testid="status") ends in "done" on success and says what happened
 // otherwise; a success also replaces both views with the done view
-// (done.js: what moved, where it went, and no code, which is spent). Without a secure context (plain http from a host that is not
-// localhost) WebCrypto is missing: the page says so and does nothing.
+// (done.js: what moved, where it went, and no code, which is spent).
+// Without a secure context (plain http from a host that is not localhost)
+// WebCrypto is missing: the page says so and does nothing.
 
 import { parseCode } from '../core/codes.js';
 import {

@@ -45,7 +45,7 @@ export function receivedWhere(method, name) {
     case 'memory-zip':
       return `Your browser was handed the files as one download, ${name}.`;
     default:
-      return 'It is shown below; it was not saved anywhere.';
+      return 'It is shown below and was not saved anywhere: copy it before you leave the page.';
   }
 }
 

@@ -7,8 +7,10 @@
 // server) or typed; the offer shown with a Save button; files picked,
 // dropped or a text typed to send. One transfer at a time. The status line
 // (data-testid="status") ends in "done" on success and says what happened
-// otherwise. Without a secure context (plain http from a host that is not
-// localhost) WebCrypto is missing: the page says so and does nothing.
+// otherwise; a success also replaces both views with the done view
+// (done.js: what moved, where it went, and no code, which is spent).
+// Without a secure context (plain http from a host that is not localhost)
+// WebCrypto is missing: the page says so and does nothing.
 
 import { parseCode } from '../core/codes.js';
 import {
@@ -23,6 +25,7 @@ import {
 } from '../core/errors.js';
 import { receive, send, shown } from '../transfer/drive.js';
 import { filesSource, textSource } from '../transfer/source.js';
+import { SENT_WHERE, doneContent, receivedWhere, savedName, showDone } from './done.js';
 import { giveUpStreaming, registerWorker } from './download.js';
 import { capabilities, openSink, plan } from './save.js';
 import { qrSvg } from './qr.js';
@@ -33,12 +36,16 @@ export { formatSize };
 
 const $ = (id) => document.getElementById(id);
 const now = () => performance.now() / 1000;
+/** A sending page's connections; a receiving page's read paced by its sink (socket.js). */
 const connect = () => openSocket(relayUrl(window.location));
+const connectPaced = () => openSocket(relayUrl(window.location), { paced: true });
 const SHOWN_ENTRIES = 50;
 
 let busy = false;
 let fromLink = false;
 let controller = null;
+/** The side the done view speaks for ('receiver' or 'sender'), while it is shown. */
+let doneSide = null;
 
 function setStatus(text, kind = '') {
   const status = $('status');
@@ -72,6 +79,8 @@ export function failureText(error, side) {
 /** A transfer starts: the other view goes away until it ends. */
 function begin(view) {
   busy = true;
+  leaveDone();
+  $(view).hidden = false;
   $(view === 'receive' ? 'send' : 'receive').hidden = true;
   controller = new AbortController();
   for (const id of ['receive-button', 'send-text-button', 'file-input', 'folder-input', 'code-input', 'text-input']) {
@@ -93,6 +102,39 @@ function end(view) {
   $('offer').hidden = true;
 }
 
+/** After a success: the done view instead of both views (their codes are spent). */
+function enterDone(side, what, where) {
+  doneSide = side;
+  $('receive').hidden = true;
+  $('send').hidden = true;
+  $('progress').hidden = true;
+  showDone(document, doneContent(side, what, where));
+  $('again-button').focus();
+}
+
+function leaveDone() {
+  doneSide = null;
+  $('done').hidden = true;
+  $('text-box').hidden = true;
+  $('text-out').textContent = '';
+}
+
+/** "Receive another", "Send something", ...: back to the start, ready for `view`. */
+function startOver(view) {
+  leaveDone();
+  fromLink = false;
+  $('receive').hidden = false;
+  $('send').hidden = false;
+  $('progress').hidden = true;
+  setStatus('ready');
+  if (view === 'receive') {
+    $('code-input').value = '';
+    $('code-input').focus();
+  } else {
+    $('file-input').focus();
+  }
+}
+
 // -- receiving --------------------------------------------------------------
 
 function describeOffer(offer, entries) {
@@ -109,6 +151,7 @@ function showOffer(offer, entries) {
   $('offer-summary').textContent = `Coming: ${describeOffer(offer, entries)}`;
   const list = $('offer-list');
   list.replaceChildren();
+  list.hidden = offer.kind !== 'tree';
   for (const entry of entries.filter((e) => !e.isDir).slice(0, SHOWN_ENTRIES)) {
     const item = document.createElement('li');
     item.textContent = `${shown(entry.path)} (${formatSize(entry.size)})`;
@@ -121,8 +164,11 @@ function showOffer(offer, entries) {
   }
 }
 
-/** Wait for Save or Decline; resolves to the decision drive.receive() expects. */
-function decide(offer, entries, signal) {
+/**
+ * Wait for Save or Decline; resolves to the decision drive.receive() expects.
+ * onSaving(method, sink) hears how an accepted offer is being saved.
+ */
+function decide(offer, entries, signal, onSaving) {
   if (offer.kind === 'text') {
     const parts = [];
     return {
@@ -161,7 +207,9 @@ function decide(offer, entries, signal) {
     save.onclick = async () => {
       save.disabled = true; // one download per offer, however often it is clicked
       try {
-        finish({ accept: true, sink: await openSink(chosen.method, offer, entries, document) });
+        const sink = await openSink(chosen.method, offer, entries, document);
+        onSaving(chosen.method, sink);
+        finish({ accept: true, sink });
       } catch (error) {
         if (chosen.method === 'download' || chosen.method === 'zip-download') {
           // The service worker did not start the download: the other ways from now on.
@@ -191,15 +239,17 @@ async function startReceive(typed) {
   $('text-box').hidden = true;
   const signal = begin('receive');
   let offered = null;
+  let saving = null;
+  let done = null;
   try {
     const result = await receive({
-      connect,
+      connect: connectPaced,
       code,
       now,
       signal,
       decide: (offer, entries) => {
         offered = { offer, entries };
-        return decide(offer, entries, signal);
+        return decide(offer, entries, signal, (method, sink) => { saving = { method, sink }; });
       },
       onStatus: (state, detail = {}) => {
         if (state === 'receiving') {
@@ -211,26 +261,35 @@ async function startReceive(typed) {
         }
       },
     });
-    if (result.refused) setStatus(signal.aborted ? 'cancelled' : 'declined', 'failed');
-    else if (result.offer.kind === 'text') setStatus('text received: done', 'done');
-    else setStatus(`received ${describeOffer(offered.offer, offered.entries)}: done`, 'done');
+    if (result.refused) {
+      setStatus(signal.aborted ? 'cancelled' : 'declined', 'failed');
+    } else if (result.offer.kind === 'text') {
+      setStatus('text received: done', 'done');
+      done = ['A text message', receivedWhere(null, '')];
+    } else {
+      const { offer, entries } = offered;
+      setStatus(`received ${describeOffer(offer, entries)}: done`, 'done');
+      const name = savedName(saving.method, offer, entries, saving.sink);
+      // A stream's size is known now.
+      const what = offer.kind === 'stream' ? `${shown(offer.name)}, ${formatSize(result.received)}` : describeOffer(offer, entries);
+      done = [what, receivedWhere(saving.method, name)];
+    }
   } catch (error) {
     setStatus(failureText(error, 'receiver'), 'failed');
   } finally {
     end('receive');
   }
+  if (done) enterDone('receiver', ...done);
 }
 
 // -- sending ----------------------------------------------------------------
 
-async function startSend(source, what) {
+async function startSend(source, what, title = what) {
   if (busy) return;
   const signal = begin('send');
   // A code from an earlier transfer must never be read as this one's.
-  $('code-box').hidden = true;
-  $('code-out').textContent = '';
-  showLink('');
-  $('code-lead').textContent = 'Give the receiver this code:';
+  forgetCode();
+  let sent = false;
   try {
     await send({
       connect,
@@ -255,17 +314,22 @@ async function startSend(source, what) {
       },
     });
     setStatus(`sent ${what}: done`, 'done');
+    sent = true;
   } catch (error) {
     setStatus(failureText(error, 'sender'), 'failed');
   } finally {
-    // The code ends with this transfer: say so where it is still shown, and take
-    // away what invites using it (the QR code, the copy button).
-    $('code-lead').textContent = 'This code was for that transfer (it no longer works):';
-    $('qr-box').hidden = true;
-    $('qr-out').replaceChildren();
-    $('link-actions').hidden = true;
+    // The code ends with this transfer, whatever its outcome: nothing that
+    // invites using it (the code, its link, the QR code) stays on the page.
+    forgetCode();
     end('send');
   }
+  if (sent) enterDone('sender', title, SENT_WHERE);
+}
+
+function forgetCode() {
+  $('code-box').hidden = true;
+  $('code-out').textContent = '';
+  showLink('');
 }
 
 /** The link to this page with the code (or none: ''), its Copy button and its QR code. */
@@ -327,7 +391,7 @@ function init() {
       setStatus('type a text to send first', 'failed');
       return;
     }
-    startSend(textSource(text), 'a text');
+    startSend(textSource(text), 'a text', 'A text message');
   });
   $('copy-button').addEventListener('click', async () => {
     try {
@@ -338,6 +402,8 @@ function init() {
     }
   });
   $('copy-link-button').addEventListener('click', copyLink);
+  $('again-button').addEventListener('click', () => startOver(doneSide === 'sender' ? 'send' : 'receive'));
+  $('other-button').addEventListener('click', () => startOver(doneSide === 'sender' ? 'receive' : 'send'));
   $('cancel-button').addEventListener('click', () => controller?.abort());
   const drop = $('drop');
   drop.addEventListener('dragover', (event) => {

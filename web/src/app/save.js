@@ -103,11 +103,12 @@ export async function openSink(method, offer, entries, document) {
   }
 }
 
-/** Streaming to a file the person picked (call inside the click on Save). */
+/** Streaming to a file the person picked (call inside the click on Save); the sink's `name` is the picked file's. */
 export async function pickFileSink(name) {
   const handle = await globalThis.showSaveFilePicker({ suggestedName: baseName(name) });
   const writable = await handle.createWritable();
   return {
+    name: handle.name, // what the person picked, for the done view
     write: (data) => writable.write(data),
     close: () => writable.close(),
     abort: () => writable.abort(),
@@ -167,6 +168,7 @@ export async function pickFolderSink(entries) {
     return open;
   }
   return {
+    name: root.name, // the folder the person picked, for the done view
     write: async (data, index) => (await writer(index)).write(data),
     fileDone: async (index) => {
       await (await writer(index)).close();

@@ -25,3 +25,11 @@ test('abortFor: a reason from the list, never the error\'s own message (a local 
   assert.equal(abortFor(full, 'sender').reason, 'local-error');
   assert.deepEqual(abortFor(new Cancelled(), 'sender'), { reason: 'local-error', message: 'the sender cancelled' });
 });
+
+test('abortFor: an error with a sentence written for the peer says it, nothing else', () => {
+  const cancelled = Object.assign(new Error('/home/ann/a.bin'), { peerText: 'the download was cancelled in the browser' });
+  assert.deepEqual(abortFor(cancelled, 'receiver'), {
+    reason: 'local-error',
+    message: 'the receiver failed: the download was cancelled in the browser',
+  });
+});

@@ -25,6 +25,8 @@ import {
   newId,
 } from '../sw/protocol.js';
 
+const CANCELLED_DOWNLOAD = 'the download was cancelled in the browser';
+
 const READY_MS = 5_000;
 const STARTED_MS = 15_000;
 const FRAME_KEPT_MS = 60_000;
@@ -108,7 +110,8 @@ export async function streamDownload({ name, size = null, zip = false, move = fa
   port.onmessage = (event) => {
     const type = event.data?.type;
     if (type === 'cancelled') {
-      failure = new Error('the download was cancelled in the browser');
+      // A fixed sentence, so drive.js's abortFor may tell the sender why.
+      failure = Object.assign(new Error(CANCELLED_DOWNLOAD), { peerText: CANCELLED_DOWNLOAD });
       for (const key of [...waiting.keys()]) settle(key, failure);
       credit?.reject(failure);
       credit = null;

@@ -79,10 +79,15 @@ export function shown(text) {
  * when `error` stops it mid-transfer, by the command-line client's rule (its
  * client/peer.py abort_for): the reason is one of messages.REASONS (`no-space` for a
  * full disk, `local-error` for anything else, a cancel included), and the text never
- * repeats the error's own message, which can name a local file or folder.
+ * repeats the error's own message, which can name a local file or folder. An error
+ * may carry `peerText`, a fixed sentence written for the peer (e.g. the download was
+ * cancelled in the browser): that is said instead of the generic one.
  */
 export function abortFor(error, role) {
   if (error instanceof Cancelled) return { reason: REASON_LOCAL_ERROR, message: `the ${role} cancelled` };
+  if (typeof error?.peerText === 'string') {
+    return { reason: REASON_LOCAL_ERROR, message: `the ${role} failed: ${shown(error.peerText)}` };
+  }
   const full = role === 'receiver' && error?.name === 'QuotaExceededError';
   const verb = role === 'receiver' ? 'store' : 'send';
   const why = full ? 'the disk is full' : 'it failed on its side';

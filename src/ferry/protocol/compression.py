@@ -28,10 +28,10 @@ When a sender compresses (Policy). Compressing costs CPU on both sides and
 only pays when the network, not the CPU, is what the transfer waits for,
 and when the bytes compress. The driver tells the policy after every
 write whether it had to wait for the socket (the send queue was full:
-the network is behind); the next record is compressed only after such a
-write. If compressing makes the sender slower than the network, the queue
-drains, writes stop waiting, and records go raw until it fills again, so
-the mix settles where both keep up. A record that saves less than
+the network is behind); records are compressed only within RECENT seconds
+of such a write. If compressing makes the sender slower than the network,
+the queue drains, writes stop waiting, and records go raw until it fills
+again, so the mix settles where both keep up. A record that saves less than
 1/MIN_SAVING of its size is sent raw, and the next tries back off (1, 2,
 4 … MAX_BACKOFF records raw without trying), so random or already
 compressed data costs one cheap try now and then; a record that compresses
@@ -63,6 +63,10 @@ MIN_SAVING: Final = 8
 """A compressed record is sent only if it is at least 1/MIN_SAVING smaller than raw."""
 MAX_BACKOFF: Final = 64
 """Most records sent raw without trying, after tries that did not compress."""
+RECENT: Final = 0.5
+"""Seconds after a write that waited during which the network counts as behind. A
+full queue makes writes wait in bursts: once the kernel lets one go on, it takes
+a large part of its buffer before the next waits (megabytes on a long path)."""
 
 
 def encode_prefix(raw_length: int) -> bytes:
@@ -101,21 +105,27 @@ class Policy:
     """Whether the sender compresses its next DATA record (module docstring)."""
 
     def __init__(self) -> None:
-        self.congested = False
-        """The last write waited for the socket: the network is behind."""
+        self.waited_at: float | None = None
+        """When a write last waited for the socket (the driver's clock, seconds)."""
         self._skip = 0  # records to send raw before the next try
         self._backoff = 0  # the skip after the next try that does not pay
 
-    def wrote(self, waited: bool) -> None:
-        """A write completed; `waited`: it could not go out at once (the queue was full)."""
-        self.congested = waited
+    def wrote(self, waited: bool, now: float) -> None:
+        """A write completed at `now`; `waited`: it could not go out at once (the queue
+        was full)."""
+        if waited:
+            self.waited_at = now
 
-    def wants(self) -> bool:
+    def congested(self, now: float) -> bool:
+        """A write waited within the last RECENT seconds: the network is behind."""
+        return self.waited_at is not None and now - self.waited_at <= RECENT
+
+    def wants(self, now: float) -> bool:
         """Whether to try compressing the next record (call once per record)."""
         if self._skip:
             self._skip -= 1
             return False
-        return self.congested
+        return self.congested(now)
 
     def worth(self, raw: int, packed: int) -> bool:
         """Whether a record of `raw` bytes that compressed to `packed` goes compressed;

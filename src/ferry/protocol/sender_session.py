@@ -266,7 +266,7 @@ class SenderSession(Session):
         self._delivered += len(chunk)
         flags = FLAG_FINAL if final else 0
         body: memoryview | bytes = chunk
-        if chunk and self._compressor is not None and self.policy.wants():
+        if chunk and self._compressor is not None and self.policy.wants(now):
             frame = self._compressor.compress(chunk)
             packed = compression.PREFIX_SIZE + len(frame)
             if self.policy.worth(len(chunk), packed):
@@ -286,7 +286,7 @@ class SenderSession(Session):
 
     def wrote(self, now: float, waited: bool = False) -> None:
         super().wrote(now, waited)
-        self.policy.wrote(waited)
+        self.policy.wrote(waited, now)
 
     @property
     def delivered(self) -> int:

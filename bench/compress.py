@@ -163,9 +163,7 @@ def _pair(
     return finished - started
 
 
-def ferry_once(
-    ctx: wan.Context, place: Place, tool: str, old: Path, source: Path
-) -> wan.Sample:
+def ferry_once(ctx: wan.Context, place: Place, tool: str, old: Path, source: Path) -> wan.Sample:
     size = source.stat().st_size
     outdir = Path(tempfile.mkdtemp(prefix=f"compress-{tool}-", dir=ctx.workdir))
     if tool == "old":
@@ -322,8 +320,9 @@ def codecs_table(corpora: dict[str, Path], records: int = 256) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.compress", description=__doc__.split("\n")[0])
-    parser.add_argument("--where", default="50,loopback",
-                        help="comma-separated: a round trip in ms (delay line), or loopback")  # fmt: skip
+    parser.add_argument(
+        "--where", default="50,loopback", help="comma-separated: a round trip in ms, or loopback"
+    )
     parser.add_argument("--runs", type=int, default=3, help="rounds per corpus (default 3)")
     parser.add_argument("--size", type=int, default=64, help="MiB of random data (default 64)")
     parser.add_argument("--big", action="store_true", help="also 1 GiB random on loopback")

@@ -4,6 +4,7 @@ conversations of sessions in memory that mix raw and compressed records."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import zlib
 
@@ -38,7 +39,8 @@ from ferry.protocol.sender_session import SenderSession
 from tests.memory import MemoryTransport, bytewise, whole
 from tests.unit.test_session import PASSWORD, TIMEOUTS, handshake
 
-TEXT = b"".join(b"line %06d: the quick brown fox jumps over the lazy dog\n" % i for i in range(8000))
+LINE = b"line %06d: the quick brown fox jumps over the lazy dog\n"
+TEXT = b"".join(LINE % i for i in range(8000))
 
 
 def frame(data: bytes, content_size: bool = True) -> bytes:
@@ -57,9 +59,7 @@ def test_parse_of_a_packed_body_gives_back_the_stated_length_and_frame(raw: byte
 
 
 @given(st.binary(max_size=64), st.integers(min_value=0, max_value=MAX_DATA_PAYLOAD))
-def test_parse_of_garbage_gives_a_value_or_a_remote_protocol_error(
-    body: bytes, most: int
-) -> None:
+def test_parse_of_garbage_gives_a_value_or_a_remote_protocol_error(body: bytes, most: int) -> None:
     try:
         stated, got = parse(memoryview(body), most)
     except RemoteProtocolError:
@@ -182,7 +182,7 @@ def test_policy_backs_off_doubling_on_data_that_does_not_compress() -> None:
         if policy.wants(now=record * 0.001):
             tried.append(record)
             assert not policy.worth(1000, 1000)
-    gaps = [b - a - 1 for a, b in zip(tried, tried[1:], strict=False)]
+    gaps = [b - a - 1 for a, b in itertools.pairwise(tried)]
     assert gaps[:8] == [1, 2, 4, 8, 16, 32, 64, 64]
     assert set(gaps[6:]) == {MAX_BACKOFF}
 
@@ -288,7 +288,7 @@ def transfer(link: MemoryTransport, payload: bytes, waits: list[bool], record: i
 
 @pytest.mark.parametrize("cut", [whole, bytewise], ids=["whole", "bytewise"])
 def test_a_congested_sender_compresses_and_the_receiver_gets_the_bytes(cut) -> None:
-    payload = TEXT[: 200_000] if cut is bytewise else TEXT
+    payload = TEXT[:200_000] if cut is bytewise else TEXT
     link = pair(payload, cut=cut)
     assert transfer(link, payload, [True], 64 * 1024) == payload
     assert link.sender.compressed_records == link.sender.data_records

@@ -20,6 +20,7 @@ from ferry.protocol.compression import (
     CODEC_ZSTD,
     CODECS,
     MAX_BACKOFF,
+    MAX_DRAIN_RATE,
     MAX_RATIO,
     RECENT,
     Policy,
@@ -159,6 +160,24 @@ def test_policy_compresses_within_recent_seconds_of_a_write_that_waited() -> Non
     assert policy.wants(now=10.0 + RECENT)
     # No write has waited for RECENT seconds: the sender, not the network, is behind.
     assert not policy.wants(now=10.0 + RECENT + 0.001)
+
+
+@pytest.mark.parametrize(
+    ("rate", "compresses"), [(MAX_DRAIN_RATE / 2, True), (MAX_DRAIN_RATE * 2, False)]
+)
+def test_policy_leaves_a_connection_faster_than_compressing_alone(
+    rate: float, compresses: bool
+) -> None:
+    """Every write waits (the queue is full), but a connection that drains faster than
+    MAX_DRAIN_RATE (loopback, a LAN) would wait on the compressor instead."""
+    policy = Policy()
+    now, written = 0.0, 0
+    for _ in range(40):
+        now += 0.01
+        written += int(rate * 0.01)
+        policy.wrote(True, now, written)
+    assert policy.drain_rate == pytest.approx(rate, rel=0.05)
+    assert policy.wants(now) is compresses
 
 
 @pytest.mark.parametrize(

@@ -286,7 +286,7 @@ class SenderSession(Session):
 
     def wrote(self, now: float, waited: bool = False) -> None:
         super().wrote(now, waited)
-        self.policy.wrote(waited, now)
+        self.policy.wrote(waited, now, self.wire_bytes)
 
     @property
     def delivered(self) -> int:

@@ -24,7 +24,9 @@ three transfers are interleaved so a busy spell hits all three:
   old    ferry at --old (default c3c274b, today's ferry): its src/ unpacked
          with `git archive` and run as `python -m ferry` (relay and clients)
          with this tree's .venv, which has every package it needs;
-  new    this tree's ./relay, ./send, ./receive.
+  new    this tree's ./relay, ./send, ./receive;
+  raw    the same with ./send --no-compress: what compression itself changes
+         (new/raw), apart from everything else that changed since --old.
 
 Time is from spawning the sender until both clients exited (MB = 10^6
 bytes); every received file's SHA-256 is checked. The table gives the
@@ -59,7 +61,7 @@ from bench.delayline import CLIENT_NS, RELAY_IP, RELAY_NS, in_ns
 from bench.report import MIB, load_average
 from ferry_testing import procs
 
-TOOLS = ("plain", "old", "new")
+TOOLS = ("plain", "old", "new", "raw")
 OLD_DEFAULT = "c3c274b"
 RECORD = 128 * 1024
 Argv = list[str | Path]
@@ -175,13 +177,15 @@ def ferry_once(ctx: wan.Context, place: Place, tool: str, old: Path, source: Pat
         env = procs.clean_env()
         relay_cmd = place.server([procs.ROOT / "relay"])
         send_cmd, receive_cmd = [procs.ROOT / "send"], [procs.ROOT / "receive"]
+        if tool == "raw":
+            send_cmd.append("--no-compress")
     listen = f"{'0.0.0.0' if place.rtt_ms else '127.0.0.1'}:0"
     try:
         with procs.relay(ctx.workdir, command=relay_cmd, listen=listen, env=env) as relay:
             address = f"{place.host}:{relay.port}"
             seconds = _pair(
                 place,
-                [*send_cmd, address, source],
+                [*send_cmd[:1], address, source, *send_cmd[1:]],
                 lambda code: [*receive_cmd, address, code, outdir],
                 ctx.timeout(size),
                 outdir.with_suffix(".log"),
@@ -263,16 +267,16 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def table(cells: Cells, rows: list[tuple[str, str, int]], old_ref: str) -> list[str]:
     lines = [
-        f"| where | data | MiB | plain MB/s | old ({old_ref}) MB/s | new MB/s | new/old | "
-        "new/plain |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| where | data | MiB | plain MB/s | old ({old_ref}) MB/s | new MB/s | "
+        "new --no-compress MB/s | new/old | new/plain | new/raw |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for place, name, size in rows:
-        plain, old, new = (cells.get((place, name, tool)) for tool in TOOLS)
+        plain, old, new, raw = (cells.get((place, name, tool)) for tool in TOOLS)
         lines.append(
             f"| {place} | {name} | {size / MIB:.1f} | {_spread(plain)} | {_spread(old)} | "
-            f"{_spread(new)} | {_ratio(_median(new), _median(old))} | "
-            f"{_ratio(_median(new), _median(plain))} |"
+            f"{_spread(new)} | {_spread(raw)} | {_ratio(_median(new), _median(old))} | "
+            f"{_ratio(_median(new), _median(plain))} | {_ratio(_median(new), _median(raw))} |"
         )
     return lines
 
@@ -328,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--big", action="store_true", help="also 1 GiB random on loopback")
     parser.add_argument("--old", default=OLD_DEFAULT, help=f"git ref (default {OLD_DEFAULT})")
     parser.add_argument("--codecs", action="store_true", help="only the codec table")
+    parser.add_argument("--data", default="", help="only these corpora (comma-separated)")
     parser.add_argument("--min-rate", type=float, default=0.5, help="MB/s that counts as hung")
     args = parser.parse_args(argv)
     places = [Place(None if w == "loopback" else float(w)) for w in args.where.split(",")]
@@ -339,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ferry-compress-") as temp:
         workdir = Path(temp)
         corpora = make_corpora(workdir, args.size)
+        if args.data:
+            corpora = {n: p for n, p in corpora.items() if n in args.data.split(",")}
         sizes = {name: path.stat().st_size for name, path in corpora.items()}
         if args.codecs:
             lines = codecs_table(corpora)

@@ -177,15 +177,14 @@ def ferry_once(ctx: wan.Context, place: Place, tool: str, old: Path, source: Pat
         env = procs.clean_env()
         relay_cmd = place.server([procs.ROOT / "relay"])
         send_cmd, receive_cmd = [procs.ROOT / "send"], [procs.ROOT / "receive"]
-        if tool == "raw":
-            send_cmd.append("--no-compress")
+    flags = ["--no-compress"] if tool == "raw" else []
     listen = f"{'0.0.0.0' if place.rtt_ms else '127.0.0.1'}:0"
     try:
         with procs.relay(ctx.workdir, command=relay_cmd, listen=listen, env=env) as relay:
             address = f"{place.host}:{relay.port}"
             seconds = _pair(
                 place,
-                [*send_cmd[:1], address, source, *send_cmd[1:]],
+                [*send_cmd, address, source, *flags],
                 lambda code: [*receive_cmd, address, code, outdir],
                 ctx.timeout(size),
                 outdir.with_suffix(".log"),

@@ -365,7 +365,7 @@ def _records_section(exchange: dict[str, Any]) -> dict[str, Any]:
 def _bad_headers() -> list[dict[str, str]]:
     headers = [
         Header(10, RecordType.PAKE, 0).encode()[:4] + bytes([3, 0]),
-        bytes.fromhex("00000020") + bytes([RecordType.DATA, 0x02]),
+        bytes.fromhex("00000020") + bytes([RecordType.DATA, 0x04]),
         bytes.fromhex("00000020") + bytes([RecordType.OFFER, FLAG_FINAL]),
         (1025).to_bytes(4, "big") + bytes([RecordType.PAKE, 0]),
         (1025).to_bytes(4, "big") + bytes([RecordType.CONFIRM, 0]),

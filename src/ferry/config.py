@@ -309,6 +309,10 @@ class ClientConfig:
     """Plaintext bytes per DATA record (env FERRY_RECORD_SIZE for send). Chosen by
     measurement: bench/records.py, docs/PERFORMANCE-NOTEBOOK.md."""
 
+    compress: bool = True
+    """A sender compresses DATA records when that helps, if the receiver can inflate them
+    (protocol/compression.py); send --no-compress turns it off."""
+
     max_entries: int = 100_000
     """Files and directories one tree transfer may hold, in entries. The sender
     refuses to offer more; the receiver refuses a larger offer before reading

@@ -30,7 +30,7 @@ from .fakes import FakeSender, Prove, RawRecord
 from .harness import Registry, Sender, _unique, assert_one_line_error, invocation
 from .test_e2e_anything import listing
 from .test_e2e_hostile_sender import run_against_fake
-from .test_e2e_resume import pipe_bytes
+from .test_e2e_resume import RAW, pipe_bytes
 
 MIB = 1024 * 1024
 
@@ -102,7 +102,7 @@ def test_a_tree_cut_by_kill_9_resumes_per_file_and_within_the_cut_file(
     top = make_tree(tmp_path / "src")
     outdir = tmp_path / "out"
     kept = cut_tree_transfer(relay, start_send, start_receive, top, outdir, 140 * MIB)
-    sender = start_send(relay, top)
+    sender = start_send(relay, top, extra_args=RAW)
     result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stderr
@@ -129,7 +129,7 @@ def test_a_changed_file_restarts_alone_and_the_tree_arrives_right(
     with open(victim, "r+b") as f:
         f.seek(50 * MIB)
         f.write(b"\x01changed")
-    sender = start_send(relay, top)
+    sender = start_send(relay, top, extra_args=RAW)
     result = run_receive(relay, sender.code, outdir, extra_args=["-v"], timeout=120)
     assert result.returncode == 0, result.stderr
     assert sender.wait(60) == 0, sender.stderr()
@@ -147,7 +147,7 @@ def test_no_resume_moves_the_whole_tree_and_leaves_no_staging(
     top = make_tree(tmp_path / "src")
     outdir = tmp_path / "out"
     cut_tree_transfer(relay, start_send, start_receive, top, outdir, 140 * MIB)
-    sender = start_send(relay, top)
+    sender = start_send(relay, top, extra_args=RAW)
     result = run_receive(relay, sender.code, outdir, extra_args=["--no-resume", "-v"])
     assert result.returncode == 0, result.stderr
     assert "resuming" not in result.stderr
@@ -331,7 +331,7 @@ def test_a_resumed_file_whose_digest_does_not_match_is_dropped_alone_and_never_s
     assert not (outdir / "photos").exists()
     assert not (staging / "photos" / "a.bin").exists()
     assert (staging / "photos" / "b.bin").stat().st_size == kept_b
-    sender = start_send(relay, top)
+    sender = start_send(relay, top, extra_args=RAW)
     result = run_receive(relay, sender.code, outdir, timeout=120)
     assert result.returncode == 0, result.stderr
     assert sender.wait(60) == 0, sender.stderr()

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ferry.errors import RemoteProtocolError
 from ferry.protocol.records import (
+    FLAG_COMPRESSED,
     FLAG_FINAL,
     HEADER_SIZE,
     MAX_DATA_PAYLOAD,
@@ -151,10 +152,24 @@ def test_parse_header_with_unknown_type_raises_remote_protocol_error(raw_type: i
         parse_header(raw_header(TAG_SIZE, raw_type))
 
 
-@pytest.mark.parametrize("flags", [0x02, 0x80, 0xFF, 0x03])
+@pytest.mark.parametrize("flags", [0x04, 0x80, 0xFF, 0x07])
 def test_parse_header_data_with_unknown_flags_raises_remote_protocol_error(flags: int) -> None:
     with pytest.raises(RemoteProtocolError, match="flags"):
         parse_header(raw_header(TAG_SIZE, RecordType.DATA, flags))
+
+
+@pytest.mark.parametrize("flags", [FLAG_COMPRESSED, FLAG_COMPRESSED | FLAG_FINAL])
+def test_parse_header_data_with_compressed_flag_is_compressed(flags: int) -> None:
+    header = parse_header(raw_header(TAG_SIZE, RecordType.DATA, flags))
+    assert header.compressed and header.final == bool(flags & FLAG_FINAL)
+
+
+@pytest.mark.parametrize("record_type", [t for t in ALL_TYPES if t is not RecordType.DATA])
+def test_parse_header_non_data_with_compressed_flag_raises_remote_protocol_error(
+    record_type: RecordType,
+) -> None:
+    with pytest.raises(RemoteProtocolError, match="only DATA"):
+        parse_header(raw_header(TAG_SIZE, record_type, FLAG_COMPRESSED))
 
 
 @pytest.mark.parametrize("record_type", [t for t in ALL_TYPES if t is not RecordType.DATA])

@@ -14,6 +14,7 @@ from ferry.errors import (
     WrongCode,
 )
 from ferry.protocol import messages
+from ferry.protocol.compression import CODECS
 from ferry.protocol.events import (
     NEED_DATA,
     Acknowledged,
@@ -85,7 +86,7 @@ def converse(payload: bytes, cut: Cut, record: int = 7) -> bytes:
     handshake(link)
     link.receiver.accept(link.clock.now)
     link.flush(link.receiver)
-    assert link.events(link.sender) == [Answered(messages.Answer(True))]
+    assert link.events(link.sender) == [Answered(messages.Answer(True, compress=CODECS))]
     assert link.sender.state is State.SENDING
     send_all(link, payload, record)
     assert state(link.sender) is State.AWAIT_ACK

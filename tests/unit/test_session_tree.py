@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from ferry.errors import LocalProtocolError, RemoteProtocolError
 from ferry.protocol import manifest, messages
+from ferry.protocol.compression import CODECS
 from ferry.protocol.events import (
     Acknowledged,
     AllReceived,
@@ -88,7 +89,7 @@ def run_tree(sizes: list[int], record: int, cut: Cut = whole) -> dict[int, bytes
     assert state(link.receiver) is State.DECIDING
     link.receiver.accept(link.clock.now)
     link.flush(link.receiver)
-    assert link.events(link.sender) == [Answered(messages.Answer(True))]
+    assert link.events(link.sender) == [Answered(messages.Answer(True, compress=CODECS))]
     payload = b"".join(bytes([i]) * size for i, size in enumerate(sizes))
     view = memoryview(payload)
     while state(link.sender) is State.SENDING:

@@ -66,6 +66,11 @@ def build_parser(launcher: Launcher = SHIMS) -> argparse.ArgumentParser:
         help="at a terminal, also draw the link for a browser receiver as a QR code (on "
         "stderr; the relay must have a web address, its --web-url)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-compress", action="store_true",
+        help="never compress (by default, data that compresses is compressed when the "
+        "network is slower than compressing; the relay sees each record's size)",
+    )  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="say more on stderr")
     return parser
 
@@ -143,7 +148,7 @@ def main(argv: Sequence[str] | None = None, launcher: Launcher = SHIMS) -> int:
 
         config = ClientConfig(
             wait_timeout=wait, max_failed_attempts=attempts, max_wrong_codes=wrong,
-            record_size=records,
+            record_size=records, compress=not args.no_compress,
             max_entries=read("FERRY_MAX_ENTRIES", count, ClientConfig.max_entries),
             max_depth=read("FERRY_MAX_DEPTH", count, ClientConfig.max_depth),
         )  # fmt: skip

@@ -233,6 +233,7 @@ class Sender:
         session = SenderSession(
             code.password, out.offer(), timeouts(self.config),
             manifest_records=out.manifest_records(), file_sizes=out.file_sizes(),
+            compress=self.config.compress,
         )  # fmt: skip
         try:
             link = await self._join(control, code, ticket, standby, session)
@@ -376,6 +377,11 @@ class Sender:
             said = shown(answered.answer.message or answered.answer.reason)
             raise AttemptRefused(f"the receiver refused: {said}")
         await self.outgoing.send(wire, session, self.progress)
+        log.info(
+            "compressed %d of %d records: %d bytes of data took %d",
+            session.compressed_records, session.data_records, session.delivered,
+            session.wire_bytes,
+        )  # fmt: skip
         wire.lost_message = lost("receiver", during=" before the receiver confirmed storing it")
         await wire.expect(Acknowledged)
 

@@ -169,14 +169,26 @@ class Wire:
         raise self._unexpected(event)
 
     async def write(self, data: bytes | memoryview) -> None:
+        """Write all of data. The session hears whether the write had to wait for room
+        in the socket's send queue (a full queue: the network is behind), which is
+        what decides whether a sender compresses (protocol/compression.py)."""
+        view = memoryview(data)
         try:
-            async with self._timeout():
-                await self._loop.sock_sendall(self.sock, data)
-        except TimeoutError:
-            raise self._expired() from None
+            sent = self.sock.send(view)  # non-blocking: what fits now
+        except (BlockingIOError, InterruptedError):
+            sent = 0
         except OSError:
             raise self._lost() from None
-        self.session.wrote(self._loop.time())
+        waited = sent < len(view)
+        if waited:
+            try:
+                async with self._timeout():
+                    await self._loop.sock_sendall(self.sock, view[sent:])
+            except TimeoutError:
+                raise self._expired() from None
+            except OSError:
+                raise self._lost() from None
+        self.session.wrote(self._loop.time(), waited)
 
     async def flush(self) -> None:
         """Write out whatever records the session produced."""

@@ -7,7 +7,7 @@ conversation after key confirmation is:
 
     sender                                   receiver
     OFFER  {"kind": "file", "name", "size"}  --->
-           <---  ANSWER {"accept": true}
+           <---  ANSWER {"accept": true, "compress": ["zstd"]}
                  or {"accept": false, "reason", "message"}
     DATA ... DATA(final)                     --->
            <---  ACK {"ok": true, "size"}
@@ -116,6 +116,9 @@ class Answer:
     """file, stream: bytes kept, which the sender must prove it has (PROOF)."""
     resume_records: int = 0
     """tree: RESUME records that follow the ANSWER (what the receiver kept)."""
+    compress: tuple[str, ...] = ()
+    """An acceptance: the codecs the receiver can inflate DATA records with
+    (protocol/compression.py); empty, every record comes raw."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,8 @@ def encode_answer(answer: Answer) -> bytes:
         obj["resume_from"] = answer.resume_from
     if answer.resume_records:
         obj["resume_records"] = answer.resume_records
+    if answer.compress:
+        obj["compress"] = list(answer.compress)
     return _dump(obj)
 
 
@@ -246,7 +251,28 @@ def decode_answer(body: bytes) -> Answer:
     records = _optional_count(obj, "resume_records", "answer")
     if records and (resume_from or not accept):
         raise RemoteProtocolError("answer has both kinds of resume, or resumes a refusal")
-    return Answer(accept, _text(obj, "reason"), _text(obj, "message"), resume_from, records)
+    compress = _codecs(obj) if accept else ()
+    return Answer(
+        accept, _text(obj, "reason"), _text(obj, "message"), resume_from, records, compress
+    )
+
+
+MAX_CODECS: Final = 8
+"""Codec names an ANSWER may list; each at most MAX_CODEC_NAME characters."""
+MAX_CODEC_NAME: Final = 16
+
+
+def _codecs(obj: dict[str, Any]) -> tuple[str, ...]:
+    """The ANSWER's "compress" list (absent: none); names this version does not know
+    stay in it, and the sender passes over them."""
+    value = obj.get("compress", [])
+    if not (
+        isinstance(value, list)
+        and len(value) <= MAX_CODECS
+        and all(isinstance(name, str) and 0 < len(name) <= MAX_CODEC_NAME for name in value)
+    ):
+        raise RemoteProtocolError("answer has a malformed 'compress'")
+    return tuple(value)
 
 
 def _optional_count(obj: dict[str, Any], key: str, what: str) -> int:

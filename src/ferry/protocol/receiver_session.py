@@ -8,15 +8,22 @@ text comes as DataReceived, a record at a time. Either way the Cursor
 (protocol/cursor.py) says where a kept file's START and a resumed file's
 DIGEST are due: RECEIVING moves to AWAIT_START or AWAIT_DIGEST, and any
 DATA record then is out of turn.
+
+Compression (protocol/compression.py): a receiver made with
+decompress=True (the default) names its codecs in every acceptance, and
+inflates a compressed DATA record, checked and bounded, before anything
+else sees it: events carry the raw bytes. A compressed record from a
+sender that was not told it may send one is a protocol error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from ferry.errors import LocalProtocolError, RemoteProtocolError
-from ferry.protocol import manifest, messages
+from ferry.protocol import compression, manifest, messages
 from ferry.protocol.cursor import Cursor, Index
 from ferry.protocol.events import (
     AllReceived,
@@ -30,9 +37,12 @@ from ferry.protocol.events import (
     State,
     Timeouts,
 )
-from ferry.protocol.records import Header, RecordDecoder, RecordType
+from ferry.protocol.records import MAX_DATA_PAYLOAD, Header, RecordDecoder, RecordType
 from ferry.protocol.session import Session, data_records_allowed
 from ferry.protocol.transitions import RECEIVER, Step
+
+if TYPE_CHECKING:
+    from ferry.codec import Inflater
 
 
 class ReceiverSession(Session):
@@ -47,6 +57,7 @@ class ReceiverSession(Session):
         timeouts: Timeouts,
         max_entries: int = 100_000,
         max_manifest_bytes: int = 32 * 1024 * 1024,
+        decompress: bool = True,
     ) -> None:
         # Room for two of the largest records: reads stay large, and a
         # partial record is moved at most once per buffer's worth.
@@ -77,6 +88,11 @@ class ReceiverSession(Session):
         self._pending = memoryview(b"")
         """Plaintext of a tree's DATA record not yet reported (FileData)."""
         self._is_tree = False
+        self.decompress = decompress
+        """Tell the sender, when accepting, that compressed DATA records are welcome."""
+        self._inflater: Inflater | None = None
+        self.compressed_records = 0
+        """DATA records that came compressed."""
 
     @property
     def is_tree(self) -> bool:
@@ -172,7 +188,14 @@ class ReceiverSession(Session):
         if kept and not (offer.resume and self._fits(kept)):
             raise LocalProtocolError("this tree cannot be resumed so")
         resume = messages.encode_resume(list(kept))
-        answer = messages.Answer(True, resume_from=resume_from, resume_records=len(resume))
+        codecs = compression.CODECS if self.decompress else ()
+        answer = messages.Answer(
+            True, resume_from=resume_from, resume_records=len(resume), compress=codecs
+        )
+        if codecs:
+            from ferry.codec import Inflater
+
+            self._inflater = Inflater()
         self._send(step, RecordType.ANSWER, messages.encode_answer(answer), now)
         for body in resume:
             self._outgoing += self.seal_record(RecordType.RESUME, body)
@@ -229,6 +252,8 @@ class ReceiverSession(Session):
 
     def _data(self, header: Header, plain: memoryview) -> Event | None:
         assert self.offer is not None
+        if header.compressed:
+            plain = self._inflate(plain)
         self._count_record(len(plain), header.final)
         self.received += len(plain)
         if self.offer.size != messages.UNKNOWN_SIZE and self.received > self.offer.size:
@@ -250,6 +275,19 @@ class ReceiverSession(Session):
             self._cursor.end()
         self._follow()
         return DataReceived(plain, header.final)
+
+    def _inflate(self, body: memoryview) -> memoryview:
+        """The raw bytes of a compressed DATA record, never more than it states, nor more
+        than the offer has left (protocol/compression.py)."""
+        if self._inflater is None:
+            raise RemoteProtocolError("the sender compressed a record it was not told it may")
+        assert self.offer is not None
+        most = MAX_DATA_PAYLOAD
+        if self.offer.size != messages.UNKNOWN_SIZE:
+            most = min(most, self.offer.size - self.received)
+        stated, frame = compression.parse(body, most)
+        self.compressed_records += 1
+        return memoryview(self._inflater.inflate(frame, stated))
 
     def _count_record(self, size: int, final: bool) -> None:
         """A DATA record's cost in bytes (session.py's docstring); raises past the

@@ -17,7 +17,9 @@ a peer can never make us allocate more than MAX_SEALED_LENGTH.
 
 Flags: FLAG_FINAL marks the last DATA record of a transfer. Because it is
 authenticated and nonces count records, dropping the tail of a stream is
-detected as surely as reordering or replaying records.
+detected as surely as reordering or replaying records. FLAG_COMPRESSED
+marks a DATA record whose body is a compressed frame (protocol/compression.py),
+sent only to a receiver that said it can inflate one.
 
 RecordDecoder does no I/O: receive_data(bytes) (or writable() + commit(n),
 which lets a socket read straight into its buffer), then next_record()
@@ -47,7 +49,8 @@ MAX_HANDSHAKE_LENGTH: Final = 1024
 MAX_SEALED_LENGTH: Final = MAX_DATA_PAYLOAD + TAG_SIZE
 
 FLAG_FINAL: Final = 0x01
-_KNOWN_FLAGS: Final = FLAG_FINAL
+FLAG_COMPRESSED: Final = 0x02
+_KNOWN_FLAGS: Final = FLAG_FINAL | FLAG_COMPRESSED
 
 
 class RecordType(IntEnum):
@@ -91,6 +94,10 @@ class Header:
     @property
     def final(self) -> bool:
         return bool(self.flags & FLAG_FINAL)
+
+    @property
+    def compressed(self) -> bool:
+        return bool(self.flags & FLAG_COMPRESSED)
 
     @property
     def sealed(self) -> bool:

@@ -5,14 +5,20 @@ transitions.SENDER; the protocol as a whole is protocol/session.py's
 docstring. What a kept file asks of the DATA (its START and DIGEST) is the
 Cursor's (protocol/cursor.py), the same for a tree's files and for the one
 file or stream (index None).
+
+Compression (protocol/compression.py): a sender made with compress=True
+compresses DATA records when the receiver's ANSWER names a codec it knows
+and the Policy says so; the driver reports each write (wrote(now, waited)),
+which is the policy's signal. ferry/codec.py is imported only then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ferry.errors import LocalProtocolError, RemoteProtocolError
-from ferry.protocol import manifest, messages
+from ferry.protocol import compression, manifest, messages
 from ferry.protocol.cursor import Cursor, Index
 from ferry.protocol.events import (
     Acknowledged,
@@ -23,6 +29,7 @@ from ferry.protocol.events import (
     VerdictReceived,
 )
 from ferry.protocol.records import (
+    FLAG_COMPRESSED,
     FLAG_FINAL,
     HEADER_SIZE,
     MAX_DATA_PAYLOAD,
@@ -33,6 +40,9 @@ from ferry.protocol.records import (
 )
 from ferry.protocol.session import Session, data_records_allowed
 from ferry.protocol.transitions import SENDER, Step
+
+if TYPE_CHECKING:
+    from ferry.codec import Compressor
 
 
 class SenderSession(Session):
@@ -49,8 +59,17 @@ class SenderSession(Session):
         raw_offer: bytes | None = None,
         manifest_records: Sequence[bytes] = (),
         file_sizes: Mapping[int, int] | None = None,
+        compress: bool = False,
     ) -> None:
         super().__init__(password, timeouts, capacity=RecordDecoder.MIN_READ)
+        self.compress = compress
+        """Compress DATA records when it helps, if the receiver can inflate them."""
+        self.policy = compression.Policy()
+        self._compressor: Compressor | None = None
+        self.compressed_records = 0
+        """DATA records sent compressed."""
+        self.wire_bytes = 0
+        """Plaintext bytes of DATA records as sealed (compressed ones as compressed)."""
         self.offer = offer
         if raw_offer is None:
             # Padded: the relay sees the sealed OFFER's length (messages.py).
@@ -127,6 +146,10 @@ class SenderSession(Session):
         if answer.resume_records and not (self._is_tree and offer.resume):
             raise RemoteProtocolError("the receiver offered a resume that was not possible")
         self.resume_from = answer.resume_from
+        if answer.accept and compression.negotiated(answer.compress, self.compress):
+            from ferry.codec import Compressor
+
+            self._compressor = Compressor()
         if answer.resume_records:
             self._answer, self._resume_records = answer, answer.resume_records
             self._move(Step.KEPT_LIST)
@@ -241,16 +264,34 @@ class SenderSession(Session):
         self.sent += len(chunk)
         self.data_records += 1
         self._delivered += len(chunk)
-        size = HEADER_SIZE + len(chunk) + TAG_SIZE
+        flags = FLAG_FINAL if final else 0
+        body: memoryview | bytes = chunk
+        if chunk and self._compressor is not None and self.policy.wants(now):
+            frame = self._compressor.compress(chunk)
+            packed = compression.PREFIX_SIZE + len(frame)
+            if self.policy.worth(len(chunk), packed):
+                body = compression.encode_prefix(len(chunk)) + frame
+                flags |= FLAG_COMPRESSED
+                self.compressed_records += 1
+        self.wire_bytes += len(body)
+        size = HEADER_SIZE + len(body) + TAG_SIZE
         if len(self._out) < size:
             self._out = memoryview(bytearray(size))
-        header = Header(len(chunk) + TAG_SIZE, RecordType.DATA, FLAG_FINAL if final else 0)
-        encoded = header.encode()
+        encoded = Header(len(body) + TAG_SIZE, RecordType.DATA, flags).encode()
         self._out[:HEADER_SIZE] = encoded
         assert self._sealer is not None
-        self._sealer.seal_into(encoded, chunk, self._out[HEADER_SIZE:size])
+        self._sealer.seal_into(encoded, memoryview(body), self._out[HEADER_SIZE:size])
         self._progress_at = now
         return self._out[:size]
+
+    def wrote(self, now: float, waited: bool = False) -> None:
+        super().wrote(now, waited)
+        self.policy.wrote(waited, now, self.wire_bytes)
+
+    @property
+    def delivered(self) -> int:
+        """Bytes the DATA records carried (raw, before any compression)."""
+        return self._delivered
 
     def may_send_short(self, size: int) -> bool:
         """Whether a DATA record of `size` bytes now stays within the receiver's allowance

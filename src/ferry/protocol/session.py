@@ -234,8 +234,9 @@ class Session:
         data, self._outgoing = bytes(self._outgoing), bytearray()
         return data
 
-    def wrote(self, now: float) -> None:
-        """A write to the peer completed: that is progress too."""
+    def wrote(self, now: float, waited: bool = False) -> None:
+        """A write to the peer completed: that is progress too. `waited`: it could not
+        go out at once (the socket's send queue was full)."""
         self._progress_at = now
 
     def seal_record(self, record_type: RecordType, body: bytes, flags: int = 0) -> bytes:

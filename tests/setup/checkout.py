@@ -40,8 +40,8 @@ CHECKOUT = [
 ]
 EXIT_SETUP = 11
 NO_INDEX = (
-    "ferry: first run needs the Python package index to install cryptography, spake2, tqdm "
-    "and segno; run `make setup` where it is reachable, or set PIP_INDEX_URL"
+    "ferry: first run needs the Python package index to install cryptography, spake2, tqdm, "
+    "segno and zstandard; run `make setup` where it is reachable, or set PIP_INDEX_URL"
 )
 SETTING_UP = "ferry: setting up .venv from requirements/runtime.txt"
 
@@ -146,7 +146,7 @@ def run(argv: list[str | Path], env: dict[str, str], timeout: float = 60) -> Fin
 
 def system_has_runtime_packages() -> bool:
     """Whether the base Python already has the runtime packages (then set-up never fails)."""
-    probe = [BASE_PYTHON, "-c", "import cryptography, spake2, tqdm, segno"]
+    probe = [BASE_PYTHON, "-c", "import cryptography, spake2, tqdm, segno, zstandard"]
     return (
         subprocess.run(probe, capture_output=True, env={"PATH": os.environ["PATH"]}).returncode == 0
     )

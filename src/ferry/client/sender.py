@@ -83,6 +83,7 @@ class Sender:
         """Receivers that made a guess at the code and were wrong."""
         self._engaged = 0  # attempts paired with a receiver and not yet over
         self._tickets = TicketGate()  # data connections the relay may make us open
+        self._serving: set[str] = set()  # tickets an attempt of ours holds
 
     async def run(self) -> None:
         control, assigned = await self._register()
@@ -203,6 +204,11 @@ class Sender:
             raise
         standby = isinstance(message, rv.StandbyTicket)
         assert isinstance(message, rv.StandbyTicket | rv.Incoming)
+        if message.ticket in self._serving:
+            # An INCOMING for the standby ticket our data connection is taking to the
+            # relay already (a claim came before it arrived): it will serve that
+            # claim; a second connection with the same ticket would be stale.
+            return _listen(group, control, code)
         delay = self._tickets.admit(asyncio.get_running_loop().time())
         if delay is None:
             # Past what any honest relay sends (tickets.py): no socket for it.
@@ -212,6 +218,7 @@ class Sender:
             attempt = functools.partial(
                 self._attempt, control, code, message.ticket, standby, delay
             )
+            self._serving.add(message.ticket)
             attempts.add(group.create_task(_settled(attempt)))
         return _listen(group, control, code)
 
@@ -224,6 +231,7 @@ class Sender:
                 await asyncio.sleep(delay)
             return await self._serve_ticket(control, code, ticket, standby)
         finally:
+            self._serving.discard(ticket)
             self._tickets.done()
 
     async def _serve_ticket(
@@ -241,7 +249,11 @@ class Sender:
             # This data connection never reached a receiver: nothing is lost.
             # The relay says INCOMING when a receiver finds no parked
             # connection, and the control connection reports a relay that
-            # is going away.
+            # is going away. A stale ticket is no failure: the claim it was
+            # for was served by another connection, or left.
+            if isinstance(exc, RelayRefused) and exc.reason == rv.REASON_STALE_TICKET:
+                log.info("a data connection was not needed (%s); still waiting", exc.message)
+                return False
             log.warning("a data connection to the relay failed (%s); still waiting", exc.message)
             return False
         self._engaged += 1

@@ -171,16 +171,15 @@ def test_ten_claims_without_a_valid_pake_message_leave_the_sender_waiting(
     ],
 )
 def test_an_attacker_holding_the_nameplate_keeps_no_honest_receiver_out(
-    relay_factory, start_send, run_receive, record_property, tmp_path: Path, addresses: int,
-    early: bytes,
-) -> None:  # fmt: skip
+    relay_factory, start_send, run_receive, tmp_path: Path, addresses: int, early: bytes
+) -> None:
     relay = relay_factory(extra_args=["--limit-loopback"])
     source = _hello(tmp_path)
     sender = start_send(relay, source)
     with attacking(relay, _nameplate(sender), early, addresses) as attack:
         time.sleep(1.5)  # the attacker is in first, and holds what it can
         result = run_receive(relay, sender.code, tmp_path / "out", timeout=HONEST_WITHIN + 15)
-        record_property("honest_elapsed", f"{result.elapsed:.2f}")  # in a --junitxml report
+        print(f"honest receiver: {result.elapsed:.2f} s, {attack.claims} claims")  # pytest -rP
         assert result.returncode == 0, (result.elapsed, result.stderr, sender.stderr())
         assert result.elapsed < HONEST_WITHIN, result.elapsed
     assert (tmp_path / "out" / "hello.txt").read_bytes() == source.read_bytes()

@@ -127,6 +127,29 @@ def test_a_ticket_flood_opens_a_bounded_number_of_data_connections(
     assert opened <= MAX_OPEN, f"{opened} data connections for one nameplate"
 
 
+def test_an_incoming_for_the_ticket_on_its_way_opens_no_second_connection(
+    start_send, tmp_path: Path
+) -> None:
+    """A claim that comes before the standby connection parks makes the relay send
+    INCOMING with the same ticket: the connection on its way serves that claim, and
+    a second one would only be refused stale-ticket."""
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+
+    def script(conn: socket.socket, line: bytes) -> None:
+        conn.sendall(f"NAMEPLATE 5\nTICKET {TICKET}\n".encode())
+        time.sleep(0.3)
+        conn.sendall(f"INCOMING {TICKET}\n".encode() * 3)
+        time.sleep(60)
+
+    with FakeRelay(script) as relay:
+        sender = start_send(relay.address, source)
+        time.sleep(2)
+        opened = relay.data_connections
+        assert sender.running(), sender.stderr()
+    assert opened == 1, f"{opened} data connections for one ticket"
+
+
 def test_tickets_whose_connections_fail_are_paced(start_send, tmp_path: Path) -> None:
     source = tmp_path / "a.txt"
     source.write_bytes(b"hello")

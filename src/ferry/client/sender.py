@@ -84,6 +84,8 @@ class Sender:
         self._engaged = 0  # attempts paired with a receiver and not yet over
         self._tickets = TicketGate()  # data connections the relay may make us open
         self._serving: set[str] = set()  # tickets an attempt of ours holds
+        self._asked: set[str] = set()  # of those, tickets an INCOMING asked for meanwhile
+        self._reasked: list[str] = []  # asked for, and their attempt ended unpaired
 
     async def run(self) -> None:
         control, assigned = await self._register()
@@ -181,6 +183,9 @@ class Sender:
                     attempts.discard(attempt)
                     if attempt.result().unwrap():
                         return
+                while self._reasked:
+                    # A receiver waits on a ticket whose connection failed on its way.
+                    self._start_attempt(group, control, code, self._reasked.pop(), attempts)
                 if listening in done:
                     listening = self._next_listen(group, control, code, listening, attempts)
         finally:
@@ -207,20 +212,32 @@ class Sender:
         if message.ticket in self._serving:
             # An INCOMING for the standby ticket our data connection is taking to the
             # relay already (a claim came before it arrived): it will serve that
-            # claim; a second connection with the same ticket would be stale.
-            return _listen(group, control, code)
+            # claim; a second connection with the same ticket would be stale. Should
+            # that connection fail unpaired, the ticket gets another (_attempt).
+            self._asked.add(message.ticket)
+        else:
+            self._start_attempt(group, control, code, message.ticket, attempts, standby)
+        return _listen(group, control, code)
+
+    def _start_attempt(
+        self,
+        group: asyncio.TaskGroup,
+        control: RelayLink,
+        code: Code,
+        ticket: str,
+        attempts: set[_Supervised[bool]],
+        standby: bool = False,
+    ) -> None:
+        """A data connection for the ticket, when the gate (tickets.py) allows one."""
         delay = self._tickets.admit(asyncio.get_running_loop().time())
         if delay is None:
             # Past what any honest relay sends (tickets.py): no socket for it.
             log.info("the relay sent a ticket while %d data connections are open; ignored",
                      self._tickets.open)  # fmt: skip
-        else:
-            attempt = functools.partial(
-                self._attempt, control, code, message.ticket, standby, delay
-            )
-            self._serving.add(message.ticket)
-            attempts.add(group.create_task(_settled(attempt)))
-        return _listen(group, control, code)
+            return
+        attempt = functools.partial(self._attempt, control, code, ticket, standby, delay)
+        self._serving.add(ticket)
+        attempts.add(group.create_task(_settled(attempt)))
 
     async def _attempt(
         self, control: RelayLink, code: Code, ticket: str, standby: bool, delay: float = 0.0
@@ -232,6 +249,9 @@ class Sender:
             return await self._serve_ticket(control, code, ticket, standby)
         finally:
             self._serving.discard(ticket)
+            if ticket in self._asked:  # never paired: the receiver still waits on it
+                self._asked.discard(ticket)
+                self._reasked.append(ticket)
             self._tickets.done()
 
     async def _serve_ticket(
@@ -256,6 +276,7 @@ class Sender:
                 return False
             log.warning("a data connection to the relay failed (%s); still waiting", exc.message)
             return False
+        self._asked.discard(ticket)  # paired: whichever claim asked, this serves it
         self._engaged += 1
         try:
             return await self._authenticated_transfer(link, session)

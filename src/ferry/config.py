@@ -42,6 +42,15 @@ their PAKE record only after PAIRED (docs/PROTOCOL.md); ./receive sends it with 
 OPENING_BYTES: Final = 68 * KIB
 """Bytes a sender sends before its first DATA record, at most (docs/PROTOCOL.md caps
 PAKE and CONFIRM at 1 KiB, the OFFER at 64 KiB + 16, plus six header bytes each)."""
+MAX_QUEUED_CLAIMS: Final = 64
+"""Claims that may wait on one nameplate behind the one in its opening, first come
+first served (at most one per source address); past that a claim is told `retry`."""
+CLAIM_QUEUE_WAIT: Final = 30.0
+"""Seconds a queued claim may wait for its turn (a receiver's own pairing timeout)
+before it is refused `timeout`."""
+STALE_TICKETS: Final = 16
+"""Tickets a nameplate remembers after they were used or replaced, so that a data
+connection presenting one late is told `stale-ticket`, not `bad-request`."""
 METRICS_MAX_CLIENTS: Final = 16
 """Connections the /metrics endpoint serves at once."""
 METRICS_MAX_REQUEST: Final = 8192

@@ -9,6 +9,7 @@ connections, and only their own words on the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -32,7 +33,14 @@ class FakeRelay:
     receiver) is served by `script(conn, first_line)`, later ones are counted and
     held open (or closed at once with close_data)."""
 
-    def __init__(self, script: Callable[[socket.socket, bytes], None], close_data: bool = False):
+    def __init__(
+        self,
+        script: Callable[[socket.socket, bytes], None],
+        close_data: bool = False,
+        refuse_first_data_after: float | None = None,
+    ):
+        self.refuse_first_data_after = refuse_first_data_after
+        """Seconds after which the first data connection is refused ERROR timeout."""
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.2)
         self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
@@ -69,10 +77,20 @@ class FakeRelay:
                 threading.Thread(target=self._run_script, args=(conn,), daemon=True).start()
                 continue
             self.data_connections += 1
-            if self.close_data:
+            if self.data_connections == 1 and self.refuse_first_data_after is not None:
+                args = (conn, self.refuse_first_data_after)
+                threading.Thread(target=self._refuse_later, args=args, daemon=True).start()
+            elif self.close_data:
                 conn.close()
             else:
                 self.held.append(conn)
+
+    @staticmethod
+    def _refuse_later(conn: socket.socket, after: float) -> None:
+        time.sleep(after)
+        with contextlib.suppress(OSError):
+            conn.sendall(b"ERROR timeout handshake timed out\n")
+        conn.close()
 
     def _run_script(self, conn: socket.socket) -> None:
         conn.settimeout(30)
@@ -125,6 +143,51 @@ def test_a_ticket_flood_opens_a_bounded_number_of_data_connections(
         opened = relay.data_connections
         assert sender.running(), sender.stderr()
     assert opened <= MAX_OPEN, f"{opened} data connections for one nameplate"
+
+
+def test_an_incoming_for_the_ticket_on_its_way_opens_no_second_connection(
+    start_send, tmp_path: Path
+) -> None:
+    """A claim that comes before the standby connection parks makes the relay send
+    INCOMING with the same ticket: the connection on its way serves that claim, and
+    a second one would only be refused stale-ticket."""
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+
+    def script(conn: socket.socket, line: bytes) -> None:
+        conn.sendall(f"NAMEPLATE 5\nTICKET {TICKET}\n".encode())
+        time.sleep(0.3)
+        conn.sendall(f"INCOMING {TICKET}\n".encode() * 3)
+        time.sleep(60)
+
+    with FakeRelay(script) as relay:
+        sender = start_send(relay.address, source)
+        time.sleep(2)
+        opened = relay.data_connections
+        assert sender.running(), sender.stderr()
+    assert opened == 1, f"{opened} data connections for one ticket"
+
+
+def test_a_ticket_asked_for_again_gets_a_new_connection_when_the_first_fails(
+    start_send, tmp_path: Path
+) -> None:
+    """The INCOMING that came while the ticket's connection was on its way is kept: that
+    connection refused, the receiver still waits on the ticket, so it gets another."""
+    source = tmp_path / "a.txt"
+    source.write_bytes(b"hello")
+
+    def script(conn: socket.socket, line: bytes) -> None:
+        conn.sendall(f"NAMEPLATE 5\nTICKET {TICKET}\n".encode())
+        time.sleep(0.3)
+        conn.sendall(f"INCOMING {TICKET}\n".encode())
+        time.sleep(60)
+
+    with FakeRelay(script, refuse_first_data_after=1.0) as relay:
+        sender = start_send(relay.address, source)
+        time.sleep(3)
+        opened = relay.data_connections
+        assert sender.running(), sender.stderr()
+    assert opened == 2, f"{opened} data connections"
 
 
 def test_tickets_whose_connections_fail_are_paced(start_send, tmp_path: Path) -> None:

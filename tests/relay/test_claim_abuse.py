@@ -2,8 +2,8 @@
 
 A receiver that claims and then stays silent, or a sender
 whose key exchange timed out, must not leave a half-closed pipe holding the
-nameplate until the idle timeout; a receiver arriving meanwhile is told to
-retry, not that the code is taken.
+nameplate until the idle timeout; a receiver arriving meanwhile waits for
+its turn (test_claim_queue.py), and is not told that the code is taken.
 """
 
 from __future__ import annotations
@@ -51,13 +51,16 @@ async def test_receiver_leaving_during_the_opening_ends_the_pipe_at_once() -> No
         close_all(control, data)
 
 
-async def test_a_receiver_arriving_while_a_claim_is_opening_is_told_to_retry() -> None:
+async def test_a_receiver_arriving_while_a_claim_is_opening_waits_its_turn() -> None:
     async with running_relay() as r:
         control, data, receiver, nameplate = await pair(r.port)
-        second = await RawClient.connect(r.port)
+        second = await RawClient.connect(r.port, "127.0.0.2")
         await second.send(claim(nameplate))
-        assert reason(await second.line()) == rv.REASON_RETRY
-        close_all(control, data, receiver, second)
+        entry = r.relay.table.entries()[0]
+        await until(lambda: len(entry.queue) == 1, "the claim to queue")
+        data.close()  # the first claim's attempt ends (say, a wrong code)
+        assert (await control.line()).startswith("INCOMING ")  # for the queued claim
+        close_all(control, receiver, second)
 
 
 async def test_a_receiver_arriving_during_the_data_phase_is_told_the_code_is_in_use() -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ferry.config import RelayConfig
+from ferry.config import CLAIM_QUEUE_WAIT, RelayConfig
 from ferry.errors import LocalProtocolError, Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs
@@ -79,7 +79,7 @@ def test_the_table_knows_each_role_only_in_its_own_phases() -> None:
     phases = {
         Role.UNKNOWN: {Phase.HANDSHAKE},
         Role.SENDER: {Phase.WAITING, Phase.CLAIMED, Phase.PIPING},
-        Role.RECEIVER: {Phase.CLAIMING, Phase.PAIRING, Phase.PIPING},
+        Role.RECEIVER: {Phase.CLAIMING, Phase.PAIRING, Phase.QUEUED, Phase.PIPING},
         Role.SENDER_DATA: {Phase.JOINING, Phase.PARKED, Phase.JOINED, Phase.PIPING},
     }
     for (role, phase, step), after in TRANSITIONS.items():
@@ -170,7 +170,7 @@ def test_a_claim_moves_the_nameplate_the_receiver_and_the_sender_together() -> N
 
     life.start_pipe(entry, receiver)
     assert (sender.session.phase, receiver.session.phase) == (Phase.PIPING, Phase.PIPING)
-    assert life.end_claim(entry, Ending(logs.HAPPY), T0 + 9) == ""
+    assert life.end_claim(entry, Ending(logs.HAPPY), T0 + 9).ticket == ""
     assert entry.state is State.WAITING and sender.session.phase is Phase.WAITING
     assert sender.session.last_transfer == Ending(logs.HAPPY)
 
@@ -204,7 +204,7 @@ def test_a_standby_data_connection_parks_then_goes_to_the_claim() -> None:
     assert entry.state is State.ACTIVE
     assert life.take_parked(entry) is again and again.session.phase is Phase.JOINED
     assert life.take_parked(entry) is None
-    ticket = life.end_claim(entry, None, T0 + 1, refund=True)
+    ticket = life.end_claim(entry, None, T0 + 1, refund=True).ticket
     assert ticket and ticket == entry.ticket and entry.claims == 0
 
 
@@ -231,5 +231,45 @@ def test_a_claim_that_ends_after_its_sender_left_frees_nothing_twice() -> None:
     receiver.session.claim_record_arrived(T0)
     life.claim(entry.nameplate, receiver, T0)
     life.unregister(entry)
-    assert life.end_claim(entry, None, T0 + 1) == ""  # no ticket for a sender that left
+    assert life.end_claim(entry, None, T0 + 1).ticket == ""  # no ticket for a sender that left
     assert len(life.table) == 0 and sender.session.phase is Phase.WAITING
+
+
+def test_ending_a_claim_hands_the_nameplate_to_the_oldest_queued_claim_in_one_step() -> None:
+    life = lifecycle()
+    sender = connection(b"FERRY 1 SEND STANDBY\n")
+    entry = life.register(sender, T0, standby=True)
+    ticket = entry.ticket
+    first, second, third = (connection(f"FERRY 1 RECV {entry.nameplate}\n".encode()) for _ in "123")
+    for n, receiver in enumerate((first, second, third)):
+        receiver.session.claim_record_arrived(T0)
+        assert life.claim(entry.nameplate, receiver, T0, source=f"10.0.0.{n}") is entry
+    assert entry.receiver is first and first.session.phase is Phase.PAIRING
+    assert (second.session.phase, third.session.phase) == (Phase.QUEUED, Phase.QUEUED)
+    assert second.session.claims is None  # a queued claim is no claim yet
+
+    ended = life.end_claim(entry, None, T0 + 1, refund=True)
+    assert ended.turn is second and ended.refused == []
+    assert entry.state is State.CLAIMED and entry.receiver is second
+    assert second.session.phase is Phase.PAIRING and second.session.awaits_join
+    assert second.session.deadline() == T0 + 1 + CONFIG.join_timeout
+    assert sender.session.phase is Phase.CLAIMED
+    assert ended.ticket == "" and entry.ticket == ticket  # never used: kept, not re-sent
+
+    # Its turn came before its task ran again: the data connection still finds it.
+    data = connection(f"FERRY 1 JOIN {entry.nameplate} {entry.ticket}\n".encode())
+    assert life.join(entry.nameplate, entry.ticket, data).entry.receiver is second
+    assert life.opened(entry) == [third]  # the data phase: the queue is told "claimed"
+
+
+def test_a_queued_claim_past_its_wait_is_refused_timeout() -> None:
+    life = lifecycle()
+    entry = life.register(connection(b"FERRY 1 SEND\n"), T0)
+    holder, queued = (connection(f"FERRY 1 RECV {entry.nameplate}\n".encode()) for _ in "12")
+    for n, receiver in enumerate((holder, queued)):
+        receiver.session.claim_record_arrived(T0)
+        life.claim(entry.nameplate, receiver, T0, source=f"10.0.0.{n}")
+    assert queued.session.deadline() == T0 + CLAIM_QUEUE_WAIT
+    with pytest.raises(Refusal) as refused:
+        queued.session.timer_expired(T0 + CLAIM_QUEUE_WAIT)
+    assert refused.value.reason == rv.REASON_TIMEOUT

@@ -68,7 +68,7 @@ async def test_parked_data_connection_is_paired_the_moment_a_receiver_claims() -
         close_all(control, data, receiver)
 
 
-async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused() -> None:
+async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused_stale() -> None:
     async with running_relay() as relay:
         control, nameplate, ticket = await _standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
@@ -80,7 +80,7 @@ async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused(
         fresh = await control.line()
         assert fresh.startswith("TICKET ") and fresh.split()[1] != ticket
         stale = await _park(relay.port, nameplate, ticket)
-        assert (await stale.line()).startswith("ERROR bad-request")
+        assert (await stale.line()).startswith("ERROR stale-ticket")
         again = await _park(relay.port, nameplate, fresh.split()[1])
         second = await RawClient.connect(relay.port)
         await second.send(claim(nameplate))

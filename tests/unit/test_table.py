@@ -18,7 +18,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ferry.config import RelayConfig
+from ferry.config import MAX_QUEUED_CLAIMS, RelayConfig
 from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay.table import Entry, PairingTable, State
@@ -246,7 +246,7 @@ def test_join_with_claims_ticket_gives_active_entry_and_consumes_ticket() -> Non
     assert entry.receiver == "r"
 
 
-def test_join_same_ticket_twice_raises_refusal() -> None:
+def test_join_same_ticket_twice_raises_refusal_stale_ticket() -> None:
     table = make_table()
     entry = table.register("s", 0.0)
     table.claim(entry.nameplate, "r", 0.0)
@@ -254,7 +254,7 @@ def test_join_same_ticket_twice_raises_refusal() -> None:
     table.join(entry.nameplate, ticket, "data")
     with pytest.raises(Refusal) as caught:
         table.join(entry.nameplate, ticket, "data")
-    assert caught.value.reason == rv.REASON_BAD_REQUEST
+    assert caught.value.reason == rv.REASON_STALE_TICKET
 
 
 @pytest.mark.parametrize("ticket", ["", "f" * 32, f"{1:032x}"])
@@ -661,3 +661,107 @@ def test_plain_sender_join_while_waiting_is_refused() -> None:
     with pytest.raises(Refusal):
         table.join(entry.nameplate, "0" * 32, "data")
     assert entry.parked is None
+
+
+# --- the claim queue: first come, first served -----------------------------------------------
+
+
+def test_claims_on_an_opening_nameplate_queue_and_take_their_turns_in_order() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    table.claim(entry.nameplate, "r1", 0.0, source="a1")
+    for who in ("r2", "r3", "r4"):
+        assert table.claim(entry.nameplate, who, 1.0, source=who) is entry
+    assert entry.receiver == "r1" and [r for r, _ in entry.queue] == ["r2", "r3", "r4"]
+    turns = []
+    for _ in range(3):
+        table.release(entry, refund=True)
+        turns.append(table.take_turn(entry, 2.0))
+        assert entry.state is State.CLAIMED and entry.receiver == turns[-1]
+        with pytest.raises(Refusal) as caught:  # a newcomer without a source cannot cut in
+            table.claim(entry.nameplate, "late", 2.0)
+        assert caught.value.reason == rv.REASON_RETRY
+    assert turns == ["r2", "r3", "r4"]
+    table.release(entry, refund=True)
+    assert table.take_turn(entry, 3.0) is None and entry.state is State.WAITING
+
+
+def test_one_queued_claim_per_source_address_and_at_most_max_queued_claims() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0)
+    table.claim(entry.nameplate, "holder", 0.0, source="h")
+    table.claim(entry.nameplate, "first", 0.0, source="x")
+    with pytest.raises(Refusal) as caught:
+        table.claim(entry.nameplate, "second", 0.0, source="x")
+    assert caught.value.reason == rv.REASON_RETRY
+    table.claim(entry.nameplate, "unlimited-1", 0.0, source="")  # "": not limited
+    table.claim(entry.nameplate, "unlimited-2", 0.0, source="")
+    for n in range(MAX_QUEUED_CLAIMS - 3):
+        table.claim(entry.nameplate, f"r{n}", 0.0, source=f"s{n}")
+    assert len(entry.queue) == MAX_QUEUED_CLAIMS
+    with pytest.raises(Refusal) as caught:
+        table.claim(entry.nameplate, "one-too-many", 0.0, source="new")
+    assert caught.value.reason == rv.REASON_RETRY
+
+
+def test_a_queued_claim_that_leaves_gives_up_its_place() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0)
+    table.claim(entry.nameplate, "holder", 0.0, source="h")
+    table.claim(entry.nameplate, "leaver", 0.0, source="l")
+    table.claim(entry.nameplate, "stayer", 0.0, source="s")
+    table.leave_queue(entry, "leaver")
+    table.release(entry)
+    assert table.take_turn(entry, 1.0) == "stayer"
+
+
+def test_opened_hands_back_the_queue_to_be_told_claimed() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0)
+    table.claim(entry.nameplate, "holder", 0.0, source="h")
+    table.claim(entry.nameplate, "q1", 0.0, source="1")
+    table.claim(entry.nameplate, "q2", 0.0, source="2")
+    assert table.opened(entry) == ["q1", "q2"] and not entry.queue
+    with pytest.raises(Refusal) as caught:
+        table.claim(entry.nameplate, "q3", 0.0, source="3")
+    assert caught.value.reason == rv.REASON_CLAIMED
+
+
+def test_no_turn_once_the_claim_budget_is_spent() -> None:
+    table = make_table(max_claims_per_nameplate=1)
+    entry = table.register("s", 0.0)
+    table.claim(entry.nameplate, "guess", 0.0, source="g")
+    table.claim(entry.nameplate, "next", 0.0, source="n")
+    table.release(entry)  # the guess counted
+    assert table.take_turn(entry, 1.0) is None
+    assert table.drain_queue(entry) == ["next"]
+
+
+def test_a_standby_ticket_no_join_used_stays_valid_when_its_claim_ends() -> None:
+    table = make_table()
+    entry = table.register("s", 0.0, standby=True)
+    ticket = entry.ticket
+    table.claim(entry.nameplate, "left-early", 0.0)  # nothing parked: waits for the join
+    assert table.release(entry, refund=True) == ""  # no new TICKET to send
+    assert entry.ticket == ticket
+    assert table.join(entry.nameplate, ticket, "data") is entry  # the late join parks
+    assert entry.parked == "data"
+
+
+def test_a_used_or_replaced_ticket_is_refused_stale_not_bad_request() -> None:
+    table = make_table()
+    plain = table.register("plain", 0.0)
+    table.claim(plain.nameplate, "r", 0.0)
+    replaced = plain.ticket
+    table.release(plain)  # the receiver left before the join: its ticket is gone
+    standby = table.register("standby", 0.0, standby=True)
+    used = standby.ticket
+    table.join(standby.nameplate, used, "parked")
+    table.claim(standby.nameplate, "r", 0.0)  # takes the parked connection
+    for nameplate, ticket in ((plain.nameplate, replaced), (standby.nameplate, used)):
+        with pytest.raises(Refusal) as caught:
+            table.join(nameplate, ticket, "late")
+        assert caught.value.reason == rv.REASON_STALE_TICKET
+    with pytest.raises(Refusal) as caught:  # never a ticket of this nameplate's
+        table.join(standby.nameplate, replaced, "forged")
+    assert caught.value.reason == rv.REASON_BAD_REQUEST

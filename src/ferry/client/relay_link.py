@@ -48,6 +48,7 @@ _REFUSAL_TEXT = {
     "try again later",
     rv.REASON_UNAVAILABLE: "the relay cannot take this request right now; try again in a moment",
     rv.REASON_BAD_REQUEST: "the relay rejected the request as malformed",
+    rv.REASON_STALE_TICKET: "the receiver that data connection was for is gone",
 }
 
 

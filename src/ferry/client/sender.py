@@ -83,6 +83,9 @@ class Sender:
         """Receivers that made a guess at the code and were wrong."""
         self._engaged = 0  # attempts paired with a receiver and not yet over
         self._tickets = TicketGate()  # data connections the relay may make us open
+        self._serving: set[str] = set()  # tickets an attempt of ours holds
+        self._asked: set[str] = set()  # of those, tickets an INCOMING asked for meanwhile
+        self._reasked: list[str] = []  # asked for, and their attempt ended unpaired
 
     async def run(self) -> None:
         control, assigned = await self._register()
@@ -180,6 +183,9 @@ class Sender:
                     attempts.discard(attempt)
                     if attempt.result().unwrap():
                         return
+                while self._reasked:
+                    # A receiver waits on a ticket whose connection failed on its way.
+                    self._start_attempt(group, control, code, self._reasked.pop(), attempts)
                 if listening in done:
                     listening = self._next_listen(group, control, code, listening, attempts)
         finally:
@@ -203,17 +209,35 @@ class Sender:
             raise
         standby = isinstance(message, rv.StandbyTicket)
         assert isinstance(message, rv.StandbyTicket | rv.Incoming)
+        if message.ticket in self._serving:
+            # An INCOMING for the standby ticket our data connection is taking to the
+            # relay already (a claim came before it arrived): it will serve that
+            # claim; a second connection with the same ticket would be stale. Should
+            # that connection fail unpaired, the ticket gets another (_attempt).
+            self._asked.add(message.ticket)
+        else:
+            self._start_attempt(group, control, code, message.ticket, attempts, standby)
+        return _listen(group, control, code)
+
+    def _start_attempt(
+        self,
+        group: asyncio.TaskGroup,
+        control: RelayLink,
+        code: Code,
+        ticket: str,
+        attempts: set[_Supervised[bool]],
+        standby: bool = False,
+    ) -> None:
+        """A data connection for the ticket, when the gate (tickets.py) allows one."""
         delay = self._tickets.admit(asyncio.get_running_loop().time())
         if delay is None:
             # Past what any honest relay sends (tickets.py): no socket for it.
             log.info("the relay sent a ticket while %d data connections are open; ignored",
                      self._tickets.open)  # fmt: skip
-        else:
-            attempt = functools.partial(
-                self._attempt, control, code, message.ticket, standby, delay
-            )
-            attempts.add(group.create_task(_settled(attempt)))
-        return _listen(group, control, code)
+            return
+        attempt = functools.partial(self._attempt, control, code, ticket, standby, delay)
+        self._serving.add(ticket)
+        attempts.add(group.create_task(_settled(attempt)))
 
     async def _attempt(
         self, control: RelayLink, code: Code, ticket: str, standby: bool, delay: float = 0.0
@@ -224,6 +248,10 @@ class Sender:
                 await asyncio.sleep(delay)
             return await self._serve_ticket(control, code, ticket, standby)
         finally:
+            self._serving.discard(ticket)
+            if ticket in self._asked:  # never paired: the receiver still waits on it
+                self._asked.discard(ticket)
+                self._reasked.append(ticket)
             self._tickets.done()
 
     async def _serve_ticket(
@@ -241,9 +269,14 @@ class Sender:
             # This data connection never reached a receiver: nothing is lost.
             # The relay says INCOMING when a receiver finds no parked
             # connection, and the control connection reports a relay that
-            # is going away.
+            # is going away. A stale ticket is no failure: the claim it was
+            # for was served by another connection, or left.
+            if isinstance(exc, RelayRefused) and exc.reason == rv.REASON_STALE_TICKET:
+                log.info("a data connection was not needed (%s); still waiting", exc.message)
+                return False
             log.warning("a data connection to the relay failed (%s); still waiting", exc.message)
             return False
+        self._asked.discard(ticket)  # paired: whichever claim asked, this serves it
         self._engaged += 1
         try:
             return await self._authenticated_transfer(link, session)

@@ -14,6 +14,10 @@ line. The gate bounds both:
   `interval` seconds (a token bucket): a ticket that arrives too soon waits
   for its turn, so a flood of claims costs the sender delay, never an error.
 
+The sender itself (sender.py) opens one connection per ticket: an INCOMING
+for the standby ticket it is already taking to the relay is not a second
+receiver, and is not given a second connection.
+
 Pure bookkeeping, no I/O and no clock of its own: `now` is passed in.
 """
 
@@ -25,8 +29,13 @@ MAX_OPEN: Final = 8
 """Data connections a sender holds at once, at most (an honest relay needs 1 or 2)."""
 BURST: Final = 8
 """Data connections a sender may open back to back."""
-INTERVAL: Final = 0.5
-"""Seconds per data connection once the burst is spent (2 a second)."""
+INTERVAL: Final = 0.1
+"""Seconds per data connection once the burst is spent (10 a second). Each claim a
+sender turns away (a receiver that sent no valid PAKE message) costs it one data
+connection, and the relay serves claims on a nameplate one at a time, first come
+first served: the rate bounds how long an honest receiver waits behind a flood of
+bogus claims (50 claims ahead: about 5 s). A lying relay gets at most 10 short
+connections a second out of the sender, each one SPAKE2 message (~6 ms of CPU)."""
 
 
 class TicketGate:

@@ -81,6 +81,9 @@ REASON_RATE_LIMITED: Final = "rate-limited"
 """This source address made too many nameplate look-ups in the last minute."""
 REASON_TOO_MANY_CONNECTIONS: Final = "too-many-connections"
 """This source address holds too many connections to the relay at once."""
+REASON_STALE_TICKET: Final = "stale-ticket"
+"""A sender's data connection presented a ticket of its nameplate that was already
+used or replaced (the receiver it was for was served, or left): wait for the next."""
 REASON_UNAVAILABLE: Final = "unavailable"
 """A relay cluster node cannot take the request now (its directory, Redis, or the
 node holding the nameplate is unreachable); running transfers are not affected."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ferry import platform
 from ferry.config import REFUSAL_LINGER_BYTES, REFUSAL_LINGER_SECONDS
+from ferry.errors import Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay.capacity import AddressSlot, Hold
 from ferry.relay.session import Phase, Role, Session
@@ -41,6 +42,9 @@ class Connection:
     """From a trusted proxy: a PROXY header names the client (peer and slot change then)."""
     joined: asyncio.Future[Connection] | None = None
     """Receiver: resolves to the sender's data connection."""
+    turn: asyncio.Future[Refusal | None] | None = None
+    """Receiver queued behind another claim (table.py): resolves when its wait is
+    over, to None (its claim holds the nameplate now) or the refusal to answer."""
     paired_early: bool = False
     """Receiver: told PAIRED before its PAKE record came (a receiver from before the
     pipelined handshake); it is paired for real once the record is in."""

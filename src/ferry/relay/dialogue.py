@@ -136,6 +136,8 @@ class Dialogue:
                 return await self._hold_nameplate(conn, entry)
             finally:
                 parked = relay.lifecycle.unregister(entry)
+                gone = Refusal(rv.REASON_SENDER_GONE, "the sender went away")
+                self.pairing.answer_queued(relay.lifecycle.drop_queue(entry), gone)
                 relay.directory.release(entry.nameplate)
                 if parked is not None:
                     self.pairing.drop_parked(parked)

@@ -6,7 +6,10 @@ address's budget, reads the PAKE record behind its line
 claims the nameplate; it takes the sender's parked data connection, or
 sends the sender INCOMING and waits for one (JOIN n ticket, handed to the
 waiting receiver's task by `join`); it says PAIRED to both and runs the
-pump. A sender data connection that comes before any claim parks (standby,
+pump. A claim that finds another claim opening on the nameplate waits its
+turn in the nameplate's queue (table.py), first come first served; its
+task is woken (`answer_queued`) when the claim ahead ends, or with the
+refusal it gets instead. A sender data connection that comes before any claim parks (standby,
 no task) until one does.
 
 Every move of a nameplate or a session is asked of lifecycle.py; what is
@@ -54,8 +57,50 @@ class Pairing:
         relay.table.claimable(nameplate)  # refuses at once what no record could change
         with shares.hold(network):
             await self._read_claim_record(conn)
-            entry = relay.lifecycle.claim(nameplate, conn, relay.clock())
+            # Made before the claim: a queued claim's turn can come, and its data
+            # connection join, before its task runs again.
+            conn.joined = asyncio.get_running_loop().create_future()
+            entry = relay.lifecycle.claim(nameplate, conn, relay.clock(), conn.share_key)
+            if entry.receiver is not conn:
+                await self._await_turn(conn, entry)
             return await self._pair_and_pipe(conn, entry)
+
+    async def _await_turn(self, conn: Connection, entry: Entry[Connection]) -> None:
+        """A claim queued behind the one opening on its nameplate: wait for its turn
+        (the claims ahead ended; it holds the nameplate now), or raise the refusal
+        it gets instead, Refusal(timeout) past its wait, Closed if it leaves."""
+        turn = conn.turn = asyncio.get_running_loop().create_future()
+        try:
+            while not turn.done():
+                delay = conn.session.delay(self.relay.clock())
+                async with conn.watch_hang_up() as gone:
+                    either: list[asyncio.Future[Any]] = [turn, gone]
+                    done, _ = await asyncio.wait(
+                        either, timeout=delay, return_when="FIRST_COMPLETED"
+                    )
+                if turn.done():
+                    break
+                if gone in done:
+                    raise Closed()
+                conn.session.timer_expired(self.relay.clock())  # raises Refusal(timeout)
+            refusal = turn.result()
+            if refusal is not None:
+                raise refusal
+        except BaseException:
+            if entry.receiver is conn:  # its turn came as it left
+                assert conn.joined is not None
+                if conn.joined.done():
+                    _close_joined(conn.joined.result())  # and its data connection
+                self._end_claim(entry, None, refund=True)
+            else:
+                self.relay.lifecycle.leave_queue(entry, conn)
+            raise
+
+    def answer_queued(self, queued: list[Connection], refusal: Refusal | None) -> None:
+        """End queued claims' waits: None, its turn came; else the refusal to answer."""
+        for conn in queued:
+            if conn.turn is not None and not conn.turn.done():
+                conn.turn.set_result(refusal)
 
     async def _read_claim_record(self, conn: Connection) -> None:
         """A claim's PAKE record, whole (rv.claim_record_missing), by the session's deadline.
@@ -114,11 +159,13 @@ class Pairing:
 
     async def _await_join(self, conn: Connection, entry: Entry[Connection]) -> Connection:
         """Ask the sender for a data connection, and wait for it."""
-        conn.joined = asyncio.get_running_loop().create_future()
+        assert conn.joined is not None
         try:
             # No parked connection (a standby sender may be reconnecting, or it
-            # could not get one in): ask for a data connection now, as for any sender.
-            if not entry.sender.send_nowait(rv.Incoming(entry.ticket)):
+            # could not get one in): ask for a data connection now, as for any
+            # sender, unless it joined already (a queued claim's turn came, and the
+            # connection with it, before this task ran again).
+            if not conn.joined.done() and not entry.sender.send_nowait(rv.Incoming(entry.ticket)):
                 raise Refusal(rv.REASON_SENDER_GONE, "the sender went away")
             while (data_conn := await self._wait_joined(conn)) is None:
                 conn.session.timer_expired(self.relay.clock())  # raises Refusal(timeout)
@@ -133,14 +180,19 @@ class Pairing:
     def _end_claim(
         self, entry: Entry[Connection], transfer: Ending | None, refund: bool = False
     ) -> None:
-        """A claim or pipe ended: the nameplate waits again (standby senders get a ticket).
+        """A claim or pipe ended: the nameplate waits again (standby senders get a ticket
+        when the last was used), and the oldest queued claim, if any, holds it now.
 
         refund: the claim never reached the key exchange (session.py), so the
         nameplate's claim budget gets it back.
         """
-        ticket = self.relay.lifecycle.end_claim(entry, transfer, self.relay.clock(), refund)
-        if ticket:
-            entry.sender.send_nowait(rv.StandbyTicket(ticket))
+        ended = self.relay.lifecycle.end_claim(entry, transfer, self.relay.clock(), refund)
+        if ended.ticket:
+            entry.sender.send_nowait(rv.StandbyTicket(ended.ticket))
+        if ended.turn is not None:
+            self.answer_queued([ended.turn], None)
+        spent = Refusal(rv.REASON_TOO_MANY_ATTEMPTS, "too many attempts on this nameplate")
+        self.answer_queued(ended.refused, spent)
 
     async def _wait_joined(self, conn: Connection) -> Connection | None:
         """The sender's data connection; None at the session's deadline; Closed if
@@ -235,7 +287,8 @@ class Pairing:
         preload_up = receiver.lines.take_rest()
 
         def opened() -> None:
-            relay.lifecycle.opened(entry)
+            running = Refusal(rv.REASON_CLAIMED, "the nameplate's transfer is running")
+            self.answer_queued(relay.lifecycle.opened(entry), running)
 
         use_splice = relay.config.use_splice
         while True:

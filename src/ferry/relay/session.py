@@ -13,6 +13,10 @@ is tested by driving a session with plain lines and a number for the time.
     (sender control)
 
     HANDSHAKE --RECV--> CLAIMING --record arrived--> PAIRING --pipe started--> PIPING
+                            |                         |    ^
+                            |                   queued|    |turn came
+                            |                         v    |
+                            |                         QUEUED
                             +------------------- pipe started (forwarded) ------^
     (receiver)
 
@@ -43,7 +47,9 @@ Rules this module owns:
 - receiver: its PAKE record (which ./receive sends right behind the RECV
   line) must arrive whole within handshake_timeout of the line (CLAIMING);
   only then does it claim the nameplate, and the sender's data connection
-  must join within join_timeout of that (PAIRING);
+  must join within join_timeout of that (PAIRING); a claim queued behind
+  another one still opening (QUEUED, table.py) waits at most
+  CLAIM_QUEUE_WAIT for its turn, and join_timeout starts again at its turn;
 - sender data: no deadline of its own; PARKED it may send at most
   MAX_PARKED_BYTES early (its PAKE flight is ~40), JOINED it belongs to its
   receiver, whose line covers the pipe;
@@ -76,7 +82,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from ferry.config import MAX_PARKED_BYTES, RelayConfig
+from ferry.config import CLAIM_QUEUE_WAIT, MAX_PARKED_BYTES, RelayConfig
 from ferry.errors import BadRequest, LocalProtocolError, Refusal
 from ferry.protocol import rendezvous as rv
 from ferry.relay import logs, proxy
@@ -103,6 +109,8 @@ class Phase(Enum):
     """Receiver: its claim's PAKE record has not arrived whole yet; it holds nothing."""
     PAIRING = "pairing"
     """Receiver: claimed the nameplate; waits for the sender's data connection."""
+    QUEUED = "queued"
+    """Receiver: its claim waits for the claims ahead of it on the nameplate to end."""
     JOINING = "joining"
     """Sender data: presented its ticket; not yet parked or handed to a receiver."""
     PARKED = "parked"
@@ -121,6 +129,8 @@ class Step(Enum):
     RECV = "recv"
     JOIN = "join"
     RECORD_ARRIVED = "record arrived"
+    QUEUED = "queued"
+    TURN_CAME = "turn came"
     RECEIVER_CAME = "receiver came"
     PARKED = "parked"
     HANDED = "handed"
@@ -147,6 +157,8 @@ TRANSITIONS: Final[Mapping[tuple[Role, Phase, Step], Phase]] = {
     # receiver
     (Role.RECEIVER, Phase.CLAIMING, Step.RECORD_ARRIVED): Phase.PAIRING,
     (Role.RECEIVER, Phase.CLAIMING, Step.PIPE_STARTED): Phase.PIPING,  # forwarded
+    (Role.RECEIVER, Phase.PAIRING, Step.QUEUED): Phase.QUEUED,
+    (Role.RECEIVER, Phase.QUEUED, Step.TURN_CAME): Phase.PAIRING,
     (Role.RECEIVER, Phase.PAIRING, Step.PIPE_STARTED): Phase.PIPING,
     # sender data
     (Role.SENDER_DATA, Phase.JOINING, Step.PARKED): Phase.PARKED,
@@ -319,6 +331,8 @@ class Session:
             raise Refusal(rv.REASON_TIMEOUT, "no key exchange message followed the claim")
         if self.phase is Phase.PAIRING:
             raise Refusal(rv.REASON_TIMEOUT, "the sender did not answer in time")
+        if self.phase is Phase.QUEUED:
+            raise Refusal(rv.REASON_TIMEOUT, "the claims ahead on this nameplate took too long")
         assert self.role is Role.SENDER, self
         if self.phase is Phase.WAITING:
             if overdue:
@@ -389,6 +403,17 @@ class Session:
     def handed(self) -> None:
         """Sender data: its socket is its receiver's now."""
         self.step(Step.HANDED)
+
+    def queued(self, now: float) -> None:
+        """Receiver: its claim waits behind the one opening on the nameplate."""
+        self.step(Step.QUEUED)
+        self._deadline = now + CLAIM_QUEUE_WAIT
+
+    def turn_came(self, now: float) -> None:
+        """Receiver: the claims ahead ended; its claim holds the nameplate now, and the
+        sender's data connection may take join_timeout from here."""
+        self.step(Step.TURN_CAME)
+        self._deadline = now + self.config.join_timeout
 
     def claimed(self, claims: int) -> None:
         """Receiver: its claim is in (claims: which claim on the nameplate this is)."""

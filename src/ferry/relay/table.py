@@ -26,16 +26,26 @@ is unparked; its ticket stays valid for the sender's next try.
 Rules this module owns:
 - a nameplate is the smallest positive number not in use, and is never
   handed out twice while in use;
-- one claim at a time: a second receiver for a CLAIMED or ACTIVE nameplate
-  is refused: "retry" while that claim is still opening (pairing, key
-  exchange, offer: seconds at most, and then the nameplate may be free
-  again), "claimed" once its transfer runs;
+- one claim at a time, the others first come first served: a claim for a
+  CLAIMED or ACTIVE nameplate whose claim is still opening (pairing, key
+  exchange, offer: seconds at most) joins the nameplate's queue, when the
+  server passes its source address, and takes the nameplate the moment
+  the claim ahead of it ends (take_turn(), right after release(): no
+  newcomer can slip in between). At most MAX_QUEUED_CLAIMS wait, at most
+  one per source address; past that, and without a source, the claim is
+  refused "retry". Once the claim's transfer runs, a newcomer is refused
+  "claimed", and opened() hands back the queue for the same answer;
 - a nameplate accepts at most max_claims_per_nameplate claims in its life
   (each one a code guess); a claim released as a refund (it never reached
   the key exchange: no guess was made) is given back;
 - at most max_waiting_senders nameplates are WAITING at once (claimed and
   active ones are bounded by the relay's max_active_transfers);
-- tickets are one-time: the join that pairs a claim consumes its ticket;
+- tickets are one-time: the join that pairs a claim consumes its ticket; a
+  standby ticket no join consumed stays valid when its claim ends (the
+  sender's connection for it may be on its way), so no new one is issued;
+  a ticket used or replaced is remembered (the last STALE_TICKETS), and a
+  join presenting it is refused "stale-ticket": that receiver is gone,
+  wait for the next ticket;
 - at most one data connection is parked per nameplate; presenting the
   ticket again replaces it (the old one is handed back as `displaced`).
 """
@@ -43,12 +53,13 @@ Rules this module owns:
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, Generic, TypeVar
 
-from ferry.config import RelayConfig
+from ferry.config import MAX_QUEUED_CLAIMS, STALE_TICKETS, RelayConfig
 from ferry.errors import LocalProtocolError, Refusal
 from ferry.protocol import rendezvous as rv
 
@@ -92,6 +103,11 @@ class Entry(Generic[Conn]):
     """A standby data connection waiting for the next receiver."""
     displaced: Conn | None = None
     """A parked connection the sender replaced (it reconnected): the caller closes it."""
+    queue: deque[tuple[Conn, str]] = field(default_factory=deque)
+    """Claims waiting for the one in its opening to end, oldest first, each with its
+    source address's key ("" = not limited)."""
+    stale: deque[str] = field(default_factory=lambda: deque(maxlen=STALE_TICKETS))
+    """Tickets of this nameplate that were used or replaced, newest last."""
 
 
 class PairingTable(Generic[Conn]):
@@ -166,13 +182,20 @@ class PairingTable(Generic[Conn]):
             raise Refusal(rv.REASON_TOO_MANY_ATTEMPTS, "too many attempts on this nameplate")
         return entry
 
-    def claim(self, nameplate: int, receiver: Conn, now: float) -> Entry[Conn]:
+    def claim(
+        self, nameplate: int, receiver: Conn, now: float, source: str | None = None
+    ) -> Entry[Conn]:
+        """The receiver takes the nameplate, or (source given: its address's key) joins
+        its queue behind a claim still opening; entry.receiver says which."""
         entry = self._entries.get(nameplate)
         if entry is None:
             raise Refusal(
                 rv.REASON_UNKNOWN_NAMEPLATE, f"no sender is waiting on nameplate {nameplate}"
             )
         if entry.state is not State.WAITING and entry.opening:
+            if source is not None and self._may_queue(entry, source):
+                entry.queue.append((receiver, source))
+                return entry
             raise Refusal(
                 rv.REASON_RETRY, f"another receiver is pairing on nameplate {nameplate}; retry"
             )
@@ -180,17 +203,57 @@ class PairingTable(Generic[Conn]):
             raise Refusal(rv.REASON_CLAIMED, f"nameplate {nameplate} is in use by another receiver")
         if entry.claims >= self._config.max_claims_per_nameplate:
             raise Refusal(rv.REASON_TOO_MANY_ATTEMPTS, "too many attempts on this nameplate")
+        self._take(entry, receiver, now)
+        return entry
+
+    def _may_queue(self, entry: Entry[Conn], source: str) -> bool:
+        if len(entry.queue) >= MAX_QUEUED_CLAIMS:
+            return False
+        return not source or all(key != source for _, key in entry.queue)
+
+    def _take(self, entry: Entry[Conn], receiver: Conn, now: float) -> None:
+        """The receiver's claim holds the (WAITING) nameplate now."""
         self._move(entry, State.CLAIMED)
         entry.receiver = receiver
         if not entry.standby:
+            self._retire(entry)
             entry.ticket = self._new_ticket()
         entry.claimed_at = now
         entry.claims += 1
         entry.opening = True
         if entry.parked is not None:
             self._move(entry, State.ACTIVE)
-            entry.ticket = ""
-        return entry
+            self._retire(entry)
+
+    def _retire(self, entry: Entry[Conn]) -> None:
+        """The entry's ticket was used or replaced: a join presenting it now is stale."""
+        if entry.ticket:
+            entry.stale.append(entry.ticket)
+        entry.ticket = ""
+
+    def take_turn(self, entry: Entry[Conn], now: float) -> Conn | None:
+        """The oldest queued claim takes the nameplate, which just waits again (None: no
+        claim is queued, or the nameplate's claim budget is spent: drain_queue())."""
+        if entry.state is not State.WAITING or not entry.live or not entry.queue:
+            return None
+        if entry.claims >= self._config.max_claims_per_nameplate:
+            return None
+        receiver, _ = entry.queue.popleft()
+        self._take(entry, receiver, now)
+        return receiver
+
+    def leave_queue(self, entry: Entry[Conn], receiver: Conn) -> None:
+        """A queued claim left, or its wait ran out."""
+        for queued in entry.queue:
+            if queued[0] is receiver:
+                entry.queue.remove(queued)
+                return
+
+    def drain_queue(self, entry: Entry[Conn]) -> list[Conn]:
+        """Every queued claim, oldest first, now the caller's to refuse."""
+        queued = [receiver for receiver, _ in entry.queue]
+        entry.queue.clear()
+        return queued
 
     def join(self, nameplate: int, ticket: str, conn: Conn) -> Entry[Conn]:
         """A sender's data connection presents a ticket.
@@ -199,11 +262,15 @@ class PairingTable(Generic[Conn]):
         for a standby sender with no receiver yet, parks it (still WAITING).
         """
         entry = self._entries.get(nameplate)
+        if entry is not None and ticket != entry.ticket and ticket in entry.stale:
+            raise Refusal(
+                rv.REASON_STALE_TICKET, "that ticket was used or replaced; wait for the next"
+            )
         if entry is None or not entry.ticket or entry.ticket != ticket:
             raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
         if entry.state is State.CLAIMED:
             self._move(entry, State.ACTIVE)
-            entry.ticket = ""
+            self._retire(entry)
         elif entry.state is State.WAITING and entry.standby:
             # A second connection with the same ticket is the sender
             # reconnecting (its path to the relay died unnoticed): the newer
@@ -213,9 +280,11 @@ class PairingTable(Generic[Conn]):
             raise Refusal(rv.REASON_BAD_REQUEST, "no such pairing ticket")
         return entry
 
-    def opened(self, entry: Entry[Conn]) -> None:
-        """The claim's pipe reached its data phase: a newcomer is told "claimed" now."""
+    def opened(self, entry: Entry[Conn]) -> list[Conn]:
+        """The claim's pipe reached its data phase: a newcomer is told "claimed" now,
+        and so is every queued claim (handed back, oldest first)."""
         entry.opening = False
+        return self.drain_queue(entry)
 
     def take_parked(self, entry: Entry[Conn]) -> Conn | None:
         """The parked data connection, now the claim's (None if there is none)."""
@@ -231,14 +300,21 @@ class PairingTable(Generic[Conn]):
         """The claim or pipe of this entry ended; the sender may take another receiver.
 
         refund: the claim never reached the key exchange, so it is not counted.
-        Returns the standby sender's next ticket ("" for other senders).
+        Returns the standby sender's next ticket: "" for other senders, and when
+        no join used the ticket it holds (it stays valid: the sender's data
+        connection for it may be on its way). take_turn() may follow.
         """
         if refund and entry.state is not State.WAITING:
             entry.claims -= 1
         entry.opening = False
         self._move(entry, State.WAITING)
         entry.receiver = None
-        entry.ticket = self._new_ticket() if entry.standby and entry.live else ""
+        if not (entry.standby and entry.live):
+            self._retire(entry)
+            return ""
+        if entry.ticket:
+            return ""
+        entry.ticket = self._new_ticket()
         return entry.ticket
 
     def unregister(self, entry: Entry[Conn]) -> None:

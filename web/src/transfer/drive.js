@@ -67,6 +67,7 @@ const REFUSALS = {
   'too-many-connections': 'relay busy: too many connections from this address, try again later',
   unavailable: 'the relay cannot take this request right now ({text}); try again in a moment',
   'bad-request': 'the relay rejected the request as malformed ({text})',
+  'stale-ticket': 'the receiver that data connection was for is gone',
 };
 
 /** Peer-chosen text, safe to show on one line: control and format characters become "?". */
@@ -378,6 +379,7 @@ export async function send({ connect, source, now, onCode = () => {}, onStatus =
   const controlReader = new Reader(control, now, signal);
   const lines = new LineBuffer();
   const tickets = [];
+  let joining = null;
   let wake = null;
   let controlError = null;
   let nameplate = null;
@@ -415,7 +417,11 @@ export async function send({ connect, source, now, onCode = () => {}, onStatus =
         for (;;) {
           const message = await nextMessage();
           if (message.kind === 'ping') await control.write(pong());
-          else if (message.kind === 'ticket' || message.kind === 'incoming') tickets.push(message.ticket);
+          else if (message.kind === 'ticket' || message.kind === 'incoming') {
+            // One connection per ticket: an INCOMING for the ticket already queued
+            // or being joined is the same receiver, not another one.
+            if (message.ticket !== joining && !tickets.includes(message.ticket)) tickets.push(message.ticket);
+          }
           else if (message.kind === 'error') throw refusalError(message.reason, message.text, nameplate);
           else throw new RemoteProtocolError(`the relay sent an unexpected ${message.kind}`);
           wake?.();
@@ -439,6 +445,7 @@ export async function send({ connect, source, now, onCode = () => {}, onStatus =
       checkCancel(signal);
       if (!tickets.length) throw controlError;
       const ticket = tickets.shift();
+      joining = ticket;
       try {
         await attempt({ connect, code, nameplate, ticket, source, now, onStatus, signal, sessionOptions });
         onStatus('done');
@@ -455,6 +462,8 @@ export async function send({ connect, source, now, onCode = () => {}, onStatus =
           throw lastError;
         }
         onStatus('waiting for the receiver', { error, failures, attempts });
+      } finally {
+        joining = null;
       }
     }
   } finally {
@@ -472,7 +481,9 @@ async function attempt({ connect, code, nameplate, ticket, source, now, onStatus
     try {
       rest = await untilPaired(reader, new LineBuffer(), nameplate);
     } catch (error) {
-      if (error instanceof ConnectionLost) error.costsNothing = true;
+      // A stale ticket: the receiver it was for was served or left; wait for the next.
+      const stale = error instanceof RelayRefused && error.reason === 'stale-ticket';
+      if (error instanceof ConnectionLost || stale) error.costsNothing = true;
       throw error;
     }
     onStatus('checking the code');

@@ -11,6 +11,7 @@ import contextlib
 import os
 import resource
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -49,12 +50,15 @@ def relay_process(
 class Client:
     """A ./send or ./receive process with stdout and stderr in files."""
 
-    def __init__(self, workdir: Path, name: str, argv: list[str]) -> None:
+    def __init__(
+        self, workdir: Path, name: str, argv: list[str], stdin: procs.StdStream = None
+    ) -> None:
         self.out = workdir / f"{name}.out"
         self.err = workdir / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = procs.spawn(
                 [*procs.module_program(argv[0]), *argv[1:]],
+                stdin=subprocess.DEVNULL if stdin is None else stdin,
                 stdout=out,
                 stderr=err,
                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
@@ -102,8 +106,16 @@ def clients() -> Iterator[list[Client]]:
             client.reap()
 
 
-def send(started: list[Client], workdir: Path, port: int, path: Path, name: str = "send") -> Client:
-    client = Client(workdir, name, ["send", f"127.0.0.1:{port}", str(path)])
+def send(
+    started: list[Client],
+    workdir: Path,
+    port: int,
+    path: Path | str,
+    name: str = "send",
+    stdin: procs.StdStream = None,
+) -> Client:
+    """./send path (path "-" with stdin, a pipe's read end, say: a stream)."""
+    client = Client(workdir, name, ["send", f"127.0.0.1:{port}", str(path)], stdin)
     started.append(client)
     return client
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry_testing.files import assert_nothing_stored, sparse_file
+from ferry_testing.files import assert_nothing_stored, part_size, sparse_file
 from ferry_testing.waiting import until
 from tests.faults.procs import (
     clients,
@@ -93,27 +93,39 @@ async def test_sigterm_cuts_pipes_still_running_at_the_drain_deadline(tmp_path: 
 
 
 async def test_sigterm_lets_a_real_transfer_finish(tmp_path: Path) -> None:
+    # The transfer is a stream from a pipe: half of it is delivered before SIGTERM and
+    # the other half written only after, so it is surely running through the drain.
+    half = os.urandom(1 << 20)
+    rest = os.urandom(1 << 20)
     with relay_process(tmp_path, "--drain-timeout", "60") as relay:
-        source = sparse_file(tmp_path / "big.bin", 300 << 20)
         out = tmp_path / "out"
+        read_end, write_end = os.pipe()
         with clients() as started:
-            sender = send(started, tmp_path, relay.port, source)
-            receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
-            await until(lambda: out.exists() and any(out.iterdir()), "transfer under way", 20)
-            signalled = time.monotonic()
-            relay.signal(signal.SIGTERM)
+            try:
+                sender = send(started, tmp_path, relay.port, "-", stdin=read_end)
+                os.close(read_end)
+                receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
+                await asyncio.to_thread(os.write, write_end, half)
+                await until(lambda: part_size(out) > 0, "transfer under way", 20)
+                signalled = time.monotonic()
+                relay.signal(signal.SIGTERM)
+                await until(lambda: "shutting down" in relay.log(), "the drain begins", 10)
+                await asyncio.to_thread(os.write, write_end, rest)
+            finally:
+                os.close(write_end)
             assert await receiver.exit_code(60) == 0, receiver.stderr()
             assert await sender.exit_code(60) == 0, sender.stderr()
             assert await asyncio.to_thread(relay.wait, 20) == 0
             took = time.monotonic() - signalled
-        assert (out / "big.bin").stat().st_size == 300 << 20
+        assert (out / "stdin").read_bytes() == half + rest
         # Outcomes say what happened: the sender whose transfer finished during
         # the drain was served, not refused.
         sender_lines = [line for line in relay.log().splitlines() if "role=sender " in line]
         assert sender_lines and all("outcome=happy" in line for line in sender_lines), sender_lines
         figure(
             "SIGTERM real transfer",
-            f"300 MiB transfer in flight finished; exit 0 after {took:.2f}s",
+            f"a 2 MiB stream, its second half written after SIGTERM, finished; "
+            f"exit 0 after {took:.2f}s",
         )
 
 

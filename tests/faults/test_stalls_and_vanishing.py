@@ -1,7 +1,8 @@
 """Stalled and vanishing peers against a real relay process.
 
-A stalled receiver must back-pressure the sender with bounded relay memory,
-then be cut by the idle timeout. A peer that vanishes (RST, half-close,
+A stalled receiver must back-pressure the sender with bounded relay memory
+(its end at the idle timeout runs on a fake clock in process:
+tests/relay/test_limits_enforced.py). A peer that vanishes (RST, half-close,
 kill -9) at any phase must end only its own pairing: the other side learns
 it promptly, the relay frees everything, and the next transfer works.
 """
@@ -52,11 +53,8 @@ async def _connect_small(port: int) -> RawClient:
     return RawClient(sock)
 
 
-async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
-    tmp_path: Path,
-) -> None:
-    idle = 4.0
-    with relay_process(tmp_path, "--idle-timeout", str(idle)) as relay:
+async def test_stalled_receiver_back_pressures_sender_within_the_budget(tmp_path: Path) -> None:
+    with relay_process(tmp_path) as relay:
         control, nameplate = await register_sender(relay.port)
         receiver = await _connect_small(relay.port)
         await receiver.send(claim(nameplate))
@@ -86,22 +84,18 @@ async def test_stalled_receiver_back_pressures_sender_then_idle_timeout_ends_it(
         # ...and the budget is spent: megabytes in flight, not 128 KiB.
         assert peak > 3 * MIB, held
         assert stalled_rss - before < PER_TRANSFER_BUDGET // 1024
-        stalled_at = time.monotonic()
-        # No byte moves now; the relay must end the pipe at the idle timeout.
-        rest = await data.read_until_closed(timeout=idle + 10)
-        cut_after = time.monotonic() - stalled_at
+        receiver.close()  # it leaves: the relay ends the pipe and frees what it held
+        rest = await data.read_until_closed(timeout=10)
         assert rest == PAKE_RECORD  # the receiver's claim carried it; nothing else
-        await until(lambda: "outcome=idle" in relay.log(), "idle outcome logged", 5)
-        assert relay.metrics()["active_transfers"] == 0
-        for client in (control, receiver, data):
+        await until(lambda: relay.metrics()["active_transfers"] == 0, "the pipe ended", 10)
+        for client in (control, data):
             client.close()
         figure(
             "stalled receiver",
             f"sender could push {pushed // 1024} KiB before backpressure (budget "
             f"{PER_TRANSFER_BUDGET // MIB} MiB); relay sockets held at most {peak // 1024} KiB "
             f"(ss r+w+f+bl) plus {2 * PUMP_BUFFER // 1024} KiB of pipes; "
-            f"relay RSS {before} -> {stalled_rss} KiB; "
-            f"cut {cut_after:.1f}s after the stall (idle timeout {idle:.0f}s)",
+            f"relay RSS {before} -> {stalled_rss} KiB",
         )
 
 

@@ -5,8 +5,9 @@ transfer's memory within the per-transfer budget, counted the way the CLI's
 stalled receiver is (tests/faults/test_stalls_and_vanishing.py): kernel
 memory of the relay's TCP sockets (ss -tm), plus the bridge's socketpair
 (ss -xm) and the relay's user-space buffers (the pump's pipes and the
-bridge's own, bridge.BRIDGE_HOLD counts them with the pair); then the idle
-timeout ends it.
+bridge's own, bridge.BRIDGE_HOLD counts them with the pair); when the browser
+goes, everything is let go. The idle timeout that ends a stalled browser leg
+runs on a fake clock in process (tests/relay/test_web_front.py).
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ MIB = 1 << 20
 
 
 async def test_stalled_browser_receiver_stays_within_the_transfer_budget(tmp_path: Path) -> None:
-    idle = 8.0
-    with relay_process(tmp_path, "--idle-timeout", str(idle)) as relay:
+    with relay_process(tmp_path) as relay:
         control, nameplate = await register_sender(relay.port)
         browser = await WsClient.connect(relay.port, receive_buffer=32 * 1024)
         await browser.send(claim(nameplate))
@@ -70,22 +70,18 @@ async def test_stalled_browser_receiver_stays_within_the_transfer_budget(tmp_pat
         assert peak + user_space <= PER_TRANSFER_BUDGET, (peak_tcp, peak_pair)
         assert peak > 2 * MIB, (peak_tcp, peak_pair)  # the budget is used, not 128 KiB
         assert stalled_rss - before < PER_TRANSFER_BUDGET // 1024
-        stalled_at = time.monotonic()
-        rest = await data.read_until_closed(timeout=idle + 10)
-        cut_after = time.monotonic() - stalled_at
+        browser.close()  # the browser goes: the relay ends the pipe and lets every leg go
+        rest = await data.read_until_closed(timeout=10)
         assert rest == PAKE_RECORD  # the browser's claim carried it; nothing else
-        await until(lambda: "outcome=idle" in relay.log(), "idle outcome logged", 5)
         await until(lambda: relay.metrics()["connections_open"] == 1, "legs closed", 20)
         assert relay.metrics()["active_transfers"] == 0
         for client in (control, data):
             client.close()
-        browser.close()
         figure(
             "stalled browser receiver",
             f"sender could push {pushed // 1024} KiB before backpressure; relay held at most "
             f"{peak // 1024} KiB in sockets ({peak_tcp // 1024} KiB TCP, ss r+w+f+bl; "
             f"{peak_pair // 1024} KiB socketpair, ss -x r+t) plus {user_space // 1024} KiB "
             f"of pipes and bridge buffers = {(peak + user_space) // 1024} KiB of the "
-            f"{PER_TRANSFER_BUDGET // 1024} KiB budget; relay RSS {before} -> {stalled_rss} KiB; "
-            f"cut {cut_after:.1f}s after the stall (idle timeout {idle:.0f}s)",
+            f"{PER_TRANSFER_BUDGET // 1024} KiB budget; relay RSS {before} -> {stalled_rss} KiB",
         )

@@ -269,8 +269,10 @@ def _entry_waiting_with_parked(relay: RunningRelay, nameplate: int) -> bool:
     return entry is not None and entry.state is State.WAITING and entry.parked is not None
 
 
-async def _parked(relay: RunningRelay, nameplate: int) -> bool:
-    return await _until(lambda: getattr(_entry(relay, nameplate), "parked", None) is not None, 2)
+async def _parked(relay: RunningRelay, nameplate: int, timeout: float = 2) -> bool:
+    return await _until(
+        lambda: getattr(_entry(relay, nameplate), "parked", None) is not None, timeout
+    )
 
 
 async def test_sender_parks_its_data_connection_before_any_receiver_comes(
@@ -350,17 +352,21 @@ async def test_sender_falls_back_to_plain_send_with_a_relay_without_standby(
     relay_factory: StartRelay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = rv.parse_client_line
+    refused: list[bytes] = []
 
     def before_standby(line: bytes) -> rv.ClientMessage:
         # What a relay from before standby connections answers to SEND STANDBY.
         if line.startswith(b"FERRY 1 SEND STANDBY"):
+            refused.append(line)
             raise BadRequest(rv.REASON_BAD_REQUEST, "unknown request")
         return original(line)
 
     monkeypatch.setattr(rv, "parse_client_line", before_standby)
     relay = await relay_factory()
     sending, code = await send_hello(relay, tmp_path)
-    assert not await _parked(relay, code.nameplate)
+    assert refused  # it asked for standby first, was refused, and registered plainly
+    # Plain SEND: no ticket to park a data connection with (0.3 s to show one would).
+    assert not await _parked(relay, code.nameplate, 0.3)
     await asyncio.wait_for(receiver(relay, code, tmp_path / "out").run(), 20)
     await sending.result()
     assert (tmp_path / "out" / "a.txt").read_bytes() == b"hello"

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from ferry.config import OPENING_BYTES
+from ferry.config import EARLY_PAIRED_AFTER, OPENING_BYTES
 from ferry.protocol import rendezvous as rv
 from ferry.protocol.records import MAX_HANDSHAKE_LENGTH, Header, RecordType
 from ferry.relay.table import State
 from ferry_testing.waiting import until
 
+from .clock import ClockLoop, run_on_clock, turns
 from .harness import PAKE_RECORD, RawClient, claim, close_all, pair, register_sender, running_relay
+from .test_limits_enforced import nothing_to_read
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -174,25 +176,34 @@ async def _nothing_from(client: RawClient, wait: float = 0.3) -> bool:
     return False
 
 
-async def test_a_receiver_from_before_the_pipelined_handshake_is_told_paired_and_then_paired(
+def test_a_receiver_from_before_the_pipelined_handshake_is_told_paired_and_then_paired(
 ) -> None:  # fmt: skip
     # Such a receiver sends its PAKE record only after PAIRED: the relay says
-    # PAIRED to a claim with nothing behind its line after 3 s, holding
-    # nothing for it, and pairs it for real once the record is in.
-    async with running_relay() as r:
-        control, nameplate = await register_sender(r.port)
-        old = await RawClient.connect(r.port)
-        await old.send(f"FERRY 1 RECV {nameplate}\n")
-        assert await _nothing_from(control, 0.5)
-        assert await old.line(timeout=6) == "PAIRED"
-        assert r.relay.table.count(State.WAITING) == 1  # still nobody's
-        await old.send(PAKE_RECORD)
-        incoming = await control.line()
-        assert incoming.startswith("INCOMING "), incoming
-        data = await RawClient.connect(r.port)
-        await data.send(f"FERRY 1 JOIN {nameplate} {incoming.split()[1]}\n")
-        assert await data.line() == "PAIRED"
-        assert await data.exactly(len(PAKE_RECORD)) == PAKE_RECORD
-        await data.send(b"sender's PAKE\n")
-        assert await old.line() == "sender's PAKE"  # one PAIRED only, then the pipe
-        close_all(control, data, old)
+    # PAIRED to a claim with nothing behind its line after EARLY_PAIRED_AFTER
+    # (3 s), holding nothing for it, and pairs it for real once the record is in.
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay() as r:
+            control, nameplate = await register_sender(r.port)
+            old = await RawClient.connect(r.port)
+            await old.send(f"FERRY 1 RECV {nameplate}\n")
+            await until(lambda: r.relay.open_connections == 2, "the claim's connection")
+            await turns(50)  # the claim line is read: its record's wait begins
+            loop.advance(EARLY_PAIRED_AFTER - 1)
+            await turns()
+            assert nothing_to_read(old) and nothing_to_read(control)
+            loop.advance(1.5)
+            assert await old.line() == "PAIRED"
+            assert nothing_to_read(control)
+            assert r.relay.table.count(State.WAITING) == 1  # still nobody's
+            await old.send(PAKE_RECORD)
+            incoming = await control.line()
+            assert incoming.startswith("INCOMING "), incoming
+            data = await RawClient.connect(r.port)
+            await data.send(f"FERRY 1 JOIN {nameplate} {incoming.split()[1]}\n")
+            assert await data.line() == "PAIRED"
+            assert await data.exactly(len(PAKE_RECORD)) == PAKE_RECORD
+            await data.send(b"sender's PAKE\n")
+            assert await old.line() == "sender's PAKE"  # one PAIRED only, then the pipe
+            close_all(control, data, old)
+
+    run_on_clock(scenario)

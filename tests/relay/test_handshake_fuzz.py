@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ferry.errors import BadRequest
 from ferry.protocol import rendezvous as rv
+from tests.relay.clock import ClockLoop, run_on_clock, turns
 from tests.relay.harness import RawClient, pair, running_relay
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,10 +67,10 @@ def test_line_buffer_never_holds_a_line_longer_than_its_limit(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 def test_live_relay_answers_garbage_with_one_line_and_keeps_pairing(payloads: list[bytes]) -> None:
-    asyncio.run(asyncio.wait_for(_garbage_then_pair(payloads), 30))
+    run_on_clock(lambda loop: asyncio.wait_for(_garbage_then_pair(loop, payloads), 30))
 
 
-async def _garbage_then_pair(payloads: list[bytes]) -> None:
+async def _garbage_then_pair(loop: ClockLoop, payloads: list[bytes]) -> None:
     async with running_relay(handshake_timeout=0.2, max_hello_bytes=64) as r:
         clients = [await RawClient.connect(r.port) for _ in payloads]
         for client, payload in zip(clients, payloads, strict=True):
@@ -78,6 +79,8 @@ async def _garbage_then_pair(payloads: list[bytes]) -> None:
                     await client.send(payload)
                 except OSError:
                     pass  # the relay may already have refused and reset us
+        await turns(50)  # every connection accepted, its hello read
+        loop.advance(0.3)  # past the handshake deadline: whoever is unfinished is refused
         for client, payload in zip(clients, payloads, strict=True):
             first = await client.line(timeout=5)
             if payload.startswith((b"GET ", b"HEAD ")):  # HTTP: the web front answers it

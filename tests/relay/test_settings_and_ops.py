@@ -13,14 +13,22 @@ import pytest
 
 from ferry.cli import relay_serve as relay_cli
 from ferry.client.relay_link import refusal_error
-from ferry.config import MAX_HELLO_BYTES, OPENING_BYTES, RelayConfig, field_docs
+from ferry.config import (
+    MAX_HELLO_BYTES,
+    OPENING_BYTES,
+    SENDER_GRACE,
+    RelayConfig,
+    field_docs,
+)
 from ferry.errors import EXIT_USAGE
 from ferry.protocol import rendezvous as rv
-from ferry.relay import logs
+from ferry.relay import logs, refusals
 from ferry.relay.metrics import Metrics, MetricsServer, render
 from ferry_testing.waiting import until
+from tests.relay.clock import ClockLoop, run_on_clock, turns
 from tests.relay.conditions import logged, outcome_lines
 from tests.relay.harness import RawClient, pair, register_sender, running_relay
+from tests.relay.test_limits_enforced import nothing_to_read
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -238,34 +246,48 @@ async def test_metrics_endpoint_serves_metrics_healthz_and_nothing_else() -> Non
 # -- shutdown ---------------------------------------------------------------
 
 
-async def test_close_refuses_waiting_and_handshaking_but_drains_pipes() -> None:
-    async with running_relay() as r:
-        control, data, receiver, _ = await pair(r.port)
-        waiting, _ = await register_sender(r.port)
-        fresh = await RawClient.connect(r.port)
-        await until(lambda: r.relay.handshaking == 1, "the fresh connection's handshake")
-        closing = asyncio.create_task(r.relay.close(drain_timeout=10))
-        assert (await waiting.line()).startswith("ERROR shutting-down")
-        assert (await fresh.line()).startswith("ERROR shutting-down")
-        assert r.relay.active == 1 and not closing.done()  # the pipe still runs
-        await data.send(b"last bytes")
-        data.half_close()
-        assert await receiver.read_until_closed() == b"last bytes"
-        receiver.close()
-        await asyncio.wait_for(closing, 5)
-        for client in (control, data, waiting, fresh):
-            client.close()
+def test_close_refuses_waiting_and_handshaking_but_drains_pipes() -> None:
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay() as r:
+            control, data, receiver, _ = await pair(r.port)
+            waiting, _ = await register_sender(r.port)
+            fresh = await RawClient.connect(r.port)
+            await until(lambda: r.relay.handshaking == 1, "the fresh connection's handshake")
+            closing = asyncio.create_task(r.relay.close(drain_timeout=10))
+            assert (await waiting.line()).startswith("ERROR shutting-down")
+            await turns()
+            loop.advance(refusals.SNIFF_WAIT)  # a silent client's language is awaited this long
+            assert (await fresh.line()).startswith("ERROR shutting-down")
+            assert r.relay.active == 1 and not closing.done()  # the pipe still runs
+            await data.send(b"last bytes")
+            data.half_close()
+            assert await receiver.read_until_closed() == b"last bytes"
+            for client in (receiver, control, waiting, fresh):  # as real clients do, at once
+                client.close()
+            await asyncio.wait_for(closing, 5)
+            data.close()
+
+    run_on_clock(scenario)
 
 
-async def test_close_cuts_pipes_at_the_drain_deadline() -> None:
-    async with running_relay() as r:
-        control, data, receiver, _ = await pair(r.port)
-        started = asyncio.get_running_loop().time()
-        await asyncio.wait_for(r.relay.close(drain_timeout=0.3), 5)
-        assert asyncio.get_running_loop().time() - started < 3
-        assert await receiver.read_until_closed() == b""
-        for client in (control, data, receiver):
-            client.close()
+def test_close_cuts_pipes_at_the_drain_deadline() -> None:
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay() as r:
+            control, data, receiver, _ = await pair(r.port)
+            closing = asyncio.create_task(r.relay.close(drain_timeout=30))
+            await turns()
+            loop.advance(29)
+            await turns()
+            assert not closing.done() and nothing_to_read(receiver)  # the pipe still runs
+            loop.advance(2)  # past the drain deadline
+            await turns()
+            loop.advance(SENDER_GRACE)  # the sender's control connection is still open: cut
+            assert await receiver.read_until_closed() == b""
+            await asyncio.wait_for(closing, 5)
+            for client in (control, data, receiver):
+                client.close()
+
+    run_on_clock(scenario)
 
 
 def test_relay_never_imports_client_or_crypto() -> None:

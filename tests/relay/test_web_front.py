@@ -22,6 +22,7 @@ from ferry.relay.legs import LegEnd
 from ferry_testing.certs import Certs, make_certs
 from ferry_testing.waiting import until
 from ferry_testing.wsclient import HandshakeRefused, WsClient, parse_answer, upgrade_request
+from tests.relay.clock import ClockLoop, run_on_clock, turns
 from tests.relay.conditions import logged
 from tests.relay.harness import (
     PAKE_RECORD,
@@ -31,6 +32,7 @@ from tests.relay.harness import (
     register_sender,
     running_relay,
 )
+from tests.relay.test_limits_enforced import nothing_to_read
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -515,3 +517,38 @@ async def test_a_large_file_of_the_web_root_is_sent_whole_and_quickly(tmp_path: 
     head, _, got = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
     assert got == body
+
+
+def test_a_stalled_browser_leg_ends_at_the_idle_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    # A browser receiver that stops reading is ended by the relay's rules for its
+    # connection, logged as idle like a CLI receiver, and every leg is let go. (What
+    # it holds meanwhile is measured against a relay process: tests/faults/test_web_legs.py.)
+    caplog.set_level(logging.INFO, "ferry.relay")
+
+    async def scenario(loop: ClockLoop) -> None:
+        async with running_relay(idle_timeout=600) as r:
+            control, nameplate = await register_sender(r.port)
+            browser = await WsClient.connect(r.port, receive_buffer=32 * 1024)
+            await browser.send(claim(nameplate))
+            ticket = (await control.line()).split()[1]
+            data = await RawClient.connect(r.port)
+            await data.send(f"FERRY 1 JOIN {nameplate} {ticket}\n")
+            assert await data.line() == "PAIRED"
+            assert await browser.line() == "PAIRED"
+            assert await data.exactly(len(PAKE_RECORD)) == PAKE_RECORD
+            await data.send(b"\0" * 65536)  # the browser reads none of it
+            await turns()
+            loop.advance(599)
+            await turns()
+            assert r.relay.active == 1 and nothing_to_read(data)
+            loop.advance(2)
+            assert await data.read_until_closed() == b""
+            [line] = await logged(caplog)
+            assert (line["role"], line["outcome"]) == ("receiver", "idle")
+            loop.advance(bridge.FLUSH_TIMEOUT)  # the bridge's flush to a browser that reads nothing
+            await until(lambda: r.relay.open_connections == 1, "the browser's legs let go")
+            assert r.relay.active == 0
+            close_all(control, data)
+            browser.close()
+
+    run_on_clock(scenario)

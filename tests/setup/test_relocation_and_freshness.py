@@ -16,14 +16,28 @@ from tests.setup.checkout import copy_checkout, offline_env, refusing_port, run,
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def set_up(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A checkout whose first run has made .venv (offline, on packages already installed)."""
-    checkout = copy_checkout(tmp_path / "a")
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A checkout whose first run has made .venv (offline, on packages already installed).
+
+    Made once per module: the tests change their own copy of it (set_up)."""
+    where = tmp_path_factory.mktemp("first-run")
+    checkout = copy_checkout(where / "a")
     with refusing_port() as port:
-        env = offline_env(port, PYTHONPATH=str(runtime_packages(tmp_path / "site")))
+        env = offline_env(port, PYTHONPATH=str(runtime_packages(where / "site")))
         first = run([checkout / "send", "--version"], env)
     assert first.returncode == 0, first.stderr
+    return checkout, env
+
+
+@pytest.fixture
+def set_up(first_run: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The test's own copy of first_run's checkout, .venv included, already run once there."""
+    made, env = first_run
+    checkout = tmp_path / "a"
+    shutil.copytree(made, checkout, symlinks=True)
+    settled = run([checkout / "send", "--version"], env)
+    assert settled.returncode == 0, settled.stderr
     return checkout, env
 
 

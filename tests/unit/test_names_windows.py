@@ -14,7 +14,7 @@ DEVICES = ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"] + [
     f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789¹²³"
 ]
 FORBIDDEN = '<>:"|?*'
-PROPERTY = settings(max_examples=400, deadline=None)
+PROPERTY = settings(max_examples=200, deadline=None)  # the table above pins each device name
 
 
 @pytest.mark.parametrize(

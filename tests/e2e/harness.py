@@ -9,7 +9,9 @@ the whole process group can be killed, even when a test fails.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -17,7 +19,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -397,13 +400,11 @@ class Terminal:
             os.close(self.primary)
 
 
-_counter = 0
+_serial = itertools.count(1)  # next() is atomic: run_cases starts programs from threads
 
 
 def _unique(directory: Path, stem: str, suffix: str) -> Path:
-    global _counter
-    _counter += 1
-    return directory / f"{stem}-{os.getpid()}-{_counter}{suffix}"
+    return directory / f"{stem}-{os.getpid()}-{next(_serial)}{suffix}"
 
 
 # -- assertions ------------------------------------------------------------------------
@@ -496,6 +497,46 @@ def retry_while_claimed(run, *args: object, within: float = 10.0, **kwargs: obje
         if not claimed or time.monotonic() > deadline:
             return result
         time.sleep(0.1)
+
+
+def run_in_bursts(
+    pid: int, until: Callable[[], bool], timeout: float = 60, burst: float = 0.01
+) -> None:
+    """Let process pid run only in short bursts (SIGCONT, `burst` seconds, SIGSTOP) until
+    `until()` holds, checked each time while it is stopped; it is left stopped.
+
+    A throttle and an exact cut in one, whatever the machine's speed or load: a sender
+    stepped this way cannot run past the check, so past it the receiver gets at most
+    what was already in flight (socket buffers and the relay's budget, a few MiB).
+    A small file then stands in for a big one. The caller SIGCONTs pid when done."""
+    deadline = time.monotonic() + timeout
+    os.kill(pid, signal.SIGSTOP)
+    while not until():
+        assert time.monotonic() < deadline, f"not reached within {timeout}s"
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(burst)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(burst / 2)  # what is in flight lands
+
+
+def run_cases(cases: Mapping[str, Callable[[], object]], workers: int = 4) -> None:
+    """Run independent cases at once, each in a thread; fail with every case that failed.
+
+    For a table of cases that each start their own processes (a ./receive against
+    its own fake sender, say) and share nothing but a relay, which serves transfers
+    independently: the cases' waits overlap instead of adding up. Each case keeps its
+    own assertions; the failure names each failing case with its error."""
+    failures: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(case): name for name, case in cases.items()}
+        for future in concurrent.futures.as_completed(futures):
+            error = future.exception()
+            if error is not None:
+                detail = "".join(traceback.format_exception(error)[-3:])
+                failures.append(f"[{futures[future]}] {detail}")
+    assert not failures, f"{len(failures)} of {len(cases)} cases failed:\n" + "\n".join(
+        sorted(failures)
+    )
 
 
 @contextlib.contextmanager

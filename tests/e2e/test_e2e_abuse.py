@@ -76,7 +76,6 @@ def test_a_silent_claimer_costs_the_sender_nothing_and_holds_nothing(
 # -- item 4: empty DATA records ----------------------------------------------------------
 
 
-@pytest.mark.own_relay
 def test_a_flood_of_empty_data_records_ends_the_transfer_at_once(
     relay, run_receive, tmp_path: Path
 ) -> None:
@@ -96,7 +95,6 @@ def test_a_flood_of_empty_data_records_ends_the_transfer_at_once(
 # -- item 5: peer text on the terminal ---------------------------------------------------
 
 
-@pytest.mark.own_relay
 def test_a_senders_abort_text_reaches_the_terminal_escaped(
     relay, run_receive, tmp_path: Path
 ) -> None:
@@ -138,7 +136,6 @@ def hostile_receiver(host: str, port: int, code_text: str, refusal: str) -> thre
     return thread
 
 
-@pytest.mark.own_relay
 def test_a_receivers_refusal_text_reaches_the_terminal_escaped(
     relay, start_send, tmp_path: Path
 ) -> None:
@@ -197,7 +194,6 @@ def test_an_unknown_relay_reason_is_not_shown_verbatim(
 # -- item 7: what the receiver's ABORT tells the sender ----------------------------------
 
 
-@pytest.mark.own_relay
 def test_the_receivers_abort_never_carries_its_local_path(
     relay, run_receive, tmp_path: Path
 ) -> None:
@@ -259,7 +255,6 @@ def test_a_received_dotfile_is_named_on_stderr(
     assert '.bash_login"' in result.stderr and "dotfile" in result.stderr, result.stderr
 
 
-@pytest.mark.own_relay
 def test_a_name_stored_differently_from_the_offer_is_named_on_stderr(
     relay, run_receive, tmp_path: Path
 ) -> None:

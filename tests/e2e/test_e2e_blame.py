@@ -6,6 +6,7 @@ a read-only DIR, bad FERRY_DEBUG / FERRY_SETUP_TIMEOUT values, the relay's log l
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import subprocess
@@ -33,6 +34,7 @@ from .harness import (
     frozen_mid_transfer,
     invocation,
     ipv6_loopback_available,
+    run_cases,
     run_program,
 )
 from .test_e2e_resume_tree import start_stdin_send
@@ -216,21 +218,33 @@ def test_a_read_only_dir_is_named_read_only_not_permission_denied(
     assert_exact_one_line_error(result.stderr, "receive", "read-only file system")
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("name, value", [("FERRY_DEBUG", "maybe"), ("FERRY_SETUP_TIMEOUT", "abc")])
-@pytest.mark.parametrize("prog", ["send", "receive", "relay"])
-def test_a_bad_shared_variable_is_one_line_and_exit_2(procs, tmp_path, name, value, prog):
+def check_bad_shared_variable(procs, root: Path, name: str, value: str, prog: str) -> None:
     argv, cwd = invocation(prog)
     args = {
         "send": ["127.0.0.1:9", "--text", "hi"],
-        "receive": ["127.0.0.1:9", "7-guitar-orbit-velvet", str(tmp_path / "out")],
+        "receive": ["127.0.0.1:9", "7-guitar-orbit-velvet", str(root / "out")],
         "relay": ["127.0.0.1:0"],
     }[prog]
     env = {**clean_env(), name: value}
     result = run_program(procs, [*argv, *args], cwd, timeout=30, env=env)
     assert result.returncode == EXIT_USAGE, result.stderr
     assert_exact_one_line_error(result.stderr, prog, name, repr(value))
-    assert not (tmp_path / "out").exists()
+    assert not (root / "out").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_bad_shared_variable_is_one_line_and_exit_2(procs, tmp_path):
+    """Each program with each bad variable, its own process; the cases run at once."""
+    variables = [("FERRY_DEBUG", "maybe"), ("FERRY_SETUP_TIMEOUT", "abc")]
+    run_cases(
+        {
+            f"{prog}-{name}": functools.partial(
+                check_bad_shared_variable, procs, tmp_path / f"{prog}-{name}", name, value, prog
+            )
+            for name, value in variables
+            for prog in ["send", "receive", "relay"]
+        }
+    )
 
 
 def test_the_relay_logs_where_it_listens_as_host_port(relay_factory):

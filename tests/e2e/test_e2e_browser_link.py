@@ -4,6 +4,7 @@ pipe, as a person runs `./send RELAY FILE --qr` while a script reads the code.""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -21,8 +22,10 @@ from .harness import (
     Terminal,
     assert_exact_one_line_error,
     invocation,
+    run_cases,
     run_program,
     run_receive,
+    start_relay,
 )
 from .test_e2e_anything import start_send_with
 
@@ -65,6 +68,18 @@ def finish(
     return terminal.proc.stdout.read().decode()
 
 
+@pytest.fixture(scope="module")
+def web_url_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """./relay --web-url WEB_URL, shared by the tests that only need it to give the link."""
+    registry = Registry()
+    try:
+        yield start_relay(
+            registry, tmp_path_factory.mktemp("web-url-relay"), extra_args=["--web-url", WEB_URL]
+        )
+    finally:
+        registry.kill_all()
+
+
 @pytest.fixture
 def hello(tmp_path: Path) -> Path:
     path = tmp_path / "hello.txt"
@@ -73,9 +88,9 @@ def hello(tmp_path: Path) -> Path:
 
 
 def test_send_at_a_terminal_prints_the_link_and_its_qr_code_and_stdout_is_the_code_only(
-    procs, relay_factory, terminals, hello, tmp_path
+    procs, web_url_relay, terminals, hello, tmp_path
 ):
-    relay = relay_factory(extra_args=["--web-url", WEB_URL])
+    relay = web_url_relay
     terminal, code = send_at_terminal(procs, terminals, relay, hello, "--qr")
     link = f"{WEB_URL}#{code}"
     drawn = "\n".join(qr_lines(link))  # what the encoder makes of the link, drawn
@@ -88,9 +103,9 @@ def test_send_at_a_terminal_prints_the_link_and_its_qr_code_and_stdout_is_the_co
 
 
 def test_send_at_a_terminal_without_qr_prints_the_link_and_no_code_drawing(
-    procs, relay_factory, terminals, hello, tmp_path
+    procs, web_url_relay, terminals, hello, tmp_path
 ):
-    relay = relay_factory(extra_args=["--web-url", WEB_URL])
+    relay = web_url_relay
     terminal, code = send_at_terminal(procs, terminals, relay, hello)
     terminal.wait_for(f"send: or open this link in a browser: {WEB_URL}#{code}\n")
     assert finish(procs, relay, terminal, code, hello, tmp_path / "out") == ""
@@ -110,9 +125,9 @@ def test_send_with_qr_through_a_relay_without_web_url_says_why_in_one_line_and_s
 
 
 def test_send_with_qr_whose_stderr_is_not_a_terminal_prints_nothing_of_the_link(
-    procs, logdir, relay_factory, hello, tmp_path
+    procs, logdir, web_url_relay, hello, tmp_path
 ):
-    relay = relay_factory(extra_args=["--web-url", WEB_URL])
+    relay = web_url_relay
     sender = start_send_with(procs, logdir, relay, [str(hello), "--qr"])
     result = run_receive(procs, relay, sender.code, tmp_path / "out")
     assert result.returncode == 0, result.stderr
@@ -121,24 +136,30 @@ def test_send_with_qr_whose_stderr_is_not_a_terminal_prints_nothing_of_the_link(
     assert sender.stderr() == "", sender.stderr()
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "words"),
-    [
-        (["--web-url", "ftp://relay.example/"], {}, "https://"),
-        (["--web-url", "relay.example:9021"], {}, "https://"),
-        (["--web-url", "https://relay.example/#x"], {}, "fragment"),
-        (["--web-url", "https://me:pw@relay.example/"], {}, "password"),
-        (["--web-url", "https:///"], {}, "host"),
-        (["--web-url", "https://relay.example/" + "x" * 100], {}, "at most 100"),
-        ([], {"FERRY_RELAY_WEB_URL": "gopher://relay.example/"}, "https://"),
-        (["--web-url", "https://relay.example/", "--no-web"], {}, "--no-web"),
-    ],
-    ids=["scheme", "no-scheme", "fragment", "password", "no-host", "long", "env", "no-web"],
-)
-def test_relay_with_an_unusable_web_url_exits_with_one_line_and_the_usage_code(
-    procs, args, env, words
-):
+UNUSABLE_WEB_URLS: dict[str, tuple[list[str], dict[str, str], str]] = {
+    "scheme": (["--web-url", "ftp://relay.example/"], {}, "https://"),
+    "no-scheme": (["--web-url", "relay.example:9021"], {}, "https://"),
+    "fragment": (["--web-url", "https://relay.example/#x"], {}, "fragment"),
+    "password": (["--web-url", "https://me:pw@relay.example/"], {}, "password"),
+    "no-host": (["--web-url", "https:///"], {}, "host"),
+    "long": (["--web-url", "https://relay.example/" + "x" * 100], {}, "at most 100"),
+    "env": ([], {"FERRY_RELAY_WEB_URL": "gopher://relay.example/"}, "https://"),
+    "no-web": (["--web-url", "https://relay.example/", "--no-web"], {}, "--no-web"),
+}
+
+
+def check_unusable_web_url(procs, args: list[str], env: dict[str, str], words: str) -> None:
     argv, cwd = invocation("relay")
     result = run_program(procs, [*argv, "127.0.0.1:0", *args], cwd, env=clean_env(env), timeout=30)
     assert result.returncode == EXIT_USAGE, result.stderr
     assert_exact_one_line_error(result.stderr, "relay", "--web-url", words)
+
+
+def test_relay_with_an_unusable_web_url_exits_with_one_line_and_the_usage_code(procs):
+    """Each setting its own ./relay; the cases run at once."""
+    run_cases(
+        {
+            name: functools.partial(check_unusable_web_url, procs, args, env, words)
+            for name, (args, env, words) in UNUSABLE_WEB_URLS.items()
+        }
+    )

@@ -3,11 +3,13 @@ missing files. Each must give the documented exit code and one clear line on std
 
 from __future__ import annotations
 
+import functools
 import os
 import pty
 import select
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +34,7 @@ from .harness import (
     dir_is_empty,
     invocation,
     retry_while_claimed,
+    run_cases,
     valid_words,
     wrong_words_code,
 )
@@ -160,17 +163,36 @@ def test_receive_before_any_send_is_unknown_code_exit_5(relay, run_receive, tmp_
     assert relay.alive()
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "code",
-    ["hello", "7", "7-guitar", "0-a-b", "abc-def-ghi", "7-notaword-zzzz-qqqq", "7-é-a", ""],
-)
-def test_malformed_code_is_usage_error_exit_2(relay, run_receive, tmp_path, code):
-    outdir = tmp_path / "out"
+MALFORMED_CODES = [
+    "hello",
+    "7",
+    "7-guitar",
+    "0-a-b",
+    "abc-def-ghi",
+    "7-notaword-zzzz-qqqq",
+    "7-é-a",
+    "",
+]
+
+
+def check_malformed_code(relay, run_receive, outdir: Path, code: str) -> None:
     result = run_receive(relay, code, outdir, timeout=30)
     assert result.returncode == EXIT_USAGE, result.stderr
     assert_exact_one_line_error(result.stderr, "receive")
     assert_nothing_stored(outdir)
+
+
+@pytest.mark.timeout(60)
+def test_malformed_codes_are_usage_errors_exit_2(relay, run_receive, tmp_path):
+    """Each code its own ./receive; the cases run at once."""
+    run_cases(
+        {
+            repr(code): functools.partial(
+                check_malformed_code, relay, run_receive, tmp_path / f"out{i}", code
+            )
+            for i, code in enumerate(MALFORMED_CODES)
+        }
+    )
 
 
 # -- 8. existing file ---------------------------------------------------------------------------
@@ -273,16 +295,26 @@ def test_send_fifo_exits_3_and_prints_nothing(procs, relay, tmp_path):
     assert_exact_one_line_error(result.stderr, "send")
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:0", "127.0.0.1:99999", "::1:9021"])
-def test_send_bad_relay_address_is_usage_error(procs, tmp_path, address):
+def check_bad_relay_address(procs, source: Path, address: str) -> None:
     from .harness import run_send_to_exit
 
-    make_file(tmp_path / "f.bin")
-    result = run_send_to_exit(procs, address, tmp_path / "f.bin", timeout=30)
+    result = run_send_to_exit(procs, address, source, timeout=30)
     assert result.returncode == EXIT_USAGE, result.stderr
     assert result.stdout == ""
     assert_exact_one_line_error(result.stderr, "send")
+
+
+@pytest.mark.timeout(60)
+def test_send_bad_relay_addresses_are_usage_errors(procs, tmp_path):
+    """Each address its own ./send; the cases run at once."""
+    make_file(tmp_path / "f.bin")
+    addresses = ["nonsense", "127.0.0.1:0", "127.0.0.1:99999", "::1:9021"]
+    run_cases(
+        {
+            address: functools.partial(check_bad_relay_address, procs, tmp_path / "f.bin", address)
+            for address in addresses
+        }
+    )
 
 
 # -- 12. every failure is one line without traceback -------------------------------------------

@@ -8,6 +8,7 @@ final name, and always clean up its temporary file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from ferry.protocol.records import RecordType
 from ferry_testing.files import leftovers
 
 from .fakes import Close, Data, FakeSender, RawRecord, Step
-from .harness import assert_exact_one_line_error, assert_one_line_error
+from .harness import assert_exact_one_line_error, assert_one_line_error, run_cases
 
 
 def snapshot(root: Path, exclude: Path) -> dict[str, tuple[int, int]]:
@@ -47,14 +48,18 @@ def file_digest(path: str) -> str | None:
         return None
 
 
+def make_sandbox(root: Path) -> Path:
+    """root/sandbox/inner/out is the output dir; everything around it is watched."""
+    outdir = root / "sandbox" / "inner" / "out"
+    outdir.mkdir(parents=True)
+    (root / "sandbox" / "keep.txt").write_text("keep")
+    (root / "sandbox" / "inner" / "keep.txt").write_text("keep")
+    return outdir
+
+
 @pytest.fixture
 def sandbox(tmp_path):
-    """tmp_path/sandbox/inner/out is the output dir; everything around it is watched."""
-    outdir = tmp_path / "sandbox" / "inner" / "out"
-    outdir.mkdir(parents=True)
-    (tmp_path / "sandbox" / "keep.txt").write_text("keep")
-    (tmp_path / "sandbox" / "inner" / "keep.txt").write_text("keep")
-    return outdir
+    return make_sandbox(tmp_path)
 
 
 def run_against_fake(relay, run_receive, fake: FakeSender, outdir: Path, extra_args=()):
@@ -70,39 +75,35 @@ def run_against_fake(relay, run_receive, fake: FakeSender, outdir: Path, extra_a
 PAYLOAD = b"hostile payload\n" * 4
 
 
-@pytest.mark.own_relay
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "name",
-    [
-        "../../evil.txt",
-        "../../../../../../../../tmp/ferry-e2e-evil.txt",
-        "/etc/passwd",
-        "ABSOLUTE_IN_TMP",
-        "..\\..\\evil.txt",
-        "sub/dir/file.txt",
-        "a\x1b[31m.txt",
-        "evil\u202etxt.exe",
-        "nul\x00byte.txt",
-        "line\nbreak.txt",
-        "C:\\Windows\\evil.txt",
-        "..",
-        ".",
-        "",
-        "../",
-        "/",
-        "x" * 400 + ".txt",
-        ".ferry-0123456789abcdef.part",
-    ],
-    ids=repr,
-)
-def test_hostile_file_name_is_stored_inside_output_dir_or_refused(
-    relay, run_receive, tmp_path, sandbox, name
-):
-    victim = tmp_path / "victim.txt"
+HOSTILE_NAMES = [
+    "../../evil.txt",
+    "../../../../../../../../tmp/ferry-e2e-evil.txt",
+    "/etc/passwd",
+    "ABSOLUTE_IN_TMP",
+    "..\\..\\evil.txt",
+    "sub/dir/file.txt",
+    "a\x1b[31m.txt",
+    "evil\u202etxt.exe",
+    "nul\x00byte.txt",
+    "line\nbreak.txt",
+    "C:\\Windows\\evil.txt",
+    "..",
+    ".",
+    "",
+    "../",
+    "/",
+    "x" * 400 + ".txt",
+    ".ferry-0123456789abcdef.part",
+]
+
+
+def check_hostile_file_name(relay, run_receive, root: Path, name: str) -> None:
+    root.mkdir()
+    sandbox = make_sandbox(root)
+    victim = root / "victim.txt"
     if name == "ABSOLUTE_IN_TMP":
         name = str(victim)
-    watched = snapshot(tmp_path, exclude=sandbox)
+    watched = snapshot(root, exclude=sandbox)
     passwd = file_digest("/etc/passwd")
     tmp_evil = Path("/tmp/ferry-e2e-evil.txt")
     tmp_evil_before = tmp_evil.exists()
@@ -110,9 +111,7 @@ def test_hostile_file_name_is_stored_inside_output_dir_or_refused(
     fake = FakeSender(relay.host, relay.port, name, len(PAYLOAD), [Data(PAYLOAD, final=True)])
     result = run_against_fake(relay, run_receive, fake, sandbox, extra_args=["-v"])
 
-    assert snapshot(tmp_path, exclude=sandbox) == watched, (
-        "something changed outside the output dir"
-    )
+    assert snapshot(root, exclude=sandbox) == watched, "something changed outside the output dir"
     assert file_digest("/etc/passwd") == passwd
     assert not victim.exists()
     assert tmp_evil.exists() == tmp_evil_before
@@ -133,6 +132,22 @@ def test_hostile_file_name_is_stored_inside_output_dir_or_refused(
         assert entries == [], f"refused, yet wrote {entries}"
         assert_one_line_error(result.stderr, "receive")
         assert fake.outcome in ("refused", "aborted", "eof", ""), (fake.outcome, fake.error)
+
+
+@pytest.mark.timeout(120)
+def test_hostile_file_names_are_stored_inside_output_dir_or_refused(relay, run_receive, tmp_path):
+    """Each name in its own tmp dir against its own ./receive; the cases run at once."""
+    run_cases(
+        {
+            repr(name): functools.partial(
+                check_hostile_file_name, relay, run_receive, tmp_path / f"case{i}", name
+            )
+            for i, name in enumerate(HOSTILE_NAMES)
+        }
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"case{i}" for i in range(len(HOSTILE_NAMES))
+    ), "something was written beside the cases' directories"
 
 
 # (offered size, steps, expected exit code, words expected in the error)
@@ -181,14 +196,11 @@ ABUSES: dict[str, tuple[int, list[Step], int, str]] = {
 }
 
 
-@pytest.mark.own_relay
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("abuse", list(ABUSES))
-def test_lying_or_tampering_sender_fails_receive_and_leaves_nothing(
-    relay, run_receive, tmp_path, sandbox, abuse
-):
+def check_lying_or_tampering_sender(relay, run_receive, root: Path, abuse: str) -> None:
+    root.mkdir()
+    sandbox = make_sandbox(root)
     size, steps, expected_rc, needle = ABUSES[abuse]
-    watched = snapshot(tmp_path, exclude=sandbox)
+    watched = snapshot(root, exclude=sandbox)
     fake = FakeSender(relay.host, relay.port, "data.bin", size, steps)
     result = run_against_fake(relay, run_receive, fake, sandbox)
     assert fake.answer is not None and fake.answer.accept, (fake.answer, fake.error)
@@ -198,10 +210,22 @@ def test_lying_or_tampering_sender_fails_receive_and_leaves_nothing(
     assert not (sandbox / "data.bin").exists(), "partial file stored under the final name"
     assert leftovers(sandbox) == [], f"temporary files left: {leftovers(sandbox)}"
     assert list(sandbox.iterdir()) == []
-    assert snapshot(tmp_path, exclude=sandbox) == watched
+    assert snapshot(root, exclude=sandbox) == watched
 
 
-@pytest.mark.own_relay
+@pytest.mark.timeout(120)
+def test_lying_or_tampering_senders_fail_receive_and_leave_nothing(relay, run_receive, tmp_path):
+    """Each abuse in its own tmp dir against its own ./receive; the cases run at once."""
+    run_cases(
+        {
+            abuse: functools.partial(
+                check_lying_or_tampering_sender, relay, run_receive, tmp_path / abuse, abuse
+            )
+            for abuse in ABUSES
+        }
+    )
+
+
 @pytest.mark.timeout(60)
 def test_offer_larger_than_free_space_is_refused_before_any_byte(relay, run_receive, sandbox):
     fake = FakeSender(relay.host, relay.port, "huge.bin", 1 << 62, [Data(b"x" * 10)])
@@ -212,7 +236,6 @@ def test_offer_larger_than_free_space_is_refused_before_any_byte(relay, run_rece
     assert list(sandbox.iterdir()) == []
 
 
-@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_offer_of_unknown_kind_is_refused(relay, run_receive, sandbox):
     fake = FakeSender(relay.host, relay.port, "dir", 10, [], kind="directory")
@@ -224,7 +247,6 @@ def test_offer_of_unknown_kind_is_refused(relay, run_receive, sandbox):
     assert list(sandbox.iterdir()) == []
 
 
-@pytest.mark.own_relay
 @pytest.mark.timeout(60)
 def test_fake_sender_honest_run_is_acknowledged(relay, run_receive, sandbox):
     """Sanity check of the fake itself: played straight, the real receiver stores and ACKs."""
@@ -291,38 +313,38 @@ def test_dangling_symlink_under_offered_name_is_refused(relay, start_send, run_r
     assert sender.wait(30) == EXIT_REFUSED_BY_PEER, sender.stderr()
 
 
-@pytest.mark.own_relay
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "body",
-    [
-        b'{"kind":"file","name":"a.txt","size":-1}',
-        b'{"kind":"file","name":"a.txt","size":true}',
-        b'{"kind":"file","name":"a.txt","size":1.5}',
-        b'{"kind":"file","name":7,"size":1}',
-        b'{"kind":"file","size":1}',
-        b'{"kind":"file","name":"' + b"n" * 5000 + b'","size":1}',
-        b"[1,2,3]",
-        b"not json at all",
-        b"\xff\xfe\x00",
-        b"",
-    ],
-    ids=[
-        "negative",
-        "bool",
-        "float",
-        "name-int",
-        "no-name",
-        "long-name",
-        "list",
-        "text",
-        "bytes",
-        "empty",
-    ],
-)
-def test_malformed_offer_fails_receive_cleanly(relay, run_receive, sandbox, body):
+MALFORMED_OFFERS: dict[str, bytes] = {
+    "negative": b'{"kind":"file","name":"a.txt","size":-1}',
+    "bool": b'{"kind":"file","name":"a.txt","size":true}',
+    "float": b'{"kind":"file","name":"a.txt","size":1.5}',
+    "name-int": b'{"kind":"file","name":7,"size":1}',
+    "no-name": b'{"kind":"file","size":1}',
+    "long-name": b'{"kind":"file","name":"' + b"n" * 5000 + b'","size":1}',
+    "list": b"[1,2,3]",
+    "text": b"not json at all",
+    "bytes": b"\xff\xfe\x00",
+    "empty": b"",
+}
+
+
+def check_malformed_offer(relay, run_receive, root: Path, body: bytes) -> None:
+    root.mkdir()
+    sandbox = make_sandbox(root)
     fake = FakeSender(relay.host, relay.port, "a.txt", 1, [Data(b"x", final=True)], raw_offer=body)
     result = run_against_fake(relay, run_receive, fake, sandbox)
     assert result.returncode == EXIT_PEER_GONE, result.stderr  # a malformed offer
     assert_exact_one_line_error(result.stderr, "receive")
     assert list(sandbox.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_malformed_offers_fail_receive_cleanly(relay, run_receive, tmp_path):
+    """Each offer against its own ./receive; the cases run at once."""
+    run_cases(
+        {
+            name: functools.partial(
+                check_malformed_offer, relay, run_receive, tmp_path / name, body
+            )
+            for name, body in MALFORMED_OFFERS.items()
+        }
+    )

@@ -8,6 +8,7 @@ before any data moves when the tree cannot be stored safely, and leave no stagin
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ferry.protocol.manifest import Entry
 from ferry_testing.files import leftovers
 
 from .fakes import Data, FakeSender, Step
-from .harness import assert_one_line_error
+from .harness import assert_one_line_error, run_cases
 from .test_e2e_hostile_sender import run_against_fake, snapshot
 
 
@@ -40,40 +41,42 @@ def tree_fake(relay, entries: list[Entry], records: list[bytes] | None = None,
     return FakeSender(relay.host, relay.port, "", size, steps, offer=offer, manifest=records)
 
 
+def make_sandbox(root: Path) -> Path:
+    outdir = root / "sandbox" / "out"
+    outdir.mkdir(parents=True)
+    (root / "sandbox" / "keep.txt").write_text("keep")
+    return outdir
+
+
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Path:
-    outdir = tmp_path / "sandbox" / "out"
-    outdir.mkdir(parents=True)
-    (tmp_path / "sandbox" / "keep.txt").write_text("keep")
-    return outdir
+    return make_sandbox(tmp_path)
 
 
 D = entry("d", is_dir=True)
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    ("entries", "said"),
-    [
-        ([D, entry("d/../../evil")], "unusable path"),
-        ([entry("/etc/evil")], "unusable path"),
-        ([D, entry("d//x")], "unusable path"),
-        ([D, entry("d/..")], "unusable path"),
-        ([entry("../evil")], "unusable path"),
-        ([entry("x/evil")], "not inside a listed directory"),
-        ([entry("f"), entry("f/evil")], "not inside a listed directory"),
-        ([D, entry("d/a"), entry("d/a")], "collides"),
-        ([D, entry("d/ab:c"), entry("d/ab_c")], "collides"),
-        ([D, entry("d", is_dir=True)], "collides"),
-        ([entry("/".join(["n"] * (i + 1)), is_dir=True) for i in range(70)], "deeper than 64"),
-    ],
-    ids=["dotdot", "absolute", "empty-part", "trailing-dotdot", "top-dotdot", "no-parent",
-         "file-as-parent", "duplicate", "same-after-sanitising", "dir-twice", "depth-bomb"],
-)  # fmt: skip
-def test_hostile_manifest_is_refused_before_any_byte_and_nothing_is_written(
-    relay, run_receive, tmp_path, sandbox, entries, said
-):
-    watched = snapshot(tmp_path, exclude=sandbox)
+HOSTILE_MANIFESTS: dict[str, tuple[list[Entry], str]] = {
+    "dotdot": ([D, entry("d/../../evil")], "unusable path"),
+    "absolute": ([entry("/etc/evil")], "unusable path"),
+    "empty-part": ([D, entry("d//x")], "unusable path"),
+    "trailing-dotdot": ([D, entry("d/..")], "unusable path"),
+    "top-dotdot": ([entry("../evil")], "unusable path"),
+    "no-parent": ([entry("x/evil")], "not inside a listed directory"),
+    "file-as-parent": ([entry("f"), entry("f/evil")], "not inside a listed directory"),
+    "duplicate": ([D, entry("d/a"), entry("d/a")], "collides"),
+    "same-after-sanitising": ([D, entry("d/ab:c"), entry("d/ab_c")], "collides"),
+    "dir-twice": ([D, entry("d", is_dir=True)], "collides"),
+    "depth-bomb": (
+        [entry("/".join(["n"] * (i + 1)), is_dir=True) for i in range(70)],
+        "deeper than 64",
+    ),
+}
+
+
+def check_hostile_manifest(relay, run_receive, root: Path, entries: list[Entry], said: str):
+    sandbox = make_sandbox(root)
+    watched = snapshot(root, exclude=sandbox)
     fake = tree_fake(relay, entries)
     result = run_against_fake(relay, run_receive, fake, sandbox)
     assert result.returncode == EXIT_REFUSED_BY_PEER, result.stderr
@@ -82,18 +85,31 @@ def test_hostile_manifest_is_refused_before_any_byte_and_nothing_is_written(
     assert fake.outcome == "refused", (fake.outcome, fake.error)
     assert fake.answer is not None and fake.answer.reason == messages.REASON_BAD_NAME
     assert list(sandbox.iterdir()) == [], "a refused tree left something behind"
-    assert snapshot(tmp_path, exclude=sandbox) == watched
-    assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+    assert snapshot(root, exclude=sandbox) == watched
+    assert not (root / "evil").exists() and not Path("/etc/evil").exists()
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    "lie",
-    ["counts", "sizes", "garbage-record", "too-many-records", "data-beyond-manifest"],
-)
-def test_manifest_that_lies_ends_the_transfer_as_a_protocol_error(
-    relay, run_receive, tmp_path, sandbox, lie
+@pytest.mark.timeout(120)
+def test_hostile_manifests_are_refused_before_any_byte_and_nothing_is_written(
+    relay, run_receive, tmp_path
 ):
+    """Each manifest against its own ./receive in its own directory; the cases run at once."""
+    run_cases(
+        {
+            name: functools.partial(
+                check_hostile_manifest, relay, run_receive, tmp_path / name, entries, said
+            )
+            for name, (entries, said) in HOSTILE_MANIFESTS.items()
+        }
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(HOSTILE_MANIFESTS)
+
+
+LIES = ["counts", "sizes", "garbage-record", "too-many-records", "data-beyond-manifest"]
+
+
+def check_lying_manifest(relay, run_receive, root: Path, lie: str) -> None:
+    sandbox = make_sandbox(root)
     entries = [D, entry("d/a", 3), entry("d/b", 4)]
     records = manifest.encode_records(entries)
     offer = messages.Offer(messages.KIND_TREE, "", 7, 1, 3, 2, 1)
@@ -113,6 +129,17 @@ def test_manifest_that_lies_ends_the_transfer_as_a_protocol_error(
     assert result.returncode == EXIT_PEER_GONE, result.stderr
     assert_one_line_error(result.stderr, "receive")
     assert list(sandbox.iterdir()) == [] and leftovers(sandbox) == []
+
+
+@pytest.mark.timeout(120)
+def test_manifests_that_lie_end_the_transfer_as_a_protocol_error(relay, run_receive, tmp_path):
+    """Each lie against its own ./receive; the cases run at once."""
+    run_cases(
+        {
+            lie: functools.partial(check_lying_manifest, relay, run_receive, tmp_path / lie, lie)
+            for lie in LIES
+        }
+    )
 
 
 @pytest.mark.timeout(60)

@@ -3,9 +3,11 @@ forgiving code input, special files."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,7 @@ from .harness import (
     frozen_mid_transfer,
     ipv6_loopback_available,
     paced_stream,
+    run_cases,
     run_send_to_exit,
     valid_words,
     wait_mid_transfer,
@@ -147,10 +150,9 @@ def test_sender_with_short_wait_and_no_receiver_exits_9(procs, relay, tmp_path, 
     assert_one_line_error(sender.stderr(), "send")
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("style", ["upper", "spaces", "padded"])
-def test_code_typed_loosely_is_accepted(relay, start_send, run_receive, tmp_path, style):
-    src = tmp_path / "f.bin"
+def check_code_typed_loosely(relay, start_send, run_receive, root: Path, style: str) -> None:
+    src = root / "f.bin"
+    root.mkdir()
     data = os.urandom(5000)
     src.write_bytes(data)
     sender = start_send(relay, src)
@@ -159,10 +161,23 @@ def test_code_typed_loosely_is_accepted(relay, start_send, run_receive, tmp_path
         "spaces": sender.code.replace("-", " "),
         "padded": f"  {sender.code}  ",
     }[style]
-    result = run_receive(relay, typed, tmp_path / "out")
+    result = run_receive(relay, typed, root / "out")
     assert result.returncode == 0, result.stderr
     assert sender.wait(30) == 0, sender.stderr()
-    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert (root / "out" / "f.bin").read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+def test_codes_typed_loosely_are_accepted(relay, start_send, run_receive, tmp_path):
+    """Each style its own transfer; the transfers run at once."""
+    run_cases(
+        {
+            style: functools.partial(
+                check_code_typed_loosely, relay, start_send, run_receive, tmp_path / style, style
+            )
+            for style in ["upper", "spaces", "padded"]
+        }
+    )
 
 
 @pytest.mark.timeout(60)
@@ -304,28 +319,24 @@ class _FakeServer:
         self.sock.close()
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    ("reply", "exit_code"),
-    [
-        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", EXIT_RELAY_UNREACHABLE),
-        (b"", EXIT_PEER_GONE),  # a relay that failed could do the same: no proof
-        (b"\x00\xff" * 100, EXIT_RELAY_UNREACHABLE),
-        (b"OK\n", EXIT_RELAY_UNREACHABLE),
-    ],
-    ids=["http", "closes", "binary", "other-line"],
-)
-def test_clients_talking_to_something_that_is_not_a_relay_fail_in_one_line(
-    procs, run_receive, tmp_path, reply, exit_code
-):
+NOT_RELAYS: dict[str, tuple[bytes, int]] = {
+    "http": (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", EXIT_RELAY_UNREACHABLE),
+    "closes": (b"", EXIT_PEER_GONE),  # a relay that failed could do the same: no proof
+    "binary": (b"\x00\xff" * 100, EXIT_RELAY_UNREACHABLE),
+    "other-line": (b"OK\n", EXIT_RELAY_UNREACHABLE),
+}
+
+
+def check_not_a_relay(procs, run_receive, root: Path, reply: bytes, exit_code: int) -> None:
+    root.mkdir()
     server = _FakeServer(reply)
     try:
         address = f"127.0.0.1:{server.port}"
-        src = tmp_path / "f.bin"
+        src = root / "f.bin"
         src.write_bytes(b"x")
         sent = run_send_to_exit(procs, address, src, timeout=40)
         code = "-".join(["3", *valid_words()])
-        got = run_receive(address, code, tmp_path / "out", timeout=40)
+        got = run_receive(address, code, root / "out", timeout=40)
     finally:
         server.close()
     assert sent.returncode == exit_code, sent.stderr  # not a relay (proved) / lost
@@ -333,7 +344,45 @@ def test_clients_talking_to_something_that_is_not_a_relay_fail_in_one_line(
     assert_exact_one_line_error(sent.stderr, "send")
     assert got.returncode == exit_code, got.stderr
     assert_exact_one_line_error(got.stderr, "receive")
-    assert_nothing_stored(tmp_path / "out")
+    assert_nothing_stored(root / "out")
+
+
+@pytest.mark.timeout(60)
+def test_clients_talking_to_something_that_is_not_a_relay_fail_in_one_line(
+    procs, run_receive, tmp_path
+):
+    """Each reply from its own server to its own ./send and ./receive; the cases run at once."""
+    run_cases(
+        {
+            name: functools.partial(
+                check_not_a_relay, procs, run_receive, tmp_path / name, reply, exit_code
+            )
+            for name, (reply, exit_code) in NOT_RELAYS.items()
+        }
+    )
+
+
+def interrupt_mid_transfer(procs, logdir, relay, src: Path, outdir: Path) -> None:
+    """One round: Ctrl-C the receiver while bytes flow; exit 130, one line, no trace."""
+    from ferry_testing.procs import kill
+
+    from .harness import start_receive, start_send
+
+    sender = start_send(procs, logdir, relay, src)
+    receiver = start_receive(procs, logdir, relay, sender.code, outdir)
+    wait_mid_transfer(outdir, GIB)
+    os.kill(receiver.proc.pid, signal.SIGINT)
+    rc = receiver.wait(30)
+    kill(sender.proc)
+    stderr = receiver.stderr()
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    # The error line, last; before it at most the line saying what was kept.
+    kept = [line for line in lines[:-1] if not line.startswith("receive: kept the ")]
+    assert rc == EXIT_INTERRUPTED and "Traceback" not in stderr and not kept, (
+        f"exit {rc}, stderr:\n{stderr}"
+    )
+    assert lines[-1:] == ["receive: error: interrupted"], f"exit {rc}, stderr:\n{stderr}"
+    assert not leftovers(outdir), f"temporary file left {leftovers(outdir)}"
 
 
 @pytest.mark.timeout(120)
@@ -341,33 +390,15 @@ def test_receiver_interrupted_repeatedly_never_prints_a_traceback(relay, procs, 
     """Ctrl-C while bytes flow, several times: always exit 130 with one line, never a trace.
 
     Probabilistic by nature (the interrupt must land while the receiver handles a read);
-    a few rounds make an intermittent traceback show up with good odds.
+    a few rounds make an intermittent traceback show up with good odds. The rounds are
+    independent transfers and run at once.
     """
-    from ferry_testing.procs import kill
-
-    from .harness import start_receive, start_send
-
     src = sparse_file(tmp_path / "src" / "big.bin", GIB)
-    problems = []
-    for round_ in range(8):
-        sender = start_send(procs, logdir, relay, src)
-        outdir = tmp_path / f"out{round_}"
-        receiver = start_receive(procs, logdir, relay, sender.code, outdir)
-        wait_mid_transfer(outdir, GIB)
-        os.kill(receiver.proc.pid, signal.SIGINT)
-        rc = receiver.wait(30)
-        kill(sender.proc)
-        stderr = receiver.stderr()
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        # The error line, last; before it at most the line saying what was kept.
-        kept = [line for line in lines[:-1] if not line.startswith("receive: kept the ")]
-        if (
-            rc != EXIT_INTERRUPTED
-            or "Traceback" in stderr
-            or kept
-            or lines[-1:] != ["receive: error: interrupted"]
-        ):
-            problems.append(f"round {round_}: exit {rc}, stderr:\n{stderr}")
-        if leftovers(outdir):
-            problems.append(f"round {round_}: temporary file left {leftovers(outdir)}")
-    assert not problems, "\n".join(problems)
+    run_cases(
+        {
+            f"round {round_}": functools.partial(
+                interrupt_mid_transfer, procs, logdir, relay, src, tmp_path / f"out{round_}"
+            )
+            for round_ in range(8)
+        }
+    )

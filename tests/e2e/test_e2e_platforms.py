@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,15 +50,13 @@ pytestmark = [pytest.mark.timeout(90), pytest.mark.parametrize("system", platfor
 class Shimmed:
     """The relay and the client environment for one system's shim."""
 
-    def __init__(self, procs: Registry, logdir: Path, system: str) -> None:
+    def __init__(self, procs: Registry, logdir: Path, system: str, relay: Relay) -> None:
         self.procs = procs
         self.logdir = logdir
         self.system = system
         self.log = _unique(logdir, f"shim-{system}", ".log")
         self.env = platform_shim.env(system, self.log, base=clean_env())
-        # The relay refuses Windows: there, only the clients are shimmed.
-        relay_env = dict(self.env, **RELAY_WITH_SITE) if system == "macos" else clean_env()
-        self.relay: Relay = start_relay(procs, logdir, env=relay_env)
+        self.relay = relay
 
     def calls(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
@@ -94,9 +93,28 @@ class Shimmed:
         return run_program(self.procs, [*argv, str(self.relay), *args], cwd, 60, self.env, input)
 
 
+@pytest.fixture(scope="module")
+def macos_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """./relay under the macOS shim, shared by the module's macos cases. Its shim calls
+    go to a log of its own, so a test's log holds only its own clients' calls."""
+    registry = Registry()
+    logdir = tmp_path_factory.mktemp("macos-relay")
+    env = dict(
+        platform_shim.env("macos", logdir / "relay-shim.log", base=clean_env()), **RELAY_WITH_SITE
+    )
+    try:
+        yield start_relay(registry, logdir, env=env)
+    finally:
+        registry.kill_all()
+
+
 @pytest.fixture
-def shim(procs: Registry, logdir: Path, system: str) -> Shimmed:
-    return Shimmed(procs, logdir, system)
+def shim(request: pytest.FixtureRequest, procs: Registry, logdir: Path, system: str) -> Shimmed:
+    """The clients under the shim; the relay under it on macOS, and the shared plain
+    relay for Windows (the relay refuses Windows: there, only the clients are shimmed)."""
+    relay: Relay = request.getfixturevalue("macos_relay" if system == "macos" else "shared_relay")
+    assert relay.alive(), f"the relay exited:\n{relay.log()}"
+    return Shimmed(procs, logdir, system, relay)
 
 
 def assert_system_mechanisms(shim: Shimmed, *extra: str) -> None:

@@ -213,7 +213,6 @@ def test_ask_prompt_ends_when_the_sender_goes_away_with_exit_7_and_nothing_store
     assert_gone_promptly(terminal, out, EXIT_PEER_GONE, "the sender went away")
 
 
-@pytest.mark.own_relay
 @pytest.mark.timeout(120)
 def test_ask_prompt_ends_when_the_sender_aborts_and_shows_its_reason(
     procs, relay, tmp_path, terminals

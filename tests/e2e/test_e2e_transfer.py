@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from ferry.config import ClientConfig
 from ferry.errors import EXIT_USAGE
 from ferry_testing.files import leftovers
 
-from .harness import CODE_RE, REPO, ipv6_loopback_available
+from .harness import CODE_RE, REPO, ipv6_loopback_available, run_cases
 
 MIB = 1024 * 1024
 RECORD = ClientConfig.record_size
@@ -24,16 +25,10 @@ def listing(directory: Path) -> list[str]:
 # -- 1. the README's example session ------------------------------------------------------
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize("outarg", ["out/", "out", "nested/not/yet/out"])
-def test_example_session_on_any_address_delivers_identical_file(
-    relay_factory, start_send, run_receive, tmp_path, outarg
-):
-    relay = relay_factory(listen=":0", host="localhost")
-    where = relay.at("localhost")
-    sending = tmp_path / "sending"
-    receiving = tmp_path / "receiving"
-    sending.mkdir()
+def check_example_session(where: str, start_send, run_receive, root: Path, outarg: str) -> None:
+    sending = root / "sending"
+    receiving = root / "receiving"
+    sending.mkdir(parents=True)
     receiving.mkdir()
     data = os.urandom(3 * MIB)
     (sending / "corgis.mp4").write_bytes(data)
@@ -53,6 +48,24 @@ def test_example_session_on_any_address_delivers_identical_file(
     assert listing(outdir) == ["corgis.mp4"]
     assert (outdir / "corgis.mp4").read_bytes() == data
     assert "Traceback" not in result.stderr + sender.stderr()
+
+
+@pytest.mark.timeout(90)
+def test_example_session_on_any_address_delivers_identical_file(
+    relay_factory, start_send, run_receive, tmp_path
+):
+    """One relay on every interface; each output form its own transfer, at once."""
+    relay = relay_factory(listen=":0", host="localhost")
+    where = relay.at("localhost")
+    outargs = ["out/", "out", "nested/not/yet/out"]
+    run_cases(
+        {
+            outarg: functools.partial(
+                check_example_session, where, start_send, run_receive, tmp_path / f"case{i}", outarg
+            )
+            for i, outarg in enumerate(outargs)
+        }
+    )
 
 
 @pytest.mark.timeout(90)
@@ -86,19 +99,16 @@ def test_invocation_forms_from_repo_root_and_other_cwd_deliver_file(
 # -- 2. sizes -------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(90)
-@pytest.mark.parametrize(
-    "size",
-    [0, 1, RECORD - 1, RECORD, RECORD + 1, 2 * RECORD, 5 * MIB + 17],
-    ids=lambda s: f"{s}B",
-)
-def test_file_of_size_arrives_identical(relay, start_send, run_receive, tmp_path, size):
-    src = tmp_path / "src" / "file.bin"
-    src.parent.mkdir()
+SIZES = [0, 1, RECORD - 1, RECORD, RECORD + 1, 2 * RECORD, 5 * MIB + 17]
+
+
+def check_file_of_size(relay, start_send, run_receive, root: Path, size: int) -> None:
+    src = root / "src" / "file.bin"
+    src.parent.mkdir(parents=True)
     data = os.urandom(size)
     src.write_bytes(data)
     sender = start_send(relay, src)
-    outdir = tmp_path / "out"
+    outdir = root / "out"
     result = run_receive(relay, sender.code, outdir)
     assert result.returncode == 0, result.stderr
     assert sender.wait(30) == 0, sender.stderr()
@@ -108,25 +118,52 @@ def test_file_of_size_arrives_identical(relay, start_send, run_receive, tmp_path
     assert listing(outdir) == ["file.bin"]
 
 
+@pytest.mark.timeout(90)
+def test_files_of_every_size_arrive_identical(relay, start_send, run_receive, tmp_path):
+    """Each size its own transfer; the transfers run at once."""
+    run_cases(
+        {
+            f"{size}B": functools.partial(
+                check_file_of_size, relay, start_send, run_receive, tmp_path / f"{size}B", size
+            )
+            for size in SIZES
+        }
+    )
+
+
 # -- 3. names -------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", ["my file.txt", "résumé 日本.pdf", ".hidden", "x" * 200 + ".txt"])
-def test_file_name_with_spaces_or_non_ascii_arrives_under_same_name(
-    relay, start_send, run_receive, tmp_path, name
-):
-    src_dir = tmp_path / "src"
-    src_dir.mkdir()
+NAMES = ["my file.txt", "résumé 日本.pdf", ".hidden", "x" * 200 + ".txt"]
+
+
+def check_name_arrives(relay, start_send, run_receive, root: Path, name: str) -> None:
+    src_dir = root / "src"
+    src_dir.mkdir(parents=True)
     data = os.urandom(1000)
     (src_dir / name).write_bytes(data)
     sender = start_send(relay, name, cwd=src_dir)
-    outdir = tmp_path / "out"
+    outdir = root / "out"
     result = run_receive(relay, sender.code, outdir)
     assert result.returncode == 0, result.stderr
     assert sender.wait(30) == 0, sender.stderr()
     assert listing(outdir) == [name]
     assert (outdir / name).read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+def test_file_names_with_spaces_or_non_ascii_arrive_under_same_name(
+    relay, start_send, run_receive, tmp_path
+):
+    """Each name its own transfer; the transfers run at once."""
+    run_cases(
+        {
+            name: functools.partial(
+                check_name_arrives, relay, start_send, run_receive, tmp_path / f"case{i}", name
+            )
+            for i, name in enumerate(NAMES)
+        }
+    )
 
 
 # -- 14. address forms ------------------------------------------------------------------------
@@ -150,23 +187,33 @@ def test_ipv6_relay_with_ipv6_clients_delivers_file(
     assert (tmp_path / "out" / "v6.bin").read_bytes() == data
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize(
-    ("send_host", "receive_host"),
-    [("localhost", "localhost"), ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1")],
-)
-def test_relay_on_all_interfaces_serves_localhost_and_ipv4_clients(
-    relay_factory, start_send, run_receive, tmp_path, send_host, receive_host
-):
-    relay = relay_factory(listen=":0", host="127.0.0.1")
-    src = tmp_path / "any.bin"
+def check_hosts(relay, start_send, run_receive, root: Path, send_host: str, receive_host: str):
+    root.mkdir()
+    src = root / "any.bin"
     data = os.urandom(50_000)
     src.write_bytes(data)
     sender = start_send(relay.at(send_host), src)
-    result = run_receive(relay.at(receive_host), sender.code, tmp_path / "out")
+    result = run_receive(relay.at(receive_host), sender.code, root / "out")
     assert result.returncode == 0, result.stderr
     assert sender.wait(30) == 0, sender.stderr()
-    assert (tmp_path / "out" / "any.bin").read_bytes() == data
+    assert (root / "out" / "any.bin").read_bytes() == data
+
+
+@pytest.mark.timeout(60)
+def test_relay_on_all_interfaces_serves_localhost_and_ipv4_clients(
+    relay_factory, start_send, run_receive, tmp_path
+):
+    """One relay on every interface; each pair of host names its own transfer, at once."""
+    relay = relay_factory(listen=":0", host="127.0.0.1")
+    pairs = [("localhost", "localhost"), ("127.0.0.1", "127.0.0.1"), ("localhost", "127.0.0.1")]
+    run_cases(
+        {
+            f"{send}-{receive}": functools.partial(
+                check_hosts, relay, start_send, run_receive, tmp_path / f"case{i}", send, receive
+            )
+            for i, (send, receive) in enumerate(pairs)
+        }
+    )
 
 
 # -- 15. code from stdin or the environment -----------------------------------------------------

@@ -71,7 +71,8 @@ def test_first_run_without_an_index_uses_the_packages_already_installed(tmp_path
     assert first.stderr.splitlines()[0] == SETTING_UP
     assert re.fullmatch(
         r"ferry: the package index is unreachable; using the installed cryptography \S+, "
-        r"spake2 \S+, tqdm \S+, segno \S+, zstandard \S+ \(`make setup` installs the locked versions\)",
+        r"spake2 \S+, tqdm \S+, segno \S+, zstandard \S+ "
+        r"\(`make setup` installs the locked versions\)",
         first.stderr.splitlines()[1],
     ), first.stderr
     assert (second.returncode, second.stdout, second.stderr) == (0, first.stdout, "")

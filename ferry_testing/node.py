@@ -30,18 +30,26 @@ MIN_NODE: Final = (20, 19)
 
 
 def _installed_matches_lock() -> bool:
-    """True when web/node_modules holds exactly the lock's packages (npm's hidden lockfile)."""
+    """True when web/node_modules holds the lock's packages (npm's hidden lockfile).
+
+    The lock also names optional packages for other platforms (esbuild's binaries for
+    macOS, Windows, ...), which npm leaves out here: those may be missing, but every
+    package installed must be the locked version, and every required one installed.
+    """
     hidden = WEB / "node_modules" / ".package-lock.json"
     if not hidden.exists():
         return False
-    lock: dict[str, Any] = json.loads((WEB / "package-lock.json").read_text())
-    installed: dict[str, Any] = json.loads(hidden.read_text())
-
-    def versions(doc: dict[str, Any]) -> dict[str, str | None]:
-        packages: dict[str, Any] = doc.get("packages", {})
-        return {k: v.get("version") for k, v in packages.items() if k}
-
-    return versions(lock) == versions(installed)
+    lock: dict[str, Any] = json.loads((WEB / "package-lock.json").read_text()).get("packages", {})
+    installed: dict[str, Any] = json.loads(hidden.read_text()).get("packages", {})
+    for name, entry in lock.items():
+        if not name:
+            continue
+        if name in installed:
+            if installed[name].get("version") != entry.get("version"):
+                return False
+        elif not entry.get("optional", False):
+            return False
+    return all(name in lock for name in installed if name)
 
 
 def _missing(reason: str) -> None:

@@ -25,16 +25,19 @@ lock: setup-dev
 	$(UV_COMPILE) -o requirements/runtime.txt
 	$(UV_COMPILE) --extra dev -c requirements/runtime.txt -o requirements/dev.txt
 
-# The whole suite but the tests marked slow, spread over every core (pytest-xdist: each test
-# has its own ports and tmp_path). `make test-slow` runs the slow ones (gigabyte files, soaks,
-# the browser, the cluster); CI runs both (.ci/run). CONTRIBUTING.md: which tests when.
-PYTEST_WORKERS ?= auto
+# The whole suite but the tests marked slow, in pytest-xdist workers (each test has its own
+# ports and tmp_path). Most of a test's time is spent waiting on its processes and sockets,
+# not computing (2 cores ran ~45 % busy with one worker per core), so `make test` runs three
+# workers per core, at most 12. `make test-slow` runs the slow ones (gigabyte files, soaks,
+# the browser, the cluster) one worker per core; CI runs both (.ci/run). CONTRIBUTING.md:
+# which tests when.
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(12, 3 * (os.cpu_count() or 1)))")
 
 test: setup-dev
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow"
 
 test-slow: setup-dev
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m slow
+	$(BIN)/python -m pytest -n auto -m slow
 
 test-fast: setup-dev
 	$(BIN)/python -m pytest tests/unit tests/inproc

@@ -113,9 +113,10 @@ def send(
     path: Path | str,
     name: str = "send",
     stdin: procs.StdStream = None,
+    options: tuple[str, ...] = (),
 ) -> Client:
-    """./send path (path "-" with stdin, a pipe's read end, say: a stream)."""
-    client = Client(workdir, name, ["send", f"127.0.0.1:{port}", str(path)], stdin)
+    """./send [options] path (path "-" with stdin, a pipe's read end, say: a stream)."""
+    client = Client(workdir, name, ["send", *options, f"127.0.0.1:{port}", str(path)], stdin)
     started.append(client)
     return client
 

@@ -134,7 +134,8 @@ async def test_sigkill_of_the_relay_fails_both_clients_cleanly(tmp_path: Path) -
         source = sparse_file(tmp_path / "big.bin", 1 << 30)
         out = tmp_path / "out"
         with clients() as started:
-            sender = send(started, tmp_path, relay.port, source)
+            # Uncompressed, so a gigabyte of zeros is still moving when the relay dies.
+            sender = send(started, tmp_path, relay.port, source, options=("--no-compress",))
             receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
             await until(lambda: out.exists() and any(out.iterdir()), "transfer under way", 20)
             relay.signal(signal.SIGKILL)

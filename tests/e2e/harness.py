@@ -551,7 +551,8 @@ def frozen_mid_transfer(
     """
     gib = 1024**3
     src = sparse_file(tmp_path / "src" / "big.bin", gib)
-    sender = start_send(relay, src)
+    # Uncompressed: a sparse file's zeros compress 1,000-fold and would be across at once.
+    sender = start_send(relay, src, extra_args=["--no-compress"])
     outdir = tmp_path / "out"
     receiver = start_receive(relay, sender.code, outdir)
     wait_mid_transfer(outdir, gib)

@@ -368,7 +368,8 @@ def interrupt_mid_transfer(procs, logdir, relay, src: Path, outdir: Path) -> Non
 
     from .harness import start_receive, start_send
 
-    sender = start_send(procs, logdir, relay, src)
+    # Uncompressed: a sparse file's zeros compress 1,000-fold and would be across at once.
+    sender = start_send(procs, logdir, relay, src, extra_args=["--no-compress"])
     receiver = start_receive(procs, logdir, relay, sender.code, outdir)
     wait_mid_transfer(outdir, GIB)
     os.kill(receiver.proc.pid, signal.SIGINT)

@@ -214,7 +214,7 @@ async def test_kill_9_of_a_peer_mid_transfer_fails_the_other_cleanly(
         source = sparse_file(tmp_path / "big.bin", BIG)
         out = tmp_path / "out"
         with clients() as started:
-            sender = send(started, tmp_path, relay.port, source)
+            sender = send(started, tmp_path, relay.port, source, options=("--no-compress",))
             receiver = receive(started, tmp_path, relay.port, await sender.code(), out)
             # Bytes in the receiver's partial, not just the file: the receiver creates it
             # before it accepts the offer, and a receiver killed before accepting only ends

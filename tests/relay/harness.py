@@ -167,3 +167,14 @@ async def pair(port: int, source: str = "127.0.0.1") -> tuple[RawClient, RawClie
 def close_all(*clients: RawClient) -> None:
     for client in clients:
         client.close()
+
+
+async def standby_sender(port: int) -> tuple[RawClient, int, str]:
+    """A standby sender's control connection: (control, nameplate, its first TICKET)."""
+    control = await RawClient.connect(port)
+    await control.send("FERRY 1 SEND STANDBY\n")
+    assigned = await control.line()
+    assert assigned.startswith("NAMEPLATE "), assigned
+    ticket = await control.line()
+    assert ticket.startswith("TICKET "), ticket
+    return control, int(assigned.split()[1]), ticket.split()[1]

@@ -25,7 +25,7 @@ from ferry.relay.table import Entry
 from ferry_testing.waiting import until
 
 from .clock import ClockLoop, run_on_clock, turns
-from .harness import RawClient, close_all, running_relay
+from .harness import RawClient, close_all, running_relay, standby_sender
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,16 +42,6 @@ async def claimer(port: int, nameplate: int, who: int, source: str) -> RawClient
     client = await RawClient.connect(port, source)
     await client.send(f"FERRY 1 RECV {nameplate}\n".encode() + record(who))
     return client
-
-
-async def standby_sender(port: int) -> tuple[RawClient, int, str]:
-    control = await RawClient.connect(port)
-    await control.send("FERRY 1 SEND STANDBY\n")
-    assigned = await control.line()
-    assert assigned.startswith("NAMEPLATE "), assigned
-    ticket = await control.line()
-    assert ticket.startswith("TICKET "), ticket
-    return control, int(assigned.split()[1]), ticket.split()[1]
 
 
 async def join(port: int, nameplate: int, ticket: str) -> RawClient:

@@ -11,21 +11,18 @@ import pytest
 
 from ferry.relay.server import Relay
 from ferry_testing.waiting import until
-from tests.relay.harness import PAKE_RECORD, RawClient, claim, close_all, running_relay
+from tests.relay.harness import (
+    PAKE_RECORD,
+    RawClient,
+    claim,
+    close_all,
+    running_relay,
+    standby_sender,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
 FLIGHT = b"\x00\x00\x00\x21\x01\x00" + b"P" * 33  # stands in for a PAKE record
-
-
-async def _standby_sender(port: int) -> tuple[RawClient, int, str]:
-    control = await RawClient.connect(port)
-    await control.send("FERRY 1 SEND STANDBY\n")
-    assigned = await control.line()
-    assert assigned.startswith("NAMEPLATE "), assigned
-    ticket = await control.line()
-    assert ticket.startswith("TICKET "), ticket
-    return control, int(assigned.split()[1]), ticket.split()[1]
 
 
 async def _park(port: int, nameplate: int, ticket: str, early: bytes = FLIGHT) -> RawClient:
@@ -50,7 +47,7 @@ async def _nothing_to_read(client: RawClient, wait: float = 0.2) -> bool:
 
 async def test_parked_data_connection_is_paired_the_moment_a_receiver_claims() -> None:
     async with running_relay() as relay:
-        control, nameplate, ticket = await _standby_sender(relay.port)
+        control, nameplate, ticket = await standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
         assert await _nothing_to_read(data)  # parked: no answer until a receiver comes
         receiver = await RawClient.connect(relay.port)
@@ -70,7 +67,7 @@ async def test_parked_data_connection_is_paired_the_moment_a_receiver_claims() -
 
 async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused_stale() -> None:
     async with running_relay() as relay:
-        control, nameplate, ticket = await _standby_sender(relay.port)
+        control, nameplate, ticket = await standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
         receiver = await RawClient.connect(relay.port)
         await receiver.send(claim(nameplate))
@@ -91,7 +88,7 @@ async def test_finished_attempt_gives_a_fresh_ticket_and_the_old_one_is_refused_
 
 async def test_lost_parked_connection_is_unparked_and_its_ticket_still_joins() -> None:
     async with running_relay(join_timeout=5.0) as relay:
-        control, nameplate, ticket = await _standby_sender(relay.port)
+        control, nameplate, ticket = await standby_sender(relay.port)
         lost = await _park(relay.port, nameplate, ticket)
         await _parked(relay.relay, nameplate)
         lost.reset()
@@ -109,7 +106,7 @@ async def test_lost_parked_connection_is_unparked_and_its_ticket_still_joins() -
 
 async def test_parked_connection_that_floods_is_dropped() -> None:
     async with running_relay() as relay:
-        control, nameplate, ticket = await _standby_sender(relay.port)
+        control, nameplate, ticket = await standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
         await _parked(relay.relay, nameplate)  # sent with the JOIN, it is refused sooner
         await data.send(b"x" * 20_000)
@@ -119,7 +116,7 @@ async def test_parked_connection_that_floods_is_dropped() -> None:
 
 async def test_sender_leaving_closes_its_parked_connection() -> None:
     async with running_relay() as relay:
-        control, nameplate, ticket = await _standby_sender(relay.port)
+        control, nameplate, ticket = await standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
         await _parked(relay.relay, nameplate)
         control.close()
@@ -130,7 +127,7 @@ async def test_sender_leaving_closes_its_parked_connection() -> None:
 
 async def test_same_ticket_again_replaces_the_parked_connection_and_closes_the_old() -> None:
     async with running_relay() as relay:
-        control, nameplate, ticket = await _standby_sender(relay.port)
+        control, nameplate, ticket = await standby_sender(relay.port)
         stale = await _park(relay.port, nameplate, ticket)
         fresh = await _park(relay.port, nameplate, ticket)  # the sender reconnected
         assert await stale.read_until_closed() == b""
@@ -143,7 +140,7 @@ async def test_same_ticket_again_replaces_the_parked_connection_and_closes_the_o
 
 async def test_parked_connection_has_keepalive_probes_under_nat_timeouts() -> None:
     async with running_relay() as relay:
-        control, nameplate, ticket = await _standby_sender(relay.port)
+        control, nameplate, ticket = await standby_sender(relay.port)
         data = await _park(relay.port, nameplate, ticket)
         await _parked(relay.relay, nameplate)
         entry = next(e for e in relay.relay.table.entries() if e.nameplate == nameplate)

@@ -58,7 +58,7 @@ from pathlib import Path
 
 from bench import delayline, wan
 from bench.delayline import CLIENT_NS, RELAY_IP, RELAY_NS, in_ns
-from bench.report import MIB, load_average
+from bench.report import MIB, load_average, unpack_ref
 from ferry_testing import procs
 
 TOOLS = ("plain", "old", "new", "raw")
@@ -117,12 +117,7 @@ def make_corpora(workdir: Path, random_mib: int) -> dict[str, Path]:
 
 
 def unpack_old(ref: str, into: Path) -> Path:
-    into.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(procs.ROOT), "archive", ref, "src"], check=True, capture_output=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
+    return unpack_ref(ref, into, "src")
 
 
 class Place:

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from bench import delayline, e2e, wan
 from bench.delayline import CLIENT_NS, FAR_IP, RELAY_IP, RELAY_NS, in_ns
-from bench.report import MIB, load_average
+from bench.report import MIB, load_average, unpack_ref
 from ferry_testing import procs
 
 ANY = "0.0.0.0"
@@ -263,13 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ferry-legs-") as temp:
         workdir = Path(temp)
-        old = workdir / "old"
-        old.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(procs.ROOT), "archive", args.old, "src", "relay"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        old = unpack_ref(args.old, workdir / "old", "src", "relay")
         ctx = wan.Context(workdir, args.min_rate)
         source = e2e.make_file(workdir / f"file-{args.size}MiB.bin", args.size * MIB)
         cells = Cells()

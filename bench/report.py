@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import statistics
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -184,3 +185,14 @@ def as_json(figures: list[Figure], host: Machine) -> dict[str, object]:
             for figure in figures
         ],
     }
+
+
+def unpack_ref(ref: str, into: Path, *paths: str) -> Path:
+    """The files of commit `ref` (only `paths`, if any: e.g. "src", "relay"), unpacked
+    with `git archive` under `into`: the "old" side of a benchmark's old/new rows."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, *paths], check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from bench import delayline
 from bench.delayline import CLIENT_NS, RELAY_IP, RELAY_NS, in_ns
-from bench.report import load_average
+from bench.report import load_average, unpack_ref
 from ferry_testing import procs
 
 KIB = 1024
@@ -79,13 +79,7 @@ class Cells:
 
 def unpack(ref: str, into: Path) -> Path:
     """The tree of commit `ref` (its relay shim and src/), unpacked under `into`."""
-    into.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(procs.ROOT), "archive", ref, "src", "relay"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
+    return unpack_ref(ref, into, "src", "relay")
 
 
 def compile_tree(root: Path) -> None:

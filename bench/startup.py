@@ -42,6 +42,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.report import unpack_ref
 from ferry_testing import procs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +52,7 @@ DEADLINE = 60.0
 
 def unpack(ref: str, into: Path) -> Path:
     """The relay of commit `ref` (its shim and src/), unpacked under `into`."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref, "src", "relay"], check=True, capture_output=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
+    return unpack_ref(ref, into, "src", "relay")
 
 
 def one_start(root: Path, env_extra: dict[str, str] | None = None) -> tuple[float, float]:

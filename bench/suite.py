@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.report import unpack_ref
 from ferry_testing.procs import ROOT
 
 TIERS = ("unit", "inproc", "relay", "faults", "cluster", "setup", "e2e")
@@ -34,11 +35,7 @@ SUMMARY = re.compile(r"^=*\s*(.*\b(?:passed|failed|error)\b.*?)\s*=*$")
 
 
 def unpack(ref: str, where: Path) -> Path:
-    where.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    unpack_ref(ref, where)
     for name in LINKED:
         if (ROOT / name).exists():
             (where / name).symlink_to(ROOT / name)

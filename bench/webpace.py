@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import e2e
-from bench.report import load_average
+from bench.report import load_average, unpack_ref
 from bench.web import _browser, _say, _span, _spawn_send, browser_cpu, cli_to_browser
 from ferry_testing import procs
 from ferry_testing.chromium import live_heap, slow_disk_script
@@ -100,13 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="ferry-webpace-") as tmp, _browser() as browser:
         work = Path(tmp)
-        old = work / "old"
-        old.mkdir()
-        archive = subprocess.run(
-            ["git", "-C", str(procs.ROOT), "archive", args.old, "src", "relay"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        old = unpack_ref(args.old, work / "old", "src", "relay")
         source = e2e.make_file(work / "payload.bin", size)
         fast_source = e2e.make_file(work / "fast.bin", args.fast_size * MIB)
         roots = {"old": old, "new": procs.ROOT}
